@@ -1,0 +1,276 @@
+//! Everything cleanroom asks of Docker. Containers are created and started
+//! through testcontainers; the rest (ping, images, inspect, logs, exec,
+//! removal by label) goes straight to the engine through the bollard client
+//! testcontainers is configured with.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use testcontainers::bollard::models::{ExecConfig, PortBinding};
+use testcontainers::bollard::query_parameters::{
+    CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use testcontainers::bollard::Docker as Bollard;
+use testcontainers::core::ContainerPort;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use crate::config::PullPolicy;
+use crate::definition::GenericContainer;
+use crate::error::Error;
+
+/// How long cleanroom waits for the engine to answer its first ping.
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The label every container, network and volume cleanroom creates carries.
+pub const MANAGED_LABEL: &str = "cleanroom.managed";
+/// The label that names the session (the run) that created it.
+pub const SESSION_LABEL: &str = "cleanroom.session";
+/// The label that names the service.
+pub const SERVICE_LABEL: &str = "cleanroom.service";
+
+/// A connected engine.
+#[derive(Clone)]
+pub(crate) struct Docker {
+    client: Bollard,
+    pub(crate) host: String,
+}
+
+impl std::fmt::Debug for Docker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Docker").field("host", &self.host).finish()
+    }
+}
+
+/// The engine address the docker CLI would use: DOCKER_HOST, else the default socket.
+pub(crate) fn docker_host() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => format!("{h} (DOCKER_HOST)"),
+        _ => "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST to use another)".to_string(),
+    }
+}
+
+/// What an exec'd command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code.
+    pub exit_code: i64,
+    /// What it wrote to stdout.
+    pub stdout: String,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Docker {
+    /// Connects and pings, failing within [`PING_TIMEOUT`].
+    pub(crate) async fn connect() -> Result<Docker, Error> {
+        let host = docker_host();
+        let unavailable = |reason: String| Error::DockerUnavailable { host: host.clone(), reason };
+        let client = tokio::time::timeout(PING_TIMEOUT, testcontainers::core::client::docker_client_instance())
+            .await
+            .map_err(|_| unavailable(format!("no answer within {PING_TIMEOUT:?}")))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        match tokio::time::timeout(PING_TIMEOUT, client.ping()).await {
+            Ok(Ok(_)) => Ok(Docker { client, host }),
+            Ok(Err(e)) => Err(unavailable(e.to_string())),
+            Err(_) => Err(unavailable(format!("no answer within {PING_TIMEOUT:?}"))),
+        }
+    }
+
+    /// Makes sure the image is on this machine, pulling it if the policy allows.
+    pub(crate) async fn ensure_image(&self, service: &str, image: &str, policy: PullPolicy) -> Result<(), Error> {
+        if self.client.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let not_found = |pull: String| Error::ImageNotFound {
+            service: service.to_string(),
+            image: image.to_string(),
+            pull,
+            env: crate::config::env_key(service),
+        };
+        if policy == PullPolicy::Never {
+            return Err(not_found("pulling is off (CLEANROOM_PULL=never)".into()));
+        }
+        let (name, tag) = crate::definition::split_image(image);
+        let options = CreateImageOptionsBuilder::new().from_image(&name).tag(&tag).build();
+        let mut pull = self.client.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            if let Err(e) = step {
+                return Err(not_found(format!("the pull failed: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts the container with cleanroom's labels, publishing
+    /// its ports on 127.0.0.1 only. Health checks are cleanroom's, not
+    /// testcontainers', so none are given to it.
+    pub(crate) async fn start(
+        &self,
+        service: &str,
+        def: &GenericContainer,
+        labels: BTreeMap<String, String>,
+    ) -> Result<ContainerAsync<GenericImage>, Error> {
+        let (name, tag) = def.image_name_and_tag();
+        let mut image = GenericImage::new(name, tag);
+        let mut ports = def.ports.clone();
+        for check in &def.health_checks {
+            if let Some(p) = check.port() {
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+        }
+        for port in &ports {
+            image = image.with_exposed_port(ContainerPort::Tcp(*port));
+        }
+        if let Some(entrypoint) = &def.entrypoint {
+            image = image.with_entrypoint(entrypoint);
+        }
+        let mut request = image.with_labels(labels);
+        if !def.cmd.is_empty() {
+            request = request.with_cmd(def.cmd.clone());
+        }
+        for (k, v) in &def.env {
+            request = request.with_env_var(k, v);
+        }
+        let bindings: HashMap<String, Option<Vec<PortBinding>>> = ports
+            .iter()
+            .map(|p| {
+                (
+                    format!("{p}/tcp"),
+                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                )
+            })
+            .collect();
+        request = request
+            .with_startup_timeout(def.startup_timeout)
+            .with_host_config_modifier(move |hc| {
+                hc.publish_all_ports = Some(false);
+                hc.port_bindings = Some(bindings.clone());
+            });
+        request.start().await.map_err(|e| {
+            let reason = e.to_string();
+            if reason.contains("create") || reason.contains("Create") {
+                Error::Creation { service: service.into(), image: def.image.clone(), reason }
+            } else {
+                Error::Start { service: service.into(), image: def.image.clone(), reason }
+            }
+        })
+    }
+
+    /// The host ports Docker published for each container port.
+    pub(crate) async fn published_ports(&self, id: &str) -> Result<BTreeMap<u16, u16>, String> {
+        let info = self.client.inspect_container(id, None).await.map_err(|e| e.to_string())?;
+        let mut out = BTreeMap::new();
+        let ports = info.network_settings.and_then(|n| n.ports).unwrap_or_default();
+        for (key, bindings) in ports {
+            let Some(container_port) = key.split('/').next().and_then(|p| p.parse::<u16>().ok()) else { continue };
+            let host_port = bindings
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.host_ip.as_deref().is_none_or(|ip| !ip.contains(':')))
+                .find_map(|b| b.host_port.and_then(|p| p.parse::<u16>().ok()));
+            if let Some(hp) = host_port {
+                out.insert(container_port, hp);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the container is running, and its exit code if it is not.
+    pub(crate) async fn exit_status(&self, id: &str) -> Result<Option<i64>, String> {
+        let info = self.client.inspect_container(id, None).await.map_err(|e| e.to_string())?;
+        let state = info.state.unwrap_or_default();
+        if state.running.unwrap_or(false) {
+            Ok(None)
+        } else {
+            Ok(Some(state.exit_code.unwrap_or(-1)))
+        }
+    }
+
+    /// The container's output (stdout and stderr, interleaved), the last
+    /// `tail` lines or all of it.
+    pub(crate) async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, String> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&tail).build();
+        let mut stream = self.client.logs(id, Some(options));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        Ok(out)
+    }
+
+    /// Runs a command inside the container and waits for it.
+    pub(crate) async fn exec(&self, id: &str, cmd: &[String]) -> Result<ExecOutput, String> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.to_vec()),
+            ..Default::default()
+        };
+        let exec = self.client.create_exec(id, config).await.map_err(|e| e.to_string())?;
+        let started = self.client.start_exec(&exec.id, None).await.map_err(|e| e.to_string())?;
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let testcontainers::bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| e.to_string())? {
+                    testcontainers::bollard::container::LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                }
+            }
+        }
+        // The stream ends when the process does, but its exit code may be
+        // recorded a moment later.
+        for _ in 0..50 {
+            let info = self.client.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
+            if info.running != Some(true) {
+                if let Some(code) = info.exit_code {
+                    return Ok(ExecOutput { exit_code: code, stdout, stderr });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(format!("`{}` did not report an exit code", cmd.join(" ")))
+    }
+
+    /// Whether `path` exists in the container (asks the engine's archive API,
+    /// so it works in images without a shell).
+    pub(crate) async fn path_exists(&self, id: &str, path: &str) -> Result<bool, String> {
+        let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
+        let mut stream = self.client.download_from_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(_)) | None => Ok(true),
+            Some(Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) => {
+                Ok(false)
+            }
+            Some(Err(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// Ids of every container (running or not) carrying all these labels.
+    pub(crate) async fn containers_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Stops and removes a container with its anonymous volumes; a container
+    /// that is already gone counts as removed.
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), String> {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The built-in services, `postgres` and `redis`: official images by default,
+//! overridable per service with `CLEANROOM_POSTGRES_IMAGE` and
+//! `CLEANROOM_REDIS_IMAGE`.
+
+use std::hash::{BuildHasher, Hasher};
+
+use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
+use crate::driver::{Node, Resolve, Service, TestContext};
+use crate::handle::{Postgres, Redis};
+use crate::health::HealthCheck;
+
+/// The Postgres image used unless configured otherwise.
+pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:17-alpine";
+/// The Redis image used unless configured otherwise.
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7-alpine";
+
+/// The built-in Postgres service.
+pub(crate) static POSTGRES: ServiceSpec = ServiceSpec { name: "postgres", module_path: "cleanroom", kind: ServiceKind::Postgres };
+/// The built-in Redis service.
+pub(crate) static REDIS: ServiceSpec = ServiceSpec { name: "redis", module_path: "cleanroom", kind: ServiceKind::Redis };
+
+/// A password nobody can guess, new for every run.
+fn random_password() -> String {
+    let state = std::collections::hash_map::RandomState::new();
+    let mut out = String::new();
+    for i in 0..2u64 {
+        let mut h = state.build_hasher();
+        h.write_u64(i);
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+/// The definition of the Postgres service: a throwaway server tuned for tests
+/// (no fsync), Ready only when a real login succeeds.
+pub(crate) fn postgres_definition() -> GenericContainer {
+    GenericContainer::new(DEFAULT_POSTGRES_IMAGE)
+        .with_env("POSTGRES_USER", "cleanroom")
+        .with_env("POSTGRES_PASSWORD", random_password())
+        .with_env("POSTGRES_DB", "cleanroom")
+        .with_cmd(["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+        .with_port(5432)
+        .with_health_check(HealthCheck::postgres_query())
+}
+
+/// The definition of the Redis service: no persistence, Ready when it answers PING.
+pub(crate) fn redis_definition() -> GenericContainer {
+    GenericContainer::new(DEFAULT_REDIS_IMAGE)
+        .with_cmd(["redis-server", "--save", "", "--appendonly", "no", "--databases", "64"])
+        .with_port(6379)
+        .with_health_check(HealthCheck::redis_ping(6379))
+}
+
+/// `postgres` in `#[cleanroom::test(postgres)]`.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct postgres {}
+
+impl Resolve for postgres {
+    type Output = Postgres;
+    const NODE: Node = Node::service(&POSTGRES);
+    fn resolve(ctx: &mut TestContext) -> Postgres {
+        Postgres::new(ctx.container(&POSTGRES))
+    }
+}
+impl Service for postgres {}
+
+/// `redis` in `#[cleanroom::test(redis)]`.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct redis {}
+
+impl Resolve for redis {
+    type Output = Redis;
+    const NODE: Node = Node::service(&REDIS);
+    fn resolve(ctx: &mut TestContext) -> Redis {
+        Redis::new(ctx.container(&REDIS))
+    }
+}
+impl Service for redis {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_differ_between_calls() {
+        let a = super::random_password();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, super::random_password());
+    }
+}

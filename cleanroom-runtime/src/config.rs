@@ -1,0 +1,121 @@
+//! Settings read from the environment (the first slice of configuration; a
+//! file and a command line come later and slot in below these).
+
+use crate::error::Error;
+
+/// The environment variable that overrides `service`'s image, e.g.
+/// `CLEANROOM_POSTGRES_IMAGE`.
+pub fn image_env_var(service: &str) -> String {
+    format!("CLEANROOM_{}_IMAGE", env_key(service))
+}
+
+/// A service name as it appears inside environment variable names.
+pub(crate) fn env_key(service: &str) -> String {
+    service.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// Whether and when images are pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull images that are not on this machine (the default).
+    #[default]
+    Missing,
+    /// Never pull: a missing image is an error at once.
+    Never,
+}
+
+/// The settings cleanroom runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CLEANROOM_PULL`: `missing` (default) or `never`.
+    pub pull: PullPolicy,
+    /// `CLEANROOM_STARTUP_TIMEOUT`: seconds a service may take to be Ready,
+    /// overriding definitions that do not set their own.
+    pub startup_timeout: Option<std::time::Duration>,
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Config, Error> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let pull = match get("CLEANROOM_PULL").as_deref().map(str::trim) {
+            None | Some("") | Some("missing") => PullPolicy::Missing,
+            Some("never") => PullPolicy::Never,
+            Some(other) => {
+                return Err(Error::Configuration {
+                    key: "CLEANROOM_PULL".into(),
+                    reason: format!("{other:?} is not a pull policy; expected one of: missing, never"),
+                })
+            }
+        };
+        let startup_timeout = match get("CLEANROOM_STARTUP_TIMEOUT") {
+            None => None,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
+                _ => {
+                    return Err(Error::Configuration {
+                        key: "CLEANROOM_STARTUP_TIMEOUT".into(),
+                        reason: format!("{v:?} is not a number of seconds greater than 0 (for example 90)"),
+                    })
+                }
+            },
+        };
+        Ok(Config { pull, startup_timeout })
+    }
+
+    /// The image override for `service`, if its variable is set.
+    pub fn image_override(service: &str) -> Option<String> {
+        std::env::var(image_env_var(service)).ok().filter(|s| !s.trim().is_empty())
+    }
+}
+
+/// The id that labels everything this run creates: `CLEANROOM_SESSION`, or one
+/// made from the process id and the time.
+pub(crate) fn session_id() -> Result<String, Error> {
+    if let Ok(s) = std::env::var("CLEANROOM_SESSION") {
+        if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            return Err(Error::Configuration {
+                key: "CLEANROOM_SESSION".into(),
+                reason: format!("{s:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+            });
+        }
+        return Ok(s);
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    Ok(format!("{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_variables_are_upper_snake_case() {
+        assert_eq!(image_env_var("postgres"), "CLEANROOM_POSTGRES_IMAGE");
+        assert_eq!(image_env_var("my-web"), "CLEANROOM_MY_WEB_IMAGE");
+    }
+
+    #[test]
+    fn pull_policy_is_checked() {
+        let cfg = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(cfg.pull, PullPolicy::Missing);
+        let cfg = Config::from_lookup(|k| (k == "CLEANROOM_PULL").then(|| "never".to_string())).unwrap();
+        assert_eq!(cfg.pull, PullPolicy::Never);
+        let err = Config::from_lookup(|k| (k == "CLEANROOM_PULL").then(|| "sometimes".to_string())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid cleanroom configuration: CLEANROOM_PULL: \"sometimes\" is not a pull policy; expected one of: missing, never"
+        );
+    }
+
+    #[test]
+    fn startup_timeout_must_be_positive_seconds() {
+        let get = |v: &'static str| move |k: &str| (k == "CLEANROOM_STARTUP_TIMEOUT").then(|| v.to_string());
+        assert_eq!(Config::from_lookup(get("90")).unwrap().startup_timeout, Some(std::time::Duration::from_secs(90)));
+        assert!(Config::from_lookup(get("-1")).is_err());
+        assert!(Config::from_lookup(get("soon")).unwrap_err().to_string().contains("CLEANROOM_STARTUP_TIMEOUT"));
+    }
+}

@@ -1,0 +1,194 @@
+//! What a service is: the image, how it is run, and how cleanroom knows it is
+//! ready. [`GenericContainer`] is the builder users return from
+//! `#[cleanroom::service]`; the built-in services produce one too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::health::HealthCheck;
+
+/// How long a service may take from container creation to passing its health
+/// checks, unless the definition says otherwise.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A container definition: the image and how to run it.
+///
+/// ```
+/// use cleanroom_runtime::{GenericContainer, HealthCheck};
+///
+/// let web = GenericContainer::new("cleanroom-offline/busybox:1.35")
+///     .with_cmd(["httpd", "-f", "-p", "8080", "-h", "/www"])
+///     .with_port(8080)
+///     .with_health_check(HealthCheck::http(8080, "/"));
+/// assert_eq!(web.image(), "cleanroom-offline/busybox:1.35");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct GenericContainer {
+    pub(crate) image: String,
+    pub(crate) cmd: Vec<String>,
+    pub(crate) entrypoint: Option<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) ports: Vec<u16>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) health_checks: Vec<HealthCheck>,
+    pub(crate) startup_timeout: Duration,
+}
+
+impl GenericContainer {
+    /// A container of `image` (`name:tag`; `latest` when no tag is given).
+    pub fn new(image: impl Into<String>) -> Self {
+        GenericContainer {
+            image: image.into(),
+            cmd: Vec::new(),
+            entrypoint: None,
+            env: BTreeMap::new(),
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+            health_checks: Vec::new(),
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+        }
+    }
+
+    /// Replaces the image's command.
+    pub fn with_cmd(mut self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cmd = cmd.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Replaces the image's entrypoint.
+    pub fn with_entrypoint(mut self, entrypoint: impl Into<String>) -> Self {
+        self.entrypoint = Some(entrypoint.into());
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Publishes a container port on a random port of 127.0.0.1; read it back
+    /// with `Container::port`.
+    pub fn with_port(mut self, port: u16) -> Self {
+        if !self.ports.contains(&port) {
+            self.ports.push(port);
+        }
+        self
+    }
+
+    /// Adds a label (cleanroom's own `cleanroom.*` labels cannot be replaced).
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a check that must pass before the service is Ready. Checks run in
+    /// the order they were added.
+    pub fn with_health_check(mut self, check: HealthCheck) -> Self {
+        self.health_checks.push(check);
+        self
+    }
+
+    /// How long creation, start and all health checks may take together.
+    pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Replaces the image (used by configuration overrides).
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.image = image.into();
+        self
+    }
+
+    /// The image reference.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The environment the container starts with.
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
+    /// The published container ports.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The health checks, in order.
+    pub fn health_checks(&self) -> &[HealthCheck] {
+        &self.health_checks
+    }
+
+    /// Splits the image into repository and tag the way Docker does: the tag
+    /// is what follows the last `:` after the last `/`.
+    pub(crate) fn image_name_and_tag(&self) -> (String, String) {
+        split_image(&self.image)
+    }
+}
+
+pub(crate) fn split_image(image: &str) -> (String, String) {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => (image[..slash + i].to_string(), image[slash + i + 1..].to_string()),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+/// Which kind of handle a service hands to tests.
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceKind {
+    /// The built-in Postgres service.
+    Postgres,
+    /// The built-in Redis service.
+    Redis,
+    /// A `#[cleanroom::service]`: its function builds the definition.
+    Generic(fn() -> GenericContainer),
+}
+
+/// A service as the macros declare it: its name and how to build its
+/// definition. Definitions are built at most once per process, when the
+/// service is first started.
+#[derive(Debug)]
+pub struct ServiceSpec {
+    /// The name tests use (`postgres`, `web`); unique in a test binary.
+    pub name: &'static str,
+    /// Where it was declared.
+    pub module_path: &'static str,
+    /// Built-in or user-defined.
+    pub kind: ServiceKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_images_like_docker() {
+        assert_eq!(split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
+        assert_eq!(split_image("redis"), ("redis".into(), "latest".into()));
+        assert_eq!(split_image("cleanroom-offline/busybox:1.35"), ("cleanroom-offline/busybox".into(), "1.35".into()));
+        assert_eq!(split_image("127.0.0.1:5000/team/pg"), ("127.0.0.1:5000/team/pg".into(), "latest".into()));
+        assert_eq!(split_image("127.0.0.1:5000/team/pg:15"), ("127.0.0.1:5000/team/pg".into(), "15".into()));
+    }
+
+    #[test]
+    fn builder_collects_settings() {
+        let c = GenericContainer::new("img:1").with_env("A", "b").with_port(80).with_port(80).with_cmd(["x"]);
+        assert_eq!(c.ports(), &[80]);
+        assert_eq!(c.env().get("A").map(String::as_str), Some("b"));
+        assert_eq!(c.cmd, vec!["x".to_string()]);
+    }
+}
+
+/// The spec of a built-in or `#[cleanroom::service]` named `name`, so that the
+/// seed API hands out the macros' singleton rather than a second container.
+pub(crate) fn builtin_spec(name: &str) -> Option<&'static ServiceSpec> {
+    match name {
+        "postgres" => Some(&crate::builtin::POSTGRES),
+        "redis" => Some(&crate::builtin::REDIS),
+        _ => crate::driver::registered_services().find(|s| s.name == name),
+    }
+}

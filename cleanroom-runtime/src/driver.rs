@@ -1,0 +1,362 @@
+//! The one entry point generated tests call, and the typed description they
+//! hand it.
+//!
+//! `#[cleanroom::test]` expands to a plain `#[test]` function that builds a
+//! [`TestDesc`] (what the test is called, which services and fixtures it asked
+//! for) and calls [`run`]. Everything the test needs is resolved through the
+//! [`Resolve`] trait, which `#[cleanroom::fixture]`, `#[cleanroom::service]`
+//! and the built-in services implement.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+
+use crate::definition::ServiceSpec;
+use crate::handle::Container;
+use crate::registry;
+
+/// How the runtime that drives an async test is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// A synchronous test: no runtime unless an async fixture needs one.
+    Sync,
+    /// `#[tokio::test]`'s default: one thread, the test's own.
+    CurrentThread,
+    /// A multi-thread runtime with the given number of workers (`None`: one
+    /// per core, as tokio does).
+    MultiThread(Option<usize>),
+}
+
+/// What a node of the dependency graph is.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeKind {
+    /// A `#[cleanroom::fixture]` function.
+    Fixture,
+    /// A service: built in (`postgres`, `redis`) or `#[cleanroom::service]`.
+    Service(&'static ServiceSpec),
+}
+
+/// One fixture or service and what it depends on, built in `const` context by
+/// the macros so that the runtime can see, before any test runs, which
+/// services a test needs through its fixtures.
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    /// The name the user wrote (`client`, `postgres`).
+    pub name: &'static str,
+    /// `module_path!()` where it was declared.
+    pub module_path: &'static str,
+    /// Fixture or service.
+    pub kind: NodeKind,
+    /// What it takes as parameters.
+    pub deps: &'static [&'static Node],
+}
+
+impl Node {
+    /// A fixture node.
+    pub const fn fixture(
+        name: &'static str,
+        module_path: &'static str,
+        deps: &'static [&'static Node],
+    ) -> Node {
+        Node { name, module_path, kind: NodeKind::Fixture, deps }
+    }
+
+    /// A service node.
+    pub const fn service(spec: &'static ServiceSpec) -> Node {
+        Node { name: spec.name, module_path: spec.module_path, kind: NodeKind::Service(spec), deps: &[] }
+    }
+
+    /// Every service this node needs, itself included, depth first.
+    pub(crate) fn collect_services(&self, out: &mut Vec<&'static ServiceSpec>) {
+        if let NodeKind::Service(spec) = self.kind {
+            if !out.iter().any(|s| s.name == spec.name) {
+                out.push(spec);
+            }
+        }
+        for dep in self.deps {
+            dep.collect_services(out);
+        }
+    }
+}
+
+/// A test as `#[cleanroom::test]` describes it.
+#[derive(Debug)]
+pub struct TestDesc {
+    /// `module_path!()` of the test function.
+    pub module_path: &'static str,
+    /// The function's name.
+    pub name: &'static str,
+    /// Whether it carries `#[ignore]`.
+    pub ignored: bool,
+    /// How its runtime is built.
+    pub flavor: Flavor,
+    /// The services listed in the attribute, then the parameters' fixtures.
+    pub needs: &'static [&'static Node],
+}
+
+impl TestDesc {
+    /// The name libtest and nextest know the test by: the module path without
+    /// the crate name, then the function (`db::inserts_a_row`).
+    pub fn test_name(&self) -> String {
+        match self.module_path.split_once("::") {
+            Some((_, rest)) => format!("{rest}::{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
+    /// Every service the test needs, through its fixtures too.
+    pub fn services(&self) -> Vec<&'static ServiceSpec> {
+        let mut out = Vec::new();
+        for node in self.needs {
+            node.collect_services(&mut out);
+        }
+        out
+    }
+}
+
+/// What the macros submit to `inventory`.
+#[derive(Debug)]
+pub enum Registration {
+    /// A `#[cleanroom::test]`.
+    Test(&'static TestDesc),
+    /// A `#[cleanroom::service]`.
+    Service(&'static ServiceSpec),
+}
+
+inventory::collect!(Registration);
+
+/// Every test registered in this binary.
+pub(crate) fn registered_tests() -> impl Iterator<Item = &'static TestDesc> {
+    inventory::iter::<Registration>.into_iter().filter_map(|r| match r {
+        Registration::Test(t) => Some(*t),
+        Registration::Service(_) => None,
+    })
+}
+
+/// Every `#[cleanroom::service]` registered in this binary.
+pub(crate) fn registered_services() -> impl Iterator<Item = &'static ServiceSpec> {
+    inventory::iter::<Registration>.into_iter().filter_map(|r| match r {
+        Registration::Service(s) => Some(*s),
+        Registration::Test(_) => None,
+    })
+}
+
+/// Something a test parameter can be resolved to: a fixture or a service.
+///
+/// Implemented by the zero-sized types that `#[cleanroom::fixture]` and
+/// `#[cleanroom::service]` generate next to the function of the same name.
+pub trait Resolve {
+    /// The value handed to the parameter.
+    type Output;
+    /// This fixture or service in the dependency graph.
+    const NODE: Node;
+    /// Produces the value for one test, resolving dependencies first.
+    fn resolve(ctx: &mut TestContext) -> Self::Output;
+}
+
+/// A [`Resolve`] that is a service: only these may be listed in
+/// `#[cleanroom::test(...)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a cleanroom service",
+    label = "not declared with #[cleanroom::service]",
+    note = "only services may be listed in #[cleanroom::test(...)]: built-in `postgres`, `redis`, or a function marked #[cleanroom::service]; take fixtures as parameters instead"
+)]
+pub trait Service: Resolve {}
+
+/// One test's state while its parameters are resolved and its body runs.
+pub struct TestContext {
+    desc: &'static TestDesc,
+    runtime: Option<tokio::runtime::Runtime>,
+    memo: Vec<Memo>,
+}
+
+struct Memo {
+    module_path: &'static str,
+    name: &'static str,
+    type_name: &'static str,
+    /// A copy kept for later requests, when the type is `Clone`.
+    kept: Option<Box<dyn Any>>,
+    cloner: Option<fn(&dyn Any) -> Box<dyn Any>>,
+}
+
+impl std::fmt::Debug for TestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestContext")
+            .field("test", &self.desc.test_name())
+            .field("resolved", &self.memo.iter().map(|m| m.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TestContext {
+    fn new(desc: &'static TestDesc) -> Self {
+        TestContext { desc, runtime: None, memo: Vec::new() }
+    }
+
+    /// The test being run.
+    pub fn desc(&self) -> &'static TestDesc {
+        self.desc
+    }
+
+    fn runtime(&mut self) -> &tokio::runtime::Runtime {
+        let flavor = self.desc.flavor;
+        self.runtime.get_or_insert_with(|| {
+            let mut builder = match flavor {
+                Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+                Flavor::MultiThread(workers) => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    if let Some(n) = workers {
+                        b.worker_threads(n);
+                    }
+                    b
+                }
+                // A sync test with an async fixture: one worker, so that tasks the
+                // fixture spawns (a connection driver) keep running while the
+                // synchronous body uses what it returned.
+                Flavor::Sync => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(1);
+                    b
+                }
+            };
+            builder.enable_all().build().expect("cleanroom: failed to build the test's tokio runtime")
+        })
+    }
+
+    /// Runs a future to completion on the test's runtime (created on first use).
+    pub fn block_on<F: Future>(&mut self, fut: F) -> F::Output {
+        self.runtime().block_on(fut)
+    }
+
+    /// Resolves a fixture once per test: the first request runs `make`, later
+    /// requests get a clone (the type must be `Clone` to be requested twice).
+    pub fn fixture<T: 'static>(
+        &mut self,
+        node: &'static Node,
+        cloner: Option<fn(&T) -> T>,
+        make: impl FnOnce(&mut TestContext) -> T,
+    ) -> T {
+        if let Some(i) = self.memo.iter().position(|m| m.name == node.name && m.module_path == node.module_path) {
+            let memo = &self.memo[i];
+            return match (&memo.kept, memo.cloner) {
+                (Some(kept), Some(clone)) => *clone(kept.as_ref()).downcast::<T>().expect("fixture type is stable"),
+                _ => panic!(
+                    "cleanroom: fixture `{}` is requested more than once in test `{}`, but its type `{}` is not Clone; \
+                     return a cheaply clonable handle (for example Arc<{}>) so that every user shares the one value",
+                    node.name,
+                    self.desc.test_name(),
+                    memo.type_name,
+                    memo.type_name,
+                ),
+            };
+        }
+        let value = make(self);
+        let (kept, erased): (Option<Box<dyn Any>>, Option<fn(&dyn Any) -> Box<dyn Any>>) = match cloner {
+            Some(clone) => {
+                // Only monomorphic fn pointers can be stored; route through a
+                // generic shim that knows T.
+                let kept: Box<dyn Any> = Box::new((clone(&value), clone));
+                (Some(kept), Some(clone_erased::<T>))
+            }
+            None => (None, None),
+        };
+        self.memo.push(Memo {
+            module_path: node.module_path,
+            name: node.name,
+            type_name: std::any::type_name::<T>(),
+            kept,
+            cloner: erased,
+        });
+        value
+    }
+
+    /// The handle of a generic service, started if it is not yet running.
+    pub fn container(&mut self, spec: &'static ServiceSpec) -> Container {
+        match registry::global().acquire(spec) {
+            Ok(service) => Container::new(service),
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
+fn clone_erased<T: 'static>(kept: &dyn Any) -> Box<dyn Any> {
+    let (value, clone) = kept.downcast_ref::<(T, fn(&T) -> T)>().expect("fixture type is stable");
+    Box::new(clone(value))
+}
+
+/// Runs one test: the generated `#[test]` function's whole body.
+pub fn run<R>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
+    crate::init::ensure_started();
+    let mut ctx = TestContext::new(desc);
+    let out = body(&mut ctx);
+    drop(ctx);
+    out
+}
+
+/// Autoref specialisation: `(&&Share::<T>::new()).cloner()` is
+/// `Some(T::clone)` when `T: Clone` and `None` otherwise, so that fixtures can
+/// be shared within a test without requiring `Clone` of every fixture.
+#[derive(Debug)]
+pub struct Share<T>(PhantomData<fn() -> T>);
+
+impl<T> Share<T> {
+    /// A marker for `T`.
+    pub const fn new() -> Self {
+        Share(PhantomData)
+    }
+}
+
+impl<T> Default for Share<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Picked when `T: Clone`.
+pub trait ShareClone<T> {
+    /// `Some(T::clone)`.
+    fn cloner(&self) -> Option<fn(&T) -> T>;
+}
+
+impl<T: Clone> ShareClone<T> for &Share<T> {
+    fn cloner(&self) -> Option<fn(&T) -> T> {
+        Some(<T as Clone>::clone)
+    }
+}
+
+/// Picked otherwise.
+pub trait ShareNone<T> {
+    /// `None`.
+    fn cloner(&self) -> Option<fn(&T) -> T>;
+}
+
+impl<T> ShareNone<T> for Share<T> {
+    fn cloner(&self) -> Option<fn(&T) -> T> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone)]
+    struct Cheap;
+    struct Unique;
+
+    #[test]
+    fn share_picks_clone_only_for_clone_types() {
+        #[allow(unused_imports)]
+        use super::{ShareClone as _, ShareNone as _};
+        assert!((&&Share::<Cheap>::new()).cloner().is_some());
+        assert!((&&Share::<Unique>::new()).cloner().is_none());
+    }
+
+    #[test]
+    fn test_name_drops_the_crate() {
+        let desc = TestDesc { module_path: "my_crate::db::users", name: "inserts", ignored: false, flavor: Flavor::Sync, needs: &[] };
+        assert_eq!(desc.test_name(), "db::users::inserts");
+        let top = TestDesc { module_path: "live", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[] };
+        assert_eq!(top.test_name(), "t");
+    }
+}

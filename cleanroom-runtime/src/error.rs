@@ -1,0 +1,177 @@
+//! The one error type of cleanroom. Every message names the service, the image
+//! and what to do next.
+
+use std::time::Duration;
+
+use crate::lifecycle::State;
+
+/// Everything that can go wrong while cleanroom provides a container.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No Docker engine answered.
+    #[error(
+        "docker is not reachable at {host}: {reason}; start the Docker engine, or point DOCKER_HOST at one that runs"
+    )]
+    DockerUnavailable {
+        /// The address tried (DOCKER_HOST, or the default socket).
+        host: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+
+    /// The image is not on this machine and could not be pulled.
+    #[error(
+        "failed to start {service}: image {image} not found locally and {pull}; build or load the image, or point the service at an image that exists (CLEANROOM_{env}_IMAGE)"
+    )]
+    ImageNotFound {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// Why it was not pulled (the pull's error, or the pull policy).
+        pull: String,
+        /// The service name as it appears in environment variables.
+        env: String,
+    },
+
+    /// Docker refused to create the container.
+    #[error("failed to create {service} from image {image}: {reason}; check the service definition")]
+    Creation {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// What Docker said.
+        reason: String,
+    },
+
+    /// The container was created but could not be started or inspected.
+    #[error("failed to start {service} (image {image}): {reason}")]
+    Start {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// What Docker said.
+        reason: String,
+    },
+
+    /// The container stopped before it was Ready.
+    #[error(
+        "{service} (image {image}) exited with code {code} during startup; its last log lines:\n{logs}"
+    )]
+    Exited {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// The container's exit code.
+        code: i64,
+        /// The last 20 lines of its output.
+        logs: String,
+    },
+
+    /// A health check failed in a way that retrying cannot fix.
+    #[error("{service} (image {image}) failed its health check {check}: {reason}")]
+    Health {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// The check, described.
+        check: String,
+        /// Why it failed.
+        reason: String,
+    },
+
+    /// The service was not Ready within its startup timeout.
+    #[error(
+        "{service} (image {image}) was not ready after {after:?}: the health check {check} never passed (last attempt: {last}); raise the startup timeout or fix the check. Its last log lines:\n{logs}"
+    )]
+    Timeout {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// The check that did not pass.
+        check: String,
+        /// How long cleanroom waited.
+        after: Duration,
+        /// What the last attempt said.
+        last: String,
+        /// The last 20 lines of the container's output.
+        logs: String,
+    },
+
+    /// A resource could not be allocated or a limit was crossed.
+    #[error("{service}: resource problem: {reason}")]
+    Resource {
+        /// The service.
+        service: String,
+        /// What happened.
+        reason: String,
+    },
+
+    /// Configuration is invalid.
+    #[error("invalid cleanroom configuration: {key}: {reason}")]
+    Configuration {
+        /// The setting (environment variable, file key).
+        key: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+
+    /// Two services share a name in one test binary.
+    #[error(
+        "two services are named `{name}`: one in {first}, one in {second}; rename one of the #[cleanroom::service] functions"
+    )]
+    DuplicateService {
+        /// The name.
+        name: String,
+        /// Where the first was declared.
+        first: String,
+        /// Where the second was declared.
+        second: String,
+    },
+
+    /// A lifecycle transition that the state machine does not allow.
+    #[error("{service}: illegal lifecycle transition {from:?} -> {to:?}")]
+    IllegalTransition {
+        /// The service.
+        service: String,
+        /// The current state.
+        from: State,
+        /// The requested state.
+        to: State,
+    },
+
+    /// The process is shutting down and no longer starts services.
+    #[error("cleanroom is shutting down; {service} is not started")]
+    ShuttingDown {
+        /// The service.
+        service: String,
+    },
+
+    /// An operation on a running container failed.
+    #[error("{service}: {operation} failed: {reason}")]
+    Operation {
+        /// The service.
+        service: String,
+        /// What was attempted (exec, logs).
+        operation: String,
+        /// What Docker said.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation may succeed (a timeout, an API
+    /// hiccup), as opposed to a mistake that must be fixed first.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Start { .. } | Error::Timeout { .. } | Error::Operation { .. } | Error::Resource { .. })
+    }
+}
+
+/// `Result` with cleanroom's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,59 @@
+//! Process start and exit: what runs before `main` and after it.
+//!
+//! At start (after every `inventory` registration has run) cleanroom reads
+//! libtest's command line, works out which services the selected tests need
+//! through their fixtures, and starts them in the background, in parallel. At
+//! exit it removes every container it started.
+#![allow(unsafe_code)] // `ctor`/`dtor` expand to link-section statics.
+
+use crate::driver::registered_tests;
+use crate::registry;
+use crate::selection::Mode;
+
+#[ctor::ctor(unsafe, priority = late)]
+fn on_process_start() {
+    // Nothing heavy before main: the work happens on a thread of its own.
+    let _ = std::thread::Builder::new().name("cleanroom-init".into()).spawn(|| {
+        let _ = std::panic::catch_unwind(prestart);
+    });
+}
+
+#[dtor::dtor(unsafe)]
+fn on_process_exit() {
+    if let Some(registry) = registry::get() {
+        registry.shutdown_blocking();
+    }
+}
+
+/// The services the selected tests need, in the order tests declare them.
+pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::definition::ServiceSpec> {
+    let Mode::Run(selection) = mode else { return Vec::new() };
+    let mut out: Vec<&'static crate::definition::ServiceSpec> = Vec::new();
+    for test in registered_tests() {
+        if selection.selects(&test.test_name(), test.ignored) {
+            for spec in test.services() {
+                if !out.iter().any(|s| s.name == spec.name) {
+                    out.push(spec);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn prestart() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let needed = needed_services(&Mode::parse(&args));
+    if needed.is_empty() {
+        return;
+    }
+    let registry = registry::global();
+    for spec in needed {
+        registry.prestart(spec);
+    }
+}
+
+/// Called by every test before it resolves anything. Services are started on
+/// demand as well, so a command line cleanroom could not read costs time, not
+/// correctness.
+pub(crate) fn ensure_started() {}

@@ -1,0 +1,48 @@
+//! The runtime behind [cleanroom](https://docs.rs/cleanroom): the registry of
+//! shared containers, their lifecycle, health checks and teardown.
+//!
+//! Users depend on the `cleanroom` crate, which re-exports what they need from
+//! here; this crate's public items are documented for that re-export.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![deny(unsafe_code)]
+
+mod backend;
+mod builtin;
+mod config;
+mod definition;
+mod driver;
+mod environment;
+mod error;
+mod handle;
+mod health;
+mod init;
+mod lifecycle;
+mod registry;
+mod selection;
+
+pub use backend::{ExecOutput, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
+pub use config::{image_env_var, Config, PullPolicy};
+pub use definition::{GenericContainer, DEFAULT_STARTUP_TIMEOUT};
+pub use environment::{environment, Environment};
+pub use error::{Error, Result};
+pub use handle::{Container, Postgres, Redis};
+pub use health::{HealthCheck, HealthStatus};
+pub use lifecycle::{Lifecycle, State, Transition};
+
+/// The lifecycle of a service this process started, with its history.
+pub fn lifecycle_of(service: &str) -> Option<Lifecycle> {
+    registry::get().and_then(|r| r.lifecycle(service))
+}
+
+/// Not public API: what the macros' expansions use, through the facade.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::builtin::{postgres, redis};
+    pub use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
+    pub use crate::driver::{
+        run, Flavor, Node, NodeKind, Registration, Resolve, Service, Share, ShareClone, ShareNone, TestContext,
+        TestDesc,
+    };
+    pub use crate::handle::Container;
+}

@@ -1,0 +1,407 @@
+//! The process-wide registry of services: each is started at most once, on
+//! cleanroom's own runtime, and every container it started is removed when the
+//! process ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::backend::{Docker, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::builtin;
+use crate::config::{self, Config};
+use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
+use crate::error::Error;
+use crate::health;
+use crate::lifecycle::{Lifecycle, State};
+
+/// How long teardown may take before cleanroom gives up and lets the process end.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A service that passed its health checks.
+#[derive(Debug)]
+pub(crate) struct RunningService {
+    pub(crate) name: String,
+    pub(crate) image: String,
+    pub(crate) id: String,
+    pub(crate) ports: BTreeMap<u16, u16>,
+    pub(crate) definition: GenericContainer,
+    pub(crate) docker: Docker,
+}
+
+impl RunningService {
+    pub(crate) fn env(&self, key: &str) -> Option<&str> {
+        self.definition.env.get(key).map(String::as_str)
+    }
+}
+
+type Outcome = Option<Result<Arc<RunningService>, Error>>;
+
+struct Slot {
+    lifecycle: Mutex<Lifecycle>,
+    outcome: watch::Sender<Outcome>,
+    /// The container, as soon as Docker created it (before it is Ready).
+    container_id: Mutex<Option<String>>,
+}
+
+impl Slot {
+    fn transition(&self, to: State) -> Result<(), Error> {
+        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).transition(to)
+    }
+}
+
+/// Where the definition of a service comes from.
+pub(crate) enum Source {
+    /// Declared with the macros (or built in).
+    Spec(&'static ServiceSpec),
+    /// Given at run time to `Environment::get_or_create_container`.
+    Dynamic(Box<dyn FnOnce() -> GenericContainer + Send>),
+}
+
+pub(crate) struct Registry {
+    runtime: tokio::runtime::Runtime,
+    config: Result<Config, Error>,
+    session: Result<String, Error>,
+    docker: tokio::sync::OnceCell<Result<Docker, Error>>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Containers being created right now (their ids are not known yet).
+    creating: AtomicUsize,
+    shutting_down: AtomicBool,
+    torn_down: AtomicBool,
+    signals_installed: AtomicBool,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The registry, created on first use.
+pub(crate) fn global() -> &'static Registry {
+    REGISTRY.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cleanroom")
+            .enable_all()
+            .build()
+            .expect("cleanroom: failed to build its tokio runtime");
+        Registry {
+            runtime,
+            config: Config::from_env(),
+            session: config::session_id(),
+            docker: tokio::sync::OnceCell::new(),
+            slots: Mutex::new(HashMap::new()),
+            creating: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            torn_down: AtomicBool::new(false),
+            signals_installed: AtomicBool::new(false),
+        }
+    })
+}
+
+/// The registry if anything created it.
+pub(crate) fn get() -> Option<&'static Registry> {
+    REGISTRY.get()
+}
+
+/// Runs `fut` on cleanroom's runtime and awaits it from any runtime.
+pub(crate) async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    match global().runtime.spawn(fut).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Runs `fut` on cleanroom's runtime and blocks the calling thread until it ends.
+pub(crate) fn block_on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    global().runtime.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().expect("cleanroom: its runtime stopped while a test was waiting on it")
+}
+
+impl Registry {
+    /// The session id, which labels everything this process creates.
+    pub(crate) fn session(&self) -> Result<&str, Error> {
+        self.session.as_deref().map_err(Clone::clone)
+    }
+
+    /// Starts `spec` in the background if nobody has yet.
+    pub(crate) fn prestart(&'static self, spec: &'static ServiceSpec) {
+        self.runtime.spawn(async move {
+            let _ = self.get_or_start(spec.name, Source::Spec(spec)).await;
+        });
+    }
+
+    /// The running service, starting it if needed; blocks until it is Ready
+    /// or failed. Call it outside async code.
+    pub(crate) fn acquire(&'static self, spec: &'static ServiceSpec) -> Result<Arc<RunningService>, Error> {
+        block_on_runtime(async move { self.get_or_start(spec.name, Source::Spec(spec)).await })
+    }
+
+    pub(crate) async fn get_or_start(&'static self, name: &str, source: Source) -> Result<Arc<RunningService>, Error> {
+        let mut rx = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.get(name) {
+                Some(slot) => slot.outcome.subscribe(),
+                None => {
+                    if self.shutting_down.load(Ordering::SeqCst) {
+                        return Err(Error::ShuttingDown { service: name.to_string() });
+                    }
+                    let slot = Arc::new(Slot {
+                        lifecycle: Mutex::new(Lifecycle::new(name)),
+                        outcome: watch::Sender::new(None),
+                        container_id: Mutex::new(None),
+                    });
+                    slots.insert(name.to_string(), slot.clone());
+                    let rx = slot.outcome.subscribe();
+                    self.install_signal_handlers();
+                    let name = name.to_string();
+                    self.runtime.spawn(async move {
+                        let result = self.start(&name, &slot, source).await;
+                        if result.is_err() {
+                            let _ = slot.transition(State::Failed);
+                        }
+                        slot.outcome.send_replace(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::ShuttingDown { service: name.to_string() })?
+            .clone()
+            .expect("waited for Some");
+        if outcome.is_ok() {
+            if let Some(slot) = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+                let mut lifecycle = slot.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+                if lifecycle.state() == State::Ready {
+                    let _ = lifecycle.transition(State::Running);
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn docker(&self) -> Result<Docker, Error> {
+        self.docker.get_or_init(Docker::connect).await.clone()
+    }
+
+    /// Builds the definition: from the spec, then environment overrides.
+    fn definition(&self, name: &str, source: Source) -> Result<GenericContainer, Error> {
+        let def = match source {
+            Source::Spec(spec) => {
+                if let Some(other) = crate::driver::registered_services()
+                    .find(|s| s.name == spec.name && s.module_path != spec.module_path)
+                {
+                    return Err(Error::DuplicateService {
+                        name: spec.name.to_string(),
+                        first: spec.module_path.to_string(),
+                        second: other.module_path.to_string(),
+                    });
+                }
+                match spec.kind {
+                    ServiceKind::Postgres => builtin::postgres_definition(),
+                    ServiceKind::Redis => builtin::redis_definition(),
+                    ServiceKind::Generic(build) => std::panic::catch_unwind(build).map_err(|panic| {
+                        Error::Configuration {
+                            key: format!("service `{name}`"),
+                            reason: format!(
+                                "its #[cleanroom::service] function panicked: {}",
+                                panic_message(panic.as_ref())
+                            ),
+                        }
+                    })?,
+                }
+            }
+            Source::Dynamic(build) => build(),
+        };
+        let mut def = match Config::image_override(name) {
+            Some(image) => def.with_image(image),
+            None => def,
+        };
+        if let Ok(Config { startup_timeout: Some(t), .. }) = &self.config {
+            if def.startup_timeout == crate::definition::DEFAULT_STARTUP_TIMEOUT {
+                def.startup_timeout = *t;
+            }
+        }
+        Ok(def)
+    }
+
+    async fn start(&'static self, name: &str, slot: &Slot, source: Source) -> Result<Arc<RunningService>, Error> {
+        let config = self.config.clone()?;
+        let session = self.session()?.to_string();
+        let def = self.definition(name, source)?;
+        let docker = self.docker().await?;
+        slot.transition(State::Starting)?;
+        let started = Instant::now();
+        docker.ensure_image(name, &def.image, config.pull).await?;
+
+        let labels = BTreeMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (SESSION_LABEL.to_string(), session.clone()),
+            (SERVICE_LABEL.to_string(), name.to_string()),
+        ]);
+        let mut labels_all = def.labels.clone();
+        labels_all.extend(labels);
+
+        self.creating.fetch_add(1, Ordering::SeqCst);
+        let created = docker.start(name, &def, labels_all).await;
+        let created = created.map(|container| {
+            let id = container.id().to_string();
+            // cleanroom removes its containers itself, by id and by label;
+            // testcontainers' remove-on-drop must not race with that.
+            std::mem::forget(container);
+            *slot.container_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+            id
+        });
+        self.creating.fetch_sub(1, Ordering::SeqCst);
+        let id = match created {
+            Ok(id) => id,
+            Err(err) => {
+                // A container may exist even though starting it failed.
+                self.remove_labelled(&docker, &[(SESSION_LABEL, &session), (SERVICE_LABEL, name)]).await;
+                return Err(err);
+            }
+        };
+        if self.shutting_down.load(Ordering::SeqCst) {
+            let _ = docker.remove(&id).await;
+            return Err(Error::ShuttingDown { service: name.to_string() });
+        }
+
+        let ready = async {
+            let ports = docker.published_ports(&id).await.map_err(|reason| Error::Start {
+                service: name.to_string(),
+                image: def.image.clone(),
+                reason: format!("could not read its published ports: {reason}"),
+            })?;
+            let service = RunningService {
+                name: name.to_string(),
+                image: def.image.clone(),
+                id: id.clone(),
+                ports,
+                definition: def.clone(),
+                docker: docker.clone(),
+            };
+            let deadline = started + def.startup_timeout;
+            health::wait_ready(&service, deadline, &self.shutting_down).await?;
+            Ok::<_, Error>(service)
+        }
+        .await;
+        match ready {
+            Ok(service) => {
+                slot.transition(State::Ready)?;
+                Ok(Arc::new(service))
+            }
+            Err(err) => {
+                let _ = docker.remove(&id).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn remove_labelled(&self, docker: &Docker, labels: &[(&str, &str)]) {
+        if let Ok(ids) = docker.containers_labelled(labels).await {
+            futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
+        }
+    }
+
+    /// Stops and removes everything this process started. Safe to call more
+    /// than once; only the first call does the work.
+    pub(crate) async fn teardown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        if self.torn_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let slots: Vec<Arc<Slot>> = self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        if slots.is_empty() {
+            return;
+        }
+        let Some(Ok(docker)) = self.docker.get().cloned() else { return };
+        let Ok(session) = self.session() else { return };
+        // Containers being created now are labelled, so wait for their ids to
+        // exist before asking Docker by label.
+        let wait_start = Instant::now();
+        while self.creating.load(Ordering::SeqCst) > 0 && wait_start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for slot in &slots {
+            let _ = slot.transition(State::Stopping);
+        }
+        let mut ids: Vec<String> =
+            slots.iter().filter_map(|s| s.container_id.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
+        if let Ok(more) = docker.containers_labelled(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, session)]).await {
+            for id in more {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        let results = futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
+        for (id, result) in ids.iter().zip(results) {
+            if let Err(e) = result {
+                eprintln!("cleanroom: could not remove container {id}: {e}; remove it with `docker rm -f {id}`");
+            }
+        }
+        for slot in &slots {
+            let _ = slot.transition(State::Stopped);
+        }
+    }
+
+    /// [`Registry::teardown`] from outside the runtime (the exit hook).
+    pub(crate) fn shutdown_blocking(&'static self) {
+        if self.torn_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            self.teardown().await;
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(TEARDOWN_TIMEOUT).is_err() {
+            eprintln!(
+                "cleanroom: teardown did not finish within {TEARDOWN_TIMEOUT:?}; list what is left with `docker ps -a --filter label={SESSION_LABEL}={}`",
+                self.session().unwrap_or("?")
+            );
+        }
+    }
+
+    /// On SIGINT or SIGTERM: remove everything, then exit as the signal would have.
+    fn install_signal_handlers(&'static self) {
+        if self.signals_installed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        #[cfg(unix)]
+        self.runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+            };
+            self.teardown().await;
+            std::process::exit(code);
+        });
+    }
+
+    /// Lifecycle history of a service, for reports and tests.
+    pub(crate) fn lifecycle(&self, name: &str) -> Option<Lifecycle> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.get(name).map(|s| s.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
