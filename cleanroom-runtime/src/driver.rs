@@ -161,7 +161,11 @@ pub trait Resolve {
     label = "not declared with #[cleanroom::service]",
     note = "only services may be listed in #[cleanroom::test(...)]: built-in `postgres`, `redis`, or a function marked #[cleanroom::service]; take fixtures as parameters instead"
 )]
-pub trait Service: Resolve {}
+pub trait Service: Resolve {
+    /// The service's node; `<T as Service>::NODE` in generated code both
+    /// names the node and proves at compile time that `T` is a service.
+    const NODE: Node = <Self as Resolve>::NODE;
+}
 
 /// One test's state while its parameters are resolved and its body runs.
 pub struct TestContext {
@@ -286,8 +290,13 @@ fn clone_erased<T: 'static>(kept: &dyn Any) -> Box<dyn Any> {
 
 /// Runs one test: the generated `#[test]` function's whole body.
 pub fn run<R>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
-    crate::init::ensure_started();
     let mut ctx = TestContext::new(desc);
+    // Every service the test asked for is Ready before it starts, whether or
+    // not a parameter receives its handle; a service that failed fails the test
+    // here, with its own error.
+    for spec in desc.services() {
+        ctx.container(spec);
+    }
     let out = body(&mut ctx);
     drop(ctx);
     out

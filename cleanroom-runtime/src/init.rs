@@ -52,8 +52,3 @@ fn prestart() {
         registry.prestart(spec);
     }
 }
-
-/// Called by every test before it resolves anything. Services are started on
-/// demand as well, so a command line cleanroom could not read costs time, not
-/// correctness.
-pub(crate) fn ensure_started() {}

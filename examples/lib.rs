@@ -1,0 +1,1 @@
+//! The example application: nothing here; its tests are in signup.rs.

@@ -1,0 +1,395 @@
+//! Live tests: cleanroom against the real Docker engine, written the way a
+//! user writes them.
+//!
+//! The tests at the top run directly. The `child` module holds `#[ignore]`d
+//! suites that the tests at the bottom run in a child process of this same
+//! binary (so that process start and exit are real) while they watch Docker's
+//! own event stream for the child's session.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use cleanroom::{Container, GenericContainer, HealthCheck, Postgres, Redis};
+use cleanroom_tests::{assert_nothing_left, child_command, docker, fresh_session, run_child, session_containers, EventWatch};
+
+const BUSYBOX: &str = "cleanroom-offline/busybox:1.35";
+
+// ----------------------------------------------------------------------------
+// Services and fixtures of this binary
+// ----------------------------------------------------------------------------
+
+/// A static web server.
+#[cleanroom::service]
+fn web() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["httpd", "-f", "-p", "8080", "-h", "/www"])
+        .with_port(8080)
+        .with_health_check(HealthCheck::http(8080, "/"))
+}
+
+/// Ready only once a file exists, which takes a moment: a command check gates it.
+#[cleanroom::service]
+fn slow_by_command() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["sh", "-c", "sleep 1 && touch /tmp/ready && exec sleep 600"])
+        .with_health_check(HealthCheck::command(["test", "-e", "/tmp/ready"]))
+}
+
+/// The same, gated by a file check instead.
+#[cleanroom::service]
+fn slow_by_file() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["sh", "-c", "sleep 1 && touch /tmp/ready && exec sleep 600"])
+        .with_health_check(HealthCheck::file("/tmp/ready"))
+}
+
+/// Dies during startup, after saying why.
+#[cleanroom::service]
+fn crashing() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["sh", "-c", "echo 'starting up'; echo 'fatal: no config file' >&2; sleep 0.3; exit 3"])
+        .with_health_check(HealthCheck::tcp(9000))
+}
+
+/// Never becomes ready.
+#[cleanroom::service]
+fn never_ready() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["sleep", "600"])
+        .with_health_check(HealthCheck::file("/tmp/never-there"))
+        .with_startup_timeout(Duration::from_secs(2))
+}
+
+/// A connected client whose connection task runs on the test's runtime.
+#[cleanroom::fixture]
+async fn pg_client(postgres: Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The server's version, through another (async) fixture.
+#[cleanroom::fixture]
+async fn server_version(pg_client: tokio_postgres::Client) -> String {
+    pg_client.query_one("SHOW server_version", &[]).await.unwrap().get(0)
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+// ----------------------------------------------------------------------------
+// Tests that run directly
+// ----------------------------------------------------------------------------
+
+#[cleanroom::test(postgres)]
+async fn postgres_round_trips_a_query(pg_client: tokio_postgres::Client) {
+    pg_client.batch_execute("CREATE TABLE IF NOT EXISTS round_trip (id int primary key, name text)").await.unwrap();
+    pg_client
+        .execute("INSERT INTO round_trip VALUES (1, 'ada') ON CONFLICT (id) DO UPDATE SET name = 'ada'", &[])
+        .await
+        .unwrap();
+    let name: String = pg_client.query_one("SELECT name FROM round_trip WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(name, "ada");
+}
+
+#[cleanroom::test(redis)]
+async fn redis_round_trips_a_value(redis: Redis) {
+    use redis::AsyncCommands;
+    assert!(redis.url().starts_with("redis://127.0.0.1:"), "{}", redis.url());
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = conn.set("live:greeting", "hello").await.unwrap();
+    let got: String = conn.get("live:greeting").await.unwrap();
+    assert_eq!(got, "hello");
+}
+
+#[cleanroom::test(web)]
+async fn a_generic_service_passes_its_http_check(web: Container) {
+    let port = web.port(8080);
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/index.html")).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body.trim(), "ok");
+}
+
+#[cleanroom::test(web)]
+fn sync_tests_exec_in_the_container_and_read_its_logs(web: Container) {
+    let out = web.exec_blocking(["cat", "/www/index.html"]).unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_str()), (0, "ok\n"));
+    let failing = web.exec_blocking(["sh", "-c", "echo oops >&2; exit 7"]).unwrap();
+    assert_eq!((failing.exit_code, failing.stderr.as_str()), (7, "oops\n"));
+    web.logs_blocking().unwrap(); // httpd -f logs nothing; the call itself must work
+}
+
+#[cleanroom::test(postgres)]
+fn sync_tests_get_async_fixtures(postgres: Postgres, server_version: String) {
+    assert!(server_version.chars().next().is_some_and(|c| c.is_ascii_digit()), "{server_version}");
+    assert_eq!(postgres.host(), "127.0.0.1");
+    assert_eq!(postgres.user(), "cleanroom");
+    assert_eq!(postgres.password().len(), 32, "a random password");
+    let url = postgres.url();
+    assert!(url.starts_with("postgres://cleanroom:") && url.ends_with(&format!(":{}/{}", postgres.port(), postgres.database())));
+}
+
+#[cleanroom::test(postgres, flavor = "multi_thread", worker_threads = 2)]
+async fn multi_thread_tests_use_the_same_server(postgres: Postgres, pg_client: tokio_postgres::Client) {
+    assert_eq!(tokio::runtime::Handle::current().runtime_flavor(), tokio::runtime::RuntimeFlavor::MultiThread);
+    let n: i32 = pg_client.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, 42);
+    let seed = cleanroom::environment().get_or_create_container("postgres", || unreachable!()).await.unwrap();
+    assert_eq!(seed.id(), postgres.container().id(), "the seed API hands out the macros' singleton");
+}
+
+#[cleanroom::test(web)]
+async fn containers_are_labelled_and_published_on_loopback_only(web: Container) {
+    let bindings = docker(&["inspect", "--format", "{{json .HostConfig.PortBindings}}", web.id()]);
+    assert!(bindings.contains("\"HostIp\":\"127.0.0.1\""), "{bindings}");
+    assert!(!bindings.contains("0.0.0.0"), "{bindings}");
+    let labels = docker(&["inspect", "--format", "{{json .Config.Labels}}", web.id()]);
+    assert!(labels.contains("\"cleanroom.managed\":\"true\""), "{labels}");
+    let session = cleanroom::environment().session().unwrap();
+    assert!(labels.contains(&format!("\"cleanroom.session\":\"{session}\"")), "{labels}");
+}
+
+#[cleanroom::test(slow_by_command, slow_by_file)]
+fn command_and_file_checks_gate_readiness(slow_by_command: Container, slow_by_file: Container) {
+    for service in [slow_by_command, slow_by_file] {
+        let out = service.exec_blocking(["test", "-e", "/tmp/ready"]).unwrap();
+        assert_eq!(out.exit_code, 0, "{} was handed out before its check passed", service.name());
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Child suites: ignored here, run by the tests below in a child process
+// ----------------------------------------------------------------------------
+
+mod child {
+    use super::*;
+
+    pub(super) mod thirty {
+        use super::*;
+
+        macro_rules! thirty_tests {
+            ($($name:ident)*) => {$(
+                #[cleanroom::test(postgres)]
+                #[ignore = "run by a_thirty_test_binary_starts_postgres_once"]
+                async fn $name(pg_client: tokio_postgres::Client) {
+                    let one: i32 = pg_client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+                    assert_eq!(one, 1);
+                }
+            )*};
+        }
+        thirty_tests!(t01 t02 t03 t04 t05 t06 t07 t08 t09 t10 t11 t12 t13 t14 t15
+                      t16 t17 t18 t19 t20 t21 t22 t23 t24 t25 t26 t27 t28 t29 t30);
+    }
+
+    pub(super) mod filtered {
+        use super::*;
+
+        #[cleanroom::test(redis)]
+        #[ignore = "run by a_filtered_run_starts_only_what_its_tests_need"]
+        async fn wants_redis(redis: Redis) {
+            assert!(redis.port() > 0);
+        }
+
+        #[cleanroom::test(postgres, web)]
+        #[ignore = "run by a_filtered_run_starts_only_what_its_tests_need"]
+        fn wants_postgres_and_web() {}
+    }
+
+    pub(super) mod outcomes {
+        use super::*;
+
+        #[cleanroom::test(redis)]
+        #[ignore = "run by failing_tests_still_leave_nothing_behind"]
+        fn passes() {}
+
+        #[cleanroom::test(redis, web)]
+        #[ignore = "run by failing_tests_still_leave_nothing_behind"]
+        fn fails() {
+            panic!("this test fails on purpose");
+        }
+    }
+
+    pub(super) mod waits {
+        use super::*;
+
+        #[cleanroom::test(redis)]
+        #[ignore = "run by the signal tests"]
+        fn until_signalled() {
+            println!("cleanroom-test: READY");
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(120));
+        }
+    }
+
+    pub(super) mod failures {
+        use super::*;
+
+        #[cleanroom::test(postgres)]
+        #[ignore = "run by the failure tests"]
+        fn needs_postgres() {}
+
+        #[cleanroom::test(redis)]
+        #[ignore = "run by the failure tests"]
+        fn needs_redis() {}
+
+        #[cleanroom::test(crashing)]
+        #[ignore = "run by a_container_that_exits_during_startup_reports_its_last_logs"]
+        fn needs_crashing() {}
+
+        #[cleanroom::test(never_ready)]
+        #[ignore = "run by a_startup_timeout_names_the_check_that_never_passed"]
+        fn needs_never_ready() {}
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Tests that run a child suite and ask Docker what happened
+// ----------------------------------------------------------------------------
+
+/// Runs a child suite in a fresh session, watching Docker, and checks that
+/// nothing of it is left afterwards.
+fn watched_run(tag: &str, args: &[&str], env: &[(&str, &str)]) -> (cleanroom_tests::ChildRun, EventWatch) {
+    let session = fresh_session(tag);
+    let watch = EventWatch::start(&session);
+    let run = run_child(&session, args, env);
+    watch.settle(Duration::from_secs(10));
+    assert_nothing_left(&session);
+    (run, watch)
+}
+
+#[test]
+fn a_thirty_test_binary_starts_postgres_once() {
+    let (run, watch) = watched_run("thirty", &["--ignored", "child::thirty::", "--test-threads", "4"], &[]);
+    assert!(run.passed(), "{}", run.text());
+    assert!(run.text().contains("30 passed"), "{}", run.text());
+    assert_eq!(watch.starts_of("postgres"), 1, "events: {:?}", watch.events());
+    assert_eq!(watch.created_services(), ["postgres"], "events: {:?}", watch.events());
+}
+
+#[test]
+fn a_filtered_run_starts_only_what_its_tests_need() {
+    let (run, watch) = watched_run("filtered", &["--ignored", "child::filtered::wants_redis"], &[]);
+    assert!(run.passed(), "{}", run.text());
+    assert!(run.text().contains("1 passed"), "{}", run.text());
+    assert_eq!(watch.created_services(), ["redis"], "events: {:?}", watch.events());
+
+    let (run, watch) = watched_run("filtered-exact", &["--ignored", "--exact", "child::filtered::wants_postgres_and_web"], &[]);
+    assert!(run.passed(), "{}", run.text());
+    let mut created = watch.created_services();
+    created.sort();
+    assert_eq!(created, ["postgres", "web"], "events: {:?}", watch.events());
+}
+
+#[test]
+fn listing_tests_starts_nothing() {
+    for args in [&["--list"][..], &["--list", "--ignored"], &["--list", "--format", "terse", "--ignored"]] {
+        let (run, watch) = watched_run("list", args, &[]);
+        assert!(run.passed(), "{}", run.text());
+        assert!(run.text().contains("child::thirty::t01"), "{}", run.text());
+        assert!(watch.events().is_empty(), "listing {args:?} touched Docker: {:?}", watch.events());
+    }
+}
+
+#[test]
+fn failing_tests_still_leave_nothing_behind() {
+    let (run, watch) = watched_run("outcomes", &["--ignored", "child::outcomes::"], &[]);
+    assert!(!run.passed(), "one child test fails on purpose:\n{}", run.text());
+    assert!(run.text().contains("1 passed; 1 failed"), "{}", run.text());
+    assert_eq!(watch.starts_of("redis"), 1);
+    assert_eq!(watch.starts_of("web"), 1);
+}
+
+fn signal_removes_everything(signal: &str, expected_code: i32) {
+    let session = fresh_session("signal");
+    let watch = EventWatch::start(&session);
+    let mut child = child_command(&session, &["--ignored", "--exact", "child::waits::until_signalled", "--nocapture"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY"))),
+        "the child test never started"
+    );
+    assert_eq!(session_containers(&session).len(), 1, "redis runs while the test waits");
+    let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(expected_code), "exits as the signal would have: {status:?}");
+    watch.settle(Duration::from_secs(10));
+    assert_nothing_left(&session);
+}
+
+#[test]
+fn sigterm_removes_everything() {
+    signal_removes_everything("-TERM", 143);
+}
+
+#[test]
+fn sigint_removes_everything() {
+    signal_removes_everything("-INT", 130);
+}
+
+#[test]
+fn docker_unreachable_fails_fast_with_the_address_tried() {
+    let (run, watch) = watched_run(
+        "nodocker",
+        &["--ignored", "child::failures::needs_"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock"), ("CLEANROOM_STARTUP_TIMEOUT", "120")],
+    );
+    let text = run.text();
+    assert!(!run.passed(), "{text}");
+    // Every affected test fails, each with the message naming the socket.
+    assert!(text.contains("0 passed; 4 failed"), "{text}");
+    let expected = "docker is not reachable at unix:///nonexistent/docker.sock (DOCKER_HOST)";
+    assert_eq!(text.matches(expected).count(), 4, "{text}");
+    // Far below the startup timeout (120 s here): nothing waited for it.
+    assert!(run.elapsed < Duration::from_secs(20), "took {:?}", run.elapsed);
+    assert!(watch.events().is_empty());
+}
+
+#[test]
+fn a_missing_image_is_named_in_the_error() {
+    let (run, _watch) = watched_run(
+        "noimage",
+        &["--ignored", "--exact", "child::failures::needs_postgres"],
+        &[("CLEANROOM_POSTGRES_IMAGE", "cleanroom-offline/absent:0"), ("CLEANROOM_PULL", "never")],
+    );
+    let text = run.text();
+    assert!(!run.passed(), "{text}");
+    assert!(
+        text.contains("failed to start postgres: image cleanroom-offline/absent:0 not found locally"),
+        "{text}"
+    );
+    assert!(text.contains("CLEANROOM_POSTGRES_IMAGE"), "the message says how to fix it: {text}");
+}
+
+#[test]
+fn a_container_that_exits_during_startup_reports_its_last_logs() {
+    let (run, watch) = watched_run("crash", &["--ignored", "--exact", "child::failures::needs_crashing"], &[]);
+    let text = run.text();
+    assert!(!run.passed(), "{text}");
+    assert!(text.contains(&format!("crashing (image {BUSYBOX}) exited with code 3 during startup")), "{text}");
+    assert!(text.contains("starting up") && text.contains("fatal: no config file"), "{text}");
+    assert_eq!(watch.starts_of("crashing"), 1);
+}
+
+#[test]
+fn a_startup_timeout_names_the_check_that_never_passed() {
+    let (run, _watch) = watched_run("timeout", &["--ignored", "--exact", "child::failures::needs_never_ready"], &[]);
+    let text = run.text();
+    assert!(!run.passed(), "{text}");
+    assert!(text.contains("never_ready (image"), "{text}");
+    assert!(text.contains("the health check file /tmp/never-there existing never passed"), "{text}");
+}

@@ -1,0 +1,221 @@
+//! Helpers for cleanroom's live tests: run this very test binary again as a
+//! child process (so that process start and exit are real), and ask Docker,
+//! not cleanroom, what happened.
+//!
+//! A live test picks a fresh session id, watches Docker's event stream for
+//! that session, runs a selection of the binary's `#[ignore]`d child tests
+//! with `CLEANROOM_SESSION` set, and then checks the events and what is left.
+#![warn(missing_docs, rust_2018_idioms)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A session id no other test uses, so that Docker can be asked about this
+/// test's containers alone while other tests run.
+pub fn fresh_session(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t-{tag}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Runs `docker` with `args` and returns its stdout; panics if it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Ids of every container (running or not) of `session`.
+pub fn session_containers(session: &str) -> Vec<String> {
+    docker(&["ps", "-aq", "--filter", &format!("label=cleanroom.session={session}")])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Ids of every network and volume of `session`.
+pub fn session_networks_and_volumes(session: &str) -> Vec<String> {
+    let filter = format!("label=cleanroom.session={session}");
+    let mut out: Vec<String> = docker(&["network", "ls", "-q", "--filter", &filter]).lines().map(str::to_string).collect();
+    out.extend(docker(&["volume", "ls", "-q", "--filter", &filter]).lines().map(str::to_string));
+    out
+}
+
+/// The service label of the marker container that proves the stream is live.
+const MARKER: &str = "__event-stream-marker";
+
+/// One container event of the session: what happened, to which service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `create`, `start`, `die`, `destroy`, ...
+    pub action: String,
+    /// The `cleanroom.service` label.
+    pub service: String,
+}
+
+/// Docker's live event stream for one session, started before the run it
+/// watches (the engine replays only its last 256 events, so asking afterwards
+/// with `--since` can undercount).
+pub struct EventWatch {
+    child: Child,
+    events: Arc<Mutex<Vec<Event>>>,
+    session: String,
+}
+
+impl EventWatch {
+    /// Starts watching `session` and returns once the stream is known to be
+    /// live: a marker container (created, never started) has come through it.
+    pub fn start(session: &str) -> EventWatch {
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                &format!("label=cleanroom.session={session}"),
+                "--format",
+                "{{.Action}} {{index .Actor.Attributes \"cleanroom.service\"}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events runs");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let live = Arc::new(Mutex::new(false));
+        let stdout = child.stdout.take().unwrap();
+        {
+            let events = events.clone();
+            let live = live.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let (action, service) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                    // `exec_start: sh -c ...` and friends: keep the verb.
+                    let action = action.split(':').next().unwrap_or(action).to_string();
+                    if service == MARKER {
+                        *live.lock().unwrap() = true;
+                    } else {
+                        events.lock().unwrap().push(Event { action, service: service.to_string() });
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !*live.lock().unwrap() {
+            // Again until its event is seen: the stream may not be connected
+            // yet when the first one fires.
+            let id = docker(&[
+                "create",
+                "--label",
+                "cleanroom.managed=true",
+                "--label",
+                &format!("cleanroom.session={session}"),
+                "--label",
+                &format!("cleanroom.service={MARKER}"),
+                "cleanroom-offline/busybox:1.35",
+                "true",
+            ]);
+            docker(&["rm", "-f", id.trim()]);
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "docker events never delivered the marker event");
+        }
+        EventWatch { child, events, session: session.to_string() }
+    }
+
+    /// Every container event so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// How many times a container of `service` was started.
+    pub fn starts_of(&self, service: &str) -> usize {
+        self.events().iter().filter(|e| e.action == "start" && e.service == service).count()
+    }
+
+    /// Services that had a container created, each once, in order.
+    pub fn created_services(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.events() {
+            if e.action == "create" && !out.contains(&e.service) {
+                out.push(e.service);
+            }
+        }
+        out
+    }
+
+    /// Waits until the event stream has shown `destroy` for every container
+    /// it saw created (or `timeout` passes), so that counts are final.
+    pub fn settle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ev = self.events();
+            let created = ev.iter().filter(|e| e.action == "create").count();
+            let destroyed = ev.iter().filter(|e| e.action == "destroy").count();
+            if destroyed >= created || Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The session watched.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A run of this test binary as a child process.
+#[derive(Debug)]
+pub struct ChildRun {
+    /// How it ended.
+    pub output: Output,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl ChildRun {
+    /// stdout and stderr together.
+    pub fn text(&self) -> String {
+        format!("{}{}", String::from_utf8_lossy(&self.output.stdout), String::from_utf8_lossy(&self.output.stderr))
+    }
+
+    /// Whether the child exited with 0.
+    pub fn passed(&self) -> bool {
+        self.output.status.success()
+    }
+}
+
+/// A command that runs this test binary with `args` in `session`.
+pub fn child_command(session: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary knows its path"));
+    cmd.args(args).env("CLEANROOM_SESSION", session).env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+/// Runs this test binary with `args` in `session` and waits for it.
+pub fn run_child(session: &str, args: &[&str], env: &[(&str, &str)]) -> ChildRun {
+    let mut cmd = child_command(session, args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let output = cmd.output().expect("the test binary runs as a child");
+    ChildRun { output, elapsed: start.elapsed() }
+}
+
+/// Asserts that nothing of `session` is left in Docker: containers, networks, volumes.
+pub fn assert_nothing_left(session: &str) {
+    let containers = session_containers(session);
+    assert!(containers.is_empty(), "containers of session {session} outlived their run: {containers:?}");
+    let rest = session_networks_and_volumes(session);
+    assert!(rest.is_empty(), "networks or volumes of session {session} outlived their run: {rest:?}");
+}
