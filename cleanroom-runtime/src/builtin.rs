@@ -39,6 +39,8 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         .with_env("POSTGRES_USER", "cleanroom")
         .with_env("POSTGRES_PASSWORD", random_password())
         .with_env("POSTGRES_DB", "cleanroom")
+        // Nothing here must survive a crash: skip initdb's fsyncs too.
+        .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
         .with_cmd(["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
         .with_port(5432)
         .with_health_check(HealthCheck::postgres_query())
