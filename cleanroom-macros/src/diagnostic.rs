@@ -1,0 +1,68 @@
+//! Collecting every error of one macro invocation, and emitting them next to
+//! the user's item so that one mistake does not cascade into others.
+
+use std::fmt::Display;
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+
+/// The errors found so far; empty means everything was fine.
+#[derive(Debug, Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    /// Records an error, keeping those found before.
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// Records an error pointing at `tokens`.
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// Records the error of a fallible step, handing back its value otherwise.
+    pub(crate) fn ok<T>(&mut self, result: syn::Result<T>) -> Option<T> {
+        result.map_err(|error| self.push(error)).ok()
+    }
+
+    /// `Ok(())` when nothing was recorded, otherwise every error at once.
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// `tokens` followed by one `compile_error!` per error.
+pub(crate) fn with_error(mut tokens: TokenStream, error: syn::Error) -> TokenStream {
+    tokens.extend(error.into_compile_error());
+    tokens
+}
+
+#[cfg(test)]
+mod should {
+    use proc_macro2::Span;
+
+    use super::*;
+
+    #[test]
+    fn report_every_error_it_was_given() {
+        let mut errors = Errors::default();
+        errors.push(syn::Error::new(Span::call_site(), "first"));
+        errors.push(syn::Error::new(Span::call_site(), "second"));
+        let messages: Vec<String> = errors
+            .finish()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(messages, ["first", "second"]);
+    }
+
+    #[test]
+    fn be_ok_when_nothing_was_recorded() {
+        assert!(Errors::default().finish().is_ok());
+    }
+}

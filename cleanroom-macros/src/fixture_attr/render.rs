@@ -1,0 +1,224 @@
+//! Writes the fixture's `Resolve` type for a validated [`FixtureInfo`].
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::ItemFn;
+
+use super::FixtureInfo;
+use crate::dependency::Dependency;
+use crate::param::strip_from;
+
+/// The expansion of a valid fixture: the function, a type of the same name
+/// (braced, so it lives in the type namespace only), and its `Resolve` impl.
+pub(crate) fn render(info: &FixtureInfo) -> TokenStream {
+    let func = &info.func;
+    let name = &func.sig.ident;
+    let vis = &func.vis;
+    let name_str = name.unraw().to_string();
+    let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let cfgs = quote!(#(#cfgs)*);
+    let output = info.output();
+    let ctx = Ident::new("__cleanroom_ctx", Span::mixed_site());
+    let cloner = Ident::new("__cleanroom_cloner", Span::mixed_site());
+
+    let deps = info
+        .params
+        .iter()
+        .map(|param| Dependency::named(&param.source).node());
+    let (args, bindings): (Vec<Ident>, Vec<TokenStream>) = info
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, param)| {
+            let arg = format_ident!(
+                "__cleanroom_arg_{}",
+                i,
+                span = param.ty.span().resolved_at(Span::mixed_site())
+            );
+            let resolve = Dependency::named(&param.source).resolve(&ctx);
+            (arg.clone(), quote!(let #arg = #resolve;))
+        })
+        .unzip();
+    let call = if info.is_async() {
+        quote!(#ctx.block_on(#name(#(#args),*)))
+    } else {
+        quote!(#name(#(#args),*))
+    };
+
+    quote! {
+        #func
+
+        #cfgs
+        #[allow(non_camel_case_types, dead_code)]
+        #[doc(hidden)]
+        #vis struct #name {}
+
+        #cfgs
+        impl ::cleanroom::__private::Resolve for #name {
+            type Output = #output;
+            const NODE: ::cleanroom::__private::Node =
+                ::cleanroom::__private::Node::fixture(#name_str, ::core::module_path!(), &[#(#deps),*]);
+            fn resolve(#ctx: &mut ::cleanroom::__private::TestContext) -> Self::Output {
+                #[allow(unused_imports)]
+                use ::cleanroom::__private::{ShareClone as _, ShareNone as _};
+                let #cloner = (&&::cleanroom::__private::Share::<#output>::new()).cloner();
+                #ctx.fixture(&<Self as ::cleanroom::__private::Resolve>::NODE, #cloner, |#ctx| {
+                    #(#bindings)*
+                    #call
+                })
+            }
+        }
+    }
+}
+
+/// What is emitted next to the errors: the user's function alone.
+pub(crate) fn fallback(mut func: ItemFn) -> TokenStream {
+    strip_from(&mut func.sig);
+    quote! {
+        #[allow(unused)]
+        #func
+    }
+}
+
+#[cfg(test)]
+mod should {
+    use quote::quote;
+    use syn::parse_quote;
+
+    use super::super::parse::parse;
+    use super::*;
+
+    fn expand(func: ItemFn) -> String {
+        render(&parse(quote!(), func).unwrap()).to_string()
+    }
+
+    fn has(haystack: &str, needle: TokenStream) -> bool {
+        haystack.contains(&needle.to_string())
+    }
+
+    #[test]
+    fn keep_the_function_without_from() {
+        let out = expand(parse_quote!(
+            pub fn client(#[from(other)] o: O) -> C {
+                c(o)
+            }
+        ));
+        assert!(
+            out.starts_with(
+                &quote!(
+                    pub fn client(o: O) -> C {
+                        c(o)
+                    }
+                )
+                .to_string()
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn add_a_braced_type_with_the_functions_visibility() {
+        let out = expand(parse_quote!(
+            pub(crate) fn client() -> C {
+                c()
+            }
+        ));
+        assert!(
+            has(
+                &out,
+                quote!(
+                    pub(crate) struct client {}
+                )
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn describe_its_dependencies_as_graph_nodes() {
+        let out = expand(parse_quote!(
+            fn client(postgres: Postgres, #[from(other)] o: O) -> C {
+                c()
+            }
+        ));
+        let node = quote!(::cleanroom::__private::Node::fixture(
+            "client",
+            ::core::module_path!(),
+            &[
+                &<::cleanroom::__private::postgres as ::cleanroom::__private::Resolve>::NODE,
+                &<other as ::cleanroom::__private::Resolve>::NODE
+            ]
+        ));
+        assert!(has(&out, node), "{out}");
+    }
+
+    #[test]
+    fn share_the_value_through_the_concrete_return_type() {
+        let out = expand(parse_quote!(
+            fn client() -> tokio_postgres::Client {
+                c()
+            }
+        ));
+        assert!(
+            has(
+                &out,
+                quote!(
+                    type Output = tokio_postgres::Client;
+                )
+            ),
+            "{out}"
+        );
+        assert!(
+            has(
+                &out,
+                quote!(::cleanroom::__private::Share::<tokio_postgres::Client>::new())
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn provide_unit_without_a_return_type() {
+        let out = expand(parse_quote!(
+            fn setup() {}
+        ));
+        assert!(
+            has(
+                &out,
+                quote!(
+                    type Output = ();
+                )
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn block_on_an_async_fixture_only() {
+        assert!(expand(parse_quote!(
+            async fn a() -> u8 {
+                1
+            }
+        ))
+        .contains("block_on (a ())"));
+        assert!(!expand(parse_quote!(
+            fn s() -> u8 {
+                1
+            }
+        ))
+        .contains("block_on"));
+    }
+
+    #[test]
+    fn copy_cfg_to_the_generated_items() {
+        let out = expand(parse_quote!(
+            #[cfg(feature = "db")]
+            fn client() -> C {
+                c()
+            }
+        ));
+        assert_eq!(out.matches("cfg (feature = \"db\")").count(), 3, "{out}");
+    }
+}

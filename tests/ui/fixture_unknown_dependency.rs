@@ -1,0 +1,6 @@
+#[cleanroom::fixture]
+fn client(missing: u32) -> u32 {
+    missing
+}
+
+fn main() {}

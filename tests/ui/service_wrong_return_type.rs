@@ -1,0 +1,6 @@
+#[cleanroom::service]
+fn web() -> &'static str {
+    "nginx"
+}
+
+fn main() {}

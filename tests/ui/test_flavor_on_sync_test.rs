@@ -1,0 +1,4 @@
+#[cleanroom::test(flavor = "multi_thread")]
+fn synchronous() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[cleanroom::test]
+struct NotAFunction;
+
+fn main() {}

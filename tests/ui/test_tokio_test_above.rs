@@ -1,0 +1,5 @@
+#[tokio::test]
+#[cleanroom::test]
+async fn stacked() {}
+
+fn main() {}

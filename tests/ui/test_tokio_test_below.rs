@@ -1,0 +1,5 @@
+#[cleanroom::test]
+#[tokio::test]
+async fn stacked() {}
+
+fn main() {}
