@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, Hasher};
 use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
 use crate::driver::{Node, Resolve, Service, TestContext};
 use crate::handle::{Postgres, Redis};
+
 use crate::health::HealthCheck;
 
 /// The Postgres image used unless configured otherwise.
@@ -63,7 +64,7 @@ impl Resolve for postgres {
     type Output = Postgres;
     const NODE: Node = Node::service(&POSTGRES);
     fn resolve(ctx: &mut TestContext) -> Postgres {
-        Postgres::new(ctx.container(&POSTGRES))
+        ctx.postgres()
     }
 }
 impl Service for postgres {}
@@ -77,7 +78,7 @@ impl Resolve for redis {
     type Output = Redis;
     const NODE: Node = Node::service(&REDIS);
     fn resolve(ctx: &mut TestContext) -> Redis {
-        Redis::new(ctx.container(&REDIS))
+        ctx.redis()
     }
 }
 impl Service for redis {}

@@ -11,9 +11,13 @@ use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use crate::definition::ServiceSpec;
-use crate::handle::Container;
+use crate::handle::{Container, Postgres, Redis};
 use crate::registry;
+use crate::rooms::{Keep, PgRooms, RedisRooms, RoomOptions};
 
 /// How the runtime that drives an async test is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +96,8 @@ pub struct TestDesc {
     pub flavor: Flavor,
     /// The services listed in the attribute, then the parameters' fixtures.
     pub needs: &'static [&'static Node],
+    /// Options of the listed services' rooms (`postgres(migrations = "…")`).
+    pub rooms: &'static [RoomOptions],
 }
 
 impl TestDesc {
@@ -102,6 +108,11 @@ impl TestDesc {
             Some((_, rest)) => format!("{rest}::{}", self.name),
             None => self.name.to_string(),
         }
+    }
+
+    /// What the attribute asked of `service`'s room, if anything.
+    pub(crate) fn room_options(&self, service: &str) -> Option<&'static RoomOptions> {
+        self.rooms.iter().find(|o| o.service == service)
     }
 
     /// Every service the test needs, through its fixtures too.
@@ -172,6 +183,23 @@ pub struct TestContext {
     desc: &'static TestDesc,
     runtime: Option<tokio::runtime::Runtime>,
     memo: Vec<Memo>,
+    postgres: Option<Postgres>,
+    redis: Option<Redis>,
+    rooms: Vec<Room>,
+    acquisitions: Vec<Acquisition>,
+}
+
+/// A room a test holds until it ends.
+enum Room {
+    Postgres { rooms: &'static PgRooms, database: String, url: String },
+    Redis { rooms: Arc<RedisRooms>, db: u32 },
+}
+
+/// How long one test waited for one service's handle (its room included).
+#[derive(Debug, Clone)]
+pub(crate) struct Acquisition {
+    pub(crate) service: &'static str,
+    pub(crate) elapsed: std::time::Duration,
 }
 
 struct Memo {
@@ -188,13 +216,22 @@ impl std::fmt::Debug for TestContext {
         f.debug_struct("TestContext")
             .field("test", &self.desc.test_name())
             .field("resolved", &self.memo.iter().map(|m| m.name).collect::<Vec<_>>())
+            .field("rooms", &self.rooms.len())
             .finish()
     }
 }
 
 impl TestContext {
     fn new(desc: &'static TestDesc) -> Self {
-        TestContext { desc, runtime: None, memo: Vec::new() }
+        TestContext {
+            desc,
+            runtime: None,
+            memo: Vec::new(),
+            postgres: None,
+            redis: None,
+            rooms: Vec::new(),
+            acquisitions: Vec::new(),
+        }
     }
 
     /// The test being run.
@@ -281,6 +318,79 @@ impl TestContext {
             Err(err) => panic!("{err}"),
         }
     }
+
+    /// The test's Postgres handle: a database of its own, cloned from the
+    /// template of its migrations, unless the attribute says `shared`. One
+    /// per test, shared by the test and its fixtures.
+    pub(crate) fn postgres(&mut self) -> Postgres {
+        if let Some(pg) = &self.postgres {
+            return pg.clone();
+        }
+        let started = Instant::now();
+        let container = self.container(&crate::builtin::POSTGRES);
+        let options = self.desc.room_options("postgres");
+        let handle = if options.is_some_and(|o| o.shared) {
+            Postgres::new(container, None)
+        } else {
+            let rooms = crate::rooms::pg_rooms(&container.inner).unwrap_or_else(|err| panic!("{err}"));
+            let database = registry::block_on_runtime(rooms.lease(options)).unwrap_or_else(|err| panic!("{err}"));
+            let pg = Postgres::new(container, Some(database.clone()));
+            self.rooms.push(Room::Postgres { rooms, database, url: pg.url() });
+            pg
+        };
+        self.acquisitions.push(Acquisition { service: "postgres", elapsed: started.elapsed() });
+        self.postgres = Some(handle.clone());
+        handle
+    }
+
+    /// The test's Redis handle: a logical database of its own, unless the
+    /// attribute says `shared`.
+    pub(crate) fn redis(&mut self) -> Redis {
+        if let Some(r) = &self.redis {
+            return r.clone();
+        }
+        let started = Instant::now();
+        let container = self.container(&crate::builtin::REDIS);
+        let handle = if self.desc.room_options("redis").is_some_and(|o| o.shared) {
+            Redis::new(container, 0)
+        } else {
+            let rooms = crate::rooms::redis_rooms(&container.inner);
+            let leasing = rooms.clone();
+            let db = registry::block_on_runtime(async move { leasing.lease().await }).unwrap_or_else(|err| panic!("{err}"));
+            self.rooms.push(Room::Redis { rooms, db });
+            Redis::new(container, db)
+        };
+        self.acquisitions.push(Acquisition { service: "redis", elapsed: started.elapsed() });
+        self.redis = Some(handle.clone());
+        handle
+    }
+
+    /// Releases the test's rooms: dropped in the background after a pass,
+    /// kept (and printed) after a failure, as `CLEANROOM_KEEP` says.
+    fn finish(&mut self, failed: bool) {
+        let keep = Keep::from_env().unwrap_or_default();
+        for room in self.rooms.drain(..) {
+            match room {
+                Room::Postgres { rooms, database, url } => {
+                    if keep.keeps(failed) {
+                        eprintln!(
+                            "cleanroom: test `{}` {}; its database {database} is kept until the run ends: psql '{url}'",
+                            self.desc.test_name(),
+                            if failed { "failed" } else { "ended" },
+                        );
+                    } else {
+                        registry::spawn_background(async move {
+                            let _ = rooms.drop_database(&database).await;
+                        });
+                    }
+                }
+                Room::Redis { rooms, db } => registry::spawn_background(async move {
+                    let _ = rooms.release(db).await;
+                }),
+            }
+        }
+        crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions));
+    }
 }
 
 fn clone_erased<T: 'static>(kept: &dyn Any) -> Box<dyn Any> {
@@ -288,18 +398,57 @@ fn clone_erased<T: 'static>(kept: &dyn Any) -> Box<dyn Any> {
     Box::new(clone(value))
 }
 
-/// Runs one test: the generated `#[test]` function's whole body.
-pub fn run<R>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
-    let mut ctx = TestContext::new(desc);
-    // Every service the test asked for is Ready before it starts, whether or
-    // not a parameter receives its handle; a service that failed fails the test
-    // here, with its own error.
-    for spec in desc.services() {
-        ctx.container(spec);
+/// What a test returns: `()` or a `Result`, as with `#[test]`.
+#[diagnostic::on_unimplemented(
+    message = "a cleanroom test returns () or Result<(), E>, not `{Self}`",
+    note = "as with #[test], return nothing or a Result whose error is Debug"
+)]
+pub trait Outcome {
+    /// Whether this value means the test failed.
+    fn is_failure(&self) -> bool;
+}
+
+impl Outcome for () {
+    fn is_failure(&self) -> bool {
+        false
     }
-    let out = body(&mut ctx);
-    drop(ctx);
-    out
+}
+
+impl<T, E> Outcome for Result<T, E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+}
+
+impl Outcome for std::process::ExitCode {
+    fn is_failure(&self) -> bool {
+        *self != std::process::ExitCode::SUCCESS
+    }
+}
+
+/// Runs one test: the generated `#[test]` function's whole body.
+pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
+    let mut ctx = TestContext::new(desc);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Every service the test asked for is Ready before it starts, whether
+        // or not a parameter receives its handle; a service that failed fails
+        // the test here, with its own error.
+        for spec in desc.services() {
+            ctx.container(spec);
+        }
+        body(&mut ctx)
+    }));
+    match outcome {
+        Ok(out) => {
+            ctx.finish(out.is_failure());
+            out
+        }
+        Err(panic) => {
+            ctx.finish(true);
+            drop(ctx);
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 /// Autoref specialisation: `(&&Share::<T>::new()).cloner()` is
@@ -363,7 +512,7 @@ mod tests {
     }
 
     static SYNC_TEST: TestDesc =
-        TestDesc { module_path: "krate::m", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[] };
+        TestDesc { module_path: "krate::m", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
     static SHARED: Node = Node::fixture("shared", "krate::m", &[]);
 
     #[test]
@@ -395,7 +544,7 @@ mod tests {
         static REPO: Node =
             Node::fixture("repo", "krate", &[&CLIENT, &<crate::builtin::redis as Resolve>::NODE, &CLIENT]);
         static DESC: TestDesc =
-            TestDesc { module_path: "krate", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[&REPO, &CLIENT] };
+            TestDesc { module_path: "krate", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[&REPO, &CLIENT], rooms: &[] };
         let names: Vec<_> = DESC.services().iter().map(|s| s.name).collect();
         assert_eq!(names, ["postgres", "redis"]);
     }
@@ -418,9 +567,9 @@ mod tests {
 
     #[test]
     fn test_name_drops_the_crate() {
-        let desc = TestDesc { module_path: "my_crate::db::users", name: "inserts", ignored: false, flavor: Flavor::Sync, needs: &[] };
+        let desc = TestDesc { module_path: "my_crate::db::users", name: "inserts", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
         assert_eq!(desc.test_name(), "db::users::inserts");
-        let top = TestDesc { module_path: "live", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[] };
+        let top = TestDesc { module_path: "live", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
         assert_eq!(top.test_name(), "t");
     }
 }

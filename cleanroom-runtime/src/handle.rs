@@ -138,8 +138,11 @@ impl std::fmt::Debug for Postgres {
 }
 
 impl Postgres {
-    pub(crate) fn new(container: Container) -> Self {
-        let database = container.inner.env("POSTGRES_DB").unwrap_or("postgres").to_string();
+    /// A handle on `database`, or on the server's main database.
+    pub(crate) fn new(container: Container, database: Option<String>) -> Self {
+        let database = database.unwrap_or_else(|| {
+            container.inner.env("POSTGRES_DB").or(container.inner.env("POSTGRES_USER")).unwrap_or("postgres").to_string()
+        });
         Postgres { container, database }
     }
 
@@ -168,7 +171,8 @@ impl Postgres {
         self.container.inner.env("POSTGRES_PASSWORD").unwrap_or("")
     }
 
-    /// The database this handle points at.
+    /// The database this handle points at: the test's own, or the server's
+    /// main database with `postgres(shared)`.
     pub fn database(&self) -> &str {
         &self.database
     }
@@ -187,8 +191,8 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub(crate) fn new(container: Container) -> Self {
-        Redis { container, db: 0 }
+    pub(crate) fn new(container: Container, db: u32) -> Self {
+        Redis { container, db }
     }
 
     /// `redis://127.0.0.1:port/db`.
@@ -206,7 +210,8 @@ impl Redis {
         self.container.port(6379)
     }
 
-    /// The logical database this handle points at.
+    /// The logical database this handle points at: the test's own, or 0
+    /// with `redis(shared)`.
     pub fn db(&self) -> u32 {
         self.db
     }

@@ -7,7 +7,8 @@
 #![allow(unsafe_code)] // `ctor`/`dtor` expand to link-section statics.
 
 use crate::driver::registered_tests;
-use crate::registry;
+use crate::registry::{self, Source};
+use crate::rooms::RoomOptions;
 use crate::selection::Mode;
 
 #[ctor::ctor(unsafe, priority = late)]
@@ -21,6 +22,9 @@ fn on_process_start() {
 #[dtor::dtor(unsafe)]
 fn on_process_exit() {
     if let Some(registry) = registry::get() {
+        if let Ok(session) = registry.session() {
+            crate::report::write_at_exit(session);
+        }
         registry.shutdown_blocking();
     }
 }
@@ -41,14 +45,48 @@ pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::definition::Se
     out
 }
 
+/// The Postgres templates the selected tests clone from (`None`: no
+/// migrations), each once.
+fn needed_templates(mode: &Mode) -> Vec<Option<&'static RoomOptions>> {
+    let Mode::Run(selection) = mode else { return Vec::new() };
+    let mut out = Vec::new();
+    for test in registered_tests() {
+        if !selection.selects(&test.test_name(), test.ignored) || !test.services().iter().any(|s| s.name == "postgres") {
+            continue;
+        }
+        let options = test.room_options("postgres");
+        if options.is_some_and(|o| o.shared) {
+            continue;
+        }
+        let key = options.map(|o| (o.migrations, o.init, o.base_dir));
+        if !out.iter().any(|o: &Option<&RoomOptions>| o.map(|o| (o.migrations, o.init, o.base_dir)) == key) {
+            out.push(options);
+        }
+    }
+    out
+}
+
 fn prestart() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let needed = needed_services(&Mode::parse(&args));
+    let mode = Mode::parse(&args);
+    let needed = needed_services(&mode);
     if needed.is_empty() {
         return;
     }
     let registry = registry::global();
     for spec in needed {
         registry.prestart(spec);
+    }
+    let templates = needed_templates(&mode);
+    if !templates.is_empty() {
+        registry::spawn_background(async move {
+            let Ok(service) = registry.get_or_start("postgres", Source::Spec(&crate::builtin::POSTGRES)).await else {
+                return;
+            };
+            let Ok(rooms) = crate::rooms::pg_rooms(&service) else { return };
+            for options in templates {
+                rooms.warm(options).await;
+            }
+        });
     }
 }

@@ -18,6 +18,8 @@ mod health;
 mod init;
 mod lifecycle;
 mod registry;
+mod report;
+mod rooms;
 mod selection;
 
 pub use backend::{ExecOutput, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL};
@@ -29,6 +31,7 @@ pub use error::{Error, Result};
 pub use handle::{Container, Postgres, Redis};
 pub use health::{HealthCheck, HealthStatus};
 pub use lifecycle::{Lifecycle, State, Transition};
+pub use rooms::{Keep, RoomOptions};
 
 /// The lifecycle of a service this process started, with its history.
 pub fn lifecycle_of(service: &str) -> Option<Lifecycle> {
@@ -41,8 +44,9 @@ pub mod __private {
     pub use crate::builtin::{postgres, redis};
     pub use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
     pub use crate::driver::{
-        run, Flavor, Node, NodeKind, Registration, Resolve, Service, Share, ShareClone, ShareNone, TestContext,
-        TestDesc,
+        run, Flavor, Node, NodeKind, Outcome, Registration, Resolve, Service, Share, ShareClone, ShareNone,
+        TestContext, TestDesc,
     };
+    pub use crate::rooms::RoomOptions;
     pub use crate::handle::Container;
 }

@@ -121,10 +121,21 @@ pub(crate) fn block_on_runtime<T: Send + 'static>(fut: impl Future<Output = T> +
     rx.recv().expect("cleanroom: its runtime stopped while a test was waiting on it")
 }
 
+/// Runs `fut` on cleanroom's runtime without waiting for it: work off a
+/// test's critical path (dropping its database).
+pub(crate) fn spawn_background(fut: impl Future<Output = ()> + Send + 'static) {
+    global().runtime.spawn(fut);
+}
+
 impl Registry {
     /// The session id, which labels everything this process creates.
     pub(crate) fn session(&self) -> Result<&str, Error> {
         self.session.as_deref().map_err(Clone::clone)
+    }
+
+    /// Whether teardown has begun.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Starts `spec` in the background if nobody has yet.

@@ -1,0 +1,84 @@
+//! What happened during the run, for the end-of-run report and benchmarks.
+//!
+//! With `CLEANROOM_REPORT_JSON=path`, each test process writes at exit a JSON
+//! document with what its tests waited for:
+//!
+//! ```json
+//! {"schema": 1, "pid": 1234, "session": "…",
+//!  "tests": [{"name": "db::inserts", "acquire": [{"service": "postgres", "micros": 412}]}]}
+//! ```
+//!
+//! `micros` is the time from the test asking for the service's handle to
+//! having it, its room included. With several processes, each appends its
+//! document as one line (JSON Lines).
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use crate::driver::{Acquisition, TestDesc};
+
+static TESTS: Mutex<Vec<(String, Vec<Acquisition>)>> = Mutex::new(Vec::new());
+
+pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>) {
+    TESTS.lock().unwrap_or_else(|e| e.into_inner()).push((desc.test_name(), acquisitions));
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The process's document, as one line of JSON.
+pub(crate) fn to_json(session: &str) -> String {
+    let tests = TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let tests: Vec<String> = tests
+        .iter()
+        .map(|(name, acq)| {
+            let acq: Vec<String> = acq
+                .iter()
+                .map(|a| format!("{{\"service\":{},\"micros\":{}}}", json_string(a.service), a.elapsed.as_micros()))
+                .collect();
+            format!("{{\"name\":{},\"acquire\":[{}]}}", json_string(name), acq.join(","))
+        })
+        .collect();
+    format!(
+        "{{\"schema\":1,\"pid\":{},\"session\":{},\"tests\":[{}]}}",
+        std::process::id(),
+        json_string(session),
+        tests.join(",")
+    )
+}
+
+/// Appends the process's document to `CLEANROOM_REPORT_JSON`, if set.
+pub(crate) fn write_at_exit(session: &str) {
+    let Ok(path) = std::env::var("CLEANROOM_REPORT_JSON") else { return };
+    if TESTS.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        return;
+    }
+    let line = to_json(session);
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("cleanroom: could not write the report to {path} (CLEANROOM_REPORT_JSON): {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_json_strings() {
+        assert_eq!(super::json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}

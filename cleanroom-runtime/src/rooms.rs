@@ -1,0 +1,612 @@
+//! Clean rooms: every test gets a database of its own inside the shared
+//! server.
+//!
+//! - **Postgres**: schema setup (migrations, init SQL) runs once into a
+//!   template database; each test gets a clone of it (`CREATE DATABASE …
+//!   TEMPLATE`), taken from a pool that is refilled in the background. After a
+//!   test passes its database is dropped off the critical path; after it fails
+//!   it is kept and the failure output says how to connect to it.
+//! - **Redis**: each test leases a logical database, arbitrated by the server
+//!   itself (`SET NX` in one script, so leases are unique across processes),
+//!   flushed before it is handed out.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OnceCell};
+
+use crate::error::Error;
+use crate::registry::RunningService;
+
+/// What a test asked of a service's room, from `#[cleanroom::test(...)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomOptions {
+    /// The service (`postgres`, `redis`).
+    pub service: &'static str,
+    /// `shared`: no room of its own, the server's main database.
+    pub shared: bool,
+    /// `migrations = "dir"`: `.sql` files applied in name order.
+    pub migrations: Option<&'static str>,
+    /// `init = "file.sql"`: data loaded after the migrations.
+    pub init: Option<&'static str>,
+    /// The crate's manifest directory, which relative paths start from.
+    pub base_dir: &'static str,
+}
+
+/// When a test's database is kept instead of dropped: `CLEANROOM_KEEP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Always dropped.
+    Never,
+    /// Kept when the test fails (the default).
+    #[default]
+    OnFailure,
+    /// Always kept.
+    Always,
+}
+
+impl Keep {
+    pub(crate) fn from_env() -> Result<Keep, Error> {
+        match std::env::var("CLEANROOM_KEEP").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("on-failure") => Ok(Keep::OnFailure),
+            Ok("never") => Ok(Keep::Never),
+            Ok("always") => Ok(Keep::Always),
+            Ok(other) => Err(Error::Configuration {
+                key: "CLEANROOM_KEEP".into(),
+                reason: format!("{other:?} is not a keep policy; expected one of: never, on-failure, always"),
+            }),
+        }
+    }
+
+    pub(crate) fn keeps(self, failed: bool) -> bool {
+        match self {
+            Keep::Never => false,
+            Keep::OnFailure => failed,
+            Keep::Always => true,
+        }
+    }
+}
+
+/// How many ready databases the Postgres pool keeps ahead of demand:
+/// `CLEANROOM_POOL` (0 turns the pool off).
+pub(crate) fn pool_size() -> Result<usize, Error> {
+    match std::env::var("CLEANROOM_POOL") {
+        Err(_) => Ok(DEFAULT_POOL),
+        Ok(v) => v.trim().parse::<usize>().map_err(|_| Error::Configuration {
+            key: "CLEANROOM_POOL".into(),
+            reason: format!("{v:?} is not a number of databases (0 turns the pool off)"),
+        }),
+    }
+}
+
+const DEFAULT_POOL: usize = 4;
+
+/// A stable 64-bit FNV-1a hash: the same in every process and build, so that
+/// processes of one run agree on template names.
+pub(crate) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The schema setup of a template: its SQL, in order, and a hash of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateSource {
+    pub(crate) scripts: Vec<(PathBuf, String)>,
+    pub(crate) hash: u64,
+}
+
+impl TemplateSource {
+    /// Reads the migrations directory (`.sql` files in name order) and the
+    /// init file. Errors name the path and what to do.
+    pub(crate) fn read(options: &RoomOptions) -> Result<TemplateSource, Error> {
+        let base = Path::new(options.base_dir);
+        let mut scripts = Vec::new();
+        if let Some(dir) = options.migrations {
+            let path = base.join(dir);
+            let entries = std::fs::read_dir(&path).map_err(|e| Error::Configuration {
+                key: format!("postgres(migrations = {dir:?})"),
+                reason: format!("cannot read the directory {}: {e}; the path is relative to the crate's Cargo.toml", path.display()),
+            })?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "sql") && p.is_file())
+                .collect();
+            files.sort();
+            for file in files {
+                let sql = read_sql(&file, &format!("postgres(migrations = {dir:?})"))?;
+                scripts.push((file, sql));
+            }
+        }
+        if let Some(init) = options.init {
+            let file = base.join(init);
+            let sql = read_sql(&file, &format!("postgres(init = {init:?})"))?;
+            scripts.push((file, sql));
+        }
+        let mut hash = FNV_OFFSET;
+        for (file, sql) in &scripts {
+            hash = fnv1a(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default(), hash);
+            hash = fnv1a(&[0], hash);
+            hash = fnv1a(sql.as_bytes(), hash);
+            hash = fnv1a(&[0], hash);
+        }
+        Ok(TemplateSource { scripts, hash })
+    }
+
+    /// The template database's name: the contents decide it, so changed
+    /// files make a new template.
+    pub(crate) fn database_name(&self) -> String {
+        format!("cleanroom_tpl_{:016x}", self.hash)
+    }
+}
+
+fn read_sql(file: &Path, key: &str) -> Result<String, Error> {
+    std::fs::read_to_string(file).map_err(|e| Error::Configuration {
+        key: key.to_string(),
+        reason: format!("cannot read {}: {e}; the path is relative to the crate's Cargo.toml", file.display()),
+    })
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A unique database name for one test: unique across threads (a counter)
+/// and processes (the pid and a start time).
+fn room_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+            & 0xff_ffff
+    });
+    format!("cleanroom_t_{}_{:06x}_{}", std::process::id(), start, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The clone strategy: measured faster for this workload (see the README).
+const CLONE_STRATEGY: &str = "WAL_LOG";
+
+/// Postgres rooms of one running server.
+pub(crate) struct PgRooms {
+    service: Arc<RunningService>,
+    templates: Mutex<HashMap<u64, Arc<OnceCell<Result<Arc<Template>, Error>>>>>,
+    /// Databases cloned for tests that did not take them yet, per template.
+    pool_target: usize,
+    /// Whether `CREATE DATABASE … STRATEGY` is understood (Postgres 15+).
+    strategy: OnceCell<bool>,
+}
+
+pub(crate) struct Template {
+    name: String,
+    ready: Mutex<VecDeque<String>>,
+    /// Clones being made right now.
+    making: AtomicUsize,
+    /// Tests waiting for a clone.
+    waiting: AtomicUsize,
+    available: Notify,
+}
+
+impl std::fmt::Debug for PgRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRooms").field("service", &self.service.name).finish()
+    }
+}
+
+static PG_ROOMS: Mutex<Vec<&'static PgRooms>> = Mutex::new(Vec::new());
+
+/// The rooms of this Postgres server (one per container, for the life of
+/// the process: its background tasks refer to it).
+pub(crate) fn pg_rooms(service: &Arc<RunningService>) -> Result<&'static PgRooms, Error> {
+    let mut all = PG_ROOMS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = all.iter().find(|r| r.service.id == service.id) {
+        return Ok(r);
+    }
+    let rooms: &'static PgRooms = Box::leak(Box::new(PgRooms {
+        service: service.clone(),
+        templates: Mutex::new(HashMap::new()),
+        pool_target: pool_size()?,
+        strategy: OnceCell::new(),
+    }));
+    all.push(rooms);
+    Ok(rooms)
+}
+
+impl PgRooms {
+    fn error(&self, what: &str, reason: impl std::fmt::Display) -> Error {
+        Error::Operation { service: self.service.name.clone(), operation: what.to_string(), reason: reason.to_string() }
+    }
+
+    /// A new connection to `database` as the superuser.
+    async fn connect(&self, database: &str) -> Result<tokio_postgres::Client, Error> {
+        let s = &self.service;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(*s.ports.get(&5432).ok_or_else(|| self.error("connect", "port 5432 is not published"))?)
+            .user(s.env("POSTGRES_USER").unwrap_or("postgres"))
+            .password(s.env("POSTGRES_PASSWORD").unwrap_or(""))
+            .dbname(database)
+            .application_name("cleanroom");
+        let (client, connection) =
+            config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error("connect", e))?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    pub(crate) fn main_database(&self) -> &str {
+        self.service.env("POSTGRES_DB").or(self.service.env("POSTGRES_USER")).unwrap_or("postgres")
+    }
+
+    /// The template for `source`, built once per server: the first process
+    /// to ask builds it under an advisory lock, the others find it.
+    async fn template(&'static self, source: &TemplateSource) -> Result<Arc<Template>, Error> {
+        let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner()).entry(source.hash).or_default().clone();
+        cell.get_or_init(|| async {
+            let name = self.build_template(source).await?;
+            Ok(Arc::new(Template {
+                name,
+                ready: Mutex::new(VecDeque::new()),
+                making: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                available: Notify::new(),
+            }))
+        })
+        .await
+        .clone()
+    }
+
+    async fn build_template(&self, source: &TemplateSource) -> Result<String, Error> {
+        let name = source.database_name();
+        let admin = self.connect(self.main_database()).await?;
+        let lock = source.hash as i64;
+        admin.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.map_err(|e| self.error("template lock", e))?;
+        let result = async {
+            let exists = admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .await
+                .map_err(|e| self.error("template lookup", e))?
+                .is_some();
+            if exists {
+                return Ok(());
+            }
+            // Built under a temporary name and renamed, so that a build that
+            // dies half-way never looks like a finished template.
+            let building = format!("{name}_build");
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&building)))
+                .await
+                .map_err(|e| self.error("template cleanup", e))?;
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&building)))
+                .await
+                .map_err(|e| self.error("template create", e))?;
+            {
+                let db = self.connect(&building).await?;
+                for (file, sql) in &source.scripts {
+                    db.batch_execute(sql).await.map_err(|e| Error::Configuration {
+                        key: format!("postgres migration {}", file.display()),
+                        reason: format!("it failed: {e}; fix the SQL"),
+                    })?;
+                }
+            }
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} WITH IS_TEMPLATE true",
+                    quote_ident(&building),
+                    quote_ident(&name),
+                    quote_ident(&name)
+                ))
+                .await
+                .map_err(|e| self.error("template rename", e))?;
+            Ok(())
+        }
+        .await;
+        let _ = admin.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await;
+        result.map(|()| name)
+    }
+
+    async fn clone_database(&self, admin: &tokio_postgres::Client, template: &str) -> Result<String, Error> {
+        let strategy = *self
+            .strategy
+            .get_or_init(|| async {
+                admin
+                    .query_one("SELECT current_setting('server_version_num')::int", &[])
+                    .await
+                    .map(|r| r.get::<_, i32>(0) >= 150000)
+                    .unwrap_or(false)
+            })
+            .await;
+        let name = room_name();
+        let sql = if strategy {
+            format!("CREATE DATABASE {} TEMPLATE {} STRATEGY {CLONE_STRATEGY}", quote_ident(&name), quote_ident(template))
+        } else {
+            format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(template))
+        };
+        admin.batch_execute(&sql).await.map_err(|e| self.error("create database", e))?;
+        Ok(name)
+    }
+
+    /// Keeps the pool of `template` filled, one clone at a time.
+    fn refill(&'static self, template: Arc<Template>) {
+        let want = self.pool_target + template.waiting.load(Ordering::SeqCst);
+        let have = template.ready.lock().unwrap_or_else(|e| e.into_inner()).len() + template.making.load(Ordering::SeqCst);
+        if have >= want.max(1) || template.making.load(Ordering::SeqCst) >= 2 {
+            return;
+        }
+        template.making.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let made = async {
+                let admin = self.connect(self.main_database()).await?;
+                self.clone_database(&admin, &template.name).await
+            }
+            .await;
+            template.making.fetch_sub(1, Ordering::SeqCst);
+            match made {
+                Ok(name) => {
+                    template.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(name);
+                    template.available.notify_one();
+                    self.refill(template);
+                }
+                Err(e) if !crate::registry::global().is_shutting_down() => eprintln!("cleanroom: {e}"),
+                Err(_) => {}
+            }
+        });
+    }
+
+    /// A fresh database cloned from the template of `options`.
+    pub(crate) async fn lease(&'static self, options: Option<&RoomOptions>) -> Result<String, Error> {
+        let source = match options {
+            Some(o) => TemplateSource::read(o)?,
+            None => TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET },
+        };
+        let template = self.template(&source).await?;
+        if self.pool_target == 0 {
+            let admin = self.connect(self.main_database()).await?;
+            return self.clone_database(&admin, &template.name).await;
+        }
+        template.waiting.fetch_add(1, Ordering::SeqCst);
+        let name = loop {
+            let notified = template.available.notified();
+            if let Some(name) = template.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
+                break name;
+            }
+            self.refill(template.clone());
+            // A notification can be missed only if a clone finished between
+            // the check and here; the timeout looks again.
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        };
+        template.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.refill(template);
+        Ok(name)
+    }
+
+    /// Builds the template of `options` and starts filling its pool, ahead of
+    /// the tests that will ask for it.
+    pub(crate) async fn warm(&'static self, options: Option<&RoomOptions>) {
+        let source = match options {
+            Some(o) => TemplateSource::read(o),
+            None => Ok(TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET }),
+        };
+        if let Ok(source) = source {
+            if let Ok(template) = self.template(&source).await {
+                if self.pool_target > 0 {
+                    self.refill(template);
+                }
+            }
+        }
+    }
+
+    /// Drops a test's database.
+    pub(crate) async fn drop_database(&self, name: &str) -> Result<(), Error> {
+        let admin = self.connect(self.main_database()).await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+            .await
+            .map_err(|e| self.error("drop database", e))
+    }
+}
+
+/// The Redis logical databases cleanroom leases (0 is the shared one).
+pub(crate) const REDIS_DATABASES: u32 = 64;
+
+const LEASE_SCRIPT: &str = "for i = 1, tonumber(ARGV[2]) - 1 do \
+    if redis.call('SET', 'cleanroom:lease:' .. i, ARGV[1], 'NX', 'PX', ARGV[3]) then \
+      redis.call('SELECT', i) redis.call('FLUSHDB') redis.call('SELECT', 0) return i end end return 0";
+const RELEASE_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[1])) redis.call('FLUSHDB') redis.call('SELECT', 0) \
+    return redis.call('DEL', 'cleanroom:lease:' .. ARGV[1])";
+/// A lease outlives a test process that died without releasing it by at most this.
+const LEASE_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// Redis rooms of one running server: a connection for leases.
+pub(crate) struct RedisRooms {
+    service: Arc<RunningService>,
+    conn: tokio::sync::Mutex<Option<TcpStream>>,
+}
+
+static REDIS_ROOMS: Mutex<Vec<Arc<RedisRooms>>> = Mutex::new(Vec::new());
+
+pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
+    let mut all = REDIS_ROOMS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = all.iter().find(|r| r.service.id == service.id) {
+        return r.clone();
+    }
+    let rooms = Arc::new(RedisRooms { service: service.clone(), conn: tokio::sync::Mutex::new(None) });
+    all.push(rooms.clone());
+    rooms
+}
+
+impl RedisRooms {
+    fn error(&self, what: &str, reason: impl std::fmt::Display) -> Error {
+        Error::Operation { service: self.service.name.clone(), operation: what.to_string(), reason: reason.to_string() }
+    }
+
+    /// Sends one command and reads its reply, on the shared connection.
+    async fn command(&self, args: &[&str]) -> Result<Resp, Error> {
+        let mut guard = self.conn.lock().await;
+        if guard.is_none() {
+            let port = *self.service.ports.get(&6379).ok_or_else(|| self.error("connect", "port 6379 is not published"))?;
+            let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| self.error("connect", e))?;
+            stream.set_nodelay(true).map_err(|e| self.error("connect", e))?;
+            *guard = Some(stream);
+        }
+        let stream = guard.as_mut().expect("connected above");
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let reply = async {
+            stream.write_all(&out).await?;
+            read_resp(stream).await
+        }
+        .await;
+        match reply {
+            Ok(Resp::Error(e)) => Err(self.error(args[0], e)),
+            Ok(r) => Ok(r),
+            Err(e) => {
+                *guard = None;
+                Err(self.error(args[0], e))
+            }
+        }
+    }
+
+    /// Leases a free logical database, flushed; waits while all are leased.
+    pub(crate) async fn lease(&self) -> Result<u32, Error> {
+        let owner = format!("{}:{}", std::process::id(), room_name());
+        let dbs = REDIS_DATABASES.to_string();
+        let ttl = LEASE_TTL_MS.to_string();
+        let started = Instant::now();
+        loop {
+            match self.command(&["EVAL", LEASE_SCRIPT, "0", &owner, &dbs, &ttl]).await? {
+                Resp::Integer(n) if n > 0 => return Ok(n as u32),
+                Resp::Integer(_) => {
+                    if started.elapsed() > Duration::from_secs(300) {
+                        return Err(self.error("lease", "every logical database stayed leased for 5 minutes"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                other => return Err(self.error("lease", format!("unexpected reply {other:?}"))),
+            }
+        }
+    }
+
+    /// Flushes and frees a leased database.
+    pub(crate) async fn release(&self, db: u32) -> Result<(), Error> {
+        self.command(&["EVAL", RELEASE_SCRIPT, "0", &db.to_string()]).await.map(|_| ())
+    }
+}
+
+/// A Redis reply, as far as cleanroom reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resp {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Resp>),
+}
+
+async fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    loop {
+        let b = stream.read_u8().await?;
+        if b == b'\n' {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(b);
+    }
+}
+
+fn read_resp(stream: &mut TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Resp>> + Send + '_>> {
+    Box::pin(async move {
+        let line = read_line(stream).await?;
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply line {line:?}"));
+        if line.is_empty() {
+            return Err(bad());
+        }
+        let (kind, rest) = line.split_at(1);
+        Ok(match kind {
+            "+" => Resp::Simple(rest.to_string()),
+            "-" => Resp::Error(rest.to_string()),
+            ":" => Resp::Integer(rest.parse().map_err(|_| bad())?),
+            "$" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Resp::Bulk(None)
+                } else {
+                    let mut buf = vec![0u8; n as usize + 2];
+                    stream.read_exact(&mut buf).await?;
+                    buf.truncate(n as usize);
+                    Resp::Bulk(Some(buf))
+                }
+            }
+            "*" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                let mut items = Vec::new();
+                for _ in 0..n.max(0) {
+                    items.push(read_resp(stream).await?);
+                }
+                Resp::Array(items)
+            }
+            _ => return Err(bad()),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_unique_and_valid_identifiers() {
+        let a = room_name();
+        let b = room_name();
+        assert_ne!(a, b);
+        assert!(a.len() < 63, "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{a}");
+    }
+
+    #[test]
+    fn template_names_follow_the_contents() {
+        let dir = std::env::temp_dir().join(format!("cleanroom-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("m")).unwrap();
+        std::fs::write(dir.join("m/002_b.sql"), "CREATE TABLE b ();").unwrap();
+        std::fs::write(dir.join("m/001_a.sql"), "CREATE TABLE a ();").unwrap();
+        std::fs::write(dir.join("m/notes.txt"), "not sql").unwrap();
+        let base: &'static str = Box::leak(dir.to_string_lossy().into_owned().into_boxed_str());
+        let options = RoomOptions { service: "postgres", shared: false, migrations: Some("m"), init: None, base_dir: base };
+        let first = TemplateSource::read(&options).unwrap();
+        let order: Vec<_> = first.scripts.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(order, ["001_a.sql", "002_b.sql"]);
+        assert_eq!(first, TemplateSource::read(&options).unwrap(), "reading twice gives the same template");
+        std::fs::write(dir.join("m/002_b.sql"), "CREATE TABLE b (id int);").unwrap();
+        let changed = TemplateSource::read(&options).unwrap();
+        assert_ne!(first.database_name(), changed.database_name());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_migrations_name_the_path() {
+        let options = RoomOptions { service: "postgres", shared: false, migrations: Some("nope"), init: None, base_dir: "/nonexistent" };
+        let err = TemplateSource::read(&options).unwrap_err().to_string();
+        assert!(err.contains("postgres(migrations = \"nope\")") && err.contains("/nonexistent/nope"), "{err}");
+    }
+
+    #[test]
+    fn keep_policy_decides_by_outcome() {
+        assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
+        assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
+    }
+}

@@ -1,0 +1,174 @@
+//! Clean rooms, live: every test gets a database of its own inside the shared
+//! servers, cloned from a template that is built once.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cleanroom::{Postgres, Redis};
+use cleanroom_tests::{run_child, fresh_session, EventWatch, assert_nothing_left};
+
+#[cleanroom::fixture]
+async fn db(postgres: Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[cleanroom::fixture]
+async fn cache(redis: Redis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+// ----------------------------------------------------------------------------
+// Direct tests
+// ----------------------------------------------------------------------------
+
+#[cleanroom::test(postgres, redis)]
+async fn each_test_has_its_own_database_and_keyspace(postgres: Postgres, redis: Redis, db: tokio_postgres::Client) {
+    assert!(postgres.database().starts_with("cleanroom_t_"), "{}", postgres.database());
+    assert!(postgres.url().ends_with(&format!("/{}", postgres.database())));
+    let current: String = db.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+    assert_eq!(current, postgres.database(), "the fixture and the test see the same database");
+    assert!(redis.db() >= 1, "0 is the shared database");
+    assert!(redis.url().ends_with(&format!("/{}", redis.db())));
+}
+
+#[cleanroom::test(postgres(shared), redis(shared))]
+async fn shared_opts_out_of_isolation(postgres: Postgres, redis: Redis) {
+    assert_eq!(postgres.database(), "cleanroom");
+    assert_eq!(redis.db(), 0);
+}
+
+#[cleanroom::test(postgres(migrations = "fixtures/migrations", init = "fixtures/seed.sql"))]
+async fn migrations_and_init_data_are_in_every_room(db: tokio_postgres::Client) {
+    let owners: Vec<String> =
+        db.query("SELECT owner FROM accounts ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(owners, ["seed-1", "seed-2"]);
+}
+
+// ----------------------------------------------------------------------------
+// Child suites
+// ----------------------------------------------------------------------------
+
+mod child {
+    use super::*;
+
+    pub(super) mod isolation {
+        use super::*;
+        use redis::AsyncCommands;
+
+        macro_rules! isolated_tests {
+            ($($name:ident)*) => {$(
+                #[cleanroom::test(postgres(migrations = "fixtures/migrations"), redis)]
+                #[ignore = "run by thirty_two_parallel_tests_see_only_their_own_data"]
+                async fn $name(db: tokio_postgres::Client, mut cache: redis::aio::MultiplexedConnection) {
+                    let me = stringify!($name);
+                    // Same table name, same keys, own values.
+                    db.batch_execute("CREATE TABLE scratch (v text)").await.unwrap();
+                    db.execute("INSERT INTO scratch VALUES ($1)", &[&me]).await.unwrap();
+                    db.execute("INSERT INTO accounts (owner) VALUES ($1)", &[&me]).await.unwrap();
+                    let () = cache.set("shared:key", me).await.unwrap();
+                    let () = cache.rpush("shared:list", me).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let rows: Vec<String> = db.query("SELECT v FROM scratch", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+                    assert_eq!(rows, [me]);
+                    let owners: Vec<String> = db.query("SELECT owner FROM accounts", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+                    assert_eq!(owners, [me], "the migrated schema, none of another test's rows");
+                    let got: String = cache.get("shared:key").await.unwrap();
+                    assert_eq!(got, me);
+                    let list: Vec<String> = cache.lrange("shared:list", 0, -1).await.unwrap();
+                    assert_eq!(list, [me]);
+                    let build: (i32, String) = {
+                        let r = db.query_one("SELECT built_by, built_at::text FROM template_build", &[]).await.unwrap();
+                        (r.get(0), r.get(1))
+                    };
+                    println!("TEMPLATE_BUILD={}@{}", build.0, build.1);
+                }
+            )*};
+        }
+        isolated_tests!(i01 i02 i03 i04 i05 i06 i07 i08 i09 i10 i11 i12 i13 i14 i15 i16
+                        i17 i18 i19 i20 i21 i22 i23 i24 i25 i26 i27 i28 i29 i30 i31 i32);
+    }
+
+    pub(super) mod keep {
+        use super::*;
+
+        pub(super) static PASSED_DB: Mutex<Option<String>> = Mutex::new(None);
+        pub(super) static FAILED_URL: Mutex<Option<String>> = Mutex::new(None);
+
+        #[cleanroom::test(postgres)]
+        #[ignore = "run by a_failing_test_keeps_its_database_and_a_passing_one_does_not"]
+        fn a_passes(postgres: Postgres) {
+            *PASSED_DB.lock().unwrap() = Some(postgres.database().to_string());
+        }
+
+        #[cleanroom::test(postgres)]
+        #[ignore = "run by a_failing_test_keeps_its_database_and_a_passing_one_does_not"]
+        async fn b_fails(postgres: Postgres, db: tokio_postgres::Client) {
+            db.batch_execute("CREATE TABLE evidence (v text); INSERT INTO evidence VALUES ('left for debugging')").await.unwrap();
+            *FAILED_URL.lock().unwrap() = Some(postgres.url());
+            panic!("this test fails on purpose");
+        }
+
+        #[cleanroom::test(postgres(shared))]
+        #[ignore = "run by a_failing_test_keeps_its_database_and_a_passing_one_does_not"]
+        async fn c_inspects(db: tokio_postgres::Client) {
+            // The failed test's database answers at the URL it printed.
+            let url = FAILED_URL.lock().unwrap().clone().expect("b_fails ran first");
+            let (kept, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let v: String = kept.query_one("SELECT v FROM evidence", &[]).await.unwrap().get(0);
+            assert_eq!(v, "left for debugging");
+            println!("INSPECTED {url}");
+            // The passing test's database is dropped (in the background).
+            let passed = PASSED_DB.lock().unwrap().clone().expect("a_passes ran first");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let n: i64 = db.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&passed]).await.unwrap().get(0);
+                if n == 0 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{passed} was not dropped");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Parents
+// ----------------------------------------------------------------------------
+
+#[test]
+fn thirty_two_parallel_tests_see_only_their_own_data() {
+    let session = fresh_session("isolation");
+    let watch = EventWatch::start(&session);
+    let run = run_child(&session, &["--ignored", "child::isolation::", "--test-threads", "8", "--nocapture"], &[]);
+    let text = run.text();
+    assert!(run.passed(), "{text}");
+    assert!(text.contains("32 passed"), "{text}");
+    let builds: BTreeSet<&str> = text.lines().filter_map(|l| l.strip_prefix("TEMPLATE_BUILD=")).collect();
+    assert_eq!(builds.len(), 1, "the template was built once for 32 tests, not {}: {builds:?}", builds.len());
+    assert_eq!(watch.starts_of("postgres"), 1);
+    assert_eq!(watch.starts_of("redis"), 1);
+    watch.settle(Duration::from_secs(10));
+    assert_nothing_left(&session);
+}
+
+#[test]
+fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
+    let session = fresh_session("keep");
+    let run = run_child(&session, &["--ignored", "child::keep::", "--test-threads", "1", "--nocapture"], &[]);
+    let text = run.text();
+    assert!(text.contains("2 passed; 1 failed"), "{text}");
+    let inspected = text
+        .lines()
+        .find_map(|l| l.split_once("INSPECTED ").map(|(_, url)| url.trim()))
+        .unwrap_or_else(|| panic!("c_inspects did not run:\n{text}"));
+    let printed = "test `child::keep::b_fails` failed; its database";
+    let line = text.lines().find(|l| l.contains(printed)).unwrap_or_else(|| panic!("no kept-database line:\n{text}"));
+    assert!(line.ends_with(&format!("psql '{inspected}'")), "the printed URL is the one that worked: {line}");
+    assert!(!text.contains("child::keep::a_passes` ended"), "a passing test's database is not kept:\n{text}");
+    assert_nothing_left(&session);
+}
