@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cleanroom::{Postgres, Redis};
+use cleanroom::{Container, GenericContainer, Postgres, Redis, RoomHooks};
 use cleanroom_tests::{run_child, fresh_session, EventWatch, assert_nothing_left};
 
 #[cleanroom::fixture]
@@ -20,9 +20,48 @@ async fn cache(redis: Redis) -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
 
+fn exec_ok(c: &Container, cmd: &[&str]) -> Result<(), String> {
+    let out = c.exec_blocking(cmd.iter().copied()).map_err(|e| e.to_string())?;
+    if out.exit_code == 0 {
+        Ok(())
+    } else {
+        Err(format!("`{}` exited with {}: {}", cmd.join(" "), out.exit_code, out.stderr))
+    }
+}
+
+fn make_room(c: &Container, room: &str) -> Result<(), String> {
+    exec_ok(c, &["mkdir", &format!("/data/{room}")])
+}
+
+fn remove_room(c: &Container, room: &str) -> Result<(), String> {
+    exec_ok(c, &["rm", "-r", &format!("/data/{room}")])
+}
+
+/// A user's own service with rooms: a directory per test.
+#[cleanroom::service]
+fn store() -> GenericContainer {
+    GenericContainer::new("cleanroom-offline/busybox:1.35")
+        .with_cmd(["sh", "-c", "mkdir -p /data && exec sleep 3600"])
+        .with_health_check(cleanroom::HealthCheck::file("/data"))
+        .with_rooms(RoomHooks::new(make_room, remove_room))
+}
+
+/// The same without hooks: shared.
+#[cleanroom::service]
+fn plain_store() -> GenericContainer {
+    GenericContainer::new("cleanroom-offline/busybox:1.35").with_cmd(["sleep", "3600"])
+}
+
 // ----------------------------------------------------------------------------
 // Direct tests
 // ----------------------------------------------------------------------------
+
+#[cleanroom::test(store, plain_store)]
+fn a_service_with_room_hooks_gives_each_test_a_room(store: Container, plain_store: Container) {
+    let room = store.room().expect("store defines rooms").to_string();
+    exec_ok(&store, &["test", "-d", &format!("/data/{room}")]).unwrap();
+    assert_eq!(plain_store.room(), None, "without hooks a service is shared");
+}
 
 #[cleanroom::test(postgres, redis)]
 async fn each_test_has_its_own_database_and_keyspace(postgres: Postgres, redis: Redis, db: tokio_postgres::Client) {
@@ -91,6 +130,31 @@ mod child {
                         i17 i18 i19 i20 i21 i22 i23 i24 i25 i26 i27 i28 i29 i30 i31 i32);
     }
 
+    pub(super) mod generic_rooms {
+        use super::*;
+
+        static FIRST_ROOM: Mutex<Option<String>> = Mutex::new(None);
+
+        #[cleanroom::test(store)]
+        #[ignore = "run by generic_rooms_are_released_after_a_passing_test"]
+        fn a_writes(store: Container) {
+            let room = store.room().unwrap().to_string();
+            exec_ok(&store, &["sh", "-c", &format!("echo mine > /data/{room}/file")]).unwrap();
+            *FIRST_ROOM.lock().unwrap() = Some(room);
+        }
+
+        #[cleanroom::test(store)]
+        #[ignore = "run by generic_rooms_are_released_after_a_passing_test"]
+        fn b_sees_a_fresh_room(store: Container) {
+            let first = FIRST_ROOM.lock().unwrap().clone().expect("a_writes ran first");
+            let room = store.room().unwrap();
+            assert_ne!(room, first);
+            exec_ok(&store, &["test", "!", "-e", &format!("/data/{first}")]).expect("a's room was released");
+            let out = store.exec_blocking(["ls", "-A", &format!("/data/{room}")]).unwrap();
+            assert_eq!(out.stdout, "", "a fresh room is empty");
+        }
+    }
+
     pub(super) mod keep {
         use super::*;
 
@@ -157,6 +221,15 @@ fn thirty_two_parallel_tests_see_only_their_own_data() {
 }
 
 #[test]
+fn generic_rooms_are_released_after_a_passing_test() {
+    let session = fresh_session("generic-rooms");
+    let run = run_child(&session, &["--ignored", "child::generic_rooms::", "--test-threads", "1"], &[]);
+    assert!(run.passed(), "{}", run.text());
+    assert!(run.text().contains("2 passed"), "{}", run.text());
+    assert_nothing_left(&session);
+}
+
+#[test]
 fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
     let session = fresh_session("keep");
     let run = run_child(&session, &["--ignored", "child::keep::", "--test-threads", "1", "--nocapture"], &[]);
@@ -171,4 +244,94 @@ fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
     assert!(line.ends_with(&format!("psql '{inspected}'")), "the printed URL is the one that worked: {line}");
     assert!(!text.contains("child::keep::a_passes` ended"), "a passing test's database is not kept:\n{text}");
     assert_nothing_left(&session);
+}
+
+// ----------------------------------------------------------------------------
+// Benchmark (not run by default): the per-test cost of a clean room
+// ----------------------------------------------------------------------------
+
+mod bench_suite {
+    use super::*;
+    use redis::AsyncCommands;
+
+    macro_rules! workload_tests {
+        ($($name:ident)*) => {$(
+            /// The benchmark workload: a table, 20 inserts and a count; 20 SETs and a GET.
+            #[cleanroom::test(postgres, redis)]
+            #[ignore = "run by bench_room_acquisition"]
+            async fn $name(db: tokio_postgres::Client, mut cache: redis::aio::MultiplexedConnection) {
+                db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, name text)").await.unwrap();
+                for i in 0..20 {
+                    db.execute("INSERT INTO items VALUES ($1, 'x')", &[&i]).await.unwrap();
+                }
+                let n: i64 = db.query_one("SELECT count(*) FROM items", &[]).await.unwrap().get(0);
+                assert_eq!(n, 20);
+                for i in 0..20 {
+                    let () = cache.set(format!("k{i}"), i).await.unwrap();
+                }
+                let v: i32 = cache.get("k19").await.unwrap();
+                assert_eq!(v, 19);
+            }
+        )*};
+    }
+    workload_tests!(w01 w02 w03 w04 w05 w06 w07 w08 w09 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20
+                    w21 w22 w23 w24 w25 w26 w27 w28 w29 w30 w31 w32 w33 w34 w35 w36 w37 w38 w39 w40);
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Runs the 40-test workload with the Postgres pool on and off, three times
+/// each (interleaved), and prints p50/p95 of the time from asking for a
+/// handle to having it, per service, as measured inside the test process.
+///
+/// `cargo test -p cleanroom-tests --test rooms -- --ignored --exact bench_room_acquisition --nocapture`
+#[test]
+#[ignore = "benchmark; run it explicitly"]
+fn bench_room_acquisition() {
+    let mut samples: std::collections::BTreeMap<(String, &str), Vec<f64>> = Default::default();
+    let mut walls: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for _rep in 0..3 {
+        for (label, pool) in [("pool on (4)", "4"), ("pool off", "0")] {
+            let session = fresh_session("bench");
+            let report = std::env::temp_dir().join(format!("{session}.jsonl"));
+            let run = run_child(
+                &session,
+                &["--ignored", "bench_suite::", "--test-threads", "2"],
+                &[("CLEANROOM_POOL", pool), ("CLEANROOM_REPORT_JSON", report.to_str().unwrap())],
+            );
+            assert!(run.passed(), "{}", run.text());
+            walls.entry(label).or_default().push(run.elapsed.as_secs_f64());
+            let text = std::fs::read_to_string(&report).unwrap();
+            std::fs::remove_file(&report).unwrap();
+            for line in text.lines() {
+                let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+                for test in doc["tests"].as_array().unwrap() {
+                    for a in test["acquire"].as_array().unwrap() {
+                        let service = a["service"].as_str().unwrap().to_string();
+                        let ms = a["micros"].as_f64().unwrap() / 1000.0;
+                        samples.entry((service, label)).or_default().push(ms);
+                    }
+                }
+            }
+            assert_nothing_left(&session);
+        }
+    }
+    println!("\n| service | pool | tests | p50 ms | p95 ms | max ms |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for ((service, label), mut v) in samples {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "| {service} | {label} | {} | {:.2} | {:.2} | {:.2} |",
+            v.len(),
+            percentile(&v, 0.5),
+            percentile(&v, 0.95),
+            v.last().unwrap()
+        );
+    }
+    for (label, w) in walls {
+        println!("wall time, 40 tests, {label}: {:?} s", w.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>());
+    }
 }

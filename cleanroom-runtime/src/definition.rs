@@ -22,7 +22,7 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 ///     .with_health_check(HealthCheck::http(8080, "/"));
 /// assert_eq!(web.image(), "cleanroom-offline/busybox:1.35");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct GenericContainer {
     pub(crate) image: String,
@@ -33,6 +33,49 @@ pub struct GenericContainer {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) health_checks: Vec<HealthCheck>,
     pub(crate) startup_timeout: Duration,
+    pub(crate) rooms: Option<RoomHooks>,
+}
+
+/// How a service makes and cleans a room for one test, so that a user's own
+/// service (an S3 stand-in, a queue) offers the same isolation as the built-ins.
+///
+/// `prepare` runs before the test with a fresh, unique room name (letters,
+/// digits and `_`); `release` runs after it (not after a failing test while
+/// `CLEANROOM_KEEP` keeps rooms of failed tests). Both run on the test's
+/// thread, outside any async runtime: use the `_blocking` methods of
+/// [`Container`](crate::Container). The test reads the name with
+/// `Container::room`.
+///
+/// ```
+/// use cleanroom_runtime::{Container, GenericContainer, RoomHooks};
+///
+/// fn make_dir(c: &Container, room: &str) -> Result<(), String> {
+///     let out = c.exec_blocking(["mkdir", "-p", &format!("/data/{room}")]).map_err(|e| e.to_string())?;
+///     if out.exit_code == 0 { Ok(()) } else { Err(out.stderr) }
+/// }
+/// fn remove_dir(c: &Container, room: &str) -> Result<(), String> {
+///     c.exec_blocking(["rm", "-rf", &format!("/data/{room}")]).map(|_| ()).map_err(|e| e.to_string())
+/// }
+///
+/// let store = GenericContainer::new("cleanroom-offline/busybox:1.35")
+///     .with_cmd(["sleep", "3600"])
+///     .with_rooms(RoomHooks::new(make_dir, remove_dir));
+/// # let _ = store;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RoomHooks {
+    pub(crate) prepare: fn(&crate::Container, &str) -> Result<(), String>,
+    pub(crate) release: fn(&crate::Container, &str) -> Result<(), String>,
+}
+
+impl RoomHooks {
+    /// A hook pair: `prepare` makes the room, `release` cleans it up.
+    pub fn new(
+        prepare: fn(&crate::Container, &str) -> Result<(), String>,
+        release: fn(&crate::Container, &str) -> Result<(), String>,
+    ) -> Self {
+        RoomHooks { prepare, release }
+    }
 }
 
 impl GenericContainer {
@@ -47,6 +90,7 @@ impl GenericContainer {
             labels: BTreeMap::new(),
             health_checks: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            rooms: None,
         }
     }
 
@@ -93,6 +137,13 @@ impl GenericContainer {
     /// How long creation, start and all health checks may take together.
     pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
+        self
+    }
+
+    /// Gives every test a room of its own in this service, made and cleaned
+    /// by `hooks`. Without hooks the service is shared by all tests.
+    pub fn with_rooms(mut self, hooks: RoomHooks) -> Self {
+        self.rooms = Some(hooks);
         self
     }
 

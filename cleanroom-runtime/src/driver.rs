@@ -185,6 +185,7 @@ pub struct TestContext {
     memo: Vec<Memo>,
     postgres: Option<Postgres>,
     redis: Option<Redis>,
+    containers: Vec<(&'static str, Container)>,
     rooms: Vec<Room>,
     acquisitions: Vec<Acquisition>,
 }
@@ -193,6 +194,7 @@ pub struct TestContext {
 enum Room {
     Postgres { rooms: &'static PgRooms, database: String, url: String },
     Redis { rooms: Arc<RedisRooms>, db: u32 },
+    Generic { container: Container, hooks: crate::definition::RoomHooks, name: String },
 }
 
 /// How long one test waited for one service's handle (its room included).
@@ -229,6 +231,7 @@ impl TestContext {
             memo: Vec::new(),
             postgres: None,
             redis: None,
+            containers: Vec::new(),
             rooms: Vec::new(),
             acquisitions: Vec::new(),
         }
@@ -311,12 +314,32 @@ impl TestContext {
         value
     }
 
-    /// The handle of a generic service, started if it is not yet running.
+    /// The handle of a service, started if it is not yet running; with the
+    /// test's own room when the service defines rooms. One per test.
     pub fn container(&mut self, spec: &'static ServiceSpec) -> Container {
-        match registry::global().acquire(spec) {
+        if let Some((_, c)) = self.containers.iter().find(|(name, _)| *name == spec.name) {
+            return c.clone();
+        }
+        let started = Instant::now();
+        let container = match registry::global().acquire(spec) {
             Ok(service) => Container::new(service),
             Err(err) => panic!("{err}"),
-        }
+        };
+        let container = match container.inner.definition.rooms {
+            Some(hooks) => {
+                let name = crate::rooms::room_name().replace("cleanroom_t_", "room_");
+                if let Err(reason) = (hooks.prepare)(&container, &name) {
+                    panic!("{}: preparing the room {name} for test `{}` failed: {reason}", spec.name, self.desc.test_name());
+                }
+                let container = container.with_room(name.clone());
+                self.rooms.push(Room::Generic { container: container.clone(), hooks, name });
+                self.acquisitions.push(Acquisition { service: spec.name, elapsed: started.elapsed() });
+                container
+            }
+            None => container,
+        };
+        self.containers.push((spec.name, container.clone()));
+        container
     }
 
     /// The test's Postgres handle: a database of its own, cloned from the
@@ -387,6 +410,19 @@ impl TestContext {
                 Room::Redis { rooms, db } => registry::spawn_background(async move {
                     let _ = rooms.release(db).await;
                 }),
+                Room::Generic { container, hooks, name } => {
+                    if keep.keeps(failed) {
+                        if failed {
+                            eprintln!(
+                                "cleanroom: test `{}` failed; its room {name} in {} is kept until the run ends",
+                                self.desc.test_name(),
+                                container.name()
+                            );
+                        }
+                    } else if let Err(reason) = (hooks.release)(&container, &name) {
+                        eprintln!("cleanroom: {}: releasing the room {name} failed: {reason}", container.name());
+                    }
+                }
             }
         }
         crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions));

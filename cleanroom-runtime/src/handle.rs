@@ -18,6 +18,7 @@ use crate::registry::{self, RunningService};
 #[derive(Clone)]
 pub struct Container {
     pub(crate) inner: Arc<RunningService>,
+    room: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Container {
@@ -27,13 +28,25 @@ impl std::fmt::Debug for Container {
             .field("image", &self.inner.image)
             .field("id", &self.inner.id)
             .field("ports", &self.inner.ports)
+            .field("room", &self.room)
             .finish()
     }
 }
 
 impl Container {
     pub(crate) fn new(inner: Arc<RunningService>) -> Self {
-        Container { inner }
+        Container { inner, room: None }
+    }
+
+    pub(crate) fn with_room(mut self, room: String) -> Self {
+        self.room = Some(room.into());
+        self
+    }
+
+    /// The test's room in this service, when the service defines rooms
+    /// (`GenericContainer::with_rooms`); `None` for a shared service.
+    pub fn room(&self) -> Option<&str> {
+        self.room.as_deref()
     }
 
     /// The service's name (`postgres`, `web`).

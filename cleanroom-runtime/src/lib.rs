@@ -25,7 +25,7 @@ mod selection;
 pub use backend::{ExecOutput, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL};
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use config::{image_env_var, Config, PullPolicy};
-pub use definition::{GenericContainer, DEFAULT_STARTUP_TIMEOUT};
+pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
 pub use handle::{Container, Postgres, Redis};

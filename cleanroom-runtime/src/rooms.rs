@@ -161,7 +161,7 @@ fn quote_ident(name: &str) -> String {
 
 /// A unique database name for one test: unique across threads (a counter)
 /// and processes (the pid and a start time).
-fn room_name() -> String {
+pub(crate) fn room_name() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| {

@@ -1,11 +1,124 @@
-//! Facade crate: see README. (Docs filled in below.)
+//! Real containers for Rust integration tests: each service is started once
+//! for the whole test binary, every test gets a clean room inside it, and
+//! nothing is left behind.
+//!
+//! ```no_run
+//! use cleanroom::{Postgres, Redis};
+//!
+//! /// A connected client; its connection runs on the test's runtime.
+//! #[cleanroom::fixture]
+//! async fn db(postgres: Postgres) -> tokio_postgres::Client {
+//!     let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+//!     tokio::spawn(connection);
+//!     client
+//! }
+//!
+//! #[cleanroom::test(postgres(migrations = "migrations"), redis)]
+//! async fn signs_up(db: tokio_postgres::Client, redis: Redis) {
+//!     // `db` is connected to a database of this test's own, cloned from the
+//!     // migrated template; `redis.url()` points at a logical database of its own.
+//!     db.execute("INSERT INTO users (email) VALUES ('ada@example.com')", &[]).await.unwrap();
+//! }
+//!
+//! #[cleanroom::test(postgres)]
+//! fn sync_tests_work_too(postgres: Postgres) {
+//!     assert_eq!(postgres.host(), "127.0.0.1");
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # Services
+//!
+//! Built in: `postgres` ([`Postgres`] handle) and `redis` ([`Redis`] handle).
+//! Any image becomes a service with [`service`]:
+//!
+//! ```no_run
+//! use cleanroom::{Container, GenericContainer, HealthCheck};
+//!
+//! #[cleanroom::service]
+//! fn web() -> GenericContainer {
+//!     GenericContainer::new("cleanroom-offline/busybox:1.35")
+//!         .with_cmd(["httpd", "-f", "-p", "8080", "-h", "/www"])
+//!         .with_port(8080)
+//!         .with_health_check(HealthCheck::http(8080, "/"))
+//! }
+//!
+//! #[cleanroom::test(web)]
+//! async fn serves_pages(web: Container) {
+//!     let port = web.port(8080); // the host port, on 127.0.0.1
+//!     # let _ = port;
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # Parameters
+//!
+//! Parameters are injected **by name**: a name listed in the attribute is that
+//! service's handle; any other name is the [`fixture`] function of that name
+//! in scope (bring fixtures from other modules in with `use`). Fixtures may
+//! take services and other fixtures. Within one test each fixture and service
+//! is resolved once and shared (a fixture used twice must be `Clone`).
+//! `#[from(name)] other: T` injects `name` under another parameter name.
+//!
+//! # Attribute options
+//!
+//! | option | meaning |
+//! | --- | --- |
+//! | `postgres`, `redis`, `web` | the services the test needs (started before it runs) |
+//! | `postgres(migrations = "dir")` | `.sql` files applied once into a template, in name order |
+//! | `postgres(init = "seed.sql")` | data loaded into the template after the migrations |
+//! | `postgres(shared)`, `redis(shared)` | no room: the server's main database |
+//! | `flavor = "multi_thread"` | run an async test on a multi-thread runtime (`"current_thread"` is the default) |
+//! | `worker_threads = 2` | with `multi_thread`: its number of workers |
+//!
+//! `#[ignore]`, `#[should_panic]` and `-> Result<(), E>` work as with `#[test]`.
+//! Do not add `#[test]` or `#[tokio::test]`: the attribute makes the test
+//! and its runtime itself (stacking them is a compile error, except a plain
+//! `#[test]` written *above* `#[cleanroom::test]`, which rustc expands first
+//! and which would register the test twice).
+//!
+//! # When services start and stop
+//!
+//! At process start cleanroom reads libtest's arguments (filters, `--exact`,
+//! `--skip`, `--ignored`, `--include-ignored`), works out which services the
+//! selected tests need (through their fixtures too) and starts them in
+//! parallel, once. `--list` starts nothing. When the process exits — tests
+//! passed or failed, or on SIGINT/SIGTERM — every container it started is
+//! stopped and removed. Containers carry the labels `cleanroom.managed=true`
+//! and `cleanroom.session=<id>`, and publish their ports on 127.0.0.1 only.
+//!
+//! See `docs/isolation.md` for what each service's room guarantees and
+//! `docs/expansion.md` for what the macros generate.
+//!
+//! # Configuration
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `CLEANROOM_POSTGRES_IMAGE`, `CLEANROOM_REDIS_IMAGE`, `CLEANROOM_<SERVICE>_IMAGE` | image of a service | `postgres:17-alpine`, `redis:7-alpine`, the function's |
+//! | `CLEANROOM_PULL` | `missing` or `never` | `missing` |
+//! | `CLEANROOM_STARTUP_TIMEOUT` | seconds a service may take to be Ready | 60 |
+//! | `CLEANROOM_KEEP` | keep test databases: `never`, `on-failure`, `always` | `on-failure` |
+//! | `CLEANROOM_POOL` | Postgres databases cloned ahead of demand (0: off) | 4 |
+//! | `CLEANROOM_SESSION` | the id that labels this run's containers | generated |
+//! | `CLEANROOM_REPORT_JSON` | append each process's acquisition timings to this file | unset |
+//!
+//! # Without the macros
+//!
+//! [`environment`] hands out the same singletons:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cleanroom::Error> {
+//! let pg = cleanroom::environment().get_or_create_container("postgres", || unreachable!("built in")).await?;
+//! # let _ = pg; Ok(()) }
+//! ```
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub use cleanroom_macros::{fixture, service, test};
 pub use cleanroom_runtime::{
-    environment, Container, Environment, Error, ExecOutput, GenericContainer, HealthCheck, HealthStatus, Postgres,
-    Redis, Result, State,
+    environment, image_env_var, Container, Environment, Error, ExecOutput, GenericContainer, HealthCheck,
+    HealthStatus, Keep, Postgres, Redis, Result, RoomHooks, State, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE,
+    DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL,
 };
 
 /// Not public API: the one door from generated code into the runtime.
