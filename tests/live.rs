@@ -262,8 +262,8 @@ fn watched_run(tag: &str, args: &[&str], env: &[(&str, &str)]) -> (cleanroom_tes
     let session = fresh_session(tag);
     let watch = EventWatch::start(&session);
     let run = run_child(&session, args, env);
-    watch.settle(Duration::from_secs(10));
     assert_nothing_left(&session);
+    watch.settle(Duration::from_secs(10));
     (run, watch)
 }
 
@@ -327,8 +327,8 @@ fn signal_removes_everything(signal: &str, expected_code: i32) {
     assert!(status.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(expected_code), "exits as the signal would have: {status:?}");
-    watch.settle(Duration::from_secs(10));
     assert_nothing_left(&session);
+    watch.settle(Duration::from_secs(10));
 }
 
 #[test]

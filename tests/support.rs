@@ -212,8 +212,19 @@ pub fn run_child(session: &str, args: &[&str], env: &[(&str, &str)]) -> ChildRun
     ChildRun { output, elapsed: start.elapsed() }
 }
 
-/// Asserts that nothing of `session` is left in Docker: containers, networks, volumes.
+/// How long a run's reaper may take to remove the run once its last process
+/// is gone: the grace period, plus removal.
+pub const REAPER_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Asserts that nothing of `session` is left in Docker (containers,
+/// networks, volumes) within [`REAPER_DEADLINE`] of the run's end.
 pub fn assert_nothing_left(session: &str) {
+    let deadline = Instant::now() + REAPER_DEADLINE;
+    while Instant::now() < deadline
+        && !(session_containers(session).is_empty() && session_networks_and_volumes(session).is_empty())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let containers = session_containers(session);
     assert!(containers.is_empty(), "containers of session {session} outlived their run: {containers:?}");
     let rest = session_networks_and_volumes(session);

@@ -30,6 +30,10 @@ pub const MANAGED_LABEL: &str = "cleanroom.managed";
 pub const SESSION_LABEL: &str = "cleanroom.session";
 /// The label that names the service.
 pub const SERVICE_LABEL: &str = "cleanroom.service";
+/// The label with the hash of the service's full definition.
+pub const DEFINITION_LABEL: &str = "cleanroom.definition";
+/// The label with the uid of the user whose run created it.
+pub const OWNER_LABEL: &str = "cleanroom.owner";
 
 /// A connected engine.
 #[derive(Clone)]
@@ -50,6 +54,17 @@ pub(crate) fn docker_host() -> String {
         Ok(h) if !h.is_empty() => format!("{h} (DOCKER_HOST)"),
         _ => "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST to use another)".to_string(),
     }
+}
+
+/// A container found by name.
+#[derive(Debug, Clone)]
+pub(crate) struct NamedContainer {
+    pub(crate) id: String,
+    pub(crate) running: bool,
+    /// Docker's state: created, running, exited, ...
+    pub(crate) status: String,
+    pub(crate) exit_code: Option<i64>,
+    pub(crate) env: BTreeMap<String, String>,
 }
 
 /// What an exec'd command did.
@@ -112,6 +127,7 @@ impl Docker {
         service: &str,
         def: &GenericContainer,
         labels: BTreeMap<String, String>,
+        container_name: Option<&str>,
     ) -> Result<ContainerAsync<GenericImage>, Error> {
         let (name, tag) = def.image_name_and_tag();
         let mut image = GenericImage::new(name, tag);
@@ -151,8 +167,14 @@ impl Docker {
                 hc.publish_all_ports = Some(false);
                 hc.port_bindings = Some(bindings.clone());
             });
+        if let Some(name) = container_name {
+            request = request.with_container_name(name);
+        }
         request.start().await.map_err(|e| {
             let reason = e.to_string();
+            if reason.contains("409") || reason.contains("Conflict") || reason.contains("already in use") {
+                return Error::NameTaken { service: service.into(), reason };
+            }
             if reason.contains("create") || reason.contains("Create") {
                 Error::Creation { service: service.into(), image: def.image.clone(), reason }
             } else {
@@ -261,6 +283,71 @@ impl Docker {
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Every container carrying `label` (`key=value` or just `key`), with its
+    /// labels and creation time (seconds since the epoch).
+    pub(crate) async fn containers_with_labels(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>, i64)>, String> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| Some((c.id?, c.labels.unwrap_or_default(), c.created.unwrap_or(0))))
+            .collect())
+    }
+
+    /// Removes every network and volume carrying all these labels.
+    pub(crate) async fn remove_networks_and_volumes(&self, labels: &[(&str, &str)]) -> Result<(), String> {
+        use testcontainers::bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder};
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let networks = self
+            .client
+            .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(|e| e.to_string())?;
+        for n in networks.into_iter().filter_map(|n| n.id) {
+            let _ = self.client.remove_network(&n).await;
+        }
+        let volumes = self
+            .client
+            .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(|e| e.to_string())?;
+        for v in volumes.volumes.unwrap_or_default() {
+            let _ = self.client.remove_volume(&v.name, None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>).await;
+        }
+        Ok(())
+    }
+
+    /// The container named `name`: its id, whether it runs, its exit code,
+    /// and its environment. `None` if there is none.
+    pub(crate) async fn inspect_named(&self, name: &str) -> Result<Option<NamedContainer>, String> {
+        match self.client.inspect_container(name, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                let env = info
+                    .config
+                    .and_then(|c| c.env)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                    .collect();
+                Ok(Some(NamedContainer {
+                    id: info.id.unwrap_or_default(),
+                    running: state.running.unwrap_or(false),
+                    status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+                    exit_code: state.exit_code,
+                    env,
+                }))
+            }
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Stops and removes a container with its anonymous volumes; a container

@@ -72,22 +72,6 @@ impl Config {
     }
 }
 
-/// The id that labels everything this run creates: `CLEANROOM_SESSION`, or one
-/// made from the process id and the time.
-pub(crate) fn session_id() -> Result<String, Error> {
-    if let Ok(s) = std::env::var("CLEANROOM_SESSION") {
-        if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(Error::Configuration {
-                key: "CLEANROOM_SESSION".into(),
-                reason: format!("{s:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"),
-            });
-        }
-        return Ok(s);
-    }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    Ok(format!("{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

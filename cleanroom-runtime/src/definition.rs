@@ -173,6 +173,17 @@ impl GenericContainer {
         &self.health_checks
     }
 
+    /// A hash of everything that makes two containers interchangeable
+    /// (image, command, entrypoint, environment, ports, labels, checks), the
+    /// same in every process. Secrets generated per run (the Postgres
+    /// password) and room hooks (code addresses) are left out.
+    pub(crate) fn identity_hash(&self) -> u64 {
+        let mut def = self.clone();
+        def.env.remove("POSTGRES_PASSWORD");
+        def.rooms = None;
+        crate::rooms::fnv1a(format!("{def:?}").as_bytes(), 0xcbf2_9ce4_8422_2325)
+    }
+
     /// Splits the image into repository and tag the way Docker does: the tag
     /// is what follows the last `:` after the last `/`.
     pub(crate) fn image_name_and_tag(&self) -> (String, String) {
@@ -223,6 +234,15 @@ mod tests {
         assert_eq!(split_image("cleanroom-offline/busybox:1.35"), ("cleanroom-offline/busybox".into(), "1.35".into()));
         assert_eq!(split_image("127.0.0.1:5000/team/pg"), ("127.0.0.1:5000/team/pg".into(), "latest".into()));
         assert_eq!(split_image("127.0.0.1:5000/team/pg:15"), ("127.0.0.1:5000/team/pg".into(), "15".into()));
+    }
+
+    #[test]
+    fn identity_ignores_the_generated_password_but_not_the_image() {
+        let a = GenericContainer::new("pg:1").with_env("POSTGRES_PASSWORD", "one");
+        let b = GenericContainer::new("pg:1").with_env("POSTGRES_PASSWORD", "two");
+        assert_eq!(a.identity_hash(), b.identity_hash());
+        assert_ne!(a.identity_hash(), GenericContainer::new("pg:2").identity_hash());
+        assert_ne!(a.identity_hash(), a.clone().with_env("X", "1").identity_hash());
     }
 
     #[test]

@@ -153,6 +153,16 @@ pub enum Error {
         service: String,
     },
 
+    /// Another process of the run created the container first (internal: the
+    /// registry attaches to it instead).
+    #[error("{service}: another process created its container first: {reason}")]
+    NameTaken {
+        /// The service.
+        service: String,
+        /// What Docker said.
+        reason: String,
+    },
+
     /// An operation on a running container failed.
     #[error("{service}: {operation} failed: {reason}")]
     Operation {

@@ -13,6 +13,11 @@ use crate::selection::Mode;
 
 #[ctor::ctor(unsafe, priority = late)]
 fn on_process_start() {
+    // The test binary re-executed as its session's reaper: serve, then exit
+    // before libtest's main ever runs.
+    if let Ok(session) = std::env::var(crate::reaper::REAPER_ENV) {
+        crate::reaper::run(session);
+    }
     // Nothing heavy before main: the work happens on a thread of its own.
     let _ = std::thread::Builder::new().name("cleanroom-init".into()).spawn(|| {
         let _ = std::panic::catch_unwind(prestart);
@@ -47,9 +52,9 @@ pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::definition::Se
 
 /// The Postgres templates the selected tests clone from (`None`: no
 /// migrations), each once.
-fn needed_templates(mode: &Mode) -> Vec<Option<&'static RoomOptions>> {
+fn needed_templates(mode: &Mode) -> Vec<(Option<&'static RoomOptions>, usize)> {
     let Mode::Run(selection) = mode else { return Vec::new() };
-    let mut out = Vec::new();
+    let mut out: Vec<(Option<&'static RoomOptions>, usize)> = Vec::new();
     for test in registered_tests() {
         if !selection.selects(&test.test_name(), test.ignored) || !test.services().iter().any(|s| s.name == "postgres") {
             continue;
@@ -59,8 +64,9 @@ fn needed_templates(mode: &Mode) -> Vec<Option<&'static RoomOptions>> {
             continue;
         }
         let key = options.map(|o| (o.migrations, o.init, o.base_dir));
-        if !out.iter().any(|o: &Option<&RoomOptions>| o.map(|o| (o.migrations, o.init, o.base_dir)) == key) {
-            out.push(options);
+        match out.iter_mut().find(|(o, _)| o.map(|o| (o.migrations, o.init, o.base_dir)) == key) {
+            Some((_, count)) => *count += 1,
+            None => out.push((options, 1)),
         }
     }
     out
@@ -84,8 +90,8 @@ fn prestart() {
                 return;
             };
             let Ok(rooms) = crate::rooms::pg_rooms(&service) else { return };
-            for options in templates {
-                rooms.warm(options).await;
+            for (options, expected) in templates {
+                rooms.warm(options, expected).await;
             }
         });
     }

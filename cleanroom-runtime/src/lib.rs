@@ -17,12 +17,14 @@ mod handle;
 mod health;
 mod init;
 mod lifecycle;
+mod reaper;
 mod registry;
 mod report;
 mod rooms;
 mod selection;
+mod session;
 
-pub use backend::{ExecOutput, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, SERVICE_LABEL, SESSION_LABEL};
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use config::{image_env_var, Config, PullPolicy};
 pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::backend::{Docker, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::backend::{Docker, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::session::Session;
 use crate::builtin;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
 use crate::error::Error;
 use crate::health;
@@ -64,7 +65,9 @@ pub(crate) enum Source {
 pub(crate) struct Registry {
     runtime: tokio::runtime::Runtime,
     config: Result<Config, Error>,
-    session: Result<String, Error>,
+    session: Result<Session, Error>,
+    /// Whether this process is attached to its session's reaper.
+    reaper: OnceLock<bool>,
     docker: tokio::sync::OnceCell<Result<Docker, Error>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Containers being created right now (their ids are not known yet).
@@ -88,7 +91,8 @@ pub(crate) fn global() -> &'static Registry {
         Registry {
             runtime,
             config: Config::from_env(),
-            session: config::session_id(),
+            session: crate::session::current(),
+            reaper: OnceLock::new(),
             docker: tokio::sync::OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
             creating: AtomicUsize::new(0),
@@ -130,7 +134,26 @@ pub(crate) fn spawn_background(fut: impl Future<Output = ()> + Send + 'static) {
 impl Registry {
     /// The session id, which labels everything this process creates.
     pub(crate) fn session(&self) -> Result<&str, Error> {
-        self.session.as_deref().map_err(Clone::clone)
+        self.session.as_ref().map(|s| s.id.as_str()).map_err(Clone::clone)
+    }
+
+    /// Connects to the session's reaper (starting it if needed) before the
+    /// first container is made, so that nothing exists without someone to
+    /// remove it. Without a reaper this process removes what it made itself.
+    fn reaper_attached(&self) -> bool {
+        *self.reaper.get_or_init(|| {
+            let Ok(session) = &self.session else { return false };
+            if std::env::var("CLEANROOM_NO_REAPER").is_ok_and(|v| v == "1") {
+                return false;
+            }
+            match crate::reaper::attach(session) {
+                Ok(()) => true,
+                Err(reason) => {
+                    eprintln!("cleanroom: no reaper for session {} ({reason}); this process removes its own containers at exit, and shares none with other processes", session.id);
+                    false
+                }
+            }
+        })
     }
 
     /// Whether teardown has begun.
@@ -251,36 +274,62 @@ impl Registry {
         let started = Instant::now();
         docker.ensure_image(name, &def.image, config.pull).await?;
 
+        let shared = self.reaper_attached();
+        let definition_hash = format!("{:016x}", def.identity_hash());
         let labels = BTreeMap::from([
             (MANAGED_LABEL.to_string(), "true".to_string()),
             (SESSION_LABEL.to_string(), session.clone()),
             (SERVICE_LABEL.to_string(), name.to_string()),
+            (DEFINITION_LABEL.to_string(), definition_hash.clone()),
+            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
         ]);
         let mut labels_all = def.labels.clone();
         labels_all.extend(labels);
+        // Processes of one run share a container through its name: Docker
+        // lets exactly one of them create it; the others attach.
+        let container_name =
+            shared.then(|| format!("cleanroom-{session}-{name}-{}", &definition_hash[..12]));
 
-        self.creating.fetch_add(1, Ordering::SeqCst);
-        let created = docker.start(name, &def, labels_all).await;
-        let created = created.map(|container| {
-            let id = container.id().to_string();
-            // cleanroom removes its containers itself, by id and by label;
-            // testcontainers' remove-on-drop must not race with that.
-            std::mem::forget(container);
-            *slot.container_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
-            id
-        });
-        self.creating.fetch_sub(1, Ordering::SeqCst);
-        let id = match created {
-            Ok(id) => id,
-            Err(err) => {
-                // A container may exist even though starting it failed.
-                self.remove_labelled(&docker, &[(SESSION_LABEL, &session), (SERVICE_LABEL, name)]).await;
-                return Err(err);
+        let mut attempts = 0;
+        let (id, actual_env, created_here) = loop {
+            self.creating.fetch_add(1, Ordering::SeqCst);
+            let created = docker.start(name, &def, labels_all.clone(), container_name.as_deref()).await;
+            let created = created.map(|container| {
+                let id = container.id().to_string();
+                // cleanroom removes its containers itself, by id and by label;
+                // testcontainers' remove-on-drop must not race with that.
+                std::mem::forget(container);
+                *slot.container_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+                id
+            });
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            match created {
+                Ok(id) => break (id, None, true),
+                Err(Error::NameTaken { .. }) if attempts < 3 => {
+                    attempts += 1;
+                    let cname = container_name.as_deref().unwrap_or_default();
+                    if let Some((id, env)) = self.wait_for_named(&docker, name, &def, cname, started).await? {
+                        break (id, Some(env), false);
+                    }
+                    // It went away before it ran: try to create it again.
+                }
+                Err(err) => {
+                    // A container may exist even though starting it failed.
+                    if !shared {
+                        self.remove_labelled(&docker, &[(SESSION_LABEL, &session), (SERVICE_LABEL, name)]).await;
+                    }
+                    return Err(err);
+                }
             }
         };
-        if self.shutting_down.load(Ordering::SeqCst) {
+        if self.shutting_down.load(Ordering::SeqCst) && created_here && !shared {
             let _ = docker.remove(&id).await;
             return Err(Error::ShuttingDown { service: name.to_string() });
+        }
+        let mut def = def;
+        if let Some(env) = actual_env {
+            // The creator's values (its random password) are the ones that work.
+            def.env = env;
         }
 
         let ready = async {
@@ -308,9 +357,55 @@ impl Registry {
                 Ok(Arc::new(service))
             }
             Err(err) => {
-                let _ = docker.remove(&id).await;
+                if created_here {
+                    let _ = docker.remove(&id).await;
+                }
                 Err(err)
             }
+        }
+    }
+
+    /// Waits for the container another process of the run created under
+    /// `container_name` to run. `None` if it disappeared (its creator failed),
+    /// so that the caller can create it again.
+    async fn wait_for_named(
+        &self,
+        docker: &Docker,
+        name: &str,
+        def: &GenericContainer,
+        container_name: &str,
+        started: Instant,
+    ) -> Result<Option<(String, BTreeMap<String, String>)>, Error> {
+        loop {
+            let found = docker.inspect_named(container_name).await.map_err(|reason| Error::Start {
+                service: name.to_string(),
+                image: def.image.clone(),
+                reason: format!("could not inspect {container_name}: {reason}"),
+            })?;
+            match found {
+                None => return Ok(None),
+                Some(c) if c.running => return Ok(Some((c.id, c.env))),
+                Some(c) if c.status == "created" => {}
+                Some(c) => {
+                    return Err(Error::Exited {
+                        service: name.to_string(),
+                        image: def.image.clone(),
+                        code: c.exit_code.unwrap_or(-1),
+                        logs: docker.logs(&c.id, Some(20)).await.unwrap_or_default(),
+                    })
+                }
+            }
+            if started.elapsed() > def.startup_timeout {
+                return Err(Error::Timeout {
+                    service: name.to_string(),
+                    image: def.image.clone(),
+                    check: "the container that another process of the run created starting".into(),
+                    after: started.elapsed(),
+                    last: "it was created but did not run".into(),
+                    logs: String::new(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -333,6 +428,12 @@ impl Registry {
         }
         let Some(Ok(docker)) = self.docker.get().cloned() else { return };
         let Ok(session) = self.session() else { return };
+        if self.reaper.get() == Some(&true) {
+            // The reaper removes the run's containers once its last process is
+            // gone; this process only returns what it holds on the servers.
+            crate::rooms::release_pooled().await;
+            return;
+        }
         // Containers being created now are labelled, so wait for their ids to
         // exist before asking Docker by label.
         let wait_start = Instant::now();
@@ -395,7 +496,11 @@ impl Registry {
                 _ = int.recv() => 130,
                 _ = term.recv() => 143,
             };
-            self.teardown().await;
+            // With a reaper, exiting is enough: it notices and cleans up.
+            if self.reaper.get() != Some(&true) {
+                self.teardown().await;
+            }
+            self.torn_down.store(true, Ordering::SeqCst);
             std::process::exit(code);
         });
     }

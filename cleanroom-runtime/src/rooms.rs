@@ -187,6 +187,11 @@ pub(crate) struct PgRooms {
 pub(crate) struct Template {
     name: String,
     ready: Mutex<VecDeque<String>>,
+    /// How many tests of this process will ask for a clone (`usize::MAX`:
+    /// not known), so that the pool does not clone for tests that will not come.
+    expected: AtomicUsize,
+    /// Clones handed out so far.
+    leased: AtomicUsize,
     /// Clones being made right now.
     making: AtomicUsize,
     /// Tests waiting for a clone.
@@ -254,6 +259,8 @@ impl PgRooms {
             Ok(Arc::new(Template {
                 name,
                 ready: Mutex::new(VecDeque::new()),
+                expected: AtomicUsize::new(usize::MAX),
+                leased: AtomicUsize::new(0),
                 making: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 available: Notify::new(),
@@ -336,9 +343,13 @@ impl PgRooms {
 
     /// Keeps the pool of `template` filled, one clone at a time.
     fn refill(&'static self, template: Arc<Template>) {
-        let want = self.pool_target + template.waiting.load(Ordering::SeqCst);
+        let ahead = match template.expected.load(Ordering::SeqCst) {
+            usize::MAX => self.pool_target,
+            expected => self.pool_target.min(expected.saturating_sub(template.leased.load(Ordering::SeqCst))),
+        };
+        let want = ahead.max(template.waiting.load(Ordering::SeqCst));
         let have = template.ready.lock().unwrap_or_else(|e| e.into_inner()).len() + template.making.load(Ordering::SeqCst);
-        if have >= want.max(1) || template.making.load(Ordering::SeqCst) >= 2 {
+        if have >= want || template.making.load(Ordering::SeqCst) >= 2 {
             return;
         }
         template.making.fetch_add(1, Ordering::SeqCst);
@@ -384,19 +395,21 @@ impl PgRooms {
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         };
         template.waiting.fetch_sub(1, Ordering::SeqCst);
+        template.leased.fetch_add(1, Ordering::SeqCst);
         self.refill(template);
         Ok(name)
     }
 
     /// Builds the template of `options` and starts filling its pool, ahead of
     /// the tests that will ask for it.
-    pub(crate) async fn warm(&'static self, options: Option<&RoomOptions>) {
+    pub(crate) async fn warm(&'static self, options: Option<&RoomOptions>, expected: usize) {
         let source = match options {
             Some(o) => TemplateSource::read(o),
             None => Ok(TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET }),
         };
         if let Ok(source) = source {
             if let Ok(template) = self.template(&source).await {
+                template.expected.store(expected, Ordering::SeqCst);
                 if self.pool_target > 0 {
                     self.refill(template);
                 }
@@ -411,6 +424,29 @@ impl PgRooms {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
             .await
             .map_err(|e| self.error("drop database", e))
+    }
+}
+
+/// Drops the databases this process cloned ahead of demand and never handed
+/// out: when the server outlives the process (other processes of the run
+/// still use it), they would otherwise pile up.
+pub(crate) async fn release_pooled() {
+    let all: Vec<&'static PgRooms> = PG_ROOMS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for rooms in all {
+        let templates: Vec<Arc<Template>> = {
+            let cells: Vec<_> = rooms.templates.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+            cells.iter().filter_map(|c| c.get().and_then(|t| t.as_ref().ok().cloned())).collect()
+        };
+        let names: Vec<String> =
+            templates.iter().flat_map(|t| t.ready.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect::<Vec<_>>()).collect();
+        if names.is_empty() {
+            continue;
+        }
+        if let Ok(admin) = rooms.connect(rooms.main_database()).await {
+            for name in names {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
+            }
+        }
     }
 }
 

@@ -1,0 +1,267 @@
+//! The reaper: a small process outside the test processes that owns cleanup
+//! for one run, the way Ryuk does for testcontainers in other languages, with
+//! no image to pull.
+//!
+//! The test binary itself serves as the reaper: a test process that finds no
+//! reaper for its session re-executes its own binary with `CLEANROOM_REAPER`
+//! set, and cleanroom's process-start hook turns that process into the reaper
+//! before libtest's `main` runs. It is detached from the test process's
+//! process group and standard streams, so that neither Ctrl-C nor a runner
+//! waiting for output holds on to it.
+//!
+//! Test processes connect to the reaper's Unix socket and hold the connection
+//! for their whole life. A process that dies, even by SIGKILL, drops it. When
+//! no process is connected any more and either the runner (the `cargo test`
+//! or nextest process) has exited or a grace period has passed, the reaper
+//! removes every container, network and volume of the session and exits.
+//!
+//! One reaper per session: it holds an exclusive lock on
+//! `<runtime dir>/<session>.lock` for its whole life. That lock also tells
+//! whether a session is alive: a reaper that starts sweeps away the containers
+//! of sessions whose lock nobody holds (their reaper was killed), and leaves
+//! live runs alone.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
+use crate::session::{ProcessId, Session};
+
+/// The environment variable that turns a process into the reaper of a session.
+pub(crate) const REAPER_ENV: &str = "CLEANROOM_REAPER";
+/// The runner process the reaper watches, `pid:start`.
+const RUNNER_ENV: &str = "CLEANROOM_REAPER_RUNNER";
+
+/// How long the reaper waits, once nobody is connected and the runner still
+/// runs, before it removes the session: long enough for the next test binary
+/// of the same `cargo test` to attach. `CLEANROOM_REAPER_GRACE` (seconds).
+const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+/// A reaper nobody ever connects to gives up after this.
+const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Containers of a session without a lock file (made without a reaper) are
+/// only swept when older than this.
+const LOCKLESS_ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
+/// This user's id, from the owner of `/proc/self`.
+pub(crate) fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+}
+
+/// Where sockets and locks live: `$XDG_RUNTIME_DIR/cleanroom`, else
+/// `/tmp/cleanroom-<uid>`.
+pub(crate) fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("cleanroom"),
+        None => std::env::temp_dir().join(format!("cleanroom-{}", uid())),
+    }
+}
+
+fn socket_path(session: &str) -> PathBuf {
+    runtime_dir().join(format!("{session}.sock"))
+}
+
+fn lock_path(session: &str) -> PathBuf {
+    runtime_dir().join(format!("{session}.lock"))
+}
+
+/// The connection this process holds to its session's reaper.
+static CONNECTION: Mutex<Option<UnixStream>> = Mutex::new(None);
+
+/// Connects this process to its session's reaper, starting the reaper if
+/// there is none. Holds the connection until the process ends.
+pub(crate) fn attach(session: &Session) -> Result<(), String> {
+    let mut held = CONNECTION.lock().unwrap_or_else(|e| e.into_inner());
+    if held.is_some() {
+        return Ok(());
+    }
+    let path = socket_path(&session.id);
+    let greet = |mut stream: UnixStream| -> Result<UnixStream, String> {
+        stream.write_all(format!("attach {}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
+        Ok(stream)
+    };
+    if let Ok(stream) = UnixStream::connect(&path) {
+        *held = Some(greet(stream)?);
+        return Ok(());
+    }
+    std::fs::create_dir_all(runtime_dir()).map_err(|e| format!("cannot create {}: {e}", runtime_dir().display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this test binary to start the reaper: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.env(REAPER_ENV, &session.id)
+        .env_remove("CLEANROOM_SESSION")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    if let Some(runner) = session.runner {
+        cmd.env(RUNNER_ENV, runner.encode());
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start the reaper: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(stream) = UnixStream::connect(&path) {
+            *held = Some(greet(stream)?);
+            // Reaped by whoever outlives it; a reaper that lost the race for
+            // the lock exits at once and is collected here.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("the reaper did not open {} within 5 s", path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the session's reaper is alive: somebody holds its lock.
+fn session_alive(session: &str) -> Option<bool> {
+    let file = File::options().read(true).write(true).open(lock_path(session)).ok()?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Some(false)
+        }
+        Err(_) => Some(true),
+    }
+}
+
+fn grace() -> Duration {
+    std::env::var("CLEANROOM_REAPER_GRACE")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s >= 0.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_GRACE)
+}
+
+/// The reaper process: serves one session, then exits. Called before `main`.
+pub(crate) fn run(session: String) -> ! {
+    let code = match serve(&session) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code)
+}
+
+fn serve(session: &str) -> Result<(), String> {
+    std::fs::create_dir_all(runtime_dir()).map_err(|e| e.to_string())?;
+    let lock = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path(session))
+        .map_err(|e| e.to_string())?;
+    if lock.try_lock().is_err() {
+        // Another reaper serves this session.
+        return Ok(());
+    }
+    let socket = socket_path(session);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|e| e.to_string())?;
+    let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| ProcessId::decode(&r));
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let docker = runtime.block_on(Docker::connect()).map_err(|e| e.to_string())?;
+    runtime.block_on(sweep_orphans(&docker, session));
+
+    let connected = Arc::new(AtomicUsize::new(0));
+    let ever = Arc::new(AtomicBool::new(false));
+    let last_change = Arc::new(Mutex::new(Instant::now()));
+    {
+        let (connected, ever, last_change) = (connected.clone(), ever.clone(), last_change.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                connected.fetch_add(1, Ordering::SeqCst);
+                ever.store(true, Ordering::SeqCst);
+                let (connected, last_change) = (connected.clone(), last_change.clone());
+                std::thread::spawn(move || {
+                    // Held until the test process ends, however it ends.
+                    let mut sink = [0u8; 64];
+                    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                    *last_change.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    connected.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let started = Instant::now();
+    let grace = grace();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if connected.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        if !ever.load(Ordering::SeqCst) {
+            if started.elapsed() > FIRST_CONNECTION_TIMEOUT {
+                break;
+            }
+            continue;
+        }
+        let idle = last_change.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+        let runner_done = runner.is_none_or(|r| !r.is_alive());
+        if runner_done || idle >= grace {
+            break;
+        }
+    }
+    // Stop taking connections before removing: a process that arrives now
+    // starts a reaper of its own, which waits for this one's lock.
+    let _ = std::fs::remove_file(&socket);
+    runtime.block_on(remove_session(&docker, session));
+    let _ = std::fs::remove_file(lock_path(session));
+    drop(lock);
+    Ok(())
+}
+
+/// Removes every container, network and volume of `session`.
+pub(crate) async fn remove_session(docker: &Docker, session: &str) {
+    let labels = [(MANAGED_LABEL, "true"), (SESSION_LABEL, session)];
+    if let Ok(ids) = docker.containers_labelled(&labels).await {
+        futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
+    }
+    let _ = docker.remove_networks_and_volumes(&labels).await;
+}
+
+/// Removes what dead runs left behind: sessions whose reaper no longer holds
+/// its lock. Live runs (lock held) are never touched; sessions without a lock
+/// file here (another user's, or made without a reaper) only when old and ours.
+async fn sweep_orphans(docker: &Docker, me: &str) {
+    let Ok(all) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let my_uid = uid().to_string();
+    let mut dead: Vec<String> = Vec::new();
+    for (_, labels, created) in &all {
+        let Some(session) = labels.get(SESSION_LABEL) else { continue };
+        if session == me || dead.contains(session) {
+            continue;
+        }
+        if labels.get("cleanroom.reuse").is_some_and(|v| v == "true") {
+            continue;
+        }
+        let orphan = match session_alive(session) {
+            Some(alive) => !alive,
+            None => {
+                labels.get(OWNER_LABEL) == Some(&my_uid) && now - created > LOCKLESS_ORPHAN_AGE.as_secs() as i64
+            }
+        };
+        if orphan {
+            dead.push(session.clone());
+        }
+    }
+    for session in dead {
+        remove_session(docker, &session).await;
+        let _ = std::fs::remove_file(socket_path(&session));
+        let _ = std::fs::remove_file(lock_path(&session));
+    }
+}

@@ -1,0 +1,169 @@
+//! A run's identity. Every test process of one `cargo test` or `cargo nextest
+//! run` must arrive at the same session id without talking to each other, so
+//! that they find the same containers by label.
+//!
+//! In order: `CLEANROOM_SESSION`; `NEXTEST_RUN_ID` (nextest sets it for every
+//! test process of a run); otherwise the parent process — the `cargo test` or
+//! nextest process — by its pid and start time, which no later process can
+//! share.
+
+use crate::error::Error;
+
+/// A process identity that survives pid reuse: its pid and its start time
+/// (clock ticks since boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessId {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+}
+
+impl ProcessId {
+    /// `pid` as it is now, if it runs.
+    pub(crate) fn of(pid: u32) -> Option<ProcessId> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(ProcessId { pid, start: stat_field(&stat, 22)?.parse().ok()? })
+    }
+
+    /// The parent of this process.
+    pub(crate) fn parent() -> Option<ProcessId> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        Self::of(stat_field(&stat, 4)?.parse().ok()?)
+    }
+
+    /// Whether this very process (not another that got its pid) still runs.
+    pub(crate) fn is_alive(&self) -> bool {
+        Self::of(self.pid).is_some_and(|now| now.start == self.start)
+            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .ok()
+                .and_then(|s| stat_field(&s, 3).map(|state| state != "Z"))
+                .unwrap_or(false)
+    }
+
+    /// `pid:start`, as passed to the reaper.
+    pub(crate) fn encode(&self) -> String {
+        format!("{}:{}", self.pid, self.start)
+    }
+
+    pub(crate) fn decode(s: &str) -> Option<ProcessId> {
+        let (pid, start) = s.split_once(':')?;
+        Some(ProcessId { pid: pid.parse().ok()?, start: start.parse().ok()? })
+    }
+}
+
+/// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line; the
+/// command name (field 2) may contain spaces and parentheses.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    if n < 3 {
+        return None;
+    }
+    after.split_whitespace().nth(n - 3)
+}
+
+/// Where the session id came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    /// The runner process whose end means the run is over, when known.
+    pub(crate) runner: Option<ProcessId>,
+}
+
+fn valid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// The session of this process.
+pub(crate) fn current() -> Result<Session, Error> {
+    from_parts(
+        std::env::var("CLEANROOM_SESSION").ok(),
+        std::env::var("NEXTEST_RUN_ID").ok(),
+        ProcessId::parent(),
+        std::env::var("CLEANROOM_REAPER_RUNNER").ok().and_then(|r| ProcessId::decode(&r)),
+    )
+}
+
+pub(crate) fn from_parts(
+    explicit: Option<String>,
+    nextest: Option<String>,
+    parent: Option<ProcessId>,
+    runner_override: Option<ProcessId>,
+) -> Result<Session, Error> {
+    if let Some(s) = explicit {
+        if !valid(&s) {
+            return Err(Error::Configuration {
+                key: "CLEANROOM_SESSION".into(),
+                reason: format!("{s:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+            });
+        }
+        return Ok(Session { id: s, runner: runner_override.or(parent) });
+    }
+    if let Some(run) = nextest.filter(|r| !r.is_empty()) {
+        let id: String = run.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect();
+        return Ok(Session { id: format!("nextest-{id}"), runner: runner_override.or(parent) });
+    }
+    match parent {
+        Some(p) => Ok(Session { id: format!("run-{}-{}", p.pid, p.start), runner: runner_override.or(Some(p)) }),
+        None => {
+            // No /proc: a session of this process alone.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            Ok(Session { id: format!("proc-{}-{:x}", std::process::id(), nanos & 0xffff_ffff), runner: None })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod should {
+        use super::*;
+
+        #[test]
+        fn prefer_an_explicit_session() {
+            let s = from_parts(Some("mine".into()), Some("abc".into()), None, None).unwrap();
+            assert_eq!(s.id, "mine");
+        }
+
+        #[test]
+        fn reject_a_session_that_cannot_be_a_label() {
+            let err = from_parts(Some("a b".into()), None, None, None).unwrap_err();
+            assert!(err.to_string().contains("CLEANROOM_SESSION"), "{err}");
+        }
+
+        #[test]
+        fn share_nextests_run_id_between_processes() {
+            let parent = ProcessId { pid: 10, start: 5 };
+            let a = from_parts(None, Some("0a1b2c3d-1111-2222-3333-444455556666".into()), Some(parent), None).unwrap();
+            let b = from_parts(None, Some("0a1b2c3d-1111-2222-3333-444455556666".into()), Some(parent), None).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.id, "nextest-0a1b2c3d111122223333");
+        }
+
+        #[test]
+        fn derive_the_session_from_the_runner_process() {
+            let parent = ProcessId { pid: 4242, start: 99 };
+            let s = from_parts(None, None, Some(parent), None).unwrap();
+            assert_eq!(s.id, "run-4242-99");
+            assert_eq!(s.runner, Some(parent));
+        }
+
+        #[test]
+        fn read_proc_stat_fields_past_odd_command_names() {
+            let stat = "123 (a) b (c)) S 77 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+            assert_eq!(stat_field(stat, 3), Some("S"));
+            assert_eq!(stat_field(stat, 4), Some("77"));
+            assert_eq!(stat_field(stat, 22), Some("98765"));
+        }
+
+        #[test]
+        fn know_that_this_process_is_alive() {
+            let me = ProcessId::of(std::process::id()).unwrap();
+            assert!(me.is_alive());
+            assert!(!ProcessId { start: me.start + 1, ..me }.is_alive(), "a reused pid is another process");
+            assert_eq!(ProcessId::decode(&me.encode()), Some(me));
+        }
+    }
+}
