@@ -230,3 +230,107 @@ pub fn assert_nothing_left(session: &str) {
     let rest = session_networks_and_volumes(session);
     assert!(rest.is_empty(), "networks or volumes of session {session} outlived their run: {rest:?}");
 }
+
+/// Every container event of every cleanroom session, with its session, from
+/// a stream started before the runs it watches: for runs whose session id is
+/// derived by cleanroom and so not known in advance.
+pub struct AllSessionsWatch {
+    child: Child,
+    events: Arc<Mutex<Vec<(String, Event)>>>,
+}
+
+impl AllSessionsWatch {
+    /// Starts watching, and returns once the stream is live.
+    pub fn start() -> AllSessionsWatch {
+        let marker_session = fresh_session("marker");
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                "label=cleanroom.managed=true",
+                "--format",
+                "{{.Action}} {{index .Actor.Attributes \"cleanroom.service\"}} {{index .Actor.Attributes \"cleanroom.session\"}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events runs");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        {
+            let events = events.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let mut parts = line.splitn(3, ' ');
+                    let (action, service, session) =
+                        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let action = action.split(':').next().unwrap_or(action).to_string();
+                    events.lock().unwrap().push((session.to_string(), Event { action, service: service.to_string() }));
+                }
+            });
+        }
+        let watch = AllSessionsWatch { child, events };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !watch.events.lock().unwrap().iter().any(|(s, _)| *s == marker_session) {
+            let id = docker(&[
+                "create",
+                "--label",
+                "cleanroom.managed=true",
+                "--label",
+                &format!("cleanroom.session={marker_session}"),
+                "--label",
+                &format!("cleanroom.service={MARKER}"),
+                "cleanroom-offline/busybox:1.35",
+                "true",
+            ]);
+            docker(&["rm", "-f", id.trim()]);
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "docker events never delivered the marker event");
+        }
+        watch
+    }
+
+    /// How many times a container of `service` was started in `session`.
+    pub fn starts_of(&self, session: &str, service: &str) -> usize {
+        self.events.lock().unwrap().iter().filter(|(s, e)| s == session && e.action == "start" && e.service == service).count()
+    }
+
+    /// Every session that had a container of `service` started, in order.
+    pub fn sessions_of(&self, service: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (s, e) in self.events.lock().unwrap().iter() {
+            if e.action == "start" && e.service == service && !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for AllSessionsWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pid of the reaper serving `session`, if one runs.
+pub fn reaper_pid(session: &str) -> Option<u32> {
+    let needle = format!("CLEANROOM_REAPER={session}");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Sends `signal` (`-KILL`, `-TERM`) to `pid`.
+pub fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}

@@ -104,7 +104,9 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         cmd.env(RUNNER_ENV, runner.encode());
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start the reaper: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // A new reaper may first wait for the run's previous one to finish
+    // removing (its grace period ran out while the runner still ran).
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(stream) = UnixStream::connect(&path) {
             *held = Some(greet(stream)?);
@@ -117,7 +119,7 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(format!("the reaper did not open {} within 5 s", path.display()));
+            return Err(format!("the reaper did not open {} within 30 s", path.display()));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -163,8 +165,22 @@ fn serve(session: &str) -> Result<(), String> {
         .open(lock_path(session))
         .map_err(|e| e.to_string())?;
     if lock.try_lock().is_err() {
-        // Another reaper serves this session.
-        return Ok(());
+        // Another reaper serves this session, or is finishing with it (its
+        // grace period ran out while the runner still runs): wait for it, so
+        // that processes arriving now find a reaper once it is done.
+        if UnixStream::connect(socket_path(session)).is_ok() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            if lock.try_lock().is_ok() {
+                break;
+            }
+            if Instant::now() > deadline || UnixStream::connect(socket_path(session)).is_ok() {
+                return Ok(());
+            }
+        }
     }
     let socket = socket_path(session);
     let _ = std::fs::remove_file(&socket);
@@ -178,24 +194,7 @@ fn serve(session: &str) -> Result<(), String> {
     let connected = Arc::new(AtomicUsize::new(0));
     let ever = Arc::new(AtomicBool::new(false));
     let last_change = Arc::new(Mutex::new(Instant::now()));
-    {
-        let (connected, ever, last_change) = (connected.clone(), ever.clone(), last_change.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                connected.fetch_add(1, Ordering::SeqCst);
-                ever.store(true, Ordering::SeqCst);
-                let (connected, last_change) = (connected.clone(), last_change.clone());
-                std::thread::spawn(move || {
-                    // Held until the test process ends, however it ends.
-                    let mut sink = [0u8; 64];
-                    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-                    *last_change.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    connected.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-    }
+    serve_connections(listener, connected.clone(), ever.clone(), last_change.clone());
     let started = Instant::now();
     let grace = grace();
     loop {
@@ -211,17 +210,50 @@ fn serve(session: &str) -> Result<(), String> {
         }
         let idle = last_change.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
         let runner_done = runner.is_none_or(|r| !r.is_alive());
-        if runner_done || idle >= grace {
+        if !(runner_done || idle >= grace) {
+            continue;
+        }
+        // Stop taking connections before removing: a process that arrives
+        // from now on starts a reaper of its own, which waits for this one's
+        // lock. One that connected just before must not lose its containers.
+        let _ = std::fs::remove_file(&socket);
+        std::thread::sleep(Duration::from_millis(20));
+        if connected.load(Ordering::SeqCst) == 0 {
             break;
         }
+        if let Ok(again) = UnixListener::bind(&socket) {
+            serve_connections(again, connected.clone(), ever.clone(), last_change.clone());
+        }
     }
-    // Stop taking connections before removing: a process that arrives now
-    // starts a reaper of its own, which waits for this one's lock.
-    let _ = std::fs::remove_file(&socket);
     runtime.block_on(remove_session(&docker, session));
-    let _ = std::fs::remove_file(lock_path(session));
+    // The lock file stays: a reaper that starts after this one takes the same
+    // file, so there is never a second lock for one session.
     drop(lock);
     Ok(())
+}
+
+/// Accepts test processes and counts them until each connection ends.
+fn serve_connections(
+    listener: UnixListener,
+    connected: Arc<AtomicUsize>,
+    ever: Arc<AtomicBool>,
+    last_change: Arc<Mutex<Instant>>,
+) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            connected.fetch_add(1, Ordering::SeqCst);
+            ever.store(true, Ordering::SeqCst);
+            let (connected, last_change) = (connected.clone(), last_change.clone());
+            std::thread::spawn(move || {
+                // Held until the test process ends, however it ends.
+                let mut sink = [0u8; 64];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                *last_change.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                connected.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
 }
 
 /// Removes every container, network and volume of `session`.
@@ -262,6 +294,5 @@ async fn sweep_orphans(docker: &Docker, me: &str) {
     for session in dead {
         remove_session(docker, &session).await;
         let _ = std::fs::remove_file(socket_path(&session));
-        let _ = std::fs::remove_file(lock_path(&session));
     }
 }

@@ -305,13 +305,16 @@ impl Registry {
             self.creating.fetch_sub(1, Ordering::SeqCst);
             match created {
                 Ok(id) => break (id, None, true),
-                Err(Error::NameTaken { .. }) if attempts < 3 => {
+                Err(Error::NameTaken { .. }) if attempts < 100 => {
                     attempts += 1;
                     let cname = container_name.as_deref().unwrap_or_default();
                     if let Some((id, env)) = self.wait_for_named(&docker, name, &def, cname, started).await? {
                         break (id, Some(env), false);
                     }
-                    // It went away before it ran: try to create it again.
+                    // It went away before it ran (its creator failed, or the
+                    // previous reaper of the run is still removing it): try to
+                    // create it again once the name is free.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(err) => {
                     // A container may exist even though starting it failed.

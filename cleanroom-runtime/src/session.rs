@@ -139,7 +139,7 @@ mod tests {
             let a = from_parts(None, Some("0a1b2c3d-1111-2222-3333-444455556666".into()), Some(parent), None).unwrap();
             let b = from_parts(None, Some("0a1b2c3d-1111-2222-3333-444455556666".into()), Some(parent), None).unwrap();
             assert_eq!(a, b);
-            assert_eq!(a.id, "nextest-0a1b2c3d111122223333");
+            assert_eq!(a.id, "nextest-0a1b2c3d1111222233334444");
         }
 
         #[test]

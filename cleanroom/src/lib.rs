@@ -82,10 +82,14 @@
 //! At process start cleanroom reads libtest's arguments (filters, `--exact`,
 //! `--skip`, `--ignored`, `--include-ignored`), works out which services the
 //! selected tests need (through their fixtures too) and starts them in
-//! parallel, once. `--list` starts nothing. When the process exits — tests
-//! passed or failed, or on SIGINT/SIGTERM — every container it started is
-//! stopped and removed. Containers carry the labels `cleanroom.managed=true`
-//! and `cleanroom.session=<id>`, and publish their ports on 127.0.0.1 only.
+//! parallel. `--list` starts nothing. All test processes of one run (every
+//! binary of a `cargo test`, every process of a `cargo nextest run`) share one
+//! container per service: exactly one process creates it, the others attach.
+//! A reaper process, started on demand by the test binary itself, removes the
+//! run's containers when its last test process is gone — after a normal exit,
+//! a failure, Ctrl-C or `kill -9`. Containers carry the labels
+//! `cleanroom.managed=true` and `cleanroom.session=<id>`, and publish their
+//! ports on 127.0.0.1 only. See `docs/runs.md`.
 //!
 //! See `docs/isolation.md` for what each service's room guarantees and
 //! `docs/expansion.md` for what the macros generate.
@@ -99,7 +103,9 @@
 //! | `CLEANROOM_STARTUP_TIMEOUT` | seconds a service may take to be Ready | 60 |
 //! | `CLEANROOM_KEEP` | keep test databases: `never`, `on-failure`, `always` | `on-failure` |
 //! | `CLEANROOM_POOL` | Postgres databases cloned ahead of demand (0: off) | 4 |
-//! | `CLEANROOM_SESSION` | the id that labels this run's containers | generated |
+//! | `CLEANROOM_SESSION` | the id that labels this run's containers | `NEXTEST_RUN_ID`, else the runner process |
+//! | `CLEANROOM_REAPER_GRACE` | seconds the reaper waits for the next test process while the runner runs | 3 |
+//! | `CLEANROOM_NO_REAPER` | `1`: no reaper; each process removes its own containers and shares none | unset |
 //! | `CLEANROOM_REPORT_JSON` | append each process's acquisition timings to this file | unset |
 //!
 //! # Without the macros

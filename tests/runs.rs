@@ -1,0 +1,217 @@
+//! One set of containers per run, across processes, and nothing left behind
+//! whatever happens to the processes.
+//!
+//! A run here is emulated the way the runners make one: `cargo test` runs
+//! test processes one after another as children of one long-lived process;
+//! nextest runs every test in a process of its own, many at once, all with the
+//! same `NEXTEST_RUN_ID`. Docker's own event stream counts the containers.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cleanroom::{Postgres, Redis};
+use cleanroom_tests::{
+    assert_nothing_left, child_command, fresh_session, kill, reaper_pid, run_child, session_containers,
+    AllSessionsWatch, EventWatch,
+};
+
+mod child {
+    use super::*;
+
+    pub(super) mod suite {
+        use super::*;
+
+        macro_rules! suite {
+            ($($name:ident)*) => {$(
+                #[cleanroom::test(postgres, redis)]
+                #[ignore = "run by the run tests"]
+                async fn $name(postgres: Postgres, redis: Redis) {
+                    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)").await.unwrap();
+                    let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+                    let () = redis::AsyncCommands::set(&mut cache, "k", 1).await.unwrap();
+                }
+            )*};
+        }
+        suite!(s01 s02 s03 s04 s05 s06 s07 s08 s09 s10 s11 s12 s13 s14 s15 s16 s17 s18 s19 s20);
+    }
+
+    pub(super) mod waits {
+        use super::*;
+
+        #[cleanroom::test(postgres, redis)]
+        #[ignore = "run by the kill tests"]
+        fn until_killed() {
+            println!("cleanroom-test: READY");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+    }
+}
+
+/// A `sh` that runs `script` with `$BIN` set to this test binary: a runner
+/// process like `cargo test`, whose pid the test processes' session is
+/// derived from.
+fn runner(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script])
+        .env("BIN", std::env::current_exe().unwrap())
+        .env_remove("CLEANROOM_SESSION")
+        .env_remove("NEXTEST_RUN_ID")
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+/// The one session the run's reports name.
+fn session_from_reports(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut sessions: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let s = doc["session"].as_str().unwrap().to_string();
+        if !sessions.contains(&s) {
+            sessions.push(s);
+        }
+    }
+    sessions
+}
+
+#[test]
+fn three_test_processes_one_after_another_share_one_postgres_and_redis() {
+    let watch = AllSessionsWatch::start();
+    let report = std::env::temp_dir().join(format!("{}.jsonl", fresh_session("seq")));
+    let out = runner(
+        "for process in 1 2 3; do \"$BIN\" --ignored child::suite:: --test-threads 2 2>&1 | grep -E 'test result'; done",
+    )
+    .env("CLEANROOM_REPORT_JSON", &report)
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.matches("20 passed").count(), 3, "three processes, each running the suite:\n{text}");
+    let sessions = session_from_reports(&report);
+    let _ = std::fs::remove_file(&report);
+    assert_eq!(sessions.len(), 1, "the three processes derived one session: {sessions:?}");
+    let session = &sessions[0];
+    assert!(session.starts_with("run-"), "derived from the runner process: {session}");
+    assert_eq!(watch.starts_of(session, "postgres"), 1);
+    assert_eq!(watch.starts_of(session, "redis"), 1);
+    assert_nothing_left(session);
+}
+
+#[test]
+fn twenty_processes_of_one_nextest_run_start_each_service_once() {
+    let watch = AllSessionsWatch::start();
+    let run_id = format!("0000{:x}-cafe-4bad-beef-{:012x}", std::process::id(), Instant::now().elapsed().as_nanos() as u64 ^ 0x5eed);
+    let session = format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    // Like nextest: one process per test, several at once, all started
+    // together, all with the run's NEXTEST_RUN_ID and no other hint.
+    let mut children = Vec::new();
+    for i in 1..=20 {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--ignored", "--exact", &format!("child::suite::s{i:02}"), "--nocapture"])
+            .env_remove("CLEANROOM_SESSION")
+            .env("NEXTEST_RUN_ID", &run_id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        children.push(cmd.spawn().unwrap());
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(watch.starts_of(&session, "postgres"), 1, "sessions seen: {:?}", watch.sessions_of("postgres"));
+    assert_eq!(watch.starts_of(&session, "redis"), 1);
+    assert_nothing_left(&session);
+}
+
+/// Starts `until_killed` under a runner that then sleeps, and returns the
+/// runner, the test process's pid and the derived session.
+fn start_waiting_run() -> (std::process::Child, u32, String) {
+    let mut child = runner("\"$BIN\" --ignored --exact child::waits::until_killed --nocapture & echo \"PID $!\"; wait; sleep 60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut pid = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(p) = line.strip_prefix("PID ") {
+            pid = Some(p.trim().parse::<u32>().unwrap());
+        }
+        if line.contains("cleanroom-test: READY") {
+            break;
+        }
+    }
+    let pid = pid.expect("the runner printed the test process's pid");
+    let start: u64 = {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap()
+    };
+    let session = format!("run-{}-{start}", child.id());
+    assert_eq!(session_containers(&session).len(), 2, "postgres and redis run for {session}");
+    (child, pid, session)
+}
+
+#[test]
+fn kill_9_of_a_test_process_leaks_nothing() {
+    let (mut runner, pid, session) = start_waiting_run();
+    kill("-KILL", pid);
+    // The runner still runs (it sleeps): the reaper's grace period applies.
+    assert_nothing_left(&session);
+    let _ = runner.kill();
+    let _ = runner.wait();
+}
+
+#[test]
+fn kill_9_of_a_whole_run_leaks_nothing() {
+    let (mut runner, pid, session) = start_waiting_run();
+    kill("-KILL", pid);
+    let _ = runner.kill();
+    let _ = runner.wait();
+    assert_nothing_left(&session);
+}
+
+#[test]
+fn a_killed_reaper_is_cleaned_up_after_by_the_next_run_and_live_runs_are_untouched() {
+    // A run whose reaper dies, then its test process: orphans.
+    let orphaned = fresh_session("orphaned");
+    let mut victim = child_command(&orphaned, &["--ignored", "--exact", "child::waits::until_killed", "--nocapture"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(victim.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("READY"))));
+    let reaper = reaper_pid(&orphaned).expect("the run has a reaper");
+    kill("-KILL", reaper);
+    kill("-KILL", victim.id());
+    let _ = victim.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(session_containers(&orphaned).len(), 2, "with its reaper dead, nothing removed them yet");
+
+    // A live run meanwhile.
+    let live = fresh_session("live");
+    let mut alive = child_command(&live, &["--ignored", "--exact", "child::waits::until_killed", "--nocapture"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(alive.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("READY"))));
+
+    // The next run: its reaper sweeps the orphans.
+    let next = fresh_session("next");
+    let watch = EventWatch::start(&next);
+    let run = run_child(&next, &["--ignored", "--exact", "child::suite::s01"], &[]);
+    assert!(run.passed(), "{}", run.text());
+    assert_nothing_left(&orphaned);
+    assert_eq!(session_containers(&live).len(), 2, "a live run is untouched");
+    drop(watch);
+
+    kill("-TERM", alive.id());
+    let _ = alive.wait();
+    assert_nothing_left(&live);
+    assert_nothing_left(&next);
+}
