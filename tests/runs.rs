@@ -215,3 +215,71 @@ fn a_killed_reaper_is_cleaned_up_after_by_the_next_run_and_live_runs_are_untouch
     assert_nothing_left(&live);
     assert_nothing_left(&next);
 }
+
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+fn reused_containers(service: &str) -> Vec<String> {
+    cleanroom_tests::docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=cleanroom.reuse=true",
+        "--filter",
+        &format!("label=cleanroom.service={service}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
+    let watch = AllSessionsWatch::start();
+    let owner = format!("reuse-{}", uid());
+    let report = std::env::temp_dir().join(format!("{}.jsonl", fresh_session("reuse-report")));
+    let env = [
+        ("CLEANROOM_REUSE", "1"),
+        ("CLEANROOM_REUSE_TTL", "8"),
+        // A definition of its own (the startup timeout is part of it), so that
+        // no other reuse on this machine is touched.
+        ("CLEANROOM_STARTUP_TIMEOUT", "61.5"),
+        ("CLEANROOM_REPORT_JSON", report.to_str().unwrap()),
+    ];
+    let first = fresh_session("reuse-first");
+    let run = run_child(&first, &["--ignored", "--exact", "child::suite::s01"], &env);
+    assert!(run.passed(), "{}", run.text());
+    assert_eq!(watch.starts_of(&owner, "postgres"), 1);
+    assert_eq!(watch.starts_of(&owner, "redis"), 1);
+    // The first run is over (its reaper too, once its grace period passed):
+    // the reused services stay.
+    assert_nothing_left(&first);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(reused_containers("postgres").len(), 1, "postgres is kept for the next run");
+    assert_eq!(reused_containers("redis").len(), 1, "redis is kept for the next run");
+
+    let second = fresh_session("reuse-second");
+    let started = Instant::now();
+    let run = run_child(&second, &["--ignored", "--exact", "child::suite::s02"], &env);
+    assert!(run.passed(), "{}", run.text());
+    println!("second run (reuse): {:?} wall", started.elapsed());
+    assert_eq!(watch.starts_of(&owner, "postgres"), 1, "the second run started no postgres");
+    assert_eq!(watch.starts_of(&owner, "redis"), 1, "the second run started no redis");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let second_doc: serde_json::Value =
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|d| d["session"] == second.as_str()).unwrap();
+    for a in second_doc["tests"][0]["acquire"].as_array().unwrap() {
+        println!("second run (reuse): {} handle in {} µs", a["service"], a["micros"]);
+    }
+
+    // Idle for the TTL after the last run that used them: gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(reused_containers("postgres").is_empty() && reused_containers("redis").is_empty()) {
+        assert!(Instant::now() < deadline, "reused containers outlived their TTL");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_nothing_left(&second);
+}

@@ -34,6 +34,8 @@ pub const SERVICE_LABEL: &str = "cleanroom.service";
 pub const DEFINITION_LABEL: &str = "cleanroom.definition";
 /// The label with the uid of the user whose run created it.
 pub const OWNER_LABEL: &str = "cleanroom.owner";
+/// The label of a service kept for the next run (`CLEANROOM_REUSE`).
+pub const REUSE_LABEL: &str = "cleanroom.reuse";
 
 /// A connected engine.
 #[derive(Clone)]

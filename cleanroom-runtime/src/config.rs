@@ -32,6 +32,27 @@ pub struct Config {
     /// `CLEANROOM_STARTUP_TIMEOUT`: seconds a service may take to be Ready,
     /// overriding definitions that do not set their own.
     pub startup_timeout: Option<std::time::Duration>,
+    /// `CLEANROOM_REUSE`: keep services running after the run for the next one.
+    pub reuse: bool,
+    /// `CLEANROOM_REUSE_TTL`: seconds a reused service outlives the last run
+    /// that used it (default 900).
+    pub reuse_ttl: std::time::Duration,
+}
+
+/// How long reused services outlive the last run that used them, by default.
+pub const DEFAULT_REUSE_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn seconds(get: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<std::time::Duration>, Error> {
+    match get(key) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Some(std::time::Duration::from_secs_f64(secs))),
+            _ => Err(Error::Configuration {
+                key: key.into(),
+                reason: format!("{v:?} is not a number of seconds greater than 0 (for example 90)"),
+            }),
+        },
+    }
 }
 
 impl Config {
@@ -51,19 +72,19 @@ impl Config {
                 })
             }
         };
-        let startup_timeout = match get("CLEANROOM_STARTUP_TIMEOUT") {
-            None => None,
-            Some(v) => match v.trim().parse::<f64>() {
-                Ok(secs) if secs > 0.0 && secs.is_finite() => Some(std::time::Duration::from_secs_f64(secs)),
-                _ => {
-                    return Err(Error::Configuration {
-                        key: "CLEANROOM_STARTUP_TIMEOUT".into(),
-                        reason: format!("{v:?} is not a number of seconds greater than 0 (for example 90)"),
-                    })
-                }
-            },
+        let startup_timeout = seconds(&get, "CLEANROOM_STARTUP_TIMEOUT")?;
+        let reuse = match get("CLEANROOM_REUSE").as_deref().map(str::trim) {
+            None | Some("") | Some("0") | Some("false") | Some("no") | Some("off") => false,
+            Some("1") | Some("true") | Some("yes") | Some("on") => true,
+            Some(other) => {
+                return Err(Error::Configuration {
+                    key: "CLEANROOM_REUSE".into(),
+                    reason: format!("{other:?} is not a switch; expected 1 or 0 (true/false, yes/no, on/off)"),
+                })
+            }
         };
-        Ok(Config { pull, startup_timeout })
+        let reuse_ttl = seconds(&get, "CLEANROOM_REUSE_TTL")?.unwrap_or(DEFAULT_REUSE_TTL);
+        Ok(Config { pull, startup_timeout, reuse, reuse_ttl })
     }
 
     /// The image override for `service`, if its variable is set.
@@ -93,6 +114,23 @@ mod tests {
             err.to_string(),
             "invalid cleanroom configuration: CLEANROOM_PULL: \"sometimes\" is not a pull policy; expected one of: missing, never"
         );
+    }
+
+    #[test]
+    fn reuse_is_a_switch_with_a_ttl() {
+        let cfg = Config::from_lookup(|_| None).unwrap();
+        assert!(!cfg.reuse);
+        assert_eq!(cfg.reuse_ttl, DEFAULT_REUSE_TTL);
+        let on = |k: &str| match k {
+            "CLEANROOM_REUSE" => Some("1".to_string()),
+            "CLEANROOM_REUSE_TTL" => Some("30".to_string()),
+            _ => None,
+        };
+        let cfg = Config::from_lookup(on).unwrap();
+        assert!(cfg.reuse);
+        assert_eq!(cfg.reuse_ttl, std::time::Duration::from_secs(30));
+        let err = Config::from_lookup(|k| (k == "CLEANROOM_REUSE").then(|| "maybe".to_string())).unwrap_err();
+        assert!(err.to_string().contains("CLEANROOM_REUSE: \"maybe\" is not a switch"), "{err}");
     }
 
     #[test]

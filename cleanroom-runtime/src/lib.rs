@@ -24,9 +24,9 @@ mod rooms;
 mod selection;
 mod session;
 
-pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
-pub use config::{image_env_var, Config, PullPolicy};
+pub use config::{image_env_var, Config, PullPolicy, DEFAULT_REUSE_TTL};
 pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};

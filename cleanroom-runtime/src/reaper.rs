@@ -125,6 +125,85 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     }
 }
 
+fn reuse_dir() -> PathBuf {
+    runtime_dir().join("reuse")
+}
+
+/// Records that `session` uses the reused container `container_name`: a
+/// file `reuse/<container>/<session>` whose age is the time since the
+/// session last used it. The keeper removes a reused container once no live
+/// session claims it and the newest claim is older than the TTL.
+pub(crate) fn claim_reused(container_name: &str, session: &str, ttl: Duration) {
+    let dir = reuse_dir().join(container_name);
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(session), format!("{}\n", ttl.as_secs_f64()));
+    }
+}
+
+/// Refreshes the claims of `session` when it ends, so that the TTL counts
+/// from the end of the last run that used a reused container.
+fn touch_claims(session: &str) {
+    let Ok(dirs) = std::fs::read_dir(reuse_dir()) else { return };
+    for dir in dirs.flatten() {
+        let claim = dir.path().join(session);
+        if let Ok(ttl) = std::fs::read_to_string(&claim) {
+            let _ = std::fs::write(&claim, ttl);
+        }
+    }
+}
+
+/// While reused containers exist, removes each one whose claims are all of
+/// dead sessions and older than their TTL. One keeper per user: the first
+/// reaper to finish with reused containers around stays on as the keeper.
+fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
+    let Ok(lock) = File::options().read(true).write(true).create(true).truncate(false).open(runtime_dir().join("reuse.lock"))
+    else {
+        return;
+    };
+    if lock.try_lock().is_err() {
+        return;
+    }
+    loop {
+        let Ok(dirs) = std::fs::read_dir(reuse_dir()) else { return };
+        let mut remaining = 0;
+        for dir in dirs.flatten() {
+            let container = dir.file_name().to_string_lossy().into_owned();
+            let mut live = false;
+            let mut expires: Option<std::time::SystemTime> = None;
+            for claim in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                let session = claim.file_name().to_string_lossy().into_owned();
+                if session_alive(&session) == Some(true) {
+                    live = true;
+                }
+                let ttl = std::fs::read_to_string(claim.path())
+                    .ok()
+                    .and_then(|t| t.trim().parse::<f64>().ok())
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or(crate::config::DEFAULT_REUSE_TTL);
+                if let Ok(modified) = claim.metadata().and_then(|m| m.modified()) {
+                    let at = modified + ttl;
+                    expires = Some(expires.map_or(at, |e| e.max(at)));
+                }
+            }
+            let expired = expires.is_none_or(|at| std::time::SystemTime::now() >= at);
+            if live || !expired {
+                remaining += 1;
+                continue;
+            }
+            runtime.block_on(async {
+                if let Ok(Some(c)) = docker.inspect_named(&container).await {
+                    let _ = docker.remove(&c.id).await;
+                }
+            });
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+        if remaining == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Whether the session's reaper is alive: somebody holds its lock.
 fn session_alive(session: &str) -> Option<bool> {
     let file = File::options().read(true).write(true).open(lock_path(session)).ok()?;
@@ -226,9 +305,11 @@ fn serve(session: &str) -> Result<(), String> {
         }
     }
     runtime.block_on(remove_session(&docker, session));
+    touch_claims(session);
     // The lock file stays: a reaper that starts after this one takes the same
     // file, so there is never a second lock for one session.
     drop(lock);
+    keep_reused(&runtime, &docker);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::backend::{Docker, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::backend::{Docker, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
 use crate::session::Session;
 use crate::builtin;
 use crate::config::Config;
@@ -272,26 +272,52 @@ impl Registry {
         let docker = self.docker().await?;
         slot.transition(State::Starting)?;
         let started = Instant::now();
-        docker.ensure_image(name, &def.image, config.pull).await?;
 
         let shared = self.reaper_attached();
         let definition_hash = format!("{:016x}", def.identity_hash());
-        let labels = BTreeMap::from([
+        // A reused service belongs to no run: the next run with the same
+        // definition attaches to it, and the reaper removes it once it has
+        // been idle for the TTL.
+        let reuse = config.reuse && shared;
+        let uid = crate::reaper::uid();
+        let owner_session = if reuse { format!("reuse-{uid}") } else { session.clone() };
+        let mut labels = BTreeMap::from([
             (MANAGED_LABEL.to_string(), "true".to_string()),
-            (SESSION_LABEL.to_string(), session.clone()),
+            (SESSION_LABEL.to_string(), owner_session.clone()),
             (SERVICE_LABEL.to_string(), name.to_string()),
             (DEFINITION_LABEL.to_string(), definition_hash.clone()),
-            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
+            (OWNER_LABEL.to_string(), uid.to_string()),
         ]);
+        if reuse {
+            labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+        }
         let mut labels_all = def.labels.clone();
         labels_all.extend(labels);
         // Processes of one run share a container through its name: Docker
         // lets exactly one of them create it; the others attach.
         let container_name =
-            shared.then(|| format!("cleanroom-{session}-{name}-{}", &definition_hash[..12]));
+            shared.then(|| format!("cleanroom-{owner_session}-{name}-{}", &definition_hash[..12]));
+        if reuse {
+            crate::reaper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
+        }
 
+        // Already there (another process of the run, or a reused service):
+        // attach without asking Docker to create anything.
+        let existing = match container_name.as_deref() {
+            Some(cname) => match docker.inspect_named(cname).await {
+                Ok(Some(c)) if c.running => Some((c.id, c.env)),
+                _ => None,
+            },
+            None => None,
+        };
         let mut attempts = 0;
         let (id, actual_env, created_here) = loop {
+            if let Some((id, env)) = existing.clone() {
+                break (id, Some(env), false);
+            }
+            if attempts == 0 {
+                docker.ensure_image(name, &def.image, config.pull).await?;
+            }
             self.creating.fetch_add(1, Ordering::SeqCst);
             let created = docker.start(name, &def, labels_all.clone(), container_name.as_deref()).await;
             let created = created.map(|container| {

@@ -104,6 +104,8 @@
 //! | `CLEANROOM_KEEP` | keep test databases: `never`, `on-failure`, `always` | `on-failure` |
 //! | `CLEANROOM_POOL` | Postgres databases cloned ahead of demand (0: off) | 4 |
 //! | `CLEANROOM_SESSION` | the id that labels this run's containers | `NEXTEST_RUN_ID`, else the runner process |
+//! | `CLEANROOM_REUSE` | `1`: keep services for the next run (matched by their full definition) | unset |
+//! | `CLEANROOM_REUSE_TTL` | seconds a reused service outlives the last run that used it | 900 |
 //! | `CLEANROOM_REAPER_GRACE` | seconds the reaper waits for the next test process while the runner runs | 3 |
 //! | `CLEANROOM_NO_REAPER` | `1`: no reaper; each process removes its own containers and shares none | unset |
 //! | `CLEANROOM_REPORT_JSON` | append each process's acquisition timings to this file | unset |
