@@ -163,11 +163,15 @@ impl Docker {
                 )
             })
             .collect();
+        let tmpfs: HashMap<String, String> = def.tmpfs.clone().into_iter().collect();
         request = request
             .with_startup_timeout(def.startup_timeout)
             .with_host_config_modifier(move |hc| {
                 hc.publish_all_ports = Some(false);
                 hc.port_bindings = Some(bindings.clone());
+                if !tmpfs.is_empty() {
+                    hc.tmpfs = Some(tmpfs.clone());
+                }
             });
         if let Some(name) = container_name {
             request = request.with_container_name(name);

@@ -44,6 +44,9 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
         .with_cmd(["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
         .with_port(5432)
+        // Cloning a database per test is mostly file copying: in memory it
+        // takes ~15 ms instead of ~450 ms on disk (see docs/isolation.md).
+        .with_tmpfs("/var/lib/postgresql/data", "")
         .with_health_check(HealthCheck::postgres_query())
 }
 

@@ -34,6 +34,8 @@ pub struct GenericContainer {
     pub(crate) health_checks: Vec<HealthCheck>,
     pub(crate) startup_timeout: Duration,
     pub(crate) rooms: Option<RoomHooks>,
+    /// Directories mounted as tmpfs, with their mount options.
+    pub(crate) tmpfs: BTreeMap<String, String>,
 }
 
 /// How a service makes and cleans a room for one test, so that a user's own
@@ -91,6 +93,7 @@ impl GenericContainer {
             health_checks: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             rooms: None,
+            tmpfs: BTreeMap::new(),
         }
     }
 
@@ -144,6 +147,14 @@ impl GenericContainer {
     /// by `hooks`. Without hooks the service is shared by all tests.
     pub fn with_rooms(mut self, hooks: RoomHooks) -> Self {
         self.rooms = Some(hooks);
+        self
+    }
+
+    /// Mounts a tmpfs (memory) at `path` with mount `options` (`""` for the
+    /// defaults, `"size=512m"` to cap it): for data directories of throwaway
+    /// servers it removes most disk I/O.
+    pub fn with_tmpfs(mut self, path: impl Into<String>, options: impl Into<String>) -> Self {
+        self.tmpfs.insert(path.into(), options.into());
         self
     }
 

@@ -201,7 +201,10 @@ enum Room {
 #[derive(Debug, Clone)]
 pub(crate) struct Acquisition {
     pub(crate) service: &'static str,
+    /// From asking for the handle to having it, waiting for Ready included.
     pub(crate) elapsed: std::time::Duration,
+    /// The part spent making the test's room, once the service was Ready.
+    pub(crate) room: std::time::Duration,
 }
 
 struct Memo {
@@ -327,13 +330,18 @@ impl TestContext {
         };
         let container = match container.inner.definition.rooms {
             Some(hooks) => {
+                let room_started = Instant::now();
                 let name = crate::rooms::room_name().replace("cleanroom_t_", "room_");
                 if let Err(reason) = (hooks.prepare)(&container, &name) {
                     panic!("{}: preparing the room {name} for test `{}` failed: {reason}", spec.name, self.desc.test_name());
                 }
                 let container = container.with_room(name.clone());
                 self.rooms.push(Room::Generic { container: container.clone(), hooks, name });
-                self.acquisitions.push(Acquisition { service: spec.name, elapsed: started.elapsed() });
+                self.acquisitions.push(Acquisition {
+                    service: spec.name,
+                    elapsed: started.elapsed(),
+                    room: room_started.elapsed(),
+                });
                 container
             }
             None => container,
@@ -351,17 +359,26 @@ impl TestContext {
         }
         let started = Instant::now();
         let container = self.container(&crate::builtin::POSTGRES);
+        let room_started = Instant::now();
         let options = self.desc.room_options("postgres");
         let handle = if options.is_some_and(|o| o.shared) {
             Postgres::new(container, None)
         } else {
             let rooms = crate::rooms::pg_rooms(&container.inner).unwrap_or_else(|err| panic!("{err}"));
-            let database = registry::block_on_runtime(rooms.lease(options)).unwrap_or_else(|err| panic!("{err}"));
+            let source = crate::rooms::TemplateSource::for_options(options).unwrap_or_else(|err| panic!("{err}"));
+            let database = match rooms.take_ready(&source) {
+                Some(database) => database,
+                None => registry::block_on_runtime(rooms.lease(options)).unwrap_or_else(|err| panic!("{err}")),
+            };
             let pg = Postgres::new(container, Some(database.clone()));
             self.rooms.push(Room::Postgres { rooms, database, url: pg.url() });
             pg
         };
-        self.acquisitions.push(Acquisition { service: "postgres", elapsed: started.elapsed() });
+        self.acquisitions.push(Acquisition {
+            service: "postgres",
+            elapsed: started.elapsed(),
+            room: room_started.elapsed(),
+        });
         self.postgres = Some(handle.clone());
         handle
     }
@@ -374,16 +391,19 @@ impl TestContext {
         }
         let started = Instant::now();
         let container = self.container(&crate::builtin::REDIS);
+        let room_started = Instant::now();
         let handle = if self.desc.room_options("redis").is_some_and(|o| o.shared) {
             Redis::new(container, 0)
         } else {
             let rooms = crate::rooms::redis_rooms(&container.inner);
-            let leasing = rooms.clone();
-            let db = registry::block_on_runtime(async move { leasing.lease().await }).unwrap_or_else(|err| panic!("{err}"));
+            let db = match rooms.take_ready() {
+                Some(db) => db,
+                None => registry::block_on_runtime(rooms.clone().take()).unwrap_or_else(|err| panic!("{err}")),
+            };
             self.rooms.push(Room::Redis { rooms, db });
             Redis::new(container, db)
         };
-        self.acquisitions.push(Acquisition { service: "redis", elapsed: started.elapsed() });
+        self.acquisitions.push(Acquisition { service: "redis", elapsed: started.elapsed(), room: room_started.elapsed() });
         self.redis = Some(handle.clone());
         handle
     }

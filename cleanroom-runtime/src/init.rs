@@ -72,6 +72,16 @@ fn needed_templates(mode: &Mode) -> Vec<(Option<&'static RoomOptions>, usize)> {
     out
 }
 
+/// How many selected tests will ask for a room of `service`.
+fn count_rooms(mode: &Mode, service: &str) -> usize {
+    let Mode::Run(selection) = mode else { return 0 };
+    registered_tests()
+        .filter(|t| selection.selects(&t.test_name(), t.ignored))
+        .filter(|t| t.services().iter().any(|s| s.name == service))
+        .filter(|t| !t.room_options(service).is_some_and(|o| o.shared))
+        .count()
+}
+
 fn prestart() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = Mode::parse(&args);
@@ -82,6 +92,14 @@ fn prestart() {
     let registry = registry::global();
     for spec in needed {
         registry.prestart(spec);
+    }
+    let redis_rooms = count_rooms(&mode, "redis");
+    if redis_rooms > 0 {
+        registry::spawn_background(async move {
+            if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::builtin::REDIS)).await {
+                crate::rooms::redis_rooms(&service).warm(redis_rooms);
+            }
+        });
     }
     let templates = needed_templates(&mode);
     if !templates.is_empty() {

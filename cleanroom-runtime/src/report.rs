@@ -5,11 +5,12 @@
 //!
 //! ```json
 //! {"schema": 1, "pid": 1234, "session": "…",
-//!  "tests": [{"name": "db::inserts", "acquire": [{"service": "postgres", "micros": 412}]}]}
+//!  "tests": [{"name": "db::inserts", "acquire": [{"service": "postgres", "micros": 412, "room_micros": 380}]}]}
 //! ```
 //!
 //! `micros` is the time from the test asking for the service's handle to
-//! having it, its room included. With several processes, each appends its
+//! having it: waiting for the service to be Ready and making the test's room.
+//! `room_micros` is the room alone (a clone from the pool, a Redis lease). With several processes, each appends its
 //! document as one line (JSON Lines).
 
 use std::io::Write;
@@ -45,7 +46,14 @@ pub(crate) fn to_json(session: &str) -> String {
         .map(|(name, acq)| {
             let acq: Vec<String> = acq
                 .iter()
-                .map(|a| format!("{{\"service\":{},\"micros\":{}}}", json_string(a.service), a.elapsed.as_micros()))
+                .map(|a| {
+                    format!(
+                        "{{\"service\":{},\"micros\":{},\"room_micros\":{}}}",
+                        json_string(a.service),
+                        a.elapsed.as_micros(),
+                        a.room.as_micros()
+                    )
+                })
                 .collect();
             format!("{{\"name\":{},\"acquire\":[{}]}}", json_string(name), acq.join(","))
         })
