@@ -45,6 +45,16 @@ fn slow_by_file() -> GenericContainer {
         .with_health_check(HealthCheck::file("/tmp/ready"))
 }
 
+/// Announces itself in its output, then serves: a log check and a TCP check gate it.
+#[cleanroom::service]
+fn announced() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["sh", "-c", "echo 'warming up'; sleep 1; echo 'server ready'; exec httpd -f -p 7000 -h /www"])
+        .with_port(7000)
+        .with_health_check(HealthCheck::log("server ready"))
+        .with_health_check(HealthCheck::tcp(7000))
+}
+
 /// Dies during startup, after saying why.
 #[cleanroom::service]
 fn crashing() -> GenericContainer {
@@ -165,6 +175,15 @@ fn command_and_file_checks_gate_readiness(slow_by_command: Container, slow_by_fi
         let out = service.exec_blocking(["test", "-e", "/tmp/ready"]).unwrap();
         assert_eq!(out.exit_code, 0, "{} was handed out before its check passed", service.name());
     }
+}
+
+#[cleanroom::test(announced)]
+async fn log_and_tcp_checks_gate_readiness(announced: Container) {
+    let logs = announced.logs().await.unwrap();
+    assert!(logs.contains("server ready"), "handed out before its log line: {logs:?}");
+    let port = announced.port(7000);
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(port, "/index.html")).await.unwrap();
+    assert_eq!(status, 200);
 }
 
 // ----------------------------------------------------------------------------

@@ -47,6 +47,23 @@ pub fn session_networks_and_volumes(session: &str) -> Vec<String> {
 /// The service label of the marker container that proves the stream is live.
 const MARKER: &str = "__event-stream-marker";
 
+/// Creates and removes a container of `session` that never runs: its
+/// events prove that an event stream is live.
+fn fire_marker(session: &str) {
+    let id = docker(&[
+        "create",
+        "--label",
+        "cleanroom.managed=true",
+        "--label",
+        &format!("cleanroom.session={session}"),
+        "--label",
+        &format!("cleanroom.service={MARKER}"),
+        "cleanroom-offline/busybox:1.35",
+        "true",
+    ]);
+    docker(&["rm", "-f", id.trim()]);
+}
+
 /// One container event of the session: what happened, to which service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -106,18 +123,7 @@ impl EventWatch {
         while !*live.lock().unwrap() {
             // Again until its event is seen: the stream may not be connected
             // yet when the first one fires.
-            let id = docker(&[
-                "create",
-                "--label",
-                "cleanroom.managed=true",
-                "--label",
-                &format!("cleanroom.session={session}"),
-                "--label",
-                &format!("cleanroom.service={MARKER}"),
-                "cleanroom-offline/busybox:1.35",
-                "true",
-            ]);
-            docker(&["rm", "-f", id.trim()]);
+            fire_marker(session);
             std::thread::sleep(Duration::from_millis(100));
             assert!(Instant::now() < deadline, "docker events never delivered the marker event");
         }
@@ -274,18 +280,7 @@ impl AllSessionsWatch {
         let watch = AllSessionsWatch { child, events };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !watch.events.lock().unwrap().iter().any(|(s, _)| *s == marker_session) {
-            let id = docker(&[
-                "create",
-                "--label",
-                "cleanroom.managed=true",
-                "--label",
-                &format!("cleanroom.session={marker_session}"),
-                "--label",
-                &format!("cleanroom.service={MARKER}"),
-                "cleanroom-offline/busybox:1.35",
-                "true",
-            ]);
-            docker(&["rm", "-f", id.trim()]);
+            fire_marker(&marker_session);
             std::thread::sleep(Duration::from_millis(100));
             assert!(Instant::now() < deadline, "docker events never delivered the marker event");
         }

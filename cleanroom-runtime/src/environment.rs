@@ -5,6 +5,15 @@ use crate::handle::Container;
 use crate::registry::{self, Source};
 use crate::definition::GenericContainer;
 
+/// A service the macros know by `name` (then `definition` is not used), or
+/// `definition`.
+fn source(name: &str, definition: impl FnOnce() -> GenericContainer + Send + 'static) -> Source {
+    match crate::definition::builtin_spec(name) {
+        Some(spec) => Source::Spec(spec),
+        None => Source::Dynamic(Box::new(definition)),
+    }
+}
+
 /// The process's cleanroom: the same registry of singletons the macros use.
 #[derive(Debug, Clone, Copy)]
 pub struct Environment {
@@ -43,10 +52,7 @@ impl Environment {
         definition: impl FnOnce() -> GenericContainer + Send + 'static,
     ) -> Result<Container, Error> {
         let name = name.to_string();
-        let source = match crate::definition::builtin_spec(&name) {
-            Some(spec) => Source::Spec(spec),
-            None => Source::Dynamic(Box::new(definition)),
-        };
+        let source = source(&name, definition);
         let service =
             registry::on_runtime(async move { registry::global().get_or_start(&name, source).await }).await?;
         Ok(Container::new(service))
@@ -59,10 +65,7 @@ impl Environment {
         definition: impl FnOnce() -> GenericContainer + Send + 'static,
     ) -> Result<Container, Error> {
         let name = name.to_string();
-        let source = match crate::definition::builtin_spec(&name) {
-            Some(spec) => Source::Spec(spec),
-            None => Source::Dynamic(Box::new(definition)),
-        };
+        let source = source(&name, definition);
         let service = registry::block_on_runtime(async move { registry::global().get_or_start(&name, source).await })?;
         Ok(Container::new(service))
     }
