@@ -185,6 +185,8 @@ pub struct TestContext {
     memo: Vec<Memo>,
     postgres: Option<Postgres>,
     redis: Option<Redis>,
+    /// When the body started, counted from process start.
+    body_started: Option<std::time::Duration>,
     containers: Vec<(&'static str, Container)>,
     rooms: Vec<Room>,
     acquisitions: Vec<Acquisition>,
@@ -234,6 +236,7 @@ impl TestContext {
             memo: Vec::new(),
             postgres: None,
             redis: None,
+            body_started: None,
             containers: Vec::new(),
             rooms: Vec::new(),
             acquisitions: Vec::new(),
@@ -445,7 +448,7 @@ impl TestContext {
                 }
             }
         }
-        crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions));
+        crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions), self.body_started);
     }
 }
 
@@ -492,6 +495,7 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
         for spec in desc.services() {
             ctx.container(spec);
         }
+        ctx.body_started = crate::init::PROCESS_START.get().map(|t| t.elapsed());
         body(&mut ctx)
     }));
     match outcome {

@@ -11,8 +11,12 @@ use crate::registry::{self, Source};
 use crate::rooms::RoomOptions;
 use crate::selection::Mode;
 
+/// When this process started, as near as cleanroom can tell.
+pub(crate) static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 #[ctor::ctor(unsafe, priority = late)]
 fn on_process_start() {
+    PROCESS_START.get_or_init(std::time::Instant::now);
     // The test binary re-executed as its session's reaper: serve, then exit
     // before libtest's main ever runs.
     if let Ok(session) = std::env::var(crate::reaper::REAPER_ENV) {

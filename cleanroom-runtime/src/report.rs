@@ -5,12 +5,15 @@
 //!
 //! ```json
 //! {"schema": 1, "pid": 1234, "session": "…",
-//!  "tests": [{"name": "db::inserts", "acquire": [{"service": "postgres", "micros": 412, "room_micros": 380}]}]}
+//!  "tests": [{"name": "db::inserts", "started_micros": 5210, "acquire": [{"service": "postgres", "micros": 412, "room_micros": 380}]}]}
 //! ```
 //!
 //! `micros` is the time from the test asking for the service's handle to
 //! having it: waiting for the service to be Ready and making the test's room.
-//! `room_micros` is the room alone (a clone from the pool, a Redis lease). With several processes, each appends its
+//! `room_micros` is the room alone (a clone from the pool, a Redis lease).
+//! `started_micros` is when the test's services were Ready and it began to
+//! resolve its parameters, counted from the start of the process: for the
+//! first test, cleanroom's share of the time to the first test. With several processes, each appends its
 //! document as one line (JSON Lines).
 
 use std::io::Write;
@@ -18,10 +21,12 @@ use std::sync::Mutex;
 
 use crate::driver::{Acquisition, TestDesc};
 
-static TESTS: Mutex<Vec<(String, Vec<Acquisition>)>> = Mutex::new(Vec::new());
+type Record = (String, Vec<Acquisition>, Option<std::time::Duration>);
 
-pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>) {
-    TESTS.lock().unwrap_or_else(|e| e.into_inner()).push((desc.test_name(), acquisitions));
+static TESTS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
+
+pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>, started: Option<std::time::Duration>) {
+    TESTS.lock().unwrap_or_else(|e| e.into_inner()).push((desc.test_name(), acquisitions, started));
 }
 
 fn json_string(s: &str) -> String {
@@ -43,7 +48,7 @@ pub(crate) fn to_json(session: &str) -> String {
     let tests = TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let tests: Vec<String> = tests
         .iter()
-        .map(|(name, acq)| {
+        .map(|(name, acq, started)| {
             let acq: Vec<String> = acq
                 .iter()
                 .map(|a| {
@@ -55,7 +60,12 @@ pub(crate) fn to_json(session: &str) -> String {
                     )
                 })
                 .collect();
-            format!("{{\"name\":{},\"acquire\":[{}]}}", json_string(name), acq.join(","))
+            let started = started.map_or("null".to_string(), |d| d.as_micros().to_string());
+            format!(
+                "{{\"name\":{},\"started_micros\":{started},\"acquire\":[{}]}}",
+                json_string(name),
+                acq.join(",")
+            )
         })
         .collect();
     format!(

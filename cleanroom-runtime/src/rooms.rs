@@ -192,7 +192,14 @@ pub(crate) struct PgRooms {
     pool_target: usize,
     /// Whether `CREATE DATABASE … STRATEGY` is understood (Postgres 15+).
     strategy: OnceCell<bool>,
+    /// Connections kept open to the main database: logging in costs a
+    /// password exchange (slow in debug builds), and a room must not.
+    /// [`CLONES`] makes databases, [`ADMIN`] builds templates and drops.
+    conns: [tokio::sync::Mutex<Option<tokio_postgres::Client>>; 2],
 }
+
+const CLONES: usize = 0;
+const ADMIN: usize = 1;
 
 pub(crate) struct Template {
     name: String,
@@ -229,6 +236,7 @@ pub(crate) fn pg_rooms(service: &Arc<RunningService>) -> Result<&'static PgRooms
         templates: Mutex::new(HashMap::new()),
         pool_target: pool_size()?,
         strategy: OnceCell::new(),
+        conns: [tokio::sync::Mutex::new(None), tokio::sync::Mutex::new(None)],
     }));
     all.push(rooms);
     Ok(rooms)
@@ -254,6 +262,16 @@ impl PgRooms {
             config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error("connect", e))?;
         tokio::spawn(connection);
         Ok(client)
+    }
+
+    /// One of the kept connections, (re)connected if needed; held until the
+    /// guard is dropped.
+    async fn kept(&self, which: usize) -> Result<tokio::sync::MappedMutexGuard<'_, tokio_postgres::Client>, Error> {
+        let mut guard = self.conns[which].lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.connect(self.main_database()).await?);
+        }
+        Ok(tokio::sync::MutexGuard::map(guard, |c| c.as_mut().expect("connected above")))
     }
 
     pub(crate) fn main_database(&self) -> &str {
@@ -282,7 +300,7 @@ impl PgRooms {
 
     async fn build_template(&self, source: &TemplateSource) -> Result<String, Error> {
         let name = source.database_name();
-        let admin = self.connect(self.main_database()).await?;
+        let admin = self.kept(ADMIN).await?;
         let lock = source.hash as i64;
         admin.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.map_err(|e| self.error("template lock", e))?;
         let result = async {
@@ -365,7 +383,7 @@ impl PgRooms {
         template.making.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let made = async {
-                let admin = self.connect(self.main_database()).await?;
+                let admin = self.kept(CLONES).await?;
                 self.clone_database(&admin, &template.name).await
             }
             .await;
@@ -401,7 +419,7 @@ impl PgRooms {
         };
         let template = self.template(&source).await?;
         if self.pool_target == 0 {
-            let admin = self.connect(self.main_database()).await?;
+            let admin = self.kept(CLONES).await?;
             return self.clone_database(&admin, &template.name).await;
         }
         template.waiting.fetch_add(1, Ordering::SeqCst);
@@ -429,7 +447,14 @@ impl PgRooms {
             None => Ok(TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET }),
         };
         if let Ok(source) = source {
-            if let Ok(template) = self.template(&source).await {
+            // Log the clone connection in while the template is looked up:
+            // each login is a password exchange.
+            let (template, _) = tokio::join!(self.template(&source), async {
+                if self.pool_target > 0 {
+                    let _ = self.kept(CLONES).await;
+                }
+            });
+            if let Ok(template) = template {
                 template.expected.store(expected, Ordering::SeqCst);
                 if self.pool_target > 0 {
                     self.refill(template);
@@ -440,7 +465,7 @@ impl PgRooms {
 
     /// Drops a test's database.
     pub(crate) async fn drop_database(&self, name: &str) -> Result<(), Error> {
-        let admin = self.connect(self.main_database()).await?;
+        let admin = self.kept(ADMIN).await?;
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
             .await
@@ -467,7 +492,7 @@ pub(crate) async fn release_pooled() {
         if names.is_empty() {
             continue;
         }
-        if let Ok(admin) = rooms.connect(rooms.main_database()).await {
+        if let Ok(admin) = rooms.kept(ADMIN).await {
             for name in names {
                 let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
             }
