@@ -34,19 +34,45 @@ fn random_password() -> String {
 }
 
 /// The definition of the Postgres service: a throwaway server tuned for tests
-/// (no fsync), Ready only when a real login succeeds.
+/// (no fsync, data in memory), Ready only when a real login succeeds.
+///
+/// Logins use MD5 rather than SCRAM: a SCRAM login derives its key with 4096
+/// rounds of PBKDF2 on the client, ~200 ms per connection in a debug build
+/// (which is how tests are built), paid by every test that connects. The
+/// password is still random per run and the port published on 127.0.0.1
+/// only. The initial password is stored as SCRAM by initdb, so it is set
+/// again, as MD5, over the container's local socket before the login check.
 pub(crate) fn postgres_definition() -> GenericContainer {
     GenericContainer::new(DEFAULT_POSTGRES_IMAGE)
         .with_env("POSTGRES_USER", "cleanroom")
         .with_env("POSTGRES_PASSWORD", random_password())
         .with_env("POSTGRES_DB", "cleanroom")
+        .with_env("POSTGRES_HOST_AUTH_METHOD", "md5")
         // Nothing here must survive a crash: skip initdb's fsyncs too.
         .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
-        .with_cmd(["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+        .with_cmd([
+            "postgres",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "password_encryption=md5",
+        ])
         .with_port(5432)
         // Cloning a database per test is mostly file copying: in memory it
         // takes ~15 ms instead of ~450 ms on disk (see docs/isolation.md).
         .with_tmpfs("/var/lib/postgresql/data", "")
+        .with_health_check(
+            HealthCheck::command([
+                "sh",
+                "-c",
+                r#"psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'""#,
+            ])
+            .with_interval(std::time::Duration::from_millis(200)),
+        )
         .with_health_check(HealthCheck::postgres_query())
 }
 
