@@ -188,8 +188,9 @@ fn a_killed_reaper_is_cleaned_up_after_by_the_next_run_and_live_runs_are_untouch
     kill("-KILL", reaper);
     kill("-KILL", victim.id());
     let _ = victim.wait();
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(session_containers(&orphaned).len(), 2, "with its reaper dead, nothing removed them yet");
+    // Its containers are orphans now: nothing of that run is left to remove
+    // them. (A reaper of a run starting right now, in another test, may
+    // already sweep them; the next run below must, in any case.)
 
     // A live run meanwhile.
     let live = fresh_session("live");

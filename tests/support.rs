@@ -73,12 +73,75 @@ pub struct Event {
     pub service: String,
 }
 
+/// A live `docker events` stream of cleanroom's containers matching
+/// `label`, each event with its session, made live with a marker container of
+/// `marker_session` before it is returned.
+struct Stream {
+    child: Child,
+    events: Arc<Mutex<Vec<(String, Event)>>>,
+}
+
+impl Stream {
+    fn start(label: &str, marker_session: &str) -> Stream {
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                &format!("label={label}"),
+                "--format",
+                "{{.Action}} {{index .Actor.Attributes \"cleanroom.service\"}} {{index .Actor.Attributes \"cleanroom.session\"}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events runs");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        {
+            let events = events.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let mut parts = line.splitn(3, ' ');
+                    let (action, service, session) =
+                        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    // `exec_start: sh -c ...` and friends: keep the verb.
+                    let action = action.split(':').next().unwrap_or(action).to_string();
+                    events.lock().unwrap().push((session.to_string(), Event { action, service: service.to_string() }));
+                }
+            });
+        }
+        let stream = Stream { child, events };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Again until its event is seen: the stream may not be connected yet
+        // when the first one fires.
+        while !stream.events.lock().unwrap().iter().any(|(s, e)| s == marker_session && e.service == MARKER) {
+            fire_marker(marker_session);
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "docker events never delivered the marker event");
+        }
+        stream
+    }
+
+    /// Events other than the marker's, with their sessions.
+    fn events(&self) -> Vec<(String, Event)> {
+        self.events.lock().unwrap().iter().filter(|(_, e)| e.service != MARKER).cloned().collect()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Docker's live event stream for one session, started before the run it
 /// watches (the engine replays only its last 256 events, so asking afterwards
 /// with `--since` can undercount).
 pub struct EventWatch {
-    child: Child,
-    events: Arc<Mutex<Vec<Event>>>,
+    stream: Stream,
     session: String,
 }
 
@@ -86,53 +149,12 @@ impl EventWatch {
     /// Starts watching `session` and returns once the stream is known to be
     /// live: a marker container (created, never started) has come through it.
     pub fn start(session: &str) -> EventWatch {
-        let mut child = Command::new("docker")
-            .args([
-                "events",
-                "--filter",
-                "type=container",
-                "--filter",
-                &format!("label=cleanroom.session={session}"),
-                "--format",
-                "{{.Action}} {{index .Actor.Attributes \"cleanroom.service\"}}",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker events runs");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let live = Arc::new(Mutex::new(false));
-        let stdout = child.stdout.take().unwrap();
-        {
-            let events = events.clone();
-            let live = live.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let (action, service) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-                    // `exec_start: sh -c ...` and friends: keep the verb.
-                    let action = action.split(':').next().unwrap_or(action).to_string();
-                    if service == MARKER {
-                        *live.lock().unwrap() = true;
-                    } else {
-                        events.lock().unwrap().push(Event { action, service: service.to_string() });
-                    }
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !*live.lock().unwrap() {
-            // Again until its event is seen: the stream may not be connected
-            // yet when the first one fires.
-            fire_marker(session);
-            std::thread::sleep(Duration::from_millis(100));
-            assert!(Instant::now() < deadline, "docker events never delivered the marker event");
-        }
-        EventWatch { child, events, session: session.to_string() }
+        EventWatch { stream: Stream::start(&format!("cleanroom.session={session}"), session), session: session.to_string() }
     }
 
     /// Every container event so far.
     pub fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
+        self.stream.events().into_iter().map(|(_, e)| e).collect()
     }
 
     /// How many times a container of `service` was started.
@@ -169,13 +191,6 @@ impl EventWatch {
     /// The session watched.
     pub fn session(&self) -> &str {
         &self.session
-    }
-}
-
-impl Drop for EventWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -241,73 +256,29 @@ pub fn assert_nothing_left(session: &str) {
 /// a stream started before the runs it watches: for runs whose session id is
 /// derived by cleanroom and so not known in advance.
 pub struct AllSessionsWatch {
-    child: Child,
-    events: Arc<Mutex<Vec<(String, Event)>>>,
+    stream: Stream,
 }
 
 impl AllSessionsWatch {
     /// Starts watching, and returns once the stream is live.
     pub fn start() -> AllSessionsWatch {
-        let marker_session = fresh_session("marker");
-        let mut child = Command::new("docker")
-            .args([
-                "events",
-                "--filter",
-                "type=container",
-                "--filter",
-                "label=cleanroom.managed=true",
-                "--format",
-                "{{.Action}} {{index .Actor.Attributes \"cleanroom.service\"}} {{index .Actor.Attributes \"cleanroom.session\"}}",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker events runs");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        {
-            let events = events.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let mut parts = line.splitn(3, ' ');
-                    let (action, service, session) =
-                        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    let action = action.split(':').next().unwrap_or(action).to_string();
-                    events.lock().unwrap().push((session.to_string(), Event { action, service: service.to_string() }));
-                }
-            });
-        }
-        let watch = AllSessionsWatch { child, events };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !watch.events.lock().unwrap().iter().any(|(s, _)| *s == marker_session) {
-            fire_marker(&marker_session);
-            std::thread::sleep(Duration::from_millis(100));
-            assert!(Instant::now() < deadline, "docker events never delivered the marker event");
-        }
-        watch
+        AllSessionsWatch { stream: Stream::start("cleanroom.managed=true", &fresh_session("marker")) }
     }
 
     /// How many times a container of `service` was started in `session`.
     pub fn starts_of(&self, session: &str, service: &str) -> usize {
-        self.events.lock().unwrap().iter().filter(|(s, e)| s == session && e.action == "start" && e.service == service).count()
+        self.stream.events().iter().filter(|(s, e)| s == session && e.action == "start" && e.service == service).count()
     }
 
     /// Every session that had a container of `service` started, in order.
     pub fn sessions_of(&self, service: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for (s, e) in self.events.lock().unwrap().iter() {
-            if e.action == "start" && e.service == service && !out.contains(s) {
-                out.push(s.clone());
+        for (s, e) in self.stream.events() {
+            if e.action == "start" && e.service == service && !out.contains(&s) {
+                out.push(s);
             }
         }
         out
-    }
-}
-
-impl Drop for AllSessionsWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
