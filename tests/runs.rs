@@ -291,3 +291,16 @@ fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
     }
     assert_nothing_left(&second);
 }
+
+#[test]
+fn without_a_reaper_each_process_removes_its_own_containers() {
+    let session = fresh_session("no-reaper");
+    let watch = EventWatch::start(&session);
+    let run = run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &[("CLEANROOM_NO_REAPER", "1")]);
+    assert!(run.passed(), "{}", run.text());
+    assert!(reaper_pid(&session).is_none(), "no reaper was started");
+    // Removed by the process itself at exit: already gone when it has exited.
+    assert!(session_containers(&session).is_empty(), "left: {:?}", session_containers(&session));
+    assert_eq!(watch.starts_of("postgres"), 1);
+    assert_eq!(watch.starts_of("redis"), 1);
+}

@@ -64,6 +64,18 @@ pub(crate) fn runtime_dir() -> PathBuf {
     }
 }
 
+/// Creates the runtime directory, readable by this user only: other users
+/// must not connect to (and so keep alive) this user's reapers.
+fn create_runtime_dir() -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = runtime_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Lock files of runs that ended more than this long ago are removed.
+const STALE_LOCK_AGE: Duration = Duration::from_secs(24 * 3600);
+
 fn socket_path(session: &str) -> PathBuf {
     runtime_dir().join(format!("{session}.sock"))
 }
@@ -91,7 +103,7 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         *held = Some(greet(stream)?);
         return Ok(());
     }
-    std::fs::create_dir_all(runtime_dir()).map_err(|e| format!("cannot create {}: {e}", runtime_dir().display()))?;
+    create_runtime_dir().map_err(|e| format!("cannot create {}: {e}", runtime_dir().display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this test binary to start the reaper: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.env(REAPER_ENV, &session.id)
@@ -235,7 +247,7 @@ pub(crate) fn run(session: String) -> ! {
 }
 
 fn serve(session: &str) -> Result<(), String> {
-    std::fs::create_dir_all(runtime_dir()).map_err(|e| e.to_string())?;
+    create_runtime_dir().map_err(|e| e.to_string())?;
     let lock = File::options()
         .read(true)
         .write(true)
@@ -375,5 +387,21 @@ async fn sweep_orphans(docker: &Docker, me: &str) {
     for session in dead {
         remove_session(docker, &session).await;
         let _ = std::fs::remove_file(socket_path(&session));
+    }
+    remove_stale_locks(me);
+}
+
+/// Removes the lock files of runs that ended long ago (nobody holds them).
+fn remove_stale_locks(me: &str) {
+    let Ok(entries) = std::fs::read_dir(runtime_dir()) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(session) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lock")) else {
+            continue;
+        };
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
+        if session != me && session != "reuse" && old && session_alive(session) == Some(false) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
