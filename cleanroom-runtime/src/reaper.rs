@@ -137,6 +137,34 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     }
 }
 
+fn ready_dir() -> PathBuf {
+    runtime_dir().join("ready")
+}
+
+/// Records that the container `id` passed its health checks.
+pub(crate) fn mark_ready(id: &str) {
+    if std::fs::create_dir_all(ready_dir()).is_ok() {
+        let _ = std::fs::write(ready_dir().join(id), b"");
+    }
+}
+
+/// Whether a process of this user saw the container `id` pass its checks.
+pub(crate) fn seen_ready(id: &str) -> bool {
+    ready_dir().join(id).exists()
+}
+
+/// Removes the ready marks of containers that no longer exist.
+async fn remove_stale_ready_marks(docker: &Docker) {
+    let Ok(entries) = std::fs::read_dir(ready_dir()) else { return };
+    let Ok(live) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !live.iter().any(|(live_id, _, _)| *live_id == id) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn reuse_dir() -> PathBuf {
     runtime_dir().join("reuse")
 }
@@ -389,6 +417,7 @@ async fn sweep_orphans(docker: &Docker, me: &str) {
         let _ = std::fs::remove_file(socket_path(&session));
     }
     remove_stale_locks(me);
+    remove_stale_ready_marks(docker).await;
 }
 
 /// Removes the lock files of runs that ended long ago (nobody holds them).

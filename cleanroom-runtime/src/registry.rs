@@ -376,7 +376,15 @@ impl Registry {
                 docker: docker.clone(),
             };
             let deadline = started + def.startup_timeout;
-            health::wait_ready(&service, deadline, &self.shutting_down).await?;
+            // A container another process created and saw pass its checks
+            // needs no second round of them (under nextest every test is a
+            // process of its own that attaches).
+            if created_here || !crate::reaper::seen_ready(&id) {
+                health::wait_ready(&service, deadline, &self.shutting_down).await?;
+            }
+            if shared {
+                crate::reaper::mark_ready(&id);
+            }
             Ok::<_, Error>(service)
         }
         .await;
