@@ -35,6 +35,29 @@ impl Errors {
     }
 }
 
+/// One attribute macro's whole run: parse the item as a function, `parse`
+/// the model, `validate` it, `render` it; on error the user's function as
+/// `fallback` writes it (so that nothing else fails for want of it) followed
+/// by every error at once.
+pub(crate) fn expand<I>(
+    args: TokenStream,
+    item: TokenStream,
+    parse: fn(TokenStream, syn::ItemFn) -> syn::Result<I>,
+    validate: fn(&I) -> syn::Result<()>,
+    render: fn(&I) -> TokenStream,
+    fallback: fn(syn::ItemFn) -> TokenStream,
+) -> TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(error) => return with_error(item, error),
+    };
+    let info = parse(args, func.clone()).and_then(|info| validate(&info).map(|()| info));
+    match info {
+        Ok(info) => render(&info),
+        Err(error) => with_error(fallback(func), error),
+    }
+}
+
 /// `tokens` followed by one `compile_error!` per error.
 pub(crate) fn with_error(mut tokens: TokenStream, error: syn::Error) -> TokenStream {
     tokens.extend(error.into_compile_error());
