@@ -50,12 +50,10 @@ impl std::fmt::Debug for Docker {
     }
 }
 
-/// The engine address the docker CLI would use: DOCKER_HOST, else the default socket.
-pub(crate) fn docker_host() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if !h.is_empty() => format!("{h} (DOCKER_HOST)"),
-        _ => "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST to use another)".to_string(),
-    }
+/// The engine address the docker CLI would use, with where it came from
+/// (see `context.rs`).
+pub(crate) fn docker_host() -> Result<String, String> {
+    crate::context::chosen()
 }
 
 /// A container found by name.
@@ -67,6 +65,19 @@ pub(crate) struct NamedContainer {
     pub(crate) status: String,
     pub(crate) exit_code: Option<i64>,
     pub(crate) env: BTreeMap<String, String>,
+}
+
+/// A container as the engine lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    /// created, running, exited, ...
+    pub(crate) state: String,
+    pub(crate) image: String,
+    pub(crate) labels: HashMap<String, String>,
+    /// Seconds since the epoch.
+    pub(crate) created: i64,
 }
 
 /// What an exec'd command did.
@@ -83,7 +94,10 @@ pub struct ExecOutput {
 impl Docker {
     /// Connects and pings, failing within [`PING_TIMEOUT`].
     pub(crate) async fn connect() -> Result<Docker, Error> {
-        let host = docker_host();
+        let host = docker_host().map_err(|reason| Error::DockerUnavailable {
+            host: "the docker context".into(),
+            reason,
+        })?;
         let unavailable = |reason: String| Error::DockerUnavailable { host: host.clone(), reason };
         let client = tokio::time::timeout(PING_TIMEOUT, testcontainers::core::client::docker_client_instance())
             .await
@@ -164,6 +178,7 @@ impl Docker {
             })
             .collect();
         let tmpfs: HashMap<String, String> = def.tmpfs.clone().into_iter().collect();
+        let limits = def.limits;
         request = request
             .with_startup_timeout(def.startup_timeout)
             .with_host_config_modifier(move |hc| {
@@ -171,6 +186,18 @@ impl Docker {
                 hc.port_bindings = Some(bindings.clone());
                 if !tmpfs.is_empty() {
                     hc.tmpfs = Some(tmpfs.clone());
+                }
+                if let Some(bytes) = limits.memory {
+                    hc.memory = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
+                }
+                if let Some(cpus) = limits.cpus {
+                    hc.nano_cpus = Some((cpus * 1e9).round() as i64);
+                }
+                if let Some(pids) = limits.pids {
+                    hc.pids_limit = Some(pids);
+                }
+                if let Some(bytes) = limits.shm_size {
+                    hc.shm_size = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
                 }
             });
         if let Some(name) = container_name {
@@ -297,12 +324,26 @@ impl Docker {
         &self,
         label: &str,
     ) -> Result<Vec<(String, HashMap<String, String>, i64)>, String> {
+        Ok(self.list(label).await?.into_iter().map(|c| (c.id, c.labels, c.created)).collect())
+    }
+
+    /// Every container carrying `label`, running or not, as `docker ps -a` lists it.
+    pub(crate) async fn list(&self, label: &str) -> Result<Vec<Listed>, String> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
         Ok(list
             .into_iter()
-            .filter_map(|c| Some((c.id?, c.labels.unwrap_or_default(), c.created.unwrap_or(0))))
+            .filter_map(|c| {
+                Some(Listed {
+                    id: c.id?,
+                    name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    labels: c.labels.unwrap_or_default(),
+                    created: c.created.unwrap_or(0),
+                })
+            })
             .collect())
     }
 

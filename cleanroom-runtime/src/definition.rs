@@ -36,6 +36,20 @@ pub struct GenericContainer {
     pub(crate) rooms: Option<RoomHooks>,
     /// Directories mounted as tmpfs, with their mount options.
     pub(crate) tmpfs: BTreeMap<String, String>,
+    pub(crate) limits: Limits,
+}
+
+/// Resource limits of a container; `None` leaves Docker's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Limits {
+    /// Memory limit in bytes (`docker run --memory`).
+    pub(crate) memory: Option<u64>,
+    /// CPUs (`--cpus`), sent to Docker as nano CPUs.
+    pub(crate) cpus: Option<f64>,
+    /// Maximum number of processes (`--pids-limit`).
+    pub(crate) pids: Option<i64>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`).
+    pub(crate) shm_size: Option<u64>,
 }
 
 /// How a service makes and cleans a room for one test, so that a user's own
@@ -94,6 +108,7 @@ impl GenericContainer {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             rooms: None,
             tmpfs: BTreeMap::new(),
+            limits: Limits::default(),
         }
     }
 
@@ -158,6 +173,58 @@ impl GenericContainer {
         self
     }
 
+    /// Limits the container's memory to `bytes`, as `docker run --memory`.
+    /// `cleanroom.toml` can set it without code: `memory = "512MiB"`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_memory_limit(512 * 1024 * 1024);
+    /// # let _ = web;
+    /// ```
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory = Some(bytes);
+        self
+    }
+
+    /// Limits the container to `cpus` CPUs (`1.5`: one and a half), as
+    /// `docker run --cpus`; in `cleanroom.toml`: `cpus = 1.5`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_cpus(1.5);
+    /// # let _ = web;
+    /// ```
+    pub fn with_cpus(mut self, cpus: f64) -> Self {
+        self.limits.cpus = Some(cpus);
+        self
+    }
+
+    /// Limits how many processes the container may run, as `docker run
+    /// --pids-limit`; in `cleanroom.toml`: `pids = 256`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_pids_limit(256);
+    /// # let _ = web;
+    /// ```
+    pub fn with_pids_limit(mut self, pids: i64) -> Self {
+        self.limits.pids = Some(pids);
+        self
+    }
+
+    /// Sizes `/dev/shm` to `bytes` (Docker's default is 64 MiB), as `docker
+    /// run --shm-size`; in `cleanroom.toml`: `shm_size = "256m"`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let pg = GenericContainer::new("cleanroom-offline/postgres:15").with_shm_size(256 * 1024 * 1024);
+    /// # let _ = pg;
+    /// ```
+    pub fn with_shm_size(mut self, bytes: u64) -> Self {
+        self.limits.shm_size = Some(bytes);
+        self
+    }
+
     /// Replaces the image (used by configuration overrides).
     pub fn with_image(mut self, image: impl Into<String>) -> Self {
         self.image = image.into();
@@ -185,7 +252,8 @@ impl GenericContainer {
     }
 
     /// A hash of everything that makes two containers interchangeable
-    /// (image, command, entrypoint, environment, ports, labels, checks), the
+    /// (image, command, entrypoint, environment, ports, labels, checks,
+    /// tmpfs mounts, resource limits), the
     /// same in every process. Secrets generated per run (the Postgres
     /// password) and room hooks (code addresses) are left out.
     pub(crate) fn identity_hash(&self) -> u64 {
@@ -254,6 +322,25 @@ mod tests {
         assert_eq!(a.identity_hash(), b.identity_hash());
         assert_ne!(a.identity_hash(), GenericContainer::new("pg:2").identity_hash());
         assert_ne!(a.identity_hash(), a.clone().with_env("X", "1").identity_hash());
+    }
+
+    #[test]
+    fn identity_changes_with_every_resource_limit() {
+        let base = GenericContainer::new("img:1");
+        let limited = [
+            base.clone().with_memory_limit(1 << 30),
+            base.clone().with_cpus(1.5),
+            base.clone().with_pids_limit(64),
+            base.clone().with_shm_size(1 << 27),
+        ];
+        for (i, a) in limited.iter().enumerate() {
+            assert_ne!(a.identity_hash(), base.identity_hash(), "limit {i}");
+            for b in &limited[i + 1..] {
+                assert_ne!(a.identity_hash(), b.identity_hash());
+            }
+        }
+        assert_ne!(base.clone().with_cpus(1.0).identity_hash(), base.clone().with_cpus(2.0).identity_hash());
+        assert_eq!(base.clone().with_cpus(1.5).identity_hash(), base.with_cpus(1.5).identity_hash());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub(crate) static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::
 #[ctor::ctor(unsafe, priority = late)]
 fn on_process_start() {
     PROCESS_START.get_or_init(std::time::Instant::now);
+    // While this is the only thread: testcontainers reads DOCKER_HOST only.
+    crate::context::export_docker_host();
     // The test binary re-executed as its session's reaper: serve, then exit
     // before libtest's main ever runs.
     if let Ok(session) = std::env::var(crate::reaper::REAPER_ENV) {

@@ -6,7 +6,9 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]
 
+pub mod admin;
 mod backend;
+mod context;
 mod builtin;
 mod config;
 mod definition;
@@ -26,7 +28,11 @@ mod session;
 
 pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
-pub use config::{image_env_var, Config, PullPolicy, DEFAULT_REUSE_TTL};
+pub use context::export_docker_host;
+pub use config::{
+    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, ServiceOverride, Setting,
+    CONFIG_ENV, CONFIG_FILE, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
+};
 pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
+use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SESSION_LABEL};
 use crate::session::{ProcessId, Session};
 
 /// The environment variable that turns a process into the reaper of a session.
@@ -39,10 +39,6 @@ pub(crate) const REAPER_ENV: &str = "CLEANROOM_REAPER";
 /// The runner process the reaper watches, `pid:start`.
 const RUNNER_ENV: &str = "CLEANROOM_REAPER_RUNNER";
 
-/// How long the reaper waits, once nobody is connected and the runner still
-/// runs, before it removes the session: long enough for the next test binary
-/// of the same `cargo test` to attach. `CLEANROOM_REAPER_GRACE` (seconds).
-const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 /// A reaper nobody ever connects to gives up after this.
 const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Containers of a session without a lock file (made without a reaper) are
@@ -66,7 +62,7 @@ pub(crate) fn runtime_dir() -> PathBuf {
 
 /// Creates the runtime directory, readable by this user only: other users
 /// must not connect to (and so keep alive) this user's reapers.
-fn create_runtime_dir() -> std::io::Result<()> {
+pub(crate) fn create_runtime_dir() -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = runtime_dir();
     std::fs::create_dir_all(&dir)?;
@@ -256,13 +252,10 @@ fn session_alive(session: &str) -> Option<bool> {
     }
 }
 
+/// `run.reaper_grace`; a configuration the test processes reject cannot
+/// stop the reaper from cleaning up, so it falls back to the default.
 fn grace() -> Duration {
-    std::env::var("CLEANROOM_REAPER_GRACE")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| *s >= 0.0 && s.is_finite())
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_GRACE)
+    crate::config::current().map_or(crate::config::DEFAULT_REAPER_GRACE, |c| c.reaper_grace)
 }
 
 /// The reaper process: serves one session, then exits. Called before `main`.
@@ -308,7 +301,7 @@ fn serve(session: &str) -> Result<(), String> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let docker = runtime.block_on(Docker::connect()).map_err(|e| e.to_string())?;
-    runtime.block_on(sweep_orphans(&docker, session));
+    let _ = runtime.block_on(sweep_orphans(&docker, session));
 
     let connected = Arc::new(AtomicUsize::new(0));
     let ever = Arc::new(AtomicBool::new(false));
@@ -386,38 +379,51 @@ pub(crate) async fn remove_session(docker: &Docker, session: &str) {
     let _ = docker.remove_networks_and_volumes(&labels).await;
 }
 
-/// Removes what dead runs left behind: sessions whose reaper no longer holds
-/// its lock. Live runs (lock held) are never touched; sessions without a lock
-/// file here (another user's, or made without a reaper) only when old and ours.
-async fn sweep_orphans(docker: &Docker, me: &str) {
-    let Ok(all) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let my_uid = uid().to_string();
+/// Whether a container of `session` belongs to no live run: its session's
+/// reaper no longer holds its lock. Sessions without a lock file here
+/// (another user's, or made without a reaper) count as dead only when the
+/// container is ours and old. Reused containers belong to no run: the keeper
+/// removes them after their TTL.
+pub(crate) fn is_orphan(labels: &std::collections::HashMap<String, String>, created: i64, now: i64) -> bool {
+    let Some(session) = labels.get(SESSION_LABEL) else { return false };
+    if labels.get(MANAGED_LABEL).is_none_or(|v| v != "true") || labels.get(REUSE_LABEL).is_some_and(|v| v == "true") {
+        return false;
+    }
+    match session_alive(session) {
+        Some(alive) => !alive,
+        None => labels.get(OWNER_LABEL) == Some(&uid().to_string()) && now - created > LOCKLESS_ORPHAN_AGE.as_secs() as i64,
+    }
+}
+
+/// Whether `session`'s reaper runs (`Some(true)`), ran and is gone
+/// (`Some(false)`), or left no lock file here (`None`).
+pub(crate) fn session_state(session: &str) -> Option<bool> {
+    session_alive(session)
+}
+
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Removes what dead runs left behind (see [`is_orphan`]), never `me`'s;
+/// returns the sessions removed.
+pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
+    let Ok(all) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return Vec::new() };
+    let now = now_secs();
     let mut dead: Vec<String> = Vec::new();
     for (_, labels, created) in &all {
         let Some(session) = labels.get(SESSION_LABEL) else { continue };
-        if session == me || dead.contains(session) {
-            continue;
-        }
-        if labels.get("cleanroom.reuse").is_some_and(|v| v == "true") {
-            continue;
-        }
-        let orphan = match session_alive(session) {
-            Some(alive) => !alive,
-            None => {
-                labels.get(OWNER_LABEL) == Some(&my_uid) && now - created > LOCKLESS_ORPHAN_AGE.as_secs() as i64
-            }
-        };
-        if orphan {
+        if session != me && !dead.contains(session) && is_orphan(labels, *created, now) {
             dead.push(session.clone());
         }
     }
-    for session in dead {
-        remove_session(docker, &session).await;
-        let _ = std::fs::remove_file(socket_path(&session));
+    for session in &dead {
+        remove_session(docker, session).await;
+        let _ = std::fs::remove_file(socket_path(session));
     }
     remove_stale_locks(me);
     remove_stale_ready_marks(docker).await;
+    dead
 }
 
 /// Removes the lock files of runs that ended long ago (nobody holds them).

@@ -143,7 +143,7 @@ impl Registry {
     fn reaper_attached(&self) -> bool {
         *self.reaper.get_or_init(|| {
             let Ok(session) = &self.session else { return false };
-            if std::env::var("CLEANROOM_NO_REAPER").is_ok_and(|v| v == "1") {
+            if crate::config::current().is_ok_and(|c| c.no_reaper) {
                 return false;
             }
             match crate::reaper::attach(session) {
@@ -253,11 +253,10 @@ impl Registry {
             }
             Source::Dynamic(build) => build(),
         };
-        let mut def = match Config::image_override(name) {
-            Some(image) => def.with_image(image),
-            None => def,
-        };
-        if let Ok(Config { startup_timeout: Some(t), .. }) = &self.config {
+        let config = self.config.as_ref().map_err(Clone::clone)?;
+        let overrides = crate::config::layers()?.service(name)?;
+        let mut def = overrides.apply(def, config.image_prefix.as_deref());
+        if let Config { startup_timeout: Some(t), .. } = config {
             if def.startup_timeout == crate::definition::DEFAULT_STARTUP_TIMEOUT {
                 def.startup_timeout = *t;
             }

@@ -1,7 +1,9 @@
 //! What happened during the run, for the end-of-run report and benchmarks.
 //!
-//! With `CLEANROOM_REPORT_JSON=path`, each test process writes at exit a JSON
-//! document with what its tests waited for:
+//! Each test process appends at exit a JSON document with what its tests
+//! waited for to `<runtime dir>/reports/<session>.jsonl` (the newest
+//! [`KEPT_REPORTS`] runs are kept there; `cleanroom report` prints the newest),
+//! and to `run.report_json` (`CLEANROOM_REPORT_JSON=path`) if that is set:
 //!
 //! ```json
 //! {"schema": 1, "pid": 1234, "session": "…",
@@ -17,6 +19,7 @@
 //! document as one line (JSON Lines).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::driver::{Acquisition, TestDesc};
@@ -76,20 +79,59 @@ pub(crate) fn to_json(session: &str) -> String {
     )
 }
 
-/// Appends the process's document to `CLEANROOM_REPORT_JSON`, if set.
+/// Where the report of `session` is kept: `<runtime dir>/reports/<session>.jsonl`.
+/// `cleanroom report` prints the newest file there.
+pub(crate) fn session_report_path(session: &str) -> PathBuf {
+    reports_dir().join(format!("{session}.jsonl"))
+}
+
+pub(crate) fn reports_dir() -> PathBuf {
+    crate::reaper::runtime_dir().join("reports")
+}
+
+/// How many runs' reports are kept in the runtime directory.
+const KEPT_REPORTS: usize = 20;
+
+/// Appends the process's document to its session's report in the runtime
+/// directory, and to `run.report_json` (`CLEANROOM_REPORT_JSON`) if set.
 pub(crate) fn write_at_exit(session: &str) {
-    let Ok(path) = std::env::var("CLEANROOM_REPORT_JSON") else { return };
     if TESTS.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
         return;
     }
     let line = to_json(session);
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-    if let Err(e) = written {
-        eprintln!("cleanroom: could not write the report to {path} (CLEANROOM_REPORT_JSON): {e}");
+    let append = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+    };
+    if crate::reaper::create_runtime_dir().is_ok() && std::fs::create_dir_all(reports_dir()).is_ok() {
+        let _ = append(&session_report_path(session));
+        remove_old_reports();
+    }
+    if let Ok(Some(path)) = crate::config::current().map(|c| c.report_json.as_ref()) {
+        if let Err(e) = append(path) {
+            eprintln!("cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}", path.display());
+        }
+    }
+}
+
+/// The reports in the runtime directory, newest first.
+pub(crate) fn reports() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(reports_dir()) else { return Vec::new() };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    files.into_iter().map(|(_, p)| p).collect()
+}
+
+fn remove_old_reports() {
+    for old in reports().into_iter().skip(KEPT_REPORTS) {
+        let _ = std::fs::remove_file(old);
     }
 }
 

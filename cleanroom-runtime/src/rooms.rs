@@ -52,15 +52,7 @@ pub enum Keep {
 
 impl Keep {
     pub(crate) fn from_env() -> Result<Keep, Error> {
-        match std::env::var("CLEANROOM_KEEP").as_deref().map(str::trim) {
-            Err(_) | Ok("") | Ok("on-failure") => Ok(Keep::OnFailure),
-            Ok("never") => Ok(Keep::Never),
-            Ok("always") => Ok(Keep::Always),
-            Ok(other) => Err(Error::Configuration {
-                key: "CLEANROOM_KEEP".into(),
-                reason: format!("{other:?} is not a keep policy; expected one of: never, on-failure, always"),
-            }),
-        }
+        crate::config::current().map(|c| c.keep)
     }
 
     pub(crate) fn keeps(self, failed: bool) -> bool {
@@ -73,18 +65,10 @@ impl Keep {
 }
 
 /// How many ready databases the Postgres pool keeps ahead of demand:
-/// `CLEANROOM_POOL` (0 turns the pool off).
+/// `run.pool` (0 turns the pool off).
 pub(crate) fn pool_size() -> Result<usize, Error> {
-    match std::env::var("CLEANROOM_POOL") {
-        Err(_) => Ok(DEFAULT_POOL),
-        Ok(v) => v.trim().parse::<usize>().map_err(|_| Error::Configuration {
-            key: "CLEANROOM_POOL".into(),
-            reason: format!("{v:?} is not a number of databases (0 turns the pool off)"),
-        }),
-    }
+    crate::config::current().map(|c| c.pool)
 }
-
-const DEFAULT_POOL: usize = 4;
 
 /// A stable 64-bit FNV-1a hash: the same in every process and build, so that
 /// processes of one run agree on template names.

@@ -1,0 +1,5 @@
+//! The `cargo-cleanroom` binary: see the crate docs.
+
+fn main() -> std::process::ExitCode {
+    cleanroom_cli::run()
+}

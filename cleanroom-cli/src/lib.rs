@@ -1,0 +1,403 @@
+//! `cleanroom` (also `cargo cleanroom`): runs `cargo test` with configuration
+//! overrides, lists and prunes cleanroom's containers, prints the last
+//! run's report. See docs/configuration.md. The binaries `cargo-cleanroom`
+//! and `cleanroom` both call [`run`].
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cleanroom_runtime::{admin, Error, Layers, Origin, Overrides, SERVICE_SETTINGS, SETTINGS};
+
+/// Exit codes scripts can rely on (docs/configuration.md lists them).
+mod code {
+    /// Docker answered with an error, or the runner could not be started.
+    pub(crate) const FAILED: u8 = 1;
+    /// The configuration (file, environment or flag) is invalid.
+    pub(crate) const CONFIGURATION: u8 = 3;
+    /// Docker is not reachable.
+    pub(crate) const DOCKER_UNREACHABLE: u8 = 4;
+    /// `report` found no report.
+    pub(crate) const NO_REPORT: u8 = 5;
+}
+
+/// Integration tests against real containers: run them with overrides, see
+/// and clean up what runs, read the last run's report.
+#[derive(Debug, Parser)]
+#[command(name = "cleanroom", bin_name = "cargo cleanroom", version)]
+#[command(after_help = "Exit codes: 0 done, 1 Docker error or runner not started, 2 bad command line, \
+3 invalid configuration, 4 Docker not reachable, 5 no report; `test` exits with the runner's code.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run `cargo test` (or `cargo nextest run`) with the flags below as
+    /// CLEANROOM_* variables, which beat the environment and cleanroom.toml.
+    ///
+    /// Arguments after the flags go to cargo; after `--`, to the tests:
+    /// `cargo cleanroom test --keep=always -p app -- --nocapture`.
+    Test(TestArgs),
+    /// Print every setting, its value and where the value came from.
+    Config(OverrideFlags),
+    /// List cleanroom's containers: session, service, state, age, owner, run.
+    Ls,
+    /// Remove the containers, networks and volumes of runs that are over.
+    ///
+    /// A run is over when its reaper no longer holds its lock in the
+    /// runtime directory. Live runs, reused services and anything without
+    /// the label cleanroom.managed=true are never touched.
+    Prune,
+    /// Print the last run's report: what each test waited for.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    #[command(flatten)]
+    overrides: OverrideFlags,
+    /// Run `cargo nextest run` instead of `cargo test`.
+    #[arg(long)]
+    nextest: bool,
+    /// Arguments for cargo (`-p app`, `--release`).
+    #[arg(allow_hyphen_values = true, trailing_var_arg = true, value_name = "CARGO ARGS")]
+    cargo_args: Vec<String>,
+    /// Arguments for the test binaries (after `--`).
+    #[arg(last = true, value_name = "TEST ARGS")]
+    test_args: Vec<String>,
+}
+
+/// Overrides of settings; each becomes its CLEANROOM_* variable.
+#[derive(Debug, Args, Default)]
+struct OverrideFlags {
+    /// Read this configuration file instead of searching for cleanroom.toml.
+    #[arg(long, value_name = "PATH")]
+    config: Option<String>,
+    /// Pull absent images (`missing`) or fail at once (`never`).
+    #[arg(long, value_name = "POLICY")]
+    pull: Option<String>,
+    /// Keep test databases: `never`, `on-failure`, `always`.
+    #[arg(long, value_name = "POLICY")]
+    keep: Option<String>,
+    /// Postgres databases cloned ahead of demand (0: off).
+    #[arg(long, value_name = "N")]
+    pool: Option<String>,
+    /// Keep services running for the next run.
+    #[arg(long, conflicts_with = "no_reuse")]
+    reuse: bool,
+    /// Do not keep services for the next run.
+    #[arg(long)]
+    no_reuse: bool,
+    /// Seconds a reused service outlives the last run that used it.
+    #[arg(long, value_name = "SECONDS")]
+    reuse_ttl: Option<String>,
+    /// Seconds a service may take to be Ready.
+    #[arg(long, value_name = "SECONDS")]
+    startup_timeout: Option<String>,
+    /// Seconds the reaper waits for the next test process.
+    #[arg(long, value_name = "SECONDS")]
+    reaper_grace: Option<String>,
+    /// No reaper: each process removes its own containers.
+    #[arg(long)]
+    no_reaper: bool,
+    /// Also append each test process's report to this file.
+    #[arg(long, value_name = "PATH")]
+    report_json: Option<String>,
+    /// Put this before every image that names no registry (`localhost:5000/`).
+    #[arg(long, value_name = "PREFIX")]
+    image_prefix: Option<String>,
+    /// Use IMAGE for SERVICE (repeatable).
+    #[arg(long, value_name = "SERVICE=IMAGE")]
+    image: Vec<String>,
+    /// Set any setting with an environment variable, by its file key
+    /// (`run.keep=always`, `services.postgres.memory=1g`; repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl OverrideFlags {
+    /// The command line's layer: variable → (value, the flag that set it).
+    fn overrides(&self) -> Result<Overrides, Error> {
+        let mut out = Overrides::new();
+        let mut put = |env: String, value: &str, flag: String| {
+            out.insert(env, (value.to_string(), flag));
+        };
+        let flags: [(&Option<String>, &str, &str); 9] = [
+            (&self.config, "CLEANROOM_CONFIG", "--config"),
+            (&self.pull, "CLEANROOM_PULL", "--pull"),
+            (&self.keep, "CLEANROOM_KEEP", "--keep"),
+            (&self.pool, "CLEANROOM_POOL", "--pool"),
+            (&self.reuse_ttl, "CLEANROOM_REUSE_TTL", "--reuse-ttl"),
+            (&self.startup_timeout, "CLEANROOM_STARTUP_TIMEOUT", "--startup-timeout"),
+            (&self.reaper_grace, "CLEANROOM_REAPER_GRACE", "--reaper-grace"),
+            (&self.report_json, "CLEANROOM_REPORT_JSON", "--report-json"),
+            (&self.image_prefix, "CLEANROOM_IMAGE_PREFIX", "--image-prefix"),
+        ];
+        for (value, env, flag) in flags {
+            if let Some(v) = value {
+                put(env.into(), v, flag.into());
+            }
+        }
+        if self.reuse || self.no_reuse {
+            let flag = if self.reuse { "--reuse" } else { "--no-reuse" };
+            put("CLEANROOM_REUSE".into(), if self.reuse { "1" } else { "0" }, flag.into());
+        }
+        if self.no_reaper {
+            put("CLEANROOM_NO_REAPER".into(), "1", "--no-reaper".into());
+        }
+        for pair in &self.image {
+            let (service, image) = split_pair(pair, "--image", "SERVICE=IMAGE")?;
+            put(cleanroom_runtime::image_env_var(service), image, format!("--image {pair}"));
+        }
+        for pair in &self.set {
+            let (key, value) = split_pair(pair, "--set", "KEY=VALUE")?;
+            put(env_of(key)?, value, format!("--set {pair}"));
+        }
+        Ok(out)
+    }
+}
+
+fn split_pair<'a>(pair: &'a str, flag: &str, shape: &str) -> Result<(&'a str, &'a str), Error> {
+    pair.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| Error::Configuration {
+        key: flag.into(),
+        reason: format!("{pair:?} is not {shape}"),
+    })
+}
+
+/// The variable of a file key (`run.keep`, `services.web.memory`).
+fn env_of(key: &str) -> Result<String, Error> {
+    if let Some(s) = SETTINGS.iter().find(|s| s.key == Some(key)) {
+        return Ok(s.env.expect("every run key has a variable").to_string());
+    }
+    if let Some((service, setting)) = key.strip_prefix("services.").and_then(|k| k.rsplit_once('.')) {
+        if SERVICE_SETTINGS.iter().any(|s| s.key == Some(setting) && s.env.is_some()) {
+            return Ok(cleanroom_runtime::service_env_var(service, setting));
+        }
+    }
+    let mut allowed: Vec<String> = SETTINGS.iter().filter_map(|s| s.key.map(str::to_string)).collect();
+    allowed.extend(
+        SERVICE_SETTINGS.iter().filter(|s| s.env.is_some()).filter_map(|s| s.key).map(|k| format!("services.<name>.{k}")),
+    );
+    Err(Error::Configuration {
+        key: format!("--set {key}"),
+        reason: format!("unknown key, or one only cleanroom.toml can set; expected one of: {}", allowed.join(", ")),
+    })
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Print the report as stored: JSON Lines, one document per test process.
+    #[arg(long)]
+    json: bool,
+    /// The report of this session instead of the newest.
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+}
+
+/// The command: parses `std::env::args()`, runs, returns the exit code.
+pub fn run() -> ExitCode {
+    // While this is the only thread: follow docker contexts like the docker CLI.
+    cleanroom_runtime::export_docker_host();
+    let mut args: Vec<String> = std::env::args().collect();
+    // `cargo cleanroom x` runs `cargo-cleanroom cleanroom x`.
+    if args.get(1).is_some_and(|a| a == "cleanroom") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Command::Test(args) => test(args),
+        Command::Config(flags) => config(&flags),
+        Command::Ls => ls(),
+        Command::Prune => prune(),
+        Command::Report(args) => report(&args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("cleanroom: {e}");
+        ExitCode::from(match e {
+            Error::Configuration { .. } => code::CONFIGURATION,
+            Error::DockerUnavailable { .. } => code::DOCKER_UNREACHABLE,
+            _ => code::FAILED,
+        })
+    })
+}
+
+/// The layers with the command line on top, checked as a test process would.
+fn layers(flags: &OverrideFlags) -> Result<Layers, Error> {
+    let layers = Layers::load(flags.overrides()?)?;
+    layers.config()?;
+    for service in flags.image.iter().chain(&flags.set).filter_map(|p| service_of(p)) {
+        layers.service(service)?;
+    }
+    Ok(layers)
+}
+
+fn service_of(pair: &str) -> Option<&str> {
+    let (key, _) = pair.split_once('=')?;
+    match key.strip_prefix("services.") {
+        Some(rest) => rest.rsplit_once('.').map(|(s, _)| s),
+        None if !key.contains('.') => Some(key),
+        None => None,
+    }
+}
+
+fn test(args: TestArgs) -> Result<ExitCode, Error> {
+    layers(&args.overrides)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(&cargo);
+    if args.nextest {
+        cmd.args(["nextest", "run"]);
+    } else {
+        cmd.arg("test");
+    }
+    cmd.args(&args.cargo_args);
+    if !args.test_args.is_empty() {
+        cmd.arg("--").args(&args.test_args);
+    }
+    for (env, (value, _)) in args.overrides.overrides()? {
+        cmd.env(env, value);
+    }
+    let status = cmd.status().map_err(|e| Error::Operation {
+        service: "cleanroom".into(),
+        operation: format!("running {cargo}"),
+        reason: e.to_string(),
+    })?;
+    Ok(match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(code::FAILED)),
+        None => ExitCode::from(code::FAILED),
+    })
+}
+
+fn origin(origin: &Origin, name: &str) -> String {
+    match origin {
+        Origin::Default => "default".into(),
+        Origin::File(_) => format!("file: {name}"),
+        Origin::Env => format!("environment: {name}"),
+        Origin::CommandLine => format!("command line: {name}"),
+    }
+}
+
+fn config(flags: &OverrideFlags) -> Result<ExitCode, Error> {
+    let layers = layers(flags)?;
+    match layers.file() {
+        Some(path) => println!("# file: {}", path.display()),
+        None => println!("# file: none (no cleanroom.toml found; {} names one)", cleanroom_runtime::CONFIG_ENV),
+    }
+    for s in SETTINGS {
+        let name = s.key.or(s.env).unwrap_or_default();
+        match layers.value(name) {
+            Some((value, from, given)) => println!("{name} = {value}  ({})", origin(&from, &given)),
+            None => println!("{name} = {}  (default)", s.default.replace('`', "")),
+        }
+    }
+    let mut services = layers.file_services();
+    for service in flags.image.iter().chain(&flags.set).filter_map(|p| service_of(p)) {
+        if !services.iter().any(|s| s == service) {
+            services.push(service.to_string());
+        }
+    }
+    for service in services {
+        layers.service(&service)?;
+        for s in SERVICE_SETTINGS.iter().filter_map(|s| s.key) {
+            if let Some((value, from, given)) = layers.service_value(&service, s) {
+                println!("services.{service}.{s} = {value}  ({})", origin(&from, &given));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn ls() -> Result<ExitCode, Error> {
+    let containers = admin::list()?;
+    let now = admin::now();
+    let rows: Vec<[String; 7]> = containers
+        .iter()
+        .map(|c| {
+            [
+                c.session.clone(),
+                c.service.clone(),
+                c.state.clone(),
+                c.run.as_str().to_string(),
+                age(now - c.created),
+                c.owner.clone(),
+                c.name.clone(),
+            ]
+        })
+        .collect();
+    let header = ["SESSION", "SERVICE", "STATE", "RUN", "AGE", "OWNER", "NAME"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune() -> Result<ExitCode, Error> {
+    let removed = admin::prune()?;
+    if removed.is_empty() {
+        println!("nothing to prune: every run with containers is live (or not this machine's)");
+    }
+    for session in removed {
+        println!("removed session {session}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
+    let reports = admin::reports();
+    let path = match &args.session {
+        Some(s) => reports.into_iter().find(|p| p.file_stem().is_some_and(|f| f == s.as_str())),
+        None => reports.into_iter().next(),
+    };
+    let Some(path) = path else {
+        eprintln!(
+            "cleanroom: no report{} in {}; reports are written there by every test run",
+            args.session.as_deref().map(|s| format!(" of session {s}")).unwrap_or_default(),
+            admin::runtime_dir().join("reports").display()
+        );
+        return Ok(ExitCode::from(code::NO_REPORT));
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Operation {
+        service: "cleanroom".into(),
+        operation: format!("reading {}", path.display()),
+        reason: e.to_string(),
+    })?;
+    if args.json {
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("# {}", path.display());
+    println!("{:<60}  {:<10}  {:>10}  {:>10}", "TEST", "SERVICE", "WAIT ms", "ROOM ms");
+    for line in text.lines() {
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        for test in doc["tests"].as_array().into_iter().flatten() {
+            let name = test["name"].as_str().unwrap_or("?");
+            let acquire = test["acquire"].as_array().cloned().unwrap_or_default();
+            if acquire.is_empty() {
+                println!("{name:<60}  {:<10}  {:>10}  {:>10}", "-", "-", "-");
+            }
+            for a in acquire {
+                let ms = |k: &str| a[k].as_f64().map_or("-".into(), |m| format!("{:.1}", m / 1000.0));
+                println!("{name:<60}  {:<10}  {:>10}  {:>10}", a["service"].as_str().unwrap_or("?"), ms("micros"), ms("room_micros"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

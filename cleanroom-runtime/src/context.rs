@@ -1,0 +1,167 @@
+//! Which Docker engine to talk to, chosen the way the docker CLI chooses:
+//! `DOCKER_HOST`; else the context named by `DOCKER_CONTEXT`, else the
+//! `currentContext` of `config.json` in `DOCKER_CONFIG` (default
+//! `~/.docker`), whose endpoint is in
+//! `contexts/meta/<sha256 of the name>/meta.json`; else the default socket.
+//!
+//! testcontainers reads `DOCKER_HOST` only, so at process start cleanroom
+//! exports a context's endpoint as `DOCKER_HOST` (before any thread runs),
+//! which the reaper and every container request then inherit.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+/// Where the engine address came from, for error messages.
+static CHOSEN: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// The engine address as the docker CLI would pick it, with where it came
+/// from; `Ok(None)` for the default socket. `get` reads the environment.
+pub(crate) fn resolve(get: impl Fn(&str) -> Option<String>) -> Result<Option<(String, String)>, String> {
+    if let Some(host) = get("DOCKER_HOST").filter(|h| !h.is_empty()) {
+        return Ok(Some((host, "DOCKER_HOST".into())));
+    }
+    let config_dir = match get("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match get("HOME") {
+            Some(home) => PathBuf::from(home).join(".docker"),
+            None => return Ok(None),
+        },
+    };
+    let (name, from) = match get("DOCKER_CONTEXT").filter(|c| !c.is_empty()) {
+        Some(name) => (name, "DOCKER_CONTEXT".to_string()),
+        None => {
+            let path = config_dir.join("config.json");
+            let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+            match json.get("currentContext").and_then(|c| c.as_str()).filter(|c| !c.is_empty()) {
+                Some(name) => (name.to_string(), format!("currentContext in {}", path.display())),
+                None => return Ok(None),
+            }
+        }
+    };
+    if name == "default" {
+        return Ok(None);
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let meta = config_dir.join("contexts/meta").join(hex).join("meta.json");
+    let text = std::fs::read_to_string(&meta)
+        .map_err(|e| format!("docker context {name:?} ({from}) not found: cannot read {}: {e}; create it with `docker context create`, or unset {from}", meta.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", meta.display()))?;
+    let host = json
+        .pointer("/Endpoints/docker/Host")
+        .and_then(|h| h.as_str())
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("docker context {name:?} ({from}) has no docker endpoint in {}", meta.display()))?;
+    Ok(Some((host.to_string(), format!("docker context {name:?} from {from}"))))
+}
+
+/// Exports a context's endpoint as `DOCKER_HOST`. Call it while the process
+/// has one thread (process start, the top of a CLI's `main`).
+pub fn export_docker_host() {
+    CHOSEN.get_or_init(|| match resolve(|k| std::env::var(k).ok()) {
+        Ok(Some((host, source))) => {
+            if source != "DOCKER_HOST" {
+                std::env::set_var("DOCKER_HOST", &host);
+            }
+            Ok(format!("{host} ({source})"))
+        }
+        Ok(None) => Ok(DEFAULT_HOST.to_string()),
+        Err(e) => Err(e),
+    });
+}
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST or a docker context to use another)";
+
+/// The engine address and where it came from, or why it could not be chosen.
+pub(crate) fn chosen() -> Result<String, String> {
+    export_docker_host();
+    CHOSEN.get().cloned().unwrap_or_else(|| Ok(DEFAULT_HOST.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn context_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cleanroom-ctx-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_context(dir: &std::path::Path, name: &str, host: &str) {
+        let hex: String = Sha256::digest(name.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let meta = dir.join("contexts/meta").join(hex);
+        std::fs::create_dir_all(&meta).unwrap();
+        let json = format!(r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#);
+        std::fs::write(meta.join("meta.json"), json).unwrap();
+    }
+
+    fn env(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    mod should {
+        use super::*;
+
+        #[test]
+        fn prefer_docker_host() {
+            let dir = context_dir("host");
+            write_context(&dir, "remote", "tcp://10.0.0.1:2375");
+            let got = resolve(env(&[
+                ("DOCKER_HOST", "unix:///tmp/d.sock".into()),
+                ("DOCKER_CONTEXT", "remote".into()),
+                ("DOCKER_CONFIG", dir.display().to_string()),
+            ]));
+            assert_eq!(got, Ok(Some(("unix:///tmp/d.sock".into(), "DOCKER_HOST".into()))));
+        }
+
+        #[test]
+        fn follow_docker_context_then_the_current_context() {
+            let dir = context_dir("ctx");
+            write_context(&dir, "remote", "tcp://10.0.0.1:2375");
+            write_context(&dir, "colima", "unix:///home/u/.colima/docker.sock");
+            std::fs::write(dir.join("config.json"), r#"{"auths":{},"currentContext":"colima"}"#).unwrap();
+            let config = ("DOCKER_CONFIG", dir.display().to_string());
+            let (host, _) = resolve(env(&[config.clone(), ("DOCKER_CONTEXT", "remote".into())])).unwrap().unwrap();
+            assert_eq!(host, "tcp://10.0.0.1:2375");
+            let (host, source) = resolve(env(std::slice::from_ref(&config))).unwrap().unwrap();
+            assert_eq!(host, "unix:///home/u/.colima/docker.sock");
+            assert!(source.contains("currentContext"), "{source}");
+            assert_eq!(resolve(env(&[config, ("DOCKER_CONTEXT", "default".into())])), Ok(None));
+        }
+
+        #[test]
+        fn find_the_config_in_the_home_directory() {
+            let home = context_dir("home");
+            let dir = home.join(".docker");
+            write_context(&dir, "work", "ssh://me@box");
+            std::fs::write(dir.join("config.json"), r#"{"currentContext":"work"}"#).unwrap();
+            let (host, _) = resolve(env(&[("HOME", home.display().to_string())])).unwrap().unwrap();
+            assert_eq!(host, "ssh://me@box");
+        }
+
+        #[test]
+        fn use_the_default_socket_without_a_context() {
+            let dir = context_dir("none");
+            assert_eq!(resolve(env(&[("DOCKER_CONFIG", dir.display().to_string())])), Ok(None));
+            std::fs::write(dir.join("config.json"), r#"{"auths":{}}"#).unwrap();
+            assert_eq!(resolve(env(&[("DOCKER_CONFIG", dir.display().to_string())])), Ok(None));
+        }
+
+        #[test]
+        fn name_a_context_that_does_not_exist() {
+            let dir = context_dir("missing");
+            let err = resolve(env(&[("DOCKER_CONFIG", dir.display().to_string()), ("DOCKER_CONTEXT", "nope".into())]))
+                .unwrap_err();
+            assert!(err.starts_with("docker context \"nope\" (DOCKER_CONTEXT) not found"), "{err}");
+        }
+    }
+}
