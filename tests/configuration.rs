@@ -1,0 +1,161 @@
+//! Live tests of configuration: what the builder's customizers and
+//! `cleanroom.toml` ask for, read back from `docker inspect`; image
+//! substitution; and a broken configuration stopping the run before any
+//! container starts.
+//!
+//! The file tests run `#[ignore]`d child tests of this binary in a child
+//! process with `CLEANROOM_CONFIG` pointing at a file written for the test,
+//! because configuration is read once per process.
+
+use cleanroom::{Container, GenericContainer};
+use cleanroom_tests::{assert_nothing_left, docker, fresh_session, run_child, session_containers};
+
+const BUSYBOX: &str = "cleanroom-offline/busybox:1.35";
+
+/// Every customizer set in code.
+#[cleanroom::service]
+fn limited() -> GenericContainer {
+    GenericContainer::new(BUSYBOX)
+        .with_cmd(["sleep", "600"])
+        .with_env("GREETING", "hello")
+        .with_label("team", "config-tests")
+        .with_memory_limit(64 * 1024 * 1024)
+        .with_cpus(0.5)
+        .with_pids_limit(32)
+        .with_shm_size(16 * 1024 * 1024)
+}
+
+/// A service whose image names no registry, so that only `run.image_prefix`
+/// makes it one of the local images; the file sets the rest.
+#[cleanroom::service]
+fn filed() -> GenericContainer {
+    GenericContainer::new("busybox:1.35").with_cmd(["sleep", "600"]).with_env("FROM_CODE", "1").with_pids_limit(8)
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, id]).trim().to_string()
+}
+
+mod should {
+    use super::*;
+
+    #[cleanroom::test(limited)]
+    fn give_docker_every_limit_and_setting_made_in_code(limited: Container) {
+        let id = limited.id();
+        assert_eq!(inspect(id, "{{.HostConfig.Memory}}"), (64 * 1024 * 1024).to_string());
+        assert_eq!(inspect(id, "{{.HostConfig.NanoCpus}}"), "500000000");
+        assert_eq!(inspect(id, "{{.HostConfig.PidsLimit}}"), "32");
+        assert_eq!(inspect(id, "{{.HostConfig.ShmSize}}"), (16 * 1024 * 1024).to_string());
+        assert!(inspect(id, "{{json .Config.Env}}").contains("\"GREETING=hello\""));
+        assert_eq!(inspect(id, "{{index .Config.Labels \"team\"}}"), "config-tests");
+        assert_eq!(inspect(id, "{{json .Config.Cmd}}"), r#"["sleep","600"]"#);
+    }
+
+    /// The file and environment of this child's parent test decide these
+    /// values; see `apply_the_file_and_environment_to_a_service_defined_in_code`.
+    #[cleanroom::test(filed)]
+    #[ignore = "run by the configuration tests with a configuration file"]
+    fn child_filed_matches_its_configuration(filed: Container) {
+        let id = filed.id();
+        assert_eq!(inspect(id, "{{.Config.Image}}"), BUSYBOX, "run.image_prefix made busybox:1.35 the local image");
+        assert_eq!(inspect(id, "{{.HostConfig.Memory}}"), (96 * 1024 * 1024).to_string(), "memory from the file");
+        assert_eq!(inspect(id, "{{.HostConfig.NanoCpus}}"), "250000000", "cpus from the file");
+        assert_eq!(inspect(id, "{{.HostConfig.PidsLimit}}"), "40", "pids: the environment beats the file and the code");
+        assert_eq!(inspect(id, "{{.HostConfig.ShmSize}}"), (8 * 1024 * 1024).to_string(), "shm_size from the file");
+        let env = inspect(id, "{{json .Config.Env}}");
+        assert!(env.contains("\"FROM_FILE=yes\"") && env.contains("\"FROM_CODE=1\""), "{env}");
+        assert_eq!(inspect(id, "{{index .Config.Labels \"origin\"}}"), "file");
+        assert_eq!(inspect(id, "{{json .Config.Cmd}}"), r#"["sh","-c","sleep 600"]"#, "cmd replaced, args appended");
+        assert_eq!(inspect(id, "{{json .HostConfig.Tmpfs}}"), r#"{"/scratch":"size=1m"}"#);
+        println!("cleanroom-test: CHECKED");
+    }
+
+    fn write_config(tag: &str, text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("cleanroom-{tag}-{}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const CHILD: &[&str] = &["--ignored", "--exact", "should::child_filed_matches_its_configuration", "--nocapture"];
+
+    #[test]
+    fn apply_the_file_and_environment_to_a_service_defined_in_code() {
+        let path = write_config(
+            "filed",
+            r#"
+[run]
+image_prefix = "cleanroom-offline/"
+
+[services.filed]
+memory = "96MiB"
+cpus = 0.25
+pids = 48
+shm_size = "8m"
+env = { FROM_FILE = "yes" }
+cmd = ["sh", "-c"]
+args = ["sleep 600"]
+labels = { origin = "file" }
+tmpfs = { "/scratch" = "size=1m" }
+"#,
+        );
+        let session = fresh_session("cfg-file");
+        let run = run_child(
+            &session,
+            CHILD,
+            &[("CLEANROOM_CONFIG", path.to_str().unwrap()), ("CLEANROOM_FILED_PIDS", "40")],
+        );
+        assert!(run.passed() && run.text().contains("cleanroom-test: CHECKED"), "{}", run.text());
+        assert_nothing_left(&session);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn put_the_image_prefix_before_the_image_and_say_which_image_is_missing() {
+        let path = write_config("prefix", "[run]\nimage_prefix = \"cleanroom-offline/absent/\"\n");
+        let session = fresh_session("cfg-prefix");
+        let run = run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap())]);
+        assert!(!run.passed());
+        assert!(
+            run.text().contains("image cleanroom-offline/absent/busybox:1.35 not found locally"),
+            "{}",
+            run.text()
+        );
+        assert_nothing_left(&session);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn refuse_to_start_with_an_unknown_key_in_the_file() {
+        let path = write_config("typo", "[services.filed]\nmemroy = \"1g\"\n");
+        let session = fresh_session("cfg-typo");
+        let run = run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap())]);
+        assert!(!run.passed());
+        let expected = format!(
+            "invalid cleanroom configuration: services.filed.memroy in {}: unknown key; expected one of: image, memory, cpus, pids, shm_size, env, cmd, args, labels, tmpfs",
+            path.display()
+        );
+        assert!(run.text().contains(&expected), "{}", run.text());
+        assert!(session_containers(&session).is_empty(), "a container started despite the bad configuration");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn refuse_to_start_with_a_configuration_file_that_cannot_be_read() {
+        let path = std::env::temp_dir().join(format!("cleanroom-absent-{}.toml", std::process::id()));
+        let session = fresh_session("cfg-absent");
+        let run = run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap())]);
+        assert!(!run.passed());
+        let expected = format!("invalid cleanroom configuration: {} (CLEANROOM_CONFIG", path.display());
+        assert!(run.text().contains(&expected) && run.text().contains("cannot read the file"), "{}", run.text());
+        assert!(session_containers(&session).is_empty());
+    }
+
+    #[test]
+    fn refuse_to_start_with_a_bad_value_in_the_environment() {
+        let session = fresh_session("cfg-env");
+        let run = run_child(&session, CHILD, &[("CLEANROOM_FILED_MEMORY", "lots")]);
+        assert!(!run.passed());
+        assert!(run.text().contains("CLEANROOM_FILED_MEMORY: \"lots\" is not a size"), "{}", run.text());
+        assert!(session_containers(&session).is_empty());
+    }
+}
