@@ -1,0 +1,390 @@
+//! The benchmark harness: one command that runs the same workload three ways
+//! (cleanroom, a container pair per test, a `static` singleton) under
+//! `cargo test` and `cargo nextest run`, at several suite sizes, cold and warm,
+//! and writes `docs/benchmarks.md`, `docs/benchmarks.svg` and the README's
+//! headline.
+//!
+//! ```text
+//! cargo run -p cleanroom-bench --release                 # the full matrix, docs rewritten
+//! cargo run -p cleanroom-bench --release -- --quick      # one smoke cell per approach
+//! cargo run -p cleanroom-bench --release -- --help
+//! ```
+//!
+//! What is counted comes from Docker, not from the code under test: containers
+//! started are `create` events carrying the cell's label, left-overs are the
+//! containers still carrying it after the run.
+
+mod chart;
+mod cli;
+mod docker;
+mod render;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli::{Approach, Options, Runner};
+
+/// One run of one cell.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    /// Wall time of the whole runner invocation, in seconds.
+    pub wall: f64,
+    /// Containers Docker created for the cell.
+    pub started: usize,
+    /// Containers of the cell still there once the runner had exited (after
+    /// a settle period for cleanroom's reaper).
+    pub left: usize,
+    /// cleanroom only: per-test fixture acquisition, p50 and p95, milliseconds.
+    pub overhead_ms: Option<(f64, f64)>,
+    /// cleanroom only: time from a test process's start to its first test,
+    /// median over processes, milliseconds.
+    pub first_test_ms: Option<f64>,
+    /// Whether the runner exited successfully.
+    pub ok: bool,
+}
+
+/// All samples of one cell of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub n: usize,
+    pub runner: Runner,
+    pub approach: Approach,
+    pub samples: Vec<Sample>,
+}
+
+/// What the machine is, for the record.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub docker: String,
+    pub kernel: String,
+    pub rustc: String,
+    pub images: (String, String),
+    pub date: String,
+    /// The 1-minute load average when the harness started and when it ended:
+    /// other work on the machine shows here.
+    pub load: (String, String),
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ is inside the workspace").to_path_buf()
+}
+
+fn output(cmd: &mut Command) -> String {
+    cmd.output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+fn machine() -> Machine {
+    let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0.0);
+    let image = |s: &str| {
+        let (name, tag) = cleanroom_bench::image(s);
+        format!("{name}:{tag}")
+    };
+    Machine {
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        memory_gib: memory_kib / 1024.0 / 1024.0,
+        docker: output(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"])),
+        kernel: output(Command::new("uname").args(["-sr"])),
+        rustc: output(Command::new("rustc").arg("--version")),
+        images: (image("postgres"), image("redis")),
+        date: output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        load: (load_average(), String::new()),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(String::from)).unwrap_or_default()
+}
+
+/// Builds the suites so that no cell pays for compilation.
+fn build(opts: &Options) -> Result<(), String> {
+    let mut cargo = Command::new("cargo");
+    cargo.current_dir(workspace_root()).args(["test", "-q", "-p", "cleanroom-bench", "--features", "suites", "--no-run"]);
+    run_quiet(&mut cargo, "building the suites")?;
+    if opts.runners.contains(&Runner::Nextest) {
+        let mut list = Command::new("cargo");
+        list.current_dir(workspace_root()).args(["nextest", "list", "-p", "cleanroom-bench", "--features", "suites"]);
+        run_quiet(&mut list, "listing the suites with cargo nextest (is cargo-nextest installed?)")?;
+    }
+    Ok(())
+}
+
+fn run_quiet(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed:\n{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Test-name filters that select the first `n` tests (`t000`…): every suite
+/// has 160 tests named with three digits, so `t00` selects ten of them.
+pub fn filters(n: usize) -> Vec<String> {
+    assert!(n % 10 == 0 && (10..=160).contains(&n), "suite sizes are multiples of 10 up to 160, not {n}");
+    (0..n / 10).map(|d| format!("t{d:02}")).collect()
+}
+
+/// The command line of one cell (without environment).
+pub fn command_line(runner: Runner, approach: Approach, n: usize) -> Vec<String> {
+    let mut args: Vec<String> = match runner {
+        Runner::CargoTest => ["cargo", "test", "-q"].map(String::from).to_vec(),
+        Runner::Nextest => ["cargo", "nextest", "run", "--no-fail-fast"].map(String::from).to_vec(),
+    };
+    args.extend(["-p", "cleanroom-bench", "--features", "suites", "--test", approach.suite()].map(String::from));
+    if runner == Runner::CargoTest {
+        args.push("--".into());
+    }
+    args.extend(filters(n));
+    args
+}
+
+struct Bench {
+    /// Unique per harness run, so that its labels are its own.
+    id: String,
+    logs: PathBuf,
+    /// Reused containers created by warm cells, removed at the end.
+    reused: Vec<String>,
+}
+
+impl Bench {
+    fn cell_env(&self, cmd: &mut Command, approach: Approach, label: &str, report: &Path) {
+        for var in ["CLEANROOM_SESSION", "CLEANROOM_REUSE", "CLEANROOM_REUSE_TTL", "CLEANROOM_REPORT_JSON", "CLEANROOM_BENCH_CELL"] {
+            cmd.env_remove(var);
+        }
+        match approach {
+            Approach::Cleanroom | Approach::CleanroomWarm => {
+                cmd.env("CLEANROOM_SESSION", label).env("CLEANROOM_REPORT_JSON", report);
+                // A definition of the harness's own (the startup timeout is
+                // part of it), so reused services of the user's are never
+                // attached to nor removed.
+                cmd.env("CLEANROOM_STARTUP_TIMEOUT", "61.25");
+                if approach == Approach::CleanroomWarm {
+                    cmd.env("CLEANROOM_REUSE", "1").env("CLEANROOM_REUSE_TTL", "1800");
+                }
+            }
+            Approach::PerTest | Approach::Singleton => {
+                cmd.env("CLEANROOM_BENCH_CELL", label);
+            }
+        }
+    }
+
+    /// Runs one cell once and measures it.
+    fn run(&mut self, runner: Runner, approach: Approach, n: usize, tag: &str) -> Sample {
+        let label_value = format!("{}-{tag}", self.id);
+        let label = match approach {
+            Approach::Cleanroom | Approach::CleanroomWarm => format!("cleanroom.session={label_value}"),
+            _ => format!("{}={label_value}", cleanroom_bench::BENCH_LABEL),
+        };
+        let report = self.logs.join(format!("{label_value}.report.jsonl"));
+        let log = self.logs.join(format!("{label_value}.log"));
+        let argv = command_line(runner, approach, n);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).current_dir(workspace_root()).stdin(Stdio::null());
+        self.cell_env(&mut cmd, approach, &label_value, &report);
+        let log_file = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(log_file.try_clone().expect("log file")).stderr(log_file);
+
+        let since = docker::now();
+        let start = Instant::now();
+        let status = cmd.status();
+        let wall = start.elapsed().as_secs_f64();
+        let until = docker::now() + 0.5;
+        let ok = matches!(status, Ok(s) if s.success());
+        if !ok {
+            eprintln!("  FAILED: {} (log: {})", argv.join(" "), log.display());
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                for line in tail.iter().rev() {
+                    eprintln!("    {line}");
+                }
+            }
+        }
+
+        let mut created = docker::created(&label, since, until);
+        if approach == Approach::CleanroomWarm {
+            let reused = docker::created("cleanroom.reuse=true", since, until);
+            self.reused.extend(reused.iter().cloned());
+            created.extend(reused);
+        }
+        let left = docker::settle(&label, Duration::from_secs(10));
+        docker::remove(&left);
+
+        let (overhead_ms, first_test_ms) = match std::fs::read_to_string(&report) {
+            Ok(text) => stats::from_report(&text),
+            Err(_) => (None, None),
+        };
+        Sample { wall, started: created.len(), left: left.len(), overhead_ms, first_test_ms, ok }
+    }
+
+    /// Starts the reused services once, so that every warm cell attaches.
+    fn warm_up(&mut self) -> Result<(), String> {
+        let sample = self.run(Runner::CargoTest, Approach::CleanroomWarm, 10, "warmup");
+        if sample.ok {
+            Ok(())
+        } else {
+            Err("the warm-up run (cleanroom with CLEANROOM_REUSE=1) failed; see the log above".into())
+        }
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        // The reused services the warm cells kept: the harness's own (by id,
+        // from its own events), removed now rather than after their TTL.
+        docker::remove(&self.reused);
+    }
+}
+
+fn main() {
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Parsed::Run(opts)) => opts,
+        Ok(cli::Parsed::Help) => {
+            print!("{}", cli::HELP);
+            return;
+        }
+        Err(e) => {
+            eprintln!("cleanroom-bench: {e}\n\n{}", cli::HELP);
+            std::process::exit(2);
+        }
+    };
+    std::process::exit(match run(opts) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("cleanroom-bench: {e}");
+            2
+        }
+    });
+}
+
+/// Runs the matrix; `Ok(false)` when a cell failed or cleanroom left something.
+fn run(opts: Options) -> Result<bool, String> {
+    let mut machine = machine();
+    if machine.docker.is_empty() {
+        return Err("Docker does not answer (`docker version` failed): start it, or set DOCKER_HOST".into());
+    }
+    eprintln!(
+        "cleanroom-bench: {} cores, {:.1} GiB, Docker {}; images {} and {}",
+        machine.cores, machine.memory_gib, machine.docker, machine.images.0, machine.images.1
+    );
+    eprintln!("cleanroom-bench: building the suites");
+    build(&opts)?;
+
+    let id = format!("bench{}", std::process::id());
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let logs = target.join("cleanroom-bench").join(&id);
+    std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+    let mut bench = Bench { id, logs, reused: Vec::new() };
+
+    if opts.approaches.contains(&Approach::CleanroomWarm) {
+        eprintln!("cleanroom-bench: warming up the reused services");
+        bench.warm_up()?;
+    }
+
+    let mut cells: Vec<Cell> = Vec::new();
+    for &n in &opts.sizes {
+        for &runner in &opts.runners {
+            for &approach in &opts.approaches {
+                cells.push(Cell { n, runner, approach, samples: Vec::new() });
+            }
+        }
+    }
+    let total = cells.len() * opts.reps;
+    let mut done = 0;
+    for rep in 0..opts.reps {
+        // Interleaved: every repetition visits every cell, in an order
+        // rotated per repetition, so drift of the machine hits all equally.
+        let count = cells.len();
+        for k in 0..count {
+            let i = (k + rep * 3) % count;
+            let (n, runner, approach) = (cells[i].n, cells[i].runner, cells[i].approach);
+            done += 1;
+            let tag = format!("{}-{}-{}-r{rep}", approach.slug(), runner.slug(), n);
+            let sample = bench.run(runner, approach, n, &tag);
+            eprintln!(
+                "[{done:>3}/{total}] {:<22} {:<16} N={n:<3} {:>7.2} s  started {:>3}  left {:>3}{}",
+                approach.title(),
+                runner.title(),
+                sample.wall,
+                sample.started,
+                sample.left,
+                sample.overhead_ms.map(|(p50, p95)| format!("  overhead p50 {p50:.2} ms p95 {p95:.2} ms")).unwrap_or_default()
+            );
+            cells[i].samples.push(sample);
+        }
+    }
+    drop(bench);
+    machine.load.1 = load_average();
+
+    let markdown = render::markdown(&machine, &opts, &cells);
+    println!("{}", render::table(&cells));
+    if let Some(dir) = &opts.write_docs {
+        let md = dir.join("benchmarks.md");
+        let svg = dir.join("benchmarks.svg");
+        std::fs::write(&md, &markdown).map_err(|e| format!("writing {}: {e}", md.display()))?;
+        chart::draw(&svg, &cells).map_err(|e| format!("drawing {}: {e}", svg.display()))?;
+        let readme = workspace_root().join("README.md");
+        if let Ok(text) = std::fs::read_to_string(&readme) {
+            if let Some(updated) = render::readme_headline(&text, &machine, &cells) {
+                std::fs::write(&readme, updated).map_err(|e| format!("writing {}: {e}", readme.display()))?;
+            }
+        }
+        eprintln!("cleanroom-bench: wrote {}, {} and the README's headline", md.display(), svg.display());
+    }
+
+    let failed: Vec<String> = cells
+        .iter()
+        .filter(|c| c.samples.iter().any(|s| !s.ok))
+        .map(|c| format!("{} / {} / N={}", c.approach.title(), c.runner.title(), c.n))
+        .collect();
+    let leaked: Vec<String> = cells
+        .iter()
+        .filter(|c| c.approach.is_cleanroom() && c.samples.iter().any(|s| s.left > 0))
+        .map(|c| format!("{} / {} / N={}", c.approach.title(), c.runner.title(), c.n))
+        .collect();
+    for f in &failed {
+        eprintln!("cleanroom-bench: a run failed: {f}");
+    }
+    for l in &leaked {
+        eprintln!("cleanroom-bench: cleanroom left containers behind: {l}");
+    }
+    Ok(failed.is_empty() && leaked.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_select_the_first_n_tests_by_prefix() {
+        assert_eq!(filters(10), ["t00"]);
+        assert_eq!(filters(40), ["t00", "t01", "t02", "t03"]);
+        assert_eq!(filters(160).len(), 16);
+        assert_eq!(filters(160).last().unwrap(), "t15");
+    }
+
+    #[test]
+    #[should_panic(expected = "multiples of 10")]
+    fn filters_refuse_sizes_the_suites_do_not_have() {
+        filters(25);
+    }
+
+    #[test]
+    fn command_lines_pass_filters_where_each_runner_expects_them() {
+        assert_eq!(
+            command_line(Runner::CargoTest, Approach::PerTest, 10).join(" "),
+            "cargo test -q -p cleanroom-bench --features suites --test per_test -- t00"
+        );
+        assert_eq!(
+            command_line(Runner::Nextest, Approach::CleanroomWarm, 20).join(" "),
+            "cargo nextest run --no-fail-fast -p cleanroom-bench --features suites --test cleanroom t00 t01"
+        );
+    }
+}

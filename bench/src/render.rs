@@ -1,0 +1,372 @@
+//! The results as markdown: the page `docs/benchmarks.md`, the table printed
+//! at the end of a run, and the README's headline.
+
+use std::fmt::Write;
+
+use crate::cli::{Approach, Options, Runner};
+use crate::stats::{median, range};
+use crate::{Cell, Machine};
+
+/// The size the headline and the ratio goals are stated at.
+pub const HEADLINE_N: usize = 40;
+
+const README_START: &str = "<!-- bench:headline:start -->";
+const README_END: &str = "<!-- bench:headline:end -->";
+
+fn find(cells: &[Cell], n: usize, runner: Runner, approach: Approach) -> Option<&Cell> {
+    cells.iter().find(|c| c.n == n && c.runner == runner && c.approach == approach)
+}
+
+/// Median wall time of a cell's successful runs; `None` if any run failed.
+pub fn wall(cell: &Cell) -> Option<f64> {
+    if cell.samples.iter().any(|s| !s.ok) {
+        return None;
+    }
+    median(&cell.samples.iter().map(|s| s.wall).collect::<Vec<_>>())
+}
+
+fn wall_at(cells: &[Cell], n: usize, runner: Runner, approach: Approach) -> Option<f64> {
+    find(cells, n, runner, approach).and_then(wall)
+}
+
+fn seconds(s: Option<f64>) -> String {
+    s.map_or("failed".to_string(), |s| format!("{s:.2} s"))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("–".to_string(), |v| if v < 10.0 { format!("{v:.2} ms") } else { format!("{v:.0} ms") })
+}
+
+fn median_of(cell: &Cell, f: impl Fn(&crate::Sample) -> Option<f64>) -> Option<f64> {
+    median(&cell.samples.iter().filter_map(f).collect::<Vec<_>>())
+}
+
+/// The table of every cell.
+pub fn table(cells: &[Cell]) -> String {
+    let mut out = String::from(
+        "| N | runner | approach | wall (median) | min–max | containers started | left over | fixture overhead p50 / p95 | first test |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut sorted: Vec<&Cell> = cells.iter().collect();
+    sorted.sort_by_key(|c| (c.n, c.runner, c.approach));
+    for c in sorted {
+        let walls: Vec<f64> = c.samples.iter().map(|s| s.wall).collect();
+        let minmax = range(&walls).map_or("–".into(), |(a, b)| format!("{a:.2}–{b:.2}"));
+        let started = median_of(c, |s| Some(s.started as f64)).map_or("–".into(), |v| format!("{v:.0}"));
+        let left = c.samples.iter().map(|s| s.left).max().unwrap_or(0);
+        let overhead = if c.approach.is_cleanroom() {
+            format!("{} / {}", ms(median_of(c, |s| s.overhead_ms.map(|o| o.0))), ms(median_of(c, |s| s.overhead_ms.map(|o| o.1))))
+        } else {
+            "–".into()
+        };
+        let first = if c.approach.is_cleanroom() { ms(median_of(c, |s| s.first_test_ms)) } else { "–".into() };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {minmax} | {started} | {left} | {overhead} | {first} |",
+            c.n,
+            c.runner.title(),
+            c.approach.title(),
+            seconds(wall(c)),
+        );
+    }
+    out
+}
+
+/// One goal of the benchmark issue, checked against the measurements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub text: String,
+    /// `None` when a needed cell was not measured or failed.
+    pub met: Option<bool>,
+    pub measured: String,
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("not measured".into(), |r| format!("{r:.2}×"))
+}
+
+/// Checks the goals that the measured cells allow.
+pub fn goals(cells: &[Cell]) -> Vec<Goal> {
+    use Approach::*;
+    use Runner::*;
+    let mut sizes: Vec<usize> = cells.iter().map(|c| c.n).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut goals = Vec::new();
+    let n = HEADLINE_N;
+
+    // The ratio a/b at every size where both cells were measured (`None`
+    // inside when one of them failed).
+    let ratios = |a: (Runner, Approach), b: (Runner, Approach)| -> Vec<(usize, Option<f64>)> {
+        sizes
+            .iter()
+            .filter(|&&k| find(cells, k, a.0, a.1).is_some() && find(cells, k, b.0, b.1).is_some())
+            .map(|&k| (k, ratio(wall_at(cells, k, a.0, a.1), wall_at(cells, k, b.0, b.1))))
+            .collect()
+    };
+    let vs_singleton = ratios((CargoTest, Cleanroom), (CargoTest, Singleton));
+    if !vs_singleton.is_empty() {
+        goals.push(Goal {
+            text: "`cargo test`: cleanroom ≤ 1.15× the static singleton".into(),
+            met: Some(vs_singleton.iter().all(|(_, r)| r.is_some_and(|r| r <= 1.15))),
+            measured: vs_singleton.iter().map(|(k, r)| format!("N={k}: {}", fmt_ratio(*r))).collect::<Vec<_>>().join(", "),
+        });
+    }
+    let speedup = |runner, base| ratio(wall_at(cells, n, runner, base), wall_at(cells, n, runner, Cleanroom));
+    if let Some(r) = speedup(CargoTest, PerTest) {
+        goals.push(Goal {
+            text: format!("`cargo test`: ≥ 8× faster than a container per test at N = {n}"),
+            met: Some(r >= 8.0),
+            measured: format!("{r:.1}× faster"),
+        });
+    }
+    let nextest_vs_test = ratios((Nextest, Cleanroom), (CargoTest, Cleanroom));
+    if !nextest_vs_test.is_empty() {
+        goals.push(Goal {
+            text: "`cargo nextest run`: cleanroom ≤ 1.5× its own `cargo test` time".into(),
+            met: Some(nextest_vs_test.iter().all(|(_, r)| r.is_some_and(|r| r <= 1.5))),
+            measured: nextest_vs_test.iter().map(|(k, r)| format!("N={k}: {}", fmt_ratio(*r))).collect::<Vec<_>>().join(", "),
+        });
+    }
+    if let (Some(a), Some(b)) = (speedup(Nextest, PerTest), speedup(Nextest, Singleton)) {
+        goals.push(Goal {
+            text: format!("`cargo nextest run`: ≥ 5× faster than both baselines at N = {n}"),
+            met: Some(a >= 5.0 && b >= 5.0),
+            measured: format!("{a:.1}× faster than a container per test, {b:.1}× faster than the singleton"),
+        });
+    }
+    for runner in [CargoTest, Nextest] {
+        let started: Vec<(usize, f64)> = sizes
+            .iter()
+            .filter_map(|&k| find(cells, k, runner, Cleanroom).and_then(|c| median_of(c, |s| Some(s.started as f64))).map(|v| (k, v)))
+            .collect();
+        if started.len() >= 2 {
+            goals.push(Goal {
+                text: format!("{}: cleanroom's containers started constant in N", runner.title()),
+                met: Some(started.iter().all(|(_, v)| *v == started[0].1)),
+                measured: started.iter().map(|(k, v)| format!("N={k}: {v:.0}")).collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    // Growth with N: what each extra test costs cleanroom beyond what it
+    // costs the singleton (the same workload with no isolation at all),
+    // against cleanroom's own per-test fixture overhead.
+    if let (Some(&lo), Some(&hi)) = (sizes.first(), sizes.last()) {
+        if hi > lo {
+            let slope = |a| Some((wall_at(cells, hi, CargoTest, a)? - wall_at(cells, lo, CargoTest, a)?) / (hi - lo) as f64 * 1000.0);
+            let overhead = find(cells, hi, CargoTest, Cleanroom).and_then(|c| median_of(c, |s| s.overhead_ms.map(|o| o.0)));
+            if let (Some(cr), Some(single), Some(over)) = (slope(Cleanroom), slope(Singleton), overhead) {
+                // Two test threads by default: a test's overhead costs the
+                // run at most the overhead itself.
+                let extra = cr - single;
+                goals.push(Goal {
+                    text: "`cargo test`: wall time grows by no more than the per-test overhead times N".into(),
+                    met: Some(extra <= over.max(1.0)),
+                    measured: format!(
+                        "each extra test costs cleanroom {cr:.0} ms of wall time and the singleton {single:.0} ms: {extra:.1} ms more, against a fixture overhead p50 of {over:.2} ms"
+                    ),
+                });
+            }
+        }
+    }
+    for runner in [CargoTest, Nextest] {
+        let first: Vec<f64> = cells
+            .iter()
+            .filter(|c| c.runner == runner && c.approach == CleanroomWarm)
+            .filter_map(|c| median_of(c, |s| s.first_test_ms))
+            .collect();
+        if let Some(worst) = first.iter().copied().reduce(f64::max) {
+            goals.push(Goal {
+                text: format!("warm (reuse), {}: first test within 300 ms of cleanroom time", runner.title()),
+                met: Some(worst < 300.0),
+                measured: format!("at most {worst:.0} ms from process start to the first test"),
+            });
+        }
+    }
+    let leaks: usize = cells.iter().filter(|c| c.approach.is_cleanroom()).flat_map(|c| &c.samples).map(|s| s.left).sum();
+    if cells.iter().any(|c| c.approach.is_cleanroom()) {
+        goals.push(Goal {
+            text: "cleanroom leaves nothing behind".into(),
+            met: Some(leaks == 0),
+            measured: format!("{leaks} container(s) left over in all cleanroom runs"),
+        });
+    }
+    goals
+}
+
+fn headline(cells: &[Cell]) -> String {
+    let mut out = format!("| N = {HEADLINE_N}, wall time | cargo test | cargo nextest run |\n|---|---:|---:|\n");
+    for approach in Approach::ALL {
+        let cell = |r| wall_at(cells, HEADLINE_N, r, approach);
+        if find(cells, HEADLINE_N, Runner::CargoTest, approach).is_none() && find(cells, HEADLINE_N, Runner::Nextest, approach).is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "| {} | {} | {} |", approach.title(), seconds(cell(Runner::CargoTest)), seconds(cell(Runner::Nextest)));
+    }
+    out
+}
+
+fn machine_line(m: &Machine) -> String {
+    format!(
+        "{} cores, {:.1} GiB memory, Docker {}, {}, {}; images `{}` and `{}`; load average {} at the start, {} at the end",
+        m.cores, m.memory_gib, m.docker, m.kernel, m.rustc, m.images.0, m.images.1, m.load.0, m.load.1
+    )
+}
+
+/// The whole page.
+pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Benchmarks\n\n\
+         <!-- Written by `cargo run -p cleanroom-bench --release`: edit bench/src/render.rs, not this file. -->\n\n\
+         The same 20-insert, 20-SET workload per test, written three ways (see [`bench/`](../bench)), run under \
+         `cargo test` and `cargo nextest run` on one machine in one run, each cell {} time(s), interleaved.\n\n\
+         **Machine:** {} ({}).\n",
+        opts.reps,
+        machine_line(m),
+        m.date
+    );
+    let _ = writeln!(out, "## Headline\n\n{}", headline(cells));
+    let _ = writeln!(out, "![Wall time against suite size](benchmarks.svg)\n");
+    let _ = writeln!(out, "## Goals\n");
+    for g in goals(cells) {
+        let mark = match g.met {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "- {} — {mark}: {}", g.text, g.measured);
+    }
+    let _ = writeln!(out, "\n## Every cell\n\n{}", table(cells));
+    out.push_str(
+        "## What is measured\n\n\
+         - **The approaches.** *cleanroom*: `#[cleanroom::test(postgres, redis)]`, services started once per run, a \
+         fresh database and Redis DB per test. *cleanroom, warm*: the same with `CLEANROOM_REUSE=1`, services kept \
+         from an earlier run (the harness warms them once before the matrix). *Container per test*: \
+         testcontainers-rs with testcontainers-modules' `Postgres` and `Redis`, both started (concurrently) in every \
+         test. *Static singleton*: testcontainers-rs' blocking API behind a `static OnceLock`, one pair per test \
+         process, never stopped. All use the same images.\n\
+         - **Wall time**: the whole `cargo test -p cleanroom-bench --features suites --test <suite> -- <filters>` or \
+         `cargo nextest run …` invocation, with everything built beforehand.\n\
+         - **Containers started**: Docker's `create` events carrying the cell's label (`cleanroom.session` for \
+         cleanroom, `cleanroom.bench` for the baselines), from `docker events`, not from the code under test.\n\
+         - **Left over**: containers still carrying the label 10 s after the runner exited (cleanroom's reaper \
+         removes its run's within that time). The harness removes the baselines' leftovers afterwards.\n\
+         - **Fixture overhead**: from cleanroom's own report (`CLEANROOM_REPORT_JSON`): the time each test waited \
+         for its services and rooms. **First test**: the time from a test process's start to its first test, the \
+         median over processes.\n\n\
+         Rerun: `cargo run -p cleanroom-bench --release` (add `-- --help` for a smaller matrix). Point it at other \
+         images with `CLEANROOM_POSTGRES_IMAGE` and `CLEANROOM_REDIS_IMAGE`.\n",
+    );
+    out
+}
+
+/// The README with its headline block (between the bench markers) replaced,
+/// or `None` when the README has no markers.
+pub fn readme_headline(readme: &str, m: &Machine, cells: &[Cell]) -> Option<String> {
+    let start = readme.find(README_START)? + README_START.len();
+    let end = readme[start..].find(README_END)? + start;
+    let block = format!(
+        "\n{}\nMeasured by `cargo run -p cleanroom-bench --release` on {} ({}); every cell, the goals and the chart: \
+         [docs/benchmarks.md](docs/benchmarks.md).\n",
+        headline(cells),
+        machine_line(m),
+        m.date
+    );
+    Some(format!("{}{block}{}", &readme[..start], &readme[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Sample;
+
+    fn cell(n: usize, runner: Runner, approach: Approach, walls: &[f64], started: usize) -> Cell {
+        let cleanroom = approach.is_cleanroom();
+        Cell {
+            n,
+            runner,
+            approach,
+            samples: walls
+                .iter()
+                .map(|&wall| Sample {
+                    wall,
+                    started,
+                    left: if approach == Approach::Singleton { started } else { 0 },
+                    overhead_ms: cleanroom.then_some((0.5, 20.0)),
+                    first_test_ms: cleanroom.then_some(if approach == Approach::CleanroomWarm { 40.0 } else { 900.0 }),
+                    ok: true,
+                })
+                .collect(),
+        }
+    }
+
+    fn matrix() -> Vec<Cell> {
+        use Approach::*;
+        use Runner::*;
+        vec![
+            cell(10, CargoTest, Cleanroom, &[3.0, 3.2, 2.9], 2),
+            cell(40, CargoTest, Cleanroom, &[4.0, 4.1, 3.9], 2),
+            cell(10, CargoTest, Singleton, &[3.0, 3.0, 3.0], 2),
+            cell(40, CargoTest, Singleton, &[3.9, 3.8, 4.0], 2),
+            cell(40, CargoTest, PerTest, &[45.0, 44.0, 46.0], 80),
+            cell(40, Nextest, Cleanroom, &[5.0, 5.5, 5.2], 2),
+            cell(40, Nextest, PerTest, &[50.0, 51.0, 52.0], 80),
+            cell(40, Nextest, Singleton, &[20.0, 21.0, 22.0], 80),
+            cell(40, Nextest, CleanroomWarm, &[1.5, 1.6, 1.4], 0),
+        ]
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_cell_with_medians_and_ranges() {
+        let t = table(&matrix());
+        assert_eq!(t.lines().count(), 2 + 9);
+        assert!(t.contains("| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"), "{t}");
+        assert!(t.contains("| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | 80 | 80 | – | – |"), "{t}");
+    }
+
+    #[test]
+    fn goals_are_checked_against_the_numbers() {
+        let goals = goals(&matrix());
+        let get = |prefix: &str| goals.iter().find(|g| g.text.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {goals:#?}"));
+        let single = get("`cargo test`: cleanroom ≤ 1.15×");
+        assert_eq!(single.met, Some(true));
+        assert_eq!(single.measured, "N=10: 1.00×, N=40: 1.03×");
+        let per_test = get("`cargo test`: ≥ 8×");
+        assert_eq!((per_test.met, per_test.measured.as_str()), (Some(true), "11.2× faster"));
+        let nextest = get("`cargo nextest run`: cleanroom ≤ 1.5×");
+        assert_eq!(nextest.met, Some(true), "{nextest:?}");
+        let both = get("`cargo nextest run`: ≥ 5×");
+        assert_eq!(both.met, Some(false), "the singleton is only 4.0× slower: {both:?}");
+        assert_eq!(get("warm (reuse), cargo nextest run").met, Some(true));
+        assert_eq!(get("cargo test: cleanroom's containers started").met, Some(true));
+        assert_eq!(get("cleanroom leaves nothing").met, Some(true));
+    }
+
+    #[test]
+    fn a_failed_run_is_never_counted_as_a_time() {
+        let mut cells = matrix();
+        cells[1].samples[0].ok = false;
+        assert_eq!(wall(&cells[1]), None);
+        assert!(table(&cells).contains("| 40 | cargo test | cleanroom | failed |"));
+        let goals = goals(&cells);
+        assert!(goals.iter().all(|g| !g.text.starts_with("`cargo test`: ≥ 8×")), "no speed-up from a failed cell");
+    }
+
+    #[test]
+    fn the_readme_headline_is_replaced_between_its_markers_only() {
+        let readme = format!("intro\n{README_START}\nold\n{README_END}\nrest\n");
+        let m = Machine { cores: 2, memory_gib: 23.4, docker: "27.0".into(), ..Machine::default() };
+        let new = readme_headline(&readme, &m, &matrix()).unwrap();
+        assert!(new.starts_with("intro\n<!-- bench:headline:start -->\n| N = 40"), "{new}");
+        assert!(new.ends_with("<!-- bench:headline:end -->\nrest\n"), "{new}");
+        assert!(!new.contains("old"));
+        assert!(new.contains("| cleanroom | 4.00 s | 5.20 s |"), "{new}");
+        assert_eq!(readme_headline("no markers", &m, &matrix()), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! Medians, ranges and percentiles, and what cleanroom's own report says.
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 0 { (v[mid - 1] + v[mid]) / 2.0 } else { v[mid] })
+}
+
+/// The nearest-rank percentile `p` (0–100) of `values`.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    Some(v[rank.min(v.len()) - 1])
+}
+
+/// The smallest and largest of `values`.
+pub fn range(values: &[f64]) -> Option<(f64, f64)> {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let min = v.iter().copied().reduce(f64::min)?;
+    let max = v.iter().copied().reduce(f64::max)?;
+    Some((min, max))
+}
+
+/// From cleanroom's JSON-lines report (`CLEANROOM_REPORT_JSON`, one document
+/// per test process): the per-test fixture overhead p50 and p95 (the time
+/// each test waited for its services and rooms, summed over its services) in
+/// milliseconds, and the median over processes of the time from process start
+/// to the first test.
+pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
+    let mut overheads = Vec::new();
+    let mut firsts = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Some(tests) = doc["tests"].as_array() else { continue };
+        let mut first: Option<f64> = None;
+        for test in tests {
+            let acquired: Vec<f64> = test["acquire"].as_array().into_iter().flatten().filter_map(|a| a["micros"].as_f64()).collect();
+            if !acquired.is_empty() {
+                overheads.push(acquired.iter().fold(0.0, |sum, m| sum + m) / 1000.0);
+            }
+            if let Some(start) = test["started_micros"].as_f64() {
+                first = Some(first.map_or(start, |f: f64| f.min(start)));
+            }
+        }
+        firsts.extend(first.map(|f| f / 1000.0));
+    }
+    let overhead = percentile(&overheads, 50.0).zip(percentile(&overheads, 95.0));
+    (overhead, median(&firsts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_ranges_and_percentiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(range(&[3.0, 1.0, 2.0]), Some((1.0, 3.0)));
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 50.0), Some(50.0));
+        assert_eq!(percentile(&hundred, 95.0), Some(95.0));
+        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
+    }
+
+    #[test]
+    fn reads_overhead_and_first_test_from_cleanroom_reports() {
+        let report = r#"{"schema":1,"pid":1,"session":"s","tests":[{"name":"a","started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900},{"service":"redis","micros":500,"room_micros":100}]},{"name":"b","started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]}]}
+{"schema":1,"pid":2,"session":"s","tests":[{"name":"c","started_micros":20000,"acquire":[{"service":"redis","micros":2000,"room_micros":10}]}]}
+"#;
+        let (overhead, first) = from_report(report);
+        // Per test: 1.5, 3.0, 2.0 ms.
+        assert_eq!(overhead, Some((2.0, 3.0)));
+        // First tests at 40 and 20 ms: the median of the two processes.
+        assert_eq!(first, Some(30.0));
+        assert_eq!(from_report("not json\n"), (None, None));
+    }
+}
