@@ -63,7 +63,7 @@ struct TestArgs {
     #[arg(long)]
     nextest: bool,
     /// Arguments for cargo (`-p app`, `--release`).
-    #[arg(allow_hyphen_values = true, trailing_var_arg = true, value_name = "CARGO ARGS")]
+    #[arg(allow_hyphen_values = true, value_name = "CARGO ARGS")]
     cargo_args: Vec<String>,
     /// Arguments for the test binaries (after `--`).
     #[arg(last = true, value_name = "TEST ARGS")]
@@ -247,15 +247,7 @@ fn test(args: TestArgs) -> Result<ExitCode, Error> {
     layers(&args.overrides)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(&cargo);
-    if args.nextest {
-        cmd.args(["nextest", "run"]);
-    } else {
-        cmd.arg("test");
-    }
-    cmd.args(&args.cargo_args);
-    if !args.test_args.is_empty() {
-        cmd.arg("--").args(&args.test_args);
-    }
+    cmd.args(runner_args(&args));
     for (env, (value, _)) in args.overrides.overrides()? {
         cmd.env(env, value);
     }
@@ -268,6 +260,18 @@ fn test(args: TestArgs) -> Result<ExitCode, Error> {
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(code::FAILED)),
         None => ExitCode::from(code::FAILED),
     })
+}
+
+/// What cargo is given: `test` (or `nextest run`), the cargo arguments,
+/// then `--` and the test arguments if there are any.
+fn runner_args(args: &TestArgs) -> Vec<String> {
+    let mut out: Vec<String> = if args.nextest { vec!["nextest".into(), "run".into()] } else { vec!["test".into()] };
+    out.extend(args.cargo_args.iter().cloned());
+    if !args.test_args.is_empty() {
+        out.push("--".into());
+        out.extend(args.test_args.iter().cloned());
+    }
+    out
 }
 
 fn origin(origin: &Origin, name: &str) -> String {
@@ -400,4 +404,49 @@ fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> TestArgs {
+        match Cli::try_parse_from(["cleanroom", "test"].iter().chain(args)).unwrap().command {
+            Command::Test(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    mod should {
+        use super::*;
+
+        #[test]
+        fn hand_cargo_its_arguments_and_the_tests_theirs() {
+            let t = parse(&["--reuse", "--keep=always", "-p", "app", "--release", "--", "--nocapture", "db::"]);
+            assert_eq!(runner_args(&t), ["test", "-p", "app", "--release", "--", "--nocapture", "db::"]);
+            assert_eq!(runner_args(&parse(&["--", "--exact", "x"])), ["test", "--", "--exact", "x"]);
+            assert_eq!(runner_args(&parse(&["--nextest", "-p", "a"])), ["nextest", "run", "-p", "a"]);
+            assert_eq!(runner_args(&parse(&[])), ["test"]);
+        }
+
+        #[test]
+        fn turn_flags_into_variables_named_after_their_flag() {
+            let t = parse(&["--reuse", "--keep=always", "--image", "postgres=pg:15", "--set", "services.my-web.cpus=2", "--no-reaper"]);
+            let o = t.overrides.overrides().unwrap();
+            let get = |k: &str| o.get(k).map(|(v, f)| (v.as_str(), f.as_str()));
+            assert_eq!(get("CLEANROOM_REUSE"), Some(("1", "--reuse")));
+            assert_eq!(get("CLEANROOM_KEEP"), Some(("always", "--keep")));
+            assert_eq!(get("CLEANROOM_POSTGRES_IMAGE"), Some(("pg:15", "--image postgres=pg:15")));
+            assert_eq!(get("CLEANROOM_MY_WEB_CPUS"), Some(("2", "--set services.my-web.cpus=2")));
+            assert_eq!(get("CLEANROOM_NO_REAPER"), Some(("1", "--no-reaper")));
+            assert_eq!(o.len(), 5);
+        }
+
+        #[test]
+        fn refuse_keys_only_the_file_can_set() {
+            let err = env_of("services.web.env").unwrap_err().to_string();
+            assert!(err.contains("--set services.web.env: unknown key, or one only cleanroom.toml can set"), "{err}");
+            assert!(split_pair("novalue", "--image", "SERVICE=IMAGE").unwrap_err().to_string().contains("is not SERVICE=IMAGE"));
+        }
+    }
 }

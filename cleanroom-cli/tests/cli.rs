@@ -1,0 +1,300 @@
+//! The `cleanroom` command run as a user runs it: the built binaries, real
+//! Docker, the real runtime directory.
+//!
+//! `cleanroom test` runs `$CARGO test …`. Here `CARGO` is this very test
+//! binary, which libtest then runs with the CLI's arguments and environment:
+//! a real test process that reports the configuration it resolved.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BUSYBOX: &str = "cleanroom-offline/busybox:1.35";
+
+fn cargo_cleanroom(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-cleanroom"));
+    // As cargo runs it: `cargo cleanroom ls` is `cargo-cleanroom cleanroom ls`.
+    cmd.arg("cleanroom").args(args);
+    cmd
+}
+
+fn run(mut cmd: Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("the binary runs");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t-cli-{tag}-{}-{nanos:x}", std::process::id())
+}
+
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+/// A stopped container with cleanroom's labels for `session` (or without
+/// `cleanroom.managed` when `managed` is false).
+fn labelled_container(session: &str, service: &str, managed: bool) -> String {
+    let mut args = vec!["create".to_string()];
+    if managed {
+        args.extend(["--label".into(), "cleanroom.managed=true".into()]);
+    }
+    for label in [format!("cleanroom.session={session}"), format!("cleanroom.service={service}"), format!("cleanroom.owner={}", uid())] {
+        args.extend(["--label".into(), label]);
+    }
+    args.extend([BUSYBOX.to_string(), "true".to_string()]);
+    docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn exists(id: &str) -> bool {
+    Command::new("docker").args(["inspect", id]).output().unwrap().status.success()
+}
+
+fn lock_file(session: &str) -> PathBuf {
+    let dir = cleanroom_runtime::admin::runtime_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{session}.lock"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+mod child {
+    /// Run by `cleanroom test` in `the_command_line_beats_the_environment_which_beats_the_file`.
+    #[test]
+    #[ignore = "run through `cleanroom test`"]
+    fn child_reports_its_configuration() {
+        let c = cleanroom_runtime::Config::from_env().unwrap();
+        println!("CHILD keep={:?} pool={} reuse_ttl={:?} startup_timeout={:?}", c.keep, c.pool, c.reuse_ttl, c.startup_timeout);
+    }
+
+    #[test]
+    #[ignore = "run through `cleanroom test`"]
+    fn child_fails() {
+        panic!("failing on purpose");
+    }
+}
+
+mod should {
+    use super::*;
+
+    #[test]
+    fn explain_every_command_with_help() {
+        for command in [&[][..], &["test"], &["config"], &["ls"], &["prune"], &["report"]] {
+            let mut args = command.to_vec();
+            args.push("--help");
+            let (code, out, _) = run(cargo_cleanroom(&args));
+            assert_eq!(code, 0, "{args:?}");
+            assert!(out.contains(&format!("Usage: cargo cleanroom {}", command.join(" ")).trim_end().to_string()), "{args:?}: {out}");
+        }
+        let (_, out, _) = run(cargo_cleanroom(&["--help"]));
+        assert!(out.contains("Exit codes: 0 done"), "{out}");
+        let (_, out, _) = run(cargo_cleanroom(&["test", "--help"]));
+        for flag in ["--keep", "--reuse", "--pull", "--image-prefix", "--image", "--set", "--config", "--nextest"] {
+            assert!(out.contains(flag), "test --help lacks {flag}");
+        }
+    }
+
+    #[test]
+    fn run_as_cleanroom_too() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cleanroom"));
+        cmd.args(["config", "--pool", "7"]).env_remove("CLEANROOM_POOL").env_remove("CLEANROOM_CONFIG");
+        let (code, out, _) = run(cmd);
+        assert_eq!(code, 0);
+        assert!(out.contains("run.pool = \"7\"  (command line: --pool)"), "{out}");
+    }
+
+    #[test]
+    fn exit_2_on_a_bad_command_line() {
+        assert_eq!(run(cargo_cleanroom(&["bogus"])).0, 2);
+        assert_eq!(run(cargo_cleanroom(&["config", "--keep"])).0, 2);
+        assert_eq!(run(cargo_cleanroom(&["config", "--reuse", "--no-reuse"])).0, 2);
+    }
+
+    #[test]
+    fn exit_3_on_a_bad_configuration_naming_the_flag() {
+        let (code, _, err) = run(cargo_cleanroom(&["config", "--keep=forever"]));
+        assert_eq!(code, 3);
+        assert!(err.contains("--keep: \"forever\" is not a keep policy; expected one of: never, on-failure, always"), "{err}");
+        let (code, _, err) = run(cargo_cleanroom(&["test", "--set", "run.kep=1"]));
+        assert_eq!(code, 3);
+        assert!(err.contains("--set run.kep: unknown key") && err.contains("run.keep"), "{err}");
+        let (code, _, err) = run(cargo_cleanroom(&["config", "--set", "services.web.memory=lots"]));
+        assert_eq!(code, 3);
+        assert!(err.contains("--set services.web.memory=lots: \"lots\" is not a size"), "{err}");
+        let dir = temp_dir("badfile");
+        let file = dir.join("cleanroom.toml");
+        std::fs::write(&file, "[run]\nreuse = \"maybe\"\n").unwrap();
+        let (code, _, err) = run(cargo_cleanroom(&["config", "--config", file.to_str().unwrap()]));
+        assert_eq!(code, 3);
+        assert!(err.contains(&format!("run.reuse in {}: \"maybe\" is not a switch", file.display())), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn exit_4_when_docker_is_not_reachable() {
+        for command in ["ls", "prune"] {
+            let (code, _, err) = run({
+                let mut c = cargo_cleanroom(&[command]);
+                c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+                c
+            });
+            assert_eq!(code, 4, "{command}: {err}");
+            assert!(err.contains("docker is not reachable at unix:///nonexistent/docker.sock (DOCKER_HOST)"), "{err}");
+        }
+    }
+
+    #[test]
+    fn follow_the_docker_context_and_name_one_that_does_not_exist() {
+        let dir = temp_dir("ctx");
+        let mut cmd = cargo_cleanroom(&["ls"]);
+        cmd.env_remove("DOCKER_HOST").env("DOCKER_CONFIG", &dir).env("DOCKER_CONTEXT", "nowhere");
+        let (code, _, err) = run(cmd);
+        assert_eq!(code, 4);
+        assert!(err.contains("docker context \"nowhere\" (DOCKER_CONTEXT) not found"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn show_which_layer_each_value_came_from() {
+        let dir = temp_dir("layers");
+        let file = dir.join("cleanroom.toml");
+        std::fs::write(&file, "[run]\nkeep = \"never\"\npool = 1\npull = \"never\"\n[services.postgres]\nmemory = \"1g\"\n").unwrap();
+        let mut cmd = cargo_cleanroom(&["config", "--keep", "always"]);
+        cmd.current_dir(&dir)
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env_remove("CLEANROOM_CONFIG")
+            .env_remove("CLEANROOM_PULL")
+            .env_remove("CLEANROOM_REUSE_TTL")
+            .env("CLEANROOM_KEEP", "on-failure")
+            .env("CLEANROOM_POOL", "2");
+        let (code, out, err) = run(cmd);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("# file: {}", file.display())), "found from the current directory: {out}");
+        assert!(out.contains("run.keep = \"always\"  (command line: --keep)"), "{out}");
+        assert!(out.contains("run.pool = \"2\"  (environment: CLEANROOM_POOL)"), "{out}");
+        assert!(out.contains(&format!("run.pull = \"never\"  (file: run.pull in {})", file.display())), "{out}");
+        assert!(out.contains("run.reuse_ttl = 900  (default)"), "{out}");
+        assert!(out.contains(&format!("services.postgres.memory = \"1g\"  (file: services.postgres.memory in {})", file.display())), "{out}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_command_line_beats_the_environment_which_beats_the_file() {
+        let dir = temp_dir("test");
+        let file = dir.join("cleanroom.toml");
+        std::fs::write(&file, "[run]\nkeep = \"never\"\npool = 1\nreuse_ttl = 77\n").unwrap();
+        let mut cmd = cargo_cleanroom(&[
+            "test",
+            "--keep=always",
+            "--config",
+            file.to_str().unwrap(),
+            "--exact",
+            "child::child_reports_its_configuration",
+            "--ignored",
+            // The stand-in for cargo is a libtest binary: its options go
+            // before `--`, where cargo would take them after it.
+            "--nocapture",
+        ]);
+        cmd.env("CARGO", std::env::current_exe().unwrap())
+            .env("CLEANROOM_KEEP", "on-failure")
+            .env("CLEANROOM_POOL", "2")
+            .env_remove("CLEANROOM_REUSE_TTL")
+            .env_remove("CLEANROOM_STARTUP_TIMEOUT");
+        let (code, out, err) = run(cmd);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("CHILD keep=Always pool=2 reuse_ttl=77s startup_timeout=None"),
+            "flag > environment > file > default: {out}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn exit_with_the_code_of_the_runner() {
+        let mut cmd = cargo_cleanroom(&["test", "--exact", "child::child_fails", "--ignored"]);
+        cmd.env("CARGO", std::env::current_exe().unwrap());
+        let (code, out, _) = run(cmd);
+        assert_eq!(code, 101, "{out}");
+        assert!(out.contains("failing on purpose"), "{out}");
+    }
+
+    #[test]
+    fn list_and_prune_dead_runs_but_leave_live_ones_and_unlabelled_containers() {
+        let dead = unique("dead");
+        let live = unique("live");
+        // A dead run: its lock file exists and nobody holds it.
+        let dead_lock = lock_file(&dead);
+        File::create(&dead_lock).unwrap();
+        // A live run: this test holds its lock, as a reaper does.
+        let live_lock = File::options().read(true).write(true).create(true).truncate(false).open(lock_file(&live)).unwrap();
+        live_lock.try_lock().unwrap();
+        let dead_id = labelled_container(&dead, "db", true);
+        let live_id = labelled_container(&live, "db", true);
+        let unmanaged_id = labelled_container(&dead, "db", false);
+
+        let (code, out, err) = run(cargo_cleanroom(&["ls"]));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.lines().next().unwrap().starts_with("SESSION"), "{out}");
+        let row = |session: &str| out.lines().find(|l| l.starts_with(session)).map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let dead_row = row(&dead).unwrap_or_else(|| panic!("{dead} not listed: {out}"));
+        assert_eq!(&dead_row[1..4], &["db", "created", "dead"], "{out}");
+        assert_eq!(dead_row[5], uid().to_string());
+        let live_row = row(&live).unwrap_or_else(|| panic!("{live} not listed: {out}"));
+        assert_eq!(&live_row[1..4], &["db", "created", "live"], "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with(&dead)).count(), 1, "ls lists only managed containers: {out}");
+
+        let (code, out, err) = run(cargo_cleanroom(&["prune"]));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("removed session {dead}")), "{out}");
+        assert!(!out.contains(&live), "{out}");
+        assert!(!exists(&dead_id), "the dead run's container is still there");
+        assert!(exists(&live_id), "prune removed a live run's container");
+        assert!(exists(&unmanaged_id), "prune removed a container without cleanroom.managed=true");
+
+        docker(&["rm", "-f", &live_id, &unmanaged_id]);
+        drop(live_lock);
+        let _ = std::fs::remove_file(lock_file(&live));
+        let _ = std::fs::remove_file(dead_lock);
+    }
+
+    #[test]
+    fn print_the_newest_report_and_exit_5_without_one() {
+        let runtime = temp_dir("report");
+        let report = |args: &[&str]| {
+            let mut cmd = cargo_cleanroom(&["report"]);
+            cmd.args(args).env("XDG_RUNTIME_DIR", &runtime);
+            run(cmd)
+        };
+        let (code, _, err) = report(&[]);
+        assert_eq!(code, 5);
+        assert!(err.contains("no report in") && err.contains("reports"), "{err}");
+
+        let reports = runtime.join("cleanroom/reports");
+        std::fs::create_dir_all(&reports).unwrap();
+        let line = r#"{"schema":1,"pid":1,"session":"s-new","tests":[{"name":"db::inserts","started_micros":5,"acquire":[{"service":"postgres","micros":412000,"room_micros":3800}]}]}"#;
+        std::fs::write(reports.join("s-new.jsonl"), format!("{line}\n")).unwrap();
+        std::fs::write(reports.join("s-old.jsonl"), line.replace("db::inserts", "old::test")).unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options().write(true).open(reports.join("s-old.jsonl")).unwrap().set_modified(an_hour_ago).unwrap();
+        let (code, out, _) = report(&[]);
+        assert_eq!(code, 0);
+        let row: Vec<&str> = out.lines().find(|l| l.starts_with("db::inserts")).expect(&out).split_whitespace().collect();
+        assert_eq!(row, ["db::inserts", "postgres", "412.0", "3.8"]);
+        assert!(!out.contains("old::test"), "{out}");
+        assert_eq!(report(&["--json"]).1, format!("{line}\n"));
+        assert!(report(&["--session", "s-old"]).1.contains("old::test"));
+        assert_eq!(report(&["--session", "nope"]).0, 5);
+        std::fs::remove_dir_all(runtime).unwrap();
+    }
+}
