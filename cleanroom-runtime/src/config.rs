@@ -848,6 +848,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn facade_docs_name_every_variable_and_key() {
+        let facade = include_str!("../../cleanroom/src/lib.rs");
+        for s in SETTINGS {
+            for name in [s.env, s.key].into_iter().flatten() {
+                assert!(facade.contains(&format!("`{name}`")), "cleanroom/src/lib.rs does not document {name}");
+            }
+        }
+    }
+
     /// Rewrites the generated tables of `docs/configuration.md`.
     #[test]
     #[ignore = "rewrites docs/configuration.md: run it on purpose after changing SETTINGS"]

@@ -96,19 +96,40 @@
 //!
 //! # Configuration
 //!
-//! | variable | meaning | default |
-//! | --- | --- | --- |
-//! | `CLEANROOM_POSTGRES_IMAGE`, `CLEANROOM_REDIS_IMAGE`, `CLEANROOM_<SERVICE>_IMAGE` | image of a service | `postgres:17-alpine`, `redis:7-alpine`, the function's |
-//! | `CLEANROOM_PULL` | `missing` or `never` | `missing` |
-//! | `CLEANROOM_STARTUP_TIMEOUT` | seconds a service may take to be Ready | 60 |
-//! | `CLEANROOM_KEEP` | keep test databases: `never`, `on-failure`, `always` | `on-failure` |
-//! | `CLEANROOM_POOL` | Postgres databases cloned ahead of demand (0: off) | 4 |
-//! | `CLEANROOM_SESSION` | the id that labels this run's containers | `NEXTEST_RUN_ID`, else the runner process |
-//! | `CLEANROOM_REUSE` | `1`: keep services for the next run (matched by their full definition) | unset |
-//! | `CLEANROOM_REUSE_TTL` | seconds a reused service outlives the last run that used it | 900 |
-//! | `CLEANROOM_REAPER_GRACE` | seconds the reaper waits for the next test process while the runner runs | 3 |
-//! | `CLEANROOM_NO_REAPER` | `1`: no reaper; each process removes its own containers and shares none | unset |
-//! | `CLEANROOM_REPORT_JSON` | append each process's acquisition timings to this file | unset |
+//! Defaults < `cleanroom.toml` (the nearest from the crate's directory up to
+//! the workspace root, or `CLEANROOM_CONFIG=path`) < `CLEANROOM_*`
+//! variables < the `cargo cleanroom` command line. Unknown keys and bad
+//! values are errors naming the file, the key and the allowed values.
+//! `docs/configuration.md` lists every setting; it is generated from
+//! [`SETTINGS`] and [`SERVICE_SETTINGS`].
+//!
+//! ```toml
+//! [run]
+//! keep = "on-failure"
+//! image_prefix = "localhost:5000/"
+//!
+//! [services.postgres]
+//! memory = "512MiB"
+//! args = ["-c", "shared_buffers=64MB"]
+//! ```
+//!
+//! | variable | key in `cleanroom.toml` | meaning | default |
+//! | --- | --- | --- | --- |
+//! | `CLEANROOM_CONFIG` | — | the file to read instead of searching | found |
+//! | `CLEANROOM_<SERVICE>_IMAGE` | `services.<name>.image` | image of a service | `postgres:17-alpine`, `redis:7-alpine`, the function's |
+//! | `CLEANROOM_<SERVICE>_MEMORY`, `_CPUS`, `_PIDS`, `_SHM_SIZE` | `services.<name>.memory`, ... | resource limits ([`GenericContainer::with_memory_limit`], ...) | none |
+//! | `CLEANROOM_IMAGE_PREFIX` | `run.image_prefix` | put before images that name no registry | unset |
+//! | `CLEANROOM_PULL` | `run.pull` | `missing` or `never` | `missing` |
+//! | `CLEANROOM_STARTUP_TIMEOUT` | `run.startup_timeout` | seconds a service may take to be Ready | 60 |
+//! | `CLEANROOM_KEEP` | `run.keep` | keep test databases: `never`, `on-failure`, `always` | `on-failure` |
+//! | `CLEANROOM_POOL` | `run.pool` | Postgres databases cloned ahead of demand (0: off) | 4 |
+//! | `CLEANROOM_SESSION` | — | the id that labels this run's containers | `NEXTEST_RUN_ID`, else the runner process |
+//! | `CLEANROOM_REUSE` | `run.reuse` | keep services for the next run (matched by their full definition) | off |
+//! | `CLEANROOM_REUSE_TTL` | `run.reuse_ttl` | seconds a reused service outlives the last run that used it | 900 |
+//! | `CLEANROOM_REAPER_GRACE` | `run.reaper_grace` | seconds the reaper waits for the next test process while the runner runs | 3 |
+//! | `CLEANROOM_NO_REAPER` | `run.no_reaper` | no reaper; each process removes its own containers and shares none | off |
+//! | `CLEANROOM_REPORT_JSON` | `run.report_json` | also append each process's acquisition timings to this file | unset |
+//! | `DOCKER_HOST`, `DOCKER_CONTEXT` | — | the engine, chosen as the docker CLI chooses | the current context |
 //!
 //! # Without the macros
 //!
@@ -126,7 +147,7 @@ pub use cleanroom_macros::{fixture, service, test};
 pub use cleanroom_runtime::{
     environment, image_env_var, Container, Environment, Error, ExecOutput, GenericContainer, HealthCheck,
     HealthStatus, Keep, Postgres, Redis, Result, RoomHooks, State, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE,
-    DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SESSION_LABEL,
+    DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SERVICE_SETTINGS, SESSION_LABEL, SETTINGS, Setting,
 };
 
 /// Not public API: the one door from generated code into the runtime.
