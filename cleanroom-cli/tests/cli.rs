@@ -165,6 +165,40 @@ mod should {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A context's endpoint is used: one naming the engine's socket works,
+    /// one naming a socket that does not exist fails, naming the context.
+    #[test]
+    fn reach_docker_through_the_current_context() {
+        let dir = temp_dir("ctx-live");
+        let write_context = |name: &str, host: &str| {
+            use sha2::Digest;
+            let hex: String = sha2::Sha256::digest(name.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            let meta = dir.join("contexts/meta").join(hex);
+            std::fs::create_dir_all(&meta).unwrap();
+            let json = format!(r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#);
+            std::fs::write(meta.join("meta.json"), json).unwrap();
+        };
+        let engine = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        write_context("engine", &engine);
+        write_context("nowhere", "unix:///nonexistent/docker.sock");
+        let ls = |current: &str| {
+            std::fs::write(dir.join("config.json"), format!(r#"{{"currentContext":"{current}"}}"#)).unwrap();
+            let mut cmd = cargo_cleanroom(&["ls"]);
+            cmd.env_remove("DOCKER_HOST").env_remove("DOCKER_CONTEXT").env("DOCKER_CONFIG", &dir);
+            run(cmd)
+        };
+        let (code, out, err) = ls("engine");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("SESSION"), "{out}");
+        let (code, _, err) = ls("nowhere");
+        assert_eq!(code, 4);
+        assert!(
+            err.contains("docker is not reachable at unix:///nonexistent/docker.sock (docker context \"nowhere\" from currentContext in"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn show_which_layer_each_value_came_from() {
         let dir = temp_dir("layers");
