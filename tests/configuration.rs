@@ -8,7 +8,7 @@
 //! because configuration is read once per process.
 
 use cleanroom::{Container, GenericContainer};
-use cleanroom_tests::{assert_nothing_left, docker, fresh_session, run_child, session_containers};
+use cleanroom_tests::{assert_nothing_left, docker, fresh_session, run_child, EventWatch};
 
 const BUSYBOX: &str = "cleanroom-offline/busybox:1.35";
 
@@ -109,53 +109,48 @@ tmpfs = { "/scratch" = "size=1m" }
         std::fs::remove_file(path).unwrap();
     }
 
+    /// Runs the child test with `CLEANROOM_CONFIG=config` (and `env`): it
+    /// must fail saying `expected` before any container of its session is
+    /// created, as Docker's event stream shows.
+    fn assert_child_fails(tag: &str, config: &std::path::Path, env: &[(&str, &str)], expected: &str) {
+        let watch = EventWatch::start(&fresh_session(tag));
+        let mut env = env.to_vec();
+        env.push(("CLEANROOM_CONFIG", config.to_str().unwrap()));
+        let run = run_child(watch.session(), CHILD, &env);
+        assert!(!run.passed());
+        assert!(run.text().contains(expected), "want {expected:?} in:\n{}", run.text());
+        assert_eq!(watch.created_services(), Vec::<String>::new(), "a container was created");
+    }
+
     #[test]
     fn put_the_image_prefix_before_the_image_and_say_which_image_is_missing() {
         let path = write_config("prefix", "[run]\nimage_prefix = \"cleanroom-offline/absent/\"\n");
-        let session = fresh_session("cfg-prefix");
-        let run = run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap())]);
-        assert!(!run.passed());
-        assert!(
-            run.text().contains("image cleanroom-offline/absent/busybox:1.35 not found locally"),
-            "{}",
-            run.text()
-        );
-        assert_nothing_left(&session);
+        assert_child_fails("cfg-prefix", &path, &[], "image cleanroom-offline/absent/busybox:1.35 not found locally");
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn refuse_to_start_with_an_unknown_key_in_the_file() {
         let path = write_config("typo", "[services.filed]\nmemroy = \"1g\"\n");
-        let session = fresh_session("cfg-typo");
-        let run = run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap())]);
-        assert!(!run.passed());
         let expected = format!(
             "invalid cleanroom configuration: services.filed.memroy in {}: unknown key; expected one of: image, memory, cpus, pids, shm_size, env, cmd, args, labels, tmpfs",
             path.display()
         );
-        assert!(run.text().contains(&expected), "{}", run.text());
-        assert!(session_containers(&session).is_empty(), "a container started despite the bad configuration");
+        assert_child_fails("cfg-typo", &path, &[], &expected);
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn refuse_to_start_with_a_configuration_file_that_cannot_be_read() {
         let path = std::env::temp_dir().join(format!("cleanroom-absent-{}.toml", std::process::id()));
-        let session = fresh_session("cfg-absent");
-        let run = run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap())]);
-        assert!(!run.passed());
-        let expected = format!("invalid cleanroom configuration: {} (CLEANROOM_CONFIG", path.display());
-        assert!(run.text().contains(&expected) && run.text().contains("cannot read the file"), "{}", run.text());
-        assert!(session_containers(&session).is_empty());
+        let expected = format!("invalid cleanroom configuration: {} (CLEANROOM_CONFIG or found from the crate's directory): cannot read the file", path.display());
+        assert_child_fails("cfg-absent", &path, &[], &expected);
     }
 
     #[test]
     fn refuse_to_start_with_a_bad_value_in_the_environment() {
-        let session = fresh_session("cfg-env");
-        let run = run_child(&session, CHILD, &[("CLEANROOM_FILED_MEMORY", "lots")]);
-        assert!(!run.passed());
-        assert!(run.text().contains("CLEANROOM_FILED_MEMORY: \"lots\" is not a size"), "{}", run.text());
-        assert!(session_containers(&session).is_empty());
+        let path = write_config("env", "");
+        assert_child_fails("cfg-env", &path, &[("CLEANROOM_FILED_MEMORY", "lots")], "CLEANROOM_FILED_MEMORY: \"lots\" is not a size");
+        std::fs::remove_file(path).unwrap();
     }
 }
