@@ -113,10 +113,14 @@ tmpfs = { "/scratch" = "size=1m" }
     /// must fail saying `expected` before any container of its session is
     /// created, as Docker's event stream shows.
     fn assert_child_fails(tag: &str, config: &std::path::Path, env: &[(&str, &str)], expected: &str) {
-        let watch = EventWatch::start(&fresh_session(tag));
         let mut env = env.to_vec();
         env.push(("CLEANROOM_CONFIG", config.to_str().unwrap()));
-        let run = run_child(watch.session(), CHILD, &env);
+        assert_child_fails_with(tag, &env, expected);
+    }
+
+    fn assert_child_fails_with(tag: &str, env: &[(&str, &str)], expected: &str) {
+        let watch = EventWatch::start(&fresh_session(tag));
+        let run = run_child(watch.session(), CHILD, env);
         assert!(!run.passed());
         assert!(run.text().contains(expected), "want {expected:?} in:\n{}", run.text());
         assert_eq!(watch.created_services(), Vec::<String>::new(), "a container was created");
@@ -127,6 +131,24 @@ tmpfs = { "/scratch" = "size=1m" }
         let path = write_config("prefix", "[run]\nimage_prefix = \"cleanroom-offline/absent/\"\n");
         assert_child_fails("cfg-prefix", &path, &[], "image cleanroom-offline/absent/busybox:1.35 not found locally");
         std::fs::remove_file(path).unwrap();
+    }
+
+    /// cargo sets `CARGO_MANIFEST_DIR` for test processes: the file is looked
+    /// for from there up to the workspace root.
+    #[test]
+    fn find_the_file_from_the_crates_directory_up_to_the_workspace_root() {
+        let root = std::env::temp_dir().join(format!("cleanroom-ws-{}", std::process::id()));
+        let member = root.join("crates/app");
+        std::fs::create_dir_all(&member).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"crates/app\"]\n").unwrap();
+        std::fs::write(member.join("Cargo.toml"), "[package]\nname = \"app\"\n").unwrap();
+        std::fs::write(root.join("cleanroom.toml"), "[run]\nimage_prefix = \"cleanroom-offline/found/\"\n").unwrap();
+        assert_child_fails_with(
+            "cfg-found",
+            &[("CARGO_MANIFEST_DIR", member.to_str().unwrap())],
+            "image cleanroom-offline/found/busybox:1.35 not found locally",
+        );
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
