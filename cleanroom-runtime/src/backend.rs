@@ -37,6 +37,39 @@ pub const OWNER_LABEL: &str = "cleanroom.owner";
 /// The label of a service kept for the next run (`CLEANROOM_REUSE`).
 pub const REUSE_LABEL: &str = "cleanroom.reuse";
 
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub(crate) code: i64,
+    pub(crate) oom_killed: bool,
+}
+
+/// One sample of Docker's stats stream, as counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StatSample {
+    /// CPU time the container used, nanoseconds, since it started.
+    pub(crate) cpu_total: u64,
+    /// CPU time of the whole host, nanoseconds.
+    pub(crate) system_total: u64,
+    pub(crate) online_cpus: u32,
+    /// Bytes in use (without reclaimable page cache).
+    pub(crate) memory: u64,
+    pub(crate) memory_limit: u64,
+    /// Bytes received and sent, in total.
+    pub(crate) network: (u64, u64),
+    /// Bytes read and written, in total.
+    pub(crate) block: (u64, u64),
+}
+
+impl StatSample {
+    /// CPU use between `prev` and `self`, in percent of one core.
+    pub(crate) fn cpu_percent_since(&self, prev: &StatSample) -> Option<f64> {
+        let cpu = self.cpu_total.checked_sub(prev.cpu_total)? as f64;
+        let system = self.system_total.checked_sub(prev.system_total)? as f64;
+        (system > 0.0).then(|| cpu / system * f64::from(self.online_cpus) * 100.0)
+    }
+}
+
 /// A connected engine.
 #[derive(Clone)]
 pub(crate) struct Docker {
@@ -110,10 +143,11 @@ impl Docker {
         }
     }
 
-    /// Makes sure the image is on this machine, pulling it if the policy allows.
-    pub(crate) async fn ensure_image(&self, service: &str, image: &str, policy: PullPolicy) -> Result<(), Error> {
+    /// Makes sure the image is on this machine, pulling it if the policy
+    /// allows; `true` when it had to be pulled.
+    pub(crate) async fn ensure_image(&self, service: &str, image: &str, policy: PullPolicy) -> Result<bool, Error> {
         if self.client.inspect_image(image).await.is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let not_found = |pull: String| Error::ImageNotFound {
             service: service.to_string(),
@@ -132,7 +166,7 @@ impl Docker {
                 return Err(not_found(format!("the pull failed: {e}")));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Creates and starts the container with cleanroom's labels, publishing
@@ -406,5 +440,103 @@ impl Docker {
             Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// How the container ended, if it did: its exit code and whether the
+    /// kernel killed it for memory. `None` while it runs; a container that is
+    /// gone reads as exit code -1.
+    pub(crate) async fn ended(&self, id: &str) -> Option<Ended> {
+        match self.client.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running.unwrap_or(false) {
+                    None
+                } else {
+                    Some(Ended { code: state.exit_code.unwrap_or(-1), oom_killed: state.oom_killed.unwrap_or(false) })
+                }
+            }
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                Some(Ended { code: -1, oom_killed: false })
+            }
+            // The engine did not answer: say nothing rather than guess.
+            Err(_) => None,
+        }
+    }
+
+    /// Docker's events about one container (`die`, `oom`, `health_status`…)
+    /// from now on, as `(action, exit code attribute)`.
+    pub(crate) fn container_events(
+        &self,
+        id: &str,
+    ) -> impl futures_util::Stream<Item = Result<(String, Option<String>), String>> + Send + 'static {
+        use testcontainers::bollard::query_parameters::EventsOptionsBuilder;
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("container".to_string(), vec![id.to_string()]),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        self.client.events(Some(options)).map(|event| {
+            event.map_err(|e| e.to_string()).map(|e| {
+                let exit = e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("exitCode").cloned());
+                (e.action.unwrap_or_default(), exit)
+            })
+        })
+    }
+
+    /// Docker's stats stream for one container: one sample a second, over
+    /// one connection.
+    pub(crate) fn stats(&self, id: &str) -> impl futures_util::Stream<Item = Result<StatSample, String>> + Send + 'static {
+        use testcontainers::bollard::query_parameters::StatsOptionsBuilder;
+        let options = StatsOptionsBuilder::new().stream(true).one_shot(false).build();
+        self.client.stats(id, Some(options)).map(|s| {
+            s.map_err(|e| e.to_string()).map(|s| {
+                let cpu = s.cpu_stats.unwrap_or_default();
+                let mem = s.memory_stats.unwrap_or_default();
+                // Memory in use as the docker CLI shows it: without the page
+                // cache the kernel can drop.
+                let cache = mem.stats.as_ref().and_then(|m| m.get("inactive_file").or_else(|| m.get("total_inactive_file")).copied());
+                let (rx, tx) = s.networks.unwrap_or_default().values().fold((0, 0), |(rx, tx), n| {
+                    (rx + n.rx_bytes.unwrap_or(0), tx + n.tx_bytes.unwrap_or(0))
+                });
+                let (read, write) = s
+                    .blkio_stats
+                    .and_then(|b| b.io_service_bytes_recursive)
+                    .unwrap_or_default()
+                    .iter()
+                    .fold((0, 0), |(r, w), e| match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                        Some("read") => (r + e.value.unwrap_or(0), w),
+                        Some("write") => (r, w + e.value.unwrap_or(0)),
+                        _ => (r, w),
+                    });
+                StatSample {
+                    cpu_total: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+                    system_total: cpu.system_cpu_usage.unwrap_or(0),
+                    online_cpus: cpu.online_cpus.unwrap_or(1).max(1),
+                    memory: mem.usage.unwrap_or(0).saturating_sub(cache.unwrap_or(0)),
+                    memory_limit: mem.limit.unwrap_or(0),
+                    network: (rx, tx),
+                    block: (read, write),
+                }
+            })
+        })
+    }
+
+    /// The container's CPU limit in nano-CPUs (0: none).
+    pub(crate) async fn nano_cpus(&self, id: &str) -> Result<i64, String> {
+        let info = self.client.inspect_container(id, None).await.map_err(|e| e.to_string())?;
+        Ok(info.host_config.and_then(|h| h.nano_cpus).unwrap_or(0))
+    }
+
+    /// Changes the container's CPU limit while it runs.
+    pub(crate) async fn set_nano_cpus(&self, id: &str, nano_cpus: i64) -> Result<(), String> {
+        let body = testcontainers::bollard::models::ContainerUpdateBody { nano_cpus: Some(nano_cpus), ..Default::default() };
+        self.client.update_container(id, body).await.map_err(|e| e.to_string())
+    }
+
+    /// Sends SIGKILL to the container.
+    pub(crate) async fn kill(&self, id: &str) -> Result<(), String> {
+        use testcontainers::bollard::query_parameters::KillContainerOptionsBuilder;
+        let options = KillContainerOptionsBuilder::new().signal("KILL").build();
+        self.client.kill_container(id, Some(options)).await.map_err(|e| e.to_string())
     }
 }

@@ -37,6 +37,8 @@ pub struct GenericContainer {
     /// Directories mounted as tmpfs, with their mount options.
     pub(crate) tmpfs: BTreeMap<String, String>,
     pub(crate) limits: Limits,
+    /// What the monitor watches for and does while the service runs.
+    pub(crate) watch: crate::monitor::Watch,
 }
 
 /// Resource limits of a container; `None` leaves Docker's default.
@@ -109,6 +111,7 @@ impl GenericContainer {
             rooms: None,
             tmpfs: BTreeMap::new(),
             limits: Limits::default(),
+            watch: crate::monitor::Watch::default(),
         }
     }
 
@@ -225,6 +228,49 @@ impl GenericContainer {
         self
     }
 
+    /// What cleanroom does when the running service dies or turns unhealthy:
+    /// [`Recovery::Automatic`] (the default, at most 3 replacements per
+    /// run), [`Recovery::Manual`] (fail fast) or [`Recovery::Fallback`].
+    ///
+    /// ```
+    /// # use cleanroom_runtime::{GenericContainer, Recovery};
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_recovery(Recovery::Manual);
+    /// # let _ = web;
+    /// ```
+    pub fn with_recovery(mut self, recovery: crate::monitor::Recovery) -> Self {
+        self.watch.recovery = recovery;
+        self
+    }
+
+    /// How often the running service's health checks are repeated in the
+    /// background (default 5 s; log checks only gate readiness). Three
+    /// failures in a row make it Unhealthy, which recovery treats like a death.
+    pub fn with_health_interval(mut self, interval: Duration) -> Self {
+        self.watch.health_interval = interval;
+        self
+    }
+
+    /// Acts when memory use crosses `fraction` of the memory limit (default
+    /// 0.9; only with [`with_memory_limit`](Self::with_memory_limit)) or CPU
+    /// use crosses `fraction` of the CPU limit (default 0.9; only with
+    /// [`with_cpus`](Self::with_cpus)) for three samples in a row (Docker
+    /// samples once a second). What it does is [`LimitAction::Alert`] unless
+    /// told otherwise.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::{GenericContainer, LimitAction};
+    /// let worker = GenericContainer::new("cleanroom-offline/busybox:1.35")
+    ///     .with_cpus(1.0)
+    ///     .on_limit(LimitAction::Throttle, 0.8, 0.9);
+    /// # let _ = worker;
+    /// ```
+    pub fn on_limit(mut self, action: crate::monitor::LimitAction, cpu_fraction: f64, memory_fraction: f64) -> Self {
+        self.watch.limit_action = action;
+        self.watch.cpu_threshold = cpu_fraction;
+        self.watch.memory_threshold = memory_fraction;
+        self
+    }
+
     /// Replaces the image (used by configuration overrides).
     pub fn with_image(mut self, image: impl Into<String>) -> Self {
         self.image = image.into();
@@ -260,6 +306,8 @@ impl GenericContainer {
         let mut def = self.clone();
         def.env.remove("POSTGRES_PASSWORD");
         def.rooms = None;
+        // How cleanroom watches a container does not change the container.
+        def.watch = crate::monitor::Watch::default();
         crate::rooms::fnv1a(format!("{def:?}").as_bytes(), 0xcbf2_9ce4_8422_2325)
     }
 

@@ -500,14 +500,76 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
     }));
     match outcome {
         Ok(out) => {
+            if out.is_failure() {
+                if let Some(note) = ctx.died_under() {
+                    eprintln!("{note}");
+                }
+            }
             ctx.finish(out.is_failure());
             out
         }
         Err(panic) => {
+            // A connection error is what the test saw; say why it happened.
+            let panic = match ctx.died_under() {
+                Some(note) => {
+                    let own = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "(no message)".into());
+                    // The panic hook has printed the test's own message
+                    // already; this goes right under it in the test's output.
+                    eprintln!("{note}");
+                    Box::new(format!("{note}\nThe test's own panic: {own}")) as Box<dyn std::any::Any + Send>
+                }
+                None => panic,
+            };
             ctx.finish(true);
             drop(ctx);
             std::panic::resume_unwind(panic)
         }
+    }
+}
+
+impl TestContext {
+    /// When a service this test used died while it ran: what happened, in
+    /// words, with the container's last log lines.
+    fn died_under(&self) -> Option<String> {
+        let registry = registry::get()?;
+        for (name, container) in &self.containers {
+            let id = container.inner.id.clone();
+            // The monitor hears of a death within milliseconds; give it a
+            // moment before asking Docker directly.
+            let mut failure = None;
+            for _ in 0..20 {
+                failure = registry.failure_of(name, &id);
+                if failure.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let (reason, logs) = match failure {
+                Some(f) => (f.reason, f.logs),
+                None => {
+                    let docker = container.inner.docker.clone();
+                    let probe = id.clone();
+                    let ended = registry::block_on_runtime(async move { docker.ended(&probe).await });
+                    match ended {
+                        None => continue,
+                        Some(e) => (
+                            format!("its container {} exited with code {}{}", &id[..id.len().min(12)], e.code, if e.oom_killed { " (OOM)" } else { "" }),
+                            String::new(),
+                        ),
+                    }
+                }
+            };
+            let logs = if logs.is_empty() { String::new() } else { format!("; its last log lines:\n{logs}") };
+            return Some(format!(
+                "cleanroom: {name} died under test `{}`: {reason}. The test's errors come from that, not from the test; cleanroom recovers the service for the tests after it{logs}",
+                self.desc.test_name()
+            ));
+        }
+        None
     }
 }
 

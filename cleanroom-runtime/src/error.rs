@@ -163,6 +163,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A running service died or turned unhealthy, and its recovery policy
+    /// does not (or no longer may) replace it.
+    #[error("{service} died and is not replaced ({policy}): {reason}; its last log lines:\n{logs}")]
+    ServiceDied {
+        /// The service.
+        service: String,
+        /// What happened to it.
+        reason: String,
+        /// Why it is not replaced (manual recovery, restarts used up, the
+        /// fallback hook said no, or the replacement failed).
+        policy: String,
+        /// The dead container's last log lines.
+        logs: String,
+    },
+
     /// An operation on a running container failed.
     #[error("{service}: {operation} failed: {reason}")]
     Operation {
@@ -176,10 +191,28 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying the same operation may succeed (a timeout, an API
-    /// hiccup), as opposed to a mistake that must be fixed first.
+    /// Whether retrying the same operation may succeed, as opposed to a
+    /// mistake that must be fixed first. cleanroom retries transient errors
+    /// while it creates and starts a container (three more attempts, with
+    /// backoff); permanent ones fail at once.
+    ///
+    /// | variant | |
+    /// |---|---|
+    /// | `Start`, `Timeout`, `Operation`, `Resource` | transient |
+    /// | `Creation` | transient when Docker's answer is a server error, a port already taken, or a broken connection; otherwise permanent (a bad definition) |
+    /// | `Exited` | transient (a container that crashed while starting may start next time) |
+    /// | `DockerUnavailable`, `ImageNotFound`, `Health`, `Configuration`, `DuplicateService`, `IllegalTransition`, `ShuttingDown`, `NameTaken`, `ServiceDied` | permanent |
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Start { .. } | Error::Timeout { .. } | Error::Operation { .. } | Error::Resource { .. })
+        match self {
+            Error::Start { .. } | Error::Timeout { .. } | Error::Operation { .. } | Error::Resource { .. } | Error::Exited { .. } => true,
+            Error::Creation { reason, .. } => {
+                let r = reason.to_ascii_lowercase();
+                ["status code: 5", "status_code: 5", "port is already allocated", "address already in use", "connection reset", "broken pipe", "timed out"]
+                    .iter()
+                    .any(|s| r.contains(s))
+            }
+            _ => false,
+        }
     }
 }
 

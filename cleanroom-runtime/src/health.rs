@@ -117,6 +117,12 @@ impl HealthCheck {
     }
 
     /// The container ports this check connects to, which must be published.
+    /// Whether this check waits for a log line (which is printed once, so it
+    /// gates readiness only).
+    pub(crate) fn is_log(&self) -> bool {
+        matches!(self.probe, Probe::Log { .. })
+    }
+
     pub(crate) fn port(&self) -> Option<u16> {
         match &self.probe {
             Probe::Tcp { port } | Probe::Http { port, .. } | Probe::RedisPing { port } => Some(*port),
@@ -186,7 +192,7 @@ mod tests {
     }
 }
 
-mod probe {
+pub(crate) mod probe {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 

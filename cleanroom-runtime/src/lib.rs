@@ -19,6 +19,8 @@ mod handle;
 mod health;
 mod init;
 mod lifecycle;
+mod metrics;
+mod monitor;
 mod reaper;
 mod registry;
 mod report;
@@ -39,11 +41,19 @@ pub use error::{Error, Result};
 pub use handle::{Container, Postgres, Redis};
 pub use health::{HealthCheck, HealthStatus};
 pub use lifecycle::{Lifecycle, State, Transition};
+pub use monitor::{LimitAction, Recovery, ServiceFailure};
+pub use metrics::{Alert, CacheCounter, Health, Phases, Resources, ServiceMetrics};
 pub use rooms::{Keep, RoomOptions};
 
 /// The lifecycle of a service this process started, with its history.
 pub fn lifecycle_of(service: &str) -> Option<Lifecycle> {
     registry::get().and_then(|r| r.lifecycle(service))
+}
+
+/// What this process measured about a service so far: start phases,
+/// restarts, health, alerts and resource use.
+pub fn metrics_of(service: &str) -> Option<ServiceMetrics> {
+    metrics::snapshot().0.into_iter().find(|s| s.name == service)
 }
 
 /// Not public API: what the macros' expansions use, through the facade.

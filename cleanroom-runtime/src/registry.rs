@@ -18,6 +18,16 @@ use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
 use crate::error::Error;
 use crate::health;
 use crate::lifecycle::{Lifecycle, State};
+use crate::monitor::{Cause, Recovery, ServiceFailure};
+
+/// Further attempts at creating and starting a container after a transient
+/// error.
+const START_RETRIES: u32 = 3;
+
+/// The wait before the `n`th retry (1-based): 250 ms, 500 ms, 1 s, … up to 4 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << n.saturating_sub(1).min(4))).min(Duration::from_secs(4))
+}
 
 /// How long teardown may take before cleanroom gives up and lets the process end.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +56,12 @@ struct Slot {
     outcome: watch::Sender<Outcome>,
     /// The container, as soon as Docker created it (before it is Ready).
     container_id: Mutex<Option<String>>,
+    /// The service tests get now (`None` while it starts or recovers).
+    serving: Mutex<Option<Arc<RunningService>>>,
+    /// Every death or failure seen, oldest first, with when it was seen.
+    failures: Mutex<Vec<(ServiceFailure, Instant)>>,
+    /// Replacements made by this process's recovery.
+    restarts: std::sync::atomic::AtomicU32,
 }
 
 impl Slot {
@@ -60,6 +76,8 @@ pub(crate) enum Source {
     Spec(&'static ServiceSpec),
     /// Given at run time to `Environment::get_or_create_container`.
     Dynamic(Box<dyn FnOnce() -> GenericContainer + Send>),
+    /// Already built, overrides applied: a replacement after a failure.
+    Resolved(GenericContainer),
 }
 
 pub(crate) struct Registry {
@@ -178,8 +196,12 @@ impl Registry {
         let mut rx = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             match slots.get(name) {
-                Some(slot) => slot.outcome.subscribe(),
+                Some(slot) => {
+                    crate::metrics::cache_hit("service");
+                    slot.outcome.subscribe()
+                }
                 None => {
+                    crate::metrics::cache_miss("service");
                     if self.shutting_down.load(Ordering::SeqCst) {
                         return Err(Error::ShuttingDown { service: name.to_string() });
                     }
@@ -187,6 +209,9 @@ impl Registry {
                         lifecycle: Mutex::new(Lifecycle::new(name)),
                         outcome: watch::Sender::new(None),
                         container_id: Mutex::new(None),
+                        serving: Mutex::new(None),
+                        failures: Mutex::new(Vec::new()),
+                        restarts: std::sync::atomic::AtomicU32::new(0),
                     });
                     slots.insert(name.to_string(), slot.clone());
                     let rx = slot.outcome.subscribe();
@@ -252,6 +277,7 @@ impl Registry {
                 }
             }
             Source::Dynamic(build) => build(),
+            Source::Resolved(def) => return Ok(def),
         };
         let config = self.config.as_ref().map_err(Clone::clone)?;
         let overrides = crate::config::layers()?.service(name)?;
@@ -310,15 +336,28 @@ impl Registry {
             None => None,
         };
         let mut attempts = 0;
+        let mut retries = 0u32;
+        let mut phases = crate::metrics::Phases::default();
         let (id, actual_env, created_here) = loop {
             if let Some((id, env)) = existing.clone() {
                 break (id, Some(env), false);
             }
-            if attempts == 0 {
-                docker.ensure_image(name, &def.image, config.pull).await?;
+            if attempts == 0 && retries == 0 {
+                let pull_started = Instant::now();
+                let pulled = docker.ensure_image(name, &def.image, config.pull).await?;
+                phases.pull_ms = Some(crate::metrics::ms(pull_started.elapsed()));
+                if pulled {
+                    crate::metrics::cache_miss("image");
+                } else {
+                    crate::metrics::cache_hit("image");
+                }
+                eprintln!("cleanroom: starting {name} ({})", def.image);
+                tracing::info!(service = name, image = %def.image, "starting");
             }
             self.creating.fetch_add(1, Ordering::SeqCst);
+            let create_started = Instant::now();
             let created = docker.start(name, &def, labels_all.clone(), container_name.as_deref()).await;
+            phases.create_ms = Some(crate::metrics::ms(create_started.elapsed()));
             let created = created.map(|container| {
                 let id = container.id().to_string();
                 // cleanroom removes its containers itself, by id and by label;
@@ -345,6 +384,19 @@ impl Registry {
                     // A container may exist even though starting it failed.
                     if !shared {
                         self.remove_labelled(&docker, &[(SESSION_LABEL, &session), (SERVICE_LABEL, name)]).await;
+                    } else if let Some(cname) = container_name.as_deref() {
+                        if let Ok(Some(c)) = docker.inspect_named(cname).await {
+                            if !c.running {
+                                let _ = docker.remove(&c.id).await;
+                            }
+                        }
+                    }
+                    if err.is_transient() && retries < START_RETRIES && !self.is_shutting_down() {
+                        retries += 1;
+                        let wait = backoff(retries);
+                        crate::metrics::alert(name, "startup_retry", format!("{err}; retrying in {wait:?} ({retries} of {START_RETRIES})"));
+                        tokio::time::sleep(wait).await;
+                        continue;
                     }
                     return Err(err);
                 }
@@ -361,6 +413,7 @@ impl Registry {
         }
 
         let ready = async {
+            let ports_started = Instant::now();
             let ports = docker.published_ports(&id).await.map_err(|reason| Error::Start {
                 service: name.to_string(),
                 image: def.image.clone(),
@@ -374,13 +427,16 @@ impl Registry {
                 definition: def.clone(),
                 docker: docker.clone(),
             };
+            phases.start_ms = Some(crate::metrics::ms(ports_started.elapsed()));
             let deadline = started + def.startup_timeout;
+            let health_started = Instant::now();
             // A container another process created and saw pass its checks
             // needs no second round of them (under nextest every test is a
             // process of its own that attaches).
             if created_here || !crate::reaper::seen_ready(&id) {
                 health::wait_ready(&service, deadline, &self.shutting_down).await?;
             }
+            phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()));
             if shared {
                 crate::reaper::mark_ready(&id);
             }
@@ -390,7 +446,27 @@ impl Registry {
         match ready {
             Ok(service) => {
                 slot.transition(State::Ready)?;
-                Ok(Arc::new(service))
+                let service = Arc::new(service);
+                phases.created_here = created_here;
+                if created_here {
+                    crate::metrics::cache_miss("container");
+                    eprintln!("cleanroom: {name} ready in {:.2} s", started.elapsed().as_secs_f64());
+                } else {
+                    crate::metrics::cache_hit("container");
+                }
+                tracing::info!(service = name, created_here, ready_ms = crate::metrics::ms(started.elapsed()), "ready");
+                let first = slot.restarts.load(Ordering::SeqCst) == 0 && slot.failures.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                crate::metrics::service(name, |m| {
+                    m.image = def.image.clone();
+                    m.containers.push(id.clone());
+                    m.starts.push(phases);
+                    if first {
+                        m.time_to_ready_ms = Some(crate::metrics::ms(started.elapsed()));
+                    }
+                });
+                *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
+                crate::monitor::spawn(self, service.clone());
+                Ok(service)
             }
             Err(err) => {
                 if created_here {
@@ -539,6 +615,134 @@ impl Registry {
             self.torn_down.store(true, Ordering::SeqCst);
             std::process::exit(code);
         });
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Whether `id` is the container tests of `name` get now.
+    pub(crate) fn is_serving(&self, name: &str, id: &str) -> bool {
+        self.slot(name).is_some_and(|slot| slot.serving.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.id == id))
+    }
+
+    /// The failure of container `id` of `name`, if this process saw one.
+    pub(crate) fn failure_of(&self, name: &str, id: &str) -> Option<ServiceFailure> {
+        let slot = self.slot(name)?;
+        let failures = slot.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.iter().rev().find(|(f, _)| f.container == id).map(|(f, _)| f.clone())
+    }
+
+    /// A service died or turned unhealthy: records it, then replaces the
+    /// container or gives up, as its recovery policy says. Tests that ask for
+    /// the service meanwhile wait for the outcome. Several processes of a run
+    /// may recover the same death at once: each removes the dead container by
+    /// id, and Docker's unique container names let one create the replacement
+    /// while the others attach to it.
+    pub(crate) async fn recover(&'static self, name: &str, failed_id: &str, cause: Cause) {
+        let Some(slot) = self.slot(name) else { return };
+        let previous = {
+            let mut serving = slot.serving.lock().unwrap_or_else(|e| e.into_inner());
+            match serving.as_ref() {
+                Some(s) if s.id == failed_id => serving.take().expect("checked"),
+                // Already recovered (or never served): nothing to do.
+                _ => return,
+            }
+        };
+        // New callers wait from here on for the recovery's outcome.
+        slot.outcome.send_replace(None);
+        crate::metrics::service(name, |m| {
+            m.health = crate::metrics::Health::Unhealthy;
+            if let Some(since) = m.ready_since.take() {
+                m.uptime_ms += crate::metrics::ms(since.elapsed());
+            }
+        });
+        let docker = previous.docker.clone();
+        let ended = docker.ended(failed_id).await;
+        let logs = match docker.logs(failed_id, Some(20)).await {
+            Ok(l) if l.trim().is_empty() => "(no output)".to_string(),
+            Ok(l) => l.trim_end().lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"),
+            Err(e) => format!("(logs unavailable: {e})"),
+        };
+        let short = &failed_id[..failed_id.len().min(12)];
+        let (kind, reason) = match &cause {
+            Cause::Died { exit_code } => {
+                let code = ended.map(|e| e.code.to_string()).or_else(|| exit_code.clone()).unwrap_or_else(|| "?".into());
+                if ended.is_some_and(|e| e.oom_killed) {
+                    crate::metrics::service(name, |m| m.oom_killed = true);
+                    ("oom", format!("its container {short} was killed for lack of memory (OOM, exit code {code})"))
+                } else {
+                    ("died", format!("its container {short} exited with code {code}"))
+                }
+            }
+            Cause::Unhealthy { last } => ("unhealthy", format!("its container {short} failed its health checks {} times in a row: {last}", crate::monitor::UNHEALTHY_AFTER)),
+            Cause::Limit { what } => ("restart", format!("its container {short} crossed a limit: {what}")),
+        };
+        let restarts = slot.restarts.load(Ordering::SeqCst);
+        let failure = ServiceFailure { service: name.to_string(), container: failed_id.to_string(), reason: reason.clone(), logs: logs.clone(), restarts };
+        slot.failures.lock().unwrap_or_else(|e| e.into_inner()).push((failure.clone(), Instant::now()));
+        crate::metrics::alert(name, kind, reason.clone());
+        let _ = slot.transition(State::Failed);
+
+        let policy = previous.definition.watch.recovery;
+        let refused = match policy {
+            Recovery::Manual => Some("recovery is manual".to_string()),
+            Recovery::Automatic { max_restarts } if restarts >= max_restarts => {
+                Some(format!("it was already replaced {restarts} time(s), the most its recovery allows"))
+            }
+            Recovery::Automatic { .. } => None,
+            Recovery::Fallback(hook) => match std::panic::catch_unwind(|| hook(&failure)) {
+                Ok(true) => None,
+                Ok(false) => Some("its fallback hook declined to replace it".to_string()),
+                Err(_) => Some("its fallback hook panicked".to_string()),
+            },
+        };
+        if self.is_shutting_down() {
+            return;
+        }
+        if let Some(policy) = refused {
+            let _ = docker.remove(failed_id).await;
+            slot.outcome.send_replace(Some(Err(Error::ServiceDied { service: name.to_string(), reason, policy, logs })));
+            return;
+        }
+        let _ = slot.transition(State::Restarting);
+        let _ = docker.remove(failed_id).await;
+        tokio::time::sleep(backoff(restarts + 1)).await;
+        let began = Instant::now();
+        let mut def = previous.definition.clone();
+        def.rooms = previous.definition.rooms;
+        let result = self.start(name, &slot, Source::Resolved(def)).await;
+        slot.restarts.fetch_add(1, Ordering::SeqCst);
+        match &result {
+            Ok(service) => {
+                let here = service.id != failed_id
+                    && crate::metrics::service(name, |m| m.starts.last().is_some_and(|p| p.created_here));
+                if here {
+                    crate::metrics::service(name, |m| m.restarts += 1);
+                }
+                crate::metrics::alert(
+                    name,
+                    "restarted",
+                    format!(
+                        "replaced by container {} in {:.2} s{}",
+                        &service.id[..service.id.len().min(12)],
+                        began.elapsed().as_secs_f64(),
+                        if here { "" } else { " (another process of the run made it)" }
+                    ),
+                );
+            }
+            Err(e) => {
+                let _ = slot.transition(State::Failed);
+                crate::metrics::alert(name, "restart_failed", format!("could not replace it: {e}"));
+            }
+        }
+        let result = result.map_err(|e| Error::ServiceDied {
+            service: name.to_string(),
+            reason: failure.reason.clone(),
+            policy: format!("its replacement failed: {e}"),
+            logs: failure.logs.clone(),
+        });
+        slot.outcome.send_replace(Some(result));
     }
 
     /// Lifecycle history of a service, for reports and tests.

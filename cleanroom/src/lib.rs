@@ -128,7 +128,8 @@
 //! | `CLEANROOM_REUSE_TTL` | `run.reuse_ttl` | seconds a reused service outlives the last run that used it | 900 |
 //! | `CLEANROOM_REAPER_GRACE` | `run.reaper_grace` | seconds the reaper waits for the next test process while the runner runs | 3 |
 //! | `CLEANROOM_NO_REAPER` | `run.no_reaper` | no reaper; each process removes its own containers and shares none | off |
-//! | `CLEANROOM_REPORT_JSON` | `run.report_json` | also append each process's acquisition timings to this file | unset |
+//! | `CLEANROOM_REPORT` | `run.report` | the summary on stderr at exit: `quiet`, `full`, `off` | `quiet` |
+//! | `CLEANROOM_REPORT_JSON` | `run.report_json` | also write the run's report (one JSON document, docs/report.md) to this file | unset |
 //! | `DOCKER_HOST`, `DOCKER_CONTEXT` | — | the engine, chosen as the docker CLI chooses | the current context |
 //!
 //! # Without the macros
@@ -145,8 +146,9 @@
 
 pub use cleanroom_macros::{fixture, service, test};
 pub use cleanroom_runtime::{
-    environment, image_env_var, Container, Environment, Error, ExecOutput, GenericContainer, HealthCheck,
-    HealthStatus, Keep, Postgres, Redis, Result, RoomHooks, State, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE,
+    environment, image_env_var, lifecycle_of, metrics_of, Alert, Container, Environment, Error, ExecOutput,
+    GenericContainer, Health, HealthCheck, HealthStatus, Keep, LimitAction, Postgres, Recovery, Redis, Result, RoomHooks,
+    ServiceFailure, ServiceMetrics, State, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE,
     DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SERVICE_SETTINGS, SESSION_LABEL, SETTINGS, Setting,
 };
 
