@@ -4,11 +4,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Seconds since the epoch, as Docker's `--since`/`--until` take them.
-pub fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 fn lines(args: &[&str]) -> Vec<String> {
     match Command::new("docker").args(args).output() {
         Ok(out) if out.status.success() => {
@@ -25,18 +20,49 @@ fn lines(args: &[&str]) -> Vec<String> {
     }
 }
 
-/// Ids of the containers carrying `label` (`key=value`) that Docker created
-/// between `since` and `until`.
-pub fn created(label: &str, since: f64, until: f64) -> Vec<String> {
-    let (since, until) = (format!("{since:.3}"), format!("{until:.3}"));
-    let label = format!("label={label}");
-    let mut ids = lines(&[
-        "events", "--since", &since, "--until", &until, "--filter", "type=container", "--filter", "event=create", "--filter",
-        &label, "--format", "{{.Actor.ID}}",
-    ]);
-    ids.sort();
-    ids.dedup();
-    ids
+/// A live watch of Docker's `create` events for containers carrying one
+/// label. Docker keeps only its last thousand or so events, so a busy cell is
+/// counted while it runs, not read back afterwards.
+pub struct Creations {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Creations {
+    /// Starts watching for containers created with `label` (`key=value`).
+    pub fn watch(label: &str, out: std::path::PathBuf) -> Creations {
+        let file = std::fs::File::create(&out).expect("events file");
+        let child = Command::new("docker")
+            .args(["events", "--filter", "type=container", "--filter", "event=create", "--filter"])
+            .arg(format!("label={label}"))
+            .args(["--format", "{{.Actor.ID}}"])
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker events runs");
+        // The stream is live once the engine answered; a marker would be
+        // exact, a moment is enough for a run that takes seconds to start.
+        std::thread::sleep(Duration::from_millis(300));
+        Creations { child, out }
+    }
+
+    /// Stops watching (after a moment for the last events to arrive) and
+    /// returns the ids of the containers created.
+    pub fn finish(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut ids: Vec<String> = std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
 }
 
 /// Ids of the containers (running or not) carrying `label`.

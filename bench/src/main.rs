@@ -191,11 +191,12 @@ impl Bench {
         let log_file = std::fs::File::create(&log).expect("log file");
         cmd.stdout(log_file.try_clone().expect("log file")).stderr(log_file);
 
-        let since = docker::now();
+        let creations = docker::Creations::watch(&label, self.logs.join(format!("{label_value}.created")));
+        let reuses = (approach == Approach::CleanroomWarm)
+            .then(|| docker::Creations::watch("cleanroom.reuse=true", self.logs.join(format!("{label_value}.reused"))));
         let start = Instant::now();
         let status = cmd.status();
         let wall = start.elapsed().as_secs_f64();
-        let until = docker::now() + 0.5;
         let ok = matches!(status, Ok(s) if s.success());
         if !ok {
             eprintln!("  FAILED: {} (log: {})", argv.join(" "), log.display());
@@ -207,9 +208,9 @@ impl Bench {
             }
         }
 
-        let mut created = docker::created(&label, since, until);
-        if approach == Approach::CleanroomWarm {
-            let reused = docker::created("cleanroom.reuse=true", since, until);
+        let mut created = creations.finish();
+        if let Some(reuses) = reuses {
+            let reused = reuses.finish();
             self.reused.extend(reused.iter().cloned());
             created.extend(reused);
         }
