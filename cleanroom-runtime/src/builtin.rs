@@ -71,9 +71,17 @@ pub(crate) fn postgres_definition() -> GenericContainer {
                 "-c",
                 r#"psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'""#,
             ])
-            .with_interval(std::time::Duration::from_millis(200)),
+            .with_interval(std::time::Duration::from_millis(200))
+            // Sets the password once; the login check below keeps watching.
+            .once(),
         )
         .with_health_check(HealthCheck::postgres_query())
+        // Docker's 64 MiB /dev/shm is too small for parallel queries ("could
+        // not resize shared memory segment"); a pid limit keeps a runaway
+        // from taking the machine. No memory limit: the data directory lives
+        // in tmpfs, which counts against it, and test databases vary.
+        .with_shm_size(256 * 1024 * 1024)
+        .with_pids_limit(1024)
 }
 
 /// The definition of the Redis service: no persistence, Ready when it answers PING.
@@ -82,6 +90,7 @@ pub(crate) fn redis_definition() -> GenericContainer {
         .with_cmd(["redis-server", "--save", "", "--appendonly", "no", "--databases", "64"])
         .with_port(6379)
         .with_health_check(HealthCheck::redis_ping(6379))
+        .with_pids_limit(256)
 }
 
 /// `postgres` in `#[cleanroom::test(postgres)]`.

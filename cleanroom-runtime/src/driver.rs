@@ -448,6 +448,9 @@ impl TestContext {
                 }
             }
         }
+        for a in &self.acquisitions {
+            tracing::debug!(service = a.service, wait_ms = crate::metrics::ms(a.elapsed), room_ms = crate::metrics::ms(a.room), "acquired");
+        }
         crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions), self.body_started);
     }
 }
@@ -487,6 +490,8 @@ impl Outcome for std::process::ExitCode {
 
 /// Runs one test: the generated `#[test]` function's whole body.
 pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
+    let span = tracing::info_span!("cleanroom_test", test = %desc.test_name());
+    let _entered = span.enter();
     let mut ctx = TestContext::new(desc);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Every service the test asked for is Ready before it starts, whether

@@ -31,6 +31,8 @@ pub struct HealthCheck {
     pub(crate) probe: Probe,
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
+    /// Checked while starting only, not repeated in the background.
+    pub(crate) once: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,7 @@ pub(crate) enum Probe {
 
 impl HealthCheck {
     fn new(probe: Probe) -> Self {
-        HealthCheck { probe, interval: DEFAULT_INTERVAL, timeout: DEFAULT_ATTEMPT_TIMEOUT }
+        HealthCheck { probe, interval: DEFAULT_INTERVAL, timeout: DEFAULT_ATTEMPT_TIMEOUT, once: false }
     }
 
     /// Passes once `message` appears in the container's stdout or stderr.
@@ -117,10 +119,23 @@ impl HealthCheck {
     }
 
     /// The container ports this check connects to, which must be published.
-    /// Whether this check waits for a log line (which is printed once, so it
-    /// gates readiness only).
-    pub(crate) fn is_log(&self) -> bool {
-        matches!(self.probe, Probe::Log { .. })
+    /// Gates readiness only: once the service is Ready, the background
+    /// monitor does not repeat this check (log checks never repeat: the line
+    /// was printed once).
+    ///
+    /// ```
+    /// # use cleanroom_runtime::HealthCheck;
+    /// let migrate = HealthCheck::command(["sh", "-c", "test -e /tmp/migrated"]).once();
+    /// # let _ = migrate;
+    /// ```
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
+    }
+
+    /// Whether the background monitor repeats this check.
+    pub(crate) fn repeats(&self) -> bool {
+        !self.once && !matches!(self.probe, Probe::Log { .. })
     }
 
     pub(crate) fn port(&self) -> Option<u16> {

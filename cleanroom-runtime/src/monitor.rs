@@ -158,8 +158,7 @@ async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
     let id = service.id.clone();
     let watch = service.definition.watch;
     let limits = service.definition.limits;
-    // Log checks gate readiness only: the line was printed once.
-    let checks: Vec<HealthCheck> = service.definition.health_checks.iter().filter(|c| !c.is_log()).cloned().collect();
+    let checks: Vec<HealthCheck> = service.definition.health_checks.iter().filter(|c| c.repeats()).cloned().collect();
 
     let mut events = Box::pin(service.docker.container_events(&id));
     let mut stats = Box::pin(service.docker.stats(&id));

@@ -217,13 +217,18 @@ impl Registry {
                     let rx = slot.outcome.subscribe();
                     self.install_signal_handlers();
                     let name = name.to_string();
-                    self.runtime.spawn(async move {
-                        let result = self.start(&name, &slot, source).await;
-                        if result.is_err() {
-                            let _ = slot.transition(State::Failed);
-                        }
-                        slot.outcome.send_replace(Some(result));
-                    });
+                    let span = tracing::info_span!("cleanroom_service", service = %name);
+                    self.runtime.spawn(tracing::Instrument::instrument(
+                        async move {
+                            let result = self.start(&name, &slot, source).await;
+                            if let Err(e) = &result {
+                                tracing::warn!("failed to start: {e}");
+                                let _ = slot.transition(State::Failed);
+                            }
+                            slot.outcome.send_replace(Some(result));
+                        },
+                        span,
+                    ));
                     rx
                 }
             }

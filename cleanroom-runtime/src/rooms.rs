@@ -266,7 +266,9 @@ impl PgRooms {
     /// to ask builds it under an advisory lock, the others find it.
     async fn template(&'static self, source: &TemplateSource) -> Result<Arc<Template>, Error> {
         let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner()).entry(source.hash).or_default().clone();
-        cell.get_or_init(|| async {
+        let built_here = std::sync::atomic::AtomicBool::new(false);
+        let template = cell.get_or_init(|| async {
+            built_here.store(true, Ordering::SeqCst);
             let name = self.build_template(source).await?;
             Ok(Arc::new(Template {
                 name,
@@ -279,7 +281,13 @@ impl PgRooms {
             }))
         })
         .await
-        .clone()
+        .clone();
+        if built_here.load(Ordering::SeqCst) {
+            crate::metrics::cache_miss("postgres_template");
+        } else {
+            crate::metrics::cache_hit("postgres_template");
+        }
+        template
     }
 
     async fn build_template(&self, source: &TemplateSource) -> Result<String, Error> {
@@ -390,6 +398,7 @@ impl PgRooms {
         let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner()).get(&source.hash).cloned()?;
         let template = cell.get()?.as_ref().ok()?.clone();
         let name = template.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
+        crate::metrics::cache_hit("postgres_pool");
         template.leased.fetch_add(1, Ordering::SeqCst);
         crate::registry::spawn_background(async move { self.refill(template) });
         Some(name)
@@ -407,11 +416,18 @@ impl PgRooms {
             return self.clone_database(&admin, &template.name).await;
         }
         template.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut waited = false;
         let name = loop {
             let notified = template.available.notified();
             if let Some(name) = template.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
+                if waited {
+                    crate::metrics::cache_miss("postgres_pool");
+                } else {
+                    crate::metrics::cache_hit("postgres_pool");
+                }
                 break name;
             }
+            waited = true;
             self.refill(template.clone());
             // A notification can be missed only if a clone finished between
             // the check and here; the timeout looks again.
@@ -571,8 +587,14 @@ impl RedisRooms {
         self.handed_out.fetch_add(1, Ordering::SeqCst);
         let ahead = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
         let db = match ahead {
-            Some(db) => db,
-            None => self.lease().await?,
+            Some(db) => {
+                crate::metrics::cache_hit("redis_leased_ahead");
+                db
+            }
+            None => {
+                crate::metrics::cache_miss("redis_leased_ahead");
+                self.lease().await?
+            }
         };
         self.clone().refill();
         Ok(db)
@@ -582,6 +604,7 @@ impl RedisRooms {
     /// cleanroom's runtime (which may be busy cloning Postgres databases).
     pub(crate) fn take_ready(self: &Arc<Self>) -> Option<u32> {
         let db = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
+        crate::metrics::cache_hit("redis_leased_ahead");
         self.handed_out.fetch_add(1, Ordering::SeqCst);
         let rooms = self.clone();
         crate::registry::spawn_background(async move { rooms.refill() });
