@@ -121,6 +121,7 @@ mod tests {
                 ("DOCKER_CONFIG", dir.display().to_string()),
             ]));
             assert_eq!(got, Ok(Some(("unix:///tmp/d.sock".into(), "DOCKER_HOST".into()))));
+            std::fs::remove_dir_all(dir).unwrap();
         }
 
         #[test]
@@ -136,6 +137,7 @@ mod tests {
             assert_eq!(host, "unix:///home/u/.colima/docker.sock");
             assert!(source.contains("currentContext"), "{source}");
             assert_eq!(resolve(env(&[config, ("DOCKER_CONTEXT", "default".into())])), Ok(None));
+            std::fs::remove_dir_all(dir).unwrap();
         }
 
         #[test]
@@ -146,6 +148,7 @@ mod tests {
             std::fs::write(dir.join("config.json"), r#"{"currentContext":"work"}"#).unwrap();
             let (host, _) = resolve(env(&[("HOME", home.display().to_string())])).unwrap().unwrap();
             assert_eq!(host, "ssh://me@box");
+            std::fs::remove_dir_all(home).unwrap();
         }
 
         #[test]
@@ -154,6 +157,7 @@ mod tests {
             assert_eq!(resolve(env(&[("DOCKER_CONFIG", dir.display().to_string())])), Ok(None));
             std::fs::write(dir.join("config.json"), r#"{"auths":{}}"#).unwrap();
             assert_eq!(resolve(env(&[("DOCKER_CONFIG", dir.display().to_string())])), Ok(None));
+            std::fs::remove_dir_all(dir).unwrap();
         }
 
         #[test]
@@ -162,6 +166,7 @@ mod tests {
             let err = resolve(env(&[("DOCKER_CONFIG", dir.display().to_string()), ("DOCKER_CONTEXT", "nope".into())]))
                 .unwrap_err();
             assert!(err.starts_with("docker context \"nope\" (DOCKER_CONTEXT) not found"), "{err}");
+            std::fs::remove_dir_all(dir).unwrap();
         }
     }
 }
