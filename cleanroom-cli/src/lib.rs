@@ -51,7 +51,9 @@ enum Command {
     /// runtime directory. Live runs, reused services and anything without
     /// the label cleanroom.managed=true are never touched.
     Prune,
-    /// Print the last run's report: what each test waited for.
+    /// Print the last run's report: each service (image, time to Ready,
+    /// memory, restarts, alerts), the per-test overhead, what each test
+    /// waited for.
     Report(ReportArgs),
 }
 
@@ -103,7 +105,10 @@ struct OverrideFlags {
     /// No reaper: each process removes its own containers.
     #[arg(long)]
     no_reaper: bool,
-    /// Also append each test process's report to this file.
+    /// The summary each test process prints at exit: `quiet`, `full`, `off`.
+    #[arg(long, value_name = "MODE")]
+    report: Option<String>,
+    /// Also write the run's report (one JSON document) to this file.
     #[arg(long, value_name = "PATH")]
     report_json: Option<String>,
     /// Put this before every image that names no registry (`localhost:5000/`).
@@ -125,7 +130,7 @@ impl OverrideFlags {
         let mut put = |env: String, value: &str, flag: String| {
             out.insert(env, (value.to_string(), flag));
         };
-        let flags: [(&Option<String>, &str, &str); 9] = [
+        let flags: [(&Option<String>, &str, &str); 10] = [
             (&self.config, "CLEANROOM_CONFIG", "--config"),
             (&self.pull, "CLEANROOM_PULL", "--pull"),
             (&self.keep, "CLEANROOM_KEEP", "--keep"),
@@ -133,6 +138,7 @@ impl OverrideFlags {
             (&self.reuse_ttl, "CLEANROOM_REUSE_TTL", "--reuse-ttl"),
             (&self.startup_timeout, "CLEANROOM_STARTUP_TIMEOUT", "--startup-timeout"),
             (&self.reaper_grace, "CLEANROOM_REAPER_GRACE", "--reaper-grace"),
+            (&self.report, "CLEANROOM_REPORT", "--report"),
             (&self.report_json, "CLEANROOM_REPORT_JSON", "--report-json"),
             (&self.image_prefix, "CLEANROOM_IMAGE_PREFIX", "--image-prefix"),
         ];
@@ -189,7 +195,8 @@ fn env_of(key: &str) -> Result<String, Error> {
 
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// Print the report as stored: JSON Lines, one document per test process.
+    /// Print the report as stored: one JSON document for the whole run
+    /// (docs/report.md).
     #[arg(long)]
     json: bool,
     /// The report of this session instead of the newest.
@@ -388,19 +395,11 @@ fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("# {}", path.display());
-    println!("{:<60}  {:<10}  {:>10}  {:>10}", "TEST", "SERVICE", "WAIT ms", "ROOM ms");
-    for line in text.lines() {
-        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        for test in doc["tests"].as_array().into_iter().flatten() {
-            let name = test["name"].as_str().unwrap_or("?");
-            let acquire = test["acquire"].as_array().cloned().unwrap_or_default();
-            if acquire.is_empty() {
-                println!("{name:<60}  {:<10}  {:>10}  {:>10}", "-", "-", "-");
-            }
-            for a in acquire {
-                let ms = |k: &str| a[k].as_f64().map_or("-".into(), |m| format!("{:.1}", m / 1000.0));
-                println!("{name:<60}  {:<10}  {:>10}  {:>10}", a["service"].as_str().unwrap_or("?"), ms("micros"), ms("room_micros"));
-            }
+    match admin::render_report(&text) {
+        Some(summary) => print!("{summary}"),
+        None => {
+            eprintln!("cleanroom: {} is not a cleanroom report; `--json` prints it as it is", path.display());
+            return Ok(ExitCode::from(code::NO_REPORT));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! What the `cleanroom` command asks of the runtime: the containers
 //! cleanroom made on this engine and whose run they belong to, removing those
-//! of runs that are over, and where reports are kept. Everything here looks
-//! only at containers labelled `cleanroom.managed=true`.
+//! of runs that are over, where reports are kept and how they read.
+//! Everything here looks only at containers labelled `cleanroom.managed=true`.
 
 use std::path::PathBuf;
 
@@ -125,10 +125,18 @@ pub fn runtime_dir() -> PathBuf {
     crate::reaper::runtime_dir()
 }
 
-/// The reports of recent runs (`<runtime dir>/reports/<session>.jsonl`),
-/// newest first.
+/// The reports of recent runs (`<runtime dir>/reports/<session>.json`, one
+/// document per run; `.jsonl` from versions that wrote schema 1), newest
+/// first.
 pub fn reports() -> Vec<PathBuf> {
     crate::report::reports()
+}
+
+/// A stored report (either schema) as people read it: the run's summary with
+/// every service, then each test and what it waited for. `None` when `text`
+/// is not a report.
+pub fn render_report(text: &str) -> Option<String> {
+    crate::report::render(text)
 }
 
 /// Seconds since the epoch, now.

@@ -59,7 +59,8 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("run.reuse_ttl"), Some("CLEANROOM_REUSE_TTL"), "seconds > 0", "900", "how long a reused service outlives the last run that used it"),
     setting(Some("run.reaper_grace"), Some("CLEANROOM_REAPER_GRACE"), "seconds >= 0", "3", "how long the reaper waits for the next test process while the runner still runs"),
     setting(Some("run.no_reaper"), Some("CLEANROOM_NO_REAPER"), "`true`, `false` (env: also `1`/`0`, ...)", "`false`", "no reaper: each process removes its own containers and shares none"),
-    setting(Some("run.report_json"), Some("CLEANROOM_REPORT_JSON"), "a path", "unset", "also append each test process's report (JSON Lines) to this file"),
+    setting(Some("run.report"), Some("CLEANROOM_REPORT"), "`quiet`, `full`, `off`", "`quiet`", "the summary each test process prints on stderr at exit: `quiet` one line (nothing from a process that only attached and ran one test), and every line of a service that had trouble; `full` every line; `off` none (see docs/report.md)"),
+    setting(Some("run.report_json"), Some("CLEANROOM_REPORT_JSON"), "a path", "unset", "also write the run's report to this file: one JSON document per run, merged by every test process of the run (docs/report.md)"),
     setting(Some("run.image_prefix"), Some("CLEANROOM_IMAGE_PREFIX"), "a string, e.g. `localhost:5000/`", "unset", "prepended to every image of a definition that names no registry (a mirror or private registry)"),
     setting(None, Some("CLEANROOM_SESSION"), "1 to 64 of `A-Z a-z 0-9 - _ .`", "`NEXTEST_RUN_ID`, else the runner process", "the id that labels this run's containers"),
 ];
@@ -107,6 +108,19 @@ pub enum PullPolicy {
     Never,
 }
 
+/// How much of the report a test process prints on stderr when it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportMode {
+    /// One line, and only from a process that started a service or ran more
+    /// than one test; every line of a service that had trouble (the default).
+    #[default]
+    Quiet,
+    /// Every line: each service, the per-test overhead, the caches.
+    Full,
+    /// Nothing on stderr (the report files are still written).
+    Off,
+}
+
 /// The settings cleanroom runs with, all layers applied.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -127,7 +141,9 @@ pub struct Config {
     pub reaper_grace: Duration,
     /// `run.no_reaper`: each process removes its own containers.
     pub no_reaper: bool,
-    /// `run.report_json`: where each process also appends its report.
+    /// `run.report`: the summary printed on stderr at exit.
+    pub report: ReportMode,
+    /// `run.report_json`: where the run's report is also written.
     pub report_json: Option<PathBuf>,
     /// `run.image_prefix`: prepended to definition images that name no registry.
     pub image_prefix: Option<String>,
@@ -375,6 +391,15 @@ impl Layers {
                 f.error(format!("{} is not a number of databases; expected an integer >= 0 (0 turns the pool off)", f.shown()))
             })?,
         };
+        let report = match self.run_setting("run.report") {
+            None => ReportMode::Quiet,
+            Some(f) => match f.text("a report mode")?.as_str() {
+                "" | "quiet" => ReportMode::Quiet,
+                "full" => ReportMode::Full,
+                "off" => ReportMode::Off,
+                _ => return Err(f.error(format!("{} is not a report mode; expected one of: quiet, full, off", f.shown()))),
+            },
+        };
         Ok(Config {
             pull,
             startup_timeout: self.run_setting("run.startup_timeout").map(|f| seconds(&f, false)).transpose()?,
@@ -388,6 +413,7 @@ impl Layers {
                 .transpose()?
                 .unwrap_or(DEFAULT_REAPER_GRACE),
             no_reaper: self.run_setting("run.no_reaper").map(|f| switch(&f)).transpose()?.unwrap_or(false),
+            report,
             report_json: self.run_setting("run.report_json").map(|f| f.text("a path")).transpose()?.map(PathBuf::from),
             image_prefix: self
                 .run_setting("run.image_prefix")
@@ -673,6 +699,7 @@ mod tests {
             assert_eq!(c.reuse_ttl, DEFAULT_REUSE_TTL);
             assert_eq!(c.reaper_grace, DEFAULT_REAPER_GRACE);
             assert_eq!((c.startup_timeout, c.report_json, c.image_prefix), (None, None, None));
+            assert_eq!(c.report, ReportMode::Quiet);
         }
 
         #[test]
@@ -691,6 +718,16 @@ mod tests {
             assert_eq!(l.origin("run.pull"), Origin::File(PathBuf::from("/proj/cleanroom.toml")));
             assert_eq!(c.reuse_ttl, DEFAULT_REUSE_TTL);
             assert_eq!(l.origin("run.reuse_ttl"), Origin::Default);
+        }
+
+        #[test]
+        fn read_the_report_mode_from_every_layer() {
+            let mode = |f: &str, e: &[(&str, &str)], c: &[(&str, &str, &str)]| {
+                Layers::from_parts(file(f), env(e), cli(c)).unwrap().config().unwrap().report
+            };
+            assert_eq!(mode("[run]\nreport = \"full\"\n", &[], &[]), ReportMode::Full);
+            assert_eq!(mode("[run]\nreport = \"full\"\n", &[("CLEANROOM_REPORT", "off")], &[]), ReportMode::Off);
+            assert_eq!(mode("", &[("CLEANROOM_REPORT", "off")], &[("CLEANROOM_REPORT", "quiet", "--report")]), ReportMode::Quiet);
         }
 
         #[test]
@@ -728,6 +765,7 @@ mod tests {
                 ("[run]\nreaper_grace = -1", "run.reaper_grace in /proj/cleanroom.toml: -1 is not a number of seconds; expected a number >= 0"),
                 ("[run]\nimage_prefix = [1]", "run.image_prefix in /proj/cleanroom.toml: [1] is not a string"),
                 ("[run]\nreport_json = {}", "run.report_json in /proj/cleanroom.toml: {} is not a path"),
+                ("[run]\nreport = \"loud\"", "run.report in /proj/cleanroom.toml: \"loud\" is not a report mode; expected one of: quiet, full, off"),
                 ("run = 1", "run in /proj/cleanroom.toml: 1 is not a table of run settings"),
                 ("[services]\nweb = 1", "services.web in /proj/cleanroom.toml: 1 is not a table of service settings"),
                 ("[services.web]\nmemory = \"lots\"", "services.web.memory in /proj/cleanroom.toml: \"lots\" is not a size; expected bytes or a number with a unit"),

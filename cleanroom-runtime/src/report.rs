@@ -1,88 +1,557 @@
-//! What happened during the run, for the end-of-run report and benchmarks.
+//! What happened during the run: the summary each test process prints on
+//! stderr when it exits, and the run's report, one JSON document per run
+//! (field by field in `docs/report.md`, as a JSON Schema in
+//! `docs/report.schema.json`).
 //!
-//! Each test process appends at exit a JSON document with what its tests
-//! waited for to `<runtime dir>/reports/<session>.jsonl` (the newest
-//! [`KEPT_REPORTS`] runs are kept there; `cleanroom report` prints the newest),
-//! and to `run.report_json` (`CLEANROOM_REPORT_JSON=path`) if that is set:
+//! At exit every test process that ran a cleanroom test or knew a service
+//! 1. builds its own [`Report`]: its tests and what each waited for, the
+//!    services it knew (from [`crate::metrics`]) and its cache counters;
+//! 2. prints the summary on stderr, as `run.report` (`CLEANROOM_REPORT`) says;
+//! 3. merges its report into the run's, under an exclusive lock on the file,
+//!    in `<runtime dir>/reports/<session>.json` (the newest [`KEPT_REPORTS`]
+//!    runs are kept; `cleanroom report` prints the newest) and in
+//!    `run.report_json` (`CLEANROOM_REPORT_JSON=path`) if that is set. A file
+//!    of another session, or of another schema, is replaced.
 //!
-//! ```json
-//! {"schema": 1, "pid": 1234, "session": "…",
-//!  "tests": [{"name": "db::inserts", "started_micros": 5210, "acquire": [{"service": "postgres", "micros": 412, "room_micros": 380}]}]}
-//! ```
-//!
-//! `micros` is the time from the test asking for the service's handle to
-//! having it: waiting for the service to be Ready and making the test's room.
-//! `room_micros` is the room alone (a clone from the pool, a Redis lease).
-//! `started_micros` is when the test's services were Ready and it began to
-//! resolve its parameters, counted from the start of the process: for the
-//! first test, cleanroom's share of the time to the first test. With several processes, each appends its
-//! document as one line (JSON Lines).
+//! Merging is the same whether the processes ran one after another (`cargo
+//! test`) or all at once (`cargo nextest run`): tests and processes are
+//! appended; per service, containers and alerts are unioned, counts summed,
+//! peaks and totals are maxima and means are weighted by their samples.
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
+use crate::config::ReportMode;
 use crate::driver::{Acquisition, TestDesc};
+use crate::metrics::{self, CacheCounter, Health, ServiceMetrics};
 
-type Record = (String, Vec<Acquisition>, Option<std::time::Duration>);
+/// The version of the document's shape; docs/report.md says what changed.
+pub(crate) const SCHEMA: u32 = 2;
 
-static TESTS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
-
-pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>, started: Option<std::time::Duration>) {
-    TESTS.lock().unwrap_or_else(|e| e.into_inner()).push((desc.test_name(), acquisitions, started));
+/// The report of a run, or of one of its processes before it is merged in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Report {
+    pub(crate) schema: u32,
+    pub(crate) session: String,
+    pub(crate) processes: Vec<Process>,
+    pub(crate) services: Vec<Service>,
+    pub(crate) tests: Vec<Test>,
+    pub(crate) caches: BTreeMap<String, CacheCounter>,
+    pub(crate) overhead: Overhead,
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+/// One test process of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Process {
+    pub(crate) pid: u32,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) started_at_ms: u64,
+    pub(crate) ended_at_ms: u64,
+    /// How many cleanroom tests it ran.
+    pub(crate) tests: usize,
+    /// Services whose container it created.
+    pub(crate) created: Vec<String>,
+    /// Services it attached to.
+    pub(crate) attached: Vec<String>,
+}
+
+/// One service over the run: what its processes measured, merged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct Service {
+    #[serde(flatten)]
+    pub(crate) metrics: ServiceMetrics,
+    /// The process that created its first container (`None`: none of this
+    /// run did, it was reused from an earlier one).
+    pub(crate) created_by_pid: Option<u32>,
+    /// When processes of the run held it Ready, `[from, to]` in milliseconds
+    /// since the epoch, overlaps joined; `uptime_ms` is their total length.
+    pub(crate) ready_spans_ms: Vec<[u64; 2]>,
+}
+
+// By hand, because serde's `flatten` cannot read the metrics' `u128`s back.
+impl<'de> Deserialize<'de> for Service {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut value = serde_json::Value::deserialize(d)?;
+        let mut take = |key: &str| value.as_object_mut().and_then(|o| o.remove(key)).unwrap_or_default();
+        let created_by_pid = serde_json::from_value(take("created_by_pid")).map_err(D::Error::custom)?;
+        let ready_spans_ms: Option<Vec<[u64; 2]>> = serde_json::from_value(take("ready_spans_ms")).map_err(D::Error::custom)?;
+        let metrics = serde_json::from_value(value).map_err(D::Error::custom)?;
+        Ok(Service { metrics, created_by_pid, ready_spans_ms: ready_spans_ms.unwrap_or_default() })
+    }
+}
+
+/// One test and what it waited for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Test {
+    pub(crate) name: String,
+    /// The process that ran it.
+    pub(crate) pid: u32,
+    /// When its services were Ready and it began to resolve its parameters,
+    /// in microseconds from its process's start.
+    pub(crate) started_micros: Option<u64>,
+    pub(crate) acquire: Vec<Acquire>,
+}
+
+/// What one test waited for one service's handle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Acquire {
+    pub(crate) service: String,
+    /// From asking for the handle to having it: waiting for Ready and the room.
+    pub(crate) micros: u64,
+    /// The room alone.
+    pub(crate) room_micros: u64,
+}
+
+/// Per-test overhead (the sum of a test's acquisitions) over the tests that
+/// acquired anything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Overhead {
+    pub(crate) tests: usize,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p95_ms: Option<f64>,
+    pub(crate) max_ms: Option<f64>,
+}
+
+impl Test {
+    fn overhead_ms(&self) -> Option<f64> {
+        (!self.acquire.is_empty()).then(|| self.acquire.iter().map(|a| a.micros as f64).sum::<f64>() / 1000.0)
+    }
+}
+
+impl Service {
+    fn name(&self) -> &str {
+        &self.metrics.name
+    }
+
+    /// Whether something went wrong that the user should see even in quiet mode.
+    fn had_trouble(&self) -> bool {
+        let m = &self.metrics;
+        m.restarts > 0 || m.health_check_failures > 0 || m.oom_killed || m.health == Health::Unhealthy || !m.alerts.is_empty()
+    }
+
+    /// Folds in what a later process measured about the same service.
+    fn merge(&mut self, later: Service) {
+        let (a, b) = (&mut self.metrics, later.metrics);
+        if a.image.is_empty() {
+            a.image = b.image;
+        }
+        for c in b.containers {
+            if !a.containers.contains(&c) {
+                a.containers.push(c);
+            }
+        }
+        a.starts.extend(b.starts);
+        // Time to Ready is the creating process's: the others waited for it
+        // from whenever they happened to start.
+        match (self.created_by_pid, later.created_by_pid) {
+            (None, Some(pid)) => {
+                self.created_by_pid = Some(pid);
+                a.time_to_ready_ms = b.time_to_ready_ms.or(a.time_to_ready_ms);
+            }
+            (None, None) => a.time_to_ready_ms = a.time_to_ready_ms.or(b.time_to_ready_ms),
+            (Some(_), _) => {}
+        }
+        a.restarts += b.restarts;
+        a.health_check_failures += b.health_check_failures;
+        if !matches!(b.health, Health::Starting | Health::Unknown) {
+            a.health = b.health;
+        }
+        a.oom_killed |= b.oom_killed;
+        for alert in b.alerts {
+            if !a.alerts.iter().any(|x| x.kind == alert.kind && x.message == alert.message && x.at_ms == alert.at_ms) {
+                a.alerts.push(alert);
+            }
+        }
+        a.alerts.sort_by_key(|x| x.at_ms);
+        let (r, s) = (&mut a.resources, b.resources);
+        let n = r.samples + s.samples;
+        if n > 0 {
+            let weigh = |x: f64, y: f64| (x * r.samples as f64 + y * s.samples as f64) / n as f64;
+            r.cpu_mean_percent = weigh(r.cpu_mean_percent, s.cpu_mean_percent);
+            r.memory_mean_bytes = weigh(r.memory_mean_bytes as f64, s.memory_mean_bytes as f64).round() as u64;
+        }
+        r.samples = n;
+        r.cpu_peak_percent = r.cpu_peak_percent.max(s.cpu_peak_percent);
+        r.memory_peak_bytes = r.memory_peak_bytes.max(s.memory_peak_bytes);
+        r.memory_limit_bytes = r.memory_limit_bytes.max(s.memory_limit_bytes);
+        // Docker's counters are totals since the container started.
+        r.network_rx_bytes = r.network_rx_bytes.max(s.network_rx_bytes);
+        r.network_tx_bytes = r.network_tx_bytes.max(s.network_tx_bytes);
+        r.block_read_bytes = r.block_read_bytes.max(s.block_read_bytes);
+        r.block_write_bytes = r.block_write_bytes.max(s.block_write_bytes);
+        self.ready_spans_ms.extend(later.ready_spans_ms);
+        self.ready_spans_ms = join_spans(std::mem::take(&mut self.ready_spans_ms));
+        self.metrics.uptime_ms = self.ready_spans_ms.iter().map(|[from, to]| (to - from) as f64).sum();
+    }
+}
+
+/// Sorted spans with every overlap joined.
+fn join_spans(mut spans: Vec<[u64; 2]>) -> Vec<[u64; 2]> {
+    spans.sort();
+    let mut out: Vec<[u64; 2]> = Vec::new();
+    for [from, to] in spans {
+        match out.last_mut() {
+            Some(last) if from <= last[1] => last[1] = last[1].max(to),
+            _ => out.push([from, to]),
         }
     }
-    out.push('"');
     out
 }
 
-/// The process's document, as one line of JSON.
-pub(crate) fn to_json(session: &str) -> String {
-    let tests = TESTS.lock().unwrap_or_else(|e| e.into_inner());
-    let tests: Vec<String> = tests
-        .iter()
-        .map(|(name, acq, started)| {
-            let acq: Vec<String> = acq
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{{\"service\":{},\"micros\":{},\"room_micros\":{}}}",
-                        json_string(a.service),
-                        a.elapsed.as_micros(),
-                        a.room.as_micros()
-                    )
-                })
-                .collect();
-            let started = started.map_or("null".to_string(), |d| d.as_micros().to_string());
-            format!(
-                "{{\"name\":{},\"started_micros\":{started},\"acquire\":[{}]}}",
-                json_string(name),
-                acq.join(",")
-            )
-        })
-        .collect();
-    format!(
-        "{{\"schema\":1,\"pid\":{},\"session\":{},\"tests\":[{}]}}",
-        std::process::id(),
-        json_string(session),
-        tests.join(",")
-    )
+/// The nearest-rank percentile `p` (0–100) of sorted `values`.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()).checked_sub(1)?).copied()
 }
 
-/// Where the report of `session` is kept: `<runtime dir>/reports/<session>.jsonl`.
-/// `cleanroom report` prints the newest file there.
+impl Report {
+    /// One process's report from what it recorded: `services` from the
+    /// metrics, times in milliseconds since the epoch.
+    pub(crate) fn of_process(
+        session: &str,
+        process: (u32, u64, u64),
+        tests: Vec<Test>,
+        services: Vec<ServiceMetrics>,
+        caches: BTreeMap<String, CacheCounter>,
+    ) -> Report {
+        let (pid, started_at_ms, now_ms) = process;
+        let mut services: Vec<Service> = services
+            .into_iter()
+            .map(|m| Service {
+                created_by_pid: m.starts.first().filter(|s| s.created_here).map(|_| pid),
+                ready_spans_ms: if m.uptime_ms > 0.0 {
+                    vec![[now_ms.saturating_sub(m.uptime_ms.round() as u64), now_ms]]
+                } else {
+                    Vec::new()
+                },
+                metrics: m,
+            })
+            .collect();
+        // A service a test used is in the report even before anything was
+        // measured about it.
+        for a in tests.iter().flat_map(|t| &t.acquire) {
+            if !services.iter().any(|s| s.name() == a.service) {
+                let metrics = ServiceMetrics { name: a.service.clone(), ..Default::default() };
+                services.push(Service { metrics, ..Default::default() });
+            }
+        }
+        services.sort_by(|a, b| a.name().cmp(b.name()));
+        let (created, attached): (Vec<&Service>, Vec<&Service>) = services.iter().partition(|s| s.created_by_pid.is_some());
+        let names = |v: Vec<&Service>| v.into_iter().map(|s| s.name().to_string()).collect();
+        let process = Process { pid, started_at_ms, ended_at_ms: now_ms, tests: tests.len(), created: names(created), attached: names(attached) };
+        let mut report = Report {
+            schema: SCHEMA,
+            session: session.to_string(),
+            processes: vec![process],
+            services,
+            tests,
+            caches,
+            overhead: Overhead::default(),
+        };
+        report.overhead = report.compute_overhead();
+        report
+    }
+
+    fn compute_overhead(&self) -> Overhead {
+        let mut all: Vec<f64> = self.tests.iter().filter_map(Test::overhead_ms).collect();
+        all.sort_by(f64::total_cmp);
+        Overhead { tests: all.len(), p50_ms: percentile(&all, 50.0), p95_ms: percentile(&all, 95.0), max_ms: all.last().copied() }
+    }
+
+    /// Folds in the report of other processes of the same run. Merging the
+    /// same process twice changes nothing.
+    pub(crate) fn merge(&mut self, other: Report) {
+        let known = |p: &Process| self.processes.iter().any(|q| q.pid == p.pid && q.started_at_ms == p.started_at_ms);
+        if !other.processes.is_empty() && other.processes.iter().all(known) {
+            return;
+        }
+        self.processes.extend(other.processes);
+        self.tests.extend(other.tests);
+        for service in other.services {
+            match self.services.iter_mut().find(|s| s.name() == service.name()) {
+                Some(mine) => mine.merge(service),
+                None => self.services.push(service),
+            }
+        }
+        self.services.sort_by(|a, b| a.name().cmp(b.name()));
+        for (name, c) in other.caches {
+            let mine = self.caches.entry(name).or_default();
+            mine.hits += c.hits;
+            mine.misses += c.misses;
+        }
+        self.overhead = self.compute_overhead();
+    }
+
+    /// `text` (the run's file as it is) with `self` merged in; a file that
+    /// is empty, unreadable, of another schema or of another session is
+    /// replaced.
+    fn merged_into(&self, text: &str) -> Report {
+        match serde_json::from_str::<Report>(text.trim()) {
+            Ok(mut run) if run.schema == SCHEMA && run.session == self.session => {
+                run.merge(self.clone());
+                run
+            }
+            _ => self.clone(),
+        }
+    }
+
+    /// Reads a stored report: this schema, or schema 1 (JSON Lines, one
+    /// document per process), which is converted.
+    pub(crate) fn parse(text: &str) -> Option<Report> {
+        if let Ok(report) = serde_json::from_str::<Report>(text.trim()) {
+            if report.schema >= 2 {
+                return Some(report);
+            }
+        }
+        #[derive(Deserialize)]
+        struct Legacy {
+            pid: u32,
+            session: String,
+            tests: Vec<Test>,
+        }
+        let mut run: Option<Report> = None;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let legacy: Legacy = serde_json::from_str(line).ok()?;
+            let tests = legacy.tests.into_iter().map(|t| Test { pid: legacy.pid, ..t }).collect();
+            let report = Report::of_process(&legacy.session, (legacy.pid, 0, 0), tests, Vec::new(), BTreeMap::new());
+            match &mut run {
+                Some(run) => run.merge(report),
+                None => run = Some(report),
+            }
+        }
+        run
+    }
+}
+
+/// Whose summary is printed: one process's at its exit, or the whole run's
+/// (`cleanroom report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Process,
+    Run,
+}
+
+fn duration(ms: f64) -> String {
+    match ms {
+        ms if ms < 1.0 => format!("{:.0} µs", ms * 1000.0),
+        ms if ms < 100.0 => format!("{ms:.1} ms"),
+        ms if ms < 1000.0 => format!("{ms:.0} ms"),
+        ms if ms < 60_000.0 => format!("{:.2} s", ms / 1000.0),
+        ms => format!("{:.0} min {:.0} s", (ms / 60_000.0).floor(), (ms % 60_000.0) / 1000.0),
+    }
+}
+
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = b as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `HH:MM:SS` (UTC) of milliseconds since the epoch.
+fn clock(at_ms: u128) -> String {
+    let secs = (at_ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl Report {
+    fn ready_phrase(&self, s: &Service, scope: Scope) -> String {
+        let ready = s.metrics.time_to_ready_ms.map_or("Ready in -".to_string(), |ms| format!("Ready in {}", duration(ms)));
+        let how = match (scope, s.created_by_pid) {
+            (Scope::Process, Some(_)) => "started here".to_string(),
+            (Scope::Process, None) => "attached".to_string(),
+            (Scope::Run, Some(pid)) => format!("started by pid {pid}"),
+            (Scope::Run, None) => "reused, not started by this run".to_string(),
+        };
+        format!("{ready} ({how})")
+    }
+
+    /// The summary, one string per line, without a prefix; empty when
+    /// `mode` says to print nothing.
+    pub(crate) fn summary(&self, mode: ReportMode, scope: Scope) -> Vec<String> {
+        let troubled: Vec<&Service> = self.services.iter().filter(|s| s.had_trouble()).collect();
+        let worth_a_line = !self.processes.iter().all(|p| p.created.is_empty()) || self.tests.len() > 1 || scope == Scope::Run;
+        match mode {
+            ReportMode::Off => return Vec::new(),
+            ReportMode::Quiet if troubled.is_empty() && !worth_a_line => return Vec::new(),
+            _ => {}
+        }
+        if self.tests.is_empty() && self.services.is_empty() {
+            return Vec::new();
+        }
+        let mut lines = vec![self.headline(&troubled, mode, scope)];
+        let shown: Vec<&Service> = match mode {
+            ReportMode::Full => self.services.iter().collect(),
+            _ => troubled,
+        };
+        let rows: Vec<[String; 4]> = shown
+            .iter()
+            .map(|s| {
+                let m = &s.metrics;
+                let memory = if m.resources.samples > 0 { bytes(m.resources.memory_peak_bytes) } else { "-".into() };
+                let image = if m.image.is_empty() { "-".to_string() } else { m.image.clone() };
+                [m.name.clone(), image, self.ready_phrase(s, scope), format!("peak memory {memory}")]
+            })
+            .collect();
+        let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+        let widths = [width(0), width(1), width(2), width(3)];
+        for (s, row) in shown.iter().zip(&rows) {
+            let m = &s.metrics;
+            let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            lines.push(format!("  {}  restarts {}", cells.join("  "), m.restarts));
+            if mode == ReportMode::Full {
+                lines.push(format!("    {}", details(m)));
+            }
+            for alert in &m.alerts {
+                lines.push(format!("    ! {} {}: {}", clock(alert.at_ms), alert.kind, alert.message));
+            }
+            if s.had_trouble() && m.alerts.is_empty() {
+                let health = serde_json::to_value(m.health).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                lines.push(format!(
+                    "    ! {} failed; last seen {health}{}",
+                    count(m.health_check_failures as usize, "health check", "health checks"),
+                    if m.oom_killed { "; killed for lack of memory" } else { "" }
+                ));
+            }
+        }
+        if mode == ReportMode::Full && !self.caches.is_empty() {
+            let caches: Vec<String> = self
+                .caches
+                .iter()
+                .map(|(name, c)| format!("{name} {} / {}", count(c.hits as usize, "hit", "hits"), count(c.misses as usize, "miss", "misses")))
+                .collect();
+            lines.push(format!("  caches: {}", caches.join(", ")));
+        }
+        lines
+    }
+
+    fn headline(&self, troubled: &[&Service], mode: ReportMode, scope: Scope) -> String {
+        let mut parts = Vec::new();
+        let tests = count(self.tests.len(), "test", "tests");
+        parts.push(match scope {
+            Scope::Process => tests,
+            Scope::Run => format!("session {}: {tests} in {}", self.session, count(self.processes.len(), "process", "processes")),
+        });
+        if mode != ReportMode::Full && !self.services.is_empty() {
+            let ready: Vec<String> = self
+                .services
+                .iter()
+                .map(|s| match s.metrics.time_to_ready_ms {
+                    Some(ms) if s.created_by_pid.is_some() => format!("{} Ready in {}", s.name(), duration(ms)),
+                    Some(ms) => format!("{} attached in {}", s.name(), duration(ms)),
+                    None => s.name().to_string(),
+                })
+                .collect();
+            parts.push(ready.join(", "));
+        }
+        if let (Some(p50), Some(p95)) = (self.overhead.p50_ms, self.overhead.p95_ms) {
+            parts.push(format!("overhead per test p50 {}, p95 {}", duration(p50), duration(p95)));
+        }
+        parts.push(match troubled {
+            [] => "no alerts".to_string(),
+            t => format!(
+                "trouble with {}",
+                t.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+            ),
+        });
+        parts.join("; ")
+    }
+
+    /// The tests and what each waited for, one row per acquisition.
+    pub(crate) fn tests_table(&self) -> Vec<String> {
+        let width = self.tests.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+        let mut lines = vec![format!("{:<width$}  {:<10}  {:>10}  {:>10}", "TEST", "SERVICE", "WAIT ms", "ROOM ms")];
+        for test in &self.tests {
+            if test.acquire.is_empty() {
+                lines.push(format!("{:<width$}  {:<10}  {:>10}  {:>10}", test.name, "-", "-", "-"));
+            }
+            for a in &test.acquire {
+                let ms = |micros: u64| format!("{:.1}", micros as f64 / 1000.0);
+                lines.push(format!("{:<width$}  {:<10}  {:>10}  {:>10}", test.name, a.service, ms(a.micros), ms(a.room_micros)));
+            }
+        }
+        lines
+    }
+}
+
+/// The second line of a service in the full summary.
+fn details(m: &ServiceMetrics) -> String {
+    let phase = |name: &str, ms: Option<f64>| ms.map(|ms| format!("{name} {}", duration(ms)));
+    let phases: Vec<String> = m
+        .starts
+        .iter()
+        .filter(|p| p.created_here)
+        .flat_map(|p| [phase("pull", p.pull_ms), phase("create", p.create_ms), phase("start", p.start_ms), phase("health", p.health_ms)])
+        .flatten()
+        .collect();
+    let r = &m.resources;
+    let mut parts = vec![if phases.is_empty() { "phases -".to_string() } else { format!("phases {}", phases.join(", ")) }];
+    parts.push(format!("{} failed", count(m.health_check_failures as usize, "health check", "health checks")));
+    if r.samples > 0 {
+        parts.push(format!("cpu peak {:.0}% mean {:.0}%", r.cpu_peak_percent, r.cpu_mean_percent));
+        parts.push(format!("memory mean {}", bytes(r.memory_mean_bytes)));
+        parts.push(format!("net {} in / {} out", bytes(r.network_rx_bytes), bytes(r.network_tx_bytes)));
+        parts.push(format!("disk {} read / {} written", bytes(r.block_read_bytes), bytes(r.block_write_bytes)));
+    } else {
+        parts.push("no resource samples".to_string());
+    }
+    parts.push(format!("up {}", duration(m.uptime_ms)));
+    parts.join("; ")
+}
+
+static TESTS: Mutex<Vec<Test>> = Mutex::new(Vec::new());
+
+pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>, started: Option<Duration>) {
+    let acquire = acquisitions
+        .into_iter()
+        .map(|a| Acquire { service: a.service.to_string(), micros: a.elapsed.as_micros() as u64, room_micros: a.room.as_micros() as u64 })
+        .collect();
+    let test = Test { name: desc.test_name(), pid: std::process::id(), started_micros: started.map(|d| d.as_micros() as u64), acquire };
+    TESTS.lock().unwrap_or_else(|e| e.into_inner()).push(test);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This process's report, now.
+fn this_process(session: &str) -> Report {
+    let tests = TESTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (services, caches) = metrics::snapshot();
+    let now = now_ms();
+    let started = crate::init::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
+    let caches = caches.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    Report::of_process(session, (std::process::id(), started, now), tests, services, caches)
+}
+
+/// Where the report of `session` is kept: `<runtime dir>/reports/<session>.json`.
 pub(crate) fn session_report_path(session: &str) -> PathBuf {
-    reports_dir().join(format!("{session}.jsonl"))
+    reports_dir().join(format!("{session}.json"))
 }
 
 pub(crate) fn reports_dir() -> PathBuf {
@@ -92,37 +561,66 @@ pub(crate) fn reports_dir() -> PathBuf {
 /// How many runs' reports are kept in the runtime directory.
 const KEPT_REPORTS: usize = 20;
 
-/// Appends the process's document to its session's report in the runtime
-/// directory, and to `run.report_json` (`CLEANROOM_REPORT_JSON`) if set.
+/// Prints the summary, then merges this process's report into its run's, in
+/// the runtime directory and in `run.report_json` if set.
 pub(crate) fn write_at_exit(session: &str) {
-    if TESTS.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+    let report = this_process(session);
+    if report.tests.is_empty() && report.services.is_empty() {
         return;
     }
-    let line = to_json(session);
-    let append = |path: &Path| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
-    };
+    let config = crate::config::current().ok();
+    let mode = config.map_or(ReportMode::Quiet, |c| c.report);
+    for line in report.summary(mode, Scope::Process) {
+        eprintln!("cleanroom: {line}");
+    }
     if crate::reaper::create_runtime_dir().is_ok() && std::fs::create_dir_all(reports_dir()).is_ok() {
-        let _ = append(&session_report_path(session));
+        let _ = merge_into_file(&session_report_path(session), &report);
         remove_old_reports();
     }
-    if let Ok(Some(path)) = crate::config::current().map(|c| c.report_json.as_ref()) {
-        if let Err(e) = append(path) {
+    if let Some(path) = config.and_then(|c| c.report_json.as_ref()) {
+        if let Err(e) = merge_into_file(path, &report) {
             eprintln!("cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}", path.display());
         }
     }
 }
 
-/// The reports in the runtime directory, newest first.
+/// Merges `report` into the run's document at `path`: under an exclusive
+/// lock on the file, read it, merge, write a temporary file beside it and
+/// rename it over the old one, so that a reader never sees half a document.
+pub(crate) fn merge_into_file(path: &Path, report: &Report) -> std::io::Result<()> {
+    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
+    // A process that waited for the lock may find the file replaced by the
+    // one that held it: then it locks the new file.
+    for _ in 0..1000 {
+        let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
+        // The reaper already needs Rust 1.89 for `File::try_lock`.
+        #[allow(clippy::incompatible_msrv)]
+        file.lock()?;
+        if std::fs::metadata(path).ok().map(identity) != Some(identity(file.metadata()?)) {
+            continue;
+        }
+        let mut text = String::new();
+        (&file).read_to_string(&mut text)?;
+        let merged = report.merged_into(&text);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let json = serde_json::to_string(&merged).map_err(std::io::Error::other)?;
+        let written = std::fs::write(&tmp, format!("{json}\n")).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return written;
+    }
+    Err(std::io::Error::other("the file kept being replaced while waiting for its lock"))
+}
+
+/// The reports in the runtime directory, newest first (`.jsonl`: schema 1).
 pub(crate) fn reports() -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(reports_dir()) else { return Vec::new() };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+    let mut files: Vec<(SystemTime, PathBuf)> = entries
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json" || x == "jsonl"))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
@@ -135,10 +633,15 @@ fn remove_old_reports() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn escapes_json_strings() {
-        assert_eq!(super::json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-    }
+/// A stored report as `cleanroom report` prints it: the run's full summary,
+/// then every test and what it waited for.
+pub(crate) fn render(text: &str) -> Option<String> {
+    let report = Report::parse(text)?;
+    let mut lines = report.summary(ReportMode::Full, Scope::Run);
+    lines.push(String::new());
+    lines.extend(report.tests_table());
+    Some(lines.join("\n") + "\n")
 }
+
+#[cfg(test)]
+mod tests;

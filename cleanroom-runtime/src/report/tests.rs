@@ -1,0 +1,358 @@
+//! The merge rules and the summary's text, on reports made by hand.
+
+use super::*;
+use crate::metrics::{Alert, Phases, Resources};
+
+fn alert(at_ms: u128, kind: &str, message: &str) -> Alert {
+    Alert { at_ms, kind: kind.into(), message: message.into() }
+}
+
+fn postgres(created_here: bool) -> ServiceMetrics {
+    ServiceMetrics {
+        name: "postgres".into(),
+        image: "cleanroom-offline/postgres:15".into(),
+        containers: vec!["c1".into()],
+        starts: vec![Phases { pull_ms: Some(1.0), create_ms: Some(120.0), start_ms: Some(4.0), health_ms: Some(1700.0), created_here }],
+        time_to_ready_ms: Some(if created_here { 1840.0 } else { 12.0 }),
+        health: Health::Healthy,
+        resources: Resources {
+            samples: 2,
+            cpu_peak_percent: 80.0,
+            cpu_mean_percent: 40.0,
+            memory_peak_bytes: 50 << 20,
+            memory_mean_bytes: 40 << 20,
+            memory_limit_bytes: 1 << 30,
+            network_rx_bytes: 1000,
+            network_tx_bytes: 2000,
+            block_read_bytes: 0,
+            block_write_bytes: 4096,
+        },
+        uptime_ms: 1000.0,
+        ..Default::default()
+    }
+}
+
+fn test(name: &str, pid: u32, micros: &[u64]) -> Test {
+    let acquire = micros.iter().map(|m| Acquire { service: "postgres".into(), micros: *m, room_micros: m / 10 }).collect();
+    Test { name: name.into(), pid, started_micros: Some(5000), acquire }
+}
+
+fn caches(hits: u64, misses: u64) -> BTreeMap<String, CacheCounter> {
+    BTreeMap::from([("postgres-template".to_string(), CacheCounter { hits, misses })])
+}
+
+/// A process that created postgres and ran two tests, at 10 s after the epoch.
+fn creator() -> Report {
+    Report::of_process(
+        "s",
+        (100, 9_000, 10_000),
+        vec![test("a::one", 100, &[2_000]), test("a::two", 100, &[400])],
+        vec![postgres(true)],
+        caches(1, 1),
+    )
+}
+
+/// A process that attached to it and ran one test, ending at 12 s.
+fn attacher() -> Report {
+    let mut pg = postgres(false);
+    pg.containers.push("c2".into());
+    pg.restarts = 1;
+    pg.health_check_failures = 2;
+    pg.alerts = vec![alert(10_500, "died", "exited with 137"), alert(11_000, "restarted", "replaced after it died")];
+    pg.resources = Resources {
+        samples: 6,
+        cpu_peak_percent: 20.0,
+        cpu_mean_percent: 8.0,
+        memory_peak_bytes: 70 << 20,
+        memory_mean_bytes: 60 << 20,
+        memory_limit_bytes: 1 << 30,
+        network_rx_bytes: 500,
+        network_tx_bytes: 9000,
+        block_read_bytes: 10,
+        block_write_bytes: 100,
+    };
+    pg.uptime_ms = 1500.0;
+    Report::of_process("s", (200, 10_200, 12_000), vec![test("b::three", 200, &[300])], vec![pg], caches(3, 0))
+}
+
+mod merging_should {
+    use super::*;
+
+    fn merged() -> Report {
+        let mut run = creator();
+        run.merge(attacher());
+        run
+    }
+
+    #[test]
+    fn append_tests_and_list_processes() {
+        let run = merged();
+        let tests: Vec<(&str, u32)> = run.tests.iter().map(|t| (t.name.as_str(), t.pid)).collect();
+        assert_eq!(tests, [("a::one", 100), ("a::two", 100), ("b::three", 200)]);
+        let processes: Vec<(u32, &[String], &[String])> =
+            run.processes.iter().map(|p| (p.pid, p.created.as_slice(), p.attached.as_slice())).collect();
+        assert_eq!(processes, [(100, &["postgres".to_string()][..], &[][..]), (200, &[][..], &["postgres".to_string()][..])]);
+    }
+
+    #[test]
+    fn keep_one_entry_per_service_with_the_containers_of_both() {
+        let run = merged();
+        assert_eq!(run.services.len(), 1);
+        assert_eq!(run.services[0].metrics.containers, ["c1", "c2"]);
+        assert_eq!(run.services[0].metrics.starts.len(), 2);
+    }
+
+    #[test]
+    fn sum_restarts_and_health_check_failures() {
+        let mut run = merged();
+        let mut third = attacher();
+        third.processes[0].pid = 300;
+        third.services[0].metrics.alerts.clear();
+        run.merge(third);
+        let pg = &run.services[0].metrics;
+        assert_eq!((pg.restarts, pg.health_check_failures), (2, 4));
+    }
+
+    #[test]
+    fn union_alerts_in_time_order_without_duplicates() {
+        let mut run = merged();
+        let mut third = attacher();
+        third.processes[0].pid = 300;
+        third.services[0].metrics.alerts.push(alert(11_000, "restarted", "a different message"));
+        run.merge(third);
+        let alerts: Vec<(u128, &str, &str)> =
+            run.services[0].metrics.alerts.iter().map(|a| (a.at_ms, a.kind.as_str(), a.message.as_str())).collect();
+        assert_eq!(
+            alerts,
+            [(10_500, "died", "exited with 137"), (11_000, "restarted", "replaced after it died"), (11_000, "restarted", "a different message")]
+        );
+    }
+
+    #[test]
+    fn take_peaks_and_totals_as_maxima_and_weigh_means_by_samples() {
+        let r = &merged().services[0].metrics.resources;
+        assert_eq!(r.samples, 8);
+        assert_eq!(r.cpu_peak_percent, 80.0);
+        assert_eq!(r.memory_peak_bytes, 70 << 20);
+        // (2 × 40 + 6 × 8) / 8 and (2 × 40 MiB + 6 × 60 MiB) / 8.
+        assert_eq!(r.cpu_mean_percent, 16.0);
+        assert_eq!(r.memory_mean_bytes, 55 << 20);
+        assert_eq!((r.network_rx_bytes, r.network_tx_bytes, r.block_read_bytes, r.block_write_bytes), (1000, 9000, 10, 4096));
+    }
+
+    #[test]
+    fn keep_the_creating_process_time_to_ready_whichever_comes_first() {
+        assert_eq!(merged().services[0].metrics.time_to_ready_ms, Some(1840.0));
+        let mut run = attacher();
+        run.merge(creator());
+        assert_eq!(run.services[0].metrics.time_to_ready_ms, Some(1840.0));
+        assert_eq!(run.services[0].created_by_pid, Some(100));
+    }
+
+    #[test]
+    fn count_uptime_once_where_processes_overlap() {
+        // Ready 9.0–10.0 s in the creator, 10.5–12.0 s in the attacher.
+        let s = &merged().services[0];
+        assert_eq!(s.ready_spans_ms, [[9_000, 10_000], [10_500, 12_000]]);
+        assert_eq!(s.metrics.uptime_ms, 2500.0);
+        let mut overlapping = attacher();
+        overlapping.processes[0].pid = 300;
+        overlapping.services[0].ready_spans_ms = vec![[9_500, 11_000]];
+        let mut run = merged();
+        run.merge(overlapping);
+        assert_eq!(run.services[0].ready_spans_ms, [[9_000, 12_000]]);
+        assert_eq!(run.services[0].metrics.uptime_ms, 3000.0);
+    }
+
+    #[test]
+    fn sum_cache_counters_and_recompute_the_overhead() {
+        let run = merged();
+        assert_eq!(run.caches["postgres-template"], CacheCounter { hits: 4, misses: 1 });
+        // Per test 2.0, 0.4 and 0.3 ms.
+        assert_eq!(run.overhead, Overhead { tests: 3, p50_ms: Some(0.4), p95_ms: Some(2.0), max_ms: Some(2.0) });
+    }
+
+    #[test]
+    fn change_nothing_when_a_process_is_merged_twice() {
+        let mut run = merged();
+        run.merge(attacher());
+        assert_eq!(run, merged());
+    }
+
+    #[test]
+    fn replace_a_document_of_another_session_or_schema_or_none_at_all() {
+        let mine = attacher();
+        let other_session = Report { session: "other".into(), ..creator() };
+        assert_eq!(mine.merged_into(&serde_json::to_string(&other_session).unwrap()), mine);
+        let old_schema = Report { schema: 1, ..creator() };
+        assert_eq!(mine.merged_into(&serde_json::to_string(&old_schema).unwrap()), mine);
+        assert_eq!(mine.merged_into(""), mine);
+        assert_eq!(mine.merged_into("{not json"), mine);
+        assert_eq!(mine.merged_into(&serde_json::to_string(&creator()).unwrap()).processes.len(), 2);
+    }
+
+    #[test]
+    fn round_trip_through_json() {
+        let run = merged();
+        let text = serde_json::to_string(&run).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), run);
+        // Flat, stable names: a service's metrics are fields of the service.
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["services"][0]["name"], "postgres");
+        assert_eq!(value["services"][0]["resources"]["memory_peak_bytes"], 70u64 << 20);
+        assert_eq!(value["schema"], SCHEMA);
+    }
+}
+
+mod the_file_should {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cleanroom-report-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("run.json")
+    }
+
+    #[test]
+    fn hold_every_process_when_many_write_at_once() {
+        let path = temp("concurrent");
+        let _ = std::fs::remove_file(&path);
+        let writers: Vec<_> = (1..=8u32)
+            .map(|pid| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let report = Report::of_process("s", (pid, 1, 2), vec![test(&format!("t{pid}"), pid, &[pid as u64])], vec![postgres(pid == 1)], caches(1, 0));
+                    merge_into_file(&path, &report).unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let run = Report::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut pids: Vec<u32> = run.processes.iter().map(|p| p.pid).collect();
+        pids.sort();
+        assert_eq!(pids, (1..=8).collect::<Vec<_>>());
+        assert_eq!(run.tests.len(), 8);
+        assert_eq!(run.services.len(), 1);
+        assert_eq!(run.caches["postgres-template"].hits, 8);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers, [std::ffi::OsString::from("run.json")], "no temporary file is left");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn be_replaced_by_the_first_process_of_another_session() {
+        let path = temp("replace");
+        std::fs::write(&path, serde_json::to_string(&Report { session: "earlier".into(), ..creator() }).unwrap()).unwrap();
+        merge_into_file(&path, &attacher()).unwrap();
+        let run = Report::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!((run.session.as_str(), run.processes.len()), ("s", 1));
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn be_read_in_schema_1_as_well() {
+        let text = r#"{"schema":1,"pid":1,"session":"s","tests":[{"name":"db::inserts","started_micros":5,"acquire":[{"service":"postgres","micros":412000,"room_micros":3800}]}]}
+{"schema":1,"pid":2,"session":"s","tests":[{"name":"db::reads","started_micros":7,"acquire":[]}]}
+"#;
+        let run = Report::parse(text).unwrap();
+        assert_eq!(run.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(run.tests.iter().map(|t| (t.name.as_str(), t.pid)).collect::<Vec<_>>(), [("db::inserts", 1), ("db::reads", 2)]);
+        assert_eq!(run.services.len(), 1);
+        assert!(Report::parse("not json").is_none());
+    }
+}
+
+mod the_summary_should {
+    use super::*;
+
+    #[test]
+    fn be_one_line_in_quiet_mode_when_all_went_well() {
+        assert_eq!(
+            creator().summary(ReportMode::Quiet, Scope::Process),
+            ["2 tests; postgres Ready in 1.84 s; overhead per test p50 400 µs, p95 2.0 ms; no alerts"]
+        );
+    }
+
+    #[test]
+    fn be_empty_in_quiet_mode_for_a_process_that_attached_and_ran_one_test() {
+        let mut fine = attacher();
+        let pg = &mut fine.services[0].metrics;
+        (pg.restarts, pg.health_check_failures) = (0, 0);
+        pg.alerts.clear();
+        assert_eq!(fine.summary(ReportMode::Quiet, Scope::Process), Vec::<String>::new());
+        // With two tests it says what they cost.
+        fine.tests.push(test("b::four", 200, &[500]));
+        fine.overhead = fine.compute_overhead();
+        assert_eq!(
+            fine.summary(ReportMode::Quiet, Scope::Process),
+            ["2 tests; postgres attached in 12.0 ms; overhead per test p50 300 µs, p95 500 µs; no alerts"]
+        );
+    }
+
+    #[test]
+    fn show_a_troubled_service_in_full_even_in_quiet_mode() {
+        assert_eq!(
+            attacher().summary(ReportMode::Quiet, Scope::Process),
+            [
+                "1 test; postgres attached in 12.0 ms; overhead per test p50 300 µs, p95 300 µs; trouble with postgres",
+                "  postgres  cleanroom-offline/postgres:15  Ready in 12.0 ms (attached)  peak memory 70.0 MiB  restarts 1",
+                "    ! 00:00:10 died: exited with 137",
+                "    ! 00:00:11 restarted: replaced after it died",
+            ]
+        );
+    }
+
+    #[test]
+    fn name_health_failures_without_alerts() {
+        let mut report = creator();
+        report.services[0].metrics.health_check_failures = 3;
+        let lines = report.summary(ReportMode::Quiet, Scope::Process);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(lines[2], "    ! 3 health checks failed; last seen healthy");
+    }
+
+    #[test]
+    fn show_every_service_phases_resources_and_caches_in_full_mode() {
+        assert_eq!(
+            creator().summary(ReportMode::Full, Scope::Process),
+            [
+                "2 tests; overhead per test p50 400 µs, p95 2.0 ms; no alerts",
+                "  postgres  cleanroom-offline/postgres:15  Ready in 1.84 s (started here)  peak memory 50.0 MiB  restarts 0",
+                "    phases pull 1.0 ms, create 120 ms, start 4.0 ms, health 1.70 s; 0 health checks failed; cpu peak 80% mean 40%; \
+                 memory mean 40.0 MiB; net 1000 B in / 2.0 KiB out; disk 0 B read / 4.0 KiB written; up 1.00 s",
+                "  caches: postgres-template 1 hit / 1 miss",
+            ]
+        );
+    }
+
+    #[test]
+    fn say_nothing_when_off() {
+        assert!(attacher().summary(ReportMode::Off, Scope::Process).is_empty());
+    }
+
+    #[test]
+    fn describe_the_whole_run_for_cleanroom_report() {
+        let mut run = creator();
+        run.merge(attacher());
+        let text = render(&serde_json::to_string(&run).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "session s: 3 tests in 2 processes; overhead per test p50 400 µs, p95 2.0 ms; trouble with postgres");
+        assert!(lines[1].starts_with("  postgres  cleanroom-offline/postgres:15  Ready in 1.84 s (started by pid 100)"), "{text}");
+        assert!(lines[1].ends_with("restarts 1"), "{text}");
+        let row: Vec<&str> = lines.iter().find(|l| l.starts_with("a::one")).unwrap().split_whitespace().collect();
+        assert_eq!(row, ["a::one", "postgres", "2.0", "0.2"]);
+    }
+}
+
+#[test]
+fn the_example_in_the_docs_is_what_the_code_writes() {
+    let page = include_str!("../../../docs/report.md");
+    let (_, rest) = page.split_once("<!-- example:start -->\n```json\n").expect("docs/report.md has the example");
+    let (example, _) = rest.split_once("```").unwrap();
+    let value: serde_json::Value = serde_json::from_str(example).expect("the example is JSON");
+    let report: Report = serde_json::from_value(value.clone()).expect("the example reads as a report");
+    assert_eq!(report.schema, SCHEMA);
+    assert_eq!(serde_json::to_value(&report).unwrap(), value, "field for field, as the code writes it");
+}
