@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cleanroom::{Postgres, Redis};
 use cleanroom_tests::{
     assert_nothing_left, child_command, fresh_session, kill, reaper_pid, run_child, session_containers,
     AllSessionsWatch, EventWatch,
@@ -20,22 +19,7 @@ mod child {
     use super::*;
 
     pub(super) mod suite {
-        use super::*;
-
-        macro_rules! suite {
-            ($($name:ident)*) => {$(
-                #[cleanroom::test(postgres, redis)]
-                #[ignore = "run by the run tests"]
-                async fn $name(postgres: Postgres, redis: Redis) {
-                    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
-                    tokio::spawn(connection);
-                    client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)").await.unwrap();
-                    let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-                    let () = redis::AsyncCommands::set(&mut cache, "k", 1).await.unwrap();
-                }
-            )*};
-        }
-        suite!(s01 s02 s03 s04 s05 s06 s07 s08 s09 s10 s11 s12 s13 s14 s15 s16 s17 s18 s19 s20);
+        cleanroom_tests::postgres_and_redis_tests!("run by the run tests": s01 s02 s03 s04 s05 s06 s07 s08 s09 s10 s11 s12 s13 s14 s15 s16 s17 s18 s19 s20);
     }
 
     pub(super) mod waits {

@@ -300,3 +300,22 @@ pub fn kill(signal: &str, pid: u32) {
     let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
     assert!(status.success(), "kill {signal} {pid} failed");
 }
+
+/// Child tests for runs made by a live test: each `name` becomes an
+/// `#[ignore]`d `#[cleanroom::test(postgres, redis)]` that writes to its
+/// database and its Redis database. Expanded in the test binary, whose
+/// dev-dependencies (`cleanroom`, `tokio_postgres`, `redis`) it uses.
+#[macro_export]
+macro_rules! postgres_and_redis_tests {
+    ($reason:literal: $($name:ident)*) => {$(
+        #[::cleanroom::test(postgres, redis)]
+        #[ignore = $reason]
+        async fn $name(postgres: ::cleanroom::Postgres, redis: ::cleanroom::Redis) {
+            let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)").await.unwrap();
+            let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+            let () = redis::AsyncCommands::set(&mut cache, "k", 1).await.unwrap();
+        }
+    )*};
+}
