@@ -82,9 +82,8 @@ fn a_postgres_killed_mid_run_is_replaced_and_the_test_using_it_is_told_why() {
         assert!(text.contains(&format!("test child::deaths::t{n} ... ok")), "t{n} runs on the replacement:\n{text}");
     }
     assert!(text.contains("19 passed; 1 failed"), "{text}");
-    assert_eq!(text.matches("cleanroom: postgres: replaced by container").count(), 1, "one restart:\n{text}");
 
-    // The report says the same.
+    // The report shows one restart and the death.
     let json = std::fs::read_to_string(&report).expect("the run wrote its report");
     let _ = std::fs::remove_file(&report);
     let docs: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&json) {

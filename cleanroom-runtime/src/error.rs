@@ -218,3 +218,22 @@ impl Error {
 
 /// `Result` with cleanroom's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_retried_and_permanent_ones_are_not() {
+        let creation = |reason: &str| Error::Creation { service: "db".into(), image: "i".into(), reason: reason.into() };
+        assert!(creation("Docker responded with status code: 500: port is already allocated").is_transient());
+        assert!(creation("error trying to connect: connection reset by peer").is_transient());
+        assert!(!creation("status code: 400: invalid reference format").is_transient(), "a bad definition is permanent");
+        assert!(Error::Start { service: "db".into(), image: "i".into(), reason: "x".into() }.is_transient());
+        assert!(!Error::DockerUnavailable { host: "h".into(), reason: "r".into() }.is_transient());
+        let missing = Error::ImageNotFound { service: "db".into(), image: "i".into(), pull: "p".into(), env: "DB".into() };
+        assert!(!missing.is_transient());
+        let died = Error::ServiceDied { service: "db".into(), reason: "r".into(), policy: "p".into(), logs: String::new() };
+        assert!(!died.is_transient());
+    }
+}

@@ -63,6 +63,24 @@ pub struct ServiceFailure {
     pub restarts: u32,
 }
 
+/// Why `policy` does not replace the service after `failure`, or `None`
+/// when it does.
+pub(crate) fn refusal(policy: Recovery, failure: &ServiceFailure) -> Option<String> {
+    let restarts = failure.restarts;
+    match policy {
+        Recovery::Manual => Some("recovery is manual".to_string()),
+        Recovery::Automatic { max_restarts } if restarts >= max_restarts => {
+            Some(format!("it was already replaced {restarts} time(s), the most its recovery allows"))
+        }
+        Recovery::Automatic { .. } => None,
+        Recovery::Fallback(hook) => match std::panic::catch_unwind(|| hook(failure)) {
+            Ok(true) => None,
+            Ok(false) => Some("its fallback hook declined to replace it".to_string()),
+            Err(_) => Some("its fallback hook panicked".to_string()),
+        },
+    }
+}
+
 /// What cleanroom does when a container's CPU or memory use stays over its
 /// threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -341,6 +359,34 @@ mod tests {
         let b = StatSample { cpu_total: 6_000, system_total: 20_000, online_cpus: 2, ..Default::default() };
         assert_eq!(b.cpu_percent_since(&a), Some(100.0), "half the host's time on two cores is one core");
         assert_eq!(a.cpu_percent_since(&b), None, "counters only grow");
+    }
+
+    fn failure(restarts: u32) -> ServiceFailure {
+        ServiceFailure {
+            service: "web".into(),
+            container: "abc".into(),
+            reason: "its container abc exited with code 137".into(),
+            logs: String::new(),
+            restarts,
+        }
+    }
+
+    #[test]
+    fn each_policy_decides_whether_to_replace() {
+        let auto = Recovery::Automatic { max_restarts: 2 };
+        assert_eq!(refusal(auto, &failure(0)), None);
+        assert_eq!(refusal(auto, &failure(1)), None);
+        assert_eq!(refusal(auto, &failure(2)).unwrap(), "it was already replaced 2 time(s), the most its recovery allows");
+        assert_eq!(refusal(Recovery::Manual, &failure(0)).unwrap(), "recovery is manual");
+        fn only_exits(f: &ServiceFailure) -> bool {
+            f.reason.contains("exited") && f.restarts < 1
+        }
+        assert_eq!(refusal(Recovery::Fallback(only_exits), &failure(0)), None);
+        assert_eq!(refusal(Recovery::Fallback(only_exits), &failure(1)).unwrap(), "its fallback hook declined to replace it");
+        fn panics(_: &ServiceFailure) -> bool {
+            panic!("no")
+        }
+        assert_eq!(refusal(Recovery::Fallback(panics), &failure(0)).unwrap(), "its fallback hook panicked");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
 use crate::error::Error;
 use crate::health;
 use crate::lifecycle::{Lifecycle, State};
-use crate::monitor::{Cause, Recovery, ServiceFailure};
+use crate::monitor::{Cause, ServiceFailure};
 
 /// Further attempts at creating and starting a container after a transient
 /// error.
@@ -349,7 +349,10 @@ impl Registry {
             }
             if attempts == 0 && retries == 0 {
                 let pull_started = Instant::now();
-                let pulled = docker.ensure_image(name, &def.image, config.pull).await?;
+                let pulled = match config.pull {
+                    crate::config::PullPolicy::Always => pull_once(&docker, name, &def.image, &session).await?,
+                    policy => docker.ensure_image(name, &def.image, policy).await?,
+                };
                 phases.pull_ms = Some(crate::metrics::ms(pull_started.elapsed()));
                 if pulled {
                     crate::metrics::cache_miss("image");
@@ -689,19 +692,7 @@ impl Registry {
         crate::metrics::alert(name, kind, reason.clone());
         let _ = slot.transition(State::Failed);
 
-        let policy = previous.definition.watch.recovery;
-        let refused = match policy {
-            Recovery::Manual => Some("recovery is manual".to_string()),
-            Recovery::Automatic { max_restarts } if restarts >= max_restarts => {
-                Some(format!("it was already replaced {restarts} time(s), the most its recovery allows"))
-            }
-            Recovery::Automatic { .. } => None,
-            Recovery::Fallback(hook) => match std::panic::catch_unwind(|| hook(&failure)) {
-                Ok(true) => None,
-                Ok(false) => Some("its fallback hook declined to replace it".to_string()),
-                Err(_) => Some("its fallback hook panicked".to_string()),
-            },
-        };
+        let refused = crate::monitor::refusal(previous.definition.watch.recovery, &failure);
         if self.is_shutting_down() {
             return;
         }
@@ -754,6 +745,49 @@ impl Registry {
     pub(crate) fn lifecycle(&self, name: &str) -> Option<Lifecycle> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.get(name).map(|s| s.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// `run.pull = always`: pulls `image` once per run, whichever process of the
+/// run gets there first; the others wait for its outcome. `true` when this
+/// process pulled it.
+async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -> Result<bool, Error> {
+    let marks = crate::reaper::PullMarks::of(session);
+    let outcome = match marks.claim(image) {
+        Ok(crate::reaper::PullTurn::Theirs) => match marks.outcome(image).await {
+            Some(Ok(())) => return Ok(false),
+            Some(Err(reason)) => Err(format!("another process of this run pulled it and failed: {reason}")),
+            // Its puller is gone without an outcome: the mark is this
+            // process's now.
+            None => {
+                let outcome = docker.pull(image).await;
+                marks.finish(image, &outcome);
+                outcome
+            }
+        },
+        Ok(crate::reaper::PullTurn::Mine) => {
+            let outcome = docker.pull(image).await;
+            marks.finish(image, &outcome);
+            outcome
+        }
+        // No runtime directory: pull in this process.
+        Err(_) => docker.pull(image).await,
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(reason) if docker.has_image(image).await => Err(Error::Creation {
+            service: service.to_string(),
+            image: image.to_string(),
+            reason: format!(
+                "run.pull is `always` and the pull of {image} failed ({reason}); to use the copy on this machine set CLEANROOM_PULL=missing"
+            ),
+        }),
+        Err(reason) => Err(Error::ImageNotFound {
+            service: service.to_string(),
+            image: image.to_string(),
+            pull: format!("the pull failed: {reason}"),
+            env: crate::config::env_key(service),
+        }),
     }
 }
 
