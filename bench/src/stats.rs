@@ -30,31 +30,36 @@ pub fn range(values: &[f64]) -> Option<(f64, f64)> {
     Some((min, max))
 }
 
-/// From cleanroom's JSON-lines report (`CLEANROOM_REPORT_JSON`, one document
-/// per test process): the per-test fixture overhead p50 and p95 (the time
-/// each test waited for its services and rooms, summed over its services) in
-/// milliseconds, and the median over processes of the time from process start
-/// to the first test.
+/// From cleanroom's report (`CLEANROOM_REPORT_JSON`: one document per run,
+/// schema 2; older runs wrote one document per process, one per line): the
+/// per-test fixture overhead p50 and p95 (the time each test waited for its
+/// services and rooms, summed over its services) in milliseconds, and the
+/// median over processes of the time from process start to the first test.
 pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
     let mut overheads = Vec::new();
-    let mut firsts = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+    let mut firsts: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    let docs: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(text.trim()) {
+        Ok(doc) => vec![doc],
+        Err(_) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+    };
+    for (n, doc) in docs.iter().enumerate() {
         let Some(tests) = doc["tests"].as_array() else { continue };
-        let mut first: Option<f64> = None;
         for test in tests {
             let acquired: Vec<f64> = test["acquire"].as_array().into_iter().flatten().filter_map(|a| a["micros"].as_f64()).collect();
             if !acquired.is_empty() {
                 overheads.push(acquired.iter().fold(0.0, |sum, m| sum + m) / 1000.0);
             }
+            // Schema 2 names each test's process; schema 1 had a document
+            // per process.
+            let pid = test["pid"].as_i64().or_else(|| doc["pid"].as_i64()).unwrap_or(-(n as i64));
             if let Some(start) = test["started_micros"].as_f64() {
-                first = Some(first.map_or(start, |f: f64| f.min(start)));
+                let first = firsts.entry(pid).or_insert(f64::MAX);
+                *first = first.min(start / 1000.0);
             }
         }
-        firsts.extend(first.map(|f| f / 1000.0));
     }
     let overhead = percentile(&overheads, 50.0).zip(percentile(&overheads, 95.0));
-    (overhead, median(&firsts))
+    (overhead, median(&firsts.into_values().collect::<Vec<_>>()))
 }
 
 #[cfg(test)]
@@ -84,5 +89,16 @@ mod tests {
         // First tests at 40 and 20 ms: the median of the two processes.
         assert_eq!(first, Some(30.0));
         assert_eq!(from_report("not json\n"), (None, None));
+    }
+
+    #[test]
+    fn reads_the_merged_report_of_a_run() {
+        let report = r#"{"schema":2,"session":"s","processes":[{"pid":1},{"pid":2}],"tests":[
+            {"name":"a","pid":1,"started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900}]},
+            {"name":"b","pid":1,"started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]},
+            {"name":"c","pid":2,"started_micros":20000,"acquire":[{"service":"redis","micros":2000,"room_micros":10}]}]}"#;
+        let (overhead, first) = from_report(report);
+        assert_eq!(overhead, Some((2.0, 3.0)));
+        assert_eq!(first, Some(30.0));
     }
 }
