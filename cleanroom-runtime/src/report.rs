@@ -513,7 +513,8 @@ fn details(m: &ServiceMetrics) -> String {
     let mut parts = vec![if phases.is_empty() { "phases -".to_string() } else { format!("phases {}", phases.join(", ")) }];
     parts.push(format!("{} failed", count(m.health_check_failures as usize, "health check", "health checks")));
     if r.samples > 0 {
-        parts.push(format!("cpu peak {:.0}% mean {:.0}%", r.cpu_peak_percent, r.cpu_mean_percent));
+        let percent = |p: f64| if p < 10.0 { format!("{p:.1}%") } else { format!("{p:.0}%") };
+        parts.push(format!("cpu peak {} mean {}", percent(r.cpu_peak_percent), percent(r.cpu_mean_percent)));
         parts.push(format!("memory mean {}", bytes(r.memory_mean_bytes)));
         parts.push(format!("net {} in / {} out", bytes(r.network_rx_bytes), bytes(r.network_tx_bytes)));
         parts.push(format!("disk {} read / {} written", bytes(r.block_read_bytes), bytes(r.block_write_bytes)));
