@@ -12,6 +12,19 @@ use serde_json::Value;
 
 mod child {
     cleanroom_tests::postgres_and_redis_tests!("run by the report tests": first second third fourth);
+
+    /// Kills the run's Redis, as an outside `docker kill` would, and ends
+    /// once this process's monitor has seen it die.
+    #[cleanroom::test(redis)]
+    #[ignore = "run by the report tests"]
+    fn kills_its_redis(redis: cleanroom::Redis) {
+        cleanroom_tests::docker(&["kill", redis.container().id()]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !cleanroom::metrics_of("redis").is_some_and(|m| m.alerts.iter().any(|a| a.kind == "died")) {
+            assert!(std::time::Instant::now() < deadline, "the monitor never saw redis die");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 const SCHEMA: &str = include_str!("../docs/report.schema.json");
@@ -94,7 +107,7 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
     let json = std::env::temp_dir().join(format!("{session}.json"));
     // As under `cargo test`: one process after another; then two at once,
     // as under nextest.
-    let (first_pid, first_err, _) = finish(start(&session, &json, "quiet", &["child::", "--skip", "child::third", "--skip", "child::fourth"]));
+    let (first_pid, first_err, _) = finish(start(&session, &json, "quiet", &["--exact", "child::first", "child::second"]));
     let third = start(&session, &json, "quiet", &["--exact", "child::third"]);
     let fourth = start(&session, &json, "full", &["--exact", "child::fourth"]);
     let (third_pid, third_err, _) = finish(third);
@@ -178,4 +191,31 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
     for name in ["postgres", "redis"] {
         assert!(fourth.iter().any(|l| l.starts_with(&format!("cleanroom:   {name}  "))), "{name} in the full summary:\n{fourth_err}");
     }
+}
+
+#[test]
+fn a_service_that_died_gets_its_full_lines_even_in_quiet_mode() {
+    let session = fresh_session("report-trouble");
+    let json = std::env::temp_dir().join(format!("{session}.json"));
+    // A first process starts the services; the second attaches, kills
+    // Redis and sees it die.
+    let (_, first_err, _) = finish(start(&session, &json, "quiet", &["--exact", "child::first"]));
+    assert!(summary_lines(&first_err).iter().all(|l| !l.contains("trouble")), "{first_err}");
+    let (pid, stderr, _) = finish(start(&session, &json, "quiet", &["--exact", "child::kills_its_redis"]));
+    assert_nothing_left(&session);
+
+    let lines = summary_lines(&stderr);
+    assert!(lines[0].starts_with("cleanroom: 1 test; ") && lines[0].ends_with("; trouble with redis"), "{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("cleanroom:   redis  ")), "redis's full line:\n{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("cleanroom:     ! ") && l.contains(" died: ")), "the death:\n{stderr}");
+    assert!(!lines.iter().any(|l| l.starts_with("cleanroom:   postgres  ")), "postgres had no trouble:\n{stderr}");
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(runtime_reports().join(format!("{session}.json")));
+    assert_eq!(schema_errors(&doc), None);
+    let redis = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == "redis").unwrap();
+    let died: Vec<&Value> = redis["alerts"].as_array().unwrap().iter().filter(|a| a["kind"] == "died").collect();
+    assert_eq!(died.len(), 1, "one death, once, in the merged document: {redis:#}");
+    assert!(doc["processes"].as_array().unwrap().iter().any(|p| p["pid"] == pid));
 }
