@@ -350,7 +350,10 @@ fn duration(ms: f64) -> String {
         ms if ms < 100.0 => format!("{ms:.1} ms"),
         ms if ms < 1000.0 => format!("{ms:.0} ms"),
         ms if ms < 60_000.0 => format!("{:.2} s", ms / 1000.0),
-        ms => format!("{:.0} min {:.0} s", (ms / 60_000.0).floor(), (ms % 60_000.0) / 1000.0),
+        ms => {
+            let secs = (ms / 1000.0).round() as u64;
+            format!("{} min {:02} s", secs / 60, secs % 60)
+        }
     }
 }
 

@@ -328,6 +328,15 @@ mod the_summary_should {
     }
 
     #[test]
+    fn read_durations_and_sizes_at_a_glance() {
+        let d: Vec<String> = [0.0412, 3.84, 412.0, 1840.0, 119_999.0, 3_600_000.0].map(duration).into();
+        assert_eq!(d, ["41 µs", "3.8 ms", "412 ms", "1.84 s", "2 min 00 s", "60 min 00 s"]);
+        let b: Vec<String> = [0, 1023, 1024, 50 << 20, 3 << 30].map(bytes).into();
+        assert_eq!(b, ["0 B", "1023 B", "1.0 KiB", "50.0 MiB", "3.0 GiB"]);
+        assert_eq!(clock(86_400_000 + 3_723_000), "01:02:03");
+    }
+
+    #[test]
     fn say_nothing_when_off() {
         assert!(attacher().summary(ReportMode::Off, Scope::Process).is_empty());
     }
