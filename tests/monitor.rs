@@ -77,7 +77,9 @@ fn a_postgres_killed_mid_run_is_replaced_and_the_test_using_it_is_told_why() {
         "the failure says the service died under the test:\n{text}"
     );
     assert!(text.contains("exited with code 137"), "{text}");
-    assert!(text.contains("Error { kind: Closed"), "the test's own error is kept:\n{text}");
+    // Its own error is a closed connection or the server's goodbye,
+    // depending on timing; either way it is still shown.
+    assert!(text.contains("called `Result::unwrap()` on an `Err` value: Error { kind:"), "the test's own error is kept:\n{text}");
     for n in 11..=20 {
         assert!(text.contains(&format!("test child::deaths::t{n} ... ok")), "t{n} runs on the replacement:\n{text}");
     }
