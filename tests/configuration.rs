@@ -32,6 +32,12 @@ fn filed() -> GenericContainer {
     GenericContainer::new("busybox:1.35").with_cmd(["sleep", "600"]).with_env("FROM_CODE", "1").with_pids_limit(8)
 }
 
+/// A service on a local image, for the pull policies.
+#[cleanroom::service]
+fn pulled() -> GenericContainer {
+    GenericContainer::new(BUSYBOX).with_cmd(["sleep", "600"])
+}
+
 fn inspect(id: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, id]).trim().to_string()
 }
@@ -174,5 +180,136 @@ tmpfs = { "/scratch" = "size=1m" }
         let path = write_config("env", "");
         assert_child_fails("cfg-env", &path, &[("CLEANROOM_FILED_MEMORY", "lots")], "CLEANROOM_FILED_MEMORY: \"lots\" is not a size");
         std::fs::remove_file(path).unwrap();
+    }
+
+    // ------------------------------------------------------------------
+    // Pull policies (`run.pull`). Nothing can be pulled on the machines
+    // these tests run on, so `always` can only be shown to try.
+    // ------------------------------------------------------------------
+
+    #[cleanroom::test(pulled)]
+    #[ignore = "run by the pull policy tests"]
+    fn child_pulled_runs(pulled: Container) {
+        assert_eq!(inspect(pulled.id(), "{{.Config.Image}}"), BUSYBOX);
+        println!("cleanroom-test: RAN");
+    }
+
+    const PULLED: &[&str] = &["--ignored", "--exact", "should::child_pulled_runs", "--nocapture"];
+
+    #[test]
+    fn refuse_at_once_to_pull_an_absent_image_under_never() {
+        let absent = "cleanroom-offline/absent-for-pull-never:1";
+        let watch = EventWatch::start(&fresh_session("pull-never"));
+        let run = run_child(watch.session(), PULLED, &[("CLEANROOM_PULL", "never"), ("CLEANROOM_PULLED_IMAGE", absent)]);
+        assert!(!run.passed());
+        let expected = format!("image {absent} not found locally and pulling is off (CLEANROOM_PULL=never)");
+        assert!(run.text().contains(&expected), "want {expected:?} in:\n{}", run.text());
+        assert!(!run.text().contains("the pull failed"), "a pull was tried:\n{}", run.text());
+        assert_eq!(watch.created_services(), Vec::<String>::new(), "a container was created");
+        assert_nothing_left(watch.session());
+    }
+
+    #[test]
+    fn use_a_present_image_without_pulling_it_under_missing() {
+        let pulls = ImagePulls::start(BUSYBOX);
+        let session = fresh_session("pull-missing");
+        let report_path = std::env::temp_dir().join(format!("cleanroom-pull-missing-{}.json", std::process::id()));
+        let run = run_child(
+            &session,
+            PULLED,
+            &[("CLEANROOM_PULL", "missing"), ("CLEANROOM_REPORT_JSON", report_path.to_str().unwrap())],
+        );
+        assert!(run.passed() && run.text().contains("cleanroom-test: RAN"), "{}", run.text());
+        assert_eq!(pulls.pulls(), 0, "docker pulled {BUSYBOX}, which is on this machine");
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        assert_eq!(report["caches"]["image"]["hits"], 1, "the image cache counts a present image as a hit: {report}");
+        assert_eq!(report["caches"]["image"]["misses"], 0, "{report}");
+        std::fs::remove_file(report_path).unwrap();
+        assert_nothing_left(&session);
+    }
+
+    /// Two processes of one run start at once with `always`: both fail
+    /// naming the image, but only one of them tried the pull; the other
+    /// waited for its outcome.
+    #[test]
+    fn try_to_pull_a_present_image_once_per_run_under_always() {
+        let session = fresh_session("pull-always");
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                cleanroom_tests::child_command(&session, PULLED)
+                    .env("CLEANROOM_PULL", "always")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let texts: Vec<String> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                assert!(!out.status.success());
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            })
+            .collect();
+        for text in &texts {
+            let expected = format!("run.pull is `always` and the pull of {BUSYBOX} failed");
+            assert!(text.contains(&expected), "want {expected:?} in:\n{text}");
+        }
+        let waited = texts.iter().filter(|t| t.contains("another process of this run pulled it and failed")).count();
+        assert_eq!(waited, 1, "one process pulls for the run, the other waits for it:\n{}", texts.join("\n----\n"));
+        assert_nothing_left(&session);
+    }
+}
+
+/// Docker's `pull` events for one image, from a live event stream: a tag
+/// made and removed on the image proves the stream is connected.
+struct ImagePulls {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    image: String,
+}
+
+impl ImagePulls {
+    fn start(image: &str) -> ImagePulls {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("docker")
+            .args(["events", "--filter", "type=image", "--format", "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (repo, _) = image.rsplit_once(':').unwrap();
+        let marker = format!("{repo}:events-marker-{}", std::process::id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !lines.lock().unwrap().iter().any(|l| l.contains(&marker)) {
+            docker(&["tag", image, &marker]);
+            docker(&["rmi", &marker]);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(std::time::Instant::now() < deadline, "docker events never showed the marker tag");
+        }
+        ImagePulls { child, lines, image: image.to_string() }
+    }
+
+    /// Pulls of the image seen so far.
+    fn pulls(&self) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.starts_with("pull ") && l.contains(&self.image)).count()
+    }
+}
+
+impl Drop for ImagePulls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -72,6 +72,12 @@ fn never_ready() -> GenericContainer {
         .with_startup_timeout(Duration::from_secs(2))
 }
 
+/// Does nothing but run: tests exec in it to reach other services by name.
+#[cleanroom::service]
+fn prober() -> GenericContainer {
+    GenericContainer::new(BUSYBOX).with_cmd(["sleep", "600"])
+}
+
 /// A connected client whose connection task runs on the test's runtime.
 #[cleanroom::fixture]
 async fn pg_client(postgres: Postgres) -> tokio_postgres::Client {
@@ -250,6 +256,33 @@ mod child {
         }
     }
 
+    pub(super) mod network {
+        use super::*;
+
+        /// The aliases of container `id` on `network`.
+        fn aliases(id: &str, network: &str) -> String {
+            docker(&["inspect", "-f", &format!("{{{{json (index .NetworkSettings.Networks \"{network}\").Aliases}}}}"), id])
+        }
+
+        #[cleanroom::test(postgres, prober)]
+        #[ignore = "run by services_reach_each_other_by_name_on_a_network_removed_with_the_run"]
+        fn reaches_postgres_by_its_service_name(postgres: Postgres, prober: Container) {
+            let session = cleanroom::environment().session().unwrap().to_string();
+            let network = format!("cleanroom-{session}");
+            let labels = docker(&["network", "inspect", "-f", "{{json .Labels}}", &network]);
+            assert!(labels.contains(&format!("\"cleanroom.session\":\"{session}\"")), "{labels}");
+            assert!(labels.contains("\"cleanroom.managed\":\"true\""), "{labels}");
+            assert!(aliases(postgres.container().id(), &network).contains("\"postgres\""));
+            assert!(aliases(prober.id(), &network).contains("\"prober\""));
+            let reached = prober.exec_blocking(["sh", "-c", "nc -w 5 postgres 5432 </dev/null"]).unwrap();
+            assert_eq!(reached.exit_code, 0, "prober could not reach postgres:5432 by name: {reached:?}");
+            // The same command fails for a name nobody answers to.
+            let unknown = prober.exec_blocking(["sh", "-c", "nc -w 2 nobody-by-this-name 5432 </dev/null"]).unwrap();
+            assert_ne!(unknown.exit_code, 0, "{unknown:?}");
+            println!("cleanroom-test: REACHED");
+        }
+    }
+
     pub(super) mod failures {
         use super::*;
 
@@ -284,6 +317,23 @@ fn watched_run(tag: &str, args: &[&str], env: &[(&str, &str)]) -> (cleanroom_tes
     assert_nothing_left(&session);
     watch.settle(Duration::from_secs(10));
     (run, watch)
+}
+
+#[test]
+fn services_reach_each_other_by_name_on_a_network_removed_with_the_run() {
+    let session = fresh_session("network");
+    let report_path = std::env::temp_dir().join(format!("cleanroom-network-{}.json", std::process::id()));
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::network::reaches_postgres_by_its_service_name", "--nocapture"],
+        &[("CLEANROOM_REPORT_JSON", report_path.to_str().unwrap())],
+    );
+    assert!(run.passed() && run.text().contains("cleanroom-test: REACHED"), "{}", run.text());
+    // Checks networks and volumes of the session too.
+    assert_nothing_left(&session);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["caches"]["network"]["misses"], 1, "the run's network is made once: {}", report["caches"]);
+    std::fs::remove_file(report_path).unwrap();
 }
 
 #[test]

@@ -144,7 +144,8 @@ impl Docker {
     }
 
     /// Makes sure the image is on this machine, pulling it if the policy
-    /// allows; `true` when it had to be pulled.
+    /// allows (`missing`, `never`; `always` is the registry's, which pulls
+    /// once per run); `true` when it had to be pulled.
     pub(crate) async fn ensure_image(&self, service: &str, image: &str, policy: PullPolicy) -> Result<bool, Error> {
         if self.client.inspect_image(image).await.is_ok() {
             return Ok(false);
@@ -158,15 +159,24 @@ impl Docker {
         if policy == PullPolicy::Never {
             return Err(not_found("pulling is off (CLEANROOM_PULL=never)".into()));
         }
+        self.pull(image).await.map_err(|e| not_found(format!("the pull failed: {e}")))?;
+        Ok(true)
+    }
+
+    /// Whether the image is on this machine.
+    pub(crate) async fn has_image(&self, image: &str) -> bool {
+        self.client.inspect_image(image).await.is_ok()
+    }
+
+    /// Pulls the image, present or not.
+    pub(crate) async fn pull(&self, image: &str) -> Result<(), String> {
         let (name, tag) = crate::definition::split_image(image);
         let options = CreateImageOptionsBuilder::new().from_image(&name).tag(&tag).build();
         let mut pull = self.client.create_image(Some(options), None, None);
         while let Some(step) = pull.next().await {
-            if let Err(e) = step {
-                return Err(not_found(format!("the pull failed: {e}")));
-            }
+            step.map_err(|e| e.to_string())?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Creates and starts the container with cleanroom's labels, publishing
@@ -379,6 +389,64 @@ impl Docker {
                 })
             })
             .collect())
+    }
+
+    /// Makes sure the network `name` exists, creating it with `labels` if
+    /// not; `true` when this call created it. Another process creating it
+    /// at the same moment (Docker answers 409) counts as found.
+    pub(crate) async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, String> {
+        use testcontainers::bollard::errors::Error as E;
+        match self.client.inspect_network(name, None).await {
+            Ok(_) => return Ok(false),
+            Err(E::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let request = testcontainers::bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        match self.client.create_network(request).await {
+            Ok(_) => Ok(true),
+            Err(E::DockerResponseServerError { status_code: 409, .. }) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Connects the container to `network`, where the other containers on
+    /// it reach it as `alias`.
+    pub(crate) async fn connect_network(&self, network: &str, id: &str, alias: &str) -> Result<(), String> {
+        let request = testcontainers::bollard::models::NetworkConnectRequest {
+            container: id.to_string(),
+            endpoint_config: Some(testcontainers::bollard::models::EndpointSettings {
+                aliases: Some(vec![alias.to_string()]),
+                ..Default::default()
+            }),
+        };
+        self.client.connect_network(network, request).await.map_err(|e| e.to_string())
+    }
+
+    /// Removes the network `name`; one that is already gone counts as removed.
+    pub(crate) async fn remove_network(&self, name: &str) -> Result<(), String> {
+        match self.client.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Every network carrying `label` (`key=value` or just `key`): its name
+    /// and labels.
+    pub(crate) async fn networks_with_labels(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>, String> {
+        use testcontainers::bollard::query_parameters::ListNetworksOptionsBuilder;
+        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let networks = self
+            .client
+            .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(networks.into_iter().filter_map(|n| Some((n.name?, n.labels.unwrap_or_default()))).collect())
     }
 
     /// Removes every network and volume carrying all these labels.

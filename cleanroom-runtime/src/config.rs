@@ -51,7 +51,7 @@ const fn setting(
 /// The settings of a run: `[run]` in the file.
 pub const SETTINGS: &[Setting] = &[
     setting(None, Some(CONFIG_ENV), "a path", "`cleanroom.toml` found from the crate's directory up to the workspace root", "the configuration file to read instead of searching for one"),
-    setting(Some("run.pull"), Some("CLEANROOM_PULL"), "`missing`, `never`", "`missing`", "`missing` pulls absent images; `never` fails at once"),
+    setting(Some("run.pull"), Some("CLEANROOM_PULL"), "`missing`, `always`, `never`", "`missing`", "`missing` pulls absent images; `always` pulls every image once per run, even one that is here; `never` fails at once on an absent image (docs/caches.md)"),
     setting(Some("run.startup_timeout"), Some("CLEANROOM_STARTUP_TIMEOUT"), "seconds > 0", "60", "how long a service may take to be Ready, for definitions that set no timeout of their own"),
     setting(Some("run.keep"), Some("CLEANROOM_KEEP"), "`never`, `on-failure`, `always`", "`on-failure`", "when a test's database is kept instead of dropped"),
     setting(Some("run.pool"), Some("CLEANROOM_POOL"), "an integer >= 0", "4", "Postgres databases cloned ahead of demand (0: off)"),
@@ -80,6 +80,12 @@ pub const SERVICE_SETTINGS: &[Setting] = &[
     setting(Some("args"), None, "an array of strings", "none", "appended to the command (after `cmd` if both are given)"),
     setting(Some("labels"), None, "a table of strings", "none", "labels, added to the definition's (`cleanroom.*` stay cleanroom's)"),
     setting(Some("tmpfs"), None, "a table: path = mount options (`\"\"` for defaults)", "none", "tmpfs mounts, added to the definition's"),
+    setting(Some("recovery"), Some("CLEANROOM_<SERVICE>_RECOVERY"), "`automatic`, `manual`", "`automatic`", "when the running service dies or stays unhealthy: replace it with a fresh container, or fail the tests that ask for it (docs/monitoring.md)"),
+    setting(Some("max_restarts"), Some("CLEANROOM_<SERVICE>_MAX_RESTARTS"), "an integer >= 0", "3", "replacements allowed per run and test process under `automatic` recovery"),
+    setting(Some("health_interval"), Some("CLEANROOM_<SERVICE>_HEALTH_INTERVAL"), "seconds > 0", "5", "how often the health checks are repeated while the service runs"),
+    setting(Some("on_limit"), Some("CLEANROOM_<SERVICE>_ON_LIMIT"), "`alert`, `throttle`, `restart`, `kill`", "`alert`", "what to do when CPU or memory use stays over its threshold of the limit"),
+    setting(Some("cpu_threshold"), Some("CLEANROOM_<SERVICE>_CPU_THRESHOLD"), "a fraction > 0 and <= 1", "0.9", "share of the CPU limit (`cpus`) that counts as crossing it"),
+    setting(Some("memory_threshold"), Some("CLEANROOM_<SERVICE>_MEMORY_THRESHOLD"), "a fraction > 0 and <= 1", "0.9", "share of the memory limit (`memory`) that counts as crossing it"),
 ];
 
 /// The environment variable that overrides `service`'s image, e.g.
@@ -104,8 +110,23 @@ pub enum PullPolicy {
     /// Pull images that are not on this machine (the default).
     #[default]
     Missing,
+    /// Pull every image once per run, even one that is here (a moving tag
+    /// such as `latest`); a failed pull is an error.
+    Always,
     /// Never pull: a missing image is an error at once.
     Never,
+}
+
+impl PullPolicy {
+    /// The policy named `text` in `run.pull` / `CLEANROOM_PULL`.
+    pub fn parse(text: &str) -> Option<PullPolicy> {
+        match text {
+            "" | "missing" => Some(PullPolicy::Missing),
+            "always" => Some(PullPolicy::Always),
+            "never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
 }
 
 /// How much of the report a test process prints on stderr when it exits.
@@ -125,7 +146,7 @@ pub enum ReportMode {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// `run.pull`: `missing` (default) or `never`.
+    /// `run.pull`: `missing` (default), `always` or `never`.
     pub pull: PullPolicy,
     /// `run.startup_timeout`: overrides definitions that do not set their own.
     pub startup_timeout: Option<Duration>,
@@ -365,10 +386,9 @@ impl Layers {
     pub fn config(&self) -> Result<Config, Error> {
         let pull = match self.run_setting("run.pull") {
             None => PullPolicy::Missing,
-            Some(f) => match f.text("a pull policy")?.as_str() {
-                "" | "missing" => PullPolicy::Missing,
-                "never" => PullPolicy::Never,
-                _ => return Err(f.error(format!("{} is not a pull policy; expected one of: missing, never", f.shown()))),
+            Some(f) => match PullPolicy::parse(&f.text("a pull policy")?) {
+                Some(policy) => policy,
+                None => return Err(f.error(format!("{} is not a pull policy; expected one of: missing, always, never", f.shown()))),
             },
         };
         let keep = match self.run_setting("run.keep") {
@@ -480,8 +500,50 @@ impl Layers {
             args: strings("args")?.unwrap_or_default(),
             labels: table("labels")?,
             tmpfs: table("tmpfs")?,
+            recovery: get("recovery")
+                .map(|f| match f.text("a recovery policy")?.as_str() {
+                    "automatic" => Ok(RecoveryKind::Automatic),
+                    "manual" => Ok(RecoveryKind::Manual),
+                    _ => Err(f.error(format!("{} is not a recovery policy; expected one of: automatic, manual", f.shown()))),
+                })
+                .transpose()?,
+            max_restarts: get("max_restarts")
+                .map(|f| {
+                    let text = f.text("a number")?;
+                    text.parse::<u32>().map_err(|_| f.error(format!("{} is not a number of restarts; expected an integer >= 0, e.g. 3", f.shown())))
+                })
+                .transpose()?,
+            health_interval: get("health_interval").map(|f| seconds(&f, false)).transpose()?,
+            on_limit: get("on_limit")
+                .map(|f| match f.text("a limit action")?.as_str() {
+                    "alert" => Ok(crate::monitor::LimitAction::Alert),
+                    "throttle" => Ok(crate::monitor::LimitAction::Throttle),
+                    "restart" => Ok(crate::monitor::LimitAction::Restart),
+                    "kill" => Ok(crate::monitor::LimitAction::Kill),
+                    _ => Err(f.error(format!("{} is not a limit action; expected one of: alert, throttle, restart, kill", f.shown()))),
+                })
+                .transpose()?,
+            cpu_threshold: get("cpu_threshold").map(|f| fraction(&f)).transpose()?,
+            memory_threshold: get("memory_threshold").map(|f| fraction(&f)).transpose()?,
         })
     }
+}
+
+/// A recovery policy the configuration can name (a fallback hook needs code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryKind {
+    /// `automatic`.
+    Automatic,
+    /// `manual`.
+    Manual,
+}
+
+fn fraction(f: &Found) -> Result<f64, Error> {
+    let text = f.text("a number")?;
+    text.parse::<f64>()
+        .ok()
+        .filter(|x| *x > 0.0 && *x <= 1.0)
+        .ok_or_else(|| f.error(format!("{} is not a fraction of the limit; expected a number > 0 and <= 1, e.g. 0.8", f.shown())))
 }
 
 /// What the configuration changes in one service's definition.
@@ -507,6 +569,18 @@ pub struct ServiceOverride {
     pub labels: BTreeMap<String, String>,
     /// Added tmpfs mounts.
     pub tmpfs: BTreeMap<String, String>,
+    /// Replaces the recovery policy.
+    pub recovery: Option<RecoveryKind>,
+    /// Replacements allowed under automatic recovery.
+    pub max_restarts: Option<u32>,
+    /// How often health checks repeat while the service runs.
+    pub health_interval: Option<Duration>,
+    /// What to do when a limit is crossed.
+    pub on_limit: Option<crate::monitor::LimitAction>,
+    /// Share of the CPU limit that counts as crossing it.
+    pub cpu_threshold: Option<f64>,
+    /// Share of the memory limit that counts as crossing it.
+    pub memory_threshold: Option<f64>,
 }
 
 impl ServiceOverride {
@@ -530,6 +604,31 @@ impl ServiceOverride {
         def.cmd.extend(self.args);
         def.labels.extend(self.labels);
         def.tmpfs.extend(self.tmpfs);
+        use crate::monitor::Recovery;
+        let current_max = match def.watch.recovery {
+            Recovery::Automatic { max_restarts } => max_restarts,
+            _ => 3,
+        };
+        match (self.recovery, self.max_restarts) {
+            (Some(RecoveryKind::Manual), _) => def.watch.recovery = Recovery::Manual,
+            (Some(RecoveryKind::Automatic), max) => {
+                def.watch.recovery = Recovery::Automatic { max_restarts: max.unwrap_or(current_max) }
+            }
+            (None, Some(max)) => def.watch.recovery = Recovery::Automatic { max_restarts: max },
+            (None, None) => {}
+        }
+        if let Some(interval) = self.health_interval {
+            def.watch.health_interval = interval;
+        }
+        if let Some(action) = self.on_limit {
+            def.watch.limit_action = action;
+        }
+        if let Some(t) = self.cpu_threshold {
+            def.watch.cpu_threshold = t;
+        }
+        if let Some(t) = self.memory_threshold {
+            def.watch.memory_threshold = t;
+        }
         def
     }
 }
@@ -703,6 +802,21 @@ mod tests {
         }
 
         #[test]
+        fn read_every_pull_policy_from_the_file_and_the_environment() {
+            let pull = |f: &str, e: &[(&str, &str)]| Layers::from_parts(file(f), env(e), Overrides::new()).unwrap().config().unwrap().pull;
+            assert_eq!(pull("", &[]), PullPolicy::Missing);
+            assert_eq!(pull("[run]\npull = \"missing\"\n", &[]), PullPolicy::Missing);
+            assert_eq!(pull("[run]\npull = \"always\"\n", &[]), PullPolicy::Always);
+            assert_eq!(pull("[run]\npull = \"never\"\n", &[]), PullPolicy::Never);
+            assert_eq!(pull("[run]\npull = \"never\"\n", &[("CLEANROOM_PULL", "always")]), PullPolicy::Always);
+            assert_eq!(pull("", &[("CLEANROOM_PULL", "")]), PullPolicy::Missing);
+            // Policies are lowercase words, as in docker's --pull.
+            assert_eq!(PullPolicy::parse("Always"), None);
+            let msg = error("[run]\npull = \"alway\"\n", &[]);
+            assert!(msg.contains("\"alway\" is not a pull policy; expected one of: missing, always, never"), "{msg}");
+        }
+
+        #[test]
         fn let_each_layer_beat_the_one_below() {
             // keep: set in the file, the environment and the command line;
             // pool: file and environment; pull: the file alone; reuse_ttl: nowhere.
@@ -755,7 +869,7 @@ mod tests {
         #[test]
         fn reject_bad_values_naming_the_key_and_what_is_allowed() {
             let cases: &[(&str, &str)] = &[
-                ("[run]\npull = \"sometimes\"", "run.pull in /proj/cleanroom.toml: \"sometimes\" is not a pull policy; expected one of: missing, never"),
+                ("[run]\npull = \"sometimes\"", "run.pull in /proj/cleanroom.toml: \"sometimes\" is not a pull policy; expected one of: missing, always, never"),
                 ("[run]\nkeep = \"forever\"", "run.keep in /proj/cleanroom.toml: \"forever\" is not a keep policy; expected one of: never, on-failure, always"),
                 ("[run]\npool = -1", "run.pool in /proj/cleanroom.toml: -1 is not a number of databases; expected an integer >= 0"),
                 ("[run]\nreuse = \"maybe\"", "run.reuse in /proj/cleanroom.toml: \"maybe\" is not a switch; expected true or false"),
@@ -788,7 +902,7 @@ mod tests {
         #[test]
         fn name_the_variable_or_flag_a_bad_value_came_from() {
             let msg = error("", &[("CLEANROOM_PULL", "sometimes")]);
-            assert_eq!(msg, "invalid cleanroom configuration: CLEANROOM_PULL: \"sometimes\" is not a pull policy; expected one of: missing, never");
+            assert_eq!(msg, "invalid cleanroom configuration: CLEANROOM_PULL: \"sometimes\" is not a pull policy; expected one of: missing, always, never");
             let msg = error("", &[("CLEANROOM_REUSE", "maybe")]);
             assert!(msg.contains("CLEANROOM_REUSE: \"maybe\" is not a switch"), "{msg}");
             let l = Layers::from_parts(None, env(&[]), cli(&[("CLEANROOM_KEEP", "forever", "--keep")])).unwrap();
@@ -872,6 +986,29 @@ mod tests {
             assert_eq!(def.limits.shm_size, Some(1 << 30));
             let l = Layers::from_parts(file("[services.web]\ncmd = [\"a\"]\nargs = [\"b\"]\n"), env(&[]), Overrides::new()).unwrap();
             assert_eq!(l.service("web").unwrap().apply(GenericContainer::new("i").with_cmd(["x"]), None).cmd, vec!["a", "b"]);
+        }
+
+        #[test]
+        fn set_recovery_and_limit_actions_from_the_file_and_the_environment() {
+            use crate::monitor::{LimitAction, Recovery};
+            let f = file("[services.web]\nrecovery = \"automatic\"\nmax_restarts = 1\non_limit = \"throttle\"\ncpu_threshold = 0.5\nhealth_interval = 2\n");
+            let l = Layers::from_parts(f, env(&[("CLEANROOM_WEB_MEMORY_THRESHOLD", "0.75")]), Overrides::new()).unwrap();
+            let def = l.service("web").unwrap().apply(GenericContainer::new("i"), None);
+            assert!(matches!(def.watch.recovery, Recovery::Automatic { max_restarts: 1 }));
+            assert_eq!(def.watch.limit_action, LimitAction::Throttle);
+            assert_eq!((def.watch.cpu_threshold, def.watch.memory_threshold), (0.5, 0.75));
+            assert_eq!(def.watch.health_interval, Duration::from_secs(2));
+            let l = Layers::from_parts(file("[services.web]\nrecovery = \"manual\"\n"), env(&[]), Overrides::new()).unwrap();
+            assert!(matches!(l.service("web").unwrap().apply(GenericContainer::new("i"), None).watch.recovery, Recovery::Manual));
+
+            let err = |text: &str| match Layers::from_parts(file(text), env(&[]), Overrides::new()) {
+                Err(e) => e.to_string(),
+                Ok(l) => l.service("web").unwrap_err().to_string(),
+            };
+            assert!(err("[services.web]\nrecovery = \"sometimes\"\n").contains("expected one of: automatic, manual"));
+            assert!(err("[services.web]\non_limit = \"panic\"\n").contains("expected one of: alert, throttle, restart, kill"));
+            assert!(err("[services.web]\ncpu_threshold = 1.5\n").contains("expected a number > 0 and <= 1"));
+            assert!(err("[services.web]\nmax_restarts = -1\n").contains("expected an integer >= 0"));
         }
 
         #[test]

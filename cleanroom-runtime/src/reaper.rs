@@ -161,6 +161,126 @@ async fn remove_stale_ready_marks(docker: &Docker) {
     }
 }
 
+fn runs_dir() -> PathBuf {
+    runtime_dir().join("runs")
+}
+
+/// Files the processes of one run share (its [`RunMarks`]); removed with
+/// the run.
+pub(crate) fn run_dir(session: &str) -> PathBuf {
+    runs_dir().join(session)
+}
+
+/// Work one process of a run does for all of them: pulling an image under
+/// `run.pull = always`, creating the run's network. Each piece of work has a
+/// mark `runs/<session>/<hash of its key>`; the process that creates the
+/// mark does the work and then writes the outcome into it, the others wait
+/// for that outcome. The run's reaper removes the marks.
+#[derive(Debug)]
+pub(crate) struct RunMarks {
+    dir: PathBuf,
+}
+
+/// What [`RunMarks::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// This process does the work, then calls [`RunMarks::finish`].
+    Mine,
+    /// Another process did it already, or is doing it.
+    Theirs,
+}
+
+impl RunMarks {
+    /// The marks of `session`.
+    pub(crate) fn of(session: &str) -> RunMarks {
+        RunMarks { dir: run_dir(session) }
+    }
+
+    #[cfg(test)]
+    fn at(dir: PathBuf) -> RunMarks {
+        RunMarks { dir }
+    }
+
+    fn mark(&self, key: &str) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        // Keys hold image references, with `/` and `:`; a hash is a safe
+        // file name.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.dir.join(format!("{:016x}", h.finish()))
+    }
+
+    /// Claims the work `key` (`pull <image>`, `network <name>`): exactly one
+    /// caller of a run gets `Mine` (the file system's create-if-absent
+    /// decides, across processes too).
+    pub(crate) fn claim(&self, key: &str) -> std::io::Result<Turn> {
+        std::fs::create_dir_all(&self.dir)?;
+        match File::options().write(true).create_new(true).open(self.mark(key)) {
+            Ok(mut f) => {
+                f.write_all(format!("busy {}\n", std::process::id()).as_bytes())?;
+                Ok(Turn::Mine)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Turn::Theirs),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the outcome of this process's work `key`.
+    pub(crate) fn finish(&self, key: &str, outcome: &Result<(), String>) {
+        let text = match outcome {
+            Ok(()) => "done\n".to_string(),
+            Err(reason) => format!("failed {}\n", reason.replace('\n', " ")),
+        };
+        let _ = std::fs::write(self.mark(key), text);
+    }
+
+    /// The outcome of another process's work `key`, once there is one;
+    /// `None` if that process is gone without one (this one does the work
+    /// instead, after taking the mark over).
+    pub(crate) async fn outcome(&self, key: &str) -> Option<Result<(), String>> {
+        let mark = self.mark(key);
+        loop {
+            let text = std::fs::read_to_string(&mark).unwrap_or_default();
+            if text.starts_with("done") {
+                return Some(Ok(()));
+            }
+            if let Some(reason) = text.strip_prefix("failed ") {
+                return Some(Err(reason.trim_end().to_string()));
+            }
+            let worker = text.strip_prefix("busy ").and_then(|p| p.trim().parse::<u32>().ok());
+            // The mark is written right after it is created; an empty one
+            // is being written now.
+            if worker.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::write(&mark, format!("busy {}\n", std::process::id()));
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[cfg(test)]
+    fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the shared files of runs that are over, and of runs without a
+/// reaper that ended long ago.
+fn remove_stale_run_dirs(me: &str) {
+    let Ok(entries) = std::fs::read_dir(runs_dir()) else { return };
+    for entry in entries.flatten() {
+        let session = entry.file_name().to_string_lossy().into_owned();
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
+        let over = match session_alive(&session) {
+            Some(alive) => !alive,
+            None => old,
+        };
+        if session != me && over {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn reuse_dir() -> PathBuf {
     runtime_dir().join("reuse")
 }
@@ -234,6 +354,17 @@ fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
             let _ = std::fs::remove_dir_all(dir.path());
         }
         if remaining == 0 {
+            // The reused services' network goes with the last of them.
+            let reuse_session = format!("reuse-{}", uid());
+            runtime.block_on(async {
+                if let Ok(networks) = docker.networks_with_labels(&format!("{SESSION_LABEL}={reuse_session}")).await {
+                    for (name, labels) in networks {
+                        if labels.get(MANAGED_LABEL).is_some_and(|v| v == "true") {
+                            let _ = docker.remove_network(&name).await;
+                        }
+                    }
+                }
+            });
             return;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -338,6 +469,7 @@ fn serve(session: &str) -> Result<(), String> {
         }
     }
     runtime.block_on(remove_session(&docker, session));
+    let _ = std::fs::remove_dir_all(run_dir(session));
     touch_claims(session);
     // The lock file stays: a reaper that starts after this one takes the same
     // file, so there is never a second lock for one session.
@@ -417,11 +549,23 @@ pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
             dead.push(session.clone());
         }
     }
+    // A run may leave a network without containers (its reaper was killed
+    // after removing them).
+    if let Ok(networks) = docker.networks_with_labels(&format!("{MANAGED_LABEL}=true")).await {
+        for (_, labels) in networks {
+            let Some(session) = labels.get(SESSION_LABEL) else { continue };
+            let reused = labels.get(REUSE_LABEL).is_some_and(|v| v == "true");
+            if session != me && !reused && !dead.contains(session) && session_alive(session) == Some(false) {
+                dead.push(session.clone());
+            }
+        }
+    }
     for session in &dead {
         remove_session(docker, session).await;
         let _ = std::fs::remove_file(socket_path(session));
     }
     remove_stale_locks(me);
+    remove_stale_run_dirs(me);
     remove_stale_ready_marks(docker).await;
     dead
 }
@@ -437,6 +581,74 @@ fn remove_stale_locks(me: &str) {
         let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
         if session != me && session != "reuse" && old && session_alive(session) == Some(false) {
             let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(tag: &str) -> RunMarks {
+        let dir = std::env::temp_dir().join(format!("cleanroom-pulls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        RunMarks::at(dir)
+    }
+
+    fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
+    }
+
+    mod should {
+        use super::*;
+
+        #[test]
+        fn give_each_piece_of_work_to_exactly_one_claimant() {
+            let m = marks("one");
+            assert_eq!(m.claim("postgres:17-alpine").unwrap(), Turn::Mine);
+            assert_eq!(m.claim("postgres:17-alpine").unwrap(), Turn::Theirs);
+            assert_eq!(m.claim("redis:7-alpine").unwrap(), Turn::Mine, "each key has a mark of its own");
+            m.remove();
+        }
+
+        #[test]
+        fn give_the_work_to_exactly_one_of_many_threads() {
+            let m = std::sync::Arc::new(marks("threads"));
+            let turns: Vec<Turn> = (0..8)
+                .map(|_| {
+                    let m = m.clone();
+                    std::thread::spawn(move || m.claim("busybox:1.35").unwrap())
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(turns.iter().filter(|t| **t == Turn::Mine).count(), 1, "{turns:?}");
+            m.remove();
+        }
+
+        #[test]
+        fn hand_the_workers_outcome_to_the_others() {
+            let m = marks("outcome");
+            m.claim("a:1").unwrap();
+            m.finish("a:1", &Ok(()));
+            assert_eq!(block_on(m.outcome("a:1")), Some(Ok(())));
+            m.claim("b:1").unwrap();
+            m.finish("b:1", &Err("no such host\nat all".into()));
+            assert_eq!(block_on(m.outcome("b:1")), Some(Err("no such host at all".into())));
+            m.remove();
+        }
+
+        #[test]
+        fn take_over_the_work_of_a_process_that_died() {
+            let m = marks("dead");
+            m.claim("c:1").unwrap();
+            // A pid that cannot be running: above the kernel's maximum.
+            std::fs::write(m.mark("c:1"), "busy 4294967295\n").unwrap();
+            assert_eq!(block_on(m.outcome("c:1")), None);
+            let text = std::fs::read_to_string(m.mark("c:1")).unwrap();
+            assert_eq!(text, format!("busy {}\n", std::process::id()), "the mark is taken over");
+            m.remove();
         }
     }
 }

@@ -87,6 +87,8 @@ pub(crate) struct Registry {
     /// Whether this process is attached to its session's reaper.
     reaper: OnceLock<bool>,
     docker: tokio::sync::OnceCell<Result<Docker, Error>>,
+    /// The run's network, once this process has made or found it.
+    network: tokio::sync::Mutex<Option<String>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Containers being created right now (their ids are not known yet).
     creating: AtomicUsize,
@@ -112,6 +114,7 @@ pub(crate) fn global() -> &'static Registry {
             session: crate::session::current(),
             reaper: OnceLock::new(),
             docker: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(None),
             slots: Mutex::new(HashMap::new()),
             creating: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
@@ -349,10 +352,17 @@ impl Registry {
             }
             if attempts == 0 && retries == 0 {
                 let pull_started = Instant::now();
-                let pulled = match config.pull {
-                    crate::config::PullPolicy::Always => pull_once(&docker, name, &def.image, &session).await?,
-                    policy => docker.ensure_image(name, &def.image, policy).await?,
+                let pull = async {
+                    match config.pull {
+                        crate::config::PullPolicy::Always => pull_once(&docker, name, &def.image, &session).await,
+                        policy => docker.ensure_image(name, &def.image, policy).await,
+                    }
                 };
+                // The run's network is made while the image is looked at; a
+                // failure here is met again, and reported, when the
+                // container joins it.
+                let (pulled, _) = tokio::join!(pull, self.run_network(&docker, &owner_session, reuse, shared));
+                let pulled = pulled?;
                 phases.pull_ms = Some(crate::metrics::ms(pull_started.elapsed()));
                 if pulled {
                     crate::metrics::cache_miss("image");
@@ -422,6 +432,9 @@ impl Registry {
 
         let ready = async {
             let ports_started = Instant::now();
+            if created_here {
+                self.join_run_network(&docker, &id, name, &def.image, &owner_session, reuse, shared).await?;
+            }
             let ports = docker.published_ports(&id).await.map_err(|reason| Error::Start {
                 service: name.to_string(),
                 image: def.image.clone(),
@@ -529,6 +542,79 @@ impl Registry {
         }
     }
 
+    /// The run's network, made by whichever process of the run needs it
+    /// first (a process without a reaper has one of its own).
+    async fn run_network(&self, docker: &Docker, owner_session: &str, reuse: bool, shared: bool) -> Result<String, String> {
+        let mut held = self.network.lock().await;
+        if let Some(name) = held.as_ref() {
+            return Ok(name.clone());
+        }
+        let name = run_network_name(owner_session, shared, std::process::id());
+        let mut labels = BTreeMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (SESSION_LABEL.to_string(), owner_session.to_string()),
+            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
+        ]);
+        if reuse {
+            labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+        }
+        // One process of the run creates it, the others wait for it: not
+        // every engine refuses a second network of the same name.
+        // Whatever the outcome, each process then makes sure of the network
+        // itself: a failure is not handed on, and a reused network outlives
+        // the marks' run.
+        let marks = crate::reaper::RunMarks::of(owner_session);
+        let key = format!("network {name}");
+        let mine = match shared.then(|| marks.claim(&key).ok()).flatten() {
+            Some(crate::reaper::Turn::Theirs) => marks.outcome(&key).await.is_none(),
+            Some(crate::reaper::Turn::Mine) => true,
+            None => false,
+        };
+        let created = docker.ensure_network(&name, &labels).await;
+        if mine {
+            marks.finish(&key, &created.as_ref().map(|_| ()).map_err(Clone::clone));
+        }
+        let created = created?;
+        if created {
+            crate::metrics::cache_miss("network");
+        } else {
+            crate::metrics::cache_hit("network");
+        }
+        *held = Some(name.clone());
+        Ok(name)
+    }
+
+    /// Connects a container this process created to the run's network, with
+    /// its service name as the alias the other services reach it by. Once
+    /// more with the network made again if it went away meanwhile (the
+    /// keeper of reused services removes theirs when the last one goes).
+    #[allow(clippy::too_many_arguments)]
+    async fn join_run_network(
+        &self,
+        docker: &Docker,
+        id: &str,
+        service: &str,
+        image: &str,
+        owner_session: &str,
+        reuse: bool,
+        shared: bool,
+    ) -> Result<(), Error> {
+        let mut reason = String::new();
+        for _ in 0..2 {
+            match self.run_network(docker, owner_session, reuse, shared).await {
+                Ok(network) => match docker.connect_network(&network, id, service).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        reason = format!("could not connect it to the run's network {network}: {e}");
+                        *self.network.lock().await = None;
+                    }
+                },
+                Err(e) => reason = format!("could not create the run's network: {e}"),
+            }
+        }
+        Err(Error::Start { service: service.to_string(), image: image.to_string(), reason })
+    }
+
     async fn remove_labelled(&self, docker: &Docker, labels: &[(&str, &str)]) {
         if let Ok(ids) = docker.containers_labelled(labels).await {
             futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
@@ -576,6 +662,12 @@ impl Registry {
         for (id, result) in ids.iter().zip(results) {
             if let Err(e) = result {
                 eprintln!("cleanroom: could not remove container {id}: {e}; remove it with `docker rm -f {id}`");
+            }
+        }
+        // Without a reaper the network is this process's own.
+        if let Some(network) = self.network.lock().await.take() {
+            if let Err(e) = docker.remove_network(&network).await {
+                eprintln!("cleanroom: could not remove network {network}: {e}; remove it with `docker network rm {network}`");
             }
         }
         for slot in &slots {
@@ -752,22 +844,23 @@ impl Registry {
 /// run gets there first; the others wait for its outcome. `true` when this
 /// process pulled it.
 async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -> Result<bool, Error> {
-    let marks = crate::reaper::PullMarks::of(session);
-    let outcome = match marks.claim(image) {
-        Ok(crate::reaper::PullTurn::Theirs) => match marks.outcome(image).await {
+    let marks = crate::reaper::RunMarks::of(session);
+    let key = format!("pull {image}");
+    let outcome = match marks.claim(&key) {
+        Ok(crate::reaper::Turn::Theirs) => match marks.outcome(&key).await {
             Some(Ok(())) => return Ok(false),
             Some(Err(reason)) => Err(format!("another process of this run pulled it and failed: {reason}")),
             // Its puller is gone without an outcome: the mark is this
             // process's now.
             None => {
                 let outcome = docker.pull(image).await;
-                marks.finish(image, &outcome);
+                marks.finish(&key, &outcome);
                 outcome
             }
         },
-        Ok(crate::reaper::PullTurn::Mine) => {
+        Ok(crate::reaper::Turn::Mine) => {
             let outcome = docker.pull(image).await;
-            marks.finish(image, &outcome);
+            marks.finish(&key, &outcome);
             outcome
         }
         // No runtime directory: pull in this process.
@@ -791,6 +884,16 @@ async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -
     }
 }
 
+/// The name of the run's network: `cleanroom-<session>` when the processes
+/// of the run share it, else one per process.
+fn run_network_name(owner_session: &str, shared: bool, pid: u32) -> String {
+    if shared {
+        format!("cleanroom-{owner_session}")
+    } else {
+        format!("cleanroom-{owner_session}-p{pid}")
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
@@ -798,5 +901,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "(no message)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::run_network_name;
+
+        #[test]
+        fn give_the_processes_of_a_run_one_network_and_a_process_without_reaper_its_own() {
+            assert_eq!(run_network_name("nextest-1", true, 10), run_network_name("nextest-1", true, 11));
+            assert_eq!(run_network_name("nextest-1", true, 10), "cleanroom-nextest-1");
+            assert_ne!(run_network_name("nextest-1", false, 10), run_network_name("nextest-1", false, 11));
+            assert_ne!(run_network_name("nextest-1", true, 10), run_network_name("nextest-2", true, 10));
+        }
     }
 }

@@ -119,7 +119,7 @@
 //! | `CLEANROOM_<SERVICE>_IMAGE` | `services.<name>.image` | image of a service | `postgres:17-alpine`, `redis:7-alpine`, the function's |
 //! | `CLEANROOM_<SERVICE>_MEMORY`, `_CPUS`, `_PIDS`, `_SHM_SIZE` | `services.<name>.memory`, ... | resource limits ([`GenericContainer::with_memory_limit`], ...) | none |
 //! | `CLEANROOM_IMAGE_PREFIX` | `run.image_prefix` | put before images that name no registry | unset |
-//! | `CLEANROOM_PULL` | `run.pull` | `missing` or `never` | `missing` |
+//! | `CLEANROOM_PULL` | `run.pull` | `missing`, `always` (once per run) or `never` | `missing` |
 //! | `CLEANROOM_STARTUP_TIMEOUT` | `run.startup_timeout` | seconds a service may take to be Ready | 60 |
 //! | `CLEANROOM_KEEP` | `run.keep` | keep test databases: `never`, `on-failure`, `always` | `on-failure` |
 //! | `CLEANROOM_POOL` | `run.pool` | Postgres databases cloned ahead of demand (0: off) | 4 |
