@@ -32,7 +32,7 @@ pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUS
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use context::export_docker_host;
 pub use config::{
-    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, ReportMode, ServiceOverride, Setting,
+    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, RecoveryKind, ReportMode, ServiceOverride, Setting,
     CONFIG_ENV, CONFIG_FILE, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
 pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
