@@ -280,11 +280,22 @@ fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
 fn without_a_reaper_each_process_removes_its_own_containers() {
     let session = fresh_session("no-reaper");
     let watch = EventWatch::start(&session);
-    let run = run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &[("CLEANROOM_NO_REAPER", "1")]);
+    let report = std::env::temp_dir().join(format!("{session}.json"));
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::suite::s01"],
+        &[("CLEANROOM_NO_REAPER", "1"), ("CLEANROOM_REPORT_JSON", report.to_str().unwrap())],
+    );
     assert!(run.passed(), "{}", run.text());
     assert!(reaper_pid(&session).is_none(), "no reaper was started");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    std::fs::remove_file(&report).unwrap();
+    assert_eq!(doc["caches"]["network"]["misses"], 1, "the process made a network: {}", doc["caches"]);
     // Removed by the process itself at exit: already gone when it has exited.
     assert!(session_containers(&session).is_empty(), "left: {:?}", session_containers(&session));
+    // So is the network of its own that its containers joined.
+    let rest = cleanroom_tests::session_networks_and_volumes(&session);
+    assert!(rest.is_empty(), "networks or volumes left: {rest:?}");
     assert_eq!(watch.starts_of("postgres"), 1);
     assert_eq!(watch.starts_of("redis"), 1);
 }

@@ -351,19 +351,20 @@ impl Registry {
                 break (id, Some(env), false);
             }
             if attempts == 0 && retries == 0 {
-                let pull_started = Instant::now();
                 let pull = async {
-                    match config.pull {
+                    let pull_started = Instant::now();
+                    let pulled = match config.pull {
                         crate::config::PullPolicy::Always => pull_once(&docker, name, &def.image, &session).await,
                         policy => docker.ensure_image(name, &def.image, policy).await,
-                    }
+                    };
+                    (pulled, pull_started.elapsed())
                 };
                 // The run's network is made while the image is looked at; a
                 // failure here is met again, and reported, when the
                 // container joins it.
-                let (pulled, _) = tokio::join!(pull, self.run_network(&docker, &owner_session, reuse, shared));
+                let ((pulled, pull_time), _) = tokio::join!(pull, self.run_network(&docker, &owner_session, reuse, shared));
                 let pulled = pulled?;
-                phases.pull_ms = Some(crate::metrics::ms(pull_started.elapsed()));
+                phases.pull_ms = Some(crate::metrics::ms(pull_time));
                 if pulled {
                     crate::metrics::cache_miss("image");
                 } else {
