@@ -124,7 +124,10 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 fn a_service_over_its_memory_limit_is_oom_killed_and_reported(hog: Container) {
     let id = hog.id().to_string();
     wait_until("the OOM kill", Duration::from_secs(60), || cleanroom::metrics_of("hog").is_some_and(|m| m.oom_killed));
-    assert_eq!(docker(&["inspect", "--format", "{{.State.OOMKilled}}", &id]).trim(), "true", "Docker agrees");
+    // Docker's `oom` event comes before the container's state says so.
+    wait_until("Docker to agree", Duration::from_secs(30), || {
+        docker(&["inspect", "--format", "{{.State.OOMKilled}}", &id]).trim() == "true"
+    });
     wait_until("recovery to give up", Duration::from_secs(30), || {
         cleanroom::lifecycle_of("hog").is_some_and(|l| l.state() == State::Failed)
     });

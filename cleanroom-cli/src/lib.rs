@@ -78,7 +78,8 @@ struct OverrideFlags {
     /// Read this configuration file instead of searching for cleanroom.toml.
     #[arg(long, value_name = "PATH")]
     config: Option<String>,
-    /// Pull absent images (`missing`) or fail at once (`never`).
+    /// Pull absent images (`missing`), every image once per run (`always`),
+    /// or fail at once (`never`).
     #[arg(long, value_name = "POLICY")]
     pull: Option<String>,
     /// Keep test databases: `never`, `on-failure`, `always`.
