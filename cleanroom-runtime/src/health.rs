@@ -261,6 +261,72 @@ pub(crate) mod probe {
         Ok(())
     }
 
+    /// For a process that attaches to a container another process of the
+    /// run is bringing up: waits for that process's ready mark (`marked`),
+    /// running the checks itself only every 2 s (in case the creator died),
+    /// so that twenty attaching processes do not hammer the container and
+    /// the engine with probes while it starts.
+    pub(crate) async fn wait_attached(
+        service: &RunningService,
+        deadline: Instant,
+        stop: &AtomicBool,
+        marked: impl Fn() -> bool,
+    ) -> Result<(), Error> {
+        const PROBE_EVERY: Duration = Duration::from_secs(2);
+        let started = Instant::now();
+        let mut next_probe = started + PROBE_EVERY;
+        let mut last = "not probed yet".to_string();
+        loop {
+            if marked() {
+                return Ok(());
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Err(Error::ShuttingDown { service: service.name.clone() });
+            }
+            if Instant::now() >= next_probe {
+                if let Some(code) = exited(service).await {
+                    return Err(Error::Exited {
+                        service: service.name.clone(),
+                        image: service.image.clone(),
+                        code,
+                        logs: tail(service).await,
+                    });
+                }
+                let mut passed = true;
+                for check in &service.definition.health_checks {
+                    match tokio::time::timeout(check.timeout, attempt(service, check)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(reason)) => {
+                            last = format!("{check}: {reason}");
+                            passed = false;
+                            break;
+                        }
+                        Err(_) => {
+                            last = format!("{check}: no answer within {:?}", check.timeout);
+                            passed = false;
+                            break;
+                        }
+                    }
+                }
+                if passed {
+                    return Ok(());
+                }
+                next_probe = Instant::now() + PROBE_EVERY;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    service: service.name.clone(),
+                    image: service.image.clone(),
+                    check: "the process that created it seeing it Ready".into(),
+                    after: started.elapsed(),
+                    last,
+                    logs: tail(service).await,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn exited(service: &RunningService) -> Option<i64> {
         service.docker.exit_status(&service.id).await.ok().flatten()
     }

@@ -455,8 +455,12 @@ impl Registry {
             // A container another process created and saw pass its checks
             // needs no second round of them (under nextest every test is a
             // process of its own that attaches).
-            if created_here || !crate::reaper::seen_ready(&id) {
+            if created_here {
                 health::wait_ready(&service, deadline, &self.shutting_down).await?;
+            } else if !crate::reaper::seen_ready(&id) {
+                let probe_id = id.clone();
+                health::probe::wait_attached(&service, deadline, &self.shutting_down, move || crate::reaper::seen_ready(&probe_id))
+                    .await?;
             }
             phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()));
             if shared {
