@@ -18,6 +18,9 @@ OPTIONS:
                         docs untouched (the CI smoke run)
     --no-docs           print the table only; do not rewrite docs/benchmarks.md,
                         docs/benchmarks.svg and the README's headline
+    --from-log FILE     run nothing: rebuild the table, page and chart from the
+                        progress lines an earlier (interrupted) run printed on
+                        stderr
     -h, --help          this text
 
 The images are cleanroom's: CLEANROOM_POSTGRES_IMAGE and CLEANROOM_REDIS_IMAGE
@@ -102,6 +105,8 @@ pub struct Options {
     /// Where to write benchmarks.md and benchmarks.svg (and whether to
     /// update the README), `None` to print only.
     pub write_docs: Option<PathBuf>,
+    /// Rebuild from an earlier run's progress lines instead of running.
+    pub from_log: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -132,6 +137,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         runners: vec![Runner::CargoTest, Runner::Nextest],
         approaches: Approach::ALL.to_vec(),
         write_docs: docs,
+        from_log: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -150,6 +156,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 opts.write_docs = None;
             }
             "--no-docs" => opts.write_docs = None,
+            "--from-log" => opts.from_log = Some(PathBuf::from(value("--from-log")?)),
             "--reps" => {
                 let v = value("--reps")?;
                 opts.reps = v.parse().ok().filter(|&r| r > 0).ok_or_else(|| format!("--reps: {v:?} is not a count of at least 1"))?;

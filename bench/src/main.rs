@@ -265,9 +265,73 @@ fn main() {
     });
 }
 
+/// One progress line of a run (`[  3/48] container per test  cargo test  N=40  285.04 s  started  80  left   0`),
+/// back into its cell and sample; `None` for any other line.
+pub fn parse_progress(line: &str) -> Option<(usize, Runner, Approach, Sample)> {
+    let rest = line.trim_start().strip_prefix('[')?.split_once(']')?.1.trim_start();
+    // Longest titles first: "cleanroom, warm (reuse)" starts with "cleanroom".
+    let mut approaches = Approach::ALL;
+    approaches.sort_by_key(|a| std::cmp::Reverse(a.title().len()));
+    let approach = approaches.into_iter().find(|a| rest.starts_with(a.title()))?;
+    let rest = rest[approach.title().len()..].trim_start();
+    let runner = [Runner::Nextest, Runner::CargoTest].into_iter().find(|r| rest.starts_with(r.title()))?;
+    let words: Vec<&str> = rest[runner.title().len()..].split_whitespace().collect();
+    let n = words.first()?.strip_prefix("N=")?.parse().ok()?;
+    let wall = words.get(1)?.parse().ok()?;
+    let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1));
+    let started = after("started")?.parse().ok()?;
+    let left = after("left")?.parse().ok()?;
+    let overhead_ms = after("p50").zip(after("p95")).and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    let first_test_ms = after("first").and_then(|v| v.parse().ok());
+    Some((n, runner, approach, Sample { wall, started, left, overhead_ms, first_test_ms, ok: !line.contains("FAILED") }))
+}
+
+/// The cells of an earlier run, from its progress lines.
+fn cells_from_log(text: &str) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = Vec::new();
+    for (n, runner, approach, sample) in text.lines().filter_map(parse_progress) {
+        match cells.iter_mut().find(|c| c.n == n && c.runner == runner && c.approach == approach) {
+            Some(c) => c.samples.push(sample),
+            None => cells.push(Cell { n, runner, approach, samples: vec![sample] }),
+        }
+    }
+    cells
+}
+
+/// Writes the page, the chart and the README's headline.
+fn write_docs(dir: &Path, machine: &Machine, opts: &Options, cells: &[Cell]) -> Result<(), String> {
+    let markdown = render::markdown(machine, opts, cells);
+    let md = dir.join("benchmarks.md");
+    let svg = dir.join("benchmarks.svg");
+    std::fs::write(&md, &markdown).map_err(|e| format!("writing {}: {e}", md.display()))?;
+    chart::draw(&svg, cells).map_err(|e| format!("drawing {}: {e}", svg.display()))?;
+    let readme = workspace_root().join("README.md");
+    if let Ok(text) = std::fs::read_to_string(&readme) {
+        if let Some(updated) = render::readme_headline(&text, machine, cells) {
+            std::fs::write(&readme, updated).map_err(|e| format!("writing {}: {e}", readme.display()))?;
+        }
+    }
+    eprintln!("cleanroom-bench: wrote {}, {} and the README's headline", md.display(), svg.display());
+    Ok(())
+}
+
 /// Runs the matrix; `Ok(false)` when a cell failed or cleanroom left something.
 fn run(opts: Options) -> Result<bool, String> {
     let mut machine = machine();
+    if let Some(log) = &opts.from_log {
+        let text = std::fs::read_to_string(log).map_err(|e| format!("reading {}: {e}", log.display()))?;
+        let cells = cells_from_log(&text);
+        if cells.is_empty() {
+            return Err(format!("{} has no progress lines of a run", log.display()));
+        }
+        let mut opts = opts.clone();
+        opts.reps = cells.iter().map(|c| c.samples.len()).max().unwrap_or(0);
+        println!("{}", render::table(&cells));
+        if let Some(dir) = &opts.write_docs {
+            write_docs(dir, &machine, &opts, &cells)?;
+        }
+        return Ok(true);
+    }
     if machine.docker.is_empty() {
         return Err("Docker does not answer (`docker version` failed): start it, or set DOCKER_HOST".into());
     }
@@ -317,6 +381,8 @@ fn run(opts: Options) -> Result<bool, String> {
                 sample.started,
                 sample.left,
                 sample.overhead_ms.map(|(p50, p95)| format!("  overhead p50 {p50:.2} ms p95 {p95:.2} ms")).unwrap_or_default()
+                    + &sample.first_test_ms.map(|f| format!("  first {f:.1} ms")).unwrap_or_default()
+                    + if sample.ok { "" } else { "  FAILED" }
             );
             cells[i].samples.push(sample);
         }
@@ -324,20 +390,9 @@ fn run(opts: Options) -> Result<bool, String> {
     drop(bench);
     machine.load.1 = load_average();
 
-    let markdown = render::markdown(&machine, &opts, &cells);
     println!("{}", render::table(&cells));
     if let Some(dir) = &opts.write_docs {
-        let md = dir.join("benchmarks.md");
-        let svg = dir.join("benchmarks.svg");
-        std::fs::write(&md, &markdown).map_err(|e| format!("writing {}: {e}", md.display()))?;
-        chart::draw(&svg, &cells).map_err(|e| format!("drawing {}: {e}", svg.display()))?;
-        let readme = workspace_root().join("README.md");
-        if let Ok(text) = std::fs::read_to_string(&readme) {
-            if let Some(updated) = render::readme_headline(&text, &machine, &cells) {
-                std::fs::write(&readme, updated).map_err(|e| format!("writing {}: {e}", readme.display()))?;
-            }
-        }
-        eprintln!("cleanroom-bench: wrote {}, {} and the README's headline", md.display(), svg.display());
+        write_docs(dir, &machine, &opts, &cells)?;
     }
 
     let failed: Vec<String> = cells
@@ -362,6 +417,25 @@ fn run(opts: Options) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_read_back_into_cells() {
+        let log = "cleanroom-bench: building the suites
+[  1/48] cleanroom              cargo test       N=10     6.28 s  started   2  left   0  overhead p50 8.74 ms p95 140.32 ms
+[  2/48] cleanroom, warm (reuse) cargo nextest run N=40     2.12 s  started   0  left   0  overhead p50 52.81 ms p95 107.71 ms  first 31.5 ms
+[  3/48] container per test     cargo test       N=10    44.72 s  started  20  left   0
+[ 27/48] container per test     cargo test       N=10    40.00 s  started  20  left   0
+";
+        let cells = cells_from_log(log);
+        assert_eq!(cells.len(), 3);
+        assert_eq!((cells[0].n, cells[0].runner, cells[0].approach), (10, Runner::CargoTest, Approach::Cleanroom));
+        assert_eq!(cells[0].samples[0].overhead_ms, Some((8.74, 140.32)));
+        assert_eq!((cells[1].approach, cells[1].runner, cells[1].n), (Approach::CleanroomWarm, Runner::Nextest, 40));
+        assert_eq!(cells[1].samples[0].first_test_ms, Some(31.5));
+        assert_eq!(cells[2].samples.iter().map(|s| s.wall).collect::<Vec<_>>(), [44.72, 40.0]);
+        assert_eq!(cells[2].samples[0].started, 20);
+        assert_eq!(parse_progress("cleanroom-bench: wrote docs"), None);
+    }
 
     #[test]
     fn filters_select_the_first_n_tests_by_prefix() {
