@@ -543,30 +543,36 @@ impl TestContext {
         let registry = registry::get()?;
         for (name, container) in &self.containers {
             let id = container.inner.id.clone();
-            // The monitor hears of a death within milliseconds; give it a
-            // moment before asking Docker directly.
-            let mut failure = None;
+            // Most failing tests failed on their own: one question to Docker
+            // says whether the container still runs, with no waiting.
+            let mut failure = registry.failure_of(name, &id);
+            let ended = if failure.is_some() {
+                None
+            } else {
+                let docker = container.inner.docker.clone();
+                let probe = id.clone();
+                match registry::block_on_runtime(async move { docker.ended(&probe).await }) {
+                    None => continue,
+                    Some(e) => Some(e),
+                }
+            };
+            // It died: the monitor hears of it within milliseconds and has the
+            // reason and the last log lines; once it has recorded the death,
+            // the tests after this one wait for the replacement.
             for _ in 0..20 {
-                failure = registry.failure_of(name, &id);
                 if failure.is_some() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
+                failure = registry.failure_of(name, &id);
             }
-            let (reason, logs) = match failure {
-                Some(f) => (f.reason, f.logs),
-                None => {
-                    let docker = container.inner.docker.clone();
-                    let probe = id.clone();
-                    let ended = registry::block_on_runtime(async move { docker.ended(&probe).await });
-                    match ended {
-                        None => continue,
-                        Some(e) => (
-                            format!("its container {} exited with code {}{}", &id[..id.len().min(12)], e.code, if e.oom_killed { " (OOM)" } else { "" }),
-                            String::new(),
-                        ),
-                    }
-                }
+            let (reason, logs) = match (failure, ended) {
+                (Some(f), _) => (f.reason, f.logs),
+                (None, Some(e)) => (
+                    format!("its container {} exited with code {}{}", &id[..id.len().min(12)], e.code, if e.oom_killed { " (OOM)" } else { "" }),
+                    String::new(),
+                ),
+                (None, None) => continue,
             };
             let logs = if logs.is_empty() { String::new() } else { format!("; its last log lines:\n{logs}") };
             return Some(format!(
