@@ -124,9 +124,18 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 fn a_service_over_its_memory_limit_is_oom_killed_and_reported(hog: Container) {
     let id = hog.id().to_string();
     wait_until("the OOM kill", Duration::from_secs(60), || cleanroom::metrics_of("hog").is_some_and(|m| m.oom_killed));
-    // Docker's `oom` event comes before the container's state says so.
-    wait_until("Docker to agree", Duration::from_secs(30), || {
-        docker(&["inspect", "--format", "{{.State.OOMKilled}}", &id]).trim() == "true"
+    // Docker agrees, in its own record: manual recovery removes the dead
+    // container, so its state may be gone already, its events are not.
+    let since = (std::time::SystemTime::now() - Duration::from_secs(600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    wait_until("Docker to record the OOM kill", Duration::from_secs(30), || {
+        let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+        let filter = format!("container={id}");
+        let events = docker(&["events", "--since", &since, "--until", &until, "--filter", &filter, "--filter", "event=oom", "--format", "{{.Action}}"]);
+        events.lines().any(|l| l.trim() == "oom")
     });
     wait_until("recovery to give up", Duration::from_secs(30), || {
         cleanroom::lifecycle_of("hog").is_some_and(|l| l.state() == State::Failed)
