@@ -100,6 +100,15 @@ pub(crate) struct NamedContainer {
     pub(crate) env: BTreeMap<String, String>,
 }
 
+/// A volume as the engine lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct Volume {
+    pub(crate) name: String,
+    pub(crate) labels: HashMap<String, String>,
+    /// Seconds since the epoch (0 when Docker did not say).
+    pub(crate) created: i64,
+}
+
 /// A container as the engine lists it.
 #[derive(Debug, Clone)]
 pub(crate) struct Listed {
@@ -222,6 +231,7 @@ impl Docker {
             })
             .collect();
         let tmpfs: HashMap<String, String> = def.tmpfs.clone().into_iter().collect();
+        let cache_mount = def.cache_mount.clone();
         let limits = def.limits;
         request = request
             .with_startup_timeout(def.startup_timeout)
@@ -230,6 +240,22 @@ impl Docker {
                 hc.port_bindings = Some(bindings.clone());
                 if !tmpfs.is_empty() {
                     hc.tmpfs = Some(tmpfs.clone());
+                }
+                if let Some(volume) = &cache_mount {
+                    // A mount rather than a bind: should the volume have gone
+                    // since it was made (evicted by another run), Docker makes
+                    // it again with these labels, not bare.
+                    use testcontainers::bollard::models::{Mount, MountType, MountVolumeOptions};
+                    hc.mounts.get_or_insert_with(Vec::new).push(Mount {
+                        target: Some(crate::cache::MOUNT.to_string()),
+                        source: Some(volume.name.clone()),
+                        typ: Some(MountType::VOLUME),
+                        volume_options: Some(MountVolumeOptions {
+                            labels: Some(volume.labels.clone().into_iter().collect()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
                 }
                 if let Some(bytes) = limits.memory {
                     hc.memory = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -449,6 +475,45 @@ impl Docker {
         Ok(networks.into_iter().filter_map(|n| Some((n.name?, n.labels.unwrap_or_default()))).collect())
     }
 
+    /// Makes sure the volume `name` exists; one that does keeps its labels.
+    pub(crate) async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
+        let request = testcontainers::bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.client.create_volume(request).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Every volume carrying `label` (`key=value` or just `key`).
+    pub(crate) async fn volumes_with_label(&self, label: &str) -> Result<Vec<Volume>, String> {
+        use testcontainers::bollard::query_parameters::ListVolumesOptionsBuilder;
+        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let volumes = self
+            .client
+            .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| Volume {
+                created: v.created_at.map_or(0, |t| t.unix_timestamp()),
+                name: v.name,
+                labels: v.labels,
+            })
+            .collect())
+    }
+
+    /// Removes the volume `name`; Docker refuses while a container uses it.
+    pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), String> {
+        self.client
+            .remove_volume(name, None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Removes every network and volume carrying all these labels.
     pub(crate) async fn remove_networks_and_volumes(&self, labels: &[(&str, &str)]) -> Result<(), String> {
         use testcontainers::bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder};
@@ -608,3 +673,4 @@ impl Docker {
         self.client.kill_container(id, Some(options)).await.map_err(|e| e.to_string())
     }
 }
+

@@ -43,7 +43,7 @@ fn random_password() -> String {
 /// only. The initial password is stored as SCRAM by initdb, so it is set
 /// again, as MD5, over the container's local socket before the login check.
 pub(crate) fn postgres_definition() -> GenericContainer {
-    GenericContainer::new(DEFAULT_POSTGRES_IMAGE)
+    let mut def = GenericContainer::new(DEFAULT_POSTGRES_IMAGE)
         .with_env("POSTGRES_USER", "cleanroom")
         .with_env("POSTGRES_PASSWORD", random_password())
         .with_env("POSTGRES_DB", "cleanroom")
@@ -81,7 +81,11 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         // from taking the machine. No memory limit: the data directory lives
         // in tmpfs, which counts against it, and test databases vary.
         .with_shm_size(256 * 1024 * 1024)
-        .with_pids_limit(1024)
+        .with_pids_limit(1024);
+    // A cold start copies an initialised cluster instead of running initdb
+    // (docs/caches.md); `run.volume_cache = false` turns it off.
+    def.volume_cache = Some(crate::cache::VolumeCache::Postgres);
+    def
 }
 
 /// The definition of the Redis service: no persistence, Ready when it answers PING.

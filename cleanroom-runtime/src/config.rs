@@ -62,6 +62,9 @@ pub const SETTINGS: &[Setting] = &[
     setting(Some("run.report"), Some("CLEANROOM_REPORT"), "`quiet`, `full`, `off`", "`quiet`", "the summary each test process prints on stderr at exit: `quiet` one line (nothing from a process that only attached and ran one test), and every line of a service that had trouble; `full` every line; `off` none (see docs/report.md)"),
     setting(Some("run.report_json"), Some("CLEANROOM_REPORT_JSON"), "a path", "unset", "also write the run's report to this file: one JSON document per run, merged by every test process of the run (docs/report.md)"),
     setting(Some("run.image_prefix"), Some("CLEANROOM_IMAGE_PREFIX"), "a string, e.g. `localhost:5000/`", "unset", "prepended to every image of a definition that names no registry (a mirror or private registry)"),
+    setting(Some("run.volume_cache"), Some("CLEANROOM_VOLUME_CACHE"), "`true`, `false` (env: also `1`/`0`, ...)", "`true`", "keep the built-in Postgres's initialised cluster (and the templates its migrations made) in a named volume, so a cold start skips initdb and unchanged migrations (docs/caches.md)"),
+    setting(Some("run.cache_ttl"), Some("CLEANROOM_CACHE_TTL"), "seconds >= 0", "604800 (7 days)", "a cache volume unused for longer is removed when a run ends"),
+    setting(Some("run.cache_size"), Some("CLEANROOM_CACHE_SIZE"), "as `memory` of a service", "1GiB", "when a run ends and the cache volumes together are larger, the least recently used are removed"),
     setting(None, Some("CLEANROOM_SESSION"), "1 to 64 of `A-Z a-z 0-9 - _ .`", "`NEXTEST_RUN_ID`, else the runner process", "the id that labels this run's containers"),
 ];
 
@@ -168,9 +171,20 @@ pub struct Config {
     pub report_json: Option<PathBuf>,
     /// `run.image_prefix`: prepended to definition images that name no registry.
     pub image_prefix: Option<String>,
+    /// `run.volume_cache`: keep initialised Postgres clusters between runs.
+    pub volume_cache: bool,
+    /// `run.cache_ttl`: cache volumes unused for longer are removed.
+    pub cache_ttl: Duration,
+    /// `run.cache_size`: the cache volumes' total size cap, in bytes.
+    pub cache_size: u64,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
+
+/// How long an unused cache volume is kept, by default.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The cache volumes' total size cap, by default.
+pub const DEFAULT_CACHE_SIZE: u64 = 1 << 30;
 
 /// How long reused services outlive the last run that used them, by default.
 pub const DEFAULT_REUSE_TTL: Duration = Duration::from_secs(15 * 60);
@@ -440,6 +454,9 @@ impl Layers {
                 .map(|f| f.text("a string"))
                 .transpose()?
                 .filter(|p| !p.is_empty()),
+            volume_cache: self.run_setting("run.volume_cache").map(|f| switch(&f)).transpose()?.unwrap_or(true),
+            cache_ttl: self.run_setting("run.cache_ttl").map(|f| seconds(&f, true)).transpose()?.unwrap_or(DEFAULT_CACHE_TTL),
+            cache_size: self.run_setting("run.cache_size").map(|f| bytes(&f)).transpose()?.unwrap_or(DEFAULT_CACHE_SIZE),
             file: self.file().map(Path::to_path_buf),
         })
     }

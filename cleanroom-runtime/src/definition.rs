@@ -39,6 +39,12 @@ pub struct GenericContainer {
     pub(crate) limits: Limits,
     /// What the monitor watches for and does while the service runs.
     pub(crate) watch: crate::monitor::Watch,
+    /// What the volume cache keeps between runs (the built-in Postgres's
+    /// initialised cluster); `None`: no cache.
+    pub(crate) volume_cache: Option<crate::cache::VolumeCache>,
+    /// The cache volume, mounted only on the copy Docker is given (see
+    /// `cache::wrap`).
+    pub(crate) cache_mount: Option<crate::cache::CacheVolume>,
 }
 
 /// Resource limits of a container; `None` leaves Docker's default.
@@ -112,6 +118,8 @@ impl GenericContainer {
             tmpfs: BTreeMap::new(),
             limits: Limits::default(),
             watch: crate::monitor::Watch::default(),
+            volume_cache: None,
+            cache_mount: None,
         }
     }
 

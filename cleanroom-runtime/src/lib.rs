@@ -10,6 +10,7 @@ pub mod admin;
 mod backend;
 mod context;
 mod builtin;
+mod cache;
 mod config;
 mod definition;
 mod driver;
@@ -30,10 +31,12 @@ mod session;
 
 pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
+pub use cache::{CACHE_LABEL, CACHE_SERVICE_LABEL};
 pub use context::export_docker_host;
 pub use config::{
     image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, RecoveryKind, ReportMode, ServiceOverride, Setting,
-    CONFIG_ENV, CONFIG_FILE, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
+    CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS,
+    SETTINGS,
 };
 pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};

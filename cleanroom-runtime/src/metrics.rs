@@ -35,6 +35,10 @@ pub struct Phases {
     pub start_ms: Option<f64>,
     /// Waiting for the health checks to pass.
     pub health_ms: Option<f64>,
+    /// Reading the volume cache's outcome, and filling the cache on a miss
+    /// (built-in Postgres; see docs/caches.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_ms: Option<f64>,
     /// Whether this process created the container (`false`: it attached to
     /// one another process of the run, or an earlier run, created).
     pub created_here: bool,

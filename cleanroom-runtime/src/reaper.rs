@@ -469,6 +469,10 @@ fn serve(session: &str) -> Result<(), String> {
         }
     }
     runtime.block_on(remove_session(&docker, session));
+    // The run's containers are gone, so its cache volumes are free to go too.
+    if let Ok(config) = crate::config::current() {
+        runtime.block_on(crate::cache::evict(&docker, config.cache_ttl, config.cache_size));
+    }
     let _ = std::fs::remove_dir_all(run_dir(session));
     touch_claims(session);
     // The lock file stays: a reaper that starts after this one takes the same

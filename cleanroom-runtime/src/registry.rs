@@ -290,6 +290,9 @@ impl Registry {
         let config = self.config.as_ref().map_err(Clone::clone)?;
         let overrides = crate::config::layers()?.service(name)?;
         let mut def = overrides.apply(def, config.image_prefix.as_deref());
+        if !config.volume_cache {
+            def.volume_cache = None;
+        }
         if let Config { startup_timeout: Some(t), .. } = config {
             if def.startup_timeout == crate::definition::DEFAULT_STARTUP_TIMEOUT {
                 def.startup_timeout = *t;
@@ -343,6 +346,11 @@ impl Registry {
             },
             None => None,
         };
+        let cache_volume = crate::cache::volume_for(name, &def);
+        let docker_def = match &cache_volume {
+            Some(volume) => crate::cache::wrap(&def, volume),
+            None => def.clone(),
+        };
         let mut attempts = 0;
         let mut retries = 0u32;
         let mut phases = crate::metrics::Phases::default();
@@ -365,6 +373,13 @@ impl Registry {
                 let ((pulled, pull_time), _) = tokio::join!(pull, self.run_network(&docker, &owner_session, reuse, shared));
                 let pulled = pulled?;
                 phases.pull_ms = Some(crate::metrics::ms(pull_time));
+                if let Some(volume) = &cache_volume {
+                    docker.ensure_volume(&volume.name, &volume.labels).await.map_err(|reason| Error::Creation {
+                        service: name.to_string(),
+                        image: def.image.clone(),
+                        reason: format!("could not make its cache volume {}: {reason} (run.volume_cache = false turns the cache off)", volume.name),
+                    })?;
+                }
                 if pulled {
                     crate::metrics::cache_miss("image");
                 } else {
@@ -375,7 +390,7 @@ impl Registry {
             }
             self.creating.fetch_add(1, Ordering::SeqCst);
             let create_started = Instant::now();
-            let created = docker.start(name, &def, labels_all.clone(), container_name.as_deref()).await;
+            let created = docker.start(name, &docker_def, labels_all.clone(), container_name.as_deref()).await;
             phases.create_ms = Some(crate::metrics::ms(create_started.elapsed()));
             let created = created.map(|container| {
                 let id = container.id().to_string();
@@ -463,6 +478,13 @@ impl Registry {
                     .await?;
             }
             phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()));
+            if let (true, Some(volume)) = (created_here, &cache_volume) {
+                // Before any test sees the server, so that a fill copies a
+                // cluster no test has touched.
+                let cache_started = Instant::now();
+                use_volume_cache(&service, &volume.name).await?;
+                phases.cache_ms = Some(crate::metrics::ms(cache_started.elapsed()));
+            }
             if shared {
                 crate::reaper::mark_ready(&id);
             }
@@ -678,6 +700,9 @@ impl Registry {
         for slot in &slots {
             let _ = slot.transition(State::Stopped);
         }
+        if let Ok(config) = crate::config::current() {
+            crate::cache::evict(&docker, config.cache_ttl, config.cache_size).await;
+        }
     }
 
     /// [`Registry::teardown`] from outside the runtime (the exit hook).
@@ -848,6 +873,34 @@ impl Registry {
 /// `run.pull = always`: pulls `image` once per run, whichever process of the
 /// run gets there first; the others wait for its outcome. `true` when this
 /// process pulled it.
+/// Counts what a service's start found in its volume cache, and fills an
+/// empty one. A failed fill costs the next run its head start, not this run
+/// its service: it is an alert, not an error.
+async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), Error> {
+    let found = crate::cache::found(&service.docker, &service.id).await.map_err(|reason| Error::Start {
+        service: service.name.clone(),
+        image: service.image.clone(),
+        reason,
+    })?;
+    match found {
+        crate::cache::Found::Restored(generation) => {
+            crate::metrics::cache_hit("volume");
+            crate::cache::touch(volume, None);
+            tracing::info!(service = %service.name, volume, generation, "cluster copied from the volume cache");
+        }
+        found => {
+            crate::metrics::cache_miss("volume");
+            if let crate::cache::Found::Failed(generation) = found {
+                crate::metrics::alert(&service.name, "cache_restore", format!("copying {generation} from {volume} failed; initialised afresh"));
+            }
+            if let Err(e) = crate::cache::fill(&service.docker, &service.id, volume).await {
+                crate::metrics::alert(&service.name, "cache_fill", e);
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -> Result<bool, Error> {
     let marks = crate::reaper::RunMarks::of(session);
     let key = format!("pull {image}");

@@ -509,7 +509,7 @@ fn details(m: &ServiceMetrics) -> String {
         .starts
         .iter()
         .filter(|p| p.created_here)
-        .flat_map(|p| [phase("pull", p.pull_ms), phase("create", p.create_ms), phase("start", p.start_ms), phase("health", p.health_ms)])
+        .flat_map(|p| [phase("pull", p.pull_ms), phase("create", p.create_ms), phase("start", p.start_ms), phase("health", p.health_ms), phase("volume cache", p.cache_ms)])
         .flatten()
         .collect();
     let r = &m.resources;

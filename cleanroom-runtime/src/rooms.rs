@@ -268,8 +268,8 @@ impl PgRooms {
         let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner()).entry(source.hash).or_default().clone();
         let built_here = std::sync::atomic::AtomicBool::new(false);
         let template = cell.get_or_init(|| async {
-            built_here.store(true, Ordering::SeqCst);
-            let name = self.build_template(source).await?;
+            let (name, built) = self.build_template(source).await?;
+            built_here.store(built, Ordering::SeqCst);
             Ok(Arc::new(Template {
                 name,
                 ready: Mutex::new(VecDeque::new()),
@@ -290,7 +290,10 @@ impl PgRooms {
         template
     }
 
-    async fn build_template(&self, source: &TemplateSource) -> Result<String, Error> {
+    /// The template's name, and whether this call ran the migrations (not:
+    /// another process of the run, or the run whose cluster the volume cache
+    /// holds, had made it already).
+    async fn build_template(&self, source: &TemplateSource) -> Result<(String, bool), Error> {
         let name = source.database_name();
         let admin = self.kept(ADMIN).await?;
         let lock = source.hash as i64;
@@ -302,7 +305,7 @@ impl PgRooms {
                 .map_err(|e| self.error("template lookup", e))?
                 .is_some();
             if exists {
-                return Ok(());
+                return Ok(false);
             }
             // Built under a temporary name and renamed, so that a build that
             // dies half-way never looks like a finished template.
@@ -333,11 +336,16 @@ impl PgRooms {
                 ))
                 .await
                 .map_err(|e| self.error("template rename", e))?;
-            Ok(())
+            // The next cold start finds the migrations applied. Under the
+            // lock, before any test is cloned from the new template.
+            if !source.scripts.is_empty() {
+                crate::cache::refill(&self.service).await;
+            }
+            Ok(true)
         }
         .await;
         let _ = admin.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await;
-        result.map(|()| name)
+        result.map(|built| (name, built))
     }
 
     async fn clone_database(&self, admin: &tokio_postgres::Client, template: &str) -> Result<String, Error> {

@@ -12,7 +12,7 @@ fn postgres(created_here: bool) -> ServiceMetrics {
         name: "postgres".into(),
         image: "cleanroom-offline/postgres:15".into(),
         containers: vec!["c1".into()],
-        starts: vec![Phases { pull_ms: Some(1.0), create_ms: Some(120.0), start_ms: Some(4.0), health_ms: Some(1700.0), created_here }],
+        starts: vec![Phases { pull_ms: Some(1.0), create_ms: Some(120.0), start_ms: Some(4.0), health_ms: Some(1700.0), cache_ms: None, created_here }],
         time_to_ready_ms: Some(if created_here { 1840.0 } else { 12.0 }),
         health: Health::Healthy,
         resources: Resources {

@@ -1,0 +1,350 @@
+//! The volume cache: initialised Postgres data directories kept in named
+//! volumes between runs, so that a cold start copies a cluster (with the
+//! templates its migrations made) instead of running `initdb` and the
+//! migrations again.
+//!
+//! - **Key.** One volume per cache key, `cleanroom-cache-<service>-<hash>`:
+//!   the image and the whole environment but the password (`POSTGRES_USER`,
+//!   `POSTGRES_DB`, `POSTGRES_INITDB_ARGS`, locale variables... all decide
+//!   what `initdb` makes), the data directory and [`FORMAT`].
+//! - **Use.** The container mounts the volume at [`MOUNT`] and starts through
+//!   [`RESTORE`]: the newest complete generation is copied into the (tmpfs)
+//!   data directory before the image's entrypoint runs, which then sees
+//!   `PG_VERSION` and skips `initdb`. A copy that fails is thrown away and the
+//!   entrypoint initialises as usual.
+//! - **Fill.** On a miss, once the server is Ready and before it is handed to
+//!   any test, and again after a template was built from new migrations,
+//!   [`FILL`] copies the running cluster in backup mode into a new generation
+//!   directory and marks it complete last: a copy cut short is never used.
+//! - **Eviction.** Every use touches `<runtime dir>/caches/<volume>`, which
+//!   also holds the volume's size; when a run ends its reaper removes cache
+//!   volumes unused for longer than `run.cache_ttl`, then the least recently
+//!   used ones while all of them together are larger than `run.cache_size`.
+//!   `cargo cleanroom prune` removes them too.
+//!
+//! Cache volumes carry `cleanroom.managed=true` and `cleanroom.cache=volume`
+//! but no `cleanroom.session`: they belong to no run, so no run's reaper
+//! removes them with its containers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL};
+use crate::definition::GenericContainer;
+
+/// The label that marks a cache volume, with the value `volume`.
+pub const CACHE_LABEL: &str = "cleanroom.cache";
+/// The label naming the service a cache volume serves.
+pub const CACHE_SERVICE_LABEL: &str = "cleanroom.cache.service";
+/// Bumped when the layout of a cache volume changes, so old ones are not used.
+const FORMAT: u32 = 1;
+/// Where the cache volume is mounted in the container.
+pub(crate) const MOUNT: &str = "/cleanroom-cache";
+/// Where [`RESTORE`] writes what it did, read back once the server is Ready.
+const STATE_FILE: &str = "/tmp/cleanroom-volume-cache";
+
+/// Which kind of data a definition's volume cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VolumeCache {
+    /// A Postgres cluster (`$PGDATA`).
+    Postgres,
+}
+
+/// Runs before the image's entrypoint (`sh -c RESTORE cleanroom-cache <cmd…>`,
+/// as the image's user: root for the Postgres images). Only POSIX `sh` and
+/// busybox-compatible tools.
+const RESTORE: &str = r#"c=/cleanroom-cache; src=""
+for d in "$c"/gen-*; do if [ -f "$d/.complete" ]; then src="$d"; fi; done
+state=empty
+if [ -n "$src" ]; then
+  mkdir -p "$PGDATA"
+  if cp -a "$src"/. "$PGDATA"/ && rm -f "$PGDATA/.complete"; then state="restored ${src##*/}"
+  else rm -rf "$PGDATA"/* "$PGDATA"/.[!.]* 2>/dev/null; state="failed ${src##*/}"; fi
+fi
+echo "$state" > /tmp/cleanroom-volume-cache
+exec docker-entrypoint.sh "$@""#;
+
+/// Copies the running cluster into a new generation of the cache, in backup
+/// mode (a consistent copy of a running server, without `pg_basebackup`,
+/// which not every image has), marks it complete, removes generations older
+/// than ten minutes (a restore in progress elsewhere has long finished with
+/// them) and prints the volume's size in KiB.
+const FILL: &str = r#"set -eu
+c=/cleanroom-cache; gen="gen-$(date +%s)-$$"; dest="$c/$gen"
+mkdir -p "$dest/pg_wal"
+psql_() { psql -v ON_ERROR_STOP=1 -qAt -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" "$@"; }
+if [ "$(psql_ -c 'SHOW server_version_num')" -ge 150000 ]; then
+  start="pg_backup_start('cleanroom', true)"; stop="pg_backup_stop(false)"
+else
+  start="pg_start_backup('cleanroom', true, false)"; stop="pg_stop_backup(false, false)"
+fi
+psql_ >/dev/null <<SQL
+SELECT $start;
+\! for f in "\$PGDATA"/* "\$PGDATA"/.[!.]*; do case "\${f##*/}" in pg_wal|postmaster.pid|postmaster.opts|'.[!.]*') ;; *) cp -a "\$f" "$dest/" || touch "$dest/.failed";; esac; done
+\o $dest/backup_label
+SELECT labelfile FROM $stop;
+\o
+SQL
+cp -a "$PGDATA"/pg_wal/. "$dest"/pg_wal/
+test ! -e "$dest/.failed"
+touch "$dest/.complete"
+find "$c" -maxdepth 1 -name 'gen-*' ! -name "$gen" -mmin +10 -exec rm -rf {} \;
+du -sk "$c" | cut -f1"#;
+
+/// A cache volume of this definition: its name and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheVolume {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+/// The cache volume `def` of `service` uses, if it has one and the run has
+/// the cache on.
+pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheVolume> {
+    def.volume_cache?;
+    let mut key = String::new();
+    key.push_str(&format!("format={FORMAT}\nimage={}\n", def.image));
+    for (k, v) in &def.env {
+        if k != "POSTGRES_PASSWORD" {
+            key.push_str(&format!("env {k}={v}\n"));
+        }
+    }
+    for (path, options) in &def.tmpfs {
+        key.push_str(&format!("tmpfs {path}={options}\n"));
+    }
+    let hash = crate::rooms::fnv1a(key.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let service_part: String =
+        service.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    Some(CacheVolume {
+        name: format!("cleanroom-cache-{service_part}-{hash:016x}"),
+        labels: BTreeMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (CACHE_LABEL.to_string(), "volume".to_string()),
+            (CACHE_SERVICE_LABEL.to_string(), service.to_string()),
+            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
+        ]),
+    })
+}
+
+/// The definition Docker is given: the volume mounted and the command run
+/// through [`RESTORE`]. The definition's identity is the unwrapped one.
+pub(crate) fn wrap(def: &GenericContainer, volume: &CacheVolume) -> GenericContainer {
+    let mut wrapped = def.clone();
+    wrapped.cache_mount = Some(volume.clone());
+    let mut cmd = vec!["sh".to_string(), "-c".to_string(), RESTORE.to_string(), "cleanroom-cache".to_string()];
+    cmd.extend(def.cmd.iter().cloned());
+    wrapped.cmd = cmd;
+    wrapped
+}
+
+/// What the container found in the cache when it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A cluster was copied from this generation.
+    Restored(String),
+    /// The cache was empty.
+    Empty,
+    /// A copy failed and was thrown away; the server initialised itself.
+    Failed(String),
+}
+
+impl Found {
+    fn parse(text: &str) -> Found {
+        let text = text.trim();
+        if let Some(generation) = text.strip_prefix("restored ") {
+            Found::Restored(generation.to_string())
+        } else if let Some(generation) = text.strip_prefix("failed ") {
+            Found::Failed(generation.to_string())
+        } else {
+            Found::Empty
+        }
+    }
+}
+
+/// Reads what the container's start found in the cache. After a restore it
+/// makes the copied cluster as clean as a fresh one: it drops the test
+/// databases it still held and makes the main database anew (a fill made
+/// while tests ran, after new migrations, copied their clones and whatever
+/// `shared` tests wrote); templates stay.
+pub(crate) async fn found(docker: &Docker, id: &str) -> Result<Found, String> {
+    let script = format!(
+        r#"cat {STATE_FILE} 2>/dev/null || echo empty
+if grep -q '^restored' {STATE_FILE} 2>/dev/null; then
+  db="${{POSTGRES_DB:-$POSTGRES_USER}}"; admin=postgres; [ "$db" = postgres ] && admin=template1
+  {{ psql -qAt -U "$POSTGRES_USER" -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE NOT datistemplate AND (datname LIKE 'cleanroom\_t\_%' OR datname LIKE 'cleanroom\_tpl\_%\_build')"
+    force=""; [ "$(psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
+    echo "DROP DATABASE IF EXISTS \"$db\"$force; CREATE DATABASE \"$db\";"
+  }} | psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" >/dev/null
+fi"#
+    );
+    let out = docker.exec(id, &["sh".to_string(), "-c".to_string(), script]).await?;
+    if out.exit_code != 0 {
+        return Err(format!("cleaning the cluster copied from the volume cache failed ({}): {}", out.exit_code, out.stderr.trim()));
+    }
+    Ok(Found::parse(out.stdout.lines().next().unwrap_or_default()))
+}
+
+/// Copies the running cluster into the cache; its size in bytes.
+pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64, String> {
+    let out = docker.exec(id, &["sh".to_string(), "-c".to_string(), FILL.to_string()]).await?;
+    if out.exit_code != 0 {
+        return Err(format!("the copy into cache volume {volume} failed ({}): {}", out.exit_code, out.stderr.trim()));
+    }
+    let kib: u64 = out.stdout.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let bytes = kib * 1024;
+    touch(volume, Some(bytes));
+    Ok(bytes)
+}
+
+/// Fills the cache of a running service again after its cluster gained a
+/// template, so that the next cold start finds the migrations applied.
+pub(crate) async fn refill(service: &crate::registry::RunningService) {
+    let Some(volume) = volume_for(&service.name, &service.definition) else { return };
+    match fill(&service.docker, &service.id, &volume.name).await {
+        Ok(bytes) => tracing::info!(service = %service.name, volume = %volume.name, bytes, "volume cache filled after new migrations"),
+        Err(e) => crate::metrics::alert(&service.name, "cache_fill", e),
+    }
+}
+
+/// Where the use of cache volumes is recorded.
+fn uses_dir() -> PathBuf {
+    crate::reaper::runtime_dir().join("caches")
+}
+
+/// Records a use of `volume` now (its mtime) and, when known, its size.
+pub(crate) fn touch(volume: &str, size: Option<u64>) {
+    let _ = crate::reaper::create_runtime_dir();
+    let dir = uses_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(volume);
+    let size = size.or_else(|| std::fs::read_to_string(&path).ok()?.trim().parse().ok()).unwrap_or(0);
+    let _ = std::fs::write(&path, size.to_string());
+}
+
+/// One cache volume as eviction sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    /// Seconds since the Unix epoch of its last use.
+    pub(crate) last_use: i64,
+    pub(crate) size: u64,
+}
+
+/// The volumes to remove: those unused for longer than `ttl`, then the least
+/// recently used while the rest is larger than `cap`.
+pub(crate) fn plan_eviction(entries: &[Entry], ttl: Duration, cap: u64, now: i64) -> Vec<String> {
+    let mut kept: Vec<&Entry> = Vec::new();
+    let mut evicted = Vec::new();
+    for e in entries {
+        if now.saturating_sub(e.last_use) >= ttl.as_secs() as i64 {
+            evicted.push(e.name.clone());
+        } else {
+            kept.push(e);
+        }
+    }
+    kept.sort_by_key(|e| (e.last_use, e.name.clone()));
+    let mut total: u64 = kept.iter().map(|e| e.size).sum();
+    for e in kept {
+        if total <= cap {
+            break;
+        }
+        total -= e.size;
+        evicted.push(e.name.clone());
+    }
+    evicted
+}
+
+/// This user's cache volumes with their last use and size.
+pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
+    let uid = crate::reaper::uid().to_string();
+    let volumes = docker.volumes_with_label(&format!("{CACHE_LABEL}=volume")).await?;
+    Ok(volumes
+        .into_iter()
+        .filter(|v| v.labels.get(OWNER_LABEL) == Some(&uid))
+        .map(|v| {
+            let record = uses_dir().join(&v.name);
+            let last_use = std::fs::metadata(&record)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(v.created);
+            let size = std::fs::read_to_string(&record).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            Entry { name: v.name, last_use, size }
+        })
+        .collect())
+}
+
+/// Removes the volumes [`plan_eviction`] picks; a volume a container still
+/// uses stays (Docker refuses). The names of those removed.
+pub(crate) async fn evict(docker: &Docker, ttl: Duration, cap: u64) -> Vec<String> {
+    let Ok(entries) = entries(docker).await else { return Vec::new() };
+    let mut removed = Vec::new();
+    for name in plan_eviction(&entries, ttl, cap, crate::reaper::now_secs()) {
+        if docker.remove_volume(&name).await.is_ok() {
+            let _ = std::fs::remove_file(uses_dir().join(&name));
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, last_use: i64, size: u64) -> Entry {
+        Entry { name: name.into(), last_use, size }
+    }
+
+    #[test]
+    fn evicts_the_expired_then_the_least_recently_used_over_the_cap() {
+        let day = 86_400;
+        let now = 100 * day;
+        let entries = [entry("old", now - 8 * day, 10), entry("a", now - 3, 40), entry("b", now - 2, 40), entry("c", now - 1, 40)];
+        let week = Duration::from_secs(7 * day as u64);
+        assert_eq!(plan_eviction(&entries, week, 1000, now), vec!["old"]);
+        assert_eq!(plan_eviction(&entries, week, 80, now), vec!["old", "a"]);
+        assert_eq!(plan_eviction(&entries, week, 39, now), vec!["old", "a", "b", "c"]);
+        assert_eq!(plan_eviction(&entries, Duration::ZERO, u64::MAX, now).len(), 4, "a TTL of 0 removes every unused one");
+    }
+
+    #[test]
+    fn the_key_follows_what_initdb_sees_and_not_the_password() {
+        let def = crate::builtin::postgres_definition();
+        let a = volume_for("postgres", &def).expect("the built-in Postgres has a volume cache");
+        let b = volume_for("postgres", &crate::builtin::postgres_definition()).unwrap();
+        assert_eq!(a.name, b.name, "the random password is not part of the key");
+        assert!(a.name.starts_with("cleanroom-cache-postgres-"), "{}", a.name);
+        let other_db = def.clone().with_env("POSTGRES_DB", "other");
+        assert_ne!(volume_for("postgres", &other_db).unwrap().name, a.name);
+        let other_image = def.clone().with_image("cleanroom-offline/postgres:16");
+        assert_ne!(volume_for("postgres", &other_image).unwrap().name, a.name);
+        assert_eq!(a.labels.get(CACHE_LABEL).map(String::as_str), Some("volume"));
+        assert!(!a.labels.contains_key(crate::backend::SESSION_LABEL), "a cache belongs to no run");
+        let mut off = def;
+        off.volume_cache = None;
+        assert_eq!(volume_for("postgres", &off), None);
+    }
+
+    #[test]
+    fn wrapping_keeps_the_command_after_the_restore_script() {
+        let def = crate::builtin::postgres_definition();
+        let volume = volume_for("postgres", &def).unwrap();
+        let wrapped = wrap(&def, &volume);
+        assert_eq!(&wrapped.cmd[..2], ["sh", "-c"]);
+        assert_eq!(wrapped.cmd[3], "cleanroom-cache");
+        assert_eq!(&wrapped.cmd[4..], &def.cmd[..]);
+        assert_eq!(wrapped.cache_mount.as_ref(), Some(&volume));
+        assert!(RESTORE.contains(MOUNT) && FILL.contains(MOUNT) && RESTORE.contains(STATE_FILE));
+    }
+
+    #[test]
+    fn reads_what_the_start_found() {
+        assert_eq!(Found::parse("restored gen-1-2\n"), Found::Restored("gen-1-2".into()));
+        assert_eq!(Found::parse("failed gen-1-2"), Found::Failed("gen-1-2".into()));
+        assert_eq!(Found::parse("empty"), Found::Empty);
+        assert_eq!(Found::parse(""), Found::Empty);
+    }
+}

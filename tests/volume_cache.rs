@@ -1,0 +1,145 @@
+//! The volume cache against the real engine: a first cold run fills a named
+//! volume with the initialised cluster and the template its migrations made;
+//! a second cold run (a new session, new containers) copies it instead of
+//! running initdb and the migrations; a run with `CLEANROOM_CACHE_TTL=0`
+//! removes it when it ends.
+//!
+//! Each run is this binary started again on its `#[ignore]`d child test, with
+//! a `cleanroom.toml` that gives Postgres an environment variable no other
+//! test sets: the cache key covers the environment, so this test has a cache
+//! volume of its own while other tests run.
+
+use std::path::Path;
+
+use cleanroom_tests::{assert_nothing_left, docker, fresh_session, run_child, ChildRun};
+use serde_json::Value;
+
+mod child {
+    /// Prints the container's cache volume and which backend built the
+    /// template (and when): every clone inherits that row, so two runs that
+    /// print the same row used one template, built once.
+    #[cleanroom::test(postgres(migrations = "fixtures/migrations"))]
+    #[ignore = "run by the volume cache tests"]
+    async fn reads_the_migrated_schema(postgres: cleanroom::Postgres) {
+        let (db, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let accounts: i64 = db.query_one("SELECT count(*) FROM accounts", &[]).await.unwrap().get(0);
+        assert_eq!(accounts, 0, "a fresh clone of the migrated template");
+        let row = db.query_one("SELECT built_by, built_at::text FROM template_build", &[]).await.unwrap();
+        let (by, at): (i32, String) = (row.get(0), row.get(1));
+        println!("TEMPLATE_BUILD={by}@{at}");
+        let id = postgres.container().id().to_string();
+        let volumes = cleanroom_tests::docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", &id]);
+        let volume = volumes.split_whitespace().find(|v| v.starts_with("cleanroom-cache-postgres-")).expect("a cache volume is mounted");
+        println!("CACHE_VOLUME={volume}");
+    }
+}
+
+/// One run: its output, and its report.
+struct Run {
+    child: ChildRun,
+    report: Value,
+}
+
+impl Run {
+    fn line(&self, key: &str) -> String {
+        let text = self.child.text();
+        let prefix = format!("{key}=");
+        text.lines()
+            .find_map(|l| l.split_once(&prefix).map(|(_, value)| value.trim()))
+            .unwrap_or_else(|| panic!("the child printed no {key}:\n{text}"))
+            .to_string()
+    }
+
+    fn cache(&self, name: &str) -> (u64, u64) {
+        let c = &self.report["caches"][name];
+        (c["hits"].as_u64().unwrap_or(0), c["misses"].as_u64().unwrap_or(0))
+    }
+
+    /// The phases of the run's Postgres start, in ms.
+    fn phase(&self, phase: &str) -> f64 {
+        let services = self.report["services"].as_array().expect("the report lists services");
+        let pg = services.iter().find(|s| s["name"] == "postgres").expect("postgres is in the report");
+        pg["starts"][0][phase].as_f64().unwrap_or_else(|| panic!("no {phase} in {pg}"))
+    }
+}
+
+fn run(session: &str, dir: &Path, config: &Path, extra: &[(&str, &str)]) -> Run {
+    let json = dir.join(format!("{session}.json"));
+    let mut env = vec![
+        ("CLEANROOM_CONFIG", config.to_str().unwrap()),
+        ("CLEANROOM_REPORT_JSON", json.to_str().unwrap()),
+        ("CLEANROOM_VOLUME_CACHE", "true"),
+    ];
+    env.extend_from_slice(extra);
+    let child = run_child(session, &["child::", "--ignored", "--nocapture", "--test-threads=1"], &env);
+    assert!(child.passed(), "the child run failed:\n{}", child.text());
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("the run wrote its report")).unwrap();
+    Run { child, report }
+}
+
+fn volume_exists(name: &str) -> bool {
+    !docker(&["volume", "ls", "-q", "--filter", &format!("name=^{name}$")]).trim().is_empty()
+}
+
+#[test]
+fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
+    let key = fresh_session("vcache");
+    let dir = std::env::temp_dir().join(&key);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cleanroom.toml");
+    std::fs::write(&config, format!("[services.postgres]\nenv = {{ CLEANROOM_CACHE_TEST = \"{key}\" }}\n")).unwrap();
+
+    let first_session = fresh_session("vcache-1");
+    let first = run(&first_session, &dir, &config, &[]);
+    let volume = first.line("CACHE_VOLUME");
+    assert_eq!(first.cache("volume"), (0, 1), "the first run finds the cache empty: {}", first.report["caches"]);
+    assert_eq!(first.cache("postgres_template").1, 1, "the first run runs the migrations: {}", first.report["caches"]);
+    assert_nothing_left(&first_session);
+    assert!(volume_exists(&volume), "the cache volume {volume} outlives the run's reaper");
+    let labels = docker(&["volume", "inspect", "-f", "{{json .Labels}}", &volume]);
+    let labels: Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["cleanroom.managed"], "true", "{labels}");
+    assert_eq!(labels["cleanroom.cache"], "volume", "{labels}");
+    assert!(labels.get("cleanroom.session").is_none(), "a cache volume belongs to no run: {labels}");
+
+    let second_session = fresh_session("vcache-2");
+    let second = run(&second_session, &dir, &config, &[]);
+    assert_eq!(second.line("CACHE_VOLUME"), volume, "the same definition, the same cache");
+    assert_eq!(second.cache("volume"), (1, 0), "the second run copies the cluster: {}", second.report["caches"]);
+    let (hits, misses) = second.cache("postgres_template");
+    assert!(
+        hits >= 1 && misses == 0,
+        "the second run finds the migrated template in the copied cluster: {}",
+        second.report["caches"]
+    );
+    assert_eq!(
+        second.line("TEMPLATE_BUILD"),
+        first.line("TEMPLATE_BUILD"),
+        "the template the first run built (same backend, same time): the migrations did not run again"
+    );
+    // The measurement, for the record (timing goals live in the benchmarks).
+    eprintln!(
+        "volume cache: postgres health (initdb or copy, then the checks) {:.0} ms cold and empty, {:.0} ms cold from the cache; \
+         filling it cost the first run {:.0} ms, reading it the second {:.0} ms",
+        first.phase("health_ms"),
+        second.phase("health_ms"),
+        first.phase("cache_ms"),
+        second.phase("cache_ms")
+    );
+    assert_nothing_left(&second_session);
+    assert!(volume_exists(&volume), "the cache volume {volume} outlives the second run too");
+
+    // A TTL of 0: the run's reaper removes the cache once the run's
+    // containers are gone.
+    let third_session = fresh_session("vcache-3");
+    let third = run(&third_session, &dir, &config, &[("CLEANROOM_CACHE_TTL", "0")]);
+    assert_eq!(third.cache("volume"), (1, 0));
+    assert_nothing_left(&third_session);
+    let deadline = std::time::Instant::now() + cleanroom_tests::REAPER_DEADLINE;
+    while volume_exists(&volume) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!volume_exists(&volume), "CLEANROOM_CACHE_TTL=0 removes the cache volume when the run ends");
+    let _ = std::fs::remove_dir_all(&dir);
+}
