@@ -43,14 +43,18 @@ enum Command {
     Test(TestArgs),
     /// Print every setting, its value and where the value came from.
     Config(OverrideFlags),
-    /// List cleanroom's containers: session, service, state, age, owner, run.
+    /// List cleanroom's containers (session, service, state, age, owner,
+    /// run) and this user's cache volumes (size, last use).
     Ls,
-    /// Remove the containers, networks and volumes of runs that are over.
+    /// Remove the containers, networks and volumes of runs that are over,
+    /// and the volume cache.
     ///
     /// A run is over when its reaper no longer holds its lock in the
-    /// runtime directory. Live runs, reused services and anything without
-    /// the label cleanroom.managed=true are never touched.
-    Prune,
+    /// runtime directory. Live runs, cache volumes a container mounts or
+    /// that were used in the last two minutes, and anything without the
+    /// label cleanroom.managed=true are never touched; reused services only
+    /// with --reused.
+    Prune(PruneArgs),
     /// Print the last run's report: each service (image, time to Ready,
     /// memory, restarts, alerts), the per-test overhead, what each test
     /// waited for.
@@ -195,6 +199,20 @@ fn env_of(key: &str) -> Result<String, Error> {
 }
 
 #[derive(Debug, Args)]
+struct PruneArgs {
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Leave the volume cache (initialised Postgres clusters) alone.
+    #[arg(long)]
+    keep_caches: bool,
+    /// Also remove reused services (CLEANROOM_REUSE) that no live run uses,
+    /// without waiting for their TTL.
+    #[arg(long)]
+    reused: bool,
+}
+
+#[derive(Debug, Args)]
 struct ReportArgs {
     /// Print the report as stored: one JSON document for the whole run
     /// (docs/report.md).
@@ -219,7 +237,7 @@ pub fn run() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Config(flags) => config(&flags),
         Command::Ls => ls(),
-        Command::Prune => prune(),
+        Command::Prune(args) => prune(&args),
         Command::Report(args) => report(&args),
     };
     result.unwrap_or_else(|e| {
@@ -348,28 +366,59 @@ fn ls() -> Result<ExitCode, Error> {
         })
         .collect();
     let header = ["SESSION", "SERVICE", "STATE", "RUN", "AGE", "OWNER", "NAME"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", line.join("  ").trim_end());
+    print_table(&header, &rows);
+    let caches = admin::caches()?;
+    if !caches.is_empty() {
+        println!();
+        let rows: Vec<[String; 5]> = caches
+            .iter()
+            .map(|c| {
+                [c.name.clone(), c.service.clone(), size(c.size), age(now - c.last_use), if c.in_use { "yes" } else { "no" }.to_string()]
+            })
+            .collect();
+        print_table(&["CACHE VOLUME", "SERVICE", "SIZE", "LAST USE", "IN USE"].map(String::from), &rows);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn prune() -> Result<ExitCode, Error> {
-    let removed = admin::prune()?;
-    if removed.is_empty() {
+fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
+    let mut widths = header.clone().map(|h| h.len());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn prune(args: &PruneArgs) -> Result<ExitCode, Error> {
+    let pruned = admin::prune(admin::PruneOptions { dry_run: args.dry_run, keep_caches: args.keep_caches, reused: args.reused })?;
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    if pruned.sessions.is_empty() && pruned.reused.is_empty() && pruned.caches.is_empty() {
         println!("nothing to prune: every run with containers is live (or not this machine's)");
     }
-    for session in removed {
-        println!("removed session {session}");
+    for session in &pruned.sessions {
+        println!("{verb} session {session}");
+    }
+    for name in &pruned.reused {
+        println!("{verb} reused service {name}");
+    }
+    for name in &pruned.caches {
+        println!("{verb} cache volume {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        0 => "?".to_string(),
+        b if b < 1 << 20 => format!("{:.0} KiB", b as f64 / 1024.0),
+        b if b < 1 << 30 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+    }
 }
 
 fn report(args: &ReportArgs) -> Result<ExitCode, Error> {

@@ -263,6 +263,84 @@ mod should {
         assert!(out.contains("failing on purpose"), "{out}");
     }
 
+    /// Cache volumes made by hand with the labels cleanroom gives them (the
+    /// live fill and restore are proven in tests/volume_cache.rs); a reused
+    /// service's container likewise, never started.
+    #[test]
+    fn list_and_prune_cache_volumes_and_idle_reused_services_on_request() {
+        let tag = unique("cache");
+        let cache_volume = |name: &str| {
+            docker(&[
+                "volume", "create",
+                "--label", "cleanroom.managed=true",
+                "--label", "cleanroom.cache=volume",
+                "--label", "cleanroom.cache.service=postgres",
+                "--label", &format!("cleanroom.owner={}", uid()),
+                name,
+            ])
+        };
+        let (idle, mounted, recent) =
+            (format!("cleanroom-cache-{tag}-idle"), format!("cleanroom-cache-{tag}-mounted"), format!("cleanroom-cache-{tag}-recent"));
+        cache_volume(&idle);
+        cache_volume(&mounted);
+        cache_volume(&recent);
+        // Last used an hour ago, as a run records it (mtime of the record).
+        let records = cleanroom_runtime::admin::runtime_dir().join("caches");
+        std::fs::create_dir_all(&records).unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for name in [&idle, &mounted] {
+            let record = File::create(records.join(name)).unwrap();
+            record.set_modified(hour_ago).unwrap();
+        }
+        let user = docker(&["create", "-v", &format!("{mounted}:/cache"), BUSYBOX, "true"]);
+        let reused_name = format!("cleanroom-reuse-{tag}-web");
+        let reused = docker(&[
+            "create", "--name", &reused_name,
+            "--label", "cleanroom.managed=true",
+            "--label", "cleanroom.reuse=true",
+            "--label", &format!("cleanroom.session=reuse-{}", uid()),
+            "--label", "cleanroom.service=web",
+            "--label", &format!("cleanroom.owner={}", uid()),
+            BUSYBOX, "true",
+        ]);
+        let volume_exists = |name: &str| Command::new("docker").args(["volume", "inspect", name]).output().unwrap().status.success();
+
+        let (code, out, err) = run(cargo_cleanroom(&["ls"]));
+        assert_eq!(code, 0, "{err}");
+        let row = |name: &str| out.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let idle_row = row(&idle).unwrap_or_else(|| panic!("{idle} not listed: {out}"));
+        assert_eq!(idle_row[1], "postgres", "{out}");
+        assert_eq!(idle_row.last(), Some(&"no"), "not in use: {out}");
+        assert_eq!(row(&mounted).unwrap_or_else(|| panic!("{mounted} not listed: {out}")).last(), Some(&"yes"), "{out}");
+
+        let (code, out, err) = run(cargo_cleanroom(&["prune", "--dry-run", "--reused"]));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("would remove cache volume {idle}")), "{out}");
+        assert!(out.contains(&format!("would remove reused service {reused_name}")), "{out}");
+        assert!(!out.contains(&mounted), "a volume a container mounts is not pruned: {out}");
+        assert!(!out.contains(&recent), "a volume made (or used) in the last two minutes is not pruned: {out}");
+        assert!(volume_exists(&idle) && exists(&reused), "a dry run removes nothing");
+
+        let (code, out, err) = run(cargo_cleanroom(&["prune", "--dry-run", "--keep-caches"]));
+        assert_eq!(code, 0, "{err}");
+        assert!(!out.contains(&idle) && !out.contains(&reused_name), "{out}");
+
+        // For real, without --reused (other tests' reused services between
+        // two of their runs would be idle too): the idle cache goes.
+        let (code, out, err) = run(cargo_cleanroom(&["prune"]));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("removed cache volume {idle}")), "{out}");
+        assert!(!volume_exists(&idle), "the idle cache volume is still there");
+        assert!(volume_exists(&mounted), "prune removed a cache volume a container mounts");
+        assert!(exists(&reused), "prune removed a reused service without --reused");
+
+        assert!(volume_exists(&recent), "prune removed a cache volume made a moment ago");
+
+        docker(&["rm", "-f", &user, &reused]);
+        docker(&["volume", "rm", &mounted, &recent]);
+        let _ = std::fs::remove_file(records.join(&mounted));
+    }
+
     #[test]
     fn list_and_prune_dead_runs_but_leave_live_ones_and_unlabelled_containers() {
         let dead = unique("dead");

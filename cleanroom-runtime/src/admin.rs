@@ -109,13 +109,98 @@ pub fn list() -> Result<Vec<ManagedContainer>, Error> {
     })
 }
 
+/// `prune` leaves cache volumes used (or made) more recently than this.
+pub const CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What `prune` removes besides the containers, networks and volumes of
+/// runs that are over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Only say what would be removed.
+    pub dry_run: bool,
+    /// Leave the volume cache alone.
+    pub keep_caches: bool,
+    /// Also remove reused services that no live run uses, before their TTL.
+    pub reused: bool,
+}
+
+/// What `prune` removed (or, on a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Sessions of runs that are over.
+    pub sessions: Vec<String>,
+    /// Names of reused containers.
+    pub reused: Vec<String>,
+    /// Names of cache volumes.
+    pub caches: Vec<String>,
+}
+
 /// Removes the containers, networks and volumes of every run that is over
-/// (the rule the reaper applies when it starts), and returns those sessions.
-/// Live runs and reused services are left alone.
-pub fn prune() -> Result<Vec<String>, Error> {
+/// (the rule the reaper applies when it starts), this user's cache volumes
+/// that no container mounts and nobody used for [`CACHE_IDLE`] (unless
+/// `keep_caches`), and with `reused` the
+/// reused services no live run uses. Live runs are left alone.
+pub fn prune(options: PruneOptions) -> Result<Pruned, Error> {
     runtime()?.block_on(async {
         let docker = Docker::connect().await?;
-        Ok(crate::reaper::sweep_orphans(&docker, "").await)
+        let mut pruned = Pruned::default();
+        if options.dry_run {
+            pruned.sessions = crate::reaper::dead_sessions(&docker, "").await;
+        } else {
+            pruned.sessions = crate::reaper::sweep_orphans(&docker, "").await;
+        }
+        if options.reused {
+            let idle = crate::reaper::idle_reused(&docker).await;
+            if !options.dry_run {
+                crate::reaper::remove_reused(&docker, &idle).await;
+            }
+            pruned.reused = idle.into_iter().map(|(_, name)| name).collect();
+        }
+        if !options.keep_caches {
+            let in_use = crate::cache::volumes_in_use(&docker).await;
+            let entries = crate::cache::entries(&docker).await.map_err(|e| operation("listing volumes", e))?;
+            let now = crate::reaper::now_secs();
+            // A run that starts now may be about to mount a volume it just
+            // used (or one another run just made): only idle ones go.
+            let idle = |e: &crate::cache::Entry| now - e.last_use >= CACHE_IDLE.as_secs() as i64 && !in_use.contains(&e.name);
+            for entry in entries.into_iter().filter(idle) {
+                if options.dry_run || crate::cache::remove(&docker, &entry.name).await.is_ok() {
+                    pruned.caches.push(entry.name);
+                }
+            }
+        }
+        Ok(pruned)
+    })
+}
+
+/// A cache volume (docs/caches.md).
+#[derive(Debug, Clone)]
+pub struct CacheVolume {
+    /// The volume's name.
+    pub name: String,
+    /// The service it serves (`postgres`).
+    pub service: String,
+    /// Its size in bytes, as last measured (0: not known).
+    pub size: u64,
+    /// Seconds since the epoch of its last use.
+    pub last_use: i64,
+    /// Whether a container mounts it now.
+    pub in_use: bool,
+}
+
+/// This user's cache volumes, least recently used first.
+pub fn caches() -> Result<Vec<CacheVolume>, Error> {
+    runtime()?.block_on(async {
+        let docker = Docker::connect().await?;
+        let in_use = crate::cache::volumes_in_use(&docker).await;
+        let mut out: Vec<CacheVolume> = crate::cache::entries(&docker)
+            .await
+            .map_err(|e| operation("listing volumes", e))?
+            .into_iter()
+            .map(|e| CacheVolume { in_use: in_use.contains(&e.name), service: e.service, size: e.size, last_use: e.last_use, name: e.name })
+            .collect();
+        out.sort_by_key(|c| (c.last_use, c.name.clone()));
+        Ok(out)
     })
 }
 

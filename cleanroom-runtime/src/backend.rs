@@ -506,6 +506,13 @@ impl Docker {
             .collect())
     }
 
+    /// Names of the volumes mounted by any container, running or not.
+    pub(crate) async fn volumes_mounted(&self) -> Result<Vec<String>, String> {
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
+        Ok(list.into_iter().flat_map(|c| c.mounts.unwrap_or_default()).filter_map(|m| m.name).collect())
+    }
+
     /// Removes the volume `name`; Docker refuses while a container uses it.
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), String> {
         self.client

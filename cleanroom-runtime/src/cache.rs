@@ -226,6 +226,8 @@ pub(crate) fn touch(volume: &str, size: Option<u64>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) name: String,
+    /// The service it serves.
+    pub(crate) service: String,
     /// Seconds since the Unix epoch of its last use.
     pub(crate) last_use: i64,
     pub(crate) size: u64,
@@ -271,7 +273,8 @@ pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(v.created);
             let size = std::fs::read_to_string(&record).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-            Entry { name: v.name, last_use, size }
+            let service = v.labels.get(CACHE_SERVICE_LABEL).cloned().unwrap_or_default();
+            Entry { name: v.name, service, last_use, size }
         })
         .collect())
 }
@@ -282,12 +285,23 @@ pub(crate) async fn evict(docker: &Docker, ttl: Duration, cap: u64) -> Vec<Strin
     let Ok(entries) = entries(docker).await else { return Vec::new() };
     let mut removed = Vec::new();
     for name in plan_eviction(&entries, ttl, cap, crate::reaper::now_secs()) {
-        if docker.remove_volume(&name).await.is_ok() {
-            let _ = std::fs::remove_file(uses_dir().join(&name));
+        if remove(docker, &name).await.is_ok() {
             removed.push(name);
         }
     }
     removed
+}
+
+/// Removes a cache volume and its record of use.
+pub(crate) async fn remove(docker: &Docker, name: &str) -> Result<(), String> {
+    docker.remove_volume(name).await?;
+    let _ = std::fs::remove_file(uses_dir().join(name));
+    Ok(())
+}
+
+/// Names of the cache volumes some container (running or not) mounts.
+pub(crate) async fn volumes_in_use(docker: &Docker) -> Vec<String> {
+    docker.volumes_mounted().await.unwrap_or_default().into_iter().filter(|v| v.starts_with("cleanroom-cache-")).collect()
 }
 
 #[cfg(test)]
@@ -295,7 +309,7 @@ mod tests {
     use super::*;
 
     fn entry(name: &str, last_use: i64, size: u64) -> Entry {
-        Entry { name: name.into(), last_use, size }
+        Entry { name: name.into(), service: "postgres".into(), last_use, size }
     }
 
     #[test]

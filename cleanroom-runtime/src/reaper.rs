@@ -544,6 +544,20 @@ pub(crate) fn now_secs() -> i64 {
 /// Removes what dead runs left behind (see [`is_orphan`]), never `me`'s;
 /// returns the sessions removed.
 pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
+    let dead = dead_sessions(docker, me).await;
+    for session in &dead {
+        remove_session(docker, session).await;
+        let _ = std::fs::remove_file(socket_path(session));
+    }
+    remove_stale_locks(me);
+    remove_stale_run_dirs(me);
+    remove_stale_ready_marks(docker).await;
+    dead
+}
+
+/// The sessions, other than `me`, whose run is over but whose containers or
+/// networks are still here.
+pub(crate) async fn dead_sessions(docker: &Docker, me: &str) -> Vec<String> {
     let Ok(all) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return Vec::new() };
     let now = now_secs();
     let mut dead: Vec<String> = Vec::new();
@@ -564,14 +578,42 @@ pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
             }
         }
     }
-    for session in &dead {
-        remove_session(docker, session).await;
-        let _ = std::fs::remove_file(socket_path(session));
-    }
-    remove_stale_locks(me);
-    remove_stale_run_dirs(me);
-    remove_stale_ready_marks(docker).await;
     dead
+}
+
+/// This user's reused containers (by name) that no live run uses, whatever
+/// their TTL: what `cleanroom prune --reused` removes.
+pub(crate) async fn idle_reused(docker: &Docker) -> Vec<(String, String)> {
+    let uid = uid().to_string();
+    let Ok(all) = docker.list(&format!("{REUSE_LABEL}=true")).await else { return Vec::new() };
+    all.into_iter()
+        .filter(|c| c.labels.get(OWNER_LABEL) == Some(&uid) && c.labels.get(MANAGED_LABEL).is_some_and(|v| v == "true"))
+        .filter(|c| {
+            let claims = std::fs::read_dir(reuse_dir().join(&c.name)).into_iter().flatten().flatten();
+            !claims.into_iter().any(|claim| session_alive(&claim.file_name().to_string_lossy()) == Some(true))
+        })
+        .map(|c| (c.id, c.name))
+        .collect()
+}
+
+/// Removes reused containers (ids and names from [`idle_reused`]), their
+/// claims, and the reused services' network once none is left.
+pub(crate) async fn remove_reused(docker: &Docker, containers: &[(String, String)]) {
+    for (id, name) in containers {
+        let _ = docker.remove(id).await;
+        let _ = std::fs::remove_dir_all(reuse_dir().join(name));
+    }
+    let still = docker.list(&format!("{REUSE_LABEL}=true")).await.map(|l| l.len()).unwrap_or(1);
+    if still == 0 {
+        let reuse_session = format!("reuse-{}", uid());
+        if let Ok(networks) = docker.networks_with_labels(&format!("{SESSION_LABEL}={reuse_session}")).await {
+            for (name, labels) in networks {
+                if labels.get(MANAGED_LABEL).is_some_and(|v| v == "true") {
+                    let _ = docker.remove_network(&name).await;
+                }
+            }
+        }
+    }
 }
 
 /// Removes the lock files of runs that ended long ago (nobody holds them).
