@@ -35,7 +35,7 @@ pub use config::{
     image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, RecoveryKind, ReportMode, ServiceOverride, Setting,
     CONFIG_ENV, CONFIG_FILE, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
-pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
+pub use definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
 pub use handle::{Container, Postgres, Redis};
