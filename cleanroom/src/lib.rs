@@ -111,6 +111,15 @@
 //! [services.postgres]
 //! memory = "512MiB"
 //! args = ["-c", "shared_buffers=64MB"]
+//!
+//! # Everything a GenericContainer builder sets, for any service:
+//! [services.web]
+//! ports = [8080, "18080:80"]                 # with_port, with_port_mapping
+//! mounts = [{ type = "bind", source = "fixtures", target = "/www", read_only = true },
+//!           { type = "volume", source = "web-cache", target = "/cache" }]
+//! health = [{ http = { port = 80, path = "/" } }]   # replaces the code's checks
+//! init = [["sh", "-c", "mkdir -p /cache/in"]]       # once per container, after Ready
+//! networks = ["backend"]                            # existing networks to join too
 //! ```
 //!
 //! | variable | key in `cleanroom.toml` | meaning | default |
