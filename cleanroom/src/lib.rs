@@ -115,7 +115,7 @@
 //! # Everything a GenericContainer builder sets, for any service:
 //! [services.web]
 //! ports = [8080, "18080:80"]                 # with_port, with_port_mapping
-//! mounts = [{ type = "bind", source = "fixtures", target = "/www", read_only = true },
+//! mounts = [{ type = "bind", source = "tests/fixtures", target = "/www", read_only = true },
 //!           { type = "volume", source = "web-cache", target = "/cache" }]
 //! health = [{ http = { port = 80, path = "/" } }]   # replaces the code's checks
 //! init = [["sh", "-c", "mkdir -p /cache/in"]]       # once per container, after Ready
