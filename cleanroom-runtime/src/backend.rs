@@ -70,6 +70,32 @@ impl StatSample {
     }
 }
 
+/// The entrypoint testcontainers can pass (one word) and the command with
+/// the entrypoint's other words in front of it.
+fn exec_form(entrypoint: &[String], cmd: &[String]) -> (Option<String>, Vec<String>) {
+    match entrypoint.split_first() {
+        None => (None, cmd.to_vec()),
+        Some((program, rest)) => (Some(program.clone()), rest.iter().chain(cmd).cloned().collect()),
+    }
+}
+
+/// A cleanroom mount as testcontainers passes it to Docker; a relative bind
+/// source is taken from the current directory, as Docker wants it absolute.
+fn docker_mount(mount: &crate::definition::Mount) -> testcontainers::core::Mount {
+    use crate::definition::MountKind;
+    use testcontainers::core::{AccessMode, Mount};
+    let m = match mount.kind {
+        MountKind::Bind => Mount::bind_mount(absolute(&mount.source).display().to_string(), &mount.target),
+        MountKind::Volume => Mount::volume_mount(&mount.source, &mount.target),
+    };
+    m.with_access_mode(if mount.read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite })
+}
+
+/// `path` made absolute against the current directory.
+pub(crate) fn absolute(path: &str) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.into())
+}
+
 /// A connected engine.
 #[derive(Clone)]
 pub(crate) struct Docker {
@@ -211,22 +237,29 @@ impl Docker {
         for port in &ports {
             image = image.with_exposed_port(ContainerPort::Tcp(*port));
         }
-        if let Some(entrypoint) = &def.entrypoint {
+        // testcontainers gives Docker a one-word entrypoint: the words after
+        // the program go in front of the command, which runs the same process.
+        let (entrypoint, cmd) = exec_form(&def.entrypoint, &def.cmd);
+        if let Some(entrypoint) = &entrypoint {
             image = image.with_entrypoint(entrypoint);
         }
         let mut request = image.with_labels(labels);
-        if !def.cmd.is_empty() {
-            request = request.with_cmd(def.cmd.clone());
+        if !cmd.is_empty() {
+            request = request.with_cmd(cmd);
         }
         for (k, v) in &def.env {
             request = request.with_env_var(k, v);
         }
+        for mount in &def.mounts {
+            request = request.with_mount(docker_mount(mount));
+        }
         let bindings: HashMap<String, Option<Vec<PortBinding>>> = ports
             .iter()
             .map(|p| {
+                let host_port = def.fixed_ports.get(p).map_or_else(String::new, u16::to_string);
                 (
                     format!("{p}/tcp"),
-                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) }]),
                 )
             })
             .collect();
@@ -284,6 +317,33 @@ impl Docker {
                 Error::Start { service: service.into(), image: def.image.clone(), reason }
             }
         })
+    }
+
+    /// Makes sure the volume `name` exists, creating it with `labels` if
+    /// not; `true` when this call created it.
+    pub(crate) async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, String> {
+        use testcontainers::bollard::errors::Error as E;
+        match self.client.inspect_volume(name).await {
+            Ok(_) => return Ok(false),
+            Err(E::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let request = testcontainers::bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.client.create_volume(request).await.map(|_| true).map_err(|e| e.to_string())
+    }
+
+    /// Removes the volume `name`; one that is already gone counts as removed.
+    pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), String> {
+        use testcontainers::bollard::query_parameters::RemoveVolumeOptions;
+        match self.client.remove_volume(name, None::<RemoveVolumeOptions>).await {
+            Ok(()) => Ok(()),
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The host ports Docker published for each container port.
@@ -475,16 +535,6 @@ impl Docker {
         Ok(networks.into_iter().filter_map(|n| Some((n.name?, n.labels.unwrap_or_default()))).collect())
     }
 
-    /// Makes sure the volume `name` exists; one that does keeps its labels.
-    pub(crate) async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
-        let request = testcontainers::bollard::models::VolumeCreateRequest {
-            name: Some(name.to_string()),
-            labels: Some(labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        self.client.create_volume(request).await.map(|_| ()).map_err(|e| e.to_string())
-    }
-
     /// Every volume carrying `label` (`key=value` or just `key`).
     pub(crate) async fn volumes_with_label(&self, label: &str) -> Result<Vec<Volume>, String> {
         use testcontainers::bollard::query_parameters::ListVolumesOptionsBuilder;
@@ -511,14 +561,6 @@ impl Docker {
         let options = ListContainersOptionsBuilder::new().all(true).build();
         let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
         Ok(list.into_iter().flat_map(|c| c.mounts.unwrap_or_default()).filter_map(|m| m.name).collect())
-    }
-
-    /// Removes the volume `name`; Docker refuses while a container uses it.
-    pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), String> {
-        self.client
-            .remove_volume(name, None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>)
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// Removes every network and volume carrying all these labels.

@@ -103,6 +103,12 @@ pub(crate) struct CacheVolume {
 /// the cache on.
 pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheVolume> {
     def.volume_cache?;
+    // A mount may hold the data directory or init scripts (which a copied
+    // cluster would skip), and a custom entrypoint would be handed the
+    // restore wrapper as its command: such definitions start as written.
+    if !def.mounts.is_empty() || !def.entrypoint.is_empty() {
+        return None;
+    }
     let mut key = String::new();
     key.push_str(&format!("format={FORMAT}\nimage={}\n", def.image));
     for (k, v) in &def.env {
@@ -337,9 +343,13 @@ mod tests {
         assert_ne!(volume_for("postgres", &other_image).unwrap().name, a.name);
         assert_eq!(a.labels.get(CACHE_LABEL).map(String::as_str), Some("volume"));
         assert!(!a.labels.contains_key(crate::backend::SESSION_LABEL), "a cache belongs to no run");
-        let mut off = def;
+        let mut off = def.clone();
         off.volume_cache = None;
         assert_eq!(volume_for("postgres", &off), None);
+        let scripts = def.clone().with_volume("init-scripts", "/docker-entrypoint-initdb.d");
+        assert_eq!(volume_for("postgres", &scripts), None, "a mount may hold init scripts a copied cluster would skip");
+        let own_entrypoint = def.with_entrypoint("my-entrypoint.sh");
+        assert_eq!(volume_for("postgres", &own_entrypoint), None, "a custom entrypoint would run the wrapper as its command");
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::definition::GenericContainer;
+use crate::definition::{GenericContainer, Mount};
 use crate::error::Error;
+use crate::health::HealthCheck;
 use crate::rooms::Keep;
 
 /// The file name looked for from the crate's directory up to the workspace root.
@@ -83,6 +84,14 @@ pub const SERVICE_SETTINGS: &[Setting] = &[
     setting(Some("args"), None, "an array of strings", "none", "appended to the command (after `cmd` if both are given)"),
     setting(Some("labels"), None, "a table of strings", "none", "labels, added to the definition's (`cleanroom.*` stay cleanroom's)"),
     setting(Some("tmpfs"), None, "a table: path = mount options (`\"\"` for defaults)", "none", "tmpfs mounts, added to the definition's"),
+    setting(Some("mounts"), None, "an array of tables `{ type = \"bind\" or \"volume\", source = \"...\", target = \"/path\", read_only = true }`", "none", "bind mounts (`source` a host path that must exist; relative to the file's directory) and named volumes (`source` a name; created for the run and removed with it unless it already exists), added to the definition's; one with the target of a definition's mount replaces it"),
+    setting(Some("ports"), None, "an array of container ports and `\"host:container\"` strings, e.g. `[8080, \"18080:80\"]`", "none", "ports published on 127.0.0.1, added to the definition's: a bare port on a random host port, `host:container` on that fixed host port (which two runs at the same time cannot share)"),
+    setting(Some("entrypoint"), None, "a string, or an array of strings (`[\"sh\", \"-c\"]`)", "the definition's", "replaces the entrypoint; `cmd` and `args` follow it"),
+    setting(Some("health"), None, "an array of checks: `{ tcp = 8080 }`, `{ http = { port = 8080, path = \"/\", status = 200 } }`, `{ command = [\"sh\", \"-c\", \"...\"] }`, `{ file = \"/ready\" }`, `{ log = \"ready\" }`", "the definition's", "replaces the definition's health checks (all of them, built-in services' too); they run in order and must all pass"),
+    setting(Some("health_timeout"), Some("CLEANROOM_<SERVICE>_HEALTH_TIMEOUT"), "seconds > 0", "2", "how long one attempt of each health check may take"),
+    setting(Some("startup_timeout"), Some("CLEANROOM_<SERVICE>_STARTUP_TIMEOUT"), "seconds > 0", "the definition's, else `run.startup_timeout`", "how long this service may take to be Ready; beats `run.startup_timeout`"),
+    setting(Some("init"), None, "an array of commands, each an array of strings: `[[\"sh\", \"-c\", \"...\"]]`", "none", "run in order inside a new container once its checks pass, after the definition's; a command that exits with a code other than 0 fails the start"),
+    setting(Some("networks"), None, "an array of network names", "none", "existing Docker networks the container joins besides the run's, reached there by its service name"),
     setting(Some("recovery"), Some("CLEANROOM_<SERVICE>_RECOVERY"), "`automatic`, `manual`", "`automatic`", "when the running service dies or stays unhealthy: replace it with a fresh container, or fail the tests that ask for it (docs/monitoring.md)"),
     setting(Some("max_restarts"), Some("CLEANROOM_<SERVICE>_MAX_RESTARTS"), "an integer >= 0", "3", "replacements allowed per run and test process under `automatic` recovery"),
     setting(Some("health_interval"), Some("CLEANROOM_<SERVICE>_HEALTH_INTERVAL"), "seconds > 0", "5", "how often the health checks are repeated while the service runs"),
@@ -542,8 +551,218 @@ impl Layers {
                 .transpose()?,
             cpu_threshold: get("cpu_threshold").map(|f| fraction(&f)).transpose()?,
             memory_threshold: get("memory_threshold").map(|f| fraction(&f)).transpose()?,
+            mounts: get("mounts").map(|f| mounts(&f)).transpose()?.unwrap_or_default(),
+            ports: get("ports").map(|f| ports(&f)).transpose()?.unwrap_or_default(),
+            entrypoint: get("entrypoint").map(|f| entrypoint(&f)).transpose()?,
+            health: get("health").map(|f| health_checks(&f)).transpose()?,
+            health_timeout: get("health_timeout").map(|f| seconds(&f, false)).transpose()?,
+            startup_timeout: get("startup_timeout").map(|f| seconds(&f, false)).transpose()?,
+            init: get("init").map(|f| commands(&f)).transpose()?.unwrap_or_default(),
+            networks: strings("networks")?.unwrap_or_default(),
         })
     }
+}
+
+/// The array under a key, or an error saying what it should hold.
+fn array<'a>(f: &'a Found, expected: &str) -> Result<&'a [toml::Value], Error> {
+    match &f.raw {
+        Raw::Toml(toml::Value::Array(items)) => Ok(items),
+        _ => Err(f.error(format!("{} is not {expected}", f.shown()))),
+    }
+}
+
+/// The one key of an entry table that is not in `allowed`, as an error.
+fn unknown_entry_key(f: &Found, n: usize, table: &toml::Table, allowed: &[&str]) -> Result<(), Error> {
+    match table.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(f.error(format!("entry {n}: unknown key `{k}`; expected one of: {}", allowed.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+/// `mounts = [{ type = "bind", source = "...", target = "/x", read_only = true }, ...]`.
+fn mounts(f: &Found) -> Result<Vec<Mount>, Error> {
+    const EXAMPLE: &str = "e.g. [{ type = \"bind\", source = \"fixtures\", target = \"/data\", read_only = true }, { type = \"volume\", source = \"cache\", target = \"/cache\" }]";
+    let dir = match &f.origin {
+        Origin::File(path) => path.parent().map(Path::to_path_buf),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (i, item) in array(f, &format!("an array of mounts; expected {EXAMPLE}"))?.iter().enumerate() {
+        let n = i + 1;
+        let Some(table) = item.as_table() else {
+            return Err(f.error(format!("entry {n}: {item} is not a mount; expected a table, {EXAMPLE}")));
+        };
+        unknown_entry_key(f, n, table, &["type", "source", "target", "read_only"])?;
+        let text = |key: &str, what: &str| -> Result<String, Error> {
+            match table.get(key) {
+                Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+                Some(other) => Err(f.error(format!("entry {n}: `{key}` = {other} is not {what}"))),
+                None => Err(f.error(format!("entry {n}: `{key}` is missing; expected {what}"))),
+            }
+        };
+        let kind = text("type", "a mount type: one of bind, volume")?;
+        let source = text("source", "a string: the host path (bind) or the volume name (volume)")?;
+        let target = text("target", "an absolute path inside the container, e.g. \"/data\"")?;
+        if !target.starts_with('/') {
+            return Err(f.error(format!("entry {n}: `target` = {target:?} is not an absolute path inside the container, e.g. \"/data\"")));
+        }
+        let read_only = match table.get("read_only") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => return Err(f.error(format!("entry {n}: `read_only` = {other} is not a switch; expected true or false"))),
+        };
+        let mount = match kind.as_str() {
+            "bind" => {
+                let path = match &dir {
+                    Some(dir) if Path::new(&source).is_relative() => dir.join(&source),
+                    _ => PathBuf::from(&source),
+                };
+                if !path.exists() {
+                    let relative = dir.as_ref().filter(|_| Path::new(&source).is_relative());
+                    let note = relative.map(|d| format!(" (a relative source is taken from the file's directory, {})", d.display()));
+                    return Err(f.error(format!(
+                        "entry {n}: the bind mount's host path {} does not exist{}; create it or fix `source`",
+                        path.display(),
+                        note.unwrap_or_default()
+                    )));
+                }
+                Mount::bind(path.display().to_string(), target)
+            }
+            "volume" => {
+                let valid = source.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                    && source.len() >= 2
+                    && source.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if !valid {
+                    return Err(f.error(format!(
+                        "entry {n}: `source` = {source:?} is not a volume name; expected 2 or more of letters, digits, `_`, `.`, `-`, starting with a letter or digit"
+                    )));
+                }
+                Mount::volume(source, target)
+            }
+            other => {
+                return Err(f.error(format!(
+                    "entry {n}: {other:?} is not a mount type; expected one of: bind, volume (tmpfs mounts have their own key, `tmpfs`)"
+                )))
+            }
+        };
+        out.push(if read_only { mount.read_only() } else { mount });
+    }
+    Ok(out)
+}
+
+/// A port number 1 to 65535 in a file value or a string.
+fn port_number(text: &str) -> Option<u16> {
+    text.trim().parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// `ports = [8080, "18080:80"]`: container ports, and `host:container` pairs.
+fn ports(f: &Found) -> Result<Vec<(Option<u16>, u16)>, Error> {
+    const EXPECTED: &str = "expected a container port (1-65535) or \"host:container\", e.g. [8080, \"18080:80\"]";
+    let mut out = Vec::new();
+    for (i, item) in array(f, &format!("an array of ports; {EXPECTED}"))?.iter().enumerate() {
+        let parsed = match item {
+            toml::Value::Integer(p) => u16::try_from(*p).ok().filter(|p| *p > 0).map(|p| (None, p)),
+            toml::Value::String(s) => match s.split_once(':') {
+                Some((host, container)) => port_number(host).zip(port_number(container)).map(|(h, c)| (Some(h), c)),
+                None => port_number(s).map(|p| (None, p)),
+            },
+            _ => None,
+        };
+        out.push(parsed.ok_or_else(|| f.error(format!("entry {}: {item} is not a port; {EXPECTED}", i + 1)))?);
+    }
+    Ok(out)
+}
+
+/// `entrypoint = "sh"` or `entrypoint = ["sh", "-c"]`.
+fn entrypoint(f: &Found) -> Result<Vec<String>, Error> {
+    let bad = || f.error(format!("{} is not an entrypoint; expected a string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]", f.shown()));
+    match &f.raw {
+        Raw::Toml(toml::Value::String(s)) if !s.trim().is_empty() => Ok(vec![s.clone()]),
+        Raw::Toml(toml::Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(|i| i.as_str().map(str::to_string).ok_or_else(bad)).collect()
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `init = [["sh", "-c", "..."], ...]`.
+fn commands(f: &Found) -> Result<Vec<Vec<String>>, Error> {
+    const EXPECTED: &str = "expected a non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]";
+    let mut out = Vec::new();
+    for (i, item) in array(f, "an array of commands; expected an array of arrays of strings, e.g. [[\"sh\", \"-c\", \"mkdir -p /data\"]]")?.iter().enumerate() {
+        let cmd: Option<Vec<String>> = item
+            .as_array()
+            .filter(|words| !words.is_empty())
+            .and_then(|words| words.iter().map(|w| w.as_str().map(str::to_string)).collect());
+        out.push(cmd.ok_or_else(|| f.error(format!("entry {}: {item} is not a command; {EXPECTED}", i + 1)))?);
+    }
+    Ok(out)
+}
+
+/// `health = [{ tcp = 8080 }, { http = { port = 8080, path = "/" } }, ...]`.
+fn health_checks(f: &Found) -> Result<Vec<HealthCheck>, Error> {
+    const KINDS: &str = "tcp, http, command, file, log";
+    const EXAMPLE: &str = "e.g. [{ tcp = 8080 }, { http = { port = 8080, path = \"/\" } }, { command = [\"sh\", \"-c\", \"test -e /ready\"] }, { file = \"/ready\" }, { log = \"ready\" }]";
+    let mut out = Vec::new();
+    for (i, item) in array(f, &format!("an array of health checks; expected {EXAMPLE}"))?.iter().enumerate() {
+        let n = i + 1;
+        let entry = item.as_table().filter(|t| t.len() == 1).and_then(|t| t.iter().next());
+        let Some((kind, value)) = entry else {
+            return Err(f.error(format!("entry {n}: {item} is not a health check; expected a table with exactly one of: {KINDS}, {EXAMPLE}")));
+        };
+        let bad = |what: &str| f.error(format!("entry {n}: `{kind}` = {value} is not {what}"));
+        let port = |v: &toml::Value| v.as_integer().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
+        let check = match kind.as_str() {
+            "tcp" => HealthCheck::tcp(port(value).ok_or_else(|| bad("a port (1-65535)"))?),
+            "http" => {
+                const HTTP: &str = "a port or a table { port = 8080, path = \"/\", status = 200 } (path and status optional)";
+                match value {
+                    toml::Value::Table(t) => {
+                        unknown_entry_key(f, n, t, &["port", "path", "status"])?;
+                        let p = t.get("port").and_then(port).ok_or_else(|| bad(HTTP))?;
+                        let path = match t.get("path") {
+                            None => "/".to_string(),
+                            Some(toml::Value::String(s)) if s.starts_with('/') => s.clone(),
+                            Some(other) => {
+                                return Err(f.error(format!("entry {n}: `http` path {other} is not a path; expected one starting with `/`, e.g. \"/health\"")))
+                            }
+                        };
+                        let check = HealthCheck::http(p, path);
+                        match t.get("status") {
+                            None => check,
+                            Some(v) => match v.as_integer().and_then(|s| u16::try_from(s).ok()).filter(|s| (100..600).contains(s)) {
+                                Some(status) => check.with_status(status),
+                                None => {
+                                    return Err(f.error(format!("entry {n}: `http` status {v} is not an HTTP status; expected 100 to 599, e.g. 204")))
+                                }
+                            },
+                        }
+                    }
+                    other => HealthCheck::http(port(other).ok_or_else(|| bad(HTTP))?, "/"),
+                }
+            }
+            "command" => {
+                let cmd: Option<Vec<String>> = value
+                    .as_array()
+                    .filter(|words| !words.is_empty())
+                    .and_then(|words| words.iter().map(|w| w.as_str().map(str::to_string)).collect());
+                HealthCheck::command(cmd.ok_or_else(|| bad("a non-empty array of strings, e.g. [\"sh\", \"-c\", \"test -e /ready\"]"))?)
+            }
+            "file" => match value.as_str() {
+                Some(path) if path.starts_with('/') => HealthCheck::file(path),
+                _ => return Err(bad("an absolute path inside the container, e.g. \"/ready\"")),
+            },
+            "log" => match value.as_str() {
+                Some(message) if !message.is_empty() => HealthCheck::log(message),
+                _ => return Err(bad("a non-empty string")),
+            },
+            other => {
+                return Err(f.error(format!("entry {n}: `{other}` is not a kind of health check; expected one of: {KINDS}")))
+            }
+        };
+        out.push(check);
+    }
+    Ok(out)
 }
 
 /// A recovery policy the configuration can name (a fallback hook needs code).
@@ -598,6 +817,22 @@ pub struct ServiceOverride {
     pub cpu_threshold: Option<f64>,
     /// Share of the memory limit that counts as crossing it.
     pub memory_threshold: Option<f64>,
+    /// Added bind mounts and volumes (bind sources made absolute).
+    pub mounts: Vec<Mount>,
+    /// Added ports: a fixed host port (`Some`) or a random one, and the container port.
+    pub ports: Vec<(Option<u16>, u16)>,
+    /// Replaces the entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the health checks.
+    pub health: Option<Vec<HealthCheck>>,
+    /// How long one attempt of each health check may take.
+    pub health_timeout: Option<Duration>,
+    /// How long the service may take to be Ready.
+    pub startup_timeout: Option<Duration>,
+    /// Init commands, run after the definition's.
+    pub init: Vec<Vec<String>>,
+    /// Extra networks to join.
+    pub networks: Vec<String>,
 }
 
 impl ServiceOverride {
@@ -645,6 +880,31 @@ impl ServiceOverride {
         }
         if let Some(t) = self.memory_threshold {
             def.watch.memory_threshold = t;
+        }
+        for mount in self.mounts {
+            def = def.with_mount(mount);
+        }
+        for (host, container) in self.ports {
+            def = match host {
+                Some(host) => def.with_port_mapping(host, container),
+                None => def.with_port(container),
+            };
+        }
+        if let Some(entrypoint) = self.entrypoint {
+            def.entrypoint = entrypoint;
+        }
+        if let Some(checks) = self.health {
+            def.health_checks = checks;
+        }
+        if let Some(timeout) = self.health_timeout {
+            def.health_checks = def.health_checks.into_iter().map(|c| c.with_timeout(timeout)).collect();
+        }
+        if let Some(timeout) = self.startup_timeout {
+            def.startup_timeout = timeout;
+        }
+        def.init.extend(self.init);
+        for network in self.networks {
+            def = def.with_network(network);
         }
         def
     }
@@ -1026,6 +1286,115 @@ mod tests {
             assert!(err("[services.web]\non_limit = \"panic\"\n").contains("expected one of: alert, throttle, restart, kill"));
             assert!(err("[services.web]\ncpu_threshold = 1.5\n").contains("expected a number > 0 and <= 1"));
             assert!(err("[services.web]\nmax_restarts = -1\n").contains("expected an integer >= 0"));
+        }
+
+        #[test]
+        fn reject_bad_customizer_values_naming_the_entry_and_what_is_allowed() {
+            let cases: &[(&str, &str)] = &[
+                ("mounts = { type = \"bind\" }", "services.web.mounts in /proj/cleanroom.toml: { type = \"bind\" } is not an array of mounts; expected e.g. [{ type = \"bind\""),
+                ("mounts = [5]", "services.web.mounts in /proj/cleanroom.toml: entry 1: 5 is not a mount; expected a table"),
+                ("mounts = [{ type = \"nfs\", source = \"x\", target = \"/x\" }]", "entry 1: \"nfs\" is not a mount type; expected one of: bind, volume (tmpfs mounts have their own key, `tmpfs`)"),
+                ("mounts = [{ source = \"x\", target = \"/x\" }]", "entry 1: `type` is missing; expected a mount type: one of bind, volume"),
+                ("mounts = [{ type = \"volume\", target = \"/x\" }]", "entry 1: `source` is missing; expected a string: the host path (bind) or the volume name (volume)"),
+                ("mounts = [{ type = \"volume\", source = \"v1\" }]", "entry 1: `target` is missing; expected an absolute path inside the container"),
+                ("mounts = [{ type = \"volume\", source = \"v1\", target = \"x\" }]", "entry 1: `target` = \"x\" is not an absolute path inside the container"),
+                ("mounts = [{ type = \"volume\", source = 1, target = \"/x\" }]", "entry 1: `source` = 1 is not a string"),
+                ("mounts = [{ type = \"volume\", source = \"a/b\", target = \"/x\" }]", "entry 1: `source` = \"a/b\" is not a volume name; expected 2 or more of letters, digits"),
+                ("mounts = [{ type = \"volume\", source = \"v1\", target = \"/x\", read_only = \"yes\" }]", "entry 1: `read_only` = \"yes\" is not a switch; expected true or false"),
+                ("mounts = [{ type = \"volume\", source = \"v1\", target = \"/x\", readonly = true }]", "entry 1: unknown key `readonly`; expected one of: type, source, target, read_only"),
+                ("mounts = [{ type = \"bind\", source = \"/\", target = \"/x\" }, { type = \"bind\", source = \"/no/such/dir\", target = \"/y\" }]", "services.web.mounts in /proj/cleanroom.toml: entry 2: the bind mount's host path /no/such/dir does not exist; create it or fix `source`"),
+                ("mounts = [{ type = \"bind\", source = \"no-such-dir\", target = \"/y\" }]", "the bind mount's host path /proj/no-such-dir does not exist (a relative source is taken from the file's directory, /proj)"),
+                ("ports = 8080", "services.web.ports in /proj/cleanroom.toml: 8080 is not an array of ports; expected a container port (1-65535) or \"host:container\", e.g. [8080, \"18080:80\"]"),
+                ("ports = [0]", "services.web.ports in /proj/cleanroom.toml: entry 1: 0 is not a port; expected a container port (1-65535) or \"host:container\""),
+                ("ports = [80, 70000]", "entry 2: 70000 is not a port"),
+                ("ports = [\"18080-80\"]", "entry 1: \"18080-80\" is not a port"),
+                ("ports = [\"18080:\"]", "entry 1: \"18080:\" is not a port"),
+                ("ports = [\"x:80\"]", "entry 1: \"x:80\" is not a port"),
+                ("ports = [1.5]", "entry 1: 1.5 is not a port"),
+                ("entrypoint = 5", "services.web.entrypoint in /proj/cleanroom.toml: 5 is not an entrypoint; expected a string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]"),
+                ("entrypoint = []", "[] is not an entrypoint"),
+                ("entrypoint = [\"sh\", 1]", "[\"sh\", 1] is not an entrypoint"),
+                ("health = { tcp = 80 }", "services.web.health in /proj/cleanroom.toml: { tcp = 80 } is not an array of health checks; expected e.g. [{ tcp = 8080 }"),
+                ("health = [{ tcp = 80, file = \"/x\" }]", "entry 1: { file = \"/x\", tcp = 80 } is not a health check; expected a table with exactly one of: tcp, http, command, file, log"),
+                ("health = [\"tcp\"]", "entry 1: \"tcp\" is not a health check"),
+                ("health = [{ udp = 53 }]", "entry 1: `udp` is not a kind of health check; expected one of: tcp, http, command, file, log"),
+                ("health = [{ tcp = \"80\" }]", "entry 1: `tcp` = \"80\" is not a port (1-65535)"),
+                ("health = [{ tcp = 80 }, { http = { path = \"/\" } }]", "entry 2: `http` = { path = \"/\" } is not a port or a table { port = 8080, path = \"/\", status = 200 }"),
+                ("health = [{ http = { port = 80, path = \"health\" } }]", "entry 1: `http` path \"health\" is not a path; expected one starting with `/`, e.g. \"/health\""),
+                ("health = [{ http = { port = 80, status = 999 } }]", "entry 1: `http` status 999 is not an HTTP status; expected 100 to 599"),
+                ("health = [{ http = { port = 80, verb = \"HEAD\" } }]", "entry 1: unknown key `verb`; expected one of: port, path, status"),
+                ("health = [{ command = \"true\" }]", "entry 1: `command` = \"true\" is not a non-empty array of strings"),
+                ("health = [{ file = \"ready\" }]", "entry 1: `file` = \"ready\" is not an absolute path inside the container"),
+                ("health = [{ log = \"\" }]", "entry 1: `log` = \"\" is not a non-empty string"),
+                ("health_timeout = 0", "services.web.health_timeout in /proj/cleanroom.toml: 0 is not a number of seconds; expected a number > 0"),
+                ("startup_timeout = \"soon\"", "services.web.startup_timeout in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
+                ("init = [\"sh\", \"-c\", \"x\"]", "services.web.init in /proj/cleanroom.toml: entry 1: \"sh\" is not a command; expected a non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]"),
+                ("init = \"true\"", "services.web.init in /proj/cleanroom.toml: \"true\" is not an array of commands; expected an array of arrays of strings"),
+                ("init = [[]]", "entry 1: [] is not a command"),
+                ("networks = \"backend\"", "services.web.networks in /proj/cleanroom.toml: \"backend\" is not an array of strings"),
+            ];
+            for (text, expected) in cases {
+                let msg = error(&format!("[services.web]\n{text}\n"), &[]);
+                assert!(msg.starts_with("invalid cleanroom configuration: "), "{msg}");
+                assert!(msg.contains(expected), "for {text:?}\n  got: {msg}\n want: {expected}");
+            }
+            let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_STARTUP_TIMEOUT", "-1")]), Overrides::new()).unwrap();
+            assert!(l.service("web").unwrap_err().to_string().contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" is not a number of seconds"));
+            let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "x")]), Overrides::new()).unwrap();
+            assert!(l.service("web").unwrap_err().to_string().contains("CLEANROOM_WEB_HEALTH_TIMEOUT: \"x\" is not a number of seconds"));
+        }
+
+        #[test]
+        fn apply_every_customizer_of_the_file_over_a_definition() {
+            use crate::definition::MountKind;
+            let dir = std::env::temp_dir().join(format!("cleanroom-customize-{}", std::process::id()));
+            std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+            let text = r#"
+[services.web]
+mounts = [
+  { type = "bind", source = "fixtures", target = "/data", read_only = true },
+  { type = "volume", source = "web-cache", target = "/cache" },
+]
+ports = [8080, "18080:80", "9090"]
+entrypoint = ["sh", "-c"]
+health = [{ tcp = 8080 }, { http = { port = 80, path = "/up", status = 204 } }, { http = 81 }, { command = ["test", "-e", "/ready"] }, { file = "/ready" }, { log = "started" }]
+health_timeout = 3
+startup_timeout = 30
+init = [["touch", "/a"], ["touch", "/b"]]
+networks = ["backend", "frontend"]
+"#;
+            let f = Some((dir.join(CONFIG_FILE), text.parse().unwrap()));
+            let l = Layers::from_parts(f, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "4")]), Overrides::new()).unwrap();
+            let code = GenericContainer::new("img:1")
+                .with_entrypoint("bash")
+                .with_health_check(HealthCheck::log("from code"))
+                .with_init_command(["true"])
+                .with_volume("old", "/data");
+            let def = l.service("web").unwrap().apply(code, None);
+            let fixtures = dir.join("fixtures").display().to_string();
+            assert_eq!(def.mounts, vec![Mount::bind(fixtures, "/data").read_only(), Mount::volume("web-cache", "/cache")]);
+            assert_eq!(def.mounts[0].kind(), MountKind::Bind);
+            assert_eq!(def.ports, vec![8080, 80, 9090]);
+            assert_eq!(def.fixed_ports, BTreeMap::from([(80, 18080)]));
+            assert_eq!(def.entrypoint, vec!["sh", "-c"]);
+            let four = Duration::from_secs(4);
+            let expected = vec![
+                HealthCheck::tcp(8080).with_timeout(four),
+                HealthCheck::http(80, "/up").with_status(204).with_timeout(four),
+                HealthCheck::http(81, "/").with_timeout(four),
+                HealthCheck::command(["test", "-e", "/ready"]).with_timeout(four),
+                HealthCheck::file("/ready").with_timeout(four),
+                HealthCheck::log("started").with_timeout(four),
+            ];
+            assert_eq!(def.health_checks, expected, "the file's checks replace the code's; the environment's timeout beats the file's");
+            assert_eq!(def.startup_timeout, Duration::from_secs(30));
+            assert_eq!(def.init, vec![vec!["true".to_string()], vec!["touch".into(), "/a".into()], vec!["touch".into(), "/b".into()]]);
+            assert_eq!(def.networks, vec!["backend", "frontend"]);
+            let l = Layers::from_parts(file("[services.web]\nentrypoint = \"/bin/sh\"\nhealth_timeout = 5\n"), env(&[]), Overrides::new()).unwrap();
+            let def = l.service("web").unwrap().apply(GenericContainer::new("i").with_health_check(HealthCheck::tcp(1)), None);
+            assert_eq!(def.entrypoint, vec!["/bin/sh"]);
+            assert_eq!(def.health_checks, vec![HealthCheck::tcp(1).with_timeout(Duration::from_secs(5))], "without `health` the code's checks stay");
+            std::fs::remove_dir_all(dir).unwrap();
         }
 
         #[test]

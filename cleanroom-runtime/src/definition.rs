@@ -27,9 +27,12 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct GenericContainer {
     pub(crate) image: String,
     pub(crate) cmd: Vec<String>,
-    pub(crate) entrypoint: Option<String>,
+    /// The entrypoint in exec form; empty keeps the image's.
+    pub(crate) entrypoint: Vec<String>,
     pub(crate) env: BTreeMap<String, String>,
     pub(crate) ports: Vec<u16>,
+    /// Container port → fixed host port, for ports not published on a random one.
+    pub(crate) fixed_ports: BTreeMap<u16, u16>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) health_checks: Vec<HealthCheck>,
     pub(crate) startup_timeout: Duration,
@@ -37,6 +40,12 @@ pub struct GenericContainer {
     /// Directories mounted as tmpfs, with their mount options.
     pub(crate) tmpfs: BTreeMap<String, String>,
     pub(crate) limits: Limits,
+    /// Bind mounts and named volumes, in order; one target at most once.
+    pub(crate) mounts: Vec<Mount>,
+    /// Commands run once in a new container after its checks pass, in order.
+    pub(crate) init: Vec<Vec<String>>,
+    /// Existing Docker networks joined besides the run's own.
+    pub(crate) networks: Vec<String>,
     /// What the monitor watches for and does while the service runs.
     pub(crate) watch: crate::monitor::Watch,
     /// What the volume cache keeps between runs (the built-in Postgres's
@@ -45,6 +54,77 @@ pub struct GenericContainer {
     /// The cache volume, mounted only on the copy Docker is given (see
     /// `cache::wrap`).
     pub(crate) cache_mount: Option<crate::cache::CacheVolume>,
+}
+
+/// A bind mount (a host path) or a named volume, mounted into the container.
+///
+/// ```
+/// use cleanroom_runtime::{GenericContainer, Mount};
+///
+/// let web = GenericContainer::new("cleanroom-offline/busybox:1.35")
+///     .with_mount(Mount::bind("/etc/ssl/certs", "/certs").read_only())
+///     .with_mount(Mount::volume("web-cache", "/cache"));
+/// # let _ = web;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Mount {
+    pub(crate) kind: MountKind,
+    pub(crate) source: String,
+    pub(crate) target: String,
+    pub(crate) read_only: bool,
+}
+
+/// What a [`Mount`] mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MountKind {
+    /// A file or directory of the host (`type = "bind"`).
+    Bind,
+    /// A named Docker volume (`type = "volume"`).
+    Volume,
+}
+
+impl Mount {
+    /// Mounts the host path `source` at `target`. A relative `source` is
+    /// taken from the test process's current directory (the crate's
+    /// directory under cargo); it must exist when the service starts.
+    pub fn bind(source: impl Into<String>, target: impl Into<String>) -> Self {
+        Mount { kind: MountKind::Bind, source: source.into(), target: target.into(), read_only: false }
+    }
+
+    /// Mounts the named volume `name` at `target`. A volume that does not
+    /// exist yet is created for the run, labelled with its session, and
+    /// removed with the run; one that exists is used and left alone.
+    pub fn volume(name: impl Into<String>, target: impl Into<String>) -> Self {
+        Mount { kind: MountKind::Volume, source: name.into(), target: target.into(), read_only: false }
+    }
+
+    /// Mounts it read-only.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Bind or volume.
+    pub fn kind(&self) -> MountKind {
+        self.kind
+    }
+
+    /// The host path or the volume name.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The path inside the container.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether it is mounted read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
 }
 
 /// Resource limits of a container; `None` leaves Docker's default.
@@ -108,15 +188,19 @@ impl GenericContainer {
         GenericContainer {
             image: image.into(),
             cmd: Vec::new(),
-            entrypoint: None,
+            entrypoint: Vec::new(),
             env: BTreeMap::new(),
             ports: Vec::new(),
+            fixed_ports: BTreeMap::new(),
             labels: BTreeMap::new(),
             health_checks: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             rooms: None,
             tmpfs: BTreeMap::new(),
             limits: Limits::default(),
+            mounts: Vec::new(),
+            init: Vec::new(),
+            networks: Vec::new(),
             watch: crate::monitor::Watch::default(),
             volume_cache: None,
             cache_mount: None,
@@ -129,9 +213,30 @@ impl GenericContainer {
         self
     }
 
-    /// Replaces the image's entrypoint.
+    /// Replaces the image's entrypoint with one program; in
+    /// `cleanroom.toml`: `entrypoint = "/bin/sh"`.
     pub fn with_entrypoint(mut self, entrypoint: impl Into<String>) -> Self {
-        self.entrypoint = Some(entrypoint.into());
+        self.entrypoint = vec![entrypoint.into()];
+        self
+    }
+
+    /// Replaces the image's entrypoint with a program and its first
+    /// arguments (Docker's exec form); in `cleanroom.toml`:
+    /// `entrypoint = ["sh", "-c"]`. The command follows them.
+    ///
+    /// Docker receives the program as the entrypoint and the words after it
+    /// in front of the command (`docker inspect` shows `Entrypoint ["sh"]`,
+    /// `Cmd ["-c", ...]`), which runs the same process.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let job = GenericContainer::new("cleanroom-offline/busybox:1.35")
+    ///     .with_entrypoint_exec(["sh", "-c"])
+    ///     .with_cmd(["echo ready; sleep 600"]);
+    /// # let _ = job;
+    /// ```
+    pub fn with_entrypoint_exec(mut self, entrypoint: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.entrypoint = entrypoint.into_iter().map(Into::into).collect();
         self
     }
 
@@ -146,6 +251,103 @@ impl GenericContainer {
     pub fn with_port(mut self, port: u16) -> Self {
         if !self.ports.contains(&port) {
             self.ports.push(port);
+        }
+        self
+    }
+
+    /// Publishes container port `container` on the fixed port `host` of
+    /// 127.0.0.1 (still never on other interfaces); in `cleanroom.toml`:
+    /// `ports = ["18080:80"]`. `Container::port(container)` returns `host`.
+    ///
+    /// A fixed host port can be bound once per machine: two runs at the same
+    /// time (two checkouts, two users) cannot both start this service, and
+    /// the second fails with Docker's "port is already allocated". The
+    /// processes of one run share the container and are not affected.
+    /// Prefer [`with_port`](Self::with_port) unless something outside the
+    /// tests needs a known port.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_port_mapping(18080, 80);
+    /// # let _ = web;
+    /// ```
+    pub fn with_port_mapping(mut self, host: u16, container: u16) -> Self {
+        self = self.with_port(container);
+        self.fixed_ports.insert(container, host);
+        self
+    }
+
+    /// Mounts a host path or a named volume; see [`Mount`]. A mount with
+    /// the target of an earlier one replaces it.
+    pub fn with_mount(mut self, mount: Mount) -> Self {
+        self.mounts.retain(|m| m.target != mount.target);
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Mounts the host path `host` at `container` (read-write; use
+    /// [`with_mount`](Self::with_mount) and [`Mount::read_only`] for
+    /// read-only); in `cleanroom.toml`: `mounts = [{ type = "bind", source =
+    /// "fixtures", target = "/data", read_only = true }]`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_bind_mount("tests/fixtures", "/www");
+    /// # let _ = web;
+    /// ```
+    pub fn with_bind_mount(self, host: impl Into<String>, container: impl Into<String>) -> Self {
+        self.with_mount(Mount::bind(host, container))
+    }
+
+    /// Mounts the named volume `name` at `container`, creating it for the
+    /// run if it does not exist (see [`Mount::volume`]); in
+    /// `cleanroom.toml`: `mounts = [{ type = "volume", source = "cache",
+    /// target = "/cache" }]`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_volume("web-cache", "/cache");
+    /// # let _ = web;
+    /// ```
+    pub fn with_volume(self, name: impl Into<String>, container: impl Into<String>) -> Self {
+        self.with_mount(Mount::volume(name, container))
+    }
+
+    /// Runs `cmd` inside the container once it passed its health checks,
+    /// before any test gets it: seed data, create a bucket. Commands run in
+    /// the order they were added, once per container, by the process that
+    /// created it (not by processes that attach to it, nor again when a
+    /// reused container is found). A command that exits with a code other
+    /// than 0 fails the service's start with its stderr. In
+    /// `cleanroom.toml`: `init = [["sh", "-c", "mkdir -p /data/in"]]`.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let store = GenericContainer::new("cleanroom-offline/busybox:1.35")
+    ///     .with_cmd(["sleep", "600"])
+    ///     .with_init_command(["sh", "-c", "mkdir -p /data/bucket"]);
+    /// # let _ = store;
+    /// ```
+    pub fn with_init_command(mut self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.init.push(cmd.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Connects the container to the existing Docker network `name` too,
+    /// besides the run's own network, with the service name as its alias
+    /// there; in `cleanroom.toml`: `networks = ["backend"]`. cleanroom does
+    /// not create or remove it: a network that does not exist fails the
+    /// service's start.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_network("backend");
+    /// # let _ = web;
+    /// ```
+    pub fn with_network(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.networks.contains(&name) {
+            self.networks.push(name);
         }
         self
     }
@@ -305,9 +507,15 @@ impl GenericContainer {
         &self.health_checks
     }
 
+    /// The bind mounts and named volumes.
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
     /// A hash of everything that makes two containers interchangeable
-    /// (image, command, entrypoint, environment, ports, labels, checks,
-    /// tmpfs mounts, resource limits), the
+    /// (image, command, entrypoint, environment, ports and fixed host ports,
+    /// labels, checks, tmpfs, bind and volume mounts, resource limits, init
+    /// commands, extra networks), the
     /// same in every process. Secrets generated per run (the Postgres
     /// password) and room hooks (code addresses) are left out.
     pub(crate) fn identity_hash(&self) -> u64 {
@@ -397,6 +605,53 @@ mod tests {
         }
         assert_ne!(base.clone().with_cpus(1.0).identity_hash(), base.clone().with_cpus(2.0).identity_hash());
         assert_eq!(base.clone().with_cpus(1.5).identity_hash(), base.with_cpus(1.5).identity_hash());
+    }
+
+    #[test]
+    fn identity_changes_with_every_customizer() {
+        let base = GenericContainer::new("img:1");
+        let customized = [
+            base.clone().with_bind_mount("/srv/a", "/a"),
+            base.clone().with_mount(Mount::bind("/srv/a", "/a").read_only()),
+            base.clone().with_bind_mount("/srv/b", "/a"),
+            base.clone().with_volume("cache", "/a"),
+            base.clone().with_volume("other", "/a"),
+            base.clone().with_port(80),
+            base.clone().with_port_mapping(18080, 80),
+            base.clone().with_port_mapping(18081, 80),
+            base.clone().with_health_check(HealthCheck::tcp(80)),
+            base.clone().with_health_check(HealthCheck::tcp(80).with_timeout(Duration::from_secs(9))),
+            base.clone().with_startup_timeout(Duration::from_secs(9)),
+            base.clone().with_init_command(["touch", "/a"]),
+            base.clone().with_init_command(["touch", "/b"]),
+            base.clone().with_entrypoint("sh"),
+            base.clone().with_entrypoint_exec(["sh", "-c"]),
+            base.clone().with_network("backend"),
+            base.clone().with_network("frontend"),
+        ];
+        for (i, a) in customized.iter().enumerate() {
+            assert_ne!(a.identity_hash(), base.identity_hash(), "customizer {i}");
+            for (j, b) in customized.iter().enumerate().skip(i + 1) {
+                assert_ne!(a.identity_hash(), b.identity_hash(), "customizers {i} and {j}");
+            }
+        }
+        let twice = base.clone().with_init_command(["a"]).with_init_command(["b"]);
+        let swapped = base.clone().with_init_command(["b"]).with_init_command(["a"]);
+        assert_ne!(twice.identity_hash(), swapped.identity_hash(), "init commands run in order");
+    }
+
+    #[test]
+    fn replace_a_mount_with_the_same_target_and_keep_networks_unique() {
+        let c = GenericContainer::new("img:1")
+            .with_bind_mount("/srv/a", "/a")
+            .with_volume("v", "/b")
+            .with_mount(Mount::volume("w", "/a").read_only())
+            .with_network("n")
+            .with_network("n");
+        assert_eq!(c.mounts(), &[Mount::volume("v", "/b"), Mount::volume("w", "/a").read_only()]);
+        assert_eq!(c.networks, vec!["n".to_string()]);
+        let c = GenericContainer::new("img:1").with_port_mapping(18080, 80).with_port(80);
+        assert_eq!((c.ports(), c.fixed_ports.get(&80)), (&[80][..], Some(&18080)));
     }
 
     #[test]

@@ -104,6 +104,23 @@ pub enum Error {
         logs: String,
     },
 
+    /// An init command of the service failed in its new container.
+    #[error(
+        "{service} (image {image}): init command `{command}` exited with code {code}; its stderr:\n{stderr}\nfix the command (GenericContainer::with_init_command or services.{service}.init in cleanroom.toml)"
+    )]
+    Init {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// The command, its words joined by spaces.
+        command: String,
+        /// Its exit code (-1 when Docker could not run it).
+        code: i64,
+        /// What it wrote to stderr (or why Docker could not run it).
+        stderr: String,
+    },
+
     /// A resource could not be allocated or a limit was crossed.
     #[error("{service}: resource problem: {reason}")]
     Resource {
@@ -201,7 +218,7 @@ impl Error {
     /// | `Start`, `Timeout`, `Operation`, `Resource` | transient |
     /// | `Creation` | transient when Docker's answer is a server error, a port already taken, or a broken connection; otherwise permanent (a bad definition) |
     /// | `Exited` | transient (a container that crashed while starting may start next time) |
-    /// | `DockerUnavailable`, `ImageNotFound`, `Health`, `Configuration`, `DuplicateService`, `IllegalTransition`, `ShuttingDown`, `NameTaken`, `ServiceDied` | permanent |
+    /// | `DockerUnavailable`, `ImageNotFound`, `Health`, `Init`, `Configuration`, `DuplicateService`, `IllegalTransition`, `ShuttingDown`, `NameTaken`, `ServiceDied` | permanent |
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Start { .. } | Error::Timeout { .. } | Error::Operation { .. } | Error::Resource { .. } | Error::Exited { .. } => true,
@@ -233,6 +250,8 @@ mod tests {
         assert!(!Error::DockerUnavailable { host: "h".into(), reason: "r".into() }.is_transient());
         let missing = Error::ImageNotFound { service: "db".into(), image: "i".into(), pull: "p".into(), env: "DB".into() };
         assert!(!missing.is_transient());
+        let init = Error::Init { service: "db".into(), image: "i".into(), command: "false".into(), code: 1, stderr: String::new() };
+        assert!(!init.is_transient(), "a failing init command fails the same way again");
         let died = Error::ServiceDied { service: "db".into(), reason: "r".into(), policy: "p".into(), logs: String::new() };
         assert!(!died.is_transient());
     }

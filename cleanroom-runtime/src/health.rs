@@ -266,10 +266,14 @@ pub(crate) mod probe {
     /// running the checks itself only every 2 s (in case the creator died),
     /// so that twenty attaching processes do not hammer the container and
     /// the engine with probes while it starts.
+    ///
+    /// Without `may_probe` (the service has init commands, which passing
+    /// checks say nothing about) only the mark counts.
     pub(crate) async fn wait_attached(
         service: &RunningService,
         deadline: Instant,
         stop: &AtomicBool,
+        may_probe: bool,
         marked: impl Fn() -> bool,
     ) -> Result<(), Error> {
         const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -292,8 +296,11 @@ pub(crate) mod probe {
                         logs: tail(service).await,
                     });
                 }
-                let mut passed = true;
-                for check in &service.definition.health_checks {
+                let mut passed = may_probe;
+                if !may_probe {
+                    last = "waiting for the creator to run the init commands".to_string();
+                }
+                for check in service.definition.health_checks.iter().filter(|_| may_probe) {
                     match tokio::time::timeout(check.timeout, attempt(service, check)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(reason)) => {

@@ -38,7 +38,7 @@ pub use config::{
     CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS,
     SETTINGS,
 };
-pub use definition::{GenericContainer, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
+pub use definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
 pub use handle::{Container, Postgres, Redis};

@@ -354,16 +354,11 @@ fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
             let _ = std::fs::remove_dir_all(dir.path());
         }
         if remaining == 0 {
-            // The reused services' network goes with the last of them.
+            // The reused services' network, and the volumes cleanroom made
+            // for them, go with the last of them.
             let reuse_session = format!("reuse-{}", uid());
             runtime.block_on(async {
-                if let Ok(networks) = docker.networks_with_labels(&format!("{SESSION_LABEL}={reuse_session}")).await {
-                    for (name, labels) in networks {
-                        if labels.get(MANAGED_LABEL).is_some_and(|v| v == "true") {
-                            let _ = docker.remove_network(&name).await;
-                        }
-                    }
-                }
+                let _ = docker.remove_networks_and_volumes(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, &reuse_session)]).await;
             });
             return;
         }

@@ -77,7 +77,7 @@ pub(crate) enum Source {
     /// Given at run time to `Environment::get_or_create_container`.
     Dynamic(Box<dyn FnOnce() -> GenericContainer + Send>),
     /// Already built, overrides applied: a replacement after a failure.
-    Resolved(GenericContainer),
+    Resolved(Box<GenericContainer>),
 }
 
 pub(crate) struct Registry {
@@ -89,6 +89,8 @@ pub(crate) struct Registry {
     docker: tokio::sync::OnceCell<Result<Docker, Error>>,
     /// The run's network, once this process has made or found it.
     network: tokio::sync::Mutex<Option<String>>,
+    /// Named volumes this process created, for teardown without a reaper.
+    volumes: Mutex<Vec<String>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Containers being created right now (their ids are not known yet).
     creating: AtomicUsize,
@@ -115,6 +117,7 @@ pub(crate) fn global() -> &'static Registry {
             reaper: OnceLock::new(),
             docker: tokio::sync::OnceCell::new(),
             network: tokio::sync::Mutex::new(None),
+            volumes: Mutex::new(Vec::new()),
             slots: Mutex::new(HashMap::new()),
             creating: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
@@ -285,16 +288,18 @@ impl Registry {
                 }
             }
             Source::Dynamic(build) => build(),
-            Source::Resolved(def) => return Ok(def),
+            Source::Resolved(def) => return Ok(*def),
         };
         let config = self.config.as_ref().map_err(Clone::clone)?;
         let overrides = crate::config::layers()?.service(name)?;
+        // A service's own `startup_timeout` beats the run's.
+        let own_timeout = overrides.startup_timeout.is_some();
         let mut def = overrides.apply(def, config.image_prefix.as_deref());
         if !config.volume_cache {
             def.volume_cache = None;
         }
         if let Config { startup_timeout: Some(t), .. } = config {
-            if def.startup_timeout == crate::definition::DEFAULT_STARTUP_TIMEOUT {
+            if !own_timeout && def.startup_timeout == crate::definition::DEFAULT_STARTUP_TIMEOUT {
                 def.startup_timeout = *t;
             }
         }
@@ -305,6 +310,7 @@ impl Registry {
         let config = self.config.clone()?;
         let session = self.session()?.to_string();
         let def = self.definition(name, source)?;
+        check_bind_sources(name, &def)?;
         let docker = self.docker().await?;
         slot.transition(State::Starting)?;
         let started = Instant::now();
@@ -385,6 +391,7 @@ impl Registry {
                 } else {
                     crate::metrics::cache_hit("image");
                 }
+                self.ensure_volumes(&docker, name, &def, &owner_session, reuse).await?;
                 eprintln!("cleanroom: starting {name} ({})", def.image);
                 tracing::info!(service = name, image = %def.image, "starting");
             }
@@ -450,6 +457,7 @@ impl Registry {
             let ports_started = Instant::now();
             if created_here {
                 self.join_run_network(&docker, &id, name, &def.image, &owner_session, reuse, shared).await?;
+                join_extra_networks(&docker, &id, name, &def).await?;
             }
             let ports = docker.published_ports(&id).await.map_err(|reason| Error::Start {
                 service: name.to_string(),
@@ -472,19 +480,26 @@ impl Registry {
             // process of its own that attaches).
             if created_here {
                 health::wait_ready(&service, deadline, &self.shutting_down).await?;
+                if let Some(volume) = &cache_volume {
+                    // Before the init commands and before any test sees the
+                    // server, so that a fill copies a cluster nobody touched.
+                    let cache_started = Instant::now();
+                    use_volume_cache(&service, &volume.name).await?;
+                    phases.cache_ms = Some(crate::metrics::ms(cache_started.elapsed()));
+                }
+                run_init_commands(&service).await?;
             } else if !crate::reaper::seen_ready(&id) {
                 let probe_id = id.clone();
-                health::probe::wait_attached(&service, deadline, &self.shutting_down, move || crate::reaper::seen_ready(&probe_id))
-                    .await?;
+                // Passing checks do not say that the creator's init commands
+                // are done: only its ready mark does.
+                let may_probe = def.init.is_empty();
+                health::probe::wait_attached(&service, deadline, &self.shutting_down, may_probe, move || {
+                    crate::reaper::seen_ready(&probe_id)
+                })
+                .await?;
             }
-            phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()));
-            if let (true, Some(volume)) = (created_here, &cache_volume) {
-                // Before any test sees the server, so that a fill copies a
-                // cluster no test has touched.
-                let cache_started = Instant::now();
-                use_volume_cache(&service, &volume.name).await?;
-                phases.cache_ms = Some(crate::metrics::ms(cache_started.elapsed()));
-            }
+            phases.health_ms =
+                Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0)).map(|ms| ms.max(0.0));
             if shared {
                 crate::reaper::mark_ready(&id);
             }
@@ -642,6 +657,41 @@ impl Registry {
         Err(Error::Start { service: service.to_string(), image: image.to_string(), reason })
     }
 
+    /// Creates the named volumes of `def` that do not exist yet, labelled
+    /// as the run's so that the run's end removes them; existing volumes are
+    /// used as they are and left alone.
+    async fn ensure_volumes(
+        &self,
+        docker: &Docker,
+        service: &str,
+        def: &GenericContainer,
+        owner_session: &str,
+        reuse: bool,
+    ) -> Result<(), Error> {
+        let mut labels = BTreeMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (SESSION_LABEL.to_string(), owner_session.to_string()),
+            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
+        ]);
+        if reuse {
+            labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+        }
+        for mount in def.mounts.iter().filter(|m| m.kind == crate::definition::MountKind::Volume) {
+            match docker.ensure_volume(&mount.source, &labels).await {
+                Ok(true) => self.volumes.lock().unwrap_or_else(|e| e.into_inner()).push(mount.source.clone()),
+                Ok(false) => {}
+                Err(reason) => {
+                    return Err(Error::Creation {
+                        service: service.to_string(),
+                        image: def.image.clone(),
+                        reason: format!("could not create the volume {} for {}: {reason}", mount.source, mount.target),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn remove_labelled(&self, docker: &Docker, labels: &[(&str, &str)]) {
         if let Ok(ids) = docker.containers_labelled(labels).await {
             futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
@@ -689,6 +739,15 @@ impl Registry {
         for (id, result) in ids.iter().zip(results) {
             if let Err(e) = result {
                 eprintln!("cleanroom: could not remove container {id}: {e}; remove it with `docker rm -f {id}`");
+            }
+        }
+        // Without a reaper the volumes this process created are its own too
+        // (a volume another process still uses refuses to go: left to that
+        // process's teardown, or `cargo cleanroom prune`).
+        let volumes: Vec<String> = std::mem::take(&mut *self.volumes.lock().unwrap_or_else(|e| e.into_inner()));
+        for volume in volumes {
+            if let Err(e) = docker.remove_volume(&volume).await {
+                eprintln!("cleanroom: could not remove volume {volume}: {e}; remove it with `docker volume rm {volume}`");
             }
         }
         // Without a reaper the network is this process's own.
@@ -829,7 +888,7 @@ impl Registry {
         let began = Instant::now();
         let mut def = previous.definition.clone();
         def.rooms = previous.definition.rooms;
-        let result = self.start(name, &slot, Source::Resolved(def)).await;
+        let result = self.start(name, &slot, Source::Resolved(Box::new(def))).await;
         slot.restarts.fetch_add(1, Ordering::SeqCst);
         match &result {
             Ok(service) => {
@@ -940,6 +999,55 @@ async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -
             env: crate::config::env_key(service),
         }),
     }
+}
+
+/// Refuses a bind mount whose host path does not exist before Docker is
+/// asked, naming the service and the path.
+fn check_bind_sources(service: &str, def: &GenericContainer) -> Result<(), Error> {
+    for mount in def.mounts.iter().filter(|m| m.kind == crate::definition::MountKind::Bind) {
+        let path = crate::backend::absolute(&mount.source);
+        if !path.exists() {
+            return Err(Error::Configuration {
+                key: format!("service `{service}`, bind mount of {}", mount.target),
+                reason: format!("the host path {} does not exist; create it or fix the mount's source", path.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Connects a container this process created to the extra networks of its
+/// definition, where it is reached by its service name too.
+async fn join_extra_networks(docker: &Docker, id: &str, service: &str, def: &GenericContainer) -> Result<(), Error> {
+    for network in &def.networks {
+        docker.connect_network(network, id, service).await.map_err(|reason| Error::Creation {
+            service: service.to_string(),
+            image: def.image.clone(),
+            reason: format!(
+                "could not connect it to the network {network}: {reason}; cleanroom joins existing networks only (create it with `docker network create {network}`)"
+            ),
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs the init commands of a container this process created, in order;
+/// the first that fails fails the start.
+async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
+    for cmd in &service.definition.init {
+        let failed = |code: i64, stderr: String| Error::Init {
+            service: service.name.clone(),
+            image: service.image.clone(),
+            command: cmd.join(" "),
+            code,
+            stderr: if stderr.trim().is_empty() { "(empty)".to_string() } else { stderr.trim_end().to_string() },
+        };
+        let out = service.docker.exec(&service.id, cmd).await.map_err(|reason| failed(-1, format!("docker could not run it: {reason}")))?;
+        if out.exit_code != 0 {
+            return Err(failed(out.exit_code, out.stderr));
+        }
+    }
+    Ok(())
 }
 
 /// The name of the run's network: `cleanroom-<session>` when the processes

@@ -27,12 +27,15 @@ fn toml_blocks(text: &str) -> Vec<String> {
 fn every_documented_configuration_file_is_accepted() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut checked = 0;
+    // Bind mounts must exist: the docs mount `tests/fixtures` beside the file.
+    let dir = std::env::temp_dir().join(format!("cleanroom-doc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tests/fixtures")).unwrap();
     for doc in ["README.md", "docs/configuration.md", "cleanroom/src/lib.rs"] {
         let text = std::fs::read_to_string(root.join(doc)).unwrap();
         let blocks = toml_blocks(&text);
         assert!(!blocks.is_empty(), "{doc} shows no cleanroom.toml any more; drop it from this test");
         for (i, block) in blocks.iter().enumerate() {
-            let path = std::env::temp_dir().join(format!("cleanroom-doc-{}-{i}.toml", std::process::id()));
+            let path = dir.join(format!("cleanroom-{i}.toml"));
             std::fs::write(&path, block).unwrap();
             // The only test of this binary: nothing else reads the environment meanwhile.
             std::env::set_var(CONFIG_ENV, &path);
@@ -45,5 +48,6 @@ fn every_documented_configuration_file_is_accepted() {
             checked += 1;
         }
     }
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(checked >= 3);
 }

@@ -111,6 +111,15 @@
 //! [services.postgres]
 //! memory = "512MiB"
 //! args = ["-c", "shared_buffers=64MB"]
+//!
+//! # Everything a GenericContainer builder sets, for any service:
+//! [services.web]
+//! ports = [8080, "18080:80"]                 # with_port, with_port_mapping
+//! mounts = [{ type = "bind", source = "tests/fixtures", target = "/www", read_only = true },
+//!           { type = "volume", source = "web-cache", target = "/cache" }]
+//! health = [{ http = { port = 80, path = "/" } }]   # replaces the code's checks
+//! init = [["sh", "-c", "mkdir -p /cache/in"]]       # once per container, after Ready
+//! networks = ["backend"]                            # existing networks to join too
 //! ```
 //!
 //! | variable | key in `cleanroom.toml` | meaning | default |
@@ -150,7 +159,7 @@
 pub use cleanroom_macros::{fixture, service, test};
 pub use cleanroom_runtime::{
     environment, image_env_var, lifecycle_of, metrics_of, Alert, Container, Environment, Error, ExecOutput,
-    GenericContainer, Health, HealthCheck, HealthStatus, Keep, LimitAction, Postgres, Recovery, Redis, Result, RoomHooks,
+    GenericContainer, Health, HealthCheck, HealthStatus, Keep, LimitAction, Mount, MountKind, Postgres, Recovery, Redis, Result, RoomHooks,
     ServiceFailure, ServiceMetrics, State, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE,
     DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SERVICE_SETTINGS, SESSION_LABEL, SETTINGS, Setting,
 };
