@@ -109,6 +109,46 @@ fn twenty_processes_of_one_nextest_run_start_each_service_once() {
     assert_nothing_left(&session);
 }
 
+/// Under nextest every test is a process of its own whose own pool of
+/// cloned databases starts empty: it takes one that an earlier process of
+/// the run cloned ahead (`postgres_run_pool`), and clones the next while its
+/// test runs. Each test creates the same table in its database, so a
+/// database handed out twice would fail the second test.
+#[test]
+fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
+    let run_id = format!("0000{:x}-feed-4bad-beef-{:012x}", std::process::id(), Instant::now().elapsed().as_nanos() as u64 ^ 0x9001);
+    let session = format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    let report = std::env::temp_dir().join(format!("{}.json", fresh_session("runpool")));
+    // Two at a time, as nextest runs them on two cores.
+    for pair in 0..6 {
+        let children: Vec<_> = (1..=2)
+            .map(|k| {
+                Command::new(std::env::current_exe().unwrap())
+                    .args(["--ignored", "--exact", &format!("child::suite::s{:02}", pair * 2 + k)])
+                    .env_remove("CLEANROOM_SESSION")
+                    .env("NEXTEST_RUN_ID", &run_id)
+                    .env("CLEANROOM_REPORT_JSON", &report)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let pool = &doc["caches"]["postgres_run_pool"];
+    let (hits, misses) = (pool["hits"].as_u64().unwrap_or(0), pool["misses"].as_u64().unwrap_or(0));
+    assert_eq!(hits + misses, 12, "every process looked in the run's pool once: {}", doc["caches"]);
+    assert!(hits >= 8, "after the first pair, processes find databases cloned ahead: {hits} hits, {misses} misses");
+    eprintln!("run pool: {hits} hits, {misses} misses; per-test overhead {}", doc["overhead"]);
+    assert_nothing_left(&session);
+}
+
 /// Starts `until_killed` under a runner that then sleeps, and returns the
 /// runner, the test process's pid and the derived session.
 fn start_waiting_run() -> (std::process::Child, u32, String) {

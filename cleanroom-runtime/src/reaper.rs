@@ -150,13 +150,19 @@ pub(crate) fn seen_ready(id: &str) -> bool {
 }
 
 /// Removes the ready marks of containers that no longer exist.
+/// Removes the ready marks and run pools (`rooms::run_pool`) of containers
+/// that no longer exist.
 async fn remove_stale_ready_marks(docker: &Docker) {
-    let Ok(entries) = std::fs::read_dir(ready_dir()) else { return };
     let Ok(live) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return };
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !live.iter().any(|(live_id, _, _)| *live_id == id) {
+    let gone = |id: &str| !live.iter().any(|(live_id, _, _)| live_id == id);
+    for entry in std::fs::read_dir(ready_dir()).into_iter().flatten().flatten() {
+        if gone(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    for entry in std::fs::read_dir(crate::rooms::run_pool::root()).into_iter().flatten().flatten() {
+        if gone(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

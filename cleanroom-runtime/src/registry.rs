@@ -180,6 +180,12 @@ impl Registry {
         })
     }
 
+    /// Whether this process shares its services with the other processes of
+    /// its run (a reaper serves the run).
+    pub(crate) fn shares_services(&self) -> bool {
+        self.reaper.get() == Some(&true)
+    }
+
     /// Whether teardown has begun.
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)

@@ -180,6 +180,61 @@ pub(crate) struct PgRooms {
     /// password exchange (slow in debug builds), and a room must not.
     /// [`CLONES`] makes databases, [`ADMIN`] builds templates and drops.
     conns: [tokio::sync::Mutex<Option<tokio_postgres::Client>>; 2],
+    /// Clones being made for the run's pool right now.
+    run_pool_making: AtomicUsize,
+}
+
+/// Databases cloned ahead for every process that uses one server (all
+/// processes of a run, and the runs that share a reused server): one empty
+/// file per database in `<runtime dir>/pgpool/<container>/<template>/`. A
+/// process takes a database by removing its file, which exactly one remover
+/// does. Under nextest, where every test is a process of its own with an
+/// empty pool, a test takes a database without a round trip to the server,
+/// and its process clones the next one while the test runs.
+pub(crate) mod run_pool {
+    use std::path::PathBuf;
+
+    /// How many databases the run's pool holds ahead of demand.
+    pub(crate) const TARGET: usize = 2;
+
+    pub(crate) fn root() -> PathBuf {
+        crate::reaper::runtime_dir().join("pgpool")
+    }
+
+    fn dir(container: &str, template: &str) -> PathBuf {
+        root().join(container).join(template)
+    }
+
+    fn entries(container: &str, template: &str) -> Vec<String> {
+        let Ok(list) = std::fs::read_dir(dir(container, template)) else { return Vec::new() };
+        let mut names: Vec<String> =
+            list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+        names.sort();
+        names
+    }
+
+    /// Takes a database of the pool, if it has one.
+    pub(crate) fn take(container: &str, template: &str) -> Option<String> {
+        let dir = dir(container, template);
+        entries(container, template).into_iter().find(|name| std::fs::remove_file(dir.join(name)).is_ok())
+    }
+
+    /// How many databases the pool holds.
+    pub(crate) fn len(container: &str, template: &str) -> usize {
+        entries(container, template).len()
+    }
+
+    /// Puts a database cloned from `template` into the pool.
+    pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io::Result<()> {
+        let _ = crate::reaper::create_runtime_dir();
+        let dir = dir(container, template);
+        std::fs::create_dir_all(&dir)?;
+        // Written under a hidden name and renamed: a database is in the pool
+        // only once it exists.
+        let hidden = dir.join(format!(".{database}"));
+        std::fs::write(&hidden, b"")?;
+        std::fs::rename(&hidden, dir.join(database))
+    }
 }
 
 const CLONES: usize = 0;
@@ -221,6 +276,7 @@ pub(crate) fn pg_rooms(service: &Arc<RunningService>) -> Result<&'static PgRooms
         pool_target: pool_size()?,
         strategy: OnceCell::new(),
         conns: [tokio::sync::Mutex::new(None), tokio::sync::Mutex::new(None)],
+        run_pool_making: AtomicUsize::new(0),
     }));
     all.push(rooms);
     Ok(rooms)
@@ -403,6 +459,56 @@ impl PgRooms {
     /// A database cloned ahead from the template of `source`, taken on the
     /// calling thread when the template is built and the pool has one.
     pub(crate) fn take_ready(&'static self, source: &TemplateSource) -> Option<String> {
+        let own = self.take_own(source);
+        if own.is_some() || !self.shares_pool() {
+            return own;
+        }
+        let name = run_pool::take(&self.service.id, &source.database_name());
+        if name.is_some() {
+            crate::metrics::cache_hit("postgres_run_pool");
+        } else {
+            crate::metrics::cache_miss("postgres_run_pool");
+        }
+        self.top_up(source.clone());
+        name
+    }
+
+    /// Whether this server's clones are shared with other processes.
+    fn shares_pool(&self) -> bool {
+        crate::registry::get().is_some_and(|r| r.shares_services())
+    }
+
+    /// Clones one database for the run's pool in the background, unless it
+    /// is full or a clone for it is on its way.
+    fn top_up(&'static self, source: TemplateSource) {
+        if !self.shares_pool() || self.pool_target == 0 {
+            return;
+        }
+        if run_pool::len(&self.service.id, &source.database_name()) + self.run_pool_making.load(Ordering::SeqCst) >= run_pool::TARGET {
+            return;
+        }
+        if self.run_pool_making.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.run_pool_making.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        crate::registry::spawn_background(async move {
+            let made = async {
+                let template = self.template(&source).await?;
+                let admin = self.kept(CLONES).await?;
+                self.clone_database(&admin, &template.name).await.map(|name| (template.name.clone(), name))
+            }
+            .await;
+            if let Ok((template, name)) = made {
+                if run_pool::offer(&self.service.id, &template, &name).is_err() {
+                    let _ = self.drop_database(&name).await;
+                }
+            }
+            self.run_pool_making.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// A database from this process's own pool.
+    fn take_own(&'static self, source: &TemplateSource) -> Option<String> {
         let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner()).get(&source.hash).cloned()?;
         let template = cell.get()?.as_ref().ok()?.clone();
         let name = template.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
@@ -444,6 +550,8 @@ impl PgRooms {
         template.waiting.fetch_sub(1, Ordering::SeqCst);
         template.leased.fetch_add(1, Ordering::SeqCst);
         self.refill(template);
+        // The run's pool was empty: the next process should not wait too.
+        self.top_up(source);
         Ok(name)
     }
 
@@ -464,7 +572,10 @@ impl PgRooms {
             });
             if let Ok(template) = template {
                 template.expected.store(expected, Ordering::SeqCst);
-                if self.pool_target > 0 {
+                // What the run's pool holds serves this process's tests
+                // first; cloning for them too would only compete with them.
+                let run_pool_has = self.shares_pool() && run_pool::len(&self.service.id, &template.name) >= expected.min(run_pool::TARGET);
+                if self.pool_target > 0 && !run_pool_has {
                     self.refill(template);
                 }
             }
@@ -481,9 +592,10 @@ impl PgRooms {
     }
 }
 
-/// Drops the databases this process cloned ahead of demand and never handed
-/// out: when the server outlives the process (other processes of the run
-/// still use it), they would otherwise pile up.
+/// Hands the databases this process cloned ahead of demand and never
+/// handed out to the run's pool, up to its target, and drops the rest: the
+/// server outlives the process (other processes of the run still use it).
+/// Clones for the run's pool still on their way are waited for, briefly.
 pub(crate) async fn release_pooled() {
     let redis: Vec<Arc<RedisRooms>> = REDIS_ROOMS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for rooms in redis {
@@ -491,22 +603,38 @@ pub(crate) async fn release_pooled() {
     }
     let all: Vec<&'static PgRooms> = PG_ROOMS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for rooms in all {
+        let deadline = std::time::Instant::now() + RUN_POOL_WAIT;
+        while rooms.run_pool_making.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let templates: Vec<Arc<Template>> = {
             let cells: Vec<_> = rooms.templates.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
             cells.iter().filter_map(|c| c.get().and_then(|t| t.as_ref().ok().cloned())).collect()
         };
-        let names: Vec<String> =
-            templates.iter().flat_map(|t| t.ready.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect::<Vec<_>>()).collect();
-        if names.is_empty() {
+        let mut unused = Vec::new();
+        for template in templates {
+            for name in template.ready.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect::<Vec<_>>() {
+                let offered = rooms.shares_pool()
+                    && run_pool::len(&rooms.service.id, &template.name) < run_pool::TARGET
+                    && run_pool::offer(&rooms.service.id, &template.name, &name).is_ok();
+                if !offered {
+                    unused.push(name);
+                }
+            }
+        }
+        if unused.is_empty() {
             continue;
         }
         if let Ok(admin) = rooms.kept(ADMIN).await {
-            for name in names {
+            for name in unused {
                 let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
             }
         }
     }
 }
+
+/// How long a process at exit waits for a clone it is making for the run's pool.
+const RUN_POOL_WAIT: Duration = Duration::from_secs(2);
 
 /// The Redis logical databases cleanroom leases (0 is the shared one).
 pub(crate) const REDIS_DATABASES: u32 = 64;
