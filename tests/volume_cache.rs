@@ -2,7 +2,8 @@
 //! volume with the initialised cluster and the template its migrations made;
 //! a second cold run (a new session, new containers) copies it instead of
 //! running initdb and the migrations; a run with `CLEANROOM_CACHE_TTL=0`
-//! removes it when it ends.
+//! removes it when it ends. A restored cluster is as clean as a fresh one:
+//! what a `shared` test wrote into the main database does not come back.
 //!
 //! Each run is this binary started again on its `#[ignore]`d child test, with
 //! a `cleanroom.toml` that gives Postgres an environment variable no other
@@ -15,6 +16,20 @@ use cleanroom_tests::{assert_nothing_left, docker, fresh_session, run_child, Chi
 use serde_json::Value;
 
 mod child {
+    /// Runs first (libtest orders by name), so that in the first run the
+    /// fill made after the migrations copies the table it writes into the
+    /// main database: a restored cluster must not hand it to a later run.
+    #[cleanroom::test(postgres(shared))]
+    #[ignore = "run by the volume cache tests"]
+    async fn a_shared_database_starts_empty(postgres: cleanroom::Postgres) {
+        let (db, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let leftovers: i64 =
+            db.query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'", &[]).await.unwrap().get(0);
+        assert_eq!(leftovers, 0, "a table an earlier run's shared test wrote came back from the volume cache");
+        db.batch_execute("CREATE TABLE leftover (v int); INSERT INTO leftover VALUES (1)").await.unwrap();
+    }
+
     /// Prints the container's cache volume and which backend built the
     /// template (and when): every clone inherits that row, so two runs that
     /// print the same row used one template, built once.

@@ -66,11 +66,7 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         // takes ~15 ms instead of ~450 ms on disk (see docs/isolation.md).
         .with_tmpfs("/var/lib/postgresql/data", "")
         .with_health_check(
-            HealthCheck::command([
-                "sh",
-                "-c",
-                r#"psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'""#,
-            ])
+            HealthCheck::command(["sh", "-c", crate::cache::POSTGRES_FIRST_CHECK])
             .with_interval(std::time::Duration::from_millis(200))
             // Sets the password once; the login check below keeps watching.
             .once(),

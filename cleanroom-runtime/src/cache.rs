@@ -168,26 +168,35 @@ impl Found {
     }
 }
 
-/// Reads what the container's start found in the cache. After a restore it
-/// makes the copied cluster as clean as a fresh one: it drops the test
-/// databases it still held and makes the main database anew (a fill made
-/// while tests ran, after new migrations, copied their clones and whatever
-/// `shared` tests wrote); templates stay.
+/// The built-in Postgres's first health check (run once, by whichever
+/// process probes first): after a restore from the cache, it makes the
+/// copied cluster as clean as a fresh one, dropping the test databases it
+/// still held and making the main database anew (a fill made while tests
+/// ran, after new migrations, copied their clones and whatever `shared`
+/// tests wrote; templates stay); then it sets the run's password again, as
+/// MD5, over the local socket. It fails until the cleaning is done, so a
+/// process that sees the server pass its checks never sees it half clean;
+/// a `mkdir` lock keeps two probing processes from cleaning at once.
+pub(crate) const POSTGRES_FIRST_CHECK: &str = r#"set -e
+state=/tmp/cleanroom-volume-cache
+if grep -q '^restored' "$state" 2>/dev/null && [ ! -e "$state.clean" ]; then
+  mkdir "$state.cleaning"
+  db="${POSTGRES_DB:-$POSTGRES_USER}"; admin=postgres; [ "$db" = postgres ] && admin=template1
+  force=""; [ "$(psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
+  if { psql -qAt -U "$POSTGRES_USER" -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE NOT datistemplate AND (datname LIKE 'cleanroom\_t\_%' OR datname LIKE 'cleanroom\_tpl\_%\_build')"
+       echo "DROP DATABASE IF EXISTS \"$db\"$force; CREATE DATABASE \"$db\";"
+     } | psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" >/dev/null
+  then touch "$state.clean"; rmdir "$state.cleaning"
+  else rmdir "$state.cleaning"; exit 1
+  fi
+fi
+psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'""#;
+
+/// Reads what the container's start found in the cache (the first health
+/// check has cleaned a restored cluster by then).
 pub(crate) async fn found(docker: &Docker, id: &str) -> Result<Found, String> {
-    let script = format!(
-        r#"cat {STATE_FILE} 2>/dev/null || echo empty
-if grep -q '^restored' {STATE_FILE} 2>/dev/null; then
-  db="${{POSTGRES_DB:-$POSTGRES_USER}}"; admin=postgres; [ "$db" = postgres ] && admin=template1
-  {{ psql -qAt -U "$POSTGRES_USER" -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE NOT datistemplate AND (datname LIKE 'cleanroom\_t\_%' OR datname LIKE 'cleanroom\_tpl\_%\_build')"
-    force=""; [ "$(psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
-    echo "DROP DATABASE IF EXISTS \"$db\"$force; CREATE DATABASE \"$db\";"
-  }} | psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" >/dev/null
-fi"#
-    );
+    let script = format!("cat {STATE_FILE} 2>/dev/null || echo empty");
     let out = docker.exec(id, &["sh".to_string(), "-c".to_string(), script]).await?;
-    if out.exit_code != 0 {
-        return Err(format!("cleaning the cluster copied from the volume cache failed ({}): {}", out.exit_code, out.stderr.trim()));
-    }
     Ok(Found::parse(out.stdout.lines().next().unwrap_or_default()))
 }
 
@@ -362,6 +371,7 @@ mod tests {
         assert_eq!(&wrapped.cmd[4..], &def.cmd[..]);
         assert_eq!(wrapped.cache_mount.as_ref(), Some(&volume));
         assert!(RESTORE.contains(MOUNT) && FILL.contains(MOUNT) && RESTORE.contains(STATE_FILE));
+        assert!(POSTGRES_FIRST_CHECK.contains(STATE_FILE));
     }
 
     #[test]
