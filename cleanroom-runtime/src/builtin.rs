@@ -65,12 +65,9 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         // Cloning a database per test is mostly file copying: in memory it
         // takes ~15 ms instead of ~450 ms on disk (see docs/isolation.md).
         .with_tmpfs("/var/lib/postgresql/data", "")
-        .with_health_check(
-            HealthCheck::command(["sh", "-c", crate::cache::POSTGRES_FIRST_CHECK])
-            .with_interval(std::time::Duration::from_millis(200))
-            // Sets the password once; the login check below keeps watching.
-            .once(),
-        )
+        // Cleans a cluster restored from the volume cache, or fills the
+        // cache, then sets the password (see cache.rs).
+        .with_health_check(crate::cache::postgres_first_check())
         .with_health_check(HealthCheck::postgres_query())
         // Docker's 64 MiB /dev/shm is too small for parallel queries ("could
         // not resize shared memory segment"); a pid limit keeps a runaway

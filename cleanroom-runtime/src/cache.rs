@@ -53,13 +53,18 @@ pub(crate) enum VolumeCache {
 
 /// Runs before the image's entrypoint (`sh -c RESTORE cleanroom-cache <cmd…>`,
 /// as the image's user: root for the Postgres images). Only POSIX `sh` and
-/// busybox-compatible tools.
+/// busybox-compatible tools. A generation made by another major version of
+/// Postgres (a moving tag such as `latest`) is left alone: the server would
+/// refuse it.
 const RESTORE: &str = r#"c=/cleanroom-cache; src=""
 for d in "$c"/gen-*; do if [ -f "$d/.complete" ]; then src="$d"; fi; done
 state=empty
+major=$(postgres -V 2>/dev/null | sed -n 's/^[^0-9]*\([0-9][0-9]*\).*/\1/p')
+if [ -n "$src" ] && [ -n "$major" ] && [ "$(cat "$src/PG_VERSION" 2>/dev/null)" != "$major" ]; then state="stale ${src##*/}"; src=""; fi
 if [ -n "$src" ]; then
+  touch "$src" 2>/dev/null || true
   mkdir -p "$PGDATA"
-  if cp -a "$src"/. "$PGDATA"/ && rm -f "$PGDATA/.complete"; then state="restored ${src##*/}"
+  if cp -a "$src"/. "$PGDATA"/ && [ -f "$src/.complete" ] && rm -f "$PGDATA/.complete"; then state="restored ${src##*/}"
   else rm -rf "$PGDATA"/* "$PGDATA"/.[!.]* 2>/dev/null; state="failed ${src##*/}"; fi
 fi
 echo "$state" > /tmp/cleanroom-volume-cache
@@ -67,12 +72,14 @@ exec docker-entrypoint.sh "$@""#;
 
 /// Copies the running cluster into a new generation of the cache, in backup
 /// mode (a consistent copy of a running server, without `pg_basebackup`,
-/// which not every image has), marks it complete, removes generations older
-/// than ten minutes (a restore in progress elsewhere has long finished with
-/// them) and prints the volume's size in KiB.
+/// which not every image has), checks that the WAL the copy starts from is
+/// in it, marks it complete, keeps the previous complete generation and
+/// removes the others that nobody wrote or restored from for ten minutes,
+/// and prints the volume's size in KiB. A copy cut short removes itself.
 const FILL: &str = r#"set -eu
-c=/cleanroom-cache; gen="gen-$(date +%s)-$$"; dest="$c/$gen"
-mkdir -p "$dest/pg_wal"
+c=/cleanroom-cache; gen="gen-$(date +%s)-${HOSTNAME:-host}-$$"; dest="$c/$gen"
+mkdir "$dest"; mkdir "$dest/pg_wal"
+trap 'rm -rf "$dest"' EXIT
 psql_() { psql -v ON_ERROR_STOP=1 -qAt -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" "$@"; }
 if [ "$(psql_ -c 'SHOW server_version_num')" -ge 150000 ]; then
   start="pg_backup_start('cleanroom', true)"; stop="pg_backup_stop(false)"
@@ -88,8 +95,15 @@ SELECT labelfile FROM $stop;
 SQL
 cp -a "$PGDATA"/pg_wal/. "$dest"/pg_wal/
 test ! -e "$dest/.failed"
+wal=$(sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\))$/\1/p' "$dest/backup_label")
+test -n "$wal"; test -f "$dest/pg_wal/$wal"
 touch "$dest/.complete"
-find "$c" -maxdepth 1 -name 'gen-*' ! -name "$gen" -mmin +10 -exec rm -rf {} \;
+trap - EXIT
+previous=""
+for d in "$c"/gen-*; do if [ "$d" != "$dest" ] && [ -f "$d/.complete" ]; then previous="$d"; fi; done
+for d in "$c"/gen-*; do
+  if [ "$d" != "$dest" ] && [ "$d" != "$previous" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +10)" ]; then rm -rf "$d"; fi
+done
 du -sk "$c" | cut -f1"#;
 
 /// A cache volume of this definition: its name and labels.
@@ -106,7 +120,10 @@ pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheV
     // A mount may hold the data directory or init scripts (which a copied
     // cluster would skip), and a custom entrypoint would be handed the
     // restore wrapper as its command: such definitions start as written.
-    if !def.mounts.is_empty() || !def.entrypoint.is_empty() {
+    // Init commands may leave roles or databases a restored cluster would
+    // already hold; a replaced first check would neither clean a restored
+    // cluster nor fill an empty cache.
+    if !def.mounts.is_empty() || !def.entrypoint.is_empty() || !def.init.is_empty() || !has_first_check(def) {
         return None;
     }
     let mut key = String::new();
@@ -168,41 +185,77 @@ impl Found {
     }
 }
 
-/// The built-in Postgres's first health check (run once, by whichever
-/// process probes first): after a restore from the cache, it makes the
-/// copied cluster as clean as a fresh one, dropping the test databases it
-/// still held and making the main database anew (a fill made while tests
-/// ran, after new migrations, copied their clones and whatever `shared`
-/// tests wrote; templates stay); then it sets the run's password again, as
-/// MD5, over the local socket. It fails until the cleaning is done, so a
-/// process that sees the server pass its checks never sees it half clean;
-/// a `mkdir` lock keeps two probing processes from cleaning at once.
+/// The built-in Postgres's first health check, run as `sh -c
+/// POSTGRES_FIRST_CHECK cleanroom-check FILL` by whichever process probes
+/// first (the one that created the container, or one that attached to it
+/// and probes because the creator is slow or gone), under a `mkdir` lock:
+///
+/// - after a restore from the cache it makes the copied cluster as clean as
+///   a fresh one, dropping the test databases it still held and making the
+///   main database anew (a fill made while tests ran, after new migrations,
+///   copied their clones and whatever `shared` tests wrote); templates stay;
+/// - after a start without the cache it fills the cache (a failed fill is
+///   recorded, not fatal: it costs the next run its head start);
+/// - then it sets the run's password again, as MD5, over the local socket.
+///
+/// It fails until that work is done, so a process that sees the server pass
+/// its checks never sees it half clean or being copied.
 pub(crate) const POSTGRES_FIRST_CHECK: &str = r#"set -e
-state=/tmp/cleanroom-volume-cache
-if grep -q '^restored' "$state" 2>/dev/null && [ ! -e "$state.clean" ]; then
-  mkdir "$state.cleaning"
-  db="${POSTGRES_DB:-$POSTGRES_USER}"; admin=postgres; [ "$db" = postgres ] && admin=template1
-  force=""; [ "$(psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
-  if { psql -qAt -U "$POSTGRES_USER" -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE NOT datistemplate AND (datname LIKE 'cleanroom\_t\_%' OR datname LIKE 'cleanroom\_tpl\_%\_build')"
-       echo "DROP DATABASE IF EXISTS \"$db\"$force; CREATE DATABASE \"$db\";"
-     } | psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" >/dev/null
-  then touch "$state.clean"; rmdir "$state.cleaning"
-  else rmdir "$state.cleaning"; exit 1
+state=/tmp/cleanroom-volume-cache; fill=$1
+db="${POSTGRES_DB:-$POSTGRES_USER}"; admin=postgres; [ "$db" = postgres ] && admin=template1
+if [ -e "$state" ] && [ ! -e "$state.done" ]; then
+  psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SELECT 1' >/dev/null
+  mkdir "$state.lock"
+  if [ -e "$state.done" ]; then :
+  elif grep -q '^restored' "$state"; then
+    force=""; [ "$(psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
+    if drops=$(psql -qAt -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE NOT datistemplate AND (datname LIKE 'cleanroom\_t\_%' OR datname LIKE 'cleanroom\_tpl\_%\_build')") \
+      && { printf '%s\n' "$drops"; echo "DROP DATABASE IF EXISTS \"$db\"$force; CREATE DATABASE \"$db\";"; } | psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" >/dev/null
+    then echo cleaned > "$state.done"
+    else rmdir "$state.lock"; exit 1
+    fi
+  else
+    rc=0; out=$(sh -c "$fill" 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then echo "filled $(echo "$out" | tail -n 1)" > "$state.done"
+    else echo "fill-failed ($rc) $(echo "$out" | tail -n 3 | tr '\n' ' ')" > "$state.done"
+    fi
   fi
+  rmdir "$state.lock"
 fi
 psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'""#;
 
-/// Reads what the container's start found in the cache (the first health
-/// check has cleaned a restored cluster by then).
-pub(crate) async fn found(docker: &Docker, id: &str) -> Result<Found, String> {
-    let script = format!("cat {STATE_FILE} 2>/dev/null || echo empty");
+/// What the container found in the cache and what its first health check
+/// did about it: the start's state line and the check's outcome line.
+pub(crate) async fn found(docker: &Docker, id: &str) -> Result<(Found, String), String> {
+    let script = format!("cat {STATE_FILE} 2>/dev/null || echo empty; cat {STATE_FILE}.done 2>/dev/null || echo");
     let out = docker.exec(id, &["sh".to_string(), "-c".to_string(), script]).await?;
-    Ok(Found::parse(out.stdout.lines().next().unwrap_or_default()))
+    let mut lines = out.stdout.lines();
+    let state = Found::parse(lines.next().unwrap_or_default());
+    Ok((state, lines.next().unwrap_or_default().trim().to_string()))
+}
+
+/// The built-in Postgres's first health check (see [`POSTGRES_FIRST_CHECK`]).
+pub(crate) fn postgres_first_check() -> crate::health::HealthCheck {
+    crate::health::HealthCheck::command(["sh", "-c", POSTGRES_FIRST_CHECK, "cleanroom-check", FILL])
+        .with_interval(Duration::from_millis(200))
+        // A fill copies the cluster (about a second here); the lock makes a
+        // probe that gives up early harmless.
+        .with_timeout(Duration::from_secs(30))
+        // Sets the password once; the login check after it keeps watching.
+        .once()
+}
+
+/// Whether `def` starts with [`postgres_first_check`], which restores and
+/// fills the cache.
+fn has_first_check(def: &GenericContainer) -> bool {
+    def.health_checks.first().is_some_and(|c| c.command_args().get(2).map(String::as_str) == Some(POSTGRES_FIRST_CHECK))
 }
 
 /// Copies the running cluster into the cache; its size in bytes.
 pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64, String> {
-    let out = docker.exec(id, &["sh".to_string(), "-c".to_string(), FILL.to_string()]).await?;
+    let cmd = ["sh".to_string(), "-c".to_string(), FILL.to_string()];
+    let exec = docker.exec(id, &cmd);
+    let out = tokio::time::timeout(FILL_TIMEOUT, exec).await.map_err(|_| format!("the copy into cache volume {volume} took over {FILL_TIMEOUT:?}"))??;
     if out.exit_code != 0 {
         return Err(format!("the copy into cache volume {volume} failed ({}): {}", out.exit_code, out.stderr.trim()));
     }
@@ -221,6 +274,9 @@ pub(crate) async fn refill(service: &crate::registry::RunningService) {
         Err(e) => crate::metrics::alert(&service.name, "cache_fill", e),
     }
 }
+
+/// How long a refill may hold the template's lock.
+const FILL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the use of cache volumes is recorded.
 fn uses_dir() -> PathBuf {
@@ -371,7 +427,7 @@ mod tests {
         assert_eq!(&wrapped.cmd[4..], &def.cmd[..]);
         assert_eq!(wrapped.cache_mount.as_ref(), Some(&volume));
         assert!(RESTORE.contains(MOUNT) && FILL.contains(MOUNT) && RESTORE.contains(STATE_FILE));
-        assert!(POSTGRES_FIRST_CHECK.contains(STATE_FILE));
+        assert!(POSTGRES_FIRST_CHECK.contains(STATE_FILE) && has_first_check(&def));
     }
 
     #[test]

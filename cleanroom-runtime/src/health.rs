@@ -138,6 +138,14 @@ impl HealthCheck {
         !self.once && !matches!(self.probe, Probe::Log { .. })
     }
 
+    /// The command of a command check (empty for other checks).
+    pub(crate) fn command_args(&self) -> &[String] {
+        match &self.probe {
+            Probe::Command { cmd } => cmd,
+            _ => &[],
+        }
+    }
+
     pub(crate) fn port(&self) -> Option<u16> {
         match &self.probe {
             Probe::Tcp { port } | Probe::Http { port, .. } | Probe::RedisPing { port } => Some(*port),

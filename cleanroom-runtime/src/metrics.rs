@@ -35,8 +35,9 @@ pub struct Phases {
     pub start_ms: Option<f64>,
     /// Waiting for the health checks to pass.
     pub health_ms: Option<f64>,
-    /// Reading the volume cache's outcome, and filling the cache on a miss
-    /// (built-in Postgres; see docs/caches.md).
+    /// Reading what the start found in the volume cache (built-in Postgres;
+    /// the restore, cleaning and fill are part of the health phase; see
+    /// docs/caches.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_ms: Option<f64>,
     /// Whether this process created the container (`false`: it attached to

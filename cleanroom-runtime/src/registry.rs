@@ -935,14 +935,12 @@ impl Registry {
     }
 }
 
-/// `run.pull = always`: pulls `image` once per run, whichever process of the
-/// run gets there first; the others wait for its outcome. `true` when this
-/// process pulled it.
-/// Counts what a service's start found in its volume cache, and fills an
-/// empty one. A failed fill costs the next run its head start, not this run
-/// its service: it is an alert, not an error.
+/// Counts what a service's start found in its volume cache; the first
+/// health check has cleaned a restored cluster or filled an empty cache by
+/// then (cache.rs). A failed fill costs the next run its head start, not
+/// this run its service: it is an alert, not an error.
 async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), Error> {
-    let found = crate::cache::found(&service.docker, &service.id).await.map_err(|reason| Error::Start {
+    let (found, outcome) = crate::cache::found(&service.docker, &service.id).await.map_err(|reason| Error::Start {
         service: service.name.clone(),
         image: service.image.clone(),
         reason,
@@ -955,17 +953,21 @@ async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), 
         }
         found => {
             crate::metrics::cache_miss("volume");
-            if let crate::cache::Found::Failed(generation) = found {
+            if let crate::cache::Found::Failed(generation) = &found {
                 crate::metrics::alert(&service.name, "cache_restore", format!("copying {generation} from {volume} failed; initialised afresh"));
             }
-            if let Err(e) = crate::cache::fill(&service.docker, &service.id, volume).await {
-                crate::metrics::alert(&service.name, "cache_fill", e);
+            match outcome.strip_prefix("filled ").map(|kib| kib.trim().parse::<u64>()) {
+                Some(Ok(kib)) => crate::cache::touch(volume, Some(kib * 1024)),
+                _ => crate::metrics::alert(&service.name, "cache_fill", format!("filling {volume} failed: {outcome}")),
             }
         }
     }
     Ok(())
 }
 
+/// `run.pull = always`: pulls `image` once per run, whichever process of the
+/// run gets there first; the others wait for its outcome. `true` when this
+/// process pulled it.
 async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -> Result<bool, Error> {
     let marks = crate::reaper::RunMarks::of(session);
     let key = format!("pull {image}");

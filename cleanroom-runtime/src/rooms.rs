@@ -502,6 +502,16 @@ impl PgRooms {
                 if run_pool::offer(&self.service.id, &template, &name).is_err() {
                     let _ = self.drop_database(&name).await;
                 }
+                // Processes topping up at the same moment can overshoot the
+                // target by one each: give back what is over.
+                while run_pool::len(&self.service.id, &template) > run_pool::TARGET {
+                    match run_pool::take(&self.service.id, &template) {
+                        Some(extra) => {
+                            let _ = self.drop_database(&extra).await;
+                        }
+                        None => break,
+                    }
+                }
             }
             self.run_pool_making.fetch_sub(1, Ordering::SeqCst);
         });
@@ -574,7 +584,7 @@ impl PgRooms {
                 template.expected.store(expected, Ordering::SeqCst);
                 // What the run's pool holds serves this process's tests
                 // first; cloning for them too would only compete with them.
-                let run_pool_has = self.shares_pool() && run_pool::len(&self.service.id, &template.name) >= expected.min(run_pool::TARGET);
+                let run_pool_has = self.shares_pool() && run_pool::len(&self.service.id, &template.name) >= expected;
                 if self.pool_target > 0 && !run_pool_has {
                     self.refill(template);
                 }
