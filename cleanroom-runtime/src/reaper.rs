@@ -606,14 +606,10 @@ pub(crate) async fn remove_reused(docker: &Docker, containers: &[(String, String
     }
     let still = docker.list(&format!("{REUSE_LABEL}=true")).await.map(|l| l.len()).unwrap_or(1);
     if still == 0 {
+        // As the keeper does: the network, and the volumes cleanroom made
+        // for reused services, go with the last of them.
         let reuse_session = format!("reuse-{}", uid());
-        if let Ok(networks) = docker.networks_with_labels(&format!("{SESSION_LABEL}={reuse_session}")).await {
-            for (name, labels) in networks {
-                if labels.get(MANAGED_LABEL).is_some_and(|v| v == "true") {
-                    let _ = docker.remove_network(&name).await;
-                }
-            }
-        }
+        let _ = docker.remove_networks_and_volumes(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, &reuse_session)]).await;
     }
 }
 
