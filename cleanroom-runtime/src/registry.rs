@@ -598,14 +598,7 @@ impl Registry {
             return Ok(name.clone());
         }
         let name = run_network_name(owner_session, shared, std::process::id());
-        let mut labels = BTreeMap::from([
-            (MANAGED_LABEL.to_string(), "true".to_string()),
-            (SESSION_LABEL.to_string(), owner_session.to_string()),
-            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
-        ]);
-        if reuse {
-            labels.insert(REUSE_LABEL.to_string(), "true".to_string());
-        }
+        let labels = run_labels(owner_session, reuse);
         // One process of the run creates it, the others wait for it: not
         // every engine refuses a second network of the same name.
         // Whatever the outcome, each process then makes sure of the network
@@ -674,14 +667,7 @@ impl Registry {
         owner_session: &str,
         reuse: bool,
     ) -> Result<(), Error> {
-        let mut labels = BTreeMap::from([
-            (MANAGED_LABEL.to_string(), "true".to_string()),
-            (SESSION_LABEL.to_string(), owner_session.to_string()),
-            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
-        ]);
-        if reuse {
-            labels.insert(REUSE_LABEL.to_string(), "true".to_string());
-        }
+        let labels = run_labels(owner_session, reuse);
         for mount in def.mounts.iter().filter(|m| m.kind == crate::definition::MountKind::Volume) {
             match docker.ensure_volume(&mount.source, &labels).await {
                 Ok(true) => self.volumes.lock().unwrap_or_else(|e| e.into_inner()).push(mount.source.clone()),
@@ -1060,6 +1046,20 @@ async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
 
 /// The name of the run's network: `cleanroom-<session>` when the processes
 /// of the run share it, else one per process.
+/// The labels of what a run (or the reused services) owns besides its
+/// containers: networks and volumes.
+fn run_labels(owner_session: &str, reuse: bool) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (MANAGED_LABEL.to_string(), "true".to_string()),
+        (SESSION_LABEL.to_string(), owner_session.to_string()),
+        (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
+    ]);
+    if reuse {
+        labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+    }
+    labels
+}
+
 fn run_network_name(owner_session: &str, shared: bool, pid: u32) -> String {
     if shared {
         format!("cleanroom-{owner_session}")
