@@ -63,6 +63,15 @@ fn lock_file(session: &str) -> PathBuf {
     dir.join(format!("{session}.lock"))
 }
 
+/// Held by the tests that run a real `prune`: one would sweep the dead run
+/// another one set up before that one looks at it. A file lock, since
+/// nextest runs each test in a process of its own.
+fn prune_lock() -> File {
+    let file = File::create(std::env::temp_dir().join(format!("cleanroom-cli-tests-prune-{}.lock", uid()))).unwrap();
+    file.lock().unwrap();
+    file
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(unique(tag));
     std::fs::create_dir_all(&dir).unwrap();
@@ -268,6 +277,7 @@ mod should {
     /// service's container likewise, never started.
     #[test]
     fn list_and_prune_cache_volumes_and_idle_reused_services_on_request() {
+        let _prune = prune_lock();
         let tag = unique("cache");
         let cache_volume = |name: &str| {
             docker(&[
@@ -343,6 +353,7 @@ mod should {
 
     #[test]
     fn list_and_prune_dead_runs_but_leave_live_ones_and_unlabelled_containers() {
+        let _prune = prune_lock();
         let dead = unique("dead");
         let live = unique("live");
         // A dead run: its lock file exists and nobody holds it.
