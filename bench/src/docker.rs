@@ -92,3 +92,17 @@ pub fn remove(ids: &[String]) {
         let _ = Command::new("docker").args(&args).output();
     }
 }
+
+/// Removes the network cleanroom's reused services share once none of them
+/// is left (what cleanroom's keeper does when it removes the last one; the
+/// harness removes its reused services itself).
+pub fn remove_idle_reuse_networks() {
+    let ask = |args: &[&str]| Command::new("docker").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    if !ask(&["ps", "-aq", "--filter", "label=cleanroom.reuse=true"]).trim().is_empty() {
+        return;
+    }
+    for id in ask(&["network", "ls", "-q", "--filter", "label=cleanroom.reuse=true", "--filter", "label=cleanroom.managed=true"]).split_whitespace() {
+        let _ = Command::new("docker").args(["network", "rm", id]).output();
+    }
+}
+

@@ -240,6 +240,7 @@ impl Drop for Bench {
         // The reused services the warm cells kept: the harness's own (by id,
         // from its own events), removed now rather than after their TTL.
         docker::remove(&self.reused);
+        docker::remove_idle_reuse_networks();
     }
 }
 
