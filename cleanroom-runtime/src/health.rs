@@ -239,13 +239,8 @@ pub(crate) mod probe {
                 if stop.load(Ordering::SeqCst) {
                     return Err(Error::ShuttingDown { service: service.name.clone() });
                 }
-                if let Some(code) = exited(service).await {
-                    return Err(Error::Exited {
-                        service: service.name.clone(),
-                        image: service.image.clone(),
-                        code,
-                        logs: tail(service).await,
-                    });
+                if let Some(err) = exited_error(service).await {
+                    return Err(err);
                 }
                 let budget = check.timeout.min(deadline.saturating_duration_since(Instant::now()));
                 match tokio::time::timeout(budget, attempt(service, check)).await {
@@ -296,13 +291,8 @@ pub(crate) mod probe {
                 return Err(Error::ShuttingDown { service: service.name.clone() });
             }
             if Instant::now() >= next_probe {
-                if let Some(code) = exited(service).await {
-                    return Err(Error::Exited {
-                        service: service.name.clone(),
-                        image: service.image.clone(),
-                        code,
-                        logs: tail(service).await,
-                    });
+                if let Some(err) = exited_error(service).await {
+                    return Err(err);
                 }
                 let mut passed = may_probe;
                 if !may_probe {
@@ -342,8 +332,11 @@ pub(crate) mod probe {
         }
     }
 
-    async fn exited(service: &RunningService) -> Option<i64> {
-        service.docker.exit_status(&service.id).await.ok().flatten()
+    /// The error of a container that has exited, with its last log lines;
+    /// `None` while it runs.
+    async fn exited_error(service: &RunningService) -> Option<Error> {
+        let code = service.docker.exit_status(&service.id).await.ok().flatten()?;
+        Some(Error::Exited { service: service.name.clone(), image: service.image.clone(), code, logs: tail(service).await })
     }
 
     async fn tail(service: &RunningService) -> String {
