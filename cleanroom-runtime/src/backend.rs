@@ -126,6 +126,12 @@ pub(crate) struct NamedContainer {
     pub(crate) env: BTreeMap<String, String>,
 }
 
+/// The engine's filter for objects carrying every one of `labels`
+/// (`key=value` or just `key`).
+fn label_filters(labels: impl IntoIterator<Item = String>) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), labels.into_iter().collect())])
+}
+
 /// A volume as the engine lists it.
 #[derive(Debug, Clone)]
 pub(crate) struct Volume {
@@ -441,8 +447,7 @@ impl Docker {
 
     /// Ids of every container (running or not) carrying all these labels.
     pub(crate) async fn containers_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, String> {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let filters = label_filters(labels.iter().map(|(k, v)| format!("{k}={v}")));
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
@@ -459,7 +464,7 @@ impl Docker {
 
     /// Every container carrying `label`, running or not, as `docker ps -a` lists it.
     pub(crate) async fn list(&self, label: &str) -> Result<Vec<Listed>, String> {
-        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let filters = label_filters([label.to_string()]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list = self.client.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
         Ok(list
@@ -526,7 +531,7 @@ impl Docker {
     /// and labels.
     pub(crate) async fn networks_with_labels(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>, String> {
         use testcontainers::bollard::query_parameters::ListNetworksOptionsBuilder;
-        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let filters = label_filters([label.to_string()]);
         let networks = self
             .client
             .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
@@ -538,7 +543,7 @@ impl Docker {
     /// Every volume carrying `label` (`key=value` or just `key`).
     pub(crate) async fn volumes_with_label(&self, label: &str) -> Result<Vec<Volume>, String> {
         use testcontainers::bollard::query_parameters::ListVolumesOptionsBuilder;
-        let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let filters = label_filters([label.to_string()]);
         let volumes = self
             .client
             .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
@@ -566,8 +571,7 @@ impl Docker {
     /// Removes every network and volume carrying all these labels.
     pub(crate) async fn remove_networks_and_volumes(&self, labels: &[(&str, &str)]) -> Result<(), String> {
         use testcontainers::bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder};
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let filters = label_filters(labels.iter().map(|(k, v)| format!("{k}={v}")));
         let networks = self
             .client
             .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
