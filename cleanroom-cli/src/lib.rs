@@ -412,12 +412,12 @@ fn prune(args: &PruneArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A cache volume's size; `?` when no fill has measured it yet.
 fn size(bytes: u64) -> String {
-    match bytes {
-        0 => "?".to_string(),
-        b if b < 1 << 20 => format!("{:.0} KiB", b as f64 / 1024.0),
-        b if b < 1 << 30 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+    if bytes == 0 {
+        "?".to_string()
+    } else {
+        admin::format_bytes(bytes)
     }
 }
 

@@ -224,6 +224,11 @@ pub fn render_report(text: &str) -> Option<String> {
     crate::report::render(text)
 }
 
+/// A size as the report prints it (`61.6 MiB`).
+pub fn format_bytes(bytes: u64) -> String {
+    crate::report::bytes(bytes)
+}
+
 /// Seconds since the epoch, now.
 pub fn now() -> i64 {
     crate::reaper::now_secs()
