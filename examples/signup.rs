@@ -30,7 +30,12 @@ async fn cache(redis: Redis) -> redis::aio::MultiplexedConnection {
 }
 
 /// What the application does on sign-up: store the user, cache the name.
-async fn sign_up(db: &tokio_postgres::Client, cache: &mut redis::aio::MultiplexedConnection, email: &str, name: &str) -> i64 {
+async fn sign_up(
+    db: &tokio_postgres::Client,
+    cache: &mut redis::aio::MultiplexedConnection,
+    email: &str,
+    name: &str,
+) -> i64 {
     let id: i64 = db
         .query_one("INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id", &[&email, &name])
         .await

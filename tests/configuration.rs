@@ -105,11 +105,8 @@ tmpfs = { "/scratch" = "size=1m" }
 "#,
         );
         let session = fresh_session("cfg-file");
-        let run = run_child(
-            &session,
-            CHILD,
-            &[("CLEANROOM_CONFIG", path.to_str().unwrap()), ("CLEANROOM_FILED_PIDS", "40")],
-        );
+        let run =
+            run_child(&session, CHILD, &[("CLEANROOM_CONFIG", path.to_str().unwrap()), ("CLEANROOM_FILED_PIDS", "40")]);
         assert!(run.passed() && run.text().contains("cleanroom-test: CHECKED"), "{}", run.text());
         assert_nothing_left(&session);
         std::fs::remove_file(path).unwrap();
@@ -178,7 +175,12 @@ tmpfs = { "/scratch" = "size=1m" }
     #[test]
     fn refuse_to_start_with_a_bad_value_in_the_environment() {
         let path = write_config("env", "");
-        assert_child_fails("cfg-env", &path, &[("CLEANROOM_FILED_MEMORY", "lots")], "CLEANROOM_FILED_MEMORY: \"lots\" is not a size");
+        assert_child_fails(
+            "cfg-env",
+            &path,
+            &[("CLEANROOM_FILED_MEMORY", "lots")],
+            "CLEANROOM_FILED_MEMORY: \"lots\" is not a size",
+        );
         std::fs::remove_file(path).unwrap();
     }
 
@@ -200,7 +202,8 @@ tmpfs = { "/scratch" = "size=1m" }
     fn refuse_at_once_to_pull_an_absent_image_under_never() {
         let absent = "cleanroom-offline/absent-for-pull-never:1";
         let watch = EventWatch::start(&fresh_session("pull-never"));
-        let run = run_child(watch.session(), PULLED, &[("CLEANROOM_PULL", "never"), ("CLEANROOM_PULLED_IMAGE", absent)]);
+        let run =
+            run_child(watch.session(), PULLED, &[("CLEANROOM_PULL", "never"), ("CLEANROOM_PULLED_IMAGE", absent)]);
         assert!(!run.passed());
         let expected = format!("image {absent} not found locally and pulling is off (CLEANROOM_PULL=never)");
         assert!(run.text().contains(&expected), "want {expected:?} in:\n{}", run.text());
@@ -274,7 +277,13 @@ impl ImagePulls {
     fn start(image: &str) -> ImagePulls {
         use std::io::BufRead;
         let mut child = std::process::Command::new("docker")
-            .args(["events", "--filter", "type=image", "--format", "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}"])
+            .args([
+                "events",
+                "--filter",
+                "type=image",
+                "--format",
+                "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}",
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

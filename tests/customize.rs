@@ -46,18 +46,21 @@ fn filed() -> GenericContainer {
 /// Its second init command fails.
 #[cleanroom::service]
 fn failing_init() -> GenericContainer {
-    GenericContainer::new(BUSYBOX)
-        .with_cmd(["sleep", "600"])
-        .with_init_command(["true"])
-        .with_init_command(["sh", "-c", "echo broken seed >&2; exit 3"])
+    GenericContainer::new(BUSYBOX).with_cmd(["sleep", "600"]).with_init_command(["true"]).with_init_command([
+        "sh",
+        "-c",
+        "echo broken seed >&2; exit 3",
+    ])
 }
 
 /// A slow init command that leaves one line per run of it.
 #[cleanroom::service]
 fn counted() -> GenericContainer {
-    GenericContainer::new(BUSYBOX)
-        .with_cmd(["sleep", "600"])
-        .with_init_command(["sh", "-c", "sleep 3; echo once >> /tmp/init-count"])
+    GenericContainer::new(BUSYBOX).with_cmd(["sleep", "600"]).with_init_command([
+        "sh",
+        "-c",
+        "sleep 3; echo once >> /tmp/init-count",
+    ])
 }
 
 #[cleanroom::service]
@@ -92,7 +95,11 @@ fn check_customized(c: &Container) {
     assert_eq!(json(id, ".Config.Cmd"), serde_json::json!(["-c", SERVE]));
     // Ports: the fixed mapping, on 127.0.0.1 only.
     let bindings = json(id, ".HostConfig.PortBindings");
-    assert_eq!(bindings["80/tcp"], serde_json::json!([{ "HostIp": "127.0.0.1", "HostPort": host_port.to_string() }]), "{bindings}");
+    assert_eq!(
+        bindings["80/tcp"],
+        serde_json::json!([{ "HostIp": "127.0.0.1", "HostPort": host_port.to_string() }]),
+        "{bindings}"
+    );
     assert_eq!(c.port(80), host_port);
     // Mounts.
     let mounts: BTreeMap<String, serde_json::Value> = json(id, ".Mounts")
@@ -102,9 +109,17 @@ fn check_customized(c: &Container) {
         .map(|m| (m["Destination"].as_str().unwrap().to_string(), m.clone()))
         .collect();
     let bind = &mounts["/fixtures"];
-    assert_eq!((bind["Type"].as_str(), bind["Source"].as_str(), bind["RW"].as_bool()), (Some("bind"), Some(&*var("CUSTOMIZE_FIXTURES")), Some(false)), "{bind}");
+    assert_eq!(
+        (bind["Type"].as_str(), bind["Source"].as_str(), bind["RW"].as_bool()),
+        (Some("bind"), Some(&*var("CUSTOMIZE_FIXTURES")), Some(false)),
+        "{bind}"
+    );
     let volume = &mounts["/cache"];
-    assert_eq!((volume["Type"].as_str(), volume["Name"].as_str(), volume["RW"].as_bool()), (Some("volume"), Some(&*var("CUSTOMIZE_VOLUME")), Some(true)), "{volume}");
+    assert_eq!(
+        (volume["Type"].as_str(), volume["Name"].as_str(), volume["RW"].as_bool()),
+        (Some("volume"), Some(&*var("CUSTOMIZE_VOLUME")), Some(true)),
+        "{volume}"
+    );
     assert_eq!(exec(c, &["cat", "/fixtures/hello.txt"]), (0, "fixture\n".to_string()));
     assert_ne!(exec(c, &["touch", "/fixtures/new"]).0, 0, "the bind mount is read-only");
     // The volume: cleanroom's when it made it, untouched when it existed.
@@ -112,9 +127,17 @@ fn check_customized(c: &Container) {
     let labels: serde_json::Value = serde_json::from_str(labels.trim()).unwrap();
     let session = var("CLEANROOM_SESSION");
     if std::env::var("CUSTOMIZE_VOLUME_EXISTS").is_ok() {
-        assert_eq!(labels["cleanroom.session"], serde_json::Value::Null, "an existing volume is used as it is: {labels}");
+        assert_eq!(
+            labels["cleanroom.session"],
+            serde_json::Value::Null,
+            "an existing volume is used as it is: {labels}"
+        );
     } else {
-        assert_eq!((labels["cleanroom.managed"].as_str(), labels["cleanroom.session"].as_str()), (Some("true"), Some(&*session)), "{labels}");
+        assert_eq!(
+            (labels["cleanroom.managed"].as_str(), labels["cleanroom.session"].as_str()),
+            (Some("true"), Some(&*session)),
+            "{labels}"
+        );
     }
     // The init command ran, once, before the test.
     assert_eq!(exec(c, &["cat", "/cache/init"]), (0, "seeded\nfixture\n".to_string()));
@@ -313,11 +336,14 @@ networks = ["{network}"]
         let watch = EventWatch::start(&fresh_session("cust-init-once"));
         let children: Vec<_> = (0..2)
             .map(|_| {
-                cleanroom_tests::child_command(watch.session(), &["--ignored", "--exact", "child::counted_ran_its_init_once", "--nocapture"])
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
+                cleanroom_tests::child_command(
+                    watch.session(),
+                    &["--ignored", "--exact", "child::counted_ran_its_init_once", "--nocapture"],
+                )
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
             })
             .collect();
         for child in children {
@@ -343,9 +369,17 @@ networks = ["{network}"]
         let dir = std::env::temp_dir().join(format!("cleanroom-cust-badbind-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("cleanroom.toml");
-        std::fs::write(&config, "[services.filed]\nmounts = [{ type = \"bind\", source = \"absent\", target = \"/x\" }]\n").unwrap();
+        std::fs::write(
+            &config,
+            "[services.filed]\nmounts = [{ type = \"bind\", source = \"absent\", target = \"/x\" }]\n",
+        )
+        .unwrap();
         let watch = EventWatch::start(&fresh_session("cust-badbind"));
-        let run = run_child(watch.session(), &["--ignored", "--exact", "child::filed_is_customized"], &[("CLEANROOM_CONFIG", config.to_str().unwrap())]);
+        let run = run_child(
+            watch.session(),
+            &["--ignored", "--exact", "child::filed_is_customized"],
+            &[("CLEANROOM_CONFIG", config.to_str().unwrap())],
+        );
         let expected = format!(
             "services.filed.mounts in {}: entry 1: the bind mount's host path {} does not exist (a relative source is taken from the file's directory, {})",
             config.display(),

@@ -12,7 +12,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use cleanroom::{Container, GenericContainer, HealthCheck, Postgres, Redis};
-use cleanroom_tests::{assert_nothing_left, child_command, docker, fresh_session, run_child, session_containers, EventWatch};
+use cleanroom_tests::{
+    assert_nothing_left, child_command, docker, fresh_session, run_child, session_containers, EventWatch,
+};
 
 const BUSYBOX: &str = "cleanroom-offline/busybox:1.35";
 
@@ -152,7 +154,10 @@ fn sync_tests_get_async_fixtures(postgres: Postgres, server_version: String) {
     assert_eq!(postgres.user(), "cleanroom");
     assert_eq!(postgres.password().len(), 32, "a random password");
     let url = postgres.url();
-    assert!(url.starts_with("postgres://cleanroom:") && url.ends_with(&format!(":{}/{}", postgres.port(), postgres.database())));
+    assert!(
+        url.starts_with("postgres://cleanroom:")
+            && url.ends_with(&format!(":{}/{}", postgres.port(), postgres.database()))
+    );
 }
 
 #[cleanroom::test(postgres, flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +266,12 @@ mod child {
 
         /// The aliases of container `id` on `network`.
         fn aliases(id: &str, network: &str) -> String {
-            docker(&["inspect", "-f", &format!("{{{{json (index .NetworkSettings.Networks \"{network}\").Aliases}}}}"), id])
+            docker(&[
+                "inspect",
+                "-f",
+                &format!("{{{{json (index .NetworkSettings.Networks \"{network}\").Aliases}}}}"),
+                id,
+            ])
         }
 
         #[cleanroom::test(postgres, prober)]
@@ -352,7 +362,8 @@ fn a_filtered_run_starts_only_what_its_tests_need() {
     assert!(run.text().contains("1 passed"), "{}", run.text());
     assert_eq!(watch.created_services(), ["redis"], "events: {:?}", watch.events());
 
-    let (run, watch) = watched_run("filtered-exact", &["--ignored", "--exact", "child::filtered::wants_postgres_and_web"], &[]);
+    let (run, watch) =
+        watched_run("filtered-exact", &["--ignored", "--exact", "child::filtered::wants_postgres_and_web"], &[]);
     assert!(run.passed(), "{}", run.text());
     let mut created = watch.created_services();
     created.sort();
@@ -387,10 +398,7 @@ fn signal_removes_everything(signal: &str, expected_code: i32) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY"))),
-        "the child test never started"
-    );
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY"))), "the child test never started");
     assert_eq!(session_containers(&session).len(), 1, "redis runs while the test waits");
     let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -437,10 +445,7 @@ fn a_missing_image_is_named_in_the_error() {
     );
     let text = run.text();
     assert!(!run.passed(), "{text}");
-    assert!(
-        text.contains("failed to start postgres: image cleanroom-offline/absent:0 not found locally"),
-        "{text}"
-    );
+    assert!(text.contains("failed to start postgres: image cleanroom-offline/absent:0 not found locally"), "{text}");
     assert!(text.contains("CLEANROOM_POSTGRES_IMAGE"), "the message says how to fix it: {text}");
 }
 

@@ -95,11 +95,7 @@ async fn right(root: Arc<str>) -> Arc<str> {
 }
 
 #[cleanroom::test]
-async fn a_fixture_two_fixtures_depend_on_is_made_once(
-    left: Arc<str>,
-    right: Arc<str>,
-    root: Arc<str>,
-) {
+async fn a_fixture_two_fixtures_depend_on_is_made_once(left: Arc<str>, right: Arc<str>, root: Arc<str>) {
     assert_eq!(ROOT_CALLS.load(Ordering::SeqCst), 1);
     assert!(Arc::ptr_eq(&left, &right) && Arc::ptr_eq(&right, &root));
 }
@@ -119,10 +115,7 @@ fn a_fixture_that_is_not_clone_can_be_used_once(unique: Unique) {
 }
 
 #[cleanroom::test]
-fn a_parameter_can_name_its_fixture_with_from(
-    #[from(answer)] n: u32,
-    #[from(greeting)] mut text: String,
-) {
+fn a_parameter_can_name_its_fixture_with_from(#[from(answer)] n: u32, #[from(greeting)] mut text: String) {
     text.push('!');
     assert_eq!((n, text.as_str()), (42, "hello!"));
 }
@@ -133,9 +126,7 @@ fn pair() -> (u32, &'static str) {
 }
 
 #[cleanroom::test]
-fn a_pattern_parameter_names_its_fixture_with_from(
-    #[from(pair)] (number, name): (u32, &'static str),
-) {
+fn a_pattern_parameter_names_its_fixture_with_from(#[from(pair)] (number, name): (u32, &'static str)) {
     assert_eq!((number, name), (1, "one"));
 }
 
@@ -150,9 +141,7 @@ async fn delayed() -> tokio::sync::oneshot::Receiver<u32> {
 }
 
 #[cleanroom::test]
-fn a_task_an_async_fixture_spawns_keeps_running_during_a_sync_test(
-    delayed: tokio::sync::oneshot::Receiver<u32>,
-) {
+fn a_task_an_async_fixture_spawns_keeps_running_during_a_sync_test(delayed: tokio::sync::oneshot::Receiver<u32>) {
     assert_eq!(delayed.blocking_recv(), Ok(7));
 }
 
@@ -166,9 +155,7 @@ fn a_test_can_return_ok(answer: u32) -> Result<(), String> {
 }
 
 #[cleanroom::test]
-async fn an_async_test_can_use_the_question_mark(
-    greeting: String,
-) -> Result<(), std::num::ParseIntError> {
+async fn an_async_test_can_use_the_question_mark(greeting: String) -> Result<(), std::num::ParseIntError> {
     let n: u32 = "42".parse()?;
     assert_eq!((n, greeting.as_str()), (42, "hello"));
     Ok(())
@@ -198,36 +185,24 @@ fn a_test_removed_by_cfg_takes_its_registration_along(missing: NoSuchFixture) {}
 
 #[cleanroom::test]
 async fn an_async_test_runs_on_a_current_thread_runtime_by_default() {
-    assert_eq!(
-        Handle::current().runtime_flavor(),
-        RuntimeFlavor::CurrentThread
-    );
+    assert_eq!(Handle::current().runtime_flavor(), RuntimeFlavor::CurrentThread);
 }
 
 #[cleanroom::test(flavor = "current_thread")]
 async fn current_thread_can_be_asked_for() {
-    assert_eq!(
-        Handle::current().runtime_flavor(),
-        RuntimeFlavor::CurrentThread
-    );
+    assert_eq!(Handle::current().runtime_flavor(), RuntimeFlavor::CurrentThread);
 }
 
 #[cleanroom::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_thread_runs_on_a_multi_thread_runtime(answer: u32) {
     assert_eq!(answer, 42);
-    assert_eq!(
-        Handle::current().runtime_flavor(),
-        RuntimeFlavor::MultiThread
-    );
+    assert_eq!(Handle::current().runtime_flavor(), RuntimeFlavor::MultiThread);
     assert_eq!(Handle::current().metrics().num_workers(), 2);
 }
 
 #[cleanroom::test(flavor = "multi_thread")]
 async fn multi_thread_without_worker_threads_runs_on_a_multi_thread_runtime() {
-    assert_eq!(
-        Handle::current().runtime_flavor(),
-        RuntimeFlavor::MultiThread
-    );
+    assert_eq!(Handle::current().runtime_flavor(), RuntimeFlavor::MultiThread);
 }
 
 /// As tokio's `test_macro_is_resilient_to_shadowing`: the generated test

@@ -79,7 +79,10 @@ fn a_postgres_killed_mid_run_is_replaced_and_the_test_using_it_is_told_why() {
     assert!(text.contains("exited with code 137"), "{text}");
     // Its own error is a closed connection or the server's goodbye,
     // depending on timing; either way it is still shown.
-    assert!(text.contains("called `Result::unwrap()` on an `Err` value: Error { kind:"), "the test's own error is kept:\n{text}");
+    assert!(
+        text.contains("called `Result::unwrap()` on an `Err` value: Error { kind:"),
+        "the test's own error is kept:\n{text}"
+    );
     for n in 11..=20 {
         assert!(text.contains(&format!("test child::deaths::t{n} ... ok")), "t{n} runs on the replacement:\n{text}");
     }
@@ -132,9 +135,22 @@ fn a_service_over_its_memory_limit_is_oom_killed_and_reported(hog: Container) {
         .as_secs()
         .to_string();
     wait_until("Docker to record the OOM kill", Duration::from_secs(30), || {
-        let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+        let until =
+            (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
         let filter = format!("container={id}");
-        let events = docker(&["events", "--since", &since, "--until", &until, "--filter", &filter, "--filter", "event=oom", "--format", "{{.Action}}"]);
+        let events = docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &filter,
+            "--filter",
+            "event=oom",
+            "--format",
+            "{{.Action}}",
+        ]);
         events.lines().any(|l| l.trim() == "oom")
     });
     wait_until("recovery to give up", Duration::from_secs(30), || {
@@ -144,7 +160,8 @@ fn a_service_over_its_memory_limit_is_oom_killed_and_reported(hog: Container) {
     let oom = metrics.alerts.iter().find(|a| a.kind == "oom").expect("an oom alert");
     assert!(oom.message.contains("lack of memory"), "{oom:?}");
     assert_eq!(metrics.restarts, 0, "manual recovery does not restart");
-    let err = cleanroom::environment().get_or_create_container_blocking("hog", || unreachable!("declared")).unwrap_err();
+    let err =
+        cleanroom::environment().get_or_create_container_blocking("hog", || unreachable!("declared")).unwrap_err();
     assert!(matches!(err, cleanroom::Error::ServiceDied { .. }), "{err}");
     assert!(err.to_string().contains("recovery is manual"), "{err}");
 }
@@ -169,7 +186,11 @@ fn throttling_lowers_the_cpu_limit_of_a_busy_service(spinner: Container) {
     assert!(nano_cpus() <= 500_000_000, "halved at least once: {}", nano_cpus());
     let metrics = cleanroom::metrics_of("spinner").unwrap();
     assert!(metrics.alerts.iter().any(|a| a.kind == "cpu"), "{:?}", metrics.alerts);
-    assert!(metrics.alerts.iter().any(|a| a.kind == "throttled" && a.message.contains("to 0.50 CPUs")), "{:?}", metrics.alerts);
+    assert!(
+        metrics.alerts.iter().any(|a| a.kind == "throttled" && a.message.contains("to 0.50 CPUs")),
+        "{:?}",
+        metrics.alerts
+    );
     assert!(metrics.resources.samples >= 3, "{:?}", metrics.resources);
     assert!(metrics.resources.cpu_peak_percent > 20.0, "{:?}", metrics.resources);
 }

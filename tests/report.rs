@@ -35,7 +35,8 @@ fn schema_errors(instance: &Value) -> Option<String> {
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
     compiler.add_resource("report.schema.json", serde_json::from_str(SCHEMA).unwrap()).unwrap();
-    let schema = compiler.compile("report.schema.json", &mut schemas).unwrap_or_else(|e| panic!("the schema compiles: {e:#}"));
+    let schema =
+        compiler.compile("report.schema.json", &mut schemas).unwrap_or_else(|e| panic!("the schema compiles: {e:#}"));
     schemas.validate(instance, schema).err().map(|e| format!("{e:#}"))
 }
 
@@ -52,7 +53,9 @@ fn runtime_reports() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("cleanroom/reports"),
-        None => std::env::temp_dir().join(format!("cleanroom-{}/reports", std::fs::metadata("/proc/self").unwrap().uid())),
+        None => {
+            std::env::temp_dir().join(format!("cleanroom-{}/reports", std::fs::metadata("/proc/self").unwrap().uid()))
+        }
     }
 }
 
@@ -85,7 +88,8 @@ fn summary_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| {
-            l.strip_prefix("cleanroom: ").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()) || rest.starts_with("  "))
+            l.strip_prefix("cleanroom: ")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()) || rest.starts_with("  "))
         })
         .collect()
 }
@@ -107,7 +111,8 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
     let json = std::env::temp_dir().join(format!("{session}.json"));
     // As under `cargo test`: one process after another; then two at once,
     // as under nextest.
-    let (first_pid, first_err, _) = finish(start(&session, &json, "quiet", &["--exact", "child::first", "child::second"]));
+    let (first_pid, first_err, _) =
+        finish(start(&session, &json, "quiet", &["--exact", "child::first", "child::second"]));
     let third = start(&session, &json, "quiet", &["--exact", "child::third"]);
     let fourth = start(&session, &json, "full", &["--exact", "child::fourth"]);
     let (third_pid, third_err, _) = finish(third);
@@ -126,8 +131,12 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
     assert_eq!(doc["session"], session.as_str());
 
     // Every process, and every test with the process that ran it.
-    let processes: Vec<(u64, u64)> =
-        doc["processes"].as_array().unwrap().iter().map(|p| (p["pid"].as_u64().unwrap(), p["tests"].as_u64().unwrap())).collect();
+    let processes: Vec<(u64, u64)> = doc["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["pid"].as_u64().unwrap(), p["tests"].as_u64().unwrap()))
+        .collect();
     let mut expected = vec![(first_pid as u64, 2), (third_pid as u64, 1), (fourth_pid as u64, 1)];
     let mut seen = processes.clone();
     expected.sort();
@@ -139,10 +148,11 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
         .iter()
         .map(|t| (t["name"].as_str().unwrap().to_string(), t["pid"].as_u64().unwrap()))
         .collect();
-    let expected: BTreeSet<(String, u64)> = [("first", first_pid), ("second", first_pid), ("third", third_pid), ("fourth", fourth_pid)]
-        .iter()
-        .map(|(n, p)| (format!("child::{n}"), *p as u64))
-        .collect();
+    let expected: BTreeSet<(String, u64)> =
+        [("first", first_pid), ("second", first_pid), ("third", third_pid), ("fourth", fourth_pid)]
+            .iter()
+            .map(|(n, p)| (format!("child::{n}"), *p as u64))
+            .collect();
     assert_eq!(tests, expected);
     assert_eq!(doc["overhead"]["tests"], 4);
 
@@ -162,7 +172,8 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
         let name = service["name"].as_str().unwrap();
         let creates = watch.events().iter().filter(|e| e.action == "create" && e.service == name).count();
         assert_eq!(service["containers"].as_array().unwrap().len(), creates, "{name}: containers as Docker saw them");
-        let creator = service["created_by_pid"].as_u64().unwrap_or_else(|| panic!("{name} was created by a process of the run"));
+        let creator =
+            service["created_by_pid"].as_u64().unwrap_or_else(|| panic!("{name} was created by a process of the run"));
         assert!(created_by.contains(&creator));
         let image_var = format!("CLEANROOM_{}_IMAGE", name.to_uppercase());
         if let Ok(image) = std::env::var(&image_var) {
@@ -184,12 +195,19 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
     let first = summary_lines(&first_err);
     assert_eq!(first.len(), 1, "{first_err}");
     assert!(first[0].starts_with("cleanroom: 2 tests; ") && first[0].ends_with("; no alerts"), "{first_err}");
-    let third_created = doc["processes"].as_array().unwrap().iter().any(|p| p["pid"] == third_pid && !p["created"].as_array().unwrap().is_empty());
+    let third_created = doc["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["pid"] == third_pid && !p["created"].as_array().unwrap().is_empty());
     assert_eq!(summary_lines(&third_err).len(), usize::from(third_created), "{third_err}");
     let fourth = summary_lines(&fourth_err);
     assert!(fourth[0].starts_with("cleanroom: 1 test; "), "{fourth_err}");
     for name in ["postgres", "redis"] {
-        assert!(fourth.iter().any(|l| l.starts_with(&format!("cleanroom:   {name}  "))), "{name} in the full summary:\n{fourth_err}");
+        assert!(
+            fourth.iter().any(|l| l.starts_with(&format!("cleanroom:   {name}  "))),
+            "{name} in the full summary:\n{fourth_err}"
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cleanroom::{Container, GenericContainer, Postgres, Redis, RoomHooks};
-use cleanroom_tests::{run_child, fresh_session, EventWatch, assert_nothing_left};
+use cleanroom_tests::{assert_nothing_left, fresh_session, run_child, EventWatch};
 
 #[cleanroom::fixture]
 async fn db(postgres: Postgres) -> tokio_postgres::Client {
@@ -170,7 +170,9 @@ mod child {
         #[cleanroom::test(postgres)]
         #[ignore = "run by a_failing_test_keeps_its_database_and_a_passing_one_does_not"]
         async fn b_fails(postgres: Postgres, db: tokio_postgres::Client) {
-            db.batch_execute("CREATE TABLE evidence (v text); INSERT INTO evidence VALUES ('left for debugging')").await.unwrap();
+            db.batch_execute("CREATE TABLE evidence (v text); INSERT INTO evidence VALUES ('left for debugging')")
+                .await
+                .unwrap();
             *FAILED_URL.lock().unwrap() = Some(postgres.url());
             panic!("this test fails on purpose");
         }
@@ -189,7 +191,11 @@ mod child {
             let passed = PASSED_DB.lock().unwrap().clone().expect("a_passes ran first");
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let n: i64 = db.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&passed]).await.unwrap().get(0);
+                let n: i64 = db
+                    .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&passed])
+                    .await
+                    .unwrap()
+                    .get(0);
                 if n == 0 {
                     break;
                 }
@@ -324,7 +330,9 @@ fn bench_room_acquisition() {
             assert_nothing_left(&session);
         }
     }
-    println!("\n| service | pool | tests | room p50 ms | room p95 ms | handle p50 ms | handle p95 ms | handle max ms |");
+    println!(
+        "\n| service | pool | tests | room p50 ms | room p95 ms | handle p50 ms | handle p95 ms | handle max ms |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for ((service, label), mut v) in samples {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -86,8 +86,13 @@ fn three_test_processes_one_after_another_share_one_postgres_and_redis() {
 #[test]
 fn twenty_processes_of_one_nextest_run_start_each_service_once() {
     let watch = AllSessionsWatch::start();
-    let run_id = format!("0000{:x}-cafe-4bad-beef-{:012x}", std::process::id(), Instant::now().elapsed().as_nanos() as u64 ^ 0x5eed);
-    let session = format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    let run_id = format!(
+        "0000{:x}-cafe-4bad-beef-{:012x}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() as u64 ^ 0x5eed
+    );
+    let session =
+        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
     // Like nextest: one process per test, several at once, all started
     // together, all with the run's NEXTEST_RUN_ID and no other hint.
     let mut children = Vec::new();
@@ -102,7 +107,12 @@ fn twenty_processes_of_one_nextest_run_start_each_service_once() {
     }
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(watch.starts_of(&session, "postgres"), 1, "sessions seen: {:?}", watch.sessions_of("postgres"));
     assert_eq!(watch.starts_of(&session, "redis"), 1);
@@ -116,8 +126,13 @@ fn twenty_processes_of_one_nextest_run_start_each_service_once() {
 /// database handed out twice would fail the second test.
 #[test]
 fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
-    let run_id = format!("0000{:x}-feed-4bad-beef-{:012x}", std::process::id(), Instant::now().elapsed().as_nanos() as u64 ^ 0x9001);
-    let session = format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    let run_id = format!(
+        "0000{:x}-feed-4bad-beef-{:012x}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() as u64 ^ 0x9001
+    );
+    let session =
+        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
     let report = std::env::temp_dir().join(format!("{}.json", fresh_session("runpool")));
     // Two at a time, as nextest runs them on two cores.
     for pair in 0..6 {
@@ -136,7 +151,12 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
             .collect();
         for child in children {
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -152,11 +172,12 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
 /// Starts `until_killed` under a runner that then sleeps, and returns the
 /// runner, the test process's pid and the derived session.
 fn start_waiting_run() -> (std::process::Child, u32, String) {
-    let mut child = runner("\"$BIN\" --ignored --exact child::waits::until_killed --nocapture & echo \"PID $!\"; wait; sleep 60")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        runner("\"$BIN\" --ignored --exact child::waits::until_killed --nocapture & echo \"PID $!\"; wait; sleep 60")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut pid = None;
     for line in lines.by_ref() {
@@ -300,9 +321,15 @@ fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
     assert_eq!(watch.starts_of(&owner, "redis"), 1, "the second run started no redis");
     let text = std::fs::read_to_string(&report).unwrap();
     let _ = std::fs::remove_file(&report);
-    let second_doc: serde_json::Value =
-        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|d| d["session"] == second.as_str()).unwrap();
-    println!("second run (reuse): services ready for the first test {} µs after process start", second_doc["tests"][0]["started_micros"]);
+    let second_doc: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|d| d["session"] == second.as_str())
+        .unwrap();
+    println!(
+        "second run (reuse): services ready for the first test {} µs after process start",
+        second_doc["tests"][0]["started_micros"]
+    );
     for a in second_doc["tests"][0]["acquire"].as_array().unwrap() {
         println!("second run (reuse): {} handle in {} µs", a["service"], a["micros"]);
     }

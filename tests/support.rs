@@ -39,7 +39,8 @@ pub fn session_containers(session: &str) -> Vec<String> {
 /// Ids of every network and volume of `session`.
 pub fn session_networks_and_volumes(session: &str) -> Vec<String> {
     let filter = format!("label=cleanroom.session={session}");
-    let mut out: Vec<String> = docker(&["network", "ls", "-q", "--filter", &filter]).lines().map(str::to_string).collect();
+    let mut out: Vec<String> =
+        docker(&["network", "ls", "-q", "--filter", &filter]).lines().map(str::to_string).collect();
     out.extend(docker(&["volume", "ls", "-q", "--filter", &filter]).lines().map(str::to_string));
     out
 }
@@ -149,7 +150,10 @@ impl EventWatch {
     /// Starts watching `session` and returns once the stream is known to be
     /// live: a marker container (created, never started) has come through it.
     pub fn start(session: &str) -> EventWatch {
-        EventWatch { stream: Stream::start(&format!("cleanroom.session={session}"), session), session: session.to_string() }
+        EventWatch {
+            stream: Stream::start(&format!("cleanroom.session={session}"), session),
+            session: session.to_string(),
+        }
     }
 
     /// Every container event so far.

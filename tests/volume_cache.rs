@@ -45,7 +45,10 @@ mod child {
         println!("TEMPLATE_BUILD={by}@{at}");
         let id = postgres.container().id().to_string();
         let volumes = cleanroom_tests::docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", &id]);
-        let volume = volumes.split_whitespace().find(|v| v.starts_with("cleanroom-cache-postgres-")).expect("a cache volume is mounted");
+        let volume = volumes
+            .split_whitespace()
+            .find(|v| v.starts_with("cleanroom-cache-postgres-"))
+            .expect("a cache volume is mounted");
         println!("CACHE_VOLUME={volume}");
     }
 }
@@ -147,14 +150,27 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
     // left alone: the server would refuse it. Pretend the cached clusters
     // are version 14's.
     docker(&[
-        "run", "--rm", "--label", "cleanroom.test=volume-cache", "-v", &format!("{volume}:/c"), "cleanroom-offline/busybox:1.35",
-        "sh", "-c", "for d in /c/gen-*; do echo 14 > \"$d/PG_VERSION\"; done",
+        "run",
+        "--rm",
+        "--label",
+        "cleanroom.test=volume-cache",
+        "-v",
+        &format!("{volume}:/c"),
+        "cleanroom-offline/busybox:1.35",
+        "sh",
+        "-c",
+        "for d in /c/gen-*; do echo 14 > \"$d/PG_VERSION\"; done",
     ]);
     // A TTL of 0: the run's reaper removes the cache once the run's
     // containers are gone.
     let third_session = fresh_session("vcache-3");
     let third = run(&third_session, &dir, &config, &[("CLEANROOM_CACHE_TTL", "0")]);
-    assert_eq!(third.cache("volume"), (0, 1), "a cluster of another major version is not restored: {}", third.report["caches"]);
+    assert_eq!(
+        third.cache("volume"),
+        (0, 1),
+        "a cluster of another major version is not restored: {}",
+        third.report["caches"]
+    );
     assert_eq!(third.cache("postgres_template").1, 1, "so the migrations run again: {}", third.report["caches"]);
     assert_nothing_left(&third_session);
     let deadline = std::time::Instant::now() + cleanroom_tests::REAPER_DEADLINE;

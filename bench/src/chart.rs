@@ -69,14 +69,22 @@ pub fn draw(path: &Path, cells: &[Cell]) -> Result<(), Box<dyn std::error::Error
         match runner {
             Runner::CargoTest => {
                 chart.draw_series(LineSeries::new(points.clone(), style))?.label(label).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], ShapeStyle { color: c.to_rgba(), filled: true, stroke_width: 2 })
+                    PathElement::new(
+                        vec![(x, y), (x + 18, y)],
+                        ShapeStyle { color: c.to_rgba(), filled: true, stroke_width: 2 },
+                    )
                 });
                 chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, style)))?;
             }
             Runner::Nextest => {
-                chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))?.label(label).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 6, y)], ShapeStyle { color: c.to_rgba(), filled: true, stroke_width: 2 })
-                });
+                chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))?.label(label).legend(
+                    move |(x, y)| {
+                        PathElement::new(
+                            vec![(x, y), (x + 6, y)],
+                            ShapeStyle { color: c.to_rgba(), filled: true, stroke_width: 2 },
+                        )
+                    },
+                );
                 chart.draw_series(points.iter().map(|&p| TriangleMarker::new(p, 5, style)))?;
             }
         }

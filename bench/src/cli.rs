@@ -65,7 +65,8 @@ pub enum Approach {
 }
 
 impl Approach {
-    pub const ALL: [Approach; 4] = [Approach::Cleanroom, Approach::CleanroomWarm, Approach::PerTest, Approach::Singleton];
+    pub const ALL: [Approach; 4] =
+        [Approach::Cleanroom, Approach::CleanroomWarm, Approach::PerTest, Approach::Singleton];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -145,7 +146,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |flag: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
+        let mut value =
+            |flag: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--quick" => {
@@ -159,11 +161,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--from-log" => opts.from_log = Some(PathBuf::from(value("--from-log")?)),
             "--reps" => {
                 let v = value("--reps")?;
-                opts.reps = v.parse().ok().filter(|&r| r > 0).ok_or_else(|| format!("--reps: {v:?} is not a count of at least 1"))?;
+                opts.reps = v
+                    .parse()
+                    .ok()
+                    .filter(|&r| r > 0)
+                    .ok_or_else(|| format!("--reps: {v:?} is not a count of at least 1"))?;
             }
             "--sizes" => {
                 let v = value("--sizes")?;
-                opts.sizes = list(&v, "--sizes", |s| s.parse().ok().filter(|n| n % 10 == 0 && (10..=160).contains(n)), "10, 20, … 160")?;
+                opts.sizes = list(
+                    &v,
+                    "--sizes",
+                    |s| s.parse().ok().filter(|n| n % 10 == 0 && (10..=160).contains(n)),
+                    "10, 20, … 160",
+                )?;
             }
             "--runners" => {
                 let v = value("--runners")?;
@@ -223,13 +234,17 @@ mod tests {
 
     #[test]
     fn lists_and_values_are_checked() {
-        let o = options(&["--sizes=10,40", "--runners", "nextest", "--approaches", "cleanroom,singleton", "--reps", "5"]);
+        let o =
+            options(&["--sizes=10,40", "--runners", "nextest", "--approaches", "cleanroom,singleton", "--reps", "5"]);
         assert_eq!(o.sizes, [10, 40]);
         assert_eq!(o.runners, [Runner::Nextest]);
         assert_eq!(o.approaches, [Approach::Cleanroom, Approach::Singleton]);
         assert_eq!(o.reps, 5);
         assert_eq!(parse_args(&["--sizes", "15"]).unwrap_err(), "--sizes: \"15\" is not one of 10, 20, … 160");
-        assert_eq!(parse_args(&["--runners", "make"]).unwrap_err(), "--runners: \"make\" is not one of cargo-test, nextest");
+        assert_eq!(
+            parse_args(&["--runners", "make"]).unwrap_err(),
+            "--runners: \"make\" is not one of cargo-test, nextest"
+        );
         assert_eq!(parse_args(&["--reps", "0"]).unwrap_err(), "--reps: \"0\" is not a count of at least 1");
         assert_eq!(parse_args(&["--reps"]).unwrap_err(), "--reps needs a value");
         assert_eq!(parse_args(&["--fast"]).unwrap_err(), "unknown option \"--fast\"");

@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 
 fn lines(args: &[&str]) -> Vec<String> {
     match Command::new("docker").args(args).output() {
-        Ok(out) if out.status.success() => {
-            String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
-        }
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
         Ok(out) => {
             eprintln!("cleanroom-bench: docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
             Vec::new()
@@ -97,12 +100,27 @@ pub fn remove(ids: &[String]) {
 /// is left (what cleanroom's keeper does when it removes the last one; the
 /// harness removes its reused services itself).
 pub fn remove_idle_reuse_networks() {
-    let ask = |args: &[&str]| Command::new("docker").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let ask = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
     if !ask(&["ps", "-aq", "--filter", "label=cleanroom.reuse=true"]).trim().is_empty() {
         return;
     }
-    for id in ask(&["network", "ls", "-q", "--filter", "label=cleanroom.reuse=true", "--filter", "label=cleanroom.managed=true"]).split_whitespace() {
+    for id in ask(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        "label=cleanroom.reuse=true",
+        "--filter",
+        "label=cleanroom.managed=true",
+    ])
+    .split_whitespace()
+    {
         let _ = Command::new("docker").args(["network", "rm", id]).output();
     }
 }
-

@@ -74,13 +74,19 @@ fn workspace_root() -> PathBuf {
 }
 
 fn output(cmd: &mut Command) -> String {
-    cmd.output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    cmd.output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn machine() -> Machine {
     let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0.0);
     let image = |s: &str| {
         let (name, tag) = cleanroom_bench::image(s);
@@ -99,13 +105,24 @@ fn machine() -> Machine {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(String::from)).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_default()
 }
 
 /// Builds the suites so that no cell pays for compilation.
 fn build(opts: &Options) -> Result<(), String> {
     let mut cargo = Command::new("cargo");
-    cargo.current_dir(workspace_root()).args(["test", "-q", "-p", "cleanroom-bench", "--features", "suites", "--no-run"]);
+    cargo.current_dir(workspace_root()).args([
+        "test",
+        "-q",
+        "-p",
+        "cleanroom-bench",
+        "--features",
+        "suites",
+        "--no-run",
+    ]);
     run_quiet(&mut cargo, "building the suites")?;
     if opts.runners.contains(&Runner::Nextest) {
         let mut list = Command::new("cargo");
@@ -155,7 +172,13 @@ struct Bench {
 
 impl Bench {
     fn cell_env(&self, cmd: &mut Command, approach: Approach, label: &str, report: &Path) {
-        for var in ["CLEANROOM_SESSION", "CLEANROOM_REUSE", "CLEANROOM_REUSE_TTL", "CLEANROOM_REPORT_JSON", "CLEANROOM_BENCH_CELL"] {
+        for var in [
+            "CLEANROOM_SESSION",
+            "CLEANROOM_REUSE",
+            "CLEANROOM_REUSE_TTL",
+            "CLEANROOM_REPORT_JSON",
+            "CLEANROOM_BENCH_CELL",
+        ] {
             cmd.env_remove(var);
         }
         match approach {
@@ -284,7 +307,12 @@ pub fn parse_progress(line: &str) -> Option<(usize, Runner, Approach, Sample)> {
     let left = after("left")?.parse().ok()?;
     let overhead_ms = after("p50").zip(after("p95")).and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     let first_test_ms = after("first").and_then(|v| v.parse().ok());
-    Some((n, runner, approach, Sample { wall, started, left, overhead_ms, first_test_ms, ok: !line.contains("FAILED") }))
+    Some((
+        n,
+        runner,
+        approach,
+        Sample { wall, started, left, overhead_ms, first_test_ms, ok: !line.contains("FAILED") },
+    ))
 }
 
 /// The cells of an earlier run, from its progress lines.
@@ -344,7 +372,8 @@ fn run(opts: Options) -> Result<bool, String> {
     build(&opts)?;
 
     let id = format!("bench{}", std::process::id());
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
     let logs = target.join("cleanroom-bench").join(&id);
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let mut bench = Bench { id, logs, reused: Vec::new() };
@@ -381,7 +410,10 @@ fn run(opts: Options) -> Result<bool, String> {
                 sample.wall,
                 sample.started,
                 sample.left,
-                sample.overhead_ms.map(|(p50, p95)| format!("  overhead p50 {p50:.2} ms p95 {p95:.2} ms")).unwrap_or_default()
+                sample
+                    .overhead_ms
+                    .map(|(p50, p95)| format!("  overhead p50 {p50:.2} ms p95 {p95:.2} ms"))
+                    .unwrap_or_default()
                     + &sample.first_test_ms.map(|f| format!("  first {f:.1} ms")).unwrap_or_default()
                     + if sample.ok { "" } else { "  FAILED" }
             );

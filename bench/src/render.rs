@@ -55,7 +55,11 @@ pub fn table(cells: &[Cell]) -> String {
         let started = median_of(c, |s| Some(s.started as f64)).map_or("–".into(), |v| format!("{v:.0}"));
         let left = c.samples.iter().map(|s| s.left).max().unwrap_or(0);
         let overhead = if c.approach.is_cleanroom() {
-            format!("{} / {}", ms(median_of(c, |s| s.overhead_ms.map(|o| o.0))), ms(median_of(c, |s| s.overhead_ms.map(|o| o.1))))
+            format!(
+                "{} / {}",
+                ms(median_of(c, |s| s.overhead_ms.map(|o| o.0))),
+                ms(median_of(c, |s| s.overhead_ms.map(|o| o.1)))
+            )
         } else {
             "–".into()
         };
@@ -113,7 +117,11 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
         goals.push(Goal {
             text: "`cargo test`: cleanroom ≤ 1.15× the static singleton".into(),
             met: Some(vs_singleton.iter().all(|(_, r)| r.is_some_and(|r| r <= 1.15))),
-            measured: vs_singleton.iter().map(|(k, r)| format!("N={k}: {}", fmt_ratio(*r))).collect::<Vec<_>>().join(", "),
+            measured: vs_singleton
+                .iter()
+                .map(|(k, r)| format!("N={k}: {}", fmt_ratio(*r)))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     let speedup = |runner, base| ratio(wall_at(cells, n, runner, base), wall_at(cells, n, runner, Cleanroom));
@@ -129,7 +137,11 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
         goals.push(Goal {
             text: "`cargo nextest run`: cleanroom ≤ 1.5× its own `cargo test` time".into(),
             met: Some(nextest_vs_test.iter().all(|(_, r)| r.is_some_and(|r| r <= 1.5))),
-            measured: nextest_vs_test.iter().map(|(k, r)| format!("N={k}: {}", fmt_ratio(*r))).collect::<Vec<_>>().join(", "),
+            measured: nextest_vs_test
+                .iter()
+                .map(|(k, r)| format!("N={k}: {}", fmt_ratio(*r)))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     if let (Some(a), Some(b)) = (speedup(Nextest, PerTest), speedup(Nextest, Singleton)) {
@@ -142,7 +154,9 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
     for runner in [CargoTest, Nextest] {
         let started: Vec<(usize, f64)> = sizes
             .iter()
-            .filter_map(|&k| find(cells, k, runner, Cleanroom).and_then(|c| median_of(c, |s| Some(s.started as f64))).map(|v| (k, v)))
+            .filter_map(|&k| {
+                find(cells, k, runner, Cleanroom).and_then(|c| median_of(c, |s| Some(s.started as f64))).map(|v| (k, v))
+            })
             .collect();
         if started.len() >= 2 {
             goals.push(Goal {
@@ -157,8 +171,13 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
     // against cleanroom's own per-test fixture overhead.
     if let (Some(&lo), Some(&hi)) = (sizes.first(), sizes.last()) {
         if hi > lo {
-            let slope = |a| Some((wall_at(cells, hi, CargoTest, a)? - wall_at(cells, lo, CargoTest, a)?) / (hi - lo) as f64 * 1000.0);
-            let overhead = find(cells, hi, CargoTest, Cleanroom).and_then(|c| median_of(c, |s| s.overhead_ms.map(|o| o.0)));
+            let slope = |a| {
+                Some(
+                    (wall_at(cells, hi, CargoTest, a)? - wall_at(cells, lo, CargoTest, a)?) / (hi - lo) as f64 * 1000.0,
+                )
+            };
+            let overhead =
+                find(cells, hi, CargoTest, Cleanroom).and_then(|c| median_of(c, |s| s.overhead_ms.map(|o| o.0)));
             if let (Some(cr), Some(single), Some(over)) = (slope(Cleanroom), slope(Singleton), overhead) {
                 // Two test threads by default: a test's overhead costs the
                 // run at most the overhead itself.
@@ -187,7 +206,8 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
             });
         }
     }
-    let leaks: usize = cells.iter().filter(|c| c.approach.is_cleanroom()).flat_map(|c| &c.samples).map(|s| s.left).sum();
+    let leaks: usize =
+        cells.iter().filter(|c| c.approach.is_cleanroom()).flat_map(|c| &c.samples).map(|s| s.left).sum();
     if cells.iter().any(|c| c.approach.is_cleanroom()) {
         goals.push(Goal {
             text: "cleanroom leaves nothing behind".into(),
@@ -202,10 +222,18 @@ fn headline(cells: &[Cell]) -> String {
     let mut out = format!("| N = {HEADLINE_N}, wall time | cargo test | cargo nextest run |\n|---|---:|---:|\n");
     for approach in Approach::ALL {
         let cell = |r| wall_at(cells, HEADLINE_N, r, approach);
-        if find(cells, HEADLINE_N, Runner::CargoTest, approach).is_none() && find(cells, HEADLINE_N, Runner::Nextest, approach).is_none() {
+        if find(cells, HEADLINE_N, Runner::CargoTest, approach).is_none()
+            && find(cells, HEADLINE_N, Runner::Nextest, approach).is_none()
+        {
             continue;
         }
-        let _ = writeln!(out, "| {} | {} | {} |", approach.title(), seconds(cell(Runner::CargoTest)), seconds(cell(Runner::Nextest)));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            approach.title(),
+            seconds(cell(Runner::CargoTest)),
+            seconds(cell(Runner::Nextest))
+        );
     }
     out
 }
@@ -326,14 +354,22 @@ mod tests {
     fn the_table_has_a_row_per_cell_with_medians_and_ranges() {
         let t = table(&matrix());
         assert_eq!(t.lines().count(), 2 + 9);
-        assert!(t.contains("| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"), "{t}");
-        assert!(t.contains("| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | 80 | 80 | – | – |"), "{t}");
+        assert!(
+            t.contains("| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | 80 | 80 | – | – |"),
+            "{t}"
+        );
     }
 
     #[test]
     fn goals_are_checked_against_the_numbers() {
         let goals = goals(&matrix());
-        let get = |prefix: &str| goals.iter().find(|g| g.text.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {goals:#?}"));
+        let get = |prefix: &str| {
+            goals.iter().find(|g| g.text.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {goals:#?}"))
+        };
         let single = get("`cargo test`: cleanroom ≤ 1.15×");
         assert_eq!(single.met, Some(true));
         assert_eq!(single.measured, "N=10: 1.00×, N=40: 1.03×");

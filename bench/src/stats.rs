@@ -45,7 +45,8 @@ pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
     for (n, doc) in docs.iter().enumerate() {
         let Some(tests) = doc["tests"].as_array() else { continue };
         for test in tests {
-            let acquired: Vec<f64> = test["acquire"].as_array().into_iter().flatten().filter_map(|a| a["micros"].as_f64()).collect();
+            let acquired: Vec<f64> =
+                test["acquire"].as_array().into_iter().flatten().filter_map(|a| a["micros"].as_f64()).collect();
             if !acquired.is_empty() {
                 overheads.push(acquired.iter().fold(0.0, |sum, m| sum + m) / 1000.0);
             }

@@ -14,14 +14,20 @@ static REDIS: OnceLock<Container<Redis>> = OnceLock::new();
 
 fn postgres_url() -> String {
     let pg = POSTGRES.get_or_init(|| {
-        Postgres::default().with_label(cleanroom_bench::BENCH_LABEL, cleanroom_bench::bench_cell()).start().expect("start postgres")
+        Postgres::default()
+            .with_label(cleanroom_bench::BENCH_LABEL, cleanroom_bench::bench_cell())
+            .start()
+            .expect("start postgres")
     });
     Postgres::url(pg.get_host().unwrap(), pg.get_host_port_ipv4(5432).unwrap())
 }
 
 fn redis_url() -> String {
     let redis = REDIS.get_or_init(|| {
-        Redis::default().with_label(cleanroom_bench::BENCH_LABEL, cleanroom_bench::bench_cell()).start().expect("start redis")
+        Redis::default()
+            .with_label(cleanroom_bench::BENCH_LABEL, cleanroom_bench::bench_cell())
+            .start()
+            .expect("start redis")
     });
     Redis::url(redis.get_host().unwrap(), redis.get_host_port_ipv4(6379).unwrap())
 }

@@ -172,10 +172,9 @@ impl OverrideFlags {
 }
 
 fn split_pair<'a>(pair: &'a str, flag: &str, shape: &str) -> Result<(&'a str, &'a str), Error> {
-    pair.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| Error::Configuration {
-        key: flag.into(),
-        reason: format!("{pair:?} is not {shape}"),
-    })
+    pair.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| Error::Configuration { key: flag.into(), reason: format!("{pair:?} is not {shape}") })
 }
 
 /// The variable of a file key (`run.keep`, `services.web.memory`).
@@ -190,7 +189,11 @@ fn env_of(key: &str) -> Result<String, Error> {
     }
     let mut allowed: Vec<String> = SETTINGS.iter().filter_map(|s| s.key.map(str::to_string)).collect();
     allowed.extend(
-        SERVICE_SETTINGS.iter().filter(|s| s.env.is_some()).filter_map(|s| s.key).map(|k| format!("services.<name>.{k}")),
+        SERVICE_SETTINGS
+            .iter()
+            .filter(|s| s.env.is_some())
+            .filter_map(|s| s.key)
+            .map(|k| format!("services.<name>.{k}")),
     );
     Err(Error::Configuration {
         key: format!("--set {key}"),
@@ -373,7 +376,13 @@ fn ls() -> Result<ExitCode, Error> {
         let rows: Vec<[String; 5]> = caches
             .iter()
             .map(|c| {
-                [c.name.clone(), c.service.clone(), size(c.size), age(now - c.last_use), if c.in_use { "yes" } else { "no" }.to_string()]
+                [
+                    c.name.clone(),
+                    c.service.clone(),
+                    size(c.size),
+                    age(now - c.last_use),
+                    if c.in_use { "yes" } else { "no" }.to_string(),
+                ]
             })
             .collect();
         print_table(&["CACHE VOLUME", "SERVICE", "SIZE", "LAST USE", "IN USE"].map(String::from), &rows);
@@ -395,7 +404,11 @@ fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
 }
 
 fn prune(args: &PruneArgs) -> Result<ExitCode, Error> {
-    let pruned = admin::prune(admin::PruneOptions { dry_run: args.dry_run, keep_caches: args.keep_caches, reused: args.reused })?;
+    let pruned = admin::prune(admin::PruneOptions {
+        dry_run: args.dry_run,
+        keep_caches: args.keep_caches,
+        reused: args.reused,
+    })?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
     if pruned.sessions.is_empty() && pruned.reused.is_empty() && pruned.caches.is_empty() {
         println!("nothing to prune: every run with containers is live (or not this machine's)");
@@ -480,7 +493,15 @@ mod tests {
 
         #[test]
         fn turn_flags_into_variables_named_after_their_flag() {
-            let t = parse(&["--reuse", "--keep=always", "--image", "postgres=pg:15", "--set", "services.my-web.cpus=2", "--no-reaper"]);
+            let t = parse(&[
+                "--reuse",
+                "--keep=always",
+                "--image",
+                "postgres=pg:15",
+                "--set",
+                "services.my-web.cpus=2",
+                "--no-reaper",
+            ]);
             let o = t.overrides.overrides().unwrap();
             let get = |k: &str| o.get(k).map(|(v, f)| (v.as_str(), f.as_str()));
             assert_eq!(get("CLEANROOM_REUSE"), Some(("1", "--reuse")));
@@ -495,7 +516,10 @@ mod tests {
         fn refuse_keys_only_the_file_can_set() {
             let err = env_of("services.web.env").unwrap_err().to_string();
             assert!(err.contains("--set services.web.env: unknown key, or one only cleanroom.toml can set"), "{err}");
-            assert!(split_pair("novalue", "--image", "SERVICE=IMAGE").unwrap_err().to_string().contains("is not SERVICE=IMAGE"));
+            assert!(split_pair("novalue", "--image", "SERVICE=IMAGE")
+                .unwrap_err()
+                .to_string()
+                .contains("is not SERVICE=IMAGE"));
         }
     }
 }

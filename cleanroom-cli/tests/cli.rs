@@ -20,7 +20,11 @@ fn cargo_cleanroom(args: &[&str]) -> Command {
 
 fn run(mut cmd: Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = cmd.output().expect("the binary runs");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 fn docker(args: &[&str]) -> String {
@@ -46,7 +50,11 @@ fn labelled_container(session: &str, service: &str, managed: bool) -> String {
     if managed {
         args.extend(["--label".into(), "cleanroom.managed=true".into()]);
     }
-    for label in [format!("cleanroom.session={session}"), format!("cleanroom.service={service}"), format!("cleanroom.owner={}", uid())] {
+    for label in [
+        format!("cleanroom.session={session}"),
+        format!("cleanroom.service={service}"),
+        format!("cleanroom.owner={}", uid()),
+    ] {
         args.extend(["--label".into(), label]);
     }
     args.extend([BUSYBOX.to_string(), "true".to_string()]);
@@ -84,7 +92,10 @@ mod child {
     #[ignore = "run through `cleanroom test`"]
     fn child_reports_its_configuration() {
         let c = cleanroom_runtime::Config::from_env().unwrap();
-        println!("CHILD keep={:?} pool={} reuse_ttl={:?} startup_timeout={:?}", c.keep, c.pool, c.reuse_ttl, c.startup_timeout);
+        println!(
+            "CHILD keep={:?} pool={} reuse_ttl={:?} startup_timeout={:?}",
+            c.keep, c.pool, c.reuse_ttl, c.startup_timeout
+        );
     }
 
     #[test]
@@ -104,7 +115,10 @@ mod should {
             args.push("--help");
             let (code, out, _) = run(cargo_cleanroom(&args));
             assert_eq!(code, 0, "{args:?}");
-            assert!(out.contains(&format!("Usage: cargo cleanroom {}", command.join(" ")).trim_end().to_string()), "{args:?}: {out}");
+            assert!(
+                out.contains(&format!("Usage: cargo cleanroom {}", command.join(" ")).trim_end().to_string()),
+                "{args:?}: {out}"
+            );
         }
         let (_, out, _) = run(cargo_cleanroom(&["--help"]));
         assert!(out.contains("Exit codes: 0 done"), "{out}");
@@ -134,7 +148,10 @@ mod should {
     fn exit_3_on_a_bad_configuration_naming_the_flag() {
         let (code, _, err) = run(cargo_cleanroom(&["config", "--keep=forever"]));
         assert_eq!(code, 3);
-        assert!(err.contains("--keep: \"forever\" is not a keep policy; expected one of: never, on-failure, always"), "{err}");
+        assert!(
+            err.contains("--keep: \"forever\" is not a keep policy; expected one of: never, on-failure, always"),
+            "{err}"
+        );
         let (code, _, err) = run(cargo_cleanroom(&["test", "--set", "run.kep=1"]));
         assert_eq!(code, 3);
         assert!(err.contains("--set run.kep: unknown key") && err.contains("run.keep"), "{err}");
@@ -184,7 +201,9 @@ mod should {
             let hex: String = sha2::Sha256::digest(name.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
             let meta = dir.join("contexts/meta").join(hex);
             std::fs::create_dir_all(&meta).unwrap();
-            let json = format!(r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#);
+            let json = format!(
+                r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#
+            );
             std::fs::write(meta.join("meta.json"), json).unwrap();
         };
         let engine = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
@@ -212,7 +231,11 @@ mod should {
     fn show_which_layer_each_value_came_from() {
         let dir = temp_dir("layers");
         let file = dir.join("cleanroom.toml");
-        std::fs::write(&file, "[run]\nkeep = \"never\"\npool = 1\npull = \"never\"\n[services.postgres]\nmemory = \"1g\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[run]\nkeep = \"never\"\npool = 1\npull = \"never\"\n[services.postgres]\nmemory = \"1g\"\n",
+        )
+        .unwrap();
         let mut cmd = cargo_cleanroom(&["config", "--keep", "always"]);
         cmd.current_dir(&dir)
             .env_remove("CARGO_MANIFEST_DIR")
@@ -228,7 +251,13 @@ mod should {
         assert!(out.contains("run.pool = \"2\"  (environment: CLEANROOM_POOL)"), "{out}");
         assert!(out.contains(&format!("run.pull = \"never\"  (file: run.pull in {})", file.display())), "{out}");
         assert!(out.contains("run.reuse_ttl = 900  (default)"), "{out}");
-        assert!(out.contains(&format!("services.postgres.memory = \"1g\"  (file: services.postgres.memory in {})", file.display())), "{out}");
+        assert!(
+            out.contains(&format!(
+                "services.postgres.memory = \"1g\"  (file: services.postgres.memory in {})",
+                file.display()
+            )),
+            "{out}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -281,16 +310,24 @@ mod should {
         let tag = unique("cache");
         let cache_volume = |name: &str| {
             docker(&[
-                "volume", "create",
-                "--label", "cleanroom.managed=true",
-                "--label", "cleanroom.cache=volume",
-                "--label", "cleanroom.cache.service=postgres",
-                "--label", &format!("cleanroom.owner={}", uid()),
+                "volume",
+                "create",
+                "--label",
+                "cleanroom.managed=true",
+                "--label",
+                "cleanroom.cache=volume",
+                "--label",
+                "cleanroom.cache.service=postgres",
+                "--label",
+                &format!("cleanroom.owner={}", uid()),
                 name,
             ])
         };
-        let (idle, mounted, recent) =
-            (format!("cleanroom-cache-{tag}-idle"), format!("cleanroom-cache-{tag}-mounted"), format!("cleanroom-cache-{tag}-recent"));
+        let (idle, mounted, recent) = (
+            format!("cleanroom-cache-{tag}-idle"),
+            format!("cleanroom-cache-{tag}-mounted"),
+            format!("cleanroom-cache-{tag}-recent"),
+        );
         cache_volume(&idle);
         cache_volume(&mounted);
         cache_volume(&recent);
@@ -305,23 +342,37 @@ mod should {
         let user = docker(&["create", "-v", &format!("{mounted}:/cache"), BUSYBOX, "true"]);
         let reused_name = format!("cleanroom-reuse-{tag}-web");
         let reused = docker(&[
-            "create", "--name", &reused_name,
-            "--label", "cleanroom.managed=true",
-            "--label", "cleanroom.reuse=true",
-            "--label", &format!("cleanroom.session=reuse-{}", uid()),
-            "--label", "cleanroom.service=web",
-            "--label", &format!("cleanroom.owner={}", uid()),
-            BUSYBOX, "true",
+            "create",
+            "--name",
+            &reused_name,
+            "--label",
+            "cleanroom.managed=true",
+            "--label",
+            "cleanroom.reuse=true",
+            "--label",
+            &format!("cleanroom.session=reuse-{}", uid()),
+            "--label",
+            "cleanroom.service=web",
+            "--label",
+            &format!("cleanroom.owner={}", uid()),
+            BUSYBOX,
+            "true",
         ]);
-        let volume_exists = |name: &str| Command::new("docker").args(["volume", "inspect", name]).output().unwrap().status.success();
+        let volume_exists =
+            |name: &str| Command::new("docker").args(["volume", "inspect", name]).output().unwrap().status.success();
 
         let (code, out, err) = run(cargo_cleanroom(&["ls"]));
         assert_eq!(code, 0, "{err}");
-        let row = |name: &str| out.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let row =
+            |name: &str| out.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>());
         let idle_row = row(&idle).unwrap_or_else(|| panic!("{idle} not listed: {out}"));
         assert_eq!(idle_row[1], "postgres", "{out}");
         assert_eq!(idle_row.last(), Some(&"no"), "not in use: {out}");
-        assert_eq!(row(&mounted).unwrap_or_else(|| panic!("{mounted} not listed: {out}")).last(), Some(&"yes"), "{out}");
+        assert_eq!(
+            row(&mounted).unwrap_or_else(|| panic!("{mounted} not listed: {out}")).last(),
+            Some(&"yes"),
+            "{out}"
+        );
 
         let (code, out, err) = run(cargo_cleanroom(&["prune", "--dry-run", "--reused"]));
         assert_eq!(code, 0, "{err}");
@@ -360,7 +411,8 @@ mod should {
         let dead_lock = lock_file(&dead);
         File::create(&dead_lock).unwrap();
         // A live run: this test holds its lock, as a reaper does.
-        let live_lock = File::options().read(true).write(true).create(true).truncate(false).open(lock_file(&live)).unwrap();
+        let live_lock =
+            File::options().read(true).write(true).create(true).truncate(false).open(lock_file(&live)).unwrap();
         live_lock.try_lock().unwrap();
         let dead_id = labelled_container(&dead, "db", true);
         let live_id = labelled_container(&live, "db", true);
@@ -369,7 +421,9 @@ mod should {
         let (code, out, err) = run(cargo_cleanroom(&["ls"]));
         assert_eq!(code, 0, "{err}");
         assert!(out.lines().next().unwrap().starts_with("SESSION"), "{out}");
-        let row = |session: &str| out.lines().find(|l| l.starts_with(session)).map(|l| l.split_whitespace().collect::<Vec<_>>());
+        let row = |session: &str| {
+            out.lines().find(|l| l.starts_with(session)).map(|l| l.split_whitespace().collect::<Vec<_>>())
+        };
         let dead_row = row(&dead).unwrap_or_else(|| panic!("{dead} not listed: {out}"));
         assert_eq!(&dead_row[1..4], &["db", "created", "dead"], "{out}");
         assert_eq!(dead_row[5], uid().to_string());
@@ -412,7 +466,8 @@ mod should {
         File::options().write(true).open(reports.join("s-old.jsonl")).unwrap().set_modified(an_hour_ago).unwrap();
         let (code, out, _) = report(&[]);
         assert_eq!(code, 0);
-        let row: Vec<&str> = out.lines().find(|l| l.starts_with("db::inserts")).expect(&out).split_whitespace().collect();
+        let row: Vec<&str> =
+            out.lines().find(|l| l.starts_with("db::inserts")).expect(&out).split_whitespace().collect();
         assert_eq!(row, ["db::inserts", "postgres", "412.0", "3.8"]);
         assert!(!out.contains("old::test"), "{out}");
         assert_eq!(report(&["--json"]).1, format!("{line}\n"));

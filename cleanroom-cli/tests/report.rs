@@ -9,7 +9,11 @@ fn cargo_cleanroom(runtime: &PathBuf, args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-cleanroom"));
     cmd.arg("cleanroom").args(args).env("XDG_RUNTIME_DIR", runtime).env_remove("CLEANROOM_REPORT");
     let Output { status, stdout, stderr } = cmd.output().expect("the binary runs");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 fn runtime_dir(tag: &str) -> PathBuf {
@@ -36,10 +40,22 @@ fn report_prints_the_run_summary_and_every_test_and_json_prints_the_document() {
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("# ") && lines[0].ends_with("run-48211-1795693683.json"), "{out}");
-    assert_eq!(lines[1], "session run-48211-1795693683: 3 tests in 2 processes; overhead per test p50 157 ms, p95 203 ms; no alerts");
-    assert!(lines[2].starts_with("  postgres  cleanroom-offline/postgres:15  Ready in 8.20 s (started by pid 12650)"), "{out}");
-    assert!(out.contains("\n  redis     cleanroom-offline/redis:7      Ready in 1.43 s (started by pid 12650)"), "{out}");
-    assert!(out.contains("\n  caches: container 2 hits / 2 misses, image 2 hits / 0 misses, service 10 hits / 4 misses\n"), "{out}");
+    assert_eq!(
+        lines[1],
+        "session run-48211-1795693683: 3 tests in 2 processes; overhead per test p50 157 ms, p95 203 ms; no alerts"
+    );
+    assert!(
+        lines[2].starts_with("  postgres  cleanroom-offline/postgres:15  Ready in 8.20 s (started by pid 12650)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n  redis     cleanroom-offline/redis:7      Ready in 1.43 s (started by pid 12650)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n  caches: container 2 hits / 2 misses, image 2 hits / 0 misses, service 10 hits / 4 misses\n"),
+        "{out}"
+    );
     let row: Vec<&str> = lines.iter().find(|l| l.starts_with("child::third")).expect(&out).split_whitespace().collect();
     assert_eq!(row, ["child::third", "postgres", "47.3", "47.3"]);
     assert_eq!(cargo_cleanroom(&runtime, &["report", "--json"]).1, doc);

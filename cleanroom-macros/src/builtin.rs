@@ -25,9 +25,7 @@ impl BuiltIn {
 
     /// The built-in service called `ident`, if there is one.
     pub(crate) fn named(ident: &Ident) -> Option<BuiltIn> {
-        Self::ALL
-            .into_iter()
-            .find(|builtin| ident == builtin.name())
+        Self::ALL.into_iter().find(|builtin| ident == builtin.name())
     }
 }
 
@@ -39,10 +37,7 @@ mod should {
 
     #[test]
     fn recognise_the_built_in_names() {
-        assert_eq!(
-            BuiltIn::named(&parse_quote!(postgres)),
-            Some(BuiltIn::Postgres)
-        );
+        assert_eq!(BuiltIn::named(&parse_quote!(postgres)), Some(BuiltIn::Postgres));
         assert_eq!(BuiltIn::named(&parse_quote!(redis)), Some(BuiltIn::Redis));
     }
 

@@ -73,33 +73,22 @@ mod should {
 
     #[test]
     fn reach_built_ins_through_the_private_door() {
-        let node = Dependency::named(&parse_quote!(postgres))
-            .node()
-            .to_string();
+        let node = Dependency::named(&parse_quote!(postgres)).node().to_string();
         assert_eq!(
             node,
-            quote!(&<::cleanroom::__private::postgres as ::cleanroom::__private::Resolve>::NODE)
-                .to_string()
+            quote!(&<::cleanroom::__private::postgres as ::cleanroom::__private::Resolve>::NODE).to_string()
         );
     }
 
     #[test]
     fn reach_other_names_in_the_users_scope() {
         let node = Dependency::named(&parse_quote!(client)).node().to_string();
-        assert_eq!(
-            node,
-            quote!(&<client as ::cleanroom::__private::Resolve>::NODE).to_string()
-        );
+        assert_eq!(node, quote!(&<client as ::cleanroom::__private::Resolve>::NODE).to_string());
     }
 
     #[test]
     fn bound_listed_services_by_the_service_trait() {
-        let node = Dependency::named(&parse_quote!(web))
-            .service_node()
-            .to_string();
-        assert_eq!(
-            node,
-            quote!(&<web as ::cleanroom::__private::Service>::NODE).to_string()
-        );
+        let node = Dependency::named(&parse_quote!(web)).service_node().to_string();
+        assert_eq!(node, quote!(&<web as ::cleanroom::__private::Service>::NODE).to_string());
     }
 }

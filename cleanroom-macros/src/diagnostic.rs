@@ -75,12 +75,7 @@ mod should {
         let mut errors = Errors::default();
         errors.push(syn::Error::new(Span::call_site(), "first"));
         errors.push(syn::Error::new(Span::call_site(), "second"));
-        let messages: Vec<String> = errors
-            .finish()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        let messages: Vec<String> = errors.finish().unwrap_err().into_iter().map(|e| e.to_string()).collect();
         assert_eq!(messages, ["first", "second"]);
     }
 

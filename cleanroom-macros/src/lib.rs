@@ -8,12 +8,7 @@
 //! `::cleanroom::__private`.
 //!
 //! [cleanroom]: https://docs.rs/cleanroom
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod builtin;

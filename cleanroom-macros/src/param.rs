@@ -30,10 +30,8 @@ pub(crate) fn parse_params(sig: &mut Signature, what: &str, errors: &mut Errors)
     let mut params = Vec::new();
     for input in &mut sig.inputs {
         match input {
-            FnArg::Receiver(receiver) => errors.spanned(
-                &*receiver,
-                format_args!("a cleanroom {what} cannot take `self`: make it a free function"),
-            ),
+            FnArg::Receiver(receiver) => errors
+                .spanned(&*receiver, format_args!("a cleanroom {what} cannot take `self`: make it a free function")),
             FnArg::Typed(typed) => {
                 let from = take_from(&mut typed.attrs, errors);
                 let source = match (from, &*typed.pat) {
@@ -48,10 +46,7 @@ pub(crate) fn parse_params(sig: &mut Signature, what: &str, errors: &mut Errors)
                         continue;
                     }
                 };
-                params.push(Param {
-                    source,
-                    ty: typed.ty.clone(),
-                });
+                params.push(Param { source, ty: typed.ty.clone() });
             }
         }
     }
@@ -75,16 +70,9 @@ fn take_from(attrs: &mut Vec<syn::Attribute>, errors: &mut Errors) -> Option<Ide
         if !attr.path().is_ident("from") {
             return true;
         }
-        let name = attr
-            .meta
-            .require_list()
-            .and_then(|list| list.parse_args::<Ident>())
-            .map_err(|_| {
-                syn::Error::new_spanned(
-                    attr,
-                    "expected #[from(name)], with the name of a fixture or service",
-                )
-            });
+        let name = attr.meta.require_list().and_then(|list| list.parse_args::<Ident>()).map_err(|_| {
+            syn::Error::new_spanned(attr, "expected #[from(name)], with the name of a fixture or service")
+        });
         match (errors.ok(name), &from) {
             (Some(_), Some(_)) => errors.spanned(attr, "#[from] is given twice for this parameter"),
             (Some(name), None) => from = Some(name),
@@ -141,10 +129,7 @@ mod should {
         assert_eq!(params[0].source, "client");
         let rendered = func.to_token_stream().to_string();
         assert!(!rendered.contains("from"), "{rendered}");
-        assert!(
-            rendered.contains("allow"),
-            "other attributes stay: {rendered}"
-        );
+        assert!(rendered.contains("allow"), "other attributes stay: {rendered}");
     }
 
     #[test]
@@ -161,11 +146,7 @@ mod should {
         let (_, result, _) = parse(parse_quote!(
             fn t(&self, (a, b): P, _: Q) {}
         ));
-        let messages: Vec<String> = result
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        let messages: Vec<String> = result.unwrap_err().into_iter().map(|e| e.to_string()).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(messages[0].contains("cannot take `self`"));
         assert!(messages[1].contains("#[from(name)]"));
@@ -183,11 +164,7 @@ mod should {
             ) {
             }
         ));
-        let messages: Vec<String> = result
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        let messages: Vec<String> = result.unwrap_err().into_iter().map(|e| e.to_string()).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(messages[2].contains("given twice"));
     }

@@ -11,10 +11,7 @@ pub(crate) fn generics(sig: &Signature) -> Option<TokenStream> {
     if !generics.params.is_empty() {
         Some(generics.to_token_stream())
     } else {
-        generics
-            .where_clause
-            .as_ref()
-            .map(ToTokens::to_token_stream)
+        generics.where_clause.as_ref().map(ToTokens::to_token_stream)
     }
 }
 
@@ -33,10 +30,7 @@ mod should {
             {
             }
         );
-        assert!(generics(&func.sig)
-            .unwrap()
-            .to_string()
-            .starts_with("where u32 : Copy"));
+        assert!(generics(&func.sig).unwrap().to_string().starts_with("where u32 : Copy"));
     }
 
     #[test]

@@ -73,7 +73,8 @@ fn operation(operation: &str, reason: String) -> Error {
 pub fn list() -> Result<Vec<ManagedContainer>, Error> {
     runtime()?.block_on(async {
         let docker = Docker::connect().await?;
-        let listed = docker.list(&format!("{MANAGED_LABEL}=true")).await.map_err(|e| operation("listing containers", e))?;
+        let listed =
+            docker.list(&format!("{MANAGED_LABEL}=true")).await.map_err(|e| operation("listing containers", e))?;
         let now = crate::reaper::now_secs();
         let mut out: Vec<ManagedContainer> = listed
             .into_iter()
@@ -162,7 +163,8 @@ pub fn prune(options: PruneOptions) -> Result<Pruned, Error> {
             let now = crate::reaper::now_secs();
             // A run that starts now may be about to mount a volume it just
             // used (or one another run just made): only idle ones go.
-            let idle = |e: &crate::cache::Entry| now - e.last_use >= CACHE_IDLE.as_secs() as i64 && !in_use.contains(&e.name);
+            let idle =
+                |e: &crate::cache::Entry| now - e.last_use >= CACHE_IDLE.as_secs() as i64 && !in_use.contains(&e.name);
             for entry in entries.into_iter().filter(idle) {
                 if options.dry_run || crate::cache::remove(&docker, &entry.name).await.is_ok() {
                     pruned.caches.push(entry.name);
@@ -197,7 +199,13 @@ pub fn caches() -> Result<Vec<CacheVolume>, Error> {
             .await
             .map_err(|e| operation("listing volumes", e))?
             .into_iter()
-            .map(|e| CacheVolume { in_use: in_use.contains(&e.name), service: e.service, size: e.size, last_use: e.last_use, name: e.name })
+            .map(|e| CacheVolume {
+                in_use: in_use.contains(&e.name),
+                service: e.service,
+                size: e.size,
+                last_use: e.last_use,
+                name: e.name,
+            })
             .collect();
         out.sort_by_key(|c| (c.last_use, c.name.clone()));
         Ok(out)

@@ -168,10 +168,8 @@ pub struct ExecOutput {
 impl Docker {
     /// Connects and pings, failing within [`PING_TIMEOUT`].
     pub(crate) async fn connect() -> Result<Docker, Error> {
-        let host = docker_host().map_err(|reason| Error::DockerUnavailable {
-            host: "the docker context".into(),
-            reason,
-        })?;
+        let host =
+            docker_host().map_err(|reason| Error::DockerUnavailable { host: "the docker context".into(), reason })?;
         let unavailable = |reason: String| Error::DockerUnavailable { host: host.clone(), reason };
         let client = tokio::time::timeout(PING_TIMEOUT, testcontainers::core::client::docker_client_instance())
             .await
@@ -272,43 +270,41 @@ impl Docker {
         let tmpfs: HashMap<String, String> = def.tmpfs.clone().into_iter().collect();
         let cache_mount = def.cache_mount.clone();
         let limits = def.limits;
-        request = request
-            .with_startup_timeout(def.startup_timeout)
-            .with_host_config_modifier(move |hc| {
-                hc.publish_all_ports = Some(false);
-                hc.port_bindings = Some(bindings.clone());
-                if !tmpfs.is_empty() {
-                    hc.tmpfs = Some(tmpfs.clone());
-                }
-                if let Some(volume) = &cache_mount {
-                    // A mount rather than a bind: should the volume have gone
-                    // since it was made (evicted by another run), Docker makes
-                    // it again with these labels, not bare.
-                    use testcontainers::bollard::models::{Mount, MountType, MountVolumeOptions};
-                    hc.mounts.get_or_insert_with(Vec::new).push(Mount {
-                        target: Some(crate::cache::MOUNT.to_string()),
-                        source: Some(volume.name.clone()),
-                        typ: Some(MountType::VOLUME),
-                        volume_options: Some(MountVolumeOptions {
-                            labels: Some(volume.labels.clone().into_iter().collect()),
-                            ..Default::default()
-                        }),
+        request = request.with_startup_timeout(def.startup_timeout).with_host_config_modifier(move |hc| {
+            hc.publish_all_ports = Some(false);
+            hc.port_bindings = Some(bindings.clone());
+            if !tmpfs.is_empty() {
+                hc.tmpfs = Some(tmpfs.clone());
+            }
+            if let Some(volume) = &cache_mount {
+                // A mount rather than a bind: should the volume have gone
+                // since it was made (evicted by another run), Docker makes
+                // it again with these labels, not bare.
+                use testcontainers::bollard::models::{Mount, MountType, MountVolumeOptions};
+                hc.mounts.get_or_insert_with(Vec::new).push(Mount {
+                    target: Some(crate::cache::MOUNT.to_string()),
+                    source: Some(volume.name.clone()),
+                    typ: Some(MountType::VOLUME),
+                    volume_options: Some(MountVolumeOptions {
+                        labels: Some(volume.labels.clone().into_iter().collect()),
                         ..Default::default()
-                    });
-                }
-                if let Some(bytes) = limits.memory {
-                    hc.memory = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
-                }
-                if let Some(cpus) = limits.cpus {
-                    hc.nano_cpus = Some((cpus * 1e9).round() as i64);
-                }
-                if let Some(pids) = limits.pids {
-                    hc.pids_limit = Some(pids);
-                }
-                if let Some(bytes) = limits.shm_size {
-                    hc.shm_size = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
-                }
-            });
+                    }),
+                    ..Default::default()
+                });
+            }
+            if let Some(bytes) = limits.memory {
+                hc.memory = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            if let Some(cpus) = limits.cpus {
+                hc.nano_cpus = Some((cpus * 1e9).round() as i64);
+            }
+            if let Some(pids) = limits.pids {
+                hc.pids_limit = Some(pids);
+            }
+            if let Some(bytes) = limits.shm_size {
+                hc.shm_size = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        });
         if let Some(name) = container_name {
             request = request.with_container_name(name);
         }
@@ -438,9 +434,9 @@ impl Docker {
         let mut stream = self.client.download_from_container(id, Some(options));
         match stream.next().await {
             Some(Ok(_)) | None => Ok(true),
-            Some(Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) => {
-                Ok(false)
-            }
+            Some(Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Ok(false),
             Some(Err(e)) => Err(e.to_string()),
         }
     }
@@ -472,7 +468,12 @@ impl Docker {
             .filter_map(|c| {
                 Some(Listed {
                     id: c.id?,
-                    name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                    name: c
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     image: c.image.unwrap_or_default(),
                     labels: c.labels.unwrap_or_default(),
@@ -529,7 +530,10 @@ impl Docker {
 
     /// Every network carrying `label` (`key=value` or just `key`): its name
     /// and labels.
-    pub(crate) async fn networks_with_labels(&self, label: &str) -> Result<Vec<(String, HashMap<String, String>)>, String> {
+    pub(crate) async fn networks_with_labels(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, String> {
         use testcontainers::bollard::query_parameters::ListNetworksOptionsBuilder;
         let filters = label_filters([label.to_string()]);
         let networks = self
@@ -553,11 +557,7 @@ impl Docker {
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .map(|v| Volume {
-                created: v.created_at.map_or(0, |t| t.unix_timestamp()),
-                name: v.name,
-                labels: v.labels,
-            })
+            .map(|v| Volume { created: v.created_at.map_or(0, |t| t.unix_timestamp()), name: v.name, labels: v.labels })
             .collect())
     }
 
@@ -586,7 +586,10 @@ impl Docker {
             .await
             .map_err(|e| e.to_string())?;
         for v in volumes.volumes.unwrap_or_default() {
-            let _ = self.client.remove_volume(&v.name, None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>).await;
+            let _ = self
+                .client
+                .remove_volume(&v.name, None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>)
+                .await;
         }
         Ok(())
     }
@@ -663,7 +666,8 @@ impl Docker {
         let options = EventsOptionsBuilder::new().filters(&filters).build();
         self.client.events(Some(options)).map(|event| {
             event.map_err(|e| e.to_string()).map(|e| {
-                let exit = e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("exitCode").cloned());
+                let exit =
+                    e.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("exitCode").cloned());
                 (e.action.unwrap_or_default(), exit)
             })
         })
@@ -671,7 +675,10 @@ impl Docker {
 
     /// Docker's stats stream for one container: one sample a second, over
     /// one connection.
-    pub(crate) fn stats(&self, id: &str) -> impl futures_util::Stream<Item = Result<StatSample, String>> + Send + 'static {
+    pub(crate) fn stats(
+        &self,
+        id: &str,
+    ) -> impl futures_util::Stream<Item = Result<StatSample, String>> + Send + 'static {
         use testcontainers::bollard::query_parameters::StatsOptionsBuilder;
         let options = StatsOptionsBuilder::new().stream(true).one_shot(false).build();
         self.client.stats(id, Some(options)).map(|s| {
@@ -680,20 +687,24 @@ impl Docker {
                 let mem = s.memory_stats.unwrap_or_default();
                 // Memory in use as the docker CLI shows it: without the page
                 // cache the kernel can drop.
-                let cache = mem.stats.as_ref().and_then(|m| m.get("inactive_file").or_else(|| m.get("total_inactive_file")).copied());
-                let (rx, tx) = s.networks.unwrap_or_default().values().fold((0, 0), |(rx, tx), n| {
-                    (rx + n.rx_bytes.unwrap_or(0), tx + n.tx_bytes.unwrap_or(0))
-                });
-                let (read, write) = s
-                    .blkio_stats
-                    .and_then(|b| b.io_service_bytes_recursive)
+                let cache = mem
+                    .stats
+                    .as_ref()
+                    .and_then(|m| m.get("inactive_file").or_else(|| m.get("total_inactive_file")).copied());
+                let (rx, tx) = s
+                    .networks
                     .unwrap_or_default()
-                    .iter()
-                    .fold((0, 0), |(r, w), e| match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                        Some("read") => (r + e.value.unwrap_or(0), w),
-                        Some("write") => (r, w + e.value.unwrap_or(0)),
-                        _ => (r, w),
-                    });
+                    .values()
+                    .fold((0, 0), |(rx, tx), n| (rx + n.rx_bytes.unwrap_or(0), tx + n.tx_bytes.unwrap_or(0)));
+                let (read, write) =
+                    s.blkio_stats.and_then(|b| b.io_service_bytes_recursive).unwrap_or_default().iter().fold(
+                        (0, 0),
+                        |(r, w), e| match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                            Some("read") => (r + e.value.unwrap_or(0), w),
+                            Some("write") => (r, w + e.value.unwrap_or(0)),
+                            _ => (r, w),
+                        },
+                    );
                 StatSample {
                     cpu_total: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
                     system_total: cpu.system_cpu_usage.unwrap_or(0),
@@ -715,7 +726,8 @@ impl Docker {
 
     /// Changes the container's CPU limit while it runs.
     pub(crate) async fn set_nano_cpus(&self, id: &str, nano_cpus: i64) -> Result<(), String> {
-        let body = testcontainers::bollard::models::ContainerUpdateBody { nano_cpus: Some(nano_cpus), ..Default::default() };
+        let body =
+            testcontainers::bollard::models::ContainerUpdateBody { nano_cpus: Some(nano_cpus), ..Default::default() };
         self.client.update_container(id, body).await.map_err(|e| e.to_string())
     }
 
@@ -726,4 +738,3 @@ impl Docker {
         self.client.kill_container(id, Some(options)).await.map_err(|e| e.to_string())
     }
 }
-

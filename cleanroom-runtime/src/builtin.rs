@@ -16,9 +16,11 @@ pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:17-alpine";
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7-alpine";
 
 /// The built-in Postgres service.
-pub(crate) static POSTGRES: ServiceSpec = ServiceSpec { name: "postgres", module_path: "cleanroom", kind: ServiceKind::Postgres };
+pub(crate) static POSTGRES: ServiceSpec =
+    ServiceSpec { name: "postgres", module_path: "cleanroom", kind: ServiceKind::Postgres };
 /// The built-in Redis service.
-pub(crate) static REDIS: ServiceSpec = ServiceSpec { name: "redis", module_path: "cleanroom", kind: ServiceKind::Redis };
+pub(crate) static REDIS: ServiceSpec =
+    ServiceSpec { name: "redis", module_path: "cleanroom", kind: ServiceKind::Redis };
 
 /// A password nobody can guess, new for every run.
 fn random_password() -> String {
@@ -27,7 +29,9 @@ fn random_password() -> String {
     for i in 0..2u64 {
         let mut h = state.build_hasher();
         h.write_u64(i);
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+        );
         out.push_str(&format!("{:016x}", h.finish()));
     }
     out

@@ -255,7 +255,9 @@ fn has_first_check(def: &GenericContainer) -> bool {
 pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64, String> {
     let cmd = ["sh".to_string(), "-c".to_string(), FILL.to_string()];
     let exec = docker.exec(id, &cmd);
-    let out = tokio::time::timeout(FILL_TIMEOUT, exec).await.map_err(|_| format!("the copy into cache volume {volume} took over {FILL_TIMEOUT:?}"))??;
+    let out = tokio::time::timeout(FILL_TIMEOUT, exec)
+        .await
+        .map_err(|_| format!("the copy into cache volume {volume} took over {FILL_TIMEOUT:?}"))??;
     if out.exit_code != 0 {
         return Err(format!("the copy into cache volume {volume} failed ({}): {}", out.exit_code, out.stderr.trim()));
     }
@@ -270,7 +272,9 @@ pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64,
 pub(crate) async fn refill(service: &crate::registry::RunningService) {
     let Some(volume) = volume_for(&service.name, &service.definition) else { return };
     match fill(&service.docker, &service.id, &volume.name).await {
-        Ok(bytes) => tracing::info!(service = %service.name, volume = %volume.name, bytes, "volume cache filled after new migrations"),
+        Ok(bytes) => {
+            tracing::info!(service = %service.name, volume = %volume.name, bytes, "volume cache filled after new migrations")
+        }
         Err(e) => crate::metrics::alert(&service.name, "cache_fill", e),
     }
 }
@@ -372,7 +376,13 @@ pub(crate) async fn remove(docker: &Docker, name: &str) -> Result<(), String> {
 
 /// Names of the cache volumes some container (running or not) mounts.
 pub(crate) async fn volumes_in_use(docker: &Docker) -> Vec<String> {
-    docker.volumes_mounted().await.unwrap_or_default().into_iter().filter(|v| v.starts_with("cleanroom-cache-")).collect()
+    docker
+        .volumes_mounted()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.starts_with("cleanroom-cache-"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -387,12 +397,21 @@ mod tests {
     fn evicts_the_expired_then_the_least_recently_used_over_the_cap() {
         let day = 86_400;
         let now = 100 * day;
-        let entries = [entry("old", now - 8 * day, 10), entry("a", now - 3, 40), entry("b", now - 2, 40), entry("c", now - 1, 40)];
+        let entries = [
+            entry("old", now - 8 * day, 10),
+            entry("a", now - 3, 40),
+            entry("b", now - 2, 40),
+            entry("c", now - 1, 40),
+        ];
         let week = Duration::from_secs(7 * day as u64);
         assert_eq!(plan_eviction(&entries, week, 1000, now), vec!["old"]);
         assert_eq!(plan_eviction(&entries, week, 80, now), vec!["old", "a"]);
         assert_eq!(plan_eviction(&entries, week, 39, now), vec!["old", "a", "b", "c"]);
-        assert_eq!(plan_eviction(&entries, Duration::ZERO, u64::MAX, now).len(), 4, "a TTL of 0 removes every unused one");
+        assert_eq!(
+            plan_eviction(&entries, Duration::ZERO, u64::MAX, now).len(),
+            4,
+            "a TTL of 0 removes every unused one"
+        );
     }
 
     #[test]
@@ -414,7 +433,11 @@ mod tests {
         let scripts = def.clone().with_volume("init-scripts", "/docker-entrypoint-initdb.d");
         assert_eq!(volume_for("postgres", &scripts), None, "a mount may hold init scripts a copied cluster would skip");
         let own_entrypoint = def.with_entrypoint("my-entrypoint.sh");
-        assert_eq!(volume_for("postgres", &own_entrypoint), None, "a custom entrypoint would run the wrapper as its command");
+        assert_eq!(
+            volume_for("postgres", &own_entrypoint),
+            None,
+            "a custom entrypoint would run the wrapper as its command"
+        );
     }
 
     #[test]

@@ -368,8 +368,7 @@ impl Layers {
         for (top, value) in table {
             match top.as_str() {
                 "run" => {
-                    let allowed: Vec<&str> =
-                        SETTINGS.iter().filter_map(|s| s.key?.strip_prefix("run.")).collect();
+                    let allowed: Vec<&str> = SETTINGS.iter().filter_map(|s| s.key?.strip_prefix("run.")).collect();
                     let run = self.table(value, "run", "a table of run settings")?;
                     for key in run.keys() {
                         if !allowed.contains(&key.as_str()) {
@@ -411,7 +410,11 @@ impl Layers {
             None => PullPolicy::Missing,
             Some(f) => match PullPolicy::parse(&f.text("a pull policy")?) {
                 Some(policy) => policy,
-                None => return Err(f.error(format!("{} is not a pull policy; expected one of: missing, always, never", f.shown()))),
+                None => {
+                    return Err(
+                        f.error(format!("{} is not a pull policy; expected one of: missing, always, never", f.shown()))
+                    )
+                }
             },
         };
         let keep = match self.run_setting("run.keep") {
@@ -431,7 +434,10 @@ impl Layers {
         let pool = match self.run_setting("run.pool") {
             None => DEFAULT_POOL,
             Some(f) => f.text("a number")?.parse::<usize>().map_err(|_| {
-                f.error(format!("{} is not a number of databases; expected an integer >= 0 (0 turns the pool off)", f.shown()))
+                f.error(format!(
+                    "{} is not a number of databases; expected an integer >= 0 (0 turns the pool off)",
+                    f.shown()
+                ))
             })?,
         };
         let report = match self.run_setting("run.report") {
@@ -440,7 +446,11 @@ impl Layers {
                 "" | "quiet" => ReportMode::Quiet,
                 "full" => ReportMode::Full,
                 "off" => ReportMode::Off,
-                _ => return Err(f.error(format!("{} is not a report mode; expected one of: quiet, full, off", f.shown()))),
+                _ => {
+                    return Err(
+                        f.error(format!("{} is not a report mode; expected one of: quiet, full, off", f.shown()))
+                    )
+                }
             },
         };
         Ok(Config {
@@ -449,7 +459,11 @@ impl Layers {
             keep,
             pool,
             reuse: self.run_setting("run.reuse").map(|f| switch(&f)).transpose()?.unwrap_or(false),
-            reuse_ttl: self.run_setting("run.reuse_ttl").map(|f| seconds(&f, false)).transpose()?.unwrap_or(DEFAULT_REUSE_TTL),
+            reuse_ttl: self
+                .run_setting("run.reuse_ttl")
+                .map(|f| seconds(&f, false))
+                .transpose()?
+                .unwrap_or(DEFAULT_REUSE_TTL),
             reaper_grace: self
                 .run_setting("run.reaper_grace")
                 .map(|f| seconds(&f, true))
@@ -464,8 +478,16 @@ impl Layers {
                 .transpose()?
                 .filter(|p| !p.is_empty()),
             volume_cache: self.run_setting("run.volume_cache").map(|f| switch(&f)).transpose()?.unwrap_or(true),
-            cache_ttl: self.run_setting("run.cache_ttl").map(|f| seconds(&f, true)).transpose()?.unwrap_or(DEFAULT_CACHE_TTL),
-            cache_size: self.run_setting("run.cache_size").map(|f| bytes(&f)).transpose()?.unwrap_or(DEFAULT_CACHE_SIZE),
+            cache_ttl: self
+                .run_setting("run.cache_ttl")
+                .map(|f| seconds(&f, true))
+                .transpose()?
+                .unwrap_or(DEFAULT_CACHE_TTL),
+            cache_size: self
+                .run_setting("run.cache_size")
+                .map(|f| bytes(&f))
+                .transpose()?
+                .unwrap_or(DEFAULT_CACHE_SIZE),
             file: self.file().map(Path::to_path_buf),
         })
     }
@@ -484,9 +506,11 @@ impl Layers {
             let Some(f) = get(key) else { return Ok(None) };
             let bad = || f.error(format!("{} is not an array of strings, e.g. [\"-c\", \"x=1\"]", f.shown()));
             match &f.raw {
-                Raw::Toml(toml::Value::Array(items)) => {
-                    items.iter().map(|i| i.as_str().map(str::to_string).ok_or_else(bad)).collect::<Result<_, _>>().map(Some)
-                }
+                Raw::Toml(toml::Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string).ok_or_else(bad))
+                    .collect::<Result<_, _>>()
+                    .map(Some),
                 _ => Err(bad()),
             }
         };
@@ -494,10 +518,9 @@ impl Layers {
             let Some(f) = get(key) else { return Ok(BTreeMap::new()) };
             let bad = || f.error(format!("{} is not a table of strings, e.g. {{ KEY = \"value\" }}", f.shown()));
             match &f.raw {
-                Raw::Toml(toml::Value::Table(t)) => t
-                    .iter()
-                    .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())).ok_or_else(bad))
-                    .collect(),
+                Raw::Toml(toml::Value::Table(t)) => {
+                    t.iter().map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())).ok_or_else(bad)).collect()
+                }
                 _ => Err(bad()),
             }
         };
@@ -530,13 +553,17 @@ impl Layers {
                 .map(|f| match f.text("a recovery policy")?.as_str() {
                     "automatic" => Ok(RecoveryKind::Automatic),
                     "manual" => Ok(RecoveryKind::Manual),
-                    _ => Err(f.error(format!("{} is not a recovery policy; expected one of: automatic, manual", f.shown()))),
+                    _ => Err(
+                        f.error(format!("{} is not a recovery policy; expected one of: automatic, manual", f.shown()))
+                    ),
                 })
                 .transpose()?,
             max_restarts: get("max_restarts")
                 .map(|f| {
                     let text = f.text("a number")?;
-                    text.parse::<u32>().map_err(|_| f.error(format!("{} is not a number of restarts; expected an integer >= 0, e.g. 3", f.shown())))
+                    text.parse::<u32>().map_err(|_| {
+                        f.error(format!("{} is not a number of restarts; expected an integer >= 0, e.g. 3", f.shown()))
+                    })
                 })
                 .transpose()?,
             health_interval: get("health_interval").map(|f| seconds(&f, false)).transpose()?,
@@ -546,7 +573,10 @@ impl Layers {
                     "throttle" => Ok(crate::monitor::LimitAction::Throttle),
                     "restart" => Ok(crate::monitor::LimitAction::Restart),
                     "kill" => Ok(crate::monitor::LimitAction::Kill),
-                    _ => Err(f.error(format!("{} is not a limit action; expected one of: alert, throttle, restart, kill", f.shown()))),
+                    _ => Err(f.error(format!(
+                        "{} is not a limit action; expected one of: alert, throttle, restart, kill",
+                        f.shown()
+                    ))),
                 })
                 .transpose()?,
             cpu_threshold: get("cpu_threshold").map(|f| fraction(&f)).transpose()?,
@@ -604,12 +634,16 @@ fn mounts(f: &Found) -> Result<Vec<Mount>, Error> {
         let source = text("source", "a string: the host path (bind) or the volume name (volume)")?;
         let target = text("target", "an absolute path inside the container, e.g. \"/data\"")?;
         if !target.starts_with('/') {
-            return Err(f.error(format!("entry {n}: `target` = {target:?} is not an absolute path inside the container, e.g. \"/data\"")));
+            return Err(f.error(format!(
+                "entry {n}: `target` = {target:?} is not an absolute path inside the container, e.g. \"/data\""
+            )));
         }
         let read_only = match table.get("read_only") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => return Err(f.error(format!("entry {n}: `read_only` = {other} is not a switch; expected true or false"))),
+            Some(other) => {
+                return Err(f.error(format!("entry {n}: `read_only` = {other} is not a switch; expected true or false")))
+            }
         };
         let mount = match kind.as_str() {
             "bind" => {
@@ -675,7 +709,12 @@ fn ports(f: &Found) -> Result<Vec<(Option<u16>, u16)>, Error> {
 
 /// `entrypoint = "sh"` or `entrypoint = ["sh", "-c"]`.
 fn entrypoint(f: &Found) -> Result<Vec<String>, Error> {
-    let bad = || f.error(format!("{} is not an entrypoint; expected a string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]", f.shown()));
+    let bad = || {
+        f.error(format!(
+            "{} is not an entrypoint; expected a string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]",
+            f.shown()
+        ))
+    };
     match &f.raw {
         Raw::Toml(toml::Value::String(s)) if !s.trim().is_empty() => Ok(vec![s.clone()]),
         Raw::Toml(toml::Value::Array(items)) if !items.is_empty() => {
@@ -689,7 +728,13 @@ fn entrypoint(f: &Found) -> Result<Vec<String>, Error> {
 fn commands(f: &Found) -> Result<Vec<Vec<String>>, Error> {
     const EXPECTED: &str = "expected a non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]";
     let mut out = Vec::new();
-    for (i, item) in array(f, "an array of commands; expected an array of arrays of strings, e.g. [[\"sh\", \"-c\", \"mkdir -p /data\"]]")?.iter().enumerate() {
+    for (i, item) in array(
+        f,
+        "an array of commands; expected an array of arrays of strings, e.g. [[\"sh\", \"-c\", \"mkdir -p /data\"]]",
+    )?
+    .iter()
+    .enumerate()
+    {
         let cmd: Option<Vec<String>> = item
             .as_array()
             .filter(|words| !words.is_empty())
@@ -708,14 +753,17 @@ fn health_checks(f: &Found) -> Result<Vec<HealthCheck>, Error> {
         let n = i + 1;
         let entry = item.as_table().filter(|t| t.len() == 1).and_then(|t| t.iter().next());
         let Some((kind, value)) = entry else {
-            return Err(f.error(format!("entry {n}: {item} is not a health check; expected a table with exactly one of: {KINDS}, {EXAMPLE}")));
+            return Err(f.error(format!(
+                "entry {n}: {item} is not a health check; expected a table with exactly one of: {KINDS}, {EXAMPLE}"
+            )));
         };
         let bad = |what: &str| f.error(format!("entry {n}: `{kind}` = {value} is not {what}"));
         let port = |v: &toml::Value| v.as_integer().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
         let check = match kind.as_str() {
             "tcp" => HealthCheck::tcp(port(value).ok_or_else(|| bad("a port (1-65535)"))?),
             "http" => {
-                const HTTP: &str = "a port or a table { port = 8080, path = \"/\", status = 200 } (path and status optional)";
+                const HTTP: &str =
+                    "a port or a table { port = 8080, path = \"/\", status = 200 } (path and status optional)";
                 match value {
                     toml::Value::Table(t) => {
                         unknown_entry_key(f, n, t, &["port", "path", "status"])?;
@@ -730,11 +778,15 @@ fn health_checks(f: &Found) -> Result<Vec<HealthCheck>, Error> {
                         let check = HealthCheck::http(p, path);
                         match t.get("status") {
                             None => check,
-                            Some(v) => match v.as_integer().and_then(|s| u16::try_from(s).ok()).filter(|s| (100..600).contains(s)) {
+                            Some(v) => match v
+                                .as_integer()
+                                .and_then(|s| u16::try_from(s).ok())
+                                .filter(|s| (100..600).contains(s))
+                            {
                                 Some(status) => check.with_status(status),
-                                None => {
-                                    return Err(f.error(format!("entry {n}: `http` status {v} is not an HTTP status; expected 100 to 599, e.g. 204")))
-                                }
+                                None => return Err(f.error(format!(
+                                    "entry {n}: `http` status {v} is not an HTTP status; expected 100 to 599, e.g. 204"
+                                ))),
                             },
                         }
                     }
@@ -746,7 +798,9 @@ fn health_checks(f: &Found) -> Result<Vec<HealthCheck>, Error> {
                     .as_array()
                     .filter(|words| !words.is_empty())
                     .and_then(|words| words.iter().map(|w| w.as_str().map(str::to_string)).collect());
-                HealthCheck::command(cmd.ok_or_else(|| bad("a non-empty array of strings, e.g. [\"sh\", \"-c\", \"test -e /ready\"]"))?)
+                HealthCheck::command(
+                    cmd.ok_or_else(|| bad("a non-empty array of strings, e.g. [\"sh\", \"-c\", \"test -e /ready\"]"))?,
+                )
             }
             "file" => match value.as_str() {
                 Some(path) if path.starts_with('/') => HealthCheck::file(path),
@@ -757,7 +811,9 @@ fn health_checks(f: &Found) -> Result<Vec<HealthCheck>, Error> {
                 _ => return Err(bad("a non-empty string")),
             },
             other => {
-                return Err(f.error(format!("entry {n}: `{other}` is not a kind of health check; expected one of: {KINDS}")))
+                return Err(
+                    f.error(format!("entry {n}: `{other}` is not a kind of health check; expected one of: {KINDS}"))
+                )
             }
         };
         out.push(check);
@@ -776,10 +832,9 @@ pub enum RecoveryKind {
 
 fn fraction(f: &Found) -> Result<f64, Error> {
     let text = f.text("a number")?;
-    text.parse::<f64>()
-        .ok()
-        .filter(|x| *x > 0.0 && *x <= 1.0)
-        .ok_or_else(|| f.error(format!("{} is not a fraction of the limit; expected a number > 0 and <= 1, e.g. 0.8", f.shown())))
+    text.parse::<f64>().ok().filter(|x| *x > 0.0 && *x <= 1.0).ok_or_else(|| {
+        f.error(format!("{} is not a fraction of the limit; expected a number > 0 and <= 1, e.g. 0.8", f.shown()))
+    })
 }
 
 /// What the configuration changes in one service's definition.
@@ -934,7 +989,8 @@ fn seconds(f: &Found, zero_allowed: bool) -> Result<Duration, Error> {
 }
 
 fn switch(f: &Found) -> Result<bool, Error> {
-    let bad = || f.error(format!("{} is not a switch; expected true or false (env: also 1/0, yes/no, on/off)", f.shown()));
+    let bad =
+        || f.error(format!("{} is not a switch; expected true or false (env: also 1/0, yes/no, on/off)", f.shown()));
     match &f.raw {
         Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
         Raw::Toml(_) => Err(bad()),
@@ -968,7 +1024,10 @@ pub(crate) fn parse_bytes(text: &str) -> Option<u64> {
 fn bytes(f: &Found) -> Result<u64, Error> {
     let text = f.text("a size")?;
     parse_bytes(&text).ok_or_else(|| {
-        f.error(format!("{} is not a size; expected bytes or a number with a unit k, m, g (or KiB, MiB, GiB), e.g. \"512MiB\"", f.shown()))
+        f.error(format!(
+            "{} is not a size; expected bytes or a number with a unit k, m, g (or KiB, MiB, GiB), e.g. \"512MiB\"",
+            f.shown()
+        ))
     })
 }
 
@@ -1023,11 +1082,25 @@ pub fn reference_tables() -> String {
     let cell = |s: Option<&str>| s.map_or("—".to_string(), |s| format!("`{s}`"));
     let mut out = String::from("| key in `cleanroom.toml` | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n");
     for s in SETTINGS {
-        out.push_str(&format!("| {} | {} | {} | {} | {} |\n", cell(s.key), cell(s.env), s.values, s.default, s.meaning));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(s.key),
+            cell(s.env),
+            s.values,
+            s.default,
+            s.meaning
+        ));
     }
     out.push_str("\n| key in `[services.<name>]` | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n");
     for s in SERVICE_SETTINGS {
-        out.push_str(&format!("| {} | {} | {} | {} | {} |\n", cell(s.key), cell(s.env), s.values, s.default, s.meaning));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(s.key),
+            cell(s.env),
+            s.values,
+            s.default,
+            s.meaning
+        ));
     }
     out
 }
@@ -1080,7 +1153,9 @@ mod tests {
 
         #[test]
         fn read_every_pull_policy_from_the_file_and_the_environment() {
-            let pull = |f: &str, e: &[(&str, &str)]| Layers::from_parts(file(f), env(e), Overrides::new()).unwrap().config().unwrap().pull;
+            let pull = |f: &str, e: &[(&str, &str)]| {
+                Layers::from_parts(file(f), env(e), Overrides::new()).unwrap().config().unwrap().pull
+            };
             assert_eq!(pull("", &[]), PullPolicy::Missing);
             assert_eq!(pull("[run]\npull = \"missing\"\n", &[]), PullPolicy::Missing);
             assert_eq!(pull("[run]\npull = \"always\"\n", &[]), PullPolicy::Always);
@@ -1118,7 +1193,10 @@ mod tests {
             };
             assert_eq!(mode("[run]\nreport = \"full\"\n", &[], &[]), ReportMode::Full);
             assert_eq!(mode("[run]\nreport = \"full\"\n", &[("CLEANROOM_REPORT", "off")], &[]), ReportMode::Off);
-            assert_eq!(mode("", &[("CLEANROOM_REPORT", "off")], &[("CLEANROOM_REPORT", "quiet", "--report")]), ReportMode::Quiet);
+            assert_eq!(
+                mode("", &[("CLEANROOM_REPORT", "off")], &[("CLEANROOM_REPORT", "quiet", "--report")]),
+                ReportMode::Quiet
+            );
         }
 
         #[test]
@@ -1136,7 +1214,12 @@ mod tests {
         #[test]
         fn reject_an_unknown_key_naming_the_file_and_the_allowed_keys() {
             let msg = error("[run]\nkep = \"always\"\n", &[]);
-            assert!(msg.contains("run.kep in /proj/cleanroom.toml: unknown key; expected one of: pull, startup_timeout, keep"), "{msg}");
+            assert!(
+                msg.contains(
+                    "run.kep in /proj/cleanroom.toml: unknown key; expected one of: pull, startup_timeout, keep"
+                ),
+                "{msg}"
+            );
             let msg = error("[services.postgres]\nmemroy = \"1g\"\n", &[]);
             assert!(msg.contains("services.postgres.memroy in /proj/cleanroom.toml: unknown key; expected one of: image, memory, cpus"), "{msg}");
             let msg = error("[runn]\n", &[]);
@@ -1236,7 +1319,10 @@ mod tests {
         fn prefix_only_images_that_name_no_registry() {
             let o = ServiceOverride::default();
             let def = |i: &str| GenericContainer::new(i);
-            assert_eq!(o.clone().apply(def("postgres:17"), Some("localhost:5000/")).image, "localhost:5000/postgres:17");
+            assert_eq!(
+                o.clone().apply(def("postgres:17"), Some("localhost:5000/")).image,
+                "localhost:5000/postgres:17"
+            );
             assert_eq!(o.clone().apply(def("team/app:1"), Some("localhost:5000/")).image, "localhost:5000/team/app:1");
             assert_eq!(o.clone().apply(def("localhost:5000/app:1"), Some("m/")).image, "localhost:5000/app:1");
             assert_eq!(o.clone().apply(def("registry.local/app"), Some("m/")).image, "registry.local/app");
@@ -1261,29 +1347,40 @@ mod tests {
             assert_eq!(def.limits.cpus, Some(1.5));
             assert_eq!(def.limits.pids, Some(64));
             assert_eq!(def.limits.shm_size, Some(1 << 30));
-            let l = Layers::from_parts(file("[services.web]\ncmd = [\"a\"]\nargs = [\"b\"]\n"), env(&[]), Overrides::new()).unwrap();
-            assert_eq!(l.service("web").unwrap().apply(GenericContainer::new("i").with_cmd(["x"]), None).cmd, vec!["a", "b"]);
+            let l =
+                Layers::from_parts(file("[services.web]\ncmd = [\"a\"]\nargs = [\"b\"]\n"), env(&[]), Overrides::new())
+                    .unwrap();
+            assert_eq!(
+                l.service("web").unwrap().apply(GenericContainer::new("i").with_cmd(["x"]), None).cmd,
+                vec!["a", "b"]
+            );
         }
 
         #[test]
         fn set_recovery_and_limit_actions_from_the_file_and_the_environment() {
             use crate::monitor::{LimitAction, Recovery};
             let f = file("[services.web]\nrecovery = \"automatic\"\nmax_restarts = 1\non_limit = \"throttle\"\ncpu_threshold = 0.5\nhealth_interval = 2\n");
-            let l = Layers::from_parts(f, env(&[("CLEANROOM_WEB_MEMORY_THRESHOLD", "0.75")]), Overrides::new()).unwrap();
+            let l =
+                Layers::from_parts(f, env(&[("CLEANROOM_WEB_MEMORY_THRESHOLD", "0.75")]), Overrides::new()).unwrap();
             let def = l.service("web").unwrap().apply(GenericContainer::new("i"), None);
             assert!(matches!(def.watch.recovery, Recovery::Automatic { max_restarts: 1 }));
             assert_eq!(def.watch.limit_action, LimitAction::Throttle);
             assert_eq!((def.watch.cpu_threshold, def.watch.memory_threshold), (0.5, 0.75));
             assert_eq!(def.watch.health_interval, Duration::from_secs(2));
-            let l = Layers::from_parts(file("[services.web]\nrecovery = \"manual\"\n"), env(&[]), Overrides::new()).unwrap();
-            assert!(matches!(l.service("web").unwrap().apply(GenericContainer::new("i"), None).watch.recovery, Recovery::Manual));
+            let l = Layers::from_parts(file("[services.web]\nrecovery = \"manual\"\n"), env(&[]), Overrides::new())
+                .unwrap();
+            assert!(matches!(
+                l.service("web").unwrap().apply(GenericContainer::new("i"), None).watch.recovery,
+                Recovery::Manual
+            ));
 
             let err = |text: &str| match Layers::from_parts(file(text), env(&[]), Overrides::new()) {
                 Err(e) => e.to_string(),
                 Ok(l) => l.service("web").unwrap_err().to_string(),
             };
             assert!(err("[services.web]\nrecovery = \"sometimes\"\n").contains("expected one of: automatic, manual"));
-            assert!(err("[services.web]\non_limit = \"panic\"\n").contains("expected one of: alert, throttle, restart, kill"));
+            assert!(err("[services.web]\non_limit = \"panic\"\n")
+                .contains("expected one of: alert, throttle, restart, kill"));
             assert!(err("[services.web]\ncpu_threshold = 1.5\n").contains("expected a number > 0 and <= 1"));
             assert!(err("[services.web]\nmax_restarts = -1\n").contains("expected an integer >= 0"));
         }
@@ -1338,10 +1435,19 @@ mod tests {
                 assert!(msg.starts_with("invalid cleanroom configuration: "), "{msg}");
                 assert!(msg.contains(expected), "for {text:?}\n  got: {msg}\n want: {expected}");
             }
-            let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_STARTUP_TIMEOUT", "-1")]), Overrides::new()).unwrap();
-            assert!(l.service("web").unwrap_err().to_string().contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" is not a number of seconds"));
+            let l =
+                Layers::from_parts(None, env(&[("CLEANROOM_WEB_STARTUP_TIMEOUT", "-1")]), Overrides::new()).unwrap();
+            assert!(l
+                .service("web")
+                .unwrap_err()
+                .to_string()
+                .contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" is not a number of seconds"));
             let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "x")]), Overrides::new()).unwrap();
-            assert!(l.service("web").unwrap_err().to_string().contains("CLEANROOM_WEB_HEALTH_TIMEOUT: \"x\" is not a number of seconds"));
+            assert!(l
+                .service("web")
+                .unwrap_err()
+                .to_string()
+                .contains("CLEANROOM_WEB_HEALTH_TIMEOUT: \"x\" is not a number of seconds"));
         }
 
         #[test]
@@ -1372,7 +1478,10 @@ networks = ["backend", "frontend"]
                 .with_volume("old", "/data");
             let def = l.service("web").unwrap().apply(code, None);
             let fixtures = dir.join("fixtures").display().to_string();
-            assert_eq!(def.mounts, vec![Mount::bind(fixtures, "/data").read_only(), Mount::volume("web-cache", "/cache")]);
+            assert_eq!(
+                def.mounts,
+                vec![Mount::bind(fixtures, "/data").read_only(), Mount::volume("web-cache", "/cache")]
+            );
             assert_eq!(def.mounts[0].kind(), MountKind::Bind);
             assert_eq!(def.ports, vec![8080, 80, 9090]);
             assert_eq!(def.fixed_ports, BTreeMap::from([(80, 18080)]));
@@ -1386,14 +1495,32 @@ networks = ["backend", "frontend"]
                 HealthCheck::file("/ready").with_timeout(four),
                 HealthCheck::log("started").with_timeout(four),
             ];
-            assert_eq!(def.health_checks, expected, "the file's checks replace the code's; the environment's timeout beats the file's");
+            assert_eq!(
+                def.health_checks, expected,
+                "the file's checks replace the code's; the environment's timeout beats the file's"
+            );
             assert_eq!(def.startup_timeout, Duration::from_secs(30));
-            assert_eq!(def.init, vec![vec!["true".to_string()], vec!["touch".into(), "/a".into()], vec!["touch".into(), "/b".into()]]);
+            assert_eq!(
+                def.init,
+                vec![vec!["true".to_string()], vec!["touch".into(), "/a".into()], vec!["touch".into(), "/b".into()]]
+            );
             assert_eq!(def.networks, vec!["backend", "frontend"]);
-            let l = Layers::from_parts(file("[services.web]\nentrypoint = \"/bin/sh\"\nhealth_timeout = 5\n"), env(&[]), Overrides::new()).unwrap();
-            let def = l.service("web").unwrap().apply(GenericContainer::new("i").with_health_check(HealthCheck::tcp(1)), None);
+            let l = Layers::from_parts(
+                file("[services.web]\nentrypoint = \"/bin/sh\"\nhealth_timeout = 5\n"),
+                env(&[]),
+                Overrides::new(),
+            )
+            .unwrap();
+            let def = l
+                .service("web")
+                .unwrap()
+                .apply(GenericContainer::new("i").with_health_check(HealthCheck::tcp(1)), None);
             assert_eq!(def.entrypoint, vec!["/bin/sh"]);
-            assert_eq!(def.health_checks, vec![HealthCheck::tcp(1).with_timeout(Duration::from_secs(5))], "without `health` the code's checks stay");
+            assert_eq!(
+                def.health_checks,
+                vec![HealthCheck::tcp(1).with_timeout(Duration::from_secs(5))],
+                "without `health` the code's checks stay"
+            );
             std::fs::remove_dir_all(dir).unwrap();
         }
 

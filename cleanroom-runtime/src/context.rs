@@ -75,7 +75,8 @@ pub fn export_docker_host() {
     });
 }
 
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST or a docker context to use another)";
+const DEFAULT_HOST: &str =
+    "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST or a docker context to use another)";
 
 /// The engine address and where it came from, or why it could not be chosen.
 pub(crate) fn chosen() -> Result<String, String> {
@@ -99,7 +100,9 @@ mod tests {
         let hex: String = Sha256::digest(name.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         let meta = dir.join("contexts/meta").join(hex);
         std::fs::create_dir_all(&meta).unwrap();
-        let json = format!(r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#);
+        let json = format!(
+            r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#
+        );
         std::fs::write(meta.join("meta.json"), json).unwrap();
     }
 

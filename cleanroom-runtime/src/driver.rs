@@ -57,11 +57,7 @@ pub struct Node {
 
 impl Node {
     /// A fixture node.
-    pub const fn fixture(
-        name: &'static str,
-        module_path: &'static str,
-        deps: &'static [&'static Node],
-    ) -> Node {
+    pub const fn fixture(name: &'static str, module_path: &'static str, deps: &'static [&'static Node]) -> Node {
         Node { name, module_path, kind: NodeKind::Fixture, deps }
     }
 
@@ -336,7 +332,11 @@ impl TestContext {
                 let room_started = Instant::now();
                 let name = crate::rooms::room_name().replace("cleanroom_t_", "room_");
                 if let Err(reason) = (hooks.prepare)(&container, &name) {
-                    panic!("{}: preparing the room {name} for test `{}` failed: {reason}", spec.name, self.desc.test_name());
+                    panic!(
+                        "{}: preparing the room {name} for test `{}` failed: {reason}",
+                        spec.name,
+                        self.desc.test_name()
+                    );
                 }
                 let container = container.with_room(name.clone());
                 self.rooms.push(Room::Generic { container: container.clone(), hooks, name });
@@ -406,7 +406,11 @@ impl TestContext {
             self.rooms.push(Room::Redis { rooms, db });
             Redis::new(container, db)
         };
-        self.acquisitions.push(Acquisition { service: "redis", elapsed: started.elapsed(), room: room_started.elapsed() });
+        self.acquisitions.push(Acquisition {
+            service: "redis",
+            elapsed: started.elapsed(),
+            room: room_started.elapsed(),
+        });
         self.redis = Some(handle.clone());
         handle
     }
@@ -449,7 +453,12 @@ impl TestContext {
             }
         }
         for a in &self.acquisitions {
-            tracing::debug!(service = a.service, wait_ms = crate::metrics::ms(a.elapsed), room_ms = crate::metrics::ms(a.room), "acquired");
+            tracing::debug!(
+                service = a.service,
+                wait_ms = crate::metrics::ms(a.elapsed),
+                room_ms = crate::metrics::ms(a.room),
+                "acquired"
+            );
         }
         crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions), self.body_started);
     }
@@ -569,7 +578,12 @@ impl TestContext {
             let (reason, logs) = match (failure, ended) {
                 (Some(f), _) => (f.reason, f.logs),
                 (None, Some(e)) => (
-                    format!("its container {} exited with code {}{}", &id[..id.len().min(12)], e.code, if e.oom_killed { " (OOM)" } else { "" }),
+                    format!(
+                        "its container {} exited with code {}{}",
+                        &id[..id.len().min(12)],
+                        e.code,
+                        if e.oom_killed { " (OOM)" } else { "" }
+                    ),
                     String::new(),
                 ),
                 (None, None) => continue,
@@ -664,7 +678,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::driver::tests::Unique` is not Clone")]
+    #[should_panic(
+        expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::driver::tests::Unique` is not Clone"
+    )]
     fn a_non_clone_fixture_requested_twice_says_how_to_fix_it() {
         let mut ctx = TestContext::new(&SYNC_TEST);
         let _first = ctx.fixture(&SHARED, None, |_| Unique);
@@ -676,8 +692,14 @@ mod tests {
         static CLIENT: Node = Node::fixture("client", "krate", &[&<crate::builtin::postgres as Resolve>::NODE]);
         static REPO: Node =
             Node::fixture("repo", "krate", &[&CLIENT, &<crate::builtin::redis as Resolve>::NODE, &CLIENT]);
-        static DESC: TestDesc =
-            TestDesc { module_path: "krate", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[&REPO, &CLIENT], rooms: &[] };
+        static DESC: TestDesc = TestDesc {
+            module_path: "krate",
+            name: "t",
+            ignored: false,
+            flavor: Flavor::Sync,
+            needs: &[&REPO, &CLIENT],
+            rooms: &[],
+        };
         let names: Vec<_> = DESC.services().iter().map(|s| s.name).collect();
         assert_eq!(names, ["postgres", "redis"]);
     }
@@ -700,9 +722,17 @@ mod tests {
 
     #[test]
     fn test_name_drops_the_crate() {
-        let desc = TestDesc { module_path: "my_crate::db::users", name: "inserts", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
+        let desc = TestDesc {
+            module_path: "my_crate::db::users",
+            name: "inserts",
+            ignored: false,
+            flavor: Flavor::Sync,
+            needs: &[],
+            rooms: &[],
+        };
         assert_eq!(desc.test_name(), "db::users::inserts");
-        let top = TestDesc { module_path: "live", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
+        let top =
+            TestDesc { module_path: "live", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
         assert_eq!(top.test_name(), "t");
     }
 }

@@ -1,9 +1,9 @@
 //! The API for code that does not use the macros.
 
+use crate::definition::GenericContainer;
 use crate::error::Error;
 use crate::handle::Container;
 use crate::registry::{self, Source};
-use crate::definition::GenericContainer;
 
 /// A service the macros know by `name` (then `definition` is not used), or
 /// `definition`.
@@ -53,8 +53,7 @@ impl Environment {
     ) -> Result<Container, Error> {
         let name = name.to_string();
         let source = source(&name, definition);
-        let service =
-            registry::on_runtime(async move { registry::global().get_or_start(&name, source).await }).await?;
+        let service = registry::on_runtime(async move { registry::global().get_or_start(&name, source).await }).await?;
         Ok(Container::new(service))
     }
 

@@ -58,9 +58,7 @@ pub enum Error {
     },
 
     /// The container stopped before it was Ready.
-    #[error(
-        "{service} (image {image}) exited with code {code} during startup; its last log lines:\n{logs}"
-    )]
+    #[error("{service} (image {image}) exited with code {code} during startup; its last log lines:\n{logs}")]
     Exited {
         /// The service.
         service: String,
@@ -221,12 +219,24 @@ impl Error {
     /// | `DockerUnavailable`, `ImageNotFound`, `Health`, `Init`, `Configuration`, `DuplicateService`, `IllegalTransition`, `ShuttingDown`, `NameTaken`, `ServiceDied` | permanent |
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Start { .. } | Error::Timeout { .. } | Error::Operation { .. } | Error::Resource { .. } | Error::Exited { .. } => true,
+            Error::Start { .. }
+            | Error::Timeout { .. }
+            | Error::Operation { .. }
+            | Error::Resource { .. }
+            | Error::Exited { .. } => true,
             Error::Creation { reason, .. } => {
                 let r = reason.to_ascii_lowercase();
-                ["status code: 5", "status_code: 5", "port is already allocated", "address already in use", "connection reset", "broken pipe", "timed out"]
-                    .iter()
-                    .any(|s| r.contains(s))
+                [
+                    "status code: 5",
+                    "status_code: 5",
+                    "port is already allocated",
+                    "address already in use",
+                    "connection reset",
+                    "broken pipe",
+                    "timed out",
+                ]
+                .iter()
+                .any(|s| r.contains(s))
             }
             _ => false,
         }
@@ -242,17 +252,29 @@ mod tests {
 
     #[test]
     fn transient_errors_are_retried_and_permanent_ones_are_not() {
-        let creation = |reason: &str| Error::Creation { service: "db".into(), image: "i".into(), reason: reason.into() };
+        let creation =
+            |reason: &str| Error::Creation { service: "db".into(), image: "i".into(), reason: reason.into() };
         assert!(creation("Docker responded with status code: 500: port is already allocated").is_transient());
         assert!(creation("error trying to connect: connection reset by peer").is_transient());
-        assert!(!creation("status code: 400: invalid reference format").is_transient(), "a bad definition is permanent");
+        assert!(
+            !creation("status code: 400: invalid reference format").is_transient(),
+            "a bad definition is permanent"
+        );
         assert!(Error::Start { service: "db".into(), image: "i".into(), reason: "x".into() }.is_transient());
         assert!(!Error::DockerUnavailable { host: "h".into(), reason: "r".into() }.is_transient());
-        let missing = Error::ImageNotFound { service: "db".into(), image: "i".into(), pull: "p".into(), env: "DB".into() };
+        let missing =
+            Error::ImageNotFound { service: "db".into(), image: "i".into(), pull: "p".into(), env: "DB".into() };
         assert!(!missing.is_transient());
-        let init = Error::Init { service: "db".into(), image: "i".into(), command: "false".into(), code: 1, stderr: String::new() };
+        let init = Error::Init {
+            service: "db".into(),
+            image: "i".into(),
+            command: "false".into(),
+            code: 1,
+            stderr: String::new(),
+        };
         assert!(!init.is_transient(), "a failing init command fails the same way again");
-        let died = Error::ServiceDied { service: "db".into(), reason: "r".into(), policy: "p".into(), logs: String::new() };
+        let died =
+            Error::ServiceDied { service: "db".into(), reason: "r".into(), policy: "p".into(), logs: String::new() };
         assert!(!died.is_transient());
     }
 }

@@ -154,7 +154,12 @@ impl Postgres {
     /// A handle on `database`, or on the server's main database.
     pub(crate) fn new(container: Container, database: Option<String>) -> Self {
         let database = database.unwrap_or_else(|| {
-            container.inner.env("POSTGRES_DB").or(container.inner.env("POSTGRES_USER")).unwrap_or("postgres").to_string()
+            container
+                .inner
+                .env("POSTGRES_DB")
+                .or(container.inner.env("POSTGRES_USER"))
+                .unwrap_or("postgres")
+                .to_string()
         });
         Postgres { container, database }
     }

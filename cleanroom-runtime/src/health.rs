@@ -231,7 +231,11 @@ pub(crate) mod probe {
 
     /// Waits until every check of `service` passes, in order, or fails with
     /// the check that never passed, or with the container's exit.
-    pub(crate) async fn wait_ready(service: &RunningService, deadline: Instant, stop: &AtomicBool) -> Result<(), Error> {
+    pub(crate) async fn wait_ready(
+        service: &RunningService,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Result<(), Error> {
         let started = Instant::now();
         for check in &service.definition.health_checks {
             let mut last: String;
@@ -336,7 +340,12 @@ pub(crate) mod probe {
     /// `None` while it runs.
     async fn exited_error(service: &RunningService) -> Option<Error> {
         let code = service.docker.exit_status(&service.id).await.ok().flatten()?;
-        Some(Error::Exited { service: service.name.clone(), image: service.image.clone(), code, logs: tail(service).await })
+        Some(Error::Exited {
+            service: service.name.clone(),
+            image: service.image.clone(),
+            code,
+            logs: tail(service).await,
+        })
     }
 
     async fn tail(service: &RunningService) -> String {

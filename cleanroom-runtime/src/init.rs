@@ -62,7 +62,8 @@ fn needed_templates(mode: &Mode) -> Vec<(Option<&'static RoomOptions>, usize)> {
     let Mode::Run(selection) = mode else { return Vec::new() };
     let mut out: Vec<(Option<&'static RoomOptions>, usize)> = Vec::new();
     for test in registered_tests() {
-        if !selection.selects(&test.test_name(), test.ignored) || !test.services().iter().any(|s| s.name == "postgres") {
+        if !selection.selects(&test.test_name(), test.ignored) || !test.services().iter().any(|s| s.name == "postgres")
+        {
             continue;
         }
         let options = test.room_options("postgres");

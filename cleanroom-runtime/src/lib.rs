@@ -8,10 +8,10 @@
 
 pub mod admin;
 mod backend;
-mod context;
 mod builtin;
 mod cache;
 mod config;
+mod context;
 mod definition;
 mod driver;
 mod environment;
@@ -29,23 +29,25 @@ mod rooms;
 mod selection;
 mod session;
 
-pub use backend::{ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub use backend::{
+    ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
+};
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use cache::{CACHE_LABEL, CACHE_SERVICE_LABEL};
-pub use context::export_docker_host;
 pub use config::{
-    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, RecoveryKind, ReportMode, ServiceOverride, Setting,
-    CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL, DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS,
-    SETTINGS,
+    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, RecoveryKind,
+    ReportMode, ServiceOverride, Setting, CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL,
+    DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
+pub use context::export_docker_host;
 pub use definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
 pub use handle::{Container, Postgres, Redis};
 pub use health::{HealthCheck, HealthStatus};
 pub use lifecycle::{Lifecycle, State, Transition};
-pub use monitor::{LimitAction, Recovery, ServiceFailure};
 pub use metrics::{Alert, CacheCounter, Health, Phases, Resources, ServiceMetrics};
+pub use monitor::{LimitAction, Recovery, ServiceFailure};
 pub use rooms::{Keep, RoomOptions};
 
 /// The lifecycle of a service this process started, with its history.
@@ -68,6 +70,6 @@ pub mod __private {
         run, Flavor, Node, NodeKind, Outcome, Registration, Resolve, Service, Share, ShareClone, ShareNone,
         TestContext, TestDesc,
     };
-    pub use crate::rooms::RoomOptions;
     pub use crate::handle::Container;
+    pub use crate::rooms::RoomOptions;
 }

@@ -119,7 +119,10 @@ mod tests {
         }
         assert_eq!(l.state(), Stopped);
         let moves: Vec<_> = l.history().iter().map(|t| (t.from, t.to)).collect();
-        assert_eq!(moves, [(Created, Starting), (Starting, Ready), (Ready, Running), (Running, Stopping), (Stopping, Stopped)]);
+        assert_eq!(
+            moves,
+            [(Created, Starting), (Starting, Ready), (Ready, Running), (Running, Stopping), (Stopping, Stopped)]
+        );
         assert!(l.time_to(Ready).unwrap() <= l.time_to(Stopped).unwrap());
     }
 

@@ -160,7 +160,10 @@ fn with<T>(f: impl FnOnce(&mut Metrics) -> T) -> T {
 /// Changes what is known about `service` (created on first use).
 pub(crate) fn service<T>(name: &str, f: impl FnOnce(&mut ServiceMetrics) -> T) -> T {
     with(|m| {
-        let entry = m.services.entry(name.to_string()).or_insert_with(|| ServiceMetrics { name: name.to_string(), ..Default::default() });
+        let entry = m
+            .services
+            .entry(name.to_string())
+            .or_insert_with(|| ServiceMetrics { name: name.to_string(), ..Default::default() });
         f(entry)
     })
 }

@@ -182,7 +182,8 @@ async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
     let mut stats = Box::pin(service.docker.stats(&id));
     let mut events_open = true;
     let mut stats_open = true;
-    let mut health_tick = tokio::time::interval_at(tokio::time::Instant::now() + watch.health_interval, watch.health_interval);
+    let mut health_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + watch.health_interval, watch.health_interval);
     let mut still_ours = tokio::time::interval(Duration::from_millis(250));
     let mut failures_in_a_row = 0;
     let mut prev: Option<StatSample> = None;
@@ -303,7 +304,11 @@ async fn act(service: &RunningService, action: LimitAction, kind: &str, what: St
         LimitAction::Alert => None,
         LimitAction::Throttle if kind == "cpu" => {
             let current = service.docker.nano_cpus(&service.id).await.unwrap_or(0);
-            let current = if current > 0 { current } else { service.definition.limits.cpus.map_or(1_000_000_000, |c| (c * 1e9) as i64) };
+            let current = if current > 0 {
+                current
+            } else {
+                service.definition.limits.cpus.map_or(1_000_000_000, |c| (c * 1e9) as i64)
+            };
             let lower = (current / 2).max(10_000_000);
             match service.docker.set_nano_cpus(&service.id, lower).await {
                 Ok(()) => metrics::alert(
@@ -320,7 +325,9 @@ async fn act(service: &RunningService, action: LimitAction, kind: &str, what: St
         LimitAction::Kill => {
             match service.docker.kill(&service.id).await {
                 Ok(()) => metrics::alert(name, "killed", format!("container {} killed: {what}", short(&service.id))),
-                Err(e) => metrics::alert(name, "killed", format!("could not kill container {}: {e}", short(&service.id))),
+                Err(e) => {
+                    metrics::alert(name, "killed", format!("could not kill container {}: {e}", short(&service.id)))
+                }
             }
             // Its death arrives as an event and goes through recovery.
             None
@@ -376,13 +383,19 @@ mod tests {
         let auto = Recovery::Automatic { max_restarts: 2 };
         assert_eq!(refusal(auto, &failure(0)), None);
         assert_eq!(refusal(auto, &failure(1)), None);
-        assert_eq!(refusal(auto, &failure(2)).unwrap(), "it was already replaced 2 time(s), the most its recovery allows");
+        assert_eq!(
+            refusal(auto, &failure(2)).unwrap(),
+            "it was already replaced 2 time(s), the most its recovery allows"
+        );
         assert_eq!(refusal(Recovery::Manual, &failure(0)).unwrap(), "recovery is manual");
         fn only_exits(f: &ServiceFailure) -> bool {
             f.reason.contains("exited") && f.restarts < 1
         }
         assert_eq!(refusal(Recovery::Fallback(only_exits), &failure(0)), None);
-        assert_eq!(refusal(Recovery::Fallback(only_exits), &failure(1)).unwrap(), "its fallback hook declined to replace it");
+        assert_eq!(
+            refusal(Recovery::Fallback(only_exits), &failure(1)).unwrap(),
+            "its fallback hook declined to replace it"
+        );
         fn panics(_: &ServiceFailure) -> bool {
             panic!("no")
         }

@@ -276,7 +276,10 @@ fn remove_stale_run_dirs(me: &str) {
     let Ok(entries) = std::fs::read_dir(runs_dir()) else { return };
     for entry in entries.flatten() {
         let session = entry.file_name().to_string_lossy().into_owned();
-        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
         let over = match session_alive(&session) {
             Some(alive) => !alive,
             None => old,
@@ -318,7 +321,8 @@ fn touch_claims(session: &str) {
 /// dead sessions and older than their TTL. One keeper per user: the first
 /// reaper to finish with reused containers around stays on as the keeper.
 fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
-    let Ok(lock) = File::options().read(true).write(true).create(true).truncate(false).open(runtime_dir().join("reuse.lock"))
+    let Ok(lock) =
+        File::options().read(true).write(true).create(true).truncate(false).open(runtime_dir().join("reuse.lock"))
     else {
         return;
     };
@@ -364,7 +368,9 @@ fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
             // for them, go with the last of them.
             let reuse_session = format!("reuse-{}", uid());
             runtime.block_on(async {
-                let _ = docker.remove_networks_and_volumes(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, &reuse_session)]).await;
+                let _ = docker
+                    .remove_networks_and_volumes(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, &reuse_session)])
+                    .await;
             });
             return;
         }
@@ -528,7 +534,9 @@ pub(crate) fn is_orphan(labels: &std::collections::HashMap<String, String>, crea
     }
     match session_alive(session) {
         Some(alive) => !alive,
-        None => labels.get(OWNER_LABEL) == Some(&uid().to_string()) && now - created > LOCKLESS_ORPHAN_AGE.as_secs() as i64,
+        None => {
+            labels.get(OWNER_LABEL) == Some(&uid().to_string()) && now - created > LOCKLESS_ORPHAN_AGE.as_secs() as i64
+        }
     }
 }
 
@@ -621,7 +629,10 @@ fn remove_stale_locks(me: &str) {
         let Some(session) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lock")) else {
             continue;
         };
-        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
         if session != me && session != "reuse" && old && session_alive(session) == Some(false) {
             let _ = std::fs::remove_file(&path);
         }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::backend::{Docker, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
-use crate::session::Session;
 use crate::builtin;
 use crate::config::Config;
 use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
@@ -19,6 +18,7 @@ use crate::error::Error;
 use crate::health;
 use crate::lifecycle::{Lifecycle, State};
 use crate::monitor::{Cause, ServiceFailure};
+use crate::session::Session;
 
 /// Further attempts at creating and starting a container after a transient
 /// error.
@@ -282,15 +282,15 @@ impl Registry {
                 match spec.kind {
                     ServiceKind::Postgres => builtin::postgres_definition(),
                     ServiceKind::Redis => builtin::redis_definition(),
-                    ServiceKind::Generic(build) => std::panic::catch_unwind(build).map_err(|panic| {
-                        Error::Configuration {
+                    ServiceKind::Generic(build) => {
+                        std::panic::catch_unwind(build).map_err(|panic| Error::Configuration {
                             key: format!("service `{name}`"),
                             reason: format!(
                                 "its #[cleanroom::service] function panicked: {}",
                                 panic_message(panic.as_ref())
                             ),
-                        }
-                    })?,
+                        })?
+                    }
                 }
             }
             Source::Dynamic(build) => build(),
@@ -343,8 +343,7 @@ impl Registry {
         labels_all.extend(labels);
         // Processes of one run share a container through its name: Docker
         // lets exactly one of them create it; the others attach.
-        let container_name =
-            shared.then(|| format!("cleanroom-{owner_session}-{name}-{}", &definition_hash[..12]));
+        let container_name = shared.then(|| format!("cleanroom-{owner_session}-{name}-{}", &definition_hash[..12]));
         if reuse {
             crate::reaper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
         }
@@ -382,7 +381,8 @@ impl Registry {
                 // The run's network is made while the image is looked at; a
                 // failure here is met again, and reported, when the
                 // container joins it.
-                let ((pulled, pull_time), _) = tokio::join!(pull, self.run_network(&docker, &owner_session, reuse, shared));
+                let ((pulled, pull_time), _) =
+                    tokio::join!(pull, self.run_network(&docker, &owner_session, reuse, shared));
                 let pulled = pulled?;
                 phases.pull_ms = Some(crate::metrics::ms(pull_time));
                 if let Some(volume) = &cache_volume {
@@ -441,7 +441,11 @@ impl Registry {
                     if err.is_transient() && retries < START_RETRIES && !self.is_shutting_down() {
                         retries += 1;
                         let wait = backoff(retries);
-                        crate::metrics::alert(name, "startup_retry", format!("{err}; retrying in {wait:?} ({retries} of {START_RETRIES})"));
+                        crate::metrics::alert(
+                            name,
+                            "startup_retry",
+                            format!("{err}; retrying in {wait:?} ({retries} of {START_RETRIES})"),
+                        );
                         tokio::time::sleep(wait).await;
                         continue;
                     }
@@ -504,8 +508,8 @@ impl Registry {
                 })
                 .await?;
             }
-            phases.health_ms =
-                Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0)).map(|ms| ms.max(0.0));
+            phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0))
+                .map(|ms| ms.max(0.0));
             if shared {
                 crate::reaper::mark_ready(&id);
             }
@@ -524,7 +528,8 @@ impl Registry {
                     crate::metrics::cache_hit("container");
                 }
                 tracing::info!(service = name, created_here, ready_ms = crate::metrics::ms(started.elapsed()), "ready");
-                let first = slot.restarts.load(Ordering::SeqCst) == 0 && slot.failures.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                let first = slot.restarts.load(Ordering::SeqCst) == 0
+                    && slot.failures.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
                 crate::metrics::service(name, |m| {
                     m.image = def.image.clone();
                     m.containers.push(id.clone());
@@ -592,7 +597,13 @@ impl Registry {
 
     /// The run's network, made by whichever process of the run needs it
     /// first (a process without a reaper has one of its own).
-    async fn run_network(&self, docker: &Docker, owner_session: &str, reuse: bool, shared: bool) -> Result<String, String> {
+    async fn run_network(
+        &self,
+        docker: &Docker,
+        owner_session: &str,
+        reuse: bool,
+        shared: bool,
+    ) -> Result<String, String> {
         let mut held = self.network.lock().await;
         if let Some(name) = held.as_ref() {
             return Ok(name.clone());
@@ -739,13 +750,17 @@ impl Registry {
         let volumes: Vec<String> = std::mem::take(&mut *self.volumes.lock().unwrap_or_else(|e| e.into_inner()));
         for volume in volumes {
             if let Err(e) = docker.remove_volume(&volume).await {
-                eprintln!("cleanroom: could not remove volume {volume}: {e}; remove it with `docker volume rm {volume}`");
+                eprintln!(
+                    "cleanroom: could not remove volume {volume}: {e}; remove it with `docker volume rm {volume}`"
+                );
             }
         }
         // Without a reaper the network is this process's own.
         if let Some(network) = self.network.lock().await.take() {
             if let Err(e) = docker.remove_network(&network).await {
-                eprintln!("cleanroom: could not remove network {network}: {e}; remove it with `docker network rm {network}`");
+                eprintln!(
+                    "cleanroom: could not remove network {network}: {e}; remove it with `docker network rm {network}`"
+                );
             }
         }
         for slot in &slots {
@@ -804,7 +819,9 @@ impl Registry {
 
     /// Whether `id` is the container tests of `name` get now.
     pub(crate) fn is_serving(&self, name: &str, id: &str) -> bool {
-        self.slot(name).is_some_and(|slot| slot.serving.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.id == id))
+        self.slot(name).is_some_and(|slot| {
+            slot.serving.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.id == id)
+        })
     }
 
     /// The failure of container `id` of `name`, if this process saw one.
@@ -848,7 +865,8 @@ impl Registry {
         let short = &failed_id[..failed_id.len().min(12)];
         let (kind, reason) = match &cause {
             Cause::Died { exit_code } => {
-                let code = ended.map(|e| e.code.to_string()).or_else(|| exit_code.clone()).unwrap_or_else(|| "?".into());
+                let code =
+                    ended.map(|e| e.code.to_string()).or_else(|| exit_code.clone()).unwrap_or_else(|| "?".into());
                 if ended.is_some_and(|e| e.oom_killed) {
                     crate::metrics::service(name, |m| m.oom_killed = true);
                     ("oom", format!("its container {short} was killed for lack of memory (OOM, exit code {code})"))
@@ -856,11 +874,23 @@ impl Registry {
                     ("died", format!("its container {short} exited with code {code}"))
                 }
             }
-            Cause::Unhealthy { last } => ("unhealthy", format!("its container {short} failed its health checks {} times in a row: {last}", crate::monitor::UNHEALTHY_AFTER)),
+            Cause::Unhealthy { last } => (
+                "unhealthy",
+                format!(
+                    "its container {short} failed its health checks {} times in a row: {last}",
+                    crate::monitor::UNHEALTHY_AFTER
+                ),
+            ),
             Cause::Limit { what } => ("restart", format!("its container {short} crossed a limit: {what}")),
         };
         let restarts = slot.restarts.load(Ordering::SeqCst);
-        let failure = ServiceFailure { service: name.to_string(), container: failed_id.to_string(), reason: reason.clone(), logs: logs.clone(), restarts };
+        let failure = ServiceFailure {
+            service: name.to_string(),
+            container: failed_id.to_string(),
+            reason: reason.clone(),
+            logs: logs.clone(),
+            restarts,
+        };
         slot.failures.lock().unwrap_or_else(|e| e.into_inner()).push((failure.clone(), Instant::now()));
         crate::metrics::alert(name, kind, reason.clone());
         let _ = slot.transition(State::Failed);
@@ -871,7 +901,12 @@ impl Registry {
         }
         if let Some(policy) = refused {
             let _ = docker.remove(failed_id).await;
-            slot.outcome.send_replace(Some(Err(Error::ServiceDied { service: name.to_string(), reason, policy, logs })));
+            slot.outcome.send_replace(Some(Err(Error::ServiceDied {
+                service: name.to_string(),
+                reason,
+                policy,
+                logs,
+            })));
             return;
         }
         let _ = slot.transition(State::Restarting);
@@ -940,7 +975,11 @@ async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), 
         found => {
             crate::metrics::cache_miss("volume");
             if let crate::cache::Found::Failed(generation) = &found {
-                crate::metrics::alert(&service.name, "cache_restore", format!("copying {generation} from {volume} failed; initialised afresh"));
+                crate::metrics::alert(
+                    &service.name,
+                    "cache_restore",
+                    format!("copying {generation} from {volume} failed; initialised afresh"),
+                );
             }
             match outcome.strip_prefix("filled ").map(|kib| kib.trim().parse::<u64>()) {
                 Some(Ok(kib)) => crate::cache::touch(volume, Some(kib * 1024)),
@@ -1036,7 +1075,11 @@ async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
             code,
             stderr: if stderr.trim().is_empty() { "(empty)".to_string() } else { stderr.trim_end().to_string() },
         };
-        let out = service.docker.exec(&service.id, cmd).await.map_err(|reason| failed(-1, format!("docker could not run it: {reason}")))?;
+        let out = service
+            .docker
+            .exec(&service.id, cmd)
+            .await
+            .map_err(|reason| failed(-1, format!("docker could not run it: {reason}")))?;
         if out.exit_code != 0 {
             return Err(failed(out.exit_code, out.stderr));
         }

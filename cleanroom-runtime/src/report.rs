@@ -84,7 +84,8 @@ impl<'de> Deserialize<'de> for Service {
         let mut value = serde_json::Value::deserialize(d)?;
         let mut take = |key: &str| value.as_object_mut().and_then(|o| o.remove(key)).unwrap_or_default();
         let created_by_pid = serde_json::from_value(take("created_by_pid")).map_err(D::Error::custom)?;
-        let ready_spans_ms: Option<Vec<[u64; 2]>> = serde_json::from_value(take("ready_spans_ms")).map_err(D::Error::custom)?;
+        let ready_spans_ms: Option<Vec<[u64; 2]>> =
+            serde_json::from_value(take("ready_spans_ms")).map_err(D::Error::custom)?;
         let metrics = serde_json::from_value(value).map_err(D::Error::custom)?;
         Ok(Service { metrics, created_by_pid, ready_spans_ms: ready_spans_ms.unwrap_or_default() })
     }
@@ -139,7 +140,11 @@ impl Service {
     /// Whether something went wrong that the user should see even in quiet mode.
     fn had_trouble(&self) -> bool {
         let m = &self.metrics;
-        m.restarts > 0 || m.health_check_failures > 0 || m.oom_killed || m.health == Health::Unhealthy || !m.alerts.is_empty()
+        m.restarts > 0
+            || m.health_check_failures > 0
+            || m.oom_killed
+            || m.health == Health::Unhealthy
+            || !m.alerts.is_empty()
     }
 
     /// Folds in what a later process measured about the same service.
@@ -249,9 +254,17 @@ impl Report {
             }
         }
         services.sort_by(|a, b| a.name().cmp(b.name()));
-        let (created, attached): (Vec<&Service>, Vec<&Service>) = services.iter().partition(|s| s.created_by_pid.is_some());
+        let (created, attached): (Vec<&Service>, Vec<&Service>) =
+            services.iter().partition(|s| s.created_by_pid.is_some());
         let names = |v: Vec<&Service>| v.into_iter().map(|s| s.name().to_string()).collect();
-        let process = Process { pid, started_at_ms, ended_at_ms: now_ms, tests: tests.len(), created: names(created), attached: names(attached) };
+        let process = Process {
+            pid,
+            started_at_ms,
+            ended_at_ms: now_ms,
+            tests: tests.len(),
+            created: names(created),
+            attached: names(attached),
+        };
         let mut report = Report {
             schema: SCHEMA,
             session: session.to_string(),
@@ -268,7 +281,12 @@ impl Report {
     fn compute_overhead(&self) -> Overhead {
         let mut all: Vec<f64> = self.tests.iter().filter_map(Test::overhead_ms).collect();
         all.sort_by(f64::total_cmp);
-        Overhead { tests: all.len(), p50_ms: percentile(&all, 50.0), p95_ms: percentile(&all, 95.0), max_ms: all.last().copied() }
+        Overhead {
+            tests: all.len(),
+            p50_ms: percentile(&all, 50.0),
+            p95_ms: percentile(&all, 95.0),
+            max_ms: all.last().copied(),
+        }
     }
 
     /// Folds in the report of other processes of the same run. Merging the
@@ -384,7 +402,8 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 impl Report {
     fn ready_phrase(&self, s: &Service, scope: Scope) -> String {
-        let ready = s.metrics.time_to_ready_ms.map_or("Ready in -".to_string(), |ms| format!("Ready in {}", duration(ms)));
+        let ready =
+            s.metrics.time_to_ready_ms.map_or("Ready in -".to_string(), |ms| format!("Ready in {}", duration(ms)));
         let how = match (scope, s.created_by_pid) {
             (Scope::Process, Some(_)) => "started here".to_string(),
             (Scope::Process, None) => "attached".to_string(),
@@ -398,7 +417,8 @@ impl Report {
     /// `mode` says to print nothing.
     pub(crate) fn summary(&self, mode: ReportMode, scope: Scope) -> Vec<String> {
         let troubled: Vec<&Service> = self.services.iter().filter(|s| s.had_trouble()).collect();
-        let worth_a_line = !self.processes.iter().all(|p| p.created.is_empty()) || self.tests.len() > 1 || scope == Scope::Run;
+        let worth_a_line =
+            !self.processes.iter().all(|p| p.created.is_empty()) || self.tests.len() > 1 || scope == Scope::Run;
         match mode {
             ReportMode::Off => return Vec::new(),
             ReportMode::Quiet if troubled.is_empty() && !worth_a_line => return Vec::new(),
@@ -434,7 +454,10 @@ impl Report {
                 lines.push(format!("    ! {} {}: {}", clock(alert.at_ms), alert.kind, alert.message));
             }
             if s.had_trouble() && m.alerts.is_empty() {
-                let health = serde_json::to_value(m.health).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let health = serde_json::to_value(m.health)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
                 lines.push(format!(
                     "    ! {} failed; last seen {health}{}",
                     count(m.health_check_failures as usize, "health check", "health checks"),
@@ -446,7 +469,13 @@ impl Report {
             let caches: Vec<String> = self
                 .caches
                 .iter()
-                .map(|(name, c)| format!("{name} {} / {}", count(c.hits as usize, "hit", "hits"), count(c.misses as usize, "miss", "misses")))
+                .map(|(name, c)| {
+                    format!(
+                        "{name} {} / {}",
+                        count(c.hits as usize, "hit", "hits"),
+                        count(c.misses as usize, "miss", "misses")
+                    )
+                })
                 .collect();
             lines.push(format!("  caches: {}", caches.join(", ")));
         }
@@ -458,7 +487,9 @@ impl Report {
         let tests = count(self.tests.len(), "test", "tests");
         parts.push(match scope {
             Scope::Process => tests,
-            Scope::Run => format!("session {}: {tests} in {}", self.session, count(self.processes.len(), "process", "processes")),
+            Scope::Run => {
+                format!("session {}: {tests} in {}", self.session, count(self.processes.len(), "process", "processes"))
+            }
         });
         if mode != ReportMode::Full && !self.services.is_empty() {
             let ready: Vec<String> = self
@@ -477,10 +508,7 @@ impl Report {
         }
         parts.push(match troubled {
             [] => "no alerts".to_string(),
-            t => format!(
-                "trouble with {}",
-                t.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
-            ),
+            t => format!("trouble with {}", t.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")),
         });
         parts.join("; ")
     }
@@ -495,7 +523,13 @@ impl Report {
             }
             for a in &test.acquire {
                 let ms = |micros: u64| format!("{:.1}", micros as f64 / 1000.0);
-                lines.push(format!("{:<width$}  {:<10}  {:>10}  {:>10}", test.name, a.service, ms(a.micros), ms(a.room_micros)));
+                lines.push(format!(
+                    "{:<width$}  {:<10}  {:>10}  {:>10}",
+                    test.name,
+                    a.service,
+                    ms(a.micros),
+                    ms(a.room_micros)
+                ));
             }
         }
         lines
@@ -509,11 +543,20 @@ fn details(m: &ServiceMetrics) -> String {
         .starts
         .iter()
         .filter(|p| p.created_here)
-        .flat_map(|p| [phase("pull", p.pull_ms), phase("create", p.create_ms), phase("start", p.start_ms), phase("health", p.health_ms), phase("volume cache", p.cache_ms)])
+        .flat_map(|p| {
+            [
+                phase("pull", p.pull_ms),
+                phase("create", p.create_ms),
+                phase("start", p.start_ms),
+                phase("health", p.health_ms),
+                phase("volume cache", p.cache_ms),
+            ]
+        })
         .flatten()
         .collect();
     let r = &m.resources;
-    let mut parts = vec![if phases.is_empty() { "phases -".to_string() } else { format!("phases {}", phases.join(", ")) }];
+    let mut parts =
+        vec![if phases.is_empty() { "phases -".to_string() } else { format!("phases {}", phases.join(", ")) }];
     parts.push(format!("{} failed", count(m.health_check_failures as usize, "health check", "health checks")));
     if r.samples > 0 {
         let percent = |p: f64| if p < 10.0 { format!("{p:.1}%") } else { format!("{p:.0}%") };
@@ -533,9 +576,18 @@ static TESTS: Mutex<Vec<Test>> = Mutex::new(Vec::new());
 pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>, started: Option<Duration>) {
     let acquire = acquisitions
         .into_iter()
-        .map(|a| Acquire { service: a.service.to_string(), micros: a.elapsed.as_micros() as u64, room_micros: a.room.as_micros() as u64 })
+        .map(|a| Acquire {
+            service: a.service.to_string(),
+            micros: a.elapsed.as_micros() as u64,
+            room_micros: a.room.as_micros() as u64,
+        })
         .collect();
-    let test = Test { name: desc.test_name(), pid: std::process::id(), started_micros: started.map(|d| d.as_micros() as u64), acquire };
+    let test = Test {
+        name: desc.test_name(),
+        pid: std::process::id(),
+        started_micros: started.map(|d| d.as_micros() as u64),
+        acquire,
+    };
     TESTS.lock().unwrap_or_else(|e| e.into_inner()).push(test);
 }
 
@@ -583,7 +635,10 @@ pub(crate) fn write_at_exit(session: &str) {
     }
     if let Some(path) = config.and_then(|c| c.report_json.as_ref()) {
         if let Err(e) = merge_into_file(path, &report) {
-            eprintln!("cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}", path.display());
+            eprintln!(
+                "cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}",
+                path.display()
+            );
         }
     }
 }

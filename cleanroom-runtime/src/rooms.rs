@@ -106,7 +106,10 @@ impl TemplateSource {
             let path = base.join(dir);
             let entries = std::fs::read_dir(&path).map_err(|e| Error::Configuration {
                 key: format!("postgres(migrations = {dir:?})"),
-                reason: format!("cannot read the directory {}: {e}; the path is relative to the crate's Cargo.toml", path.display()),
+                reason: format!(
+                    "cannot read the directory {}: {e}; the path is relative to the crate's Cargo.toml",
+                    path.display()
+                ),
             })?;
             let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -207,8 +210,11 @@ pub(crate) mod run_pool {
 
     fn entries(container: &str, template: &str) -> Vec<String> {
         let Ok(list) = std::fs::read_dir(dir(container, template)) else { return Vec::new() };
-        let mut names: Vec<String> =
-            list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+        let mut names: Vec<String> = list
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
         names.sort();
         names
     }
@@ -298,8 +304,7 @@ impl PgRooms {
             .password(s.env("POSTGRES_PASSWORD").unwrap_or(""))
             .dbname(database)
             .application_name("cleanroom");
-        let (client, connection) =
-            config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error("connect", e))?;
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error("connect", e))?;
         tokio::spawn(connection);
         Ok(client)
     }
@@ -323,21 +328,22 @@ impl PgRooms {
     async fn template(&'static self, source: &TemplateSource) -> Result<Arc<Template>, Error> {
         let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner()).entry(source.hash).or_default().clone();
         let built_here = std::sync::atomic::AtomicBool::new(false);
-        let template = cell.get_or_init(|| async {
-            let (name, built) = self.build_template(source).await?;
-            built_here.store(built, Ordering::SeqCst);
-            Ok(Arc::new(Template {
-                name,
-                ready: Mutex::new(VecDeque::new()),
-                expected: AtomicUsize::new(usize::MAX),
-                leased: AtomicUsize::new(0),
-                making: AtomicUsize::new(0),
-                waiting: AtomicUsize::new(0),
-                available: Notify::new(),
-            }))
-        })
-        .await
-        .clone();
+        let template = cell
+            .get_or_init(|| async {
+                let (name, built) = self.build_template(source).await?;
+                built_here.store(built, Ordering::SeqCst);
+                Ok(Arc::new(Template {
+                    name,
+                    ready: Mutex::new(VecDeque::new()),
+                    expected: AtomicUsize::new(usize::MAX),
+                    leased: AtomicUsize::new(0),
+                    making: AtomicUsize::new(0),
+                    waiting: AtomicUsize::new(0),
+                    available: Notify::new(),
+                }))
+            })
+            .await
+            .clone();
         if built_here.load(Ordering::SeqCst) {
             crate::metrics::cache_miss("postgres_template");
         } else {
@@ -417,7 +423,11 @@ impl PgRooms {
             .await;
         let name = room_name();
         let sql = if strategy {
-            format!("CREATE DATABASE {} TEMPLATE {} STRATEGY {CLONE_STRATEGY}", quote_ident(&name), quote_ident(template))
+            format!(
+                "CREATE DATABASE {} TEMPLATE {} STRATEGY {CLONE_STRATEGY}",
+                quote_ident(&name),
+                quote_ident(template)
+            )
         } else {
             format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(template))
         };
@@ -432,7 +442,8 @@ impl PgRooms {
             expected => self.pool_target.min(expected.saturating_sub(template.leased.load(Ordering::SeqCst))),
         };
         let want = ahead.max(template.waiting.load(Ordering::SeqCst));
-        let have = template.ready.lock().unwrap_or_else(|e| e.into_inner()).len() + template.making.load(Ordering::SeqCst);
+        let have =
+            template.ready.lock().unwrap_or_else(|e| e.into_inner()).len() + template.making.load(Ordering::SeqCst);
         if have >= want || template.making.load(Ordering::SeqCst) >= 2 {
             return;
         }
@@ -484,7 +495,9 @@ impl PgRooms {
         if !self.shares_pool() || self.pool_target == 0 {
             return;
         }
-        if run_pool::len(&self.service.id, &source.database_name()) + self.run_pool_making.load(Ordering::SeqCst) >= run_pool::TARGET {
+        if run_pool::len(&self.service.id, &source.database_name()) + self.run_pool_making.load(Ordering::SeqCst)
+            >= run_pool::TARGET
+        {
             return;
         }
         if self.run_pool_making.fetch_add(1, Ordering::SeqCst) > 0 {
@@ -637,7 +650,8 @@ pub(crate) async fn release_pooled() {
         }
         if let Ok(admin) = rooms.kept(ADMIN).await {
             for name in unused {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
             }
         }
     }
@@ -700,7 +714,8 @@ impl RedisRooms {
     async fn command(&self, args: &[&str]) -> Result<Resp, Error> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
-            let port = *self.service.ports.get(&6379).ok_or_else(|| self.error("connect", "port 6379 is not published"))?;
+            let port =
+                *self.service.ports.get(&6379).ok_or_else(|| self.error("connect", "port 6379 is not published"))?;
             let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| self.error("connect", e))?;
             stream.set_nodelay(true).map_err(|e| self.error("connect", e))?;
             *guard = Some(stream);
@@ -838,7 +853,9 @@ async fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
     }
 }
 
-fn read_resp(stream: &mut TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Resp>> + Send + '_>> {
+fn read_resp(
+    stream: &mut TcpStream,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Resp>> + Send + '_>> {
     Box::pin(async move {
         let line = read_line(stream).await?;
         let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply line {line:?}"));
@@ -895,9 +912,11 @@ mod tests {
         std::fs::write(dir.join("m/001_a.sql"), "CREATE TABLE a ();").unwrap();
         std::fs::write(dir.join("m/notes.txt"), "not sql").unwrap();
         let base: &'static str = Box::leak(dir.to_string_lossy().into_owned().into_boxed_str());
-        let options = RoomOptions { service: "postgres", shared: false, migrations: Some("m"), init: None, base_dir: base };
+        let options =
+            RoomOptions { service: "postgres", shared: false, migrations: Some("m"), init: None, base_dir: base };
         let first = TemplateSource::read(&options).unwrap();
-        let order: Vec<_> = first.scripts.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let order: Vec<_> =
+            first.scripts.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(order, ["001_a.sql", "002_b.sql"]);
         assert_eq!(first, TemplateSource::read(&options).unwrap(), "reading twice gives the same template");
         std::fs::write(dir.join("m/002_b.sql"), "CREATE TABLE b (id int);").unwrap();
@@ -908,7 +927,13 @@ mod tests {
 
     #[test]
     fn missing_migrations_name_the_path() {
-        let options = RoomOptions { service: "postgres", shared: false, migrations: Some("nope"), init: None, base_dir: "/nonexistent" };
+        let options = RoomOptions {
+            service: "postgres",
+            shared: false,
+            migrations: Some("nope"),
+            init: None,
+            base_dir: "/nonexistent",
+        };
         let err = TemplateSource::read(&options).unwrap_err().to_string();
         assert!(err.contains("postgres(migrations = \"nope\")") && err.contains("/nonexistent/nope"), "{err}");
     }

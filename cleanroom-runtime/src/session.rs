@@ -105,10 +105,8 @@ pub(crate) fn from_parts(
         Some(p) => Ok(Session { id: format!("run-{}-{}", p.pid, p.start), runner: runner_override.or(Some(p)) }),
         None => {
             // No /proc: a session of this process alone.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             Ok(Session { id: format!("proc-{}-{:x}", std::process::id(), nanos & 0xffff_ffff), runner: None })
         }
     }

@@ -11,10 +11,7 @@ use crate::param::parse_params;
 pub(crate) fn parse(args: TokenStream, mut func: ItemFn) -> syn::Result<FixtureInfo> {
     let mut errors = Errors::default();
     if !args.is_empty() {
-        errors.spanned(
-            args,
-            "expected no arguments: #[cleanroom::fixture] takes none",
-        );
+        errors.spanned(args, "expected no arguments: #[cleanroom::fixture] takes none");
     }
     let params = parse_params(&mut func.sig, "fixture", &mut errors);
     errors.finish()?;
@@ -64,9 +61,6 @@ mod should {
             ),
         )
         .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "expected no arguments: #[cleanroom::fixture] takes none"
-        );
+        assert_eq!(error.to_string(), "expected no arguments: #[cleanroom::fixture] takes none");
     }
 }

@@ -23,29 +23,18 @@ pub(crate) fn render(info: &FixtureInfo) -> TokenStream {
     let ctx = Ident::new("__cleanroom_ctx", Span::mixed_site());
     let cloner = Ident::new("__cleanroom_cloner", Span::mixed_site());
 
-    let deps = info
-        .params
-        .iter()
-        .map(|param| Dependency::named(&param.source).node());
+    let deps = info.params.iter().map(|param| Dependency::named(&param.source).node());
     let (args, bindings): (Vec<Ident>, Vec<TokenStream>) = info
         .params
         .iter()
         .enumerate()
         .map(|(i, param)| {
-            let arg = format_ident!(
-                "__cleanroom_arg_{}",
-                i,
-                span = param.ty.span().resolved_at(Span::mixed_site())
-            );
+            let arg = format_ident!("__cleanroom_arg_{}", i, span = param.ty.span().resolved_at(Span::mixed_site()));
             let resolve = Dependency::named(&param.source).resolve(&ctx);
             (arg.clone(), quote!(let #arg = #resolve;))
         })
         .unzip();
-    let call = if info.is_async() {
-        quote!(#ctx.block_on(#name(#(#args),*)))
-    } else {
-        quote!(#name(#(#args),*))
-    };
+    let call = if info.is_async() { quote!(#ctx.block_on(#name(#(#args),*))) } else { quote!(#name(#(#args),*)) };
 
     quote! {
         #func
@@ -170,13 +159,7 @@ mod should {
             ),
             "{out}"
         );
-        assert!(
-            has(
-                &out,
-                quote!(::cleanroom::__private::Share::<tokio_postgres::Client>::new())
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(::cleanroom::__private::Share::<tokio_postgres::Client>::new())), "{out}");
     }
 
     #[test]

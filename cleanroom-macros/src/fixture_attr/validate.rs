@@ -13,23 +13,14 @@ pub(crate) fn validate(info: &FixtureInfo) -> syn::Result<()> {
     if let Some(builtin) = BuiltIn::named(&sig.ident) {
         errors.spanned(
             &sig.ident,
-            format_args!(
-                "`{}` is a built-in service: give this fixture another name",
-                builtin.name()
-            ),
+            format_args!("`{}` is a built-in service: give this fixture another name", builtin.name()),
         );
     }
     if let Some(generics) = signature::generics(sig) {
-        errors.spanned(
-            generics,
-            "a cleanroom fixture cannot be generic: tests ask for it by name alone",
-        );
+        errors.spanned(generics, "a cleanroom fixture cannot be generic: tests ask for it by name alone");
     }
     for impl_trait in info.params.iter().filter_map(|param| param.impl_trait()) {
-        errors.spanned(
-            impl_trait,
-            "a cleanroom fixture cannot take `impl Trait`: write the type it depends on",
-        );
+        errors.spanned(impl_trait, "a cleanroom fixture cannot take `impl Trait`: write the type it depends on");
     }
     if let Some(impl_trait) = impl_trait_in(&info.output()) {
         errors.spanned(

@@ -14,7 +14,12 @@ pub(crate) use model::ServiceInfo;
 /// The whole macro: parse, validate, render; on error the user's function and
 /// every error at once.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    crate::diagnostic::expand(args, item, parse::parse, validate::validate, render::render, |func| {
-        quote::quote!(#[allow(unused)] #func)
-    })
+    crate::diagnostic::expand(
+        args,
+        item,
+        parse::parse,
+        validate::validate,
+        render::render,
+        |func| quote::quote!(#[allow(unused)] #func),
+    )
 }

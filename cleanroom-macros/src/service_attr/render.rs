@@ -17,15 +17,8 @@ fn make(info: &ServiceInfo) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
         ReturnType::Default => name.to_token_stream(),
     };
-    let first = tokens
-        .clone()
-        .into_iter()
-        .next()
-        .map_or_else(|| name.span(), |token| token.span());
-    let last = tokens
-        .into_iter()
-        .last()
-        .map_or(first, |token| token.span());
+    let first = tokens.clone().into_iter().next().map_or_else(|| name.span(), |token| token.span());
+    let last = tokens.into_iter().last().map_or(first, |token| token.span());
     let callee = Ident::new(&name.to_string(), first);
     let mut parens = Group::new(Delimiter::Parenthesis, TokenStream::new());
     parens.set_span(last);
@@ -135,13 +128,7 @@ mod should {
                 g()
             }
         ));
-        assert!(
-            has(
-                &out,
-                quote!(static __cleanroom_service_web: ::cleanroom::__private::ServiceSpec)
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(static __cleanroom_service_web: ::cleanroom::__private::ServiceSpec)), "{out}");
         assert!(
             has(
                 &out,
@@ -152,15 +139,7 @@ mod should {
             ),
             "{out}"
         );
-        assert!(
-            has(
-                &out,
-                quote!(::cleanroom::__private::Registration::Service(
-                    &__cleanroom_service_web
-                ))
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(::cleanroom::__private::Registration::Service(&__cleanroom_service_web))), "{out}");
     }
 
     #[test]
@@ -170,21 +149,7 @@ mod should {
                 g()
             }
         ));
-        assert!(
-            has(
-                &out,
-                quote!(::cleanroom::__private::Node::service(
-                    &__cleanroom_service_web
-                ))
-            ),
-            "{out}"
-        );
-        assert!(
-            has(
-                &out,
-                quote!(impl ::cleanroom::__private::Service for web {})
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(::cleanroom::__private::Node::service(&__cleanroom_service_web))), "{out}");
+        assert!(has(&out, quote!(impl ::cleanroom::__private::Service for web {})), "{out}");
     }
 }

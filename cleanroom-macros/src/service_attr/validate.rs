@@ -14,17 +14,11 @@ pub(crate) fn validate(info: &ServiceInfo) -> syn::Result<()> {
     if let Some(builtin) = BuiltIn::named(&sig.ident) {
         errors.spanned(
             &sig.ident,
-            format_args!(
-                "`{}` is a built-in service: give this service another name",
-                builtin.name()
-            ),
+            format_args!("`{}` is a built-in service: give this service another name", builtin.name()),
         );
     }
     if let Some(asyncness) = &sig.asyncness {
-        errors.spanned(
-            asyncness,
-            "a service function cannot be async: it only describes the container to start",
-        );
+        errors.spanned(asyncness, "a service function cannot be async: it only describes the container to start");
     }
     if let Some(generics) = signature::generics(sig) {
         errors.spanned(generics, "a service function cannot be generic");

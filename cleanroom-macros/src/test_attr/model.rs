@@ -97,10 +97,7 @@ impl TestInfo {
 
     /// Whether the test carries `#[ignore]`.
     pub(crate) fn is_ignored(&self) -> bool {
-        self.func
-            .attrs
-            .iter()
-            .any(|attr| attr.path().is_ident("ignore"))
+        self.func.attrs.iter().any(|attr| attr.path().is_ident("ignore"))
     }
 
     /// Whether `name` is listed in the attribute.
@@ -121,8 +118,5 @@ impl TestInfo {
 /// `#[test]`, `#[tokio::test]`, `#[cleanroom::test]`, and what such an
 /// attribute expanded above ours leaves behind, `#[::core::prelude::v1::test]`.
 pub(crate) fn is_test_attribute(attr: &Attribute) -> bool {
-    attr.path()
-        .segments
-        .last()
-        .is_some_and(|last| last.ident == "test")
+    attr.path().segments.last().is_some_and(|last| last.ident == "test")
 }

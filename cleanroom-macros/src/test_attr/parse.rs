@@ -51,23 +51,15 @@ pub(crate) fn parse(args: TokenStream, mut func: ItemFn) -> syn::Result<TestInfo
                     let room = room.map(|metas| room_args(metas, &mut errors)).unwrap_or_default();
                     services.push(ServiceArg { name: name.clone(), room: Some(room) });
                 }
-                Some(key) => errors.spanned(
-                    &list,
-                    format_args!("`{key}` takes a value after `=`, as in {key} = {}", example(key)),
-                ),
+                Some(key) => errors
+                    .spanned(&list, format_args!("`{key}` takes a value after `=`, as in {key} = {}", example(key))),
                 None => errors.spanned(&list, unknown(&list.path)),
             },
         }
     }
     let params = parse_params(&mut func.sig, "test", &mut errors);
     errors.finish()?;
-    Ok(TestInfo {
-        services,
-        flavor: flavor_option,
-        worker_threads: workers_option,
-        params,
-        func,
-    })
+    Ok(TestInfo { services, flavor: flavor_option, worker_threads: workers_option, params, func })
 }
 
 /// The options of one service's room: `shared, migrations = "…", init = "…"`.
@@ -76,26 +68,13 @@ fn room_args(metas: Punctuated<Meta, Token![,]>, errors: &mut Errors) -> RoomArg
     for meta in metas {
         let key = meta.path().get_ident();
         match (&meta, key) {
-            (Meta::Path(_), Some(key)) if key == "shared" => {
-                set_once(&mut room.shared, Some(key.clone()), key, errors)
-            }
+            (Meta::Path(_), Some(key)) if key == "shared" => set_once(&mut room.shared, Some(key.clone()), key, errors),
             (Meta::NameValue(option), Some(key)) if key == "migrations" || key == "init" => {
-                let Expr::Lit(ExprLit {
-                    lit: Lit::Str(path),
-                    ..
-                }) = &option.value
-                else {
-                    errors.spanned(
-                        &option.value,
-                        format_args!("expected a path in a string, as in {key} = \"…\""),
-                    );
+                let Expr::Lit(ExprLit { lit: Lit::Str(path), .. }) = &option.value else {
+                    errors.spanned(&option.value, format_args!("expected a path in a string, as in {key} = \"…\""));
                     continue;
                 };
-                let slot = if key == "migrations" {
-                    &mut room.migrations
-                } else {
-                    &mut room.init
-                };
+                let slot = if key == "migrations" { &mut room.migrations } else { &mut room.init };
                 set_once(slot, Some((key.clone(), path.clone())), key, errors);
             }
             _ => {
@@ -103,10 +82,7 @@ fn room_args(metas: Punctuated<Meta, Token![,]>, errors: &mut Errors) -> RoomArg
                 let name = quote::quote!(#path).to_string().replace(' ', "");
                 errors.spanned(
                     &meta,
-                    format_args!(
-                        "unknown room option `{name}`: expected one of: {}",
-                        RoomArgs::CHOICES
-                    ),
+                    format_args!("unknown room option `{name}`: expected one of: {}", RoomArgs::CHOICES),
                 );
             }
         }
@@ -136,52 +112,28 @@ fn set_once<T>(slot: &mut Option<T>, value: Option<T>, key: &Ident, errors: &mut
 }
 
 fn flavor(key: &Ident, option: &MetaNameValue) -> syn::Result<FlavorOption> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Str(literal),
-        ..
-    }) = &option.value
-    else {
+    let Expr::Lit(ExprLit { lit: Lit::Str(literal), .. }) = &option.value else {
         return Err(syn::Error::new_spanned(
             &option.value,
             format_args!("expected a string: flavor = one of {}", Flavor::CHOICES),
         ));
     };
     match Flavor::named(&literal.value()) {
-        Some(flavor) => Ok(FlavorOption {
-            key: key.clone(),
-            flavor,
-        }),
+        Some(flavor) => Ok(FlavorOption { key: key.clone(), flavor }),
         None => Err(syn::Error::new_spanned(
             literal,
-            format_args!(
-                "unknown flavor {:?}: expected one of: {}",
-                literal.value(),
-                Flavor::CHOICES
-            ),
+            format_args!("unknown flavor {:?}: expected one of: {}", literal.value(), Flavor::CHOICES),
         )),
     }
 }
 
 fn worker_threads(key: &Ident, option: &MetaNameValue) -> syn::Result<WorkerThreads> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Int(literal),
-        ..
-    }) = &option.value
-    else {
-        return Err(syn::Error::new_spanned(
-            &option.value,
-            "expected a number of threads, as in worker_threads = 4",
-        ));
+    let Expr::Lit(ExprLit { lit: Lit::Int(literal), .. }) = &option.value else {
+        return Err(syn::Error::new_spanned(&option.value, "expected a number of threads, as in worker_threads = 4"));
     };
     match literal.base10_parse::<usize>()? {
-        0 => Err(syn::Error::new_spanned(
-            literal,
-            "`worker_threads` must be at least 1",
-        )),
-        count => Ok(WorkerThreads {
-            key: key.clone(),
-            count,
-        }),
+        0 => Err(syn::Error::new_spanned(literal, "`worker_threads` must be at least 1")),
+        count => Ok(WorkerThreads { key: key.clone(), count }),
     }
 }
 
@@ -193,11 +145,7 @@ mod should {
     use super::*;
 
     fn messages(result: syn::Result<TestInfo>) -> Vec<String> {
-        result
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect()
+        result.unwrap_err().into_iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -218,20 +166,14 @@ mod should {
     #[test]
     fn read_room_options() {
         let info = parse(
-            quote!(
-                postgres(migrations = "migrations", init = "seed.sql"),
-                redis(shared)
-            ),
+            quote!(postgres(migrations = "migrations", init = "seed.sql"), redis(shared)),
             parse_quote!(
                 fn t() {}
             ),
         )
         .unwrap();
         let postgres = info.services[0].room.as_ref().unwrap();
-        assert_eq!(
-            postgres.migrations.as_ref().unwrap().1.value(),
-            "migrations"
-        );
+        assert_eq!(postgres.migrations.as_ref().unwrap().1.value(), "migrations");
         assert_eq!(postgres.init.as_ref().unwrap().1.value(), "seed.sql");
         assert!(postgres.shared.is_none());
         assert!(info.services[1].room.as_ref().unwrap().shared.is_some());
@@ -265,7 +207,12 @@ mod should {
     #[test]
     fn reject_an_unknown_option_listing_the_valid_ones() {
         assert_eq!(
-            messages(parse(quote!(timeout = 3), parse_quote!(fn t() {}))),
+            messages(parse(
+                quote!(timeout = 3),
+                parse_quote!(
+                    fn t() {}
+                )
+            )),
             ["unknown option `timeout`: expected one of: flavor, worker_threads, or a service name"]
         );
     }
@@ -273,7 +220,12 @@ mod should {
     #[test]
     fn reject_an_unknown_flavor_listing_the_valid_ones() {
         assert_eq!(
-            messages(parse(quote!(flavor = "threaded"), parse_quote!(async fn t() {}))),
+            messages(parse(
+                quote!(flavor = "threaded"),
+                parse_quote!(
+                    async fn t() {}
+                )
+            )),
             ["unknown flavor \"threaded\": expected one of: \"current_thread\", \"multi_thread\""]
         );
     }
@@ -281,14 +233,7 @@ mod should {
     #[test]
     fn report_every_malformed_option_at_once() {
         let errors = messages(parse(
-            quote!(
-                flavor = 1,
-                worker_threads = 0,
-                flavor,
-                multi_thread,
-                a::b,
-                c(d)
-            ),
+            quote!(flavor = 1, worker_threads = 0, flavor, multi_thread, a::b, c(d)),
             parse_quote!(
                 async fn t(self) {}
             ),

@@ -19,12 +19,7 @@ use crate::param::strip_from;
 
 /// The expansion of a valid test.
 pub(crate) fn render(info: &TestInfo) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = &info.func;
+    let ItemFn { attrs, vis, sig, block } = &info.func;
     let name = &sig.ident;
     let output = &sig.output;
     let name_str = name.unraw().to_string();
@@ -48,20 +43,13 @@ pub(crate) fn render(info: &TestInfo) -> TokenStream {
         .map(|(i, param)| {
             // Located at the parameter's type, so that a type mismatch is
             // reported there; hygienic, so that it cannot clash with user names.
-            let arg = format_ident!(
-                "__cleanroom_arg_{}",
-                i,
-                span = param.ty.span().resolved_at(Span::mixed_site())
-            );
+            let arg = format_ident!("__cleanroom_arg_{}", i, span = param.ty.span().resolved_at(Span::mixed_site()));
             let resolve = info.dependency(param).resolve(&ctx);
             (arg.clone(), quote!(let #arg = #resolve;))
         })
         .unzip();
-    let call = if info.is_async() {
-        quote!(#ctx.block_on(#body_name(#(#args),*)))
-    } else {
-        quote!(#body_name(#(#args),*))
-    };
+    let call =
+        if info.is_async() { quote!(#ctx.block_on(#body_name(#(#args),*))) } else { quote!(#body_name(#(#args),*)) };
 
     quote! {
         #cfgs
@@ -162,22 +150,15 @@ fn rooms(info: &TestInfo) -> Vec<TokenStream> {
 
 /// The listed services, then the fixtures the parameters name, each once.
 fn needs(info: &TestInfo) -> Vec<TokenStream> {
-    let services = info
-        .services
-        .iter()
-        .map(|service| Dependency::named(&service.name).service_node());
+    let services = info.services.iter().map(|service| Dependency::named(&service.name).service_node());
     let mut seen = Vec::new();
-    let fixtures = info
-        .params
-        .iter()
-        .filter(|param| !info.lists(&param.source))
-        .filter_map(|param| {
-            if seen.contains(&param.source) {
-                return None;
-            }
-            seen.push(param.source.clone());
-            Some(Dependency::Item(param.source.clone()).node())
-        });
+    let fixtures = info.params.iter().filter(|param| !info.lists(&param.source)).filter_map(|param| {
+        if seen.contains(&param.source) {
+            return None;
+        }
+        seen.push(param.source.clone());
+        Some(Dependency::Item(param.source.clone()).node())
+    });
     services.chain(fixtures).collect()
 }
 
@@ -205,10 +186,7 @@ mod should {
                 fn t() {}
             ),
         );
-        assert!(
-            has(&out, quote!(#[::core::prelude::v1::test] fn t())),
-            "{out}"
-        );
+        assert!(has(&out, quote!(#[::core::prelude::v1::test] fn t())), "{out}");
     }
 
     #[test]
@@ -219,10 +197,7 @@ mod should {
                 fn t() {}
             ),
         );
-        assert!(
-            has(&out, quote!(flavor: ::cleanroom::__private::Flavor::Sync)),
-            "{out}"
-        );
+        assert!(has(&out, quote!(flavor: ::cleanroom::__private::Flavor::Sync)), "{out}");
         assert!(!out.contains("block_on"), "{out}");
     }
 
@@ -234,13 +209,7 @@ mod should {
                 async fn t() {}
             ),
         );
-        assert!(
-            has(
-                &out,
-                quote!(flavor: ::cleanroom::__private::Flavor::CurrentThread)
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(flavor: ::cleanroom::__private::Flavor::CurrentThread)), "{out}");
         assert!(out.contains("block_on"), "{out}");
     }
 
@@ -253,12 +222,7 @@ mod should {
             ),
         );
         assert!(
-            has(
-                &out,
-                quote!(::cleanroom::__private::Flavor::MultiThread(
-                    ::core::option::Option::Some(3usize)
-                ))
-            ),
+            has(&out, quote!(::cleanroom::__private::Flavor::MultiThread(::core::option::Option::Some(3usize)))),
             "{out}"
         );
         let out = expand(
@@ -267,15 +231,7 @@ mod should {
                 async fn t() {}
             ),
         );
-        assert!(
-            has(
-                &out,
-                quote!(::cleanroom::__private::Flavor::MultiThread(
-                    ::core::option::Option::None
-                ))
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(::cleanroom::__private::Flavor::MultiThread(::core::option::Option::None))), "{out}");
     }
 
     #[test]
@@ -328,21 +284,10 @@ mod should {
             ),
         );
         assert!(
-            has(
-                &out,
-                quote!(
-                    <::cleanroom::__private::postgres as ::cleanroom::__private::Resolve>::resolve
-                )
-            ),
+            has(&out, quote!(<::cleanroom::__private::postgres as ::cleanroom::__private::Resolve>::resolve)),
             "{out}"
         );
-        assert!(
-            has(
-                &out,
-                quote!(<client as ::cleanroom::__private::Resolve>::resolve)
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(<client as ::cleanroom::__private::Resolve>::resolve)), "{out}");
     }
 
     #[test]
@@ -399,13 +344,7 @@ mod should {
                 fn t() {}
             ),
         );
-        assert!(
-            has(
-                &out,
-                quote!(#[should_panic(expected = "boom")] #[doc = "d"] fn t())
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(#[should_panic(expected = "boom")] #[doc = "d"] fn t())), "{out}");
     }
 
     #[test]
@@ -416,27 +355,10 @@ mod should {
                 fn t() {}
             ),
         );
-        assert!(
-            has(&out, quote!(::cleanroom::__private::inventory::submit!)),
-            "{out}"
-        );
+        assert!(has(&out, quote!(::cleanroom::__private::inventory::submit!)), "{out}");
         assert!(has(&out, quote!(::cleanroom::__private::run)), "{out}");
-        assert!(
-            has(
-                &out,
-                quote!(static __cleanroom_test_t: ::cleanroom::__private::TestDesc)
-            ),
-            "{out}"
-        );
-        assert!(
-            has(
-                &out,
-                quote!(::cleanroom::__private::Registration::Test(
-                    &__cleanroom_test_t
-                ))
-            ),
-            "{out}"
-        );
+        assert!(has(&out, quote!(static __cleanroom_test_t: ::cleanroom::__private::TestDesc)), "{out}");
+        assert!(has(&out, quote!(::cleanroom::__private::Registration::Test(&__cleanroom_test_t))), "{out}");
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub(crate) fn validate(info: &TestInfo) -> syn::Result<()> {
 fn services_listed_once(info: &TestInfo, errors: &mut Errors) {
     for (i, service) in info.services.iter().enumerate() {
         let name = &service.name;
-        if info.services[..i]
-            .iter()
-            .any(|earlier| earlier.name == *name)
-        {
+        if info.services[..i].iter().any(|earlier| earlier.name == *name) {
             errors.spanned(name, format_args!("service `{name}` is listed twice"));
         }
     }
@@ -51,7 +48,8 @@ fn room_options_fit_the_service(info: &TestInfo, errors: &mut Errors) {
                 }
             }
             Some(BuiltIn::Postgres) => {
-                if let Some(shared) = room.shared.as_ref().filter(|_| room.migrations.is_some() || room.init.is_some()) {
+                if let Some(shared) = room.shared.as_ref().filter(|_| room.migrations.is_some() || room.init.is_some())
+                {
                     errors.spanned(
                         shared,
                         "`shared` uses the server's main database, which no migrations or init run into; \
@@ -70,25 +68,14 @@ fn options_fit_the_function(info: &TestInfo, errors: &mut Errors) {
             "`flavor` applies to an `async fn` test only: a synchronous test has no runtime of its own",
         );
     }
-    let multi_thread = info
-        .flavor
-        .as_ref()
-        .is_some_and(|option| option.flavor == Flavor::MultiThread);
+    let multi_thread = info.flavor.as_ref().is_some_and(|option| option.flavor == Flavor::MultiThread);
     if let Some(workers) = info.worker_threads.as_ref().filter(|_| !multi_thread) {
-        errors.spanned(
-            &workers.key,
-            "`worker_threads` needs flavor = \"multi_thread\"",
-        );
+        errors.spanned(&workers.key, "`worker_threads` needs flavor = \"multi_thread\"");
     }
 }
 
 fn no_other_test_attribute(info: &TestInfo, errors: &mut Errors) {
-    for attr in info
-        .func
-        .attrs
-        .iter()
-        .filter(|attr| is_test_attribute(attr))
-    {
+    for attr in info.func.attrs.iter().filter(|attr| is_test_attribute(attr)) {
         errors.spanned(
             attr,
             format_args!(
@@ -112,10 +99,7 @@ fn written_as(attr: &Attribute) -> String {
 
 fn signature_is_plain(info: &TestInfo, errors: &mut Errors) {
     if let Some(generics) = signature::generics(&info.func.sig) {
-        errors.spanned(
-            generics,
-            "a cleanroom test cannot be generic: its parameters are resolved by name",
-        );
+        errors.spanned(generics, "a cleanroom test cannot be generic: its parameters are resolved by name");
     }
     for impl_trait in info.params.iter().filter_map(|param| param.impl_trait()) {
         errors.spanned(
@@ -127,8 +111,7 @@ fn signature_is_plain(info: &TestInfo, errors: &mut Errors) {
 
 fn built_ins_are_listed(info: &TestInfo, errors: &mut Errors) {
     for param in &info.params {
-        if let Some(builtin) = BuiltIn::named(&param.source).filter(|_| !info.lists(&param.source))
-        {
+        if let Some(builtin) = BuiltIn::named(&param.source).filter(|_| !info.lists(&param.source)) {
             let name = builtin.name();
             errors.spanned(
                 &param.source,
@@ -183,11 +166,7 @@ mod should {
     #[test]
     fn reject_room_options_that_do_not_fit_the_service() {
         let errors = messages(
-            quote!(
-                web(shared),
-                redis(migrations = "m"),
-                postgres(shared, init = "i.sql")
-            ),
+            quote!(web(shared), redis(migrations = "m"), postgres(shared, init = "i.sql")),
             parse_quote!(
                 fn t() {}
             ),
@@ -226,11 +205,23 @@ mod should {
     #[test]
     fn reject_a_stacked_test_attribute_naming_it() {
         assert_eq!(
-            messages(quote!(), parse_quote!(#[tokio::test] async fn t() {})),
+            messages(
+                quote!(),
+                parse_quote!(
+                    #[tokio::test]
+                    async fn t() {}
+                )
+            ),
             ["#[cleanroom::test] already makes this a test with its own runtime; remove #[tokio::test]"]
         );
         assert_eq!(
-            messages(quote!(), parse_quote!(#[::core::prelude::v1::test] fn t() {})),
+            messages(
+                quote!(),
+                parse_quote!(
+                    #[::core::prelude::v1::test]
+                    fn t() {}
+                )
+            ),
             ["#[cleanroom::test] already makes this a test with its own runtime; remove #[tokio::test]"]
         );
         assert_eq!(
@@ -259,7 +250,12 @@ mod should {
     #[test]
     fn reject_a_built_in_that_is_not_listed() {
         assert_eq!(
-            messages(quote!(redis), parse_quote!(fn t(#[from(postgres)] db: Postgres, redis: Redis) {})),
+            messages(
+                quote!(redis),
+                parse_quote!(
+                    fn t(#[from(postgres)] db: Postgres, redis: Redis) {}
+                )
+            ),
             ["`postgres` is a built-in service: list it in the attribute, #[cleanroom::test(postgres)]"]
         );
     }

@@ -12,7 +12,14 @@ fn postgres(created_here: bool) -> ServiceMetrics {
         name: "postgres".into(),
         image: "cleanroom-offline/postgres:15".into(),
         containers: vec!["c1".into()],
-        starts: vec![Phases { pull_ms: Some(1.0), create_ms: Some(120.0), start_ms: Some(4.0), health_ms: Some(1700.0), cache_ms: None, created_here }],
+        starts: vec![Phases {
+            pull_ms: Some(1.0),
+            create_ms: Some(120.0),
+            start_ms: Some(4.0),
+            health_ms: Some(1700.0),
+            cache_ms: None,
+            created_here,
+        }],
         time_to_ready_ms: Some(if created_here { 1840.0 } else { 12.0 }),
         health: Health::Healthy,
         resources: Resources {
@@ -33,7 +40,8 @@ fn postgres(created_here: bool) -> ServiceMetrics {
 }
 
 fn test(name: &str, pid: u32, micros: &[u64]) -> Test {
-    let acquire = micros.iter().map(|m| Acquire { service: "postgres".into(), micros: *m, room_micros: m / 10 }).collect();
+    let acquire =
+        micros.iter().map(|m| Acquire { service: "postgres".into(), micros: *m, room_micros: m / 10 }).collect();
     Test { name: name.into(), pid, started_micros: Some(5000), acquire }
 }
 
@@ -91,7 +99,10 @@ mod merging_should {
         assert_eq!(tests, [("a::one", 100), ("a::two", 100), ("b::three", 200)]);
         let processes: Vec<(u32, &[String], &[String])> =
             run.processes.iter().map(|p| (p.pid, p.created.as_slice(), p.attached.as_slice())).collect();
-        assert_eq!(processes, [(100, &["postgres".to_string()][..], &[][..]), (200, &[][..], &["postgres".to_string()][..])]);
+        assert_eq!(
+            processes,
+            [(100, &["postgres".to_string()][..], &[][..]), (200, &[][..], &["postgres".to_string()][..])]
+        );
     }
 
     #[test]
@@ -124,7 +135,11 @@ mod merging_should {
             run.services[0].metrics.alerts.iter().map(|a| (a.at_ms, a.kind.as_str(), a.message.as_str())).collect();
         assert_eq!(
             alerts,
-            [(10_500, "died", "exited with 137"), (11_000, "restarted", "replaced after it died"), (11_000, "restarted", "a different message")]
+            [
+                (10_500, "died", "exited with 137"),
+                (11_000, "restarted", "replaced after it died"),
+                (11_000, "restarted", "a different message")
+            ]
         );
     }
 
@@ -137,7 +152,10 @@ mod merging_should {
         // (2 × 40 + 6 × 8) / 8 and (2 × 40 MiB + 6 × 60 MiB) / 8.
         assert_eq!(r.cpu_mean_percent, 16.0);
         assert_eq!(r.memory_mean_bytes, 55 << 20);
-        assert_eq!((r.network_rx_bytes, r.network_tx_bytes, r.block_read_bytes, r.block_write_bytes), (1000, 9000, 10, 4096));
+        assert_eq!(
+            (r.network_rx_bytes, r.network_tx_bytes, r.block_read_bytes, r.block_write_bytes),
+            (1000, 9000, 10, 4096)
+        );
     }
 
     #[test]
@@ -221,7 +239,13 @@ mod the_file_should {
             .map(|pid| {
                 let path = path.clone();
                 std::thread::spawn(move || {
-                    let report = Report::of_process("s", (pid, 1, 2), vec![test(&format!("t{pid}"), pid, &[pid as u64])], vec![postgres(pid == 1)], caches(1, 0));
+                    let report = Report::of_process(
+                        "s",
+                        (pid, 1, 2),
+                        vec![test(&format!("t{pid}"), pid, &[pid as u64])],
+                        vec![postgres(pid == 1)],
+                        caches(1, 0),
+                    );
                     merge_into_file(&path, &report).unwrap();
                 })
             })
@@ -236,7 +260,8 @@ mod the_file_should {
         assert_eq!(run.tests.len(), 8);
         assert_eq!(run.services.len(), 1);
         assert_eq!(run.caches["postgres-template"].hits, 8);
-        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers, [std::ffi::OsString::from("run.json")], "no temporary file is left");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
@@ -244,7 +269,8 @@ mod the_file_should {
     #[test]
     fn be_replaced_by_the_first_process_of_another_session() {
         let path = temp("replace");
-        std::fs::write(&path, serde_json::to_string(&Report { session: "earlier".into(), ..creator() }).unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string(&Report { session: "earlier".into(), ..creator() }).unwrap())
+            .unwrap();
         merge_into_file(&path, &attacher()).unwrap();
         let run = Report::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!((run.session.as_str(), run.processes.len()), ("s", 1));
@@ -258,7 +284,10 @@ mod the_file_should {
 "#;
         let run = Report::parse(text).unwrap();
         assert_eq!(run.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(run.tests.iter().map(|t| (t.name.as_str(), t.pid)).collect::<Vec<_>>(), [("db::inserts", 1), ("db::reads", 2)]);
+        assert_eq!(
+            run.tests.iter().map(|t| (t.name.as_str(), t.pid)).collect::<Vec<_>>(),
+            [("db::inserts", 1), ("db::reads", 2)]
+        );
         assert_eq!(run.services.len(), 1);
         assert!(Report::parse("not json").is_none());
     }
@@ -347,8 +376,14 @@ mod the_summary_should {
         run.merge(attacher());
         let text = render(&serde_json::to_string(&run).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "session s: 3 tests in 2 processes; overhead per test p50 400 µs, p95 2.0 ms; trouble with postgres");
-        assert!(lines[1].starts_with("  postgres  cleanroom-offline/postgres:15  Ready in 1.84 s (started by pid 100)"), "{text}");
+        assert_eq!(
+            lines[0],
+            "session s: 3 tests in 2 processes; overhead per test p50 400 µs, p95 2.0 ms; trouble with postgres"
+        );
+        assert!(
+            lines[1].starts_with("  postgres  cleanroom-offline/postgres:15  Ready in 1.84 s (started by pid 100)"),
+            "{text}"
+        );
         assert!(lines[1].ends_with("restarts 1"), "{text}");
         let row: Vec<&str> = lines.iter().find(|l| l.starts_with("a::one")).unwrap().split_whitespace().collect();
         assert_eq!(row, ["a::one", "postgres", "2.0", "0.2"]);
