@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::docker::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
 use crate::error::Error;
 
 /// Whether the run a container belongs to is still going.
@@ -65,8 +65,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     })
 }
 
-fn operation(operation: &str, reason: String) -> Error {
-    Error::Operation { service: "docker".into(), operation: operation.into(), reason }
+fn operation(operation: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Operation { service: "docker".into(), operation: operation.into(), reason: reason.to_string() }
 }
 
 /// Every container labelled `cleanroom.managed=true`, oldest session first.
@@ -75,7 +75,7 @@ pub fn list() -> Result<Vec<ManagedContainer>, Error> {
         let docker = Docker::connect().await?;
         let listed =
             docker.list(&format!("{MANAGED_LABEL}=true")).await.map_err(|e| operation("listing containers", e))?;
-        let now = crate::reaper::now_secs();
+        let now = crate::util::clock::now_secs();
         let mut out: Vec<ManagedContainer> = listed
             .into_iter()
             .map(|c| {
@@ -83,10 +83,10 @@ pub fn list() -> Result<Vec<ManagedContainer>, Error> {
                 let session = label(SESSION_LABEL);
                 let run = if label(REUSE_LABEL) == "true" {
                     RunState::Reused
-                } else if crate::reaper::is_orphan(&c.labels, c.created, now) {
+                } else if crate::run::reaper::is_orphan(&c.labels, c.created, now) {
                     RunState::Dead
                 } else {
-                    match crate::reaper::session_state(&session) {
+                    match crate::run::reaper::session_state(&session) {
                         Some(true) => RunState::Live,
                         Some(false) => RunState::Dead,
                         None => RunState::Unknown,
@@ -146,21 +146,21 @@ pub fn prune(options: PruneOptions) -> Result<Pruned, Error> {
         let docker = Docker::connect().await?;
         let mut pruned = Pruned::default();
         if options.dry_run {
-            pruned.sessions = crate::reaper::dead_sessions(&docker, "").await;
+            pruned.sessions = crate::run::reaper::dead_sessions(&docker, "").await;
         } else {
-            pruned.sessions = crate::reaper::sweep_orphans(&docker, "").await;
+            pruned.sessions = crate::run::reaper::sweep_orphans(&docker, "").await;
         }
         if options.reused {
-            let idle = crate::reaper::idle_reused(&docker).await;
+            let idle = crate::run::reaper::idle_reused(&docker).await;
             if !options.dry_run {
-                crate::reaper::remove_reused(&docker, &idle).await;
+                crate::run::reaper::remove_reused(&docker, &idle).await;
             }
             pruned.reused = idle.into_iter().map(|(_, name)| name).collect();
         }
         if !options.keep_caches {
             let in_use = crate::cache::volumes_in_use(&docker).await;
             let entries = crate::cache::entries(&docker).await.map_err(|e| operation("listing volumes", e))?;
-            let now = crate::reaper::now_secs();
+            let now = crate::util::clock::now_secs();
             // A run that starts now may be about to mount a volume it just
             // used (or one another run just made): only idle ones go.
             let idle =
@@ -215,7 +215,7 @@ pub fn caches() -> Result<Vec<CacheVolume>, Error> {
 /// Where reapers' locks and sockets, and reports, live: `$XDG_RUNTIME_DIR/cleanroom`,
 /// else `/tmp/cleanroom-<uid>`.
 pub fn runtime_dir() -> PathBuf {
-    crate::reaper::runtime_dir()
+    crate::util::paths::runtime_dir()
 }
 
 /// The reports of recent runs (`<runtime dir>/reports/<session>.json`, one
@@ -239,5 +239,5 @@ pub fn format_bytes(bytes: u64) -> String {
 
 /// Seconds since the epoch, now.
 pub fn now() -> i64 {
-    crate::reaper::now_secs()
+    crate::util::clock::now_secs()
 }

@@ -1,14 +1,14 @@
 //! The API for code that does not use the macros.
 
-use crate::definition::GenericContainer;
+use crate::service::definition::GenericContainer;
 use crate::error::Error;
-use crate::handle::Container;
-use crate::registry::{self, Source};
+use crate::service::handle::Container;
+use crate::run::registry::{self, Source};
 
 /// A service the macros know by `name` (then `definition` is not used), or
 /// `definition`.
 fn source(name: &str, definition: impl FnOnce() -> GenericContainer + Send + 'static) -> Source {
-    match crate::definition::builtin_spec(name) {
+    match crate::service::definition::builtin_spec(name) {
         Some(spec) => Source::Spec(spec),
         None => Source::Dynamic(Box::new(definition)),
     }
@@ -53,7 +53,7 @@ impl Environment {
     ) -> Result<Container, Error> {
         let name = name.to_string();
         let source = source(&name, definition);
-        let service = registry::on_runtime(async move { registry::global().get_or_start(&name, source).await }).await?;
+        let service = crate::util::background::on_runtime(async move { registry::global().get_or_start(&name, source).await }).await?;
         Ok(Container::new(service))
     }
 
@@ -65,7 +65,7 @@ impl Environment {
     ) -> Result<Container, Error> {
         let name = name.to_string();
         let source = source(&name, definition);
-        let service = registry::block_on_runtime(async move { registry::global().get_or_start(&name, source).await })?;
+        let service = crate::util::background::block_on_runtime(async move { registry::global().get_or_start(&name, source).await })?;
         Ok(Container::new(service))
     }
 

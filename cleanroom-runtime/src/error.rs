@@ -44,6 +44,10 @@ pub enum Error {
         image: String,
         /// What Docker said.
         reason: String,
+        /// Whether the engine failed on its side (an HTTP 5xx, or no answer),
+        /// so that the same request may succeed again; decided from the
+        /// engine's status, never from the message.
+        transient: bool,
     },
 
     /// The container was created but could not be started or inspected.
@@ -214,7 +218,7 @@ impl Error {
     /// | variant | |
     /// |---|---|
     /// | `Start`, `Timeout`, `Operation`, `Resource` | transient |
-    /// | `Creation` | transient when Docker's answer is a server error, a port already taken, or a broken connection; otherwise permanent (a bad definition) |
+    /// | `Creation` | transient when the engine failed on its side (HTTP 5xx, e.g. a port already taken) or did not answer; otherwise permanent (a bad definition) |
     /// | `Exited` | transient (a container that crashed while starting may start next time) |
     /// | `DockerUnavailable`, `ImageNotFound`, `Health`, `Init`, `Configuration`, `DuplicateService`, `IllegalTransition`, `ShuttingDown`, `NameTaken`, `ServiceDied` | permanent |
     pub fn is_transient(&self) -> bool {
@@ -224,20 +228,7 @@ impl Error {
             | Error::Operation { .. }
             | Error::Resource { .. }
             | Error::Exited { .. } => true,
-            Error::Creation { reason, .. } => {
-                let r = reason.to_ascii_lowercase();
-                [
-                    "status code: 5",
-                    "status_code: 5",
-                    "port is already allocated",
-                    "address already in use",
-                    "connection reset",
-                    "broken pipe",
-                    "timed out",
-                ]
-                .iter()
-                .any(|s| r.contains(s))
-            }
+            Error::Creation { transient, .. } => *transient,
             _ => false,
         }
     }
@@ -248,18 +239,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    mod should {
+        use super::super::*;
 
-    #[test]
-    fn transient_errors_are_retried_and_permanent_ones_are_not() {
-        let creation =
-            |reason: &str| Error::Creation { service: "db".into(), image: "i".into(), reason: reason.into() };
-        assert!(creation("Docker responded with status code: 500: port is already allocated").is_transient());
-        assert!(creation("error trying to connect: connection reset by peer").is_transient());
-        assert!(
-            !creation("status code: 400: invalid reference format").is_transient(),
-            "a bad definition is permanent"
-        );
+        #[test]
+        fn retry_transient_errors_and_not_permanent_ones() {
+        let creation = |transient: bool| Error::Creation {
+            service: "db".into(),
+            image: "i".into(),
+            reason: "create container failed".into(),
+            transient,
+        };
+        assert!(creation(true).is_transient(), "the engine failed on its side");
+        assert!(!creation(false).is_transient(), "a bad definition is permanent");
         assert!(Error::Start { service: "db".into(), image: "i".into(), reason: "x".into() }.is_transient());
         assert!(!Error::DockerUnavailable { host: "h".into(), reason: "r".into() }.is_transient());
         let missing =
@@ -277,4 +269,5 @@ mod tests {
             Error::ServiceDied { service: "db".into(), reason: "r".into(), policy: "p".into(), logs: String::new() };
         assert!(!died.is_transient());
     }
+}
 }

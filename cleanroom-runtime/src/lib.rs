@@ -6,53 +6,50 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]
 
-pub mod admin;
-mod backend;
-mod builtin;
-mod cache;
-mod config;
-mod context;
-mod definition;
-mod driver;
-mod environment;
+// Layers, bottom first; each imports only from those above it in this list.
+mod util;
 mod error;
-mod handle;
-mod health;
-mod init;
 mod lifecycle;
 mod metrics;
-mod monitor;
-mod reaper;
-mod registry;
-mod report;
-mod rooms;
 mod selection;
-mod session;
+mod docker;
+mod service;
+mod config;
+mod health;
+mod monitor;
+mod cache;
+mod rooms;
+mod run;
+mod report;
+mod harness;
+mod environment;
+mod process;
+pub mod admin;
 
-pub use backend::{
+pub use docker::{
     ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
 };
-pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
+pub use service::builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use cache::{CACHE_LABEL, CACHE_SERVICE_LABEL};
 pub use config::{
-    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, PullPolicy, RecoveryKind,
+    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, RecoveryKind,
     ReportMode, ServiceOverride, Setting, CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL,
     DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
-pub use context::export_docker_host;
-pub use definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
+pub use docker::discovery::export_docker_host;
+pub use service::definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
-pub use handle::{Container, Postgres, Redis};
-pub use health::{HealthCheck, HealthStatus};
+pub use service::handle::{Container, Postgres, Redis};
+pub use service::health::HealthCheck;
 pub use lifecycle::{Lifecycle, State, Transition};
 pub use metrics::{Alert, CacheCounter, Health, Phases, Resources, ServiceMetrics};
-pub use monitor::{LimitAction, Recovery, ServiceFailure};
+pub use service::watch::{LimitAction, Recovery, ServiceFailure};
 pub use rooms::{Keep, RoomOptions};
 
 /// The lifecycle of a service this process started, with its history.
 pub fn lifecycle_of(service: &str) -> Option<Lifecycle> {
-    registry::get().and_then(|r| r.lifecycle(service))
+    run::registry::get().and_then(|r| r.lifecycle(service))
 }
 
 /// What this process measured about a service so far: start phases,
@@ -64,12 +61,12 @@ pub fn metrics_of(service: &str) -> Option<ServiceMetrics> {
 /// Not public API: what the macros' expansions use, through the facade.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::builtin::{postgres, redis};
-    pub use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
-    pub use crate::driver::{
+    pub use crate::service::builtin::{postgres, redis};
+    pub use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
+    pub use crate::harness::{
         run, Flavor, Node, NodeKind, Outcome, Registration, Resolve, Service, Share, ShareClone, ShareNone,
         TestContext, TestDesc,
     };
-    pub use crate::handle::Container;
+    pub use crate::service::handle::Container;
     pub use crate::rooms::RoomOptions;
 }

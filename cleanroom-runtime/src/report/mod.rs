@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ReportMode;
-use crate::driver::{Acquisition, TestDesc};
+use crate::harness::{Acquisition, TestDesc};
 use crate::metrics::{self, CacheCounter, Health, ServiceMetrics};
 
 /// The version of the document's shape; docs/report.md says what changed.
@@ -600,7 +600,7 @@ fn this_process(session: &str) -> Report {
     let tests = TESTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (services, caches) = metrics::snapshot();
     let now = now_ms();
-    let started = crate::init::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
+    let started = crate::util::clock::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
     let caches = caches.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     Report::of_process(session, (std::process::id(), started, now), tests, services, caches)
 }
@@ -611,7 +611,7 @@ pub(crate) fn session_report_path(session: &str) -> PathBuf {
 }
 
 pub(crate) fn reports_dir() -> PathBuf {
-    crate::reaper::runtime_dir().join("reports")
+    crate::util::paths::runtime_dir().join("reports")
 }
 
 /// How many runs' reports are kept in the runtime directory.
@@ -629,7 +629,7 @@ pub(crate) fn write_at_exit(session: &str) {
     for line in report.summary(mode, Scope::Process) {
         eprintln!("cleanroom: {line}");
     }
-    if crate::reaper::create_runtime_dir().is_ok() && std::fs::create_dir_all(reports_dir()).is_ok() {
+    if crate::util::paths::create_runtime_dir().is_ok() && std::fs::create_dir_all(reports_dir()).is_ok() {
         let _ = merge_into_file(&session_report_path(session), &report);
         remove_old_reports();
     }

@@ -2,17 +2,20 @@
 //! out-of-memory kill), its health checks repeated in the background, and
 //! Docker's stats stream (CPU, memory, network, block I/O) with the actions
 //! taken when a limit is crossed. A death or lasting ill health hands the
-//! service to the registry's recovery.
+//! service to whoever started the monitor (the run layer), which decides,
+//! by the service's recovery policy, what happens next: the monitor only
+//! reports what it saw.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::backend::StatSample;
-use crate::health::HealthCheck;
+use crate::docker::StatSample;
 use crate::metrics::{self, Health};
-use crate::registry::{Registry, RunningService};
+use crate::service::health::HealthCheck;
+use crate::service::running::RunningService;
+use crate::service::watch::LimitAction;
 
 /// How many background health checks in a row must fail before a service
 /// counts as Unhealthy.
@@ -21,106 +24,6 @@ pub(crate) const UNHEALTHY_AFTER: u32 = 3;
 /// How many stats samples in a row (one a second) must be over a threshold
 /// before cleanroom acts.
 pub(crate) const SAMPLES_OVER_LIMIT: u32 = 3;
-
-/// What cleanroom does when a running service dies or turns unhealthy.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub enum Recovery {
-    /// Replace it with a fresh container from the same definition, waiting
-    /// 250 ms, 500 ms, 1 s… between attempts, at most `max_restarts` times per
-    /// run in each test process. Tests that ask for it meanwhile wait.
-    Automatic {
-        /// Replacements allowed before cleanroom gives up.
-        max_restarts: u32,
-    },
-    /// Do not replace it: tests that ask for it afterwards fail at once with
-    /// the death and the container's last log lines.
-    Manual,
-    /// Ask the hook, with what happened, whether to replace it (as
-    /// `Automatic` would, without its limit).
-    Fallback(fn(&ServiceFailure) -> bool),
-}
-
-impl Default for Recovery {
-    fn default() -> Self {
-        Recovery::Automatic { max_restarts: 3 }
-    }
-}
-
-/// What happened to a service, for [`Recovery::Fallback`] hooks and error
-/// messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceFailure {
-    /// The service's name.
-    pub service: String,
-    /// The container that failed.
-    pub container: String,
-    /// What happened, in words ("its container exited with code 137").
-    pub reason: String,
-    /// The container's last log lines.
-    pub logs: String,
-    /// Replacements so far in this process.
-    pub restarts: u32,
-}
-
-/// Why `policy` does not replace the service after `failure`, or `None`
-/// when it does.
-pub(crate) fn refusal(policy: Recovery, failure: &ServiceFailure) -> Option<String> {
-    let restarts = failure.restarts;
-    match policy {
-        Recovery::Manual => Some("recovery is manual".to_string()),
-        Recovery::Automatic { max_restarts } if restarts >= max_restarts => {
-            Some(format!("it was already replaced {restarts} time(s), the most its recovery allows"))
-        }
-        Recovery::Automatic { .. } => None,
-        Recovery::Fallback(hook) => match std::panic::catch_unwind(|| hook(failure)) {
-            Ok(true) => None,
-            Ok(false) => Some("its fallback hook declined to replace it".to_string()),
-            Err(_) => Some("its fallback hook panicked".to_string()),
-        },
-    }
-}
-
-/// What cleanroom does when a container's CPU or memory use stays over its
-/// threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum LimitAction {
-    /// Say so (on stderr and in the report). The default.
-    #[default]
-    Alert,
-    /// Halve the container's CPU limit while it runs (`docker update
-    /// --cpus`); for memory, alert only.
-    Throttle,
-    /// Replace the container (through [`Recovery`]).
-    Restart,
-    /// Kill the container; its death then goes through [`Recovery`].
-    Kill,
-}
-
-/// How a service is watched while it runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Watch {
-    pub(crate) recovery: Recovery,
-    pub(crate) health_interval: Duration,
-    pub(crate) limit_action: LimitAction,
-    /// Fraction of the CPU limit.
-    pub(crate) cpu_threshold: f64,
-    /// Fraction of the memory limit.
-    pub(crate) memory_threshold: f64,
-}
-
-impl Default for Watch {
-    fn default() -> Self {
-        Watch {
-            recovery: Recovery::default(),
-            health_interval: Duration::from_secs(5),
-            limit_action: LimitAction::Alert,
-            cpu_threshold: 0.9,
-            memory_threshold: 0.9,
-        }
-    }
-}
 
 /// Why the monitor hands a service to recovery.
 #[derive(Debug, Clone)]
@@ -157,21 +60,35 @@ impl Threshold {
     }
 }
 
-/// Starts watching `service` on cleanroom's runtime, until the process ends
-/// or the container is replaced.
-pub(crate) fn spawn(registry: &'static Registry, service: Arc<RunningService>) {
+/// Starts watching `service` on cleanroom's runtime for as long as
+/// `still_serving` says it is the container tests get; what it sees that
+/// needs a decision goes to `report`.
+pub(crate) fn spawn<R, F>(
+    service: Arc<RunningService>,
+    still_serving: impl Fn() -> bool + Send + Sync + 'static,
+    report: R,
+) where
+    R: FnOnce(Cause) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
     metrics::service(&service.name, |m| {
         m.health = Health::Healthy;
         m.ready_since = Some(Instant::now());
     });
-    crate::registry::spawn_background(watch(registry, service));
+    crate::util::background::spawn_background(async move {
+        if let Some(cause) = watch(&service, &still_serving).await {
+            report(cause).await;
+        }
+    });
 }
 
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / 1024.0 / 1024.0)
 }
 
-async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
+/// Watches until something needs a decision (`Some`) or the service is no
+/// longer this monitor's (`None`).
+async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool + Sync)) -> Option<Cause> {
     let name = service.name.clone();
     let id = service.id.clone();
     let watch = service.definition.watch;
@@ -215,7 +132,7 @@ async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
                             let limit = cpus * 100.0;
                             if cpu_over.feed(cpu > watch.cpu_threshold * limit) {
                                 let what = format!("CPU use {cpu:.0}% is over {:.0}% of its limit of {cpus} CPUs", watch.cpu_threshold * 100.0);
-                                if let Some(cause) = act(&service, watch.limit_action, "cpu", what).await {
+                                if let Some(cause) = act(service, watch.limit_action, "cpu", what).await {
                                     break cause;
                                 }
                             }
@@ -223,7 +140,7 @@ async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
                         if let Some(limit) = limits.memory {
                             if memory_over.feed(sample.memory as f64 > watch.memory_threshold * limit as f64) {
                                 let what = format!("memory use {} is over {:.0}% of its limit of {}", mib(sample.memory), watch.memory_threshold * 100.0, mib(limit));
-                                if let Some(cause) = act(&service, watch.limit_action, "memory", what).await {
+                                if let Some(cause) = act(service, watch.limit_action, "memory", what).await {
                                     break cause;
                                 }
                             }
@@ -248,9 +165,9 @@ async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
                         Err(_) => { failed = Some(format!("{check}: no answer within {budget:?}")); break; }
                     }
                 }
-                if registry.is_shutting_down() || !registry.is_serving(&name, &id) {
+                if !still_serving() {
                     break_out(&name);
-                    return;
+                    return None;
                 }
                 match failed {
                     None => {
@@ -268,18 +185,18 @@ async fn watch(registry: &'static Registry, service: Arc<RunningService>) {
                 }
             },
             _ = still_ours.tick() => {
-                if registry.is_shutting_down() || !registry.is_serving(&name, &id) {
+                if !still_serving() {
                     break_out(&name);
-                    return;
+                    return None;
                 }
             }
         }
     };
-    if registry.is_shutting_down() || !registry.is_serving(&name, &id) {
+    if !still_serving() {
         break_out(&name);
-        return;
+        return None;
     }
-    registry.recover(&name, &id, cause).await;
+    Some(cause)
 }
 
 /// The monitor stops watching: the uptime so far is counted.
@@ -338,6 +255,7 @@ async fn act(service: &RunningService, action: LimitAction, kind: &str, what: St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::StatSample;
 
     #[test]
     fn a_threshold_acts_once_per_crossing_after_three_samples() {
@@ -368,43 +286,4 @@ mod tests {
         assert_eq!(a.cpu_percent_since(&b), None, "counters only grow");
     }
 
-    fn failure(restarts: u32) -> ServiceFailure {
-        ServiceFailure {
-            service: "web".into(),
-            container: "abc".into(),
-            reason: "its container abc exited with code 137".into(),
-            logs: String::new(),
-            restarts,
-        }
-    }
-
-    #[test]
-    fn each_policy_decides_whether_to_replace() {
-        let auto = Recovery::Automatic { max_restarts: 2 };
-        assert_eq!(refusal(auto, &failure(0)), None);
-        assert_eq!(refusal(auto, &failure(1)), None);
-        assert_eq!(
-            refusal(auto, &failure(2)).unwrap(),
-            "it was already replaced 2 time(s), the most its recovery allows"
-        );
-        assert_eq!(refusal(Recovery::Manual, &failure(0)).unwrap(), "recovery is manual");
-        fn only_exits(f: &ServiceFailure) -> bool {
-            f.reason.contains("exited") && f.restarts < 1
-        }
-        assert_eq!(refusal(Recovery::Fallback(only_exits), &failure(0)), None);
-        assert_eq!(
-            refusal(Recovery::Fallback(only_exits), &failure(1)).unwrap(),
-            "its fallback hook declined to replace it"
-        );
-        fn panics(_: &ServiceFailure) -> bool {
-            panic!("no")
-        }
-        assert_eq!(refusal(Recovery::Fallback(panics), &failure(0)).unwrap(), "its fallback hook panicked");
-    }
-
-    #[test]
-    fn the_default_recovery_is_automatic_and_bounded() {
-        assert!(matches!(Recovery::default(), Recovery::Automatic { max_restarts: 3 }));
-        assert_eq!(Watch::default().limit_action, LimitAction::Alert);
-    }
 }

@@ -21,6 +21,8 @@
 //! of sessions whose lock nobody holds (their reaper was killed), and leaves
 //! live runs alone.
 
+use crate::util::clock::now_secs;
+use crate::util::paths::{create_runtime_dir, runtime_dir, uid};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -31,8 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SESSION_LABEL};
-use crate::session::{ProcessId, Session};
+use crate::docker::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SESSION_LABEL};
+use crate::run::session::{ProcessId, Session};
 
 /// The environment variable that turns a process into the reaper of a session.
 pub(crate) const REAPER_ENV: &str = "CLEANROOM_REAPER";
@@ -44,30 +46,6 @@ const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Containers of a session without a lock file (made without a reaper) are
 /// only swept when older than this.
 const LOCKLESS_ORPHAN_AGE: Duration = Duration::from_secs(3600);
-
-/// This user's id, from the owner of `/proc/self`.
-pub(crate) fn uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
-}
-
-/// Where sockets and locks live: `$XDG_RUNTIME_DIR/cleanroom`, else
-/// `/tmp/cleanroom-<uid>`.
-pub(crate) fn runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("cleanroom"),
-        None => std::env::temp_dir().join(format!("cleanroom-{}", uid())),
-    }
-}
-
-/// Creates the runtime directory, readable by this user only: other users
-/// must not connect to (and so keep alive) this user's reapers.
-pub(crate) fn create_runtime_dir() -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = runtime_dir();
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-}
 
 /// Lock files of runs that ended more than this long ago are removed.
 const STALE_LOCK_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -232,10 +210,10 @@ impl RunMarks {
     }
 
     /// Records the outcome of this process's work `key`.
-    pub(crate) fn finish(&self, key: &str, outcome: &Result<(), String>) {
+    pub(crate) fn finish(&self, key: &str, outcome: &Result<(), impl std::fmt::Display>) {
         let text = match outcome {
             Ok(()) => "done\n".to_string(),
-            Err(reason) => format!("failed {}\n", reason.replace('\n', " ")),
+            Err(reason) => format!("failed {}\n", reason.to_string().replace('\n', " ")),
         };
         let _ = std::fs::write(self.mark(key), text);
     }
@@ -546,9 +524,6 @@ pub(crate) fn session_state(session: &str) -> Option<bool> {
     session_alive(session)
 }
 
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 /// Removes what dead runs left behind (see [`is_orphan`]), never `me`'s;
 /// returns the sessions removed.

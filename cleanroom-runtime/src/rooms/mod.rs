@@ -10,6 +10,7 @@
 //!   itself (`SET NX` in one script, so leases are unique across processes),
 //!   flushed before it is handed out.
 
+use crate::util::hash::{fnv1a, FNV_OFFSET};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::error::Error;
-use crate::registry::RunningService;
+use crate::run::registry::RunningService;
 
 /// What a test asked of a service's room, from `#[cleanroom::test(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,16 +71,6 @@ pub(crate) fn pool_size() -> Result<usize, Error> {
     crate::config::current().map(|c| c.pool)
 }
 
-/// A stable 64-bit FNV-1a hash: the same in every process and build, so that
-/// processes of one run agree on template names.
-pub(crate) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// The schema setup of a template: its SQL, in order, and a hash of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +192,7 @@ pub(crate) mod run_pool {
     pub(crate) const TARGET: usize = 2;
 
     pub(crate) fn root() -> PathBuf {
-        crate::reaper::runtime_dir().join("pgpool")
+        crate::util::paths::runtime_dir().join("pgpool")
     }
 
     fn dir(container: &str, template: &str) -> PathBuf {
@@ -232,7 +223,7 @@ pub(crate) mod run_pool {
 
     /// Puts a database cloned from `template` into the pool.
     pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io::Result<()> {
-        let _ = crate::reaper::create_runtime_dir();
+        let _ = crate::util::paths::create_runtime_dir();
         let dir = dir(container, template);
         std::fs::create_dir_all(&dir)?;
         // Written under a hidden name and renamed: a database is in the pool
@@ -461,7 +452,7 @@ impl PgRooms {
                     template.available.notify_one();
                     self.refill(template);
                 }
-                Err(e) if !crate::registry::global().is_shutting_down() => eprintln!("cleanroom: {e}"),
+                Err(e) if !crate::util::flags::shutting_down() => eprintln!("cleanroom: {e}"),
                 Err(_) => {}
             }
         });
@@ -486,7 +477,7 @@ impl PgRooms {
 
     /// Whether this server's clones are shared with other processes.
     fn shares_pool(&self) -> bool {
-        crate::registry::get().is_some_and(|r| r.shares_services())
+        crate::util::flags::shares_services()
     }
 
     /// Clones one database for the run's pool in the background, unless it
@@ -504,7 +495,7 @@ impl PgRooms {
             self.run_pool_making.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        crate::registry::spawn_background(async move {
+        crate::util::background::spawn_background(async move {
             let made = async {
                 let template = self.template(&source).await?;
                 let admin = self.kept(CLONES).await?;
@@ -537,7 +528,7 @@ impl PgRooms {
         let name = template.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
         crate::metrics::cache_hit("postgres_pool");
         template.leased.fetch_add(1, Ordering::SeqCst);
-        crate::registry::spawn_background(async move { self.refill(template) });
+        crate::util::background::spawn_background(async move { self.refill(template) });
         Some(name)
     }
 
@@ -768,7 +759,7 @@ impl RedisRooms {
         crate::metrics::cache_hit("redis_leased_ahead");
         self.handed_out.fetch_add(1, Ordering::SeqCst);
         let rooms = self.clone();
-        crate::registry::spawn_background(async move { rooms.refill() });
+        crate::util::background::spawn_background(async move { rooms.refill() });
         Some(db)
     }
 

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::definition::{GenericContainer, Mount};
+use crate::service::definition::{GenericContainer, Mount};
+use crate::docker::PullPolicy;
 use crate::error::Error;
-use crate::health::HealthCheck;
+use crate::service::health::HealthCheck;
 use crate::rooms::Keep;
 
 /// The file name looked for from the crate's directory up to the workspace root.
@@ -114,31 +115,6 @@ pub fn service_env_var(service: &str, key: &str) -> String {
 /// A service name as it appears inside environment variable names.
 pub(crate) fn env_key(service: &str) -> String {
     service.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
-}
-
-/// Whether and when images are pulled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullPolicy {
-    /// Pull images that are not on this machine (the default).
-    #[default]
-    Missing,
-    /// Pull every image once per run, even one that is here (a moving tag
-    /// such as `latest`); a failed pull is an error.
-    Always,
-    /// Never pull: a missing image is an error at once.
-    Never,
-}
-
-impl PullPolicy {
-    /// The policy named `text` in `run.pull` / `CLEANROOM_PULL`.
-    pub fn parse(text: &str) -> Option<PullPolicy> {
-        match text {
-            "" | "missing" => Some(PullPolicy::Missing),
-            "always" => Some(PullPolicy::Always),
-            "never" => Some(PullPolicy::Never),
-            _ => None,
-        }
-    }
 }
 
 /// How much of the report a test process prints on stderr when it exits.
@@ -569,10 +545,10 @@ impl Layers {
             health_interval: get("health_interval").map(|f| seconds(&f, false)).transpose()?,
             on_limit: get("on_limit")
                 .map(|f| match f.text("a limit action")?.as_str() {
-                    "alert" => Ok(crate::monitor::LimitAction::Alert),
-                    "throttle" => Ok(crate::monitor::LimitAction::Throttle),
-                    "restart" => Ok(crate::monitor::LimitAction::Restart),
-                    "kill" => Ok(crate::monitor::LimitAction::Kill),
+                    "alert" => Ok(crate::service::watch::LimitAction::Alert),
+                    "throttle" => Ok(crate::service::watch::LimitAction::Throttle),
+                    "restart" => Ok(crate::service::watch::LimitAction::Restart),
+                    "kill" => Ok(crate::service::watch::LimitAction::Kill),
                     _ => Err(f.error(format!(
                         "{} is not a limit action; expected one of: alert, throttle, restart, kill",
                         f.shown()
@@ -867,7 +843,7 @@ pub struct ServiceOverride {
     /// How often health checks repeat while the service runs.
     pub health_interval: Option<Duration>,
     /// What to do when a limit is crossed.
-    pub on_limit: Option<crate::monitor::LimitAction>,
+    pub on_limit: Option<crate::service::watch::LimitAction>,
     /// Share of the CPU limit that counts as crossing it.
     pub cpu_threshold: Option<f64>,
     /// Share of the memory limit that counts as crossing it.
@@ -911,7 +887,7 @@ impl ServiceOverride {
         def.cmd.extend(self.args);
         def.labels.extend(self.labels);
         def.tmpfs.extend(self.tmpfs);
-        use crate::monitor::Recovery;
+        use crate::service::watch::Recovery;
         let current_max = match def.watch.recovery {
             Recovery::Automatic { max_restarts } => max_restarts,
             _ => 3,
@@ -1358,7 +1334,7 @@ mod tests {
 
         #[test]
         fn set_recovery_and_limit_actions_from_the_file_and_the_environment() {
-            use crate::monitor::{LimitAction, Recovery};
+            use crate::service::watch::{LimitAction, Recovery};
             let f = file("[services.web]\nrecovery = \"automatic\"\nmax_restarts = 1\non_limit = \"throttle\"\ncpu_threshold = 0.5\nhealth_interval = 2\n");
             let l =
                 Layers::from_parts(f, env(&[("CLEANROOM_WEB_MEMORY_THRESHOLD", "0.75")]), Overrides::new()).unwrap();
@@ -1452,7 +1428,7 @@ mod tests {
 
         #[test]
         fn apply_every_customizer_of_the_file_over_a_definition() {
-            use crate::definition::MountKind;
+            use crate::service::definition::MountKind;
             let dir = std::env::temp_dir().join(format!("cleanroom-customize-{}", std::process::id()));
             std::fs::create_dir_all(dir.join("fixtures")).unwrap();
             let text = r#"

@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::backend::{Docker, MANAGED_LABEL, OWNER_LABEL};
-use crate::definition::GenericContainer;
+use crate::docker::{ContainerRequest, Docker, MountRequest, MANAGED_LABEL, OWNER_LABEL};
+use crate::service::definition::GenericContainer;
 
 /// The label that marks a cache volume, with the value `volume`.
 pub const CACHE_LABEL: &str = "cleanroom.cache";
@@ -44,31 +44,12 @@ pub(crate) const MOUNT: &str = "/cleanroom-cache";
 /// Where [`RESTORE`] writes what it did, read back once the server is Ready.
 const STATE_FILE: &str = "/tmp/cleanroom-volume-cache";
 
-/// Which kind of data a definition's volume cache holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum VolumeCache {
-    /// A Postgres cluster (`$PGDATA`).
-    Postgres,
-}
-
 /// Runs before the image's entrypoint (`sh -c RESTORE cleanroom-cache <cmd…>`,
 /// as the image's user: root for the Postgres images). Only POSIX `sh` and
 /// busybox-compatible tools. A generation made by another major version of
 /// Postgres (a moving tag such as `latest`) is left alone: the server would
 /// refuse it.
-const RESTORE: &str = r#"c=/cleanroom-cache; src=""
-for d in "$c"/gen-*; do if [ -f "$d/.complete" ]; then src="$d"; fi; done
-state=empty
-major=$(postgres -V 2>/dev/null | sed -n 's/^[^0-9]*\([0-9][0-9]*\).*/\1/p')
-if [ -n "$src" ] && [ -n "$major" ] && [ "$(cat "$src/PG_VERSION" 2>/dev/null)" != "$major" ]; then state="stale ${src##*/}"; src=""; fi
-if [ -n "$src" ]; then
-  touch "$src" 2>/dev/null || true
-  mkdir -p "$PGDATA"
-  if cp -a "$src"/. "$PGDATA"/ && [ -f "$src/.complete" ] && rm -f "$PGDATA/.complete"; then state="restored ${src##*/}"
-  else rm -rf "$PGDATA"/* "$PGDATA"/.[!.]* 2>/dev/null; state="failed ${src##*/}"; fi
-fi
-echo "$state" > /tmp/cleanroom-volume-cache
-exec docker-entrypoint.sh "$@""#;
+const RESTORE: &str = include_str!("restore.sh");
 
 /// Copies the running cluster into a new generation of the cache, in backup
 /// mode (a consistent copy of a running server, without `pg_basebackup`,
@@ -76,35 +57,7 @@ exec docker-entrypoint.sh "$@""#;
 /// in it, marks it complete, keeps the previous complete generation and
 /// removes the others that nobody wrote or restored from for ten minutes,
 /// and prints the volume's size in KiB. A copy cut short removes itself.
-const FILL: &str = r#"set -eu
-c=/cleanroom-cache; gen="gen-$(date +%s)-${HOSTNAME:-host}-$$"; dest="$c/$gen"
-mkdir "$dest"; mkdir "$dest/pg_wal"
-trap 'rm -rf "$dest"' EXIT
-psql_() { psql -v ON_ERROR_STOP=1 -qAt -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" "$@"; }
-if [ "$(psql_ -c 'SHOW server_version_num')" -ge 150000 ]; then
-  start="pg_backup_start('cleanroom', true)"; stop="pg_backup_stop(false)"
-else
-  start="pg_start_backup('cleanroom', true, false)"; stop="pg_stop_backup(false, false)"
-fi
-psql_ >/dev/null <<SQL
-SELECT $start;
-\! for f in "\$PGDATA"/* "\$PGDATA"/.[!.]*; do case "\${f##*/}" in pg_wal|postmaster.pid|postmaster.opts|'.[!.]*') ;; *) cp -a "\$f" "$dest/" || touch "$dest/.failed";; esac; done
-\o $dest/backup_label
-SELECT labelfile FROM $stop;
-\o
-SQL
-cp -a "$PGDATA"/pg_wal/. "$dest"/pg_wal/
-test ! -e "$dest/.failed"
-wal=$(sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\))$/\1/p' "$dest/backup_label")
-test -n "$wal"; test -f "$dest/pg_wal/$wal"
-touch "$dest/.complete"
-trap - EXIT
-previous=""
-for d in "$c"/gen-*; do if [ "$d" != "$dest" ] && [ -f "$d/.complete" ]; then previous="$d"; fi; done
-for d in "$c"/gen-*; do
-  if [ "$d" != "$dest" ] && [ "$d" != "$previous" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +10)" ]; then rm -rf "$d"; fi
-done
-du -sk "$c" | cut -f1"#;
+const FILL: &str = include_str!("fill.sh");
 
 /// A cache volume of this definition: its name and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +89,7 @@ pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheV
     for (path, options) in &def.tmpfs {
         key.push_str(&format!("tmpfs {path}={options}\n"));
     }
-    let hash = crate::rooms::fnv1a(key.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let hash = crate::util::hash::fnv1a(key.as_bytes(), crate::util::hash::FNV_OFFSET);
     let service_part: String =
         service.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     Some(CacheVolume {
@@ -145,20 +98,23 @@ pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheV
             (MANAGED_LABEL.to_string(), "true".to_string()),
             (CACHE_LABEL.to_string(), "volume".to_string()),
             (CACHE_SERVICE_LABEL.to_string(), service.to_string()),
-            (OWNER_LABEL.to_string(), crate::reaper::uid().to_string()),
+            (OWNER_LABEL.to_string(), crate::util::paths::uid().to_string()),
         ]),
     })
 }
 
-/// The definition Docker is given: the volume mounted and the command run
-/// through [`RESTORE`]. The definition's identity is the unwrapped one.
-pub(crate) fn wrap(def: &GenericContainer, volume: &CacheVolume) -> GenericContainer {
-    let mut wrapped = def.clone();
-    wrapped.cache_mount = Some(volume.clone());
+/// The request Docker is given: the volume mounted (made with its labels
+/// should it be gone) and the command run through [`RESTORE`]. The
+/// definition's identity is the unwrapped one.
+pub(crate) fn wrap(request: &mut ContainerRequest, volume: &CacheVolume) {
+    request.mounts.push(MountRequest::LabelledVolume {
+        source: volume.name.clone(),
+        target: MOUNT.to_string(),
+        labels: volume.labels.clone(),
+    });
     let mut cmd = vec!["sh".to_string(), "-c".to_string(), RESTORE.to_string(), "cleanroom-cache".to_string()];
-    cmd.extend(def.cmd.iter().cloned());
-    wrapped.cmd = cmd;
-    wrapped
+    cmd.append(&mut request.cmd);
+    request.cmd = cmd;
 }
 
 /// What the container found in the cache when it started.
@@ -200,29 +156,7 @@ impl Found {
 ///
 /// It fails until that work is done, so a process that sees the server pass
 /// its checks never sees it half clean or being copied.
-pub(crate) const POSTGRES_FIRST_CHECK: &str = r#"set -e
-state=/tmp/cleanroom-volume-cache; fill=$1
-db="${POSTGRES_DB:-$POSTGRES_USER}"; admin=postgres; [ "$db" = postgres ] && admin=template1
-if [ -e "$state" ] && [ ! -e "$state.done" ]; then
-  psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SELECT 1' >/dev/null
-  mkdir "$state.lock"
-  if [ -e "$state.done" ]; then :
-  elif grep -q '^restored' "$state"; then
-    force=""; [ "$(psql -qAt -U "$POSTGRES_USER" -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
-    if drops=$(psql -qAt -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE NOT datistemplate AND (datname LIKE 'cleanroom\_t\_%' OR datname LIKE 'cleanroom\_tpl\_%\_build')") \
-      && { printf '%s\n' "$drops"; echo "DROP DATABASE IF EXISTS \"$db\"$force; CREATE DATABASE \"$db\";"; } | psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$admin" >/dev/null
-    then echo cleaned > "$state.done"
-    else rmdir "$state.lock"; exit 1
-    fi
-  else
-    rc=0; out=$(sh -c "$fill" 2>&1) || rc=$?
-    if [ "$rc" = 0 ]; then echo "filled $(echo "$out" | tail -n 1)" > "$state.done"
-    else echo "fill-failed ($rc) $(echo "$out" | tail -n 3 | tr '\n' ' ')" > "$state.done"
-    fi
-  fi
-  rmdir "$state.lock"
-fi
-psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'""#;
+pub(crate) const POSTGRES_FIRST_CHECK: &str = include_str!("first_check.sh");
 
 /// What the container found in the cache and what its first health check
 /// did about it: the start's state line and the check's outcome line.
@@ -235,8 +169,8 @@ pub(crate) async fn found(docker: &Docker, id: &str) -> Result<(Found, String), 
 }
 
 /// The built-in Postgres's first health check (see [`POSTGRES_FIRST_CHECK`]).
-pub(crate) fn postgres_first_check() -> crate::health::HealthCheck {
-    crate::health::HealthCheck::command(["sh", "-c", POSTGRES_FIRST_CHECK, "cleanroom-check", FILL])
+pub(crate) fn postgres_first_check() -> crate::service::health::HealthCheck {
+    crate::service::health::HealthCheck::command(["sh", "-c", POSTGRES_FIRST_CHECK, "cleanroom-check", FILL])
         .with_interval(Duration::from_millis(200))
         // A fill copies the cluster (about a second here); the lock makes a
         // probe that gives up early harmless.
@@ -269,7 +203,7 @@ pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64,
 
 /// Fills the cache of a running service again after its cluster gained a
 /// template, so that the next cold start finds the migrations applied.
-pub(crate) async fn refill(service: &crate::registry::RunningService) {
+pub(crate) async fn refill(service: &crate::run::registry::RunningService) {
     let Some(volume) = volume_for(&service.name, &service.definition) else { return };
     match fill(&service.docker, &service.id, &volume.name).await {
         Ok(bytes) => {
@@ -284,12 +218,12 @@ const FILL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the use of cache volumes is recorded.
 fn uses_dir() -> PathBuf {
-    crate::reaper::runtime_dir().join("caches")
+    crate::util::paths::runtime_dir().join("caches")
 }
 
 /// Records a use of `volume` now (its mtime) and, when known, its size.
 pub(crate) fn touch(volume: &str, size: Option<u64>) {
-    let _ = crate::reaper::create_runtime_dir();
+    let _ = crate::util::paths::create_runtime_dir();
     let dir = uses_dir();
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(volume);
@@ -334,7 +268,7 @@ pub(crate) fn plan_eviction(entries: &[Entry], ttl: Duration, cap: u64, now: i64
 
 /// This user's cache volumes with their last use and size.
 pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
-    let uid = crate::reaper::uid().to_string();
+    let uid = crate::util::paths::uid().to_string();
     let volumes = docker.volumes_with_label(&format!("{CACHE_LABEL}=volume")).await?;
     Ok(volumes
         .into_iter()
@@ -359,7 +293,7 @@ pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
 pub(crate) async fn evict(docker: &Docker, ttl: Duration, cap: u64) -> Vec<String> {
     let Ok(entries) = entries(docker).await else { return Vec::new() };
     let mut removed = Vec::new();
-    for name in plan_eviction(&entries, ttl, cap, crate::reaper::now_secs()) {
+    for name in plan_eviction(&entries, ttl, cap, crate::util::clock::now_secs()) {
         if remove(docker, &name).await.is_ok() {
             removed.push(name);
         }
@@ -416,9 +350,9 @@ mod tests {
 
     #[test]
     fn the_key_follows_what_initdb_sees_and_not_the_password() {
-        let def = crate::builtin::postgres_definition();
+        let def = crate::service::builtin::postgres_definition();
         let a = volume_for("postgres", &def).expect("the built-in Postgres has a volume cache");
-        let b = volume_for("postgres", &crate::builtin::postgres_definition()).unwrap();
+        let b = volume_for("postgres", &crate::service::builtin::postgres_definition()).unwrap();
         assert_eq!(a.name, b.name, "the random password is not part of the key");
         assert!(a.name.starts_with("cleanroom-cache-postgres-"), "{}", a.name);
         let other_db = def.clone().with_env("POSTGRES_DB", "other");
@@ -426,7 +360,7 @@ mod tests {
         let other_image = def.clone().with_image("cleanroom-offline/postgres:16");
         assert_ne!(volume_for("postgres", &other_image).unwrap().name, a.name);
         assert_eq!(a.labels.get(CACHE_LABEL).map(String::as_str), Some("volume"));
-        assert!(!a.labels.contains_key(crate::backend::SESSION_LABEL), "a cache belongs to no run");
+        assert!(!a.labels.contains_key(crate::docker::SESSION_LABEL), "a cache belongs to no run");
         let mut off = def.clone();
         off.volume_cache = None;
         assert_eq!(volume_for("postgres", &off), None);
@@ -442,13 +376,18 @@ mod tests {
 
     #[test]
     fn wrapping_keeps_the_command_after_the_restore_script() {
-        let def = crate::builtin::postgres_definition();
+        let def = crate::service::builtin::postgres_definition();
         let volume = volume_for("postgres", &def).unwrap();
-        let wrapped = wrap(&def, &volume);
+        let mut wrapped = def.container_request();
+        wrap(&mut wrapped, &volume);
         assert_eq!(&wrapped.cmd[..2], ["sh", "-c"]);
         assert_eq!(wrapped.cmd[3], "cleanroom-cache");
         assert_eq!(&wrapped.cmd[4..], &def.cmd[..]);
-        assert_eq!(wrapped.cache_mount.as_ref(), Some(&volume));
+        assert!(wrapped.mounts.contains(&MountRequest::LabelledVolume {
+            source: volume.name.clone(),
+            target: MOUNT.to_string(),
+            labels: volume.labels.clone()
+        }));
         assert!(RESTORE.contains(MOUNT) && FILL.contains(MOUNT) && RESTORE.contains(STATE_FILE));
         assert!(POSTGRES_FIRST_CHECK.contains(STATE_FILE) && has_first_check(&def));
     }

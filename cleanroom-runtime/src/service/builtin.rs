@@ -4,11 +4,11 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use crate::definition::{GenericContainer, ServiceKind, ServiceSpec};
-use crate::driver::{Node, Resolve, Service, TestContext};
-use crate::handle::{Postgres, Redis};
+use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
+use crate::harness::{Node, Resolve, Service, TestContext};
+use crate::service::handle::{Postgres, Redis};
 
-use crate::health::HealthCheck;
+use crate::service::health::HealthCheck;
 
 /// The Postgres image used unless configured otherwise.
 pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:17-alpine";
@@ -81,7 +81,7 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         .with_pids_limit(1024);
     // A cold start copies an initialised cluster instead of running initdb
     // (docs/caches.md); `run.volume_cache = false` turns it off.
-    def.volume_cache = Some(crate::cache::VolumeCache::Postgres);
+    def.volume_cache = Some(crate::service::definition::VolumeCache::Postgres);
     def
 }
 

@@ -6,23 +6,23 @@
 //! exit it removes every container it started.
 #![allow(unsafe_code)] // `ctor`/`dtor` expand to link-section statics.
 
-use crate::driver::registered_tests;
-use crate::registry::{self, Source};
+use crate::util::clock::PROCESS_START;
+use crate::harness::registered_tests;
+use crate::run::registry::{self, Source};
 use crate::rooms::RoomOptions;
 use crate::selection::Mode;
 
 /// When this process started, as near as cleanroom can tell.
-pub(crate) static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 #[ctor::ctor(unsafe, priority = late)]
 fn on_process_start() {
     PROCESS_START.get_or_init(std::time::Instant::now);
     // While this is the only thread: testcontainers reads DOCKER_HOST only.
-    crate::context::export_docker_host();
+    crate::docker::discovery::export_docker_host();
     // The test binary re-executed as its session's reaper: serve, then exit
     // before libtest's main ever runs.
-    if let Ok(session) = std::env::var(crate::reaper::REAPER_ENV) {
-        crate::reaper::run(session);
+    if let Ok(session) = std::env::var(crate::run::reaper::REAPER_ENV) {
+        crate::run::reaper::run(session);
     }
     // Nothing heavy before main: the work happens on a thread of its own.
     let _ = std::thread::Builder::new().name("cleanroom-init".into()).spawn(|| {
@@ -41,9 +41,9 @@ fn on_process_exit() {
 }
 
 /// The services the selected tests need, in the order tests declare them.
-pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::definition::ServiceSpec> {
+pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::service::definition::ServiceSpec> {
     let Mode::Run(selection) = mode else { return Vec::new() };
-    let mut out: Vec<&'static crate::definition::ServiceSpec> = Vec::new();
+    let mut out: Vec<&'static crate::service::definition::ServiceSpec> = Vec::new();
     for test in registered_tests() {
         if selection.selects(&test.test_name(), test.ignored) {
             for spec in test.services() {
@@ -102,16 +102,16 @@ fn prestart() {
     }
     let redis_rooms = count_rooms(&mode, "redis");
     if redis_rooms > 0 {
-        registry::spawn_background(async move {
-            if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::builtin::REDIS)).await {
+        crate::util::background::spawn_background(async move {
+            if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::service::builtin::REDIS)).await {
                 crate::rooms::redis_rooms(&service).warm(redis_rooms);
             }
         });
     }
     let templates = needed_templates(&mode);
     if !templates.is_empty() {
-        registry::spawn_background(async move {
-            let Ok(service) = registry.get_or_start("postgres", Source::Spec(&crate::builtin::POSTGRES)).await else {
+        crate::util::background::spawn_background(async move {
+            let Ok(service) = registry.get_or_start("postgres", Source::Spec(&crate::service::builtin::POSTGRES)).await else {
                 return;
             };
             let Ok(rooms) = crate::rooms::pg_rooms(&service) else { return };

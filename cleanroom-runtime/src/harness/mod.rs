@@ -14,9 +14,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::definition::ServiceSpec;
-use crate::handle::{Container, Postgres, Redis};
-use crate::registry;
+use crate::service::definition::ServiceSpec;
+use crate::service::handle::{Container, Postgres, Redis};
+use crate::run::registry;
 use crate::rooms::{Keep, PgRooms, RedisRooms, RoomOptions};
 
 /// How the runtime that drives an async test is built.
@@ -192,7 +192,7 @@ pub struct TestContext {
 enum Room {
     Postgres { rooms: &'static PgRooms, database: String, url: String },
     Redis { rooms: Arc<RedisRooms>, db: u32 },
-    Generic { container: Container, hooks: crate::definition::RoomHooks, name: String },
+    Generic { container: Container, hooks: crate::service::definition::RoomHooks, name: String },
 }
 
 /// How long one test waited for one service's handle (its room included).
@@ -361,7 +361,7 @@ impl TestContext {
             return pg.clone();
         }
         let started = Instant::now();
-        let container = self.container(&crate::builtin::POSTGRES);
+        let container = self.container(&crate::service::builtin::POSTGRES);
         let room_started = Instant::now();
         let options = self.desc.room_options("postgres");
         let handle = if options.is_some_and(|o| o.shared) {
@@ -371,7 +371,7 @@ impl TestContext {
             let source = crate::rooms::TemplateSource::for_options(options).unwrap_or_else(|err| panic!("{err}"));
             let database = match rooms.take_ready(&source) {
                 Some(database) => database,
-                None => registry::block_on_runtime(rooms.lease(options)).unwrap_or_else(|err| panic!("{err}")),
+                None => crate::util::background::block_on_runtime(rooms.lease(options)).unwrap_or_else(|err| panic!("{err}")),
             };
             let pg = Postgres::new(container, Some(database.clone()));
             self.rooms.push(Room::Postgres { rooms, database, url: pg.url() });
@@ -393,7 +393,7 @@ impl TestContext {
             return r.clone();
         }
         let started = Instant::now();
-        let container = self.container(&crate::builtin::REDIS);
+        let container = self.container(&crate::service::builtin::REDIS);
         let room_started = Instant::now();
         let handle = if self.desc.room_options("redis").is_some_and(|o| o.shared) {
             Redis::new(container, 0)
@@ -401,7 +401,7 @@ impl TestContext {
             let rooms = crate::rooms::redis_rooms(&container.inner);
             let db = match rooms.take_ready() {
                 Some(db) => db,
-                None => registry::block_on_runtime(rooms.clone().take()).unwrap_or_else(|err| panic!("{err}")),
+                None => crate::util::background::block_on_runtime(rooms.clone().take()).unwrap_or_else(|err| panic!("{err}")),
             };
             self.rooms.push(Room::Redis { rooms, db });
             Redis::new(container, db)
@@ -429,12 +429,12 @@ impl TestContext {
                             if failed { "failed" } else { "ended" },
                         );
                     } else {
-                        registry::spawn_background(async move {
+                        crate::util::background::spawn_background(async move {
                             let _ = rooms.drop_database(&database).await;
                         });
                     }
                 }
-                Room::Redis { rooms, db } => registry::spawn_background(async move {
+                Room::Redis { rooms, db } => crate::util::background::spawn_background(async move {
                     let _ = rooms.release(db).await;
                 }),
                 Room::Generic { container, hooks, name } => {
@@ -509,7 +509,7 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
         for spec in desc.services() {
             ctx.container(spec);
         }
-        ctx.body_started = crate::init::PROCESS_START.get().map(|t| t.elapsed());
+        ctx.body_started = crate::util::clock::PROCESS_START.get().map(|t| t.elapsed());
         body(&mut ctx)
     }));
     match outcome {
@@ -560,7 +560,7 @@ impl TestContext {
             } else {
                 let docker = container.inner.docker.clone();
                 let probe = id.clone();
-                match registry::block_on_runtime(async move { docker.ended(&probe).await }) {
+                match crate::util::background::block_on_runtime(async move { docker.ended(&probe).await }) {
                     None => continue,
                     Some(e) => Some(e),
                 }
@@ -689,9 +689,9 @@ mod tests {
 
     #[test]
     fn services_are_found_through_fixtures() {
-        static CLIENT: Node = Node::fixture("client", "krate", &[&<crate::builtin::postgres as Resolve>::NODE]);
+        static CLIENT: Node = Node::fixture("client", "krate", &[&<crate::service::builtin::postgres as Resolve>::NODE]);
         static REPO: Node =
-            Node::fixture("repo", "krate", &[&CLIENT, &<crate::builtin::redis as Resolve>::NODE, &CLIENT]);
+            Node::fixture("repo", "krate", &[&CLIENT, &<crate::service::builtin::redis as Resolve>::NODE, &CLIENT]);
         static DESC: TestDesc = TestDesc {
             module_path: "krate",
             name: "t",

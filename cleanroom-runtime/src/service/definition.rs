@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::health::HealthCheck;
+use crate::service::health::HealthCheck;
 
 /// How long a service may take from container creation to passing its health
 /// checks, unless the definition says otherwise.
@@ -47,13 +47,10 @@ pub struct GenericContainer {
     /// Existing Docker networks joined besides the run's own.
     pub(crate) networks: Vec<String>,
     /// What the monitor watches for and does while the service runs.
-    pub(crate) watch: crate::monitor::Watch,
+    pub(crate) watch: crate::service::watch::Watch,
     /// What the volume cache keeps between runs (the built-in Postgres's
     /// initialised cluster); `None`: no cache.
-    pub(crate) volume_cache: Option<crate::cache::VolumeCache>,
-    /// The cache volume, mounted only on the copy Docker is given (see
-    /// `cache::wrap`).
-    pub(crate) cache_mount: Option<crate::cache::CacheVolume>,
+    pub(crate) volume_cache: Option<VolumeCache>,
 }
 
 /// A bind mount (a host path) or a named volume, mounted into the container.
@@ -128,16 +125,14 @@ impl Mount {
 }
 
 /// Resource limits of a container; `None` leaves Docker's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct Limits {
-    /// Memory limit in bytes (`docker run --memory`).
-    pub(crate) memory: Option<u64>,
-    /// CPUs (`--cpus`), sent to Docker as nano CPUs.
-    pub(crate) cpus: Option<f64>,
-    /// Maximum number of processes (`--pids-limit`).
-    pub(crate) pids: Option<i64>,
-    /// Size of `/dev/shm` in bytes (`--shm-size`).
-    pub(crate) shm_size: Option<u64>,
+pub(crate) use crate::docker::Limits;
+
+/// Which kind of data a definition's volume cache holds (the cache layer
+/// decides whether and how).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VolumeCache {
+    /// A Postgres cluster (`$PGDATA`).
+    Postgres,
 }
 
 /// How a service makes and cleans a room for one test, so that a user's own
@@ -201,9 +196,8 @@ impl GenericContainer {
             mounts: Vec::new(),
             init: Vec::new(),
             networks: Vec::new(),
-            watch: crate::monitor::Watch::default(),
+            watch: crate::service::watch::Watch::default(),
             volume_cache: None,
-            cache_mount: None,
         }
     }
 
@@ -447,7 +441,7 @@ impl GenericContainer {
     /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_recovery(Recovery::Manual);
     /// # let _ = web;
     /// ```
-    pub fn with_recovery(mut self, recovery: crate::monitor::Recovery) -> Self {
+    pub fn with_recovery(mut self, recovery: crate::service::watch::Recovery) -> Self {
         self.watch.recovery = recovery;
         self
     }
@@ -474,7 +468,7 @@ impl GenericContainer {
     ///     .on_limit(LimitAction::Throttle, 0.8, 0.9);
     /// # let _ = worker;
     /// ```
-    pub fn on_limit(mut self, action: crate::monitor::LimitAction, cpu_fraction: f64, memory_fraction: f64) -> Self {
+    pub fn on_limit(mut self, action: crate::service::watch::LimitAction, cpu_fraction: f64, memory_fraction: f64) -> Self {
         self.watch.limit_action = action;
         self.watch.cpu_threshold = cpu_fraction;
         self.watch.memory_threshold = memory_fraction;
@@ -523,22 +517,55 @@ impl GenericContainer {
         def.env.remove("POSTGRES_PASSWORD");
         def.rooms = None;
         // How cleanroom watches a container does not change the container.
-        def.watch = crate::monitor::Watch::default();
-        crate::rooms::fnv1a(format!("{def:?}").as_bytes(), 0xcbf2_9ce4_8422_2325)
+        def.watch = crate::service::watch::Watch::default();
+        crate::util::hash::fnv1a(format!("{def:?}").as_bytes(), 0xcbf2_9ce4_8422_2325)
     }
 
     /// Splits the image into repository and tag the way Docker does: the tag
     /// is what follows the last `:` after the last `/`.
     pub(crate) fn image_name_and_tag(&self) -> (String, String) {
-        split_image(&self.image)
+        crate::docker::split_image(&self.image)
     }
-}
 
-pub(crate) fn split_image(image: &str) -> (String, String) {
-    let slash = image.rfind('/').map_or(0, |i| i + 1);
-    match image[slash..].rfind(':') {
-        Some(i) => (image[..slash + i].to_string(), image[slash + i + 1..].to_string()),
-        None => (image.to_string(), "latest".to_string()),
+    /// What the engine is asked to create: the definition in engine terms.
+    /// The health checks' ports are published too, so that they can be probed.
+    pub(crate) fn container_request(&self) -> crate::docker::ContainerRequest {
+        let mut ports = self.ports.clone();
+        for port in self.health_checks.iter().filter_map(HealthCheck::port) {
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| match m.kind {
+                MountKind::Bind => crate::docker::MountRequest::Bind {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                },
+                MountKind::Volume => crate::docker::MountRequest::Volume {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                },
+            })
+            .collect();
+        crate::docker::ContainerRequest {
+            image: self.image.clone(),
+            entrypoint: self.entrypoint.clone(),
+            cmd: self.cmd.clone(),
+            env: self.env.clone(),
+            ports,
+            fixed_ports: self.fixed_ports.clone(),
+            mounts,
+            tmpfs: self.tmpfs.clone(),
+            limits: self.limits,
+            labels: self.labels.clone(),
+            name: None,
+            startup_timeout: self.startup_timeout,
+        }
     }
 }
 
@@ -572,11 +599,11 @@ mod tests {
 
     #[test]
     fn splits_images_like_docker() {
-        assert_eq!(split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
-        assert_eq!(split_image("redis"), ("redis".into(), "latest".into()));
-        assert_eq!(split_image("cleanroom-offline/busybox:1.35"), ("cleanroom-offline/busybox".into(), "1.35".into()));
-        assert_eq!(split_image("127.0.0.1:5000/team/pg"), ("127.0.0.1:5000/team/pg".into(), "latest".into()));
-        assert_eq!(split_image("127.0.0.1:5000/team/pg:15"), ("127.0.0.1:5000/team/pg".into(), "15".into()));
+        assert_eq!(crate::docker::split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
+        assert_eq!(crate::docker::split_image("redis"), ("redis".into(), "latest".into()));
+        assert_eq!(crate::docker::split_image("cleanroom-offline/busybox:1.35"), ("cleanroom-offline/busybox".into(), "1.35".into()));
+        assert_eq!(crate::docker::split_image("127.0.0.1:5000/team/pg"), ("127.0.0.1:5000/team/pg".into(), "latest".into()));
+        assert_eq!(crate::docker::split_image("127.0.0.1:5000/team/pg:15"), ("127.0.0.1:5000/team/pg".into(), "15".into()));
     }
 
     #[test]
@@ -667,8 +694,8 @@ mod tests {
 /// seed API hands out the macros' singleton rather than a second container.
 pub(crate) fn builtin_spec(name: &str) -> Option<&'static ServiceSpec> {
     match name {
-        "postgres" => Some(&crate::builtin::POSTGRES),
-        "redis" => Some(&crate::builtin::REDIS),
-        _ => crate::driver::registered_services().find(|s| s.name == name),
+        "postgres" => Some(&crate::service::builtin::POSTGRES),
+        "redis" => Some(&crate::service::builtin::REDIS),
+        _ => crate::harness::registered_services().find(|s| s.name == name),
     }
 }

@@ -1,0 +1,192 @@
+//! Containers: create and start, inspect, list, remove, kill, update.
+
+use std::collections::{BTreeMap, HashMap};
+
+use testcontainers::bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+
+use super::labels::label_filters;
+use super::{Docker, DockerError};
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub(crate) code: i64,
+    pub(crate) oom_killed: bool,
+}
+
+/// A container found by name.
+#[derive(Debug, Clone)]
+pub(crate) struct NamedContainer {
+    pub(crate) id: String,
+    pub(crate) running: bool,
+    /// Docker's state: created, running, exited, ...
+    pub(crate) status: String,
+    pub(crate) exit_code: Option<i64>,
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+/// A container as the engine lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    /// created, running, exited, ...
+    pub(crate) state: String,
+    pub(crate) image: String,
+    pub(crate) labels: HashMap<String, String>,
+    /// Seconds since the epoch.
+    pub(crate) created: i64,
+}
+
+
+impl Docker {
+    /// The host ports Docker published for each container port.
+    pub(crate) async fn published_ports(&self, id: &str) -> Result<BTreeMap<u16, u16>, DockerError> {
+        let info = self.client.inspect_container(id, None).await.map_err(|e| DockerError::from_bollard("inspect container", e))?;
+        let mut out = BTreeMap::new();
+        let ports = info.network_settings.and_then(|n| n.ports).unwrap_or_default();
+        for (key, bindings) in ports {
+            let Some(container_port) = key.split('/').next().and_then(|p| p.parse::<u16>().ok()) else { continue };
+            let host_port = bindings
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.host_ip.as_deref().is_none_or(|ip| !ip.contains(':')))
+                .find_map(|b| b.host_port.and_then(|p| p.parse::<u16>().ok()));
+            if let Some(hp) = host_port {
+                out.insert(container_port, hp);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the container is running, and its exit code if it is not.
+    pub(crate) async fn exit_status(&self, id: &str) -> Result<Option<i64>, DockerError> {
+        let info = self.client.inspect_container(id, None).await.map_err(|e| DockerError::from_bollard("inspect container", e))?;
+        let state = info.state.unwrap_or_default();
+        if state.running.unwrap_or(false) {
+            Ok(None)
+        } else {
+            Ok(Some(state.exit_code.unwrap_or(-1)))
+        }
+    }
+
+    /// Ids of every container (running or not) carrying all these labels.
+    pub(crate) async fn containers_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
+        let filters = label_filters(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.client.list_containers(Some(options)).await.map_err(|e| DockerError::from_bollard("list containers", e))?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Every container carrying `label` (`key=value` or just `key`), with its
+    /// labels and creation time (seconds since the epoch).
+    pub(crate) async fn containers_with_labels(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>, i64)>, DockerError> {
+        Ok(self.list(label).await?.into_iter().map(|c| (c.id, c.labels, c.created)).collect())
+    }
+
+    /// Every container carrying `label`, running or not, as `docker ps -a` lists it.
+    pub(crate) async fn list(&self, label: &str) -> Result<Vec<Listed>, DockerError> {
+        let filters = label_filters([label.to_string()]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.client.list_containers(Some(options)).await.map_err(|e| DockerError::from_bollard("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                Some(Listed {
+                    id: c.id?,
+                    name: c
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    labels: c.labels.unwrap_or_default(),
+                    created: c.created.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// The container named `name`: its id, whether it runs, its exit code,
+    /// and its environment. `None` if there is none.
+    pub(crate) async fn inspect_named(&self, name: &str) -> Result<Option<NamedContainer>, DockerError> {
+        match self.client.inspect_container(name, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                let env = info
+                    .config
+                    .and_then(|c| c.env)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                    .collect();
+                Ok(Some(NamedContainer {
+                    id: info.id.unwrap_or_default(),
+                    running: state.running.unwrap_or(false),
+                    status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+                    exit_code: state.exit_code,
+                    env,
+                }))
+            }
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(DockerError::from_bollard("inspect container", e)),
+        }
+    }
+
+    /// Stops and removes a container with its anonymous volumes; a container
+    /// that is already gone counts as removed.
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(DockerError::from_bollard("remove container", e)),
+        }
+    }
+
+    /// How the container ended, if it did: its exit code and whether the
+    /// kernel killed it for memory. `None` while it runs; a container that is
+    /// gone reads as exit code -1.
+    pub(crate) async fn ended(&self, id: &str) -> Option<Ended> {
+        match self.client.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running.unwrap_or(false) {
+                    None
+                } else {
+                    Some(Ended { code: state.exit_code.unwrap_or(-1), oom_killed: state.oom_killed.unwrap_or(false) })
+                }
+            }
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                Some(Ended { code: -1, oom_killed: false })
+            }
+            // The engine did not answer: say nothing rather than guess.
+            Err(_) => None,
+        }
+    }
+
+    /// The container's CPU limit in nano-CPUs (0: none).
+    pub(crate) async fn nano_cpus(&self, id: &str) -> Result<i64, DockerError> {
+        let info = self.client.inspect_container(id, None).await.map_err(|e| DockerError::from_bollard("inspect container", e))?;
+        Ok(info.host_config.and_then(|h| h.nano_cpus).unwrap_or(0))
+    }
+
+    /// Changes the container's CPU limit while it runs.
+    pub(crate) async fn set_nano_cpus(&self, id: &str, nano_cpus: i64) -> Result<(), DockerError> {
+        let body =
+            testcontainers::bollard::models::ContainerUpdateBody { nano_cpus: Some(nano_cpus), ..Default::default() };
+        self.client.update_container(id, body).await.map_err(|e| DockerError::from_bollard("update container", e))
+    }
+
+    /// Sends SIGKILL to the container.
+    pub(crate) async fn kill(&self, id: &str) -> Result<(), DockerError> {
+        use testcontainers::bollard::query_parameters::KillContainerOptionsBuilder;
+        let options = KillContainerOptionsBuilder::new().signal("KILL").build();
+        self.client.kill_container(id, Some(options)).await.map_err(|e| DockerError::from_bollard("kill container", e))
+    }
+}

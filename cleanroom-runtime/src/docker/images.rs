@@ -1,0 +1,81 @@
+//! Images: present, pulled, or refused by the pull policy.
+
+use futures_util::StreamExt;
+use testcontainers::bollard::query_parameters::CreateImageOptionsBuilder;
+
+use super::{Docker, DockerError};
+
+/// Whether and when images are pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull images that are not on this machine (the default).
+    #[default]
+    Missing,
+    /// Pull every image once per run, even one that is here (a moving tag
+    /// such as `latest`); a failed pull is an error.
+    Always,
+    /// Never pull: a missing image is an error at once.
+    Never,
+}
+
+impl PullPolicy {
+    /// The policy named `text` in `run.pull` / `CLEANROOM_PULL`.
+    pub fn parse(text: &str) -> Option<PullPolicy> {
+        match text {
+            "" | "missing" => Some(PullPolicy::Missing),
+            "always" => Some(PullPolicy::Always),
+            "never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Docker::ensure_image`] found.
+#[derive(Debug)]
+pub(crate) enum ImageError {
+    /// `PullPolicy::Never` and the image is not here.
+    PullingOff,
+    /// The pull failed.
+    Pull(DockerError),
+}
+
+/// `name[:tag]` split the way Docker reads it (a registry port is not a tag).
+pub(crate) fn split_image(image: &str) -> (String, String) {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => (image[..slash + i].to_string(), image[slash + i + 1..].to_string()),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+impl Docker {
+    /// Makes sure the image is on this machine, pulling it if the policy
+    /// allows (`missing`, `never`; `always` is the run layer's, which pulls
+    /// once per run); `true` when it had to be pulled.
+    pub(crate) async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<bool, ImageError> {
+        if self.has_image(image).await {
+            return Ok(false);
+        }
+        if policy == PullPolicy::Never {
+            return Err(ImageError::PullingOff);
+        }
+        self.pull(image).await.map_err(ImageError::Pull)?;
+        Ok(true)
+    }
+
+    /// Whether the image is on this machine.
+    pub(crate) async fn has_image(&self, image: &str) -> bool {
+        self.client.inspect_image(image).await.is_ok()
+    }
+
+    /// Pulls the image, present or not.
+    pub(crate) async fn pull(&self, image: &str) -> Result<(), DockerError> {
+        let (name, tag) = split_image(image);
+        let options = CreateImageOptionsBuilder::new().from_image(&name).tag(&tag).build();
+        let mut pull = self.client.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            step.map_err(|e| DockerError::from_bollard("pull image", e))?;
+        }
+        Ok(())
+    }
+}

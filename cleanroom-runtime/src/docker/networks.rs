@@ -1,0 +1,69 @@
+//! Networks: the run's own, and existing ones a service joins.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::labels::label_filters;
+use super::{Docker, DockerError};
+
+impl Docker {
+    /// Makes sure the network `name` exists, creating it with `labels` if
+    /// not; `true` when this call created it. Another process creating it
+    /// at the same moment (Docker answers 409) counts as found.
+    pub(crate) async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, DockerError> {
+        use testcontainers::bollard::errors::Error as E;
+        match self.client.inspect_network(name, None).await {
+            Ok(_) => return Ok(false),
+            Err(E::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(DockerError::from_bollard("create network", e)),
+        }
+        let request = testcontainers::bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        match self.client.create_network(request).await {
+            Ok(_) => Ok(true),
+            Err(E::DockerResponseServerError { status_code: 409, .. }) => Ok(false),
+            Err(e) => Err(DockerError::from_bollard("create network", e)),
+        }
+    }
+
+    /// Connects the container to `network`, where the other containers on
+    /// it reach it as `alias`.
+    pub(crate) async fn connect_network(&self, network: &str, id: &str, alias: &str) -> Result<(), DockerError> {
+        let request = testcontainers::bollard::models::NetworkConnectRequest {
+            container: id.to_string(),
+            endpoint_config: Some(testcontainers::bollard::models::EndpointSettings {
+                aliases: Some(vec![alias.to_string()]),
+                ..Default::default()
+            }),
+        };
+        self.client.connect_network(network, request).await.map_err(|e| DockerError::from_bollard("connect network", e))
+    }
+
+    /// Removes the network `name`; one that is already gone counts as removed.
+    pub(crate) async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        match self.client.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(DockerError::from_bollard("remove network", e)),
+        }
+    }
+
+    /// Every network carrying `label` (`key=value` or just `key`): its name
+    /// and labels.
+    pub(crate) async fn networks_with_labels(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, DockerError> {
+        use testcontainers::bollard::query_parameters::ListNetworksOptionsBuilder;
+        let filters = label_filters([label.to_string()]);
+        let networks = self
+            .client
+            .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(|e| DockerError::from_bollard("list networks", e))?;
+        Ok(networks.into_iter().filter_map(|n| Some((n.name?, n.labels.unwrap_or_default()))).collect())
+    }
+}

@@ -1,0 +1,266 @@
+//! Probing a running container's checks: until it is Ready, and once per
+//! health tick while it runs.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::service::health::{HealthCheck, Probe};
+use crate::error::Error;
+use crate::service::running::RunningService;
+
+/// How many log lines an error about a failed start carries.
+const LOG_LINES: usize = 20;
+
+/// Waits until every check of `service` passes, in order, or fails with
+/// the check that never passed, or with the container's exit.
+pub(crate) async fn wait_ready(
+    service: &RunningService,
+    deadline: Instant,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    for check in &service.definition.health_checks {
+        let mut last: String;
+        loop {
+            if crate::util::flags::shutting_down() {
+                return Err(Error::ShuttingDown { service: service.name.clone() });
+            }
+            if let Some(err) = exited_error(service).await {
+                return Err(err);
+            }
+            let budget = check.timeout.min(deadline.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(budget, attempt(service, check)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(reason)) => last = reason,
+                Err(_) => last = format!("no answer within {budget:?}"),
+            }
+            if Instant::now() + check.interval >= deadline {
+                return Err(Error::Timeout {
+                    service: service.name.clone(),
+                    image: service.image.clone(),
+                    check: check.to_string(),
+                    after: started.elapsed(),
+                    last,
+                    logs: tail(service).await,
+                });
+            }
+            tokio::time::sleep(check.interval).await;
+        }
+    }
+    Ok(())
+}
+
+/// For a process that attaches to a container another process of the
+/// run is bringing up: waits for that process's ready mark (`marked`),
+/// running the checks itself only every 2 s (in case the creator died),
+/// so that twenty attaching processes do not hammer the container and
+/// the engine with probes while it starts.
+///
+/// Without `may_probe` (the service has init commands, which passing
+/// checks say nothing about) only the mark counts.
+pub(crate) async fn wait_attached(
+    service: &RunningService,
+    deadline: Instant,
+    may_probe: bool,
+    marked: impl Fn() -> bool,
+) -> Result<(), Error> {
+    const PROBE_EVERY: Duration = Duration::from_secs(2);
+    let started = Instant::now();
+    let mut next_probe = started + PROBE_EVERY;
+    let mut last = "not probed yet".to_string();
+    loop {
+        if marked() {
+            return Ok(());
+        }
+        if crate::util::flags::shutting_down() {
+            return Err(Error::ShuttingDown { service: service.name.clone() });
+        }
+        if Instant::now() >= next_probe {
+            if let Some(err) = exited_error(service).await {
+                return Err(err);
+            }
+            let mut passed = may_probe;
+            if !may_probe {
+                last = "waiting for the creator to run the init commands".to_string();
+            }
+            for check in service.definition.health_checks.iter().filter(|_| may_probe) {
+                match tokio::time::timeout(check.timeout, attempt(service, check)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(reason)) => {
+                        last = format!("{check}: {reason}");
+                        passed = false;
+                        break;
+                    }
+                    Err(_) => {
+                        last = format!("{check}: no answer within {:?}", check.timeout);
+                        passed = false;
+                        break;
+                    }
+                }
+            }
+            if passed {
+                return Ok(());
+            }
+            next_probe = Instant::now() + PROBE_EVERY;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                service: service.name.clone(),
+                image: service.image.clone(),
+                check: "the process that created it seeing it Ready".into(),
+                after: started.elapsed(),
+                last,
+                logs: tail(service).await,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The error of a container that has exited, with its last log lines;
+/// `None` while it runs.
+async fn exited_error(service: &RunningService) -> Option<Error> {
+    let code = service.docker.exit_status(&service.id).await.ok().flatten()?;
+    Some(Error::Exited {
+        service: service.name.clone(),
+        image: service.image.clone(),
+        code,
+        logs: tail(service).await,
+    })
+}
+
+async fn tail(service: &RunningService) -> String {
+    match service.docker.logs(&service.id, Some(LOG_LINES)).await {
+        Ok(logs) if logs.trim().is_empty() => "(no output)".to_string(),
+        Ok(logs) => logs.trim_end().lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"),
+        Err(e) => format!("(logs unavailable: {e})"),
+    }
+}
+
+fn host_port(service: &RunningService, port: u16) -> Result<u16, String> {
+    service.ports.get(&port).copied().ok_or_else(|| format!("container port {port} is not published"))
+}
+
+/// One attempt of one check.
+pub(crate) async fn attempt(service: &RunningService, check: &HealthCheck) -> Result<(), String> {
+    match &check.probe {
+        Probe::Log { message, times } => {
+            let logs = service.docker.logs(&service.id, None).await?;
+            let seen = logs.matches(message.as_str()).count();
+            if seen >= *times {
+                Ok(())
+            } else {
+                Err(format!("seen {seen} of {times} times"))
+            }
+        }
+        Probe::Tcp { port } => {
+            let mut stream = connect(host_port(service, *port)?).await?;
+            // Docker's port proxy accepts a connection even when nothing
+            // listens inside, then closes it: a server keeps it open.
+            let mut buf = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+                Ok(Ok(0)) => Err("the connection was closed at once (nothing listens yet)".into()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(_)) | Err(_) => Ok(()),
+            }
+        }
+        Probe::Http { port, path, status } => {
+            let mut stream = connect(host_port(service, *port)?).await?;
+            let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.contains(&b'\n') && head.len() < 4096 {
+                let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let got = parse_http_status(&head).ok_or("no HTTP response")?;
+            let ok = match status {
+                Some(want) => got == *want,
+                None => (200..300).contains(&got),
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("answered {got}"))
+            }
+        }
+        Probe::Command { cmd } => {
+            let out = service.docker.exec(&service.id, cmd).await?;
+            if out.exit_code == 0 {
+                Ok(())
+            } else {
+                Err(format!("exited with {}: {}", out.exit_code, out.stderr.trim()))
+            }
+        }
+        Probe::File { path } => match service.docker.path_exists(&service.id, path).await? {
+            true => Ok(()),
+            false => Err(format!("{path} does not exist")),
+        },
+        Probe::PostgresQuery => {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host("127.0.0.1")
+                .port(host_port(service, 5432)?)
+                .user(service.env("POSTGRES_USER").unwrap_or("postgres"))
+                .password(service.env("POSTGRES_PASSWORD").unwrap_or(""))
+                .dbname(service.env("POSTGRES_DB").or(service.env("POSTGRES_USER")).unwrap_or("postgres"))
+                .connect_timeout(check.timeout);
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+            let driver = tokio::spawn(connection);
+            let result = client.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string());
+            drop(client);
+            let _ = driver.await;
+            result
+        }
+        Probe::RedisPing { port } => {
+            let mut stream = connect(host_port(service, *port)?).await?;
+            stream.write_all(b"PING\r\n").await.map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 64];
+            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let reply = String::from_utf8_lossy(&buf[..n]);
+            if reply.starts_with("+PONG") {
+                Ok(())
+            } else if n == 0 {
+                Err("the connection was closed (nothing listens yet)".into())
+            } else {
+                Err(format!("answered {:?}", reply.trim()))
+            }
+        }
+    }
+}
+
+async fn connect(port: u16) -> Result<TcpStream, String> {
+    TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
+}
+
+/// Parses the status code out of an HTTP/1.x status line.
+pub(crate) fn parse_http_status(head: &[u8]) -> Option<u16> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split_whitespace();
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/") {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::parse_http_status;
+
+        #[test]
+        fn read_the_status_of_an_http_status_line() {
+            assert_eq!(parse_http_status(b"HTTP/1.0 200 OK\r\nServer: x\r\n"), Some(200));
+            assert_eq!(parse_http_status(b"HTTP/1.1 404 Not Found\r\n"), Some(404));
+            assert_eq!(parse_http_status(b"garbage"), None);
+            assert_eq!(parse_http_status(b""), None);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The run's network and volumes: made by whichever process of the run
+//! needs them first, labelled as the run's, gone with the run.
+
+use std::collections::BTreeMap;
+
+use super::registry::Registry;
+use crate::docker::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SESSION_LABEL};
+use crate::error::Error;
+use crate::service::definition::GenericContainer;
+
+impl Registry {
+    /// The run's network, made by whichever process of the run needs it
+    /// first (a process without a reaper has one of its own).
+    pub(super) async fn run_network(
+        &self,
+        docker: &Docker,
+        owner_session: &str,
+        reuse: bool,
+        shared: bool,
+    ) -> Result<String, String> {
+        let mut held = self.network.lock().await;
+        if let Some(name) = held.as_ref() {
+            return Ok(name.clone());
+        }
+        let name = run_network_name(owner_session, shared, std::process::id());
+        let labels = run_labels(owner_session, reuse);
+        // One process of the run creates it, the others wait for it: not
+        // every engine refuses a second network of the same name.
+        // Whatever the outcome, each process then makes sure of the network
+        // itself: a failure is not handed on, and a reused network outlives
+        // the marks' run.
+        let marks = crate::run::reaper::RunMarks::of(owner_session);
+        let key = format!("network {name}");
+        let mine = match shared.then(|| marks.claim(&key).ok()).flatten() {
+            Some(crate::run::reaper::Turn::Theirs) => marks.outcome(&key).await.is_none(),
+            Some(crate::run::reaper::Turn::Mine) => true,
+            None => false,
+        };
+        let created = docker.ensure_network(&name, &labels).await;
+        if mine {
+            marks.finish(&key, &created.as_ref().map(|_| ()));
+        }
+        let created = created?;
+        if created {
+            crate::metrics::cache_miss("network");
+        } else {
+            crate::metrics::cache_hit("network");
+        }
+        *held = Some(name.clone());
+        Ok(name)
+    }
+
+    /// Connects a container this process created to the run's network, with
+    /// its service name as the alias the other services reach it by. Once
+    /// more with the network made again if it went away meanwhile (the
+    /// keeper of reused services removes theirs when the last one goes).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn join_run_network(
+        &self,
+        docker: &Docker,
+        id: &str,
+        service: &str,
+        image: &str,
+        owner_session: &str,
+        reuse: bool,
+        shared: bool,
+    ) -> Result<(), Error> {
+        let mut reason = String::new();
+        for _ in 0..2 {
+            match self.run_network(docker, owner_session, reuse, shared).await {
+                Ok(network) => match docker.connect_network(&network, id, service).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        reason = format!("could not connect it to the run's network {network}: {e}");
+                        *self.network.lock().await = None;
+                    }
+                },
+                Err(e) => reason = format!("could not create the run's network: {e}"),
+            }
+        }
+        Err(Error::Start { service: service.to_string(), image: image.to_string(), reason })
+    }
+
+    /// Creates the named volumes of `def` that do not exist yet, labelled
+    /// as the run's so that the run's end removes them; existing volumes are
+    /// used as they are and left alone.
+    pub(super) async fn ensure_volumes(
+        &self,
+        docker: &Docker,
+        service: &str,
+        def: &GenericContainer,
+        owner_session: &str,
+        reuse: bool,
+    ) -> Result<(), Error> {
+        let labels = run_labels(owner_session, reuse);
+        for mount in def.mounts.iter().filter(|m| m.kind == crate::service::definition::MountKind::Volume) {
+            match docker.ensure_volume(&mount.source, &labels).await {
+                Ok(true) => self.volumes.lock().unwrap_or_else(|e| e.into_inner()).push(mount.source.clone()),
+                Ok(false) => {}
+                Err(reason) => {
+                    return Err(Error::Creation {
+                        service: service.to_string(),
+                        image: def.image.clone(),
+                        reason: format!("could not create the volume {} for {}: {reason}", mount.source, mount.target),
+                        transient: reason.is_transient(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of the run's network: `cleanroom-<session>` when the processes
+/// of the run share it, else one per process.
+/// The labels of what a run (or the reused services) owns besides its
+/// containers: networks and volumes.
+pub(super) fn run_labels(owner_session: &str, reuse: bool) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (MANAGED_LABEL.to_string(), "true".to_string()),
+        (SESSION_LABEL.to_string(), owner_session.to_string()),
+        (OWNER_LABEL.to_string(), crate::util::paths::uid().to_string()),
+    ]);
+    if reuse {
+        labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+    }
+    labels
+}
+
+fn run_network_name(owner_session: &str, shared: bool, pid: u32) -> String {
+    if shared {
+        format!("cleanroom-{owner_session}")
+    } else {
+        format!("cleanroom-{owner_session}-p{pid}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::run_network_name;
+
+        #[test]
+        fn give_the_processes_of_a_run_one_network_and_a_process_without_reaper_its_own() {
+            assert_eq!(run_network_name("nextest-1", true, 10), run_network_name("nextest-1", true, 11));
+            assert_eq!(run_network_name("nextest-1", true, 10), "cleanroom-nextest-1");
+            assert_ne!(run_network_name("nextest-1", false, 10), run_network_name("nextest-1", false, 11));
+            assert_ne!(run_network_name("nextest-1", true, 10), run_network_name("nextest-2", true, 10));
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The process-wide registry of services: each is started at most once, on
+//! cleanroom's own runtime, and every container it started is removed when the
+//! process ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::docker::{Docker, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::service::builtin;
+use crate::config::Config;
+use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
+use crate::error::Error;
+use crate::health;
+use crate::lifecycle::{Lifecycle, State};
+use crate::service::watch::ServiceFailure;
+use crate::run::session::Session;
+pub(crate) use crate::service::running::RunningService;
+
+
+type StartOutcome = Option<Result<Arc<RunningService>, Error>>;
+
+pub(super) struct Slot {
+    pub(super) lifecycle: Mutex<Lifecycle>,
+    pub(super) outcome: watch::Sender<StartOutcome>,
+    /// The container, as soon as Docker created it (before it is Ready).
+    pub(super) container_id: Mutex<Option<String>>,
+    /// The service tests get now (`None` while it starts or recovers).
+    pub(super) serving: Mutex<Option<Arc<RunningService>>>,
+    /// Every death or failure seen, oldest first, with when it was seen.
+    pub(super) failures: Mutex<Vec<(ServiceFailure, Instant)>>,
+    /// Replacements made by this process's recovery.
+    pub(super) restarts: std::sync::atomic::AtomicU32,
+}
+
+impl Slot {
+    pub(super) fn transition(&self, to: State) -> Result<(), Error> {
+        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).transition(to)
+    }
+}
+
+/// Where the definition of a service comes from.
+pub(crate) enum Source {
+    /// Declared with the macros (or built in).
+    Spec(&'static ServiceSpec),
+    /// Given at run time to `Environment::get_or_create_container`.
+    Dynamic(Box<dyn FnOnce() -> GenericContainer + Send>),
+    /// Already built, overrides applied: a replacement after a failure.
+    Resolved(Box<GenericContainer>),
+}
+
+pub(crate) struct Registry {
+    pub(super) config: Result<Config, Error>,
+    pub(super) session: Result<Session, Error>,
+    /// Whether this process is attached to its session's reaper.
+    pub(super) reaper: OnceLock<bool>,
+    pub(super) docker: tokio::sync::OnceCell<Result<Docker, Error>>,
+    /// The run's network, once this process has made or found it.
+    pub(super) network: tokio::sync::Mutex<Option<String>>,
+    /// Named volumes this process created, for teardown without a reaper.
+    pub(super) volumes: Mutex<Vec<String>>,
+    pub(super) slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Containers being created right now (their ids are not known yet).
+    pub(super) creating: AtomicUsize,
+    pub(super) torn_down: AtomicBool,
+    pub(super) signals_installed: AtomicBool,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The registry, created on first use.
+pub(crate) fn global() -> &'static Registry {
+    REGISTRY.get_or_init(|| {
+        Registry {
+            config: Config::from_env(),
+            session: crate::run::session::current(),
+            reaper: OnceLock::new(),
+            docker: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(None),
+            volumes: Mutex::new(Vec::new()),
+            slots: Mutex::new(HashMap::new()),
+            creating: AtomicUsize::new(0),
+            torn_down: AtomicBool::new(false),
+            signals_installed: AtomicBool::new(false),
+        }
+    })
+}
+
+/// The registry if anything created it.
+pub(crate) fn get() -> Option<&'static Registry> {
+    REGISTRY.get()
+}
+
+impl Registry {
+    /// The session id, which labels everything this process creates.
+    pub(crate) fn session(&self) -> Result<&str, Error> {
+        self.session.as_ref().map(|s| s.id.as_str()).map_err(Clone::clone)
+    }
+
+    /// Connects to the session's reaper (starting it if needed) before the
+    /// first container is made, so that nothing exists without someone to
+    /// remove it. Without a reaper this process removes what it made itself.
+    pub(super) fn reaper_attached(&self) -> bool {
+        *self.reaper.get_or_init(|| {
+            let Ok(session) = &self.session else { return false };
+            if crate::config::current().is_ok_and(|c| c.no_reaper) {
+                return false;
+            }
+            match crate::run::reaper::attach(session) {
+                Ok(()) => {
+                    crate::util::flags::set_shares_services(true);
+                    true
+                }
+                Err(reason) => {
+                    eprintln!("cleanroom: no reaper for session {} ({reason}); this process removes its own containers at exit, and shares none with other processes", session.id);
+                    false
+                }
+            }
+        })
+    }
+
+    /// Whether this process shares its services with the other processes of
+    /// its run (a reaper serves the run).
+    pub(crate) fn shares_services(&self) -> bool {
+        crate::util::flags::shares_services()
+    }
+
+    /// Whether teardown has begun.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        crate::util::flags::shutting_down()
+    }
+
+    /// Starts `spec` in the background if nobody has yet.
+    pub(crate) fn prestart(&'static self, spec: &'static ServiceSpec) {
+        crate::util::background::runtime().spawn(async move {
+            let _ = self.get_or_start(spec.name, Source::Spec(spec)).await;
+        });
+    }
+
+    /// The running service, starting it if needed; blocks until it is Ready
+    /// or failed. Call it outside async code.
+    pub(crate) fn acquire(&'static self, spec: &'static ServiceSpec) -> Result<Arc<RunningService>, Error> {
+        crate::util::background::block_on_runtime(async move { self.get_or_start(spec.name, Source::Spec(spec)).await })
+    }
+
+    pub(crate) async fn get_or_start(&'static self, name: &str, source: Source) -> Result<Arc<RunningService>, Error> {
+        let mut rx = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.get(name) {
+                Some(slot) => {
+                    crate::metrics::cache_hit("service");
+                    slot.outcome.subscribe()
+                }
+                None => {
+                    crate::metrics::cache_miss("service");
+                    if crate::util::flags::shutting_down() {
+                        return Err(Error::ShuttingDown { service: name.to_string() });
+                    }
+                    let slot = Arc::new(Slot {
+                        lifecycle: Mutex::new(Lifecycle::new(name)),
+                        outcome: watch::Sender::new(None),
+                        container_id: Mutex::new(None),
+                        serving: Mutex::new(None),
+                        failures: Mutex::new(Vec::new()),
+                        restarts: std::sync::atomic::AtomicU32::new(0),
+                    });
+                    slots.insert(name.to_string(), slot.clone());
+                    let rx = slot.outcome.subscribe();
+                    self.install_signal_handlers();
+                    let name = name.to_string();
+                    let span = tracing::info_span!("cleanroom_service", service = %name);
+                    crate::util::background::runtime().spawn(tracing::Instrument::instrument(
+                        async move {
+                            let result = self.start(&name, &slot, source).await;
+                            if let Err(e) = &result {
+                                tracing::warn!("failed to start: {e}");
+                                let _ = slot.transition(State::Failed);
+                            }
+                            slot.outcome.send_replace(Some(result));
+                        },
+                        span,
+                    ));
+                    rx
+                }
+            }
+        };
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::ShuttingDown { service: name.to_string() })?
+            .clone()
+            .expect("waited for Some");
+        if outcome.is_ok() {
+            if let Some(slot) = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+                let mut lifecycle = slot.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+                if lifecycle.state() == State::Ready {
+                    let _ = lifecycle.transition(State::Running);
+                }
+            }
+        }
+        outcome
+    }
+
+    pub(super) async fn docker(&self) -> Result<Docker, Error> {
+        self.docker.get_or_init(|| async { Docker::connect().await.map_err(Error::from) }).await.clone()
+    }
+
+    /// Builds the definition: from the spec, then environment overrides.
+    pub(super) fn definition(&self, name: &str, source: Source) -> Result<GenericContainer, Error> {
+        let def = match source {
+            Source::Spec(spec) => {
+                if let Some(other) = crate::harness::registered_services()
+                    .find(|s| s.name == spec.name && s.module_path != spec.module_path)
+                {
+                    return Err(Error::DuplicateService {
+                        name: spec.name.to_string(),
+                        first: spec.module_path.to_string(),
+                        second: other.module_path.to_string(),
+                    });
+                }
+                match spec.kind {
+                    ServiceKind::Postgres => builtin::postgres_definition(),
+                    ServiceKind::Redis => builtin::redis_definition(),
+                    ServiceKind::Generic(build) => {
+                        std::panic::catch_unwind(build).map_err(|panic| Error::Configuration {
+                            key: format!("service `{name}`"),
+                            reason: format!(
+                                "its #[cleanroom::service] function panicked: {}",
+                                panic_message(panic.as_ref())
+                            ),
+                        })?
+                    }
+                }
+            }
+            Source::Dynamic(build) => build(),
+            Source::Resolved(def) => return Ok(*def),
+        };
+        let config = self.config.as_ref().map_err(Clone::clone)?;
+        let overrides = crate::config::layers()?.service(name)?;
+        // A service's own `startup_timeout` beats the run's.
+        let own_timeout = overrides.startup_timeout.is_some();
+        let mut def = overrides.apply(def, config.image_prefix.as_deref());
+        if !config.volume_cache {
+            def.volume_cache = None;
+        }
+        if let Config { startup_timeout: Some(t), .. } = config {
+            if !own_timeout && def.startup_timeout == crate::service::definition::DEFAULT_STARTUP_TIMEOUT {
+                def.startup_timeout = *t;
+            }
+        }
+        Ok(def)
+    }
+
+
+
+
+
+
+
+
+
+
+    pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Whether `id` is the container tests of `name` get now.
+    pub(crate) fn is_serving(&self, name: &str, id: &str) -> bool {
+        self.slot(name).is_some_and(|slot| {
+            slot.serving.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.id == id)
+        })
+    }
+
+    /// The failure of container `id` of `name`, if this process saw one.
+    pub(crate) fn failure_of(&self, name: &str, id: &str) -> Option<ServiceFailure> {
+        let slot = self.slot(name)?;
+        let failures = slot.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.iter().rev().find(|(f, _)| f.container == id).map(|(f, _)| f.clone())
+    }
+
+
+    /// Lifecycle history of a service, for reports and tests.
+    pub(crate) fn lifecycle(&self, name: &str) -> Option<Lifecycle> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.get(name).map(|s| s.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+
+
+
+
+
+
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}

@@ -1,0 +1,575 @@
+//! Starting one service, in phases: resolve its definition, plan what the
+//! run calls it, provision what it needs (image, network, volumes), create
+//! its container or attach to the one another process of the run created,
+//! and make it ready (networks, ports, health checks, cache, init commands).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::network::run_labels;
+use super::registry::{Registry, RunningService, Slot, Source};
+use crate::cache::CacheVolume;
+use crate::config::Config;
+use crate::docker::{
+    ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL,
+    SERVICE_LABEL, SESSION_LABEL,
+};
+use crate::error::Error;
+use crate::health;
+use crate::lifecycle::State;
+use crate::metrics::Phases;
+use crate::service::definition::GenericContainer;
+
+/// Further attempts at creating and starting a container after a transient
+/// error.
+const START_RETRIES: u32 = 3;
+
+/// The wait before the `n`th retry (1-based): 250 ms, 500 ms, 1 s, … up to 4 s.
+pub(super) fn backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << n.saturating_sub(1).min(4))).min(Duration::from_secs(4))
+}
+
+/// What the run calls a service and how it asks the engine for it: decided
+/// once, before anything is created.
+struct Plan {
+    config: Config,
+    /// This process's session.
+    session: String,
+    /// The session that owns the container: the run's, or the reused
+    /// services' (`reuse-<uid>`).
+    owner_session: String,
+    /// Whether the processes of the run share the container (a reaper serves
+    /// the run).
+    shared: bool,
+    reuse: bool,
+    /// The container's name, when it is shared: Docker lets exactly one
+    /// process of the run create it; the others attach.
+    container_name: Option<String>,
+    cache_volume: Option<CacheVolume>,
+    /// What the engine is asked to create.
+    request: ContainerRequest,
+}
+
+/// The container a start ended with.
+struct Created {
+    id: String,
+    /// The creator's environment, when another process created it (its
+    /// random password is the one that works).
+    env: Option<BTreeMap<String, String>>,
+    created_here: bool,
+}
+
+impl Registry {
+    /// Starts `name` from `source`: the whole path from definition to a
+    /// service that passed its checks.
+    pub(super) async fn start(
+        &'static self,
+        name: &str,
+        slot: &Slot,
+        source: Source,
+    ) -> Result<Arc<RunningService>, Error> {
+        let def = self.definition(name, source)?;
+        check_bind_sources(name, &def)?;
+        let docker = self.docker().await?;
+        slot.transition(State::Starting)?;
+        let started = Instant::now();
+        let plan = self.plan(name, &def)?;
+        let mut phases = Phases::default();
+        let created = self.create_or_attach(&docker, name, &def, &plan, slot, started, &mut phases).await?;
+        if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
+            let _ = docker.remove(&created.id).await;
+            return Err(Error::ShuttingDown { service: name.to_string() });
+        }
+        let mut def = def;
+        if let Some(env) = created.env {
+            def.env = env;
+        }
+        let id = created.id;
+        let ready = self.make_ready(&docker, name, &def, &plan, &id, created.created_here, started, &mut phases).await;
+        match ready {
+            Ok(service) => {
+                slot.transition(State::Ready)?;
+                let service = Arc::new(service);
+                phases.created_here = created.created_here;
+                self.record_ready(name, slot, &service, phases, started);
+                Ok(service)
+            }
+            Err(err) => {
+                if created.created_here {
+                    let _ = docker.remove(&id).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Names, labels and the engine request of a service about to start.
+    fn plan(&self, name: &str, def: &GenericContainer) -> Result<Plan, Error> {
+        let config = self.config.clone()?;
+        let session = self.session()?.to_string();
+        let shared = self.reaper_attached();
+        let definition_hash = format!("{:016x}", def.identity_hash());
+        // A reused service belongs to no run: the next run with the same
+        // definition attaches to it, and the reaper removes it once it has
+        // been idle for the TTL.
+        let reuse = config.reuse && shared;
+        let uid = crate::util::paths::uid();
+        let owner_session = if reuse { format!("reuse-{uid}") } else { session.clone() };
+        let mut labels = def.labels.clone();
+        labels.extend([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (SESSION_LABEL.to_string(), owner_session.clone()),
+            (SERVICE_LABEL.to_string(), name.to_string()),
+            (DEFINITION_LABEL.to_string(), definition_hash.clone()),
+            (OWNER_LABEL.to_string(), uid.to_string()),
+        ]);
+        if reuse {
+            labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+        }
+        let container_name = shared.then(|| format!("cleanroom-{owner_session}-{name}-{}", &definition_hash[..12]));
+        if reuse {
+            crate::run::reaper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
+        }
+        let cache_volume = crate::cache::volume_for(name, def);
+        let mut request = def.container_request();
+        request.labels = labels;
+        request.name = container_name.clone();
+        if let Some(volume) = &cache_volume {
+            crate::cache::wrap(&mut request, volume);
+        }
+        Ok(Plan { config, session, owner_session, shared, reuse, container_name, cache_volume, request })
+    }
+
+    /// The image, the run's network, the cache volume and the definition's
+    /// volumes: what must exist before the container is created.
+    async fn provision(
+        &self,
+        docker: &Docker,
+        name: &str,
+        def: &GenericContainer,
+        plan: &Plan,
+        phases: &mut Phases,
+    ) -> Result<(), Error> {
+        let pull = async {
+            let pull_started = Instant::now();
+            let pulled = match plan.config.pull {
+                PullPolicy::Always => pull_once(docker, name, &def.image, &plan.session).await,
+                policy => docker.ensure_image(&def.image, policy).await.map_err(|e| image_not_found(name, &def.image, e)),
+            };
+            (pulled, pull_started.elapsed())
+        };
+        // The run's network is made while the image is looked at; a failure
+        // here is met again, and reported, when the container joins it.
+        let ((pulled, pull_time), _) =
+            tokio::join!(pull, self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared));
+        let pulled = pulled?;
+        phases.pull_ms = Some(crate::metrics::ms(pull_time));
+        if let Some(volume) = &plan.cache_volume {
+            docker.ensure_volume(&volume.name, &volume.labels).await.map_err(|reason| Error::Creation {
+                service: name.to_string(),
+                image: def.image.clone(),
+                reason: format!(
+                    "could not make its cache volume {}: {reason} (run.volume_cache = false turns the cache off)",
+                    volume.name
+                ),
+                transient: reason.is_transient(),
+            })?;
+        }
+        if pulled {
+            crate::metrics::cache_miss("image");
+        } else {
+            crate::metrics::cache_hit("image");
+        }
+        self.ensure_volumes(docker, name, def, &plan.owner_session, plan.reuse).await?;
+        eprintln!("cleanroom: starting {name} ({})", def.image);
+        tracing::info!(service = name, image = %def.image, "starting");
+        Ok(())
+    }
+
+    /// Creates the container, or attaches to the one another process of the
+    /// run created (or a reused service); retries transient failures with
+    /// backoff.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_or_attach(
+        &self,
+        docker: &Docker,
+        name: &str,
+        def: &GenericContainer,
+        plan: &Plan,
+        slot: &Slot,
+        started: Instant,
+        phases: &mut Phases,
+    ) -> Result<Created, Error> {
+        // Already there (another process of the run, or a reused service):
+        // attach without asking Docker to create anything.
+        if let Some(cname) = plan.container_name.as_deref() {
+            if let Ok(Some(c)) = docker.inspect_named(cname).await {
+                if c.running {
+                    return Ok(Created { id: c.id, env: Some(c.env), created_here: false });
+                }
+            }
+        }
+        let mut attempts = 0;
+        let mut retries = 0u32;
+        loop {
+            if attempts == 0 && retries == 0 {
+                self.provision(docker, name, def, plan, phases).await?;
+            }
+            self.creating.fetch_add(1, Ordering::SeqCst);
+            let create_started = Instant::now();
+            let created = docker.start(&plan.request).await;
+            phases.create_ms = Some(crate::metrics::ms(create_started.elapsed()));
+            let created = created.map(|container| {
+                let id = container.id().to_string();
+                // cleanroom removes its containers itself, by id and by label;
+                // testcontainers' remove-on-drop must not race with that.
+                std::mem::forget(container);
+                *slot.container_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+                id
+            });
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            let err = match created {
+                Ok(id) => return Ok(Created { id, env: None, created_here: true }),
+                Err(err) => err,
+            };
+            if err.is_conflict() && attempts < 100 {
+                attempts += 1;
+                let cname = plan.container_name.as_deref().unwrap_or_default();
+                if let Some((id, env)) = wait_for_named(docker, name, def, cname, started).await? {
+                    return Ok(Created { id, env: Some(env), created_here: false });
+                }
+                // It went away before it ran (its creator failed, or the
+                // previous reaper of the run is still removing it): try to
+                // create it again once the name is free.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            // A container may exist even though starting it failed.
+            if !plan.shared {
+                self.remove_labelled(docker, &[(SESSION_LABEL, &plan.session), (SERVICE_LABEL, name)]).await;
+            } else if let Some(cname) = plan.container_name.as_deref() {
+                if let Ok(Some(c)) = docker.inspect_named(cname).await {
+                    if !c.running {
+                        let _ = docker.remove(&c.id).await;
+                    }
+                }
+            }
+            let err = creation_error(name, &def.image, err);
+            if err.is_transient() && retries < START_RETRIES && !crate::util::flags::shutting_down() {
+                retries += 1;
+                let wait = backoff(retries);
+                crate::metrics::alert(
+                    name,
+                    "startup_retry",
+                    format!("{err}; retrying in {wait:?} ({retries} of {START_RETRIES})"),
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    /// From a created or attached container to a service tests may use:
+    /// networks, ports, health checks, the volume cache, init commands and
+    /// the ready mark the run's other processes wait for.
+    #[allow(clippy::too_many_arguments)]
+    async fn make_ready(
+        &self,
+        docker: &Docker,
+        name: &str,
+        def: &GenericContainer,
+        plan: &Plan,
+        id: &str,
+        created_here: bool,
+        started: Instant,
+        phases: &mut Phases,
+    ) -> Result<RunningService, Error> {
+        let ports_started = Instant::now();
+        if created_here {
+            self.join_run_network(docker, id, name, &def.image, &plan.owner_session, plan.reuse, plan.shared).await?;
+            join_extra_networks(docker, id, name, def).await?;
+        }
+        let ports = docker.published_ports(id).await.map_err(|reason| Error::Start {
+            service: name.to_string(),
+            image: def.image.clone(),
+            reason: format!("could not read its published ports: {reason}"),
+        })?;
+        let service = RunningService {
+            name: name.to_string(),
+            image: def.image.clone(),
+            id: id.to_string(),
+            ports,
+            definition: def.clone(),
+            docker: docker.clone(),
+        };
+        phases.start_ms = Some(crate::metrics::ms(ports_started.elapsed()));
+        let deadline = started + def.startup_timeout;
+        let health_started = Instant::now();
+        // A container another process created and saw pass its checks needs
+        // no second round of them (under nextest every test is a process of
+        // its own that attaches).
+        if created_here {
+            health::wait_ready(&service, deadline).await?;
+            if let Some(volume) = &plan.cache_volume {
+                // Before the init commands and before any test sees the
+                // server, so that a fill copies a cluster nobody touched.
+                let cache_started = Instant::now();
+                use_volume_cache(&service, &volume.name).await?;
+                phases.cache_ms = Some(crate::metrics::ms(cache_started.elapsed()));
+            }
+            run_init_commands(&service).await?;
+        } else if !crate::run::reaper::seen_ready(id) {
+            let probe_id = id.to_string();
+            // Passing checks do not say that the creator's init commands are
+            // done: only its ready mark does.
+            let may_probe = def.init.is_empty();
+            health::probe::wait_attached(&service, deadline, may_probe, move || {
+                crate::run::reaper::seen_ready(&probe_id)
+            })
+            .await?;
+        }
+        phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0))
+            .map(|ms| ms.max(0.0));
+        if plan.shared {
+            crate::run::reaper::mark_ready(id);
+        }
+        Ok(service)
+    }
+
+    /// Counts and records a service that became ready, hands it to tests
+    /// and starts watching it.
+    fn record_ready(
+        &'static self,
+        name: &str,
+        slot: &Slot,
+        service: &Arc<RunningService>,
+        phases: Phases,
+        started: Instant,
+    ) {
+        let created_here = phases.created_here;
+        if created_here {
+            crate::metrics::cache_miss("container");
+            eprintln!("cleanroom: {name} ready in {:.2} s", started.elapsed().as_secs_f64());
+        } else {
+            crate::metrics::cache_hit("container");
+        }
+        tracing::info!(service = name, created_here, ready_ms = crate::metrics::ms(started.elapsed()), "ready");
+        let first = slot.restarts.load(Ordering::SeqCst) == 0
+            && slot.failures.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        crate::metrics::service(name, |m| {
+            m.image = service.image.clone();
+            m.containers.push(service.id.clone());
+            m.starts.push(phases);
+            if first {
+                m.time_to_ready_ms = Some(crate::metrics::ms(started.elapsed()));
+            }
+        });
+        *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
+        self.watch(service.clone());
+    }
+}
+
+/// The run's error for an engine error while creating and starting a
+/// container; whether it is worth retrying is the engine error's verdict.
+fn creation_error(service: &str, image: &str, err: crate::docker::DockerError) -> Error {
+    let transient = err.is_transient();
+    let reason = err.to_string();
+    if err.op == "create container" {
+        Error::Creation { service: service.into(), image: image.into(), reason, transient }
+    } else {
+        Error::Start { service: service.into(), image: image.into(), reason }
+    }
+}
+
+/// The run's error for an image that is not here and was not pulled.
+fn image_not_found(service: &str, image: &str, err: ImageError) -> Error {
+    let pull = match err {
+        ImageError::PullingOff => "pulling is off (CLEANROOM_PULL=never)".to_string(),
+        ImageError::Pull(e) => format!("the pull failed: {e}"),
+    };
+    Error::ImageNotFound {
+        service: service.to_string(),
+        image: image.to_string(),
+        pull,
+        env: crate::config::env_key(service),
+    }
+}
+
+/// Waits for the container another process of the run created under
+/// `container_name` to run. `None` if it disappeared (its creator failed),
+/// so that the caller can create it again.
+async fn wait_for_named(
+    docker: &Docker,
+    name: &str,
+    def: &GenericContainer,
+    container_name: &str,
+    started: Instant,
+) -> Result<Option<(String, BTreeMap<String, String>)>, Error> {
+    loop {
+        let found = docker.inspect_named(container_name).await.map_err(|reason| Error::Start {
+            service: name.to_string(),
+            image: def.image.clone(),
+            reason: format!("could not inspect {container_name}: {reason}"),
+        })?;
+        match found {
+            None => return Ok(None),
+            Some(c) if c.running => return Ok(Some((c.id, c.env))),
+            Some(c) if c.status == "created" => {}
+            Some(c) => {
+                return Err(Error::Exited {
+                    service: name.to_string(),
+                    image: def.image.clone(),
+                    code: c.exit_code.unwrap_or(-1),
+                    logs: docker.logs(&c.id, Some(20)).await.unwrap_or_default(),
+                })
+            }
+        }
+        if started.elapsed() > def.startup_timeout {
+            return Err(Error::Timeout {
+                service: name.to_string(),
+                image: def.image.clone(),
+                check: "the container that another process of the run created starting".into(),
+                after: started.elapsed(),
+                last: "it was created but did not run".into(),
+                logs: String::new(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Counts what a service's start found in its volume cache; the first
+/// health check has cleaned a restored cluster or filled an empty cache by
+/// then (cache.rs). A failed fill costs the next run its head start, not
+/// this run its service: it is an alert, not an error.
+async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), Error> {
+    let (found, outcome) = crate::cache::found(&service.docker, &service.id).await.map_err(|reason| Error::Start {
+        service: service.name.clone(),
+        image: service.image.clone(),
+        reason,
+    })?;
+    match found {
+        crate::cache::Found::Restored(generation) => {
+            crate::metrics::cache_hit("volume");
+            crate::cache::touch(volume, None);
+            tracing::info!(service = %service.name, volume, generation, "cluster copied from the volume cache");
+        }
+        found => {
+            crate::metrics::cache_miss("volume");
+            if let crate::cache::Found::Failed(generation) = &found {
+                crate::metrics::alert(
+                    &service.name,
+                    "cache_restore",
+                    format!("copying {generation} from {volume} failed; initialised afresh"),
+                );
+            }
+            match outcome.strip_prefix("filled ").map(|kib| kib.trim().parse::<u64>()) {
+                Some(Ok(kib)) => crate::cache::touch(volume, Some(kib * 1024)),
+                _ => crate::metrics::alert(&service.name, "cache_fill", format!("filling {volume} failed: {outcome}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `run.pull = always`: pulls `image` once per run, whichever process of the
+/// run gets there first; the others wait for its outcome. `true` when this
+/// process pulled it.
+async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -> Result<bool, Error> {
+    let marks = crate::run::reaper::RunMarks::of(session);
+    let key = format!("pull {image}");
+    let outcome = match marks.claim(&key) {
+        Ok(crate::run::reaper::Turn::Theirs) => match marks.outcome(&key).await {
+            Some(Ok(())) => return Ok(false),
+            Some(Err(reason)) => Err(format!("another process of this run pulled it and failed: {reason}")),
+            // Its puller is gone without an outcome: the mark is this
+            // process's now.
+            None => {
+                let outcome = docker.pull(image).await;
+                marks.finish(&key, &outcome);
+                outcome.map_err(String::from)
+            }
+        },
+        Ok(crate::run::reaper::Turn::Mine) => {
+            let outcome = docker.pull(image).await;
+            marks.finish(&key, &outcome);
+            outcome.map_err(String::from)
+        }
+        // No runtime directory: pull in this process.
+        Err(_) => docker.pull(image).await.map_err(String::from),
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(reason) if docker.has_image(image).await => Err(Error::Creation {
+            service: service.to_string(),
+            image: image.to_string(),
+            reason: format!(
+                "run.pull is `always` and the pull of {image} failed ({reason}); to use the copy on this machine set CLEANROOM_PULL=missing"
+            ),
+            transient: false,
+        }),
+        Err(reason) => Err(Error::ImageNotFound {
+            service: service.to_string(),
+            image: image.to_string(),
+            pull: format!("the pull failed: {reason}"),
+            env: crate::config::env_key(service),
+        }),
+    }
+}
+
+/// Refuses a bind mount whose host path does not exist before Docker is
+/// asked, naming the service and the path.
+fn check_bind_sources(service: &str, def: &GenericContainer) -> Result<(), Error> {
+    for mount in def.mounts.iter().filter(|m| m.kind == crate::service::definition::MountKind::Bind) {
+        let path = crate::docker::absolute(&mount.source);
+        if !path.exists() {
+            return Err(Error::Configuration {
+                key: format!("service `{service}`, bind mount of {}", mount.target),
+                reason: format!("the host path {} does not exist; create it or fix the mount's source", path.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Connects a container this process created to the extra networks of its
+/// definition, where it is reached by its service name too.
+async fn join_extra_networks(docker: &Docker, id: &str, service: &str, def: &GenericContainer) -> Result<(), Error> {
+    for network in &def.networks {
+        docker.connect_network(network, id, service).await.map_err(|reason| Error::Creation {
+            service: service.to_string(),
+            image: def.image.clone(),
+            reason: format!(
+                "could not connect it to the network {network}: {reason}; cleanroom joins existing networks only (create it with `docker network create {network}`)"
+            ),
+            transient: reason.is_transient(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs the init commands of a container this process created, in order;
+/// the first that fails fails the start.
+async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
+    for cmd in &service.definition.init {
+        let failed = |code: i64, stderr: String| Error::Init {
+            service: service.name.clone(),
+            image: service.image.clone(),
+            command: cmd.join(" "),
+            code,
+            stderr: if stderr.trim().is_empty() { "(empty)".to_string() } else { stderr.trim_end().to_string() },
+        };
+        let out = service
+            .docker
+            .exec(&service.id, cmd)
+            .await
+            .map_err(|reason| failed(-1, format!("docker could not run it: {reason}")))?;
+        if out.exit_code != 0 {
+            return Err(failed(out.exit_code, out.stderr));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! A service that runs: its container, ports and definition, and the engine
+//! that runs it.
+
+use std::collections::BTreeMap;
+
+use crate::docker::Docker;
+use crate::service::definition::GenericContainer;
+
+/// A service that passed its health checks.
+#[derive(Debug)]
+pub(crate) struct RunningService {
+    pub(crate) name: String,
+    pub(crate) image: String,
+    pub(crate) id: String,
+    pub(crate) ports: BTreeMap<u16, u16>,
+    pub(crate) definition: GenericContainer,
+    pub(crate) docker: Docker,
+}
+
+impl RunningService {
+    pub(crate) fn env(&self, key: &str) -> Option<&str> {
+        self.definition.env.get(key).map(String::as_str)
+    }
+}

@@ -1,0 +1,43 @@
+//! cleanroom's own tokio runtime. All engine work runs on it, never on a
+//! test's runtime: a test's runtime ends with the test, and a sync test has
+//! none.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// The runtime, built on first use.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cleanroom")
+            .enable_all()
+            .build()
+            .expect("cleanroom: failed to build its tokio runtime")
+    })
+}
+
+/// Runs `fut` on cleanroom's runtime and awaits it from any runtime.
+pub(crate) async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    match runtime().spawn(fut).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Runs `fut` on cleanroom's runtime and blocks the calling thread until it ends.
+pub(crate) fn block_on_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().expect("cleanroom: its runtime stopped while a test was waiting on it")
+}
+
+/// Runs `fut` on cleanroom's runtime without waiting for it: work off a
+/// test's critical path (dropping its database).
+pub(crate) fn spawn_background(fut: impl Future<Output = ()> + Send + 'static) {
+    runtime().spawn(fut);
+}

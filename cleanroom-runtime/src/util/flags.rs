@@ -1,0 +1,27 @@
+//! Process-wide facts that lower layers read and the run layer sets, so that
+//! rooms and health checks need not reach up into the registry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+static SHARES_SERVICES: AtomicBool = AtomicBool::new(false);
+
+/// Whether teardown has begun in this process.
+pub(crate) fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::SeqCst)
+}
+
+/// Marks teardown as begun; `true` if it already was.
+pub(crate) fn begin_shutdown() -> bool {
+    SHUTTING_DOWN.swap(true, Ordering::SeqCst)
+}
+
+/// Whether this process shares its services with the other processes of its
+/// run (a reaper serves the run).
+pub(crate) fn shares_services() -> bool {
+    SHARES_SERVICES.load(Ordering::SeqCst)
+}
+
+pub(crate) fn set_shares_services(shared: bool) {
+    SHARES_SERVICES.store(shared, Ordering::SeqCst);
+}
