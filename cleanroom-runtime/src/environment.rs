@@ -1,14 +1,14 @@
 //! The API for code that does not use the macros.
 
-use crate::service::definition::GenericContainer;
 use crate::error::Error;
-use crate::service::handle::Container;
 use crate::run::registry::{self, Source};
+use crate::service::definition::GenericContainer;
+use crate::service::handle::Container;
 
 /// A service the macros know by `name` (then `definition` is not used), or
 /// `definition`.
 fn source(name: &str, definition: impl FnOnce() -> GenericContainer + Send + 'static) -> Source {
-    match crate::service::definition::builtin_spec(name) {
+    match crate::builtin::spec_named(name) {
         Some(spec) => Source::Spec(spec),
         None => Source::Dynamic(Box::new(definition)),
     }
@@ -53,7 +53,9 @@ impl Environment {
     ) -> Result<Container, Error> {
         let name = name.to_string();
         let source = source(&name, definition);
-        let service = crate::util::background::on_runtime(async move { registry::global().get_or_start(&name, source).await }).await?;
+        let service =
+            crate::util::background::on_runtime(async move { registry::global().get_or_start(&name, source).await })
+                .await?;
         Ok(Container::new(service))
     }
 
@@ -65,7 +67,10 @@ impl Environment {
     ) -> Result<Container, Error> {
         let name = name.to_string();
         let source = source(&name, definition);
-        let service = crate::util::background::block_on_runtime(async move { registry::global().get_or_start(&name, source).await })?;
+        let service =
+            crate::util::background::block_on_runtime(
+                async move { registry::global().get_or_start(&name, source).await },
+            )?;
         Ok(Container::new(service))
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::lifecycle::State;
+use crate::lifecycle::{IllegalTransition, State};
 
 /// Everything that can go wrong while cleanroom provides a container.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -234,6 +234,12 @@ impl Error {
     }
 }
 
+impl From<IllegalTransition> for Error {
+    fn from(e: IllegalTransition) -> Self {
+        Error::IllegalTransition { service: e.service, from: e.from, to: e.to }
+    }
+}
+
 /// `Result` with cleanroom's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -244,30 +250,34 @@ mod tests {
 
         #[test]
         fn retry_transient_errors_and_not_permanent_ones() {
-        let creation = |transient: bool| Error::Creation {
-            service: "db".into(),
-            image: "i".into(),
-            reason: "create container failed".into(),
-            transient,
-        };
-        assert!(creation(true).is_transient(), "the engine failed on its side");
-        assert!(!creation(false).is_transient(), "a bad definition is permanent");
-        assert!(Error::Start { service: "db".into(), image: "i".into(), reason: "x".into() }.is_transient());
-        assert!(!Error::DockerUnavailable { host: "h".into(), reason: "r".into() }.is_transient());
-        let missing =
-            Error::ImageNotFound { service: "db".into(), image: "i".into(), pull: "p".into(), env: "DB".into() };
-        assert!(!missing.is_transient());
-        let init = Error::Init {
-            service: "db".into(),
-            image: "i".into(),
-            command: "false".into(),
-            code: 1,
-            stderr: String::new(),
-        };
-        assert!(!init.is_transient(), "a failing init command fails the same way again");
-        let died =
-            Error::ServiceDied { service: "db".into(), reason: "r".into(), policy: "p".into(), logs: String::new() };
-        assert!(!died.is_transient());
+            let creation = |transient: bool| Error::Creation {
+                service: "db".into(),
+                image: "i".into(),
+                reason: "create container failed".into(),
+                transient,
+            };
+            assert!(creation(true).is_transient(), "the engine failed on its side");
+            assert!(!creation(false).is_transient(), "a bad definition is permanent");
+            assert!(Error::Start { service: "db".into(), image: "i".into(), reason: "x".into() }.is_transient());
+            assert!(!Error::DockerUnavailable { host: "h".into(), reason: "r".into() }.is_transient());
+            let missing =
+                Error::ImageNotFound { service: "db".into(), image: "i".into(), pull: "p".into(), env: "DB".into() };
+            assert!(!missing.is_transient());
+            let init = Error::Init {
+                service: "db".into(),
+                image: "i".into(),
+                command: "false".into(),
+                code: 1,
+                stderr: String::new(),
+            };
+            assert!(!init.is_transient(), "a failing init command fails the same way again");
+            let died = Error::ServiceDied {
+                service: "db".into(),
+                reason: "r".into(),
+                policy: "p".into(),
+                logs: String::new(),
+            };
+            assert!(!died.is_transient());
+        }
     }
-}
 }

@@ -7,45 +7,48 @@
 #![deny(unsafe_code)]
 
 // Layers, bottom first; each imports only from those above it in this list.
-mod util;
+pub mod admin;
+mod builtin;
+mod cache;
+mod catalog;
+mod config;
+mod docker;
+mod environment;
 mod error;
+mod harness;
+mod health;
 mod lifecycle;
 mod metrics;
-mod selection;
-mod docker;
-mod service;
-mod config;
-mod health;
 mod monitor;
-mod cache;
+mod process;
+mod report;
 mod rooms;
 mod run;
-mod report;
-mod harness;
-mod environment;
-mod process;
-pub mod admin;
+mod selection;
+mod service;
+mod util;
 
-pub use docker::{
-    ExecOutput, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
-};
-pub use service::builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
+pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use cache::{CACHE_LABEL, CACHE_SERVICE_LABEL};
+pub use catalog::RoomOptions;
+pub use config::Keep;
 pub use config::{
-    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, RecoveryKind,
-    ReportMode, ServiceOverride, Setting, CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL,
+    image_env_var, reference_tables, service_env_var, Config, Layers, Origin, Overrides, RecoveryKind, ReportMode,
+    ServiceOverride, Setting, CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL,
     DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
 pub use docker::discovery::export_docker_host;
-pub use service::definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
+pub use docker::{
+    ExecOutput, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
+};
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
+pub use lifecycle::{IllegalTransition, Lifecycle, State, Transition};
+pub use metrics::{Alert, CacheCounter, Health, Phases, Resources, ServiceMetrics};
+pub use service::definition::{GenericContainer, Mount, MountKind, RoomHooks, DEFAULT_STARTUP_TIMEOUT};
 pub use service::handle::{Container, Postgres, Redis};
 pub use service::health::HealthCheck;
-pub use lifecycle::{Lifecycle, State, Transition};
-pub use metrics::{Alert, CacheCounter, Health, Phases, Resources, ServiceMetrics};
 pub use service::watch::{LimitAction, Recovery, ServiceFailure};
-pub use rooms::{Keep, RoomOptions};
 
 /// The lifecycle of a service this process started, with its history.
 pub fn lifecycle_of(service: &str) -> Option<Lifecycle> {
@@ -61,12 +64,12 @@ pub fn metrics_of(service: &str) -> Option<ServiceMetrics> {
 /// Not public API: what the macros' expansions use, through the facade.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::service::builtin::{postgres, redis};
-    pub use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
+    pub use crate::catalog::RoomOptions;
+    pub use crate::harness::builtin::{postgres, redis};
     pub use crate::harness::{
         run, Flavor, Node, NodeKind, Outcome, Registration, Resolve, Service, Share, ShareClone, ShareNone,
         TestContext, TestDesc,
     };
+    pub use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
     pub use crate::service::handle::Container;
-    pub use crate::rooms::RoomOptions;
 }

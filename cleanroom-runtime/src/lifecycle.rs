@@ -3,8 +3,6 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::error::Error;
-
 /// Where a service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -95,16 +93,36 @@ impl Lifecycle {
         self.history.iter().rev().find(|t| t.to == state).map(|t| t.instant - self.created)
     }
 
-    /// Moves to `to`, or refuses with [`Error::IllegalTransition`].
-    pub fn transition(&mut self, to: State) -> Result<(), Error> {
+    /// Moves to `to`, or refuses with [`IllegalTransition`] (which becomes
+    /// [`Error::IllegalTransition`](crate::Error::IllegalTransition) with `?`).
+    pub fn transition(&mut self, to: State) -> Result<(), IllegalTransition> {
         if !self.state.can_move_to(to) {
-            return Err(Error::IllegalTransition { service: self.service.clone(), from: self.state, to });
+            return Err(IllegalTransition { service: self.service.clone(), from: self.state, to });
         }
         self.history.push(Transition { from: self.state, to, at: SystemTime::now(), instant: Instant::now() });
         self.state = to;
         Ok(())
     }
 }
+
+/// A move the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IllegalTransition {
+    /// The service.
+    pub service: String,
+    /// The state it is in.
+    pub from: State,
+    /// The state it was asked to move to.
+    pub to: State,
+}
+
+impl std::fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: illegal lifecycle transition {:?} -> {:?}", self.service, self.from, self.to)
+    }
+}
+
+impl std::error::Error for IllegalTransition {}
 
 #[cfg(test)]
 mod tests {
@@ -130,7 +148,7 @@ mod tests {
     fn refuses_illegal_moves_and_stays_put() {
         let mut l = Lifecycle::new("redis");
         let err = l.transition(Running).unwrap_err();
-        assert!(matches!(err, Error::IllegalTransition { from: Created, to: Running, .. }));
+        assert!(matches!(err, IllegalTransition { from: Created, to: Running, .. }));
         assert_eq!(err.to_string(), "redis: illegal lifecycle transition Created -> Running");
         assert_eq!(l.state(), Created);
         assert!(l.history().is_empty());

@@ -6,11 +6,11 @@
 //! exit it removes every container it started.
 #![allow(unsafe_code)] // `ctor`/`dtor` expand to link-section statics.
 
-use crate::util::clock::PROCESS_START;
-use crate::harness::registered_tests;
+use crate::catalog::registered_tests;
+use crate::catalog::RoomOptions;
 use crate::run::registry::{self, Source};
-use crate::rooms::RoomOptions;
 use crate::selection::Mode;
+use crate::util::clock::PROCESS_START;
 
 /// When this process started, as near as cleanroom can tell.
 
@@ -103,7 +103,7 @@ fn prestart() {
     let redis_rooms = count_rooms(&mode, "redis");
     if redis_rooms > 0 {
         crate::util::background::spawn_background(async move {
-            if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::service::builtin::REDIS)).await {
+            if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::builtin::REDIS)).await {
                 crate::rooms::redis_rooms(&service).warm(redis_rooms);
             }
         });
@@ -111,7 +111,7 @@ fn prestart() {
     let templates = needed_templates(&mode);
     if !templates.is_empty() {
         crate::util::background::spawn_background(async move {
-            let Ok(service) = registry.get_or_start("postgres", Source::Spec(&crate::service::builtin::POSTGRES)).await else {
+            let Ok(service) = registry.get_or_start("postgres", Source::Spec(&crate::builtin::POSTGRES)).await else {
                 return;
             };
             let Ok(rooms) = crate::rooms::pg_rooms(&service) else { return };

@@ -159,10 +159,9 @@
 pub use cleanroom_macros::{fixture, service, test};
 pub use cleanroom_runtime::{
     environment, image_env_var, lifecycle_of, metrics_of, Alert, Container, Environment, Error, ExecOutput,
-    GenericContainer, Health, HealthCheck, Keep, LimitAction, Mount, MountKind, Postgres, Recovery,
-    Redis, Result, RoomHooks, ServiceFailure, ServiceMetrics, Setting, State, DEFAULT_POSTGRES_IMAGE,
-    DEFAULT_REDIS_IMAGE, DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SERVICE_SETTINGS, SESSION_LABEL,
-    SETTINGS,
+    GenericContainer, Health, HealthCheck, Keep, LimitAction, Mount, MountKind, Postgres, Recovery, Redis, Result,
+    RoomHooks, ServiceFailure, ServiceMetrics, Setting, State, DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE,
+    DEFAULT_STARTUP_TIMEOUT, MANAGED_LABEL, SERVICE_LABEL, SERVICE_SETTINGS, SESSION_LABEL, SETTINGS,
 };
 
 /// Not public API: the one door from generated code into the runtime.

@@ -203,7 +203,7 @@ pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64,
 
 /// Fills the cache of a running service again after its cluster gained a
 /// template, so that the next cold start finds the migrations applied.
-pub(crate) async fn refill(service: &crate::run::registry::RunningService) {
+pub(crate) async fn refill(service: &crate::service::running::RunningService) {
     let Some(volume) = volume_for(&service.name, &service.definition) else { return };
     match fill(&service.docker, &service.id, &volume.name).await {
         Ok(bytes) => {
@@ -350,9 +350,9 @@ mod tests {
 
     #[test]
     fn the_key_follows_what_initdb_sees_and_not_the_password() {
-        let def = crate::service::builtin::postgres_definition();
+        let def = crate::builtin::postgres_definition();
         let a = volume_for("postgres", &def).expect("the built-in Postgres has a volume cache");
-        let b = volume_for("postgres", &crate::service::builtin::postgres_definition()).unwrap();
+        let b = volume_for("postgres", &crate::builtin::postgres_definition()).unwrap();
         assert_eq!(a.name, b.name, "the random password is not part of the key");
         assert!(a.name.starts_with("cleanroom-cache-postgres-"), "{}", a.name);
         let other_db = def.clone().with_env("POSTGRES_DB", "other");
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn wrapping_keeps_the_command_after_the_restore_script() {
-        let def = crate::service::builtin::postgres_definition();
+        let def = crate::builtin::postgres_definition();
         let volume = volume_for("postgres", &def).unwrap();
         let mut wrapped = def.container_request();
         wrap(&mut wrapped, &volume);

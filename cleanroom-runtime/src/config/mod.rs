@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::service::definition::{GenericContainer, Mount};
 use crate::docker::PullPolicy;
 use crate::error::Error;
+use crate::service::definition::{GenericContainer, Mount};
 use crate::service::health::HealthCheck;
-use crate::rooms::Keep;
 
 /// The file name looked for from the crate's directory up to the workspace root.
 pub const CONFIG_FILE: &str = "cleanroom.toml";
@@ -115,6 +114,28 @@ pub fn service_env_var(service: &str, key: &str) -> String {
 /// A service name as it appears inside environment variable names.
 pub(crate) fn env_key(service: &str) -> String {
     service.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// When a test's database is kept instead of dropped: `CLEANROOM_KEEP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Always dropped.
+    Never,
+    /// Kept when the test fails (the default).
+    #[default]
+    OnFailure,
+    /// Always kept.
+    Always,
+}
+
+impl Keep {
+    pub(crate) fn keeps(self, failed: bool) -> bool {
+        match self {
+            Keep::Never => false,
+            Keep::OnFailure => failed,
+            Keep::Always => true,
+        }
+    }
 }
 
 /// How much of the report a test process prints on stderr when it exits.
@@ -760,9 +781,11 @@ fn health_checks(f: &Found) -> Result<Vec<HealthCheck>, Error> {
                                 .filter(|s| (100..600).contains(s))
                             {
                                 Some(status) => check.with_status(status),
-                                None => return Err(f.error(format!(
+                                None => {
+                                    return Err(f.error(format!(
                                     "entry {n}: `http` status {v} is not an HTTP status; expected 100 to 599, e.g. 204"
-                                ))),
+                                )))
+                                }
                             },
                         }
                     }
@@ -1502,7 +1525,7 @@ networks = ["backend", "frontend"]
 
         #[test]
         fn list_every_setting_in_the_reference_page() {
-            let page = include_str!("../../docs/configuration.md");
+            let page = include_str!("../../../docs/configuration.md");
             let tables = reference_tables();
             assert!(
                 page.contains(&tables),
@@ -1514,7 +1537,7 @@ networks = ["backend", "frontend"]
 
     #[test]
     fn facade_docs_name_every_variable_and_key() {
-        let facade = include_str!("../../cleanroom/src/lib.rs");
+        let facade = include_str!("../../../cleanroom/src/lib.rs");
         for s in SETTINGS {
             for name in [s.env, s.key].into_iter().flatten() {
                 assert!(facade.contains(&format!("`{name}`")), "cleanroom/src/lib.rs does not document {name}");
@@ -1532,5 +1555,11 @@ networks = ["backend", "frontend"]
         let (head, rest) = page.split_once(start).expect("the page has a settings:start marker");
         let (_, tail) = rest.split_once(end).expect("the page has a settings:end marker");
         std::fs::write(&path, format!("{head}{start}{}{end}{tail}", reference_tables())).unwrap();
+    }
+
+    #[test]
+    fn keep_a_database_by_the_outcome_and_the_policy() {
+        assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
+        assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
     }
 }

@@ -38,11 +38,14 @@ pub(crate) struct Listed {
     pub(crate) created: i64,
 }
 
-
 impl Docker {
     /// The host ports Docker published for each container port.
     pub(crate) async fn published_ports(&self, id: &str) -> Result<BTreeMap<u16, u16>, DockerError> {
-        let info = self.client.inspect_container(id, None).await.map_err(|e| DockerError::from_bollard("inspect container", e))?;
+        let info = self
+            .client
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("inspect container", e))?;
         let mut out = BTreeMap::new();
         let ports = info.network_settings.and_then(|n| n.ports).unwrap_or_default();
         for (key, bindings) in ports {
@@ -61,7 +64,11 @@ impl Docker {
 
     /// Whether the container is running, and its exit code if it is not.
     pub(crate) async fn exit_status(&self, id: &str) -> Result<Option<i64>, DockerError> {
-        let info = self.client.inspect_container(id, None).await.map_err(|e| DockerError::from_bollard("inspect container", e))?;
+        let info = self
+            .client
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("inspect container", e))?;
         let state = info.state.unwrap_or_default();
         if state.running.unwrap_or(false) {
             Ok(None)
@@ -74,7 +81,11 @@ impl Docker {
     pub(crate) async fn containers_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
         let filters = label_filters(labels.iter().map(|(k, v)| format!("{k}={v}")));
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let list = self.client.list_containers(Some(options)).await.map_err(|e| DockerError::from_bollard("list containers", e))?;
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| DockerError::from_bollard("list containers", e))?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
 
@@ -91,7 +102,11 @@ impl Docker {
     pub(crate) async fn list(&self, label: &str) -> Result<Vec<Listed>, DockerError> {
         let filters = label_filters([label.to_string()]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let list = self.client.list_containers(Some(options)).await.map_err(|e| DockerError::from_bollard("list containers", e))?;
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| DockerError::from_bollard("list containers", e))?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -172,7 +187,11 @@ impl Docker {
 
     /// The container's CPU limit in nano-CPUs (0: none).
     pub(crate) async fn nano_cpus(&self, id: &str) -> Result<i64, DockerError> {
-        let info = self.client.inspect_container(id, None).await.map_err(|e| DockerError::from_bollard("inspect container", e))?;
+        let info = self
+            .client
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("inspect container", e))?;
         Ok(info.host_config.and_then(|h| h.nano_cpus).unwrap_or(0))
     }
 

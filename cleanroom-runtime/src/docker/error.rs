@@ -48,6 +48,7 @@ impl DockerError {
     }
 
     /// The engine has no such object.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }

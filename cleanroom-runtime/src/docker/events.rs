@@ -33,7 +33,6 @@ impl StatSample {
     }
 }
 
-
 impl Docker {
     /// Docker's events about one container (`die`, `oom`, `health_status`…)
     /// from now on, as `(action, exit code attribute)`.

@@ -23,15 +23,13 @@ use std::time::Duration;
 
 use testcontainers::bollard::Docker as Bollard;
 
-pub(crate) use containers::{Ended, Listed, NamedContainer};
 pub(crate) use create::{absolute, ContainerRequest, Limits, MountRequest};
 pub(crate) use error::DockerError;
 pub(crate) use events::StatSample;
 pub use exec::ExecOutput;
-pub(crate) use images::{split_image, ImageError};
 pub use images::PullPolicy;
+pub(crate) use images::{split_image, ImageError};
 pub use labels::{DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
-pub(crate) use volumes::Volume;
 
 /// How long cleanroom waits for the engine to answer its first ping.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -55,7 +53,6 @@ pub(crate) fn docker_host() -> Result<String, String> {
     crate::docker::discovery::chosen()
 }
 
-
 /// Why the engine could not be reached: its address and what went wrong.
 #[derive(Debug, Clone)]
 pub(crate) struct Unreachable {
@@ -66,8 +63,7 @@ pub(crate) struct Unreachable {
 impl Docker {
     /// Connects and pings, failing within [`PING_TIMEOUT`].
     pub(crate) async fn connect() -> Result<Docker, Unreachable> {
-        let host =
-            docker_host().map_err(|reason| Unreachable { host: "the docker context".into(), reason })?;
+        let host = docker_host().map_err(|reason| Unreachable { host: "the docker context".into(), reason })?;
         let unavailable = |reason: String| Unreachable { host: host.clone(), reason };
         let client = tokio::time::timeout(PING_TIMEOUT, testcontainers::core::client::docker_client_instance())
             .await

@@ -9,7 +9,11 @@ impl Docker {
     /// Makes sure the network `name` exists, creating it with `labels` if
     /// not; `true` when this call created it. Another process creating it
     /// at the same moment (Docker answers 409) counts as found.
-    pub(crate) async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, DockerError> {
+    pub(crate) async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, DockerError> {
         use testcontainers::bollard::errors::Error as E;
         match self.client.inspect_network(name, None).await {
             Ok(_) => return Ok(false),

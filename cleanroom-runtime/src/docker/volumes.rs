@@ -19,7 +19,11 @@ pub(crate) struct Volume {
 impl Docker {
     /// Makes sure the volume `name` exists, creating it with `labels` if
     /// not; `true` when this call created it.
-    pub(crate) async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool, DockerError> {
+    pub(crate) async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, DockerError> {
         use testcontainers::bollard::errors::Error as E;
         match self.client.inspect_volume(name).await {
             Ok(_) => return Ok(false),
@@ -31,7 +35,11 @@ impl Docker {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        self.client.create_volume(request).await.map(|_| true).map_err(|e| DockerError::from_bollard("create volume", e))
+        self.client
+            .create_volume(request)
+            .await
+            .map(|_| true)
+            .map_err(|e| DockerError::from_bollard("create volume", e))
     }
 
     /// Removes the volume `name`; one that is already gone counts as removed.
@@ -64,7 +72,11 @@ impl Docker {
     /// Names of the volumes mounted by any container, running or not.
     pub(crate) async fn volumes_mounted(&self) -> Result<Vec<String>, DockerError> {
         let options = ListContainersOptionsBuilder::new().all(true).build();
-        let list = self.client.list_containers(Some(options)).await.map_err(|e| DockerError::from_bollard("list containers", e))?;
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| DockerError::from_bollard("list containers", e))?;
         Ok(list.into_iter().flat_map(|c| c.mounts.unwrap_or_default()).filter_map(|m| m.name).collect())
     }
 

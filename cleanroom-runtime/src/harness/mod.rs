@@ -7,6 +7,8 @@
 //! [`Resolve`] trait, which `#[cleanroom::fixture]`, `#[cleanroom::service]`
 //! and the built-in services implement.
 
+pub(crate) mod builtin;
+
 use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -14,139 +16,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::catalog::{Flavor, Node, NodeKind, Registration, TestDesc};
+use crate::report::Acquisition;
+use crate::rooms::{PgRooms, RedisRooms};
+use crate::run::registry;
 use crate::service::definition::ServiceSpec;
 use crate::service::handle::{Container, Postgres, Redis};
-use crate::run::registry;
-use crate::rooms::{Keep, PgRooms, RedisRooms, RoomOptions};
-
-/// How the runtime that drives an async test is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// A synchronous test: no runtime unless an async fixture needs one.
-    Sync,
-    /// `#[tokio::test]`'s default: one thread, the test's own.
-    CurrentThread,
-    /// A multi-thread runtime with the given number of workers (`None`: one
-    /// per core, as tokio does).
-    MultiThread(Option<usize>),
-}
-
-/// What a node of the dependency graph is.
-#[derive(Debug, Clone, Copy)]
-pub enum NodeKind {
-    /// A `#[cleanroom::fixture]` function.
-    Fixture,
-    /// A service: built in (`postgres`, `redis`) or `#[cleanroom::service]`.
-    Service(&'static ServiceSpec),
-}
-
-/// One fixture or service and what it depends on, built in `const` context by
-/// the macros so that the runtime can see, before any test runs, which
-/// services a test needs through its fixtures.
-#[derive(Debug, Clone, Copy)]
-pub struct Node {
-    /// The name the user wrote (`client`, `postgres`).
-    pub name: &'static str,
-    /// `module_path!()` where it was declared.
-    pub module_path: &'static str,
-    /// Fixture or service.
-    pub kind: NodeKind,
-    /// What it takes as parameters.
-    pub deps: &'static [&'static Node],
-}
-
-impl Node {
-    /// A fixture node.
-    pub const fn fixture(name: &'static str, module_path: &'static str, deps: &'static [&'static Node]) -> Node {
-        Node { name, module_path, kind: NodeKind::Fixture, deps }
-    }
-
-    /// A service node.
-    pub const fn service(spec: &'static ServiceSpec) -> Node {
-        Node { name: spec.name, module_path: spec.module_path, kind: NodeKind::Service(spec), deps: &[] }
-    }
-
-    /// Every service this node needs, itself included, depth first.
-    pub(crate) fn collect_services(&self, out: &mut Vec<&'static ServiceSpec>) {
-        if let NodeKind::Service(spec) = self.kind {
-            if !out.iter().any(|s| s.name == spec.name) {
-                out.push(spec);
-            }
-        }
-        for dep in self.deps {
-            dep.collect_services(out);
-        }
-    }
-}
-
-/// A test as `#[cleanroom::test]` describes it.
-#[derive(Debug)]
-pub struct TestDesc {
-    /// `module_path!()` of the test function.
-    pub module_path: &'static str,
-    /// The function's name.
-    pub name: &'static str,
-    /// Whether it carries `#[ignore]`.
-    pub ignored: bool,
-    /// How its runtime is built.
-    pub flavor: Flavor,
-    /// The services listed in the attribute, then the parameters' fixtures.
-    pub needs: &'static [&'static Node],
-    /// Options of the listed services' rooms (`postgres(migrations = "…")`).
-    pub rooms: &'static [RoomOptions],
-}
-
-impl TestDesc {
-    /// The name libtest and nextest know the test by: the module path without
-    /// the crate name, then the function (`db::inserts_a_row`).
-    pub fn test_name(&self) -> String {
-        match self.module_path.split_once("::") {
-            Some((_, rest)) => format!("{rest}::{}", self.name),
-            None => self.name.to_string(),
-        }
-    }
-
-    /// What the attribute asked of `service`'s room, if anything.
-    pub(crate) fn room_options(&self, service: &str) -> Option<&'static RoomOptions> {
-        self.rooms.iter().find(|o| o.service == service)
-    }
-
-    /// Every service the test needs, through its fixtures too.
-    pub fn services(&self) -> Vec<&'static ServiceSpec> {
-        let mut out = Vec::new();
-        for node in self.needs {
-            node.collect_services(&mut out);
-        }
-        out
-    }
-}
-
-/// What the macros submit to `inventory`.
-#[derive(Debug)]
-pub enum Registration {
-    /// A `#[cleanroom::test]`.
-    Test(&'static TestDesc),
-    /// A `#[cleanroom::service]`.
-    Service(&'static ServiceSpec),
-}
-
-inventory::collect!(Registration);
-
-/// Every test registered in this binary.
-pub(crate) fn registered_tests() -> impl Iterator<Item = &'static TestDesc> {
-    inventory::iter::<Registration>.into_iter().filter_map(|r| match r {
-        Registration::Test(t) => Some(*t),
-        Registration::Service(_) => None,
-    })
-}
-
-/// Every `#[cleanroom::service]` registered in this binary.
-pub(crate) fn registered_services() -> impl Iterator<Item = &'static ServiceSpec> {
-    inventory::iter::<Registration>.into_iter().filter_map(|r| match r {
-        Registration::Service(s) => Some(*s),
-        Registration::Test(_) => None,
-    })
-}
 
 /// Something a test parameter can be resolved to: a fixture or a service.
 ///
@@ -193,16 +68,6 @@ enum Room {
     Postgres { rooms: &'static PgRooms, database: String, url: String },
     Redis { rooms: Arc<RedisRooms>, db: u32 },
     Generic { container: Container, hooks: crate::service::definition::RoomHooks, name: String },
-}
-
-/// How long one test waited for one service's handle (its room included).
-#[derive(Debug, Clone)]
-pub(crate) struct Acquisition {
-    pub(crate) service: &'static str,
-    /// From asking for the handle to having it, waiting for Ready included.
-    pub(crate) elapsed: std::time::Duration,
-    /// The part spent making the test's room, once the service was Ready.
-    pub(crate) room: std::time::Duration,
 }
 
 struct Memo {
@@ -361,7 +226,7 @@ impl TestContext {
             return pg.clone();
         }
         let started = Instant::now();
-        let container = self.container(&crate::service::builtin::POSTGRES);
+        let container = self.container(&crate::builtin::POSTGRES);
         let room_started = Instant::now();
         let options = self.desc.room_options("postgres");
         let handle = if options.is_some_and(|o| o.shared) {
@@ -371,7 +236,8 @@ impl TestContext {
             let source = crate::rooms::TemplateSource::for_options(options).unwrap_or_else(|err| panic!("{err}"));
             let database = match rooms.take_ready(&source) {
                 Some(database) => database,
-                None => crate::util::background::block_on_runtime(rooms.lease(options)).unwrap_or_else(|err| panic!("{err}")),
+                None => crate::util::background::block_on_runtime(rooms.lease(options))
+                    .unwrap_or_else(|err| panic!("{err}")),
             };
             let pg = Postgres::new(container, Some(database.clone()));
             self.rooms.push(Room::Postgres { rooms, database, url: pg.url() });
@@ -393,7 +259,7 @@ impl TestContext {
             return r.clone();
         }
         let started = Instant::now();
-        let container = self.container(&crate::service::builtin::REDIS);
+        let container = self.container(&crate::builtin::REDIS);
         let room_started = Instant::now();
         let handle = if self.desc.room_options("redis").is_some_and(|o| o.shared) {
             Redis::new(container, 0)
@@ -401,7 +267,8 @@ impl TestContext {
             let rooms = crate::rooms::redis_rooms(&container.inner);
             let db = match rooms.take_ready() {
                 Some(db) => db,
-                None => crate::util::background::block_on_runtime(rooms.clone().take()).unwrap_or_else(|err| panic!("{err}")),
+                None => crate::util::background::block_on_runtime(rooms.clone().take())
+                    .unwrap_or_else(|err| panic!("{err}")),
             };
             self.rooms.push(Room::Redis { rooms, db });
             Redis::new(container, db)
@@ -418,7 +285,7 @@ impl TestContext {
     /// Releases the test's rooms: dropped in the background after a pass,
     /// kept (and printed) after a failure, as `CLEANROOM_KEEP` says.
     fn finish(&mut self, failed: bool) {
-        let keep = Keep::from_env().unwrap_or_default();
+        let keep = crate::config::current().map(|c| c.keep).unwrap_or_default();
         for room in self.rooms.drain(..) {
             match room {
                 Room::Postgres { rooms, database, url } => {
@@ -689,9 +556,10 @@ mod tests {
 
     #[test]
     fn services_are_found_through_fixtures() {
-        static CLIENT: Node = Node::fixture("client", "krate", &[&<crate::service::builtin::postgres as Resolve>::NODE]);
+        static CLIENT: Node =
+            Node::fixture("client", "krate", &[&<crate::harness::builtin::postgres as Resolve>::NODE]);
         static REPO: Node =
-            Node::fixture("repo", "krate", &[&CLIENT, &<crate::service::builtin::redis as Resolve>::NODE, &CLIENT]);
+            Node::fixture("repo", "krate", &[&CLIENT, &<crate::harness::builtin::redis as Resolve>::NODE, &CLIENT]);
         static DESC: TestDesc = TestDesc {
             module_path: "krate",
             name: "t",

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::service::health::{HealthCheck, Probe};
 use crate::error::Error;
+use crate::service::health::{HealthCheck, Probe};
 use crate::service::running::RunningService;
 
 /// How many log lines an error about a failed start carries.
@@ -15,10 +15,7 @@ const LOG_LINES: usize = 20;
 
 /// Waits until every check of `service` passes, in order, or fails with
 /// the check that never passed, or with the container's exit.
-pub(crate) async fn wait_ready(
-    service: &RunningService,
-    deadline: Instant,
-) -> Result<(), Error> {
+pub(crate) async fn wait_ready(service: &RunningService, deadline: Instant) -> Result<(), Error> {
     let started = Instant::now();
     for check in &service.definition.health_checks {
         let mut last: String;
@@ -122,12 +119,7 @@ pub(crate) async fn wait_attached(
 /// `None` while it runs.
 async fn exited_error(service: &RunningService) -> Option<Error> {
     let code = service.docker.exit_status(&service.id).await.ok().flatten()?;
-    Some(Error::Exited {
-        service: service.name.clone(),
-        image: service.image.clone(),
-        code,
-        logs: tail(service).await,
-    })
+    Some(Error::Exited { service: service.name.clone(), image: service.image.clone(), code, logs: tail(service).await })
 }
 
 async fn tail(service: &RunningService) -> String {

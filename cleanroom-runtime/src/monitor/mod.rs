@@ -285,5 +285,4 @@ mod tests {
         assert_eq!(b.cpu_percent_since(&a), Some(100.0), "half the host's time on two cores is one core");
         assert_eq!(a.cpu_percent_since(&b), None, "counters only grow");
     }
-
 }

@@ -28,8 +28,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::TestDesc;
 use crate::config::ReportMode;
-use crate::harness::{Acquisition, TestDesc};
 use crate::metrics::{self, CacheCounter, Health, ServiceMetrics};
 
 /// The version of the document's shape; docs/report.md says what changed.
@@ -571,6 +571,16 @@ fn details(m: &ServiceMetrics) -> String {
     parts.join("; ")
 }
 
+/// How long one test waited for one service's handle (its room included).
+#[derive(Debug, Clone)]
+pub(crate) struct Acquisition {
+    pub(crate) service: &'static str,
+    /// From asking for the handle to having it, waiting for Ready included.
+    pub(crate) elapsed: std::time::Duration,
+    /// The part spent making the test's room, once the service was Ready.
+    pub(crate) room: std::time::Duration,
+}
+
 static TESTS: Mutex<Vec<Test>> = Mutex::new(Vec::new());
 
 pub(crate) fn record_test(desc: &TestDesc, acquisitions: Vec<Acquisition>, started: Option<Duration>) {
@@ -600,7 +610,8 @@ fn this_process(session: &str) -> Report {
     let tests = TESTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (services, caches) = metrics::snapshot();
     let now = now_ms();
-    let started = crate::util::clock::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
+    let started =
+        crate::util::clock::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
     let caches = caches.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     Report::of_process(session, (std::process::id(), started, now), tests, services, caches)
 }

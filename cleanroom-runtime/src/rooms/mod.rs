@@ -10,6 +10,7 @@
 //!   itself (`SET NX` in one script, so leases are unique across processes),
 //!   flushed before it is handed out.
 
+use crate::catalog::RoomOptions;
 use crate::util::hash::{fnv1a, FNV_OFFSET};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -22,55 +23,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::error::Error;
-use crate::run::registry::RunningService;
-
-/// What a test asked of a service's room, from `#[cleanroom::test(...)]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomOptions {
-    /// The service (`postgres`, `redis`).
-    pub service: &'static str,
-    /// `shared`: no room of its own, the server's main database.
-    pub shared: bool,
-    /// `migrations = "dir"`: `.sql` files applied in name order.
-    pub migrations: Option<&'static str>,
-    /// `init = "file.sql"`: data loaded after the migrations.
-    pub init: Option<&'static str>,
-    /// The crate's manifest directory, which relative paths start from.
-    pub base_dir: &'static str,
-}
-
-/// When a test's database is kept instead of dropped: `CLEANROOM_KEEP`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Keep {
-    /// Always dropped.
-    Never,
-    /// Kept when the test fails (the default).
-    #[default]
-    OnFailure,
-    /// Always kept.
-    Always,
-}
-
-impl Keep {
-    pub(crate) fn from_env() -> Result<Keep, Error> {
-        crate::config::current().map(|c| c.keep)
-    }
-
-    pub(crate) fn keeps(self, failed: bool) -> bool {
-        match self {
-            Keep::Never => false,
-            Keep::OnFailure => failed,
-            Keep::Always => true,
-        }
-    }
-}
+use crate::service::running::RunningService;
 
 /// How many ready databases the Postgres pool keeps ahead of demand:
 /// `run.pool` (0 turns the pool off).
 pub(crate) fn pool_size() -> Result<usize, Error> {
     crate::config::current().map(|c| c.pool)
 }
-
 
 /// The schema setup of a template: its SQL, in order, and a hash of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -652,7 +611,7 @@ pub(crate) async fn release_pooled() {
 const RUN_POOL_WAIT: Duration = Duration::from_secs(2);
 
 /// The Redis logical databases cleanroom leases (0 is the shared one).
-pub(crate) const REDIS_DATABASES: u32 = 64;
+use crate::builtin::REDIS_DATABASES;
 
 const LEASE_SCRIPT: &str = "for i = 1, tonumber(ARGV[2]) - 1 do \
     if redis.call('SET', 'cleanroom:lease:' .. i, ARGV[1], 'NX', 'PX', ARGV[3]) then \
@@ -927,11 +886,5 @@ mod tests {
         };
         let err = TemplateSource::read(&options).unwrap_err().to_string();
         assert!(err.contains("postgres(migrations = \"nope\")") && err.contains("/nonexistent/nope"), "{err}");
-    }
-
-    #[test]
-    fn keep_policy_decides_by_outcome() {
-        assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
-        assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
     }
 }

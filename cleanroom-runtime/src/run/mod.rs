@@ -5,8 +5,8 @@
 //! last process is gone.
 
 mod network;
-mod recovery;
 pub(crate) mod reaper;
+mod recovery;
 pub(crate) mod registry;
 pub(crate) mod session;
 mod start;

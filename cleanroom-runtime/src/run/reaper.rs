@@ -524,7 +524,6 @@ pub(crate) fn session_state(session: &str) -> Option<bool> {
     session_alive(session)
 }
 
-
 /// Removes what dead runs left behind (see [`is_orphan`]), never `me`'s;
 /// returns the sessions removed.
 pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
@@ -660,10 +659,10 @@ mod tests {
         fn hand_the_workers_outcome_to_the_others() {
             let m = marks("outcome");
             m.claim("a:1").unwrap();
-            m.finish("a:1", &Ok(()));
+            m.finish("a:1", &Ok::<(), String>(()));
             assert_eq!(block_on(m.outcome("a:1")), Some(Ok(())));
             m.claim("b:1").unwrap();
-            m.finish("b:1", &Err("no such host\nat all".into()));
+            m.finish("b:1", &Err::<(), String>("no such host\nat all".into()));
             assert_eq!(block_on(m.outcome("b:1")), Some(Err("no such host at all".into())));
             m.remove();
         }

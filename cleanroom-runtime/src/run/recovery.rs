@@ -202,6 +202,5 @@ mod tests {
             }
             assert_eq!(refusal(Recovery::Fallback(panics), &failure(0)).unwrap(), "its fallback hook panicked");
         }
-
     }
 }

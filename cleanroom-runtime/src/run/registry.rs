@@ -2,25 +2,22 @@
 //! cleanroom's own runtime, and every container it started is removed when the
 //! process ends.
 
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::docker::{Docker, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
-use crate::service::builtin;
+use crate::builtin;
 use crate::config::Config;
-use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
+use crate::docker::Docker;
 use crate::error::Error;
-use crate::health;
 use crate::lifecycle::{Lifecycle, State};
-use crate::service::watch::ServiceFailure;
 use crate::run::session::Session;
+use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
 pub(crate) use crate::service::running::RunningService;
-
+use crate::service::watch::ServiceFailure;
 
 type StartOutcome = Option<Result<Arc<RunningService>, Error>>;
 
@@ -39,7 +36,7 @@ pub(super) struct Slot {
 
 impl Slot {
     pub(super) fn transition(&self, to: State) -> Result<(), Error> {
-        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).transition(to)
+        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).transition(to).map_err(Error::from)
     }
 }
 
@@ -74,19 +71,17 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// The registry, created on first use.
 pub(crate) fn global() -> &'static Registry {
-    REGISTRY.get_or_init(|| {
-        Registry {
-            config: Config::from_env(),
-            session: crate::run::session::current(),
-            reaper: OnceLock::new(),
-            docker: tokio::sync::OnceCell::new(),
-            network: tokio::sync::Mutex::new(None),
-            volumes: Mutex::new(Vec::new()),
-            slots: Mutex::new(HashMap::new()),
-            creating: AtomicUsize::new(0),
-            torn_down: AtomicBool::new(false),
-            signals_installed: AtomicBool::new(false),
-        }
+    REGISTRY.get_or_init(|| Registry {
+        config: Config::from_env(),
+        session: crate::run::session::current(),
+        reaper: OnceLock::new(),
+        docker: tokio::sync::OnceCell::new(),
+        network: tokio::sync::Mutex::new(None),
+        volumes: Mutex::new(Vec::new()),
+        slots: Mutex::new(HashMap::new()),
+        creating: AtomicUsize::new(0),
+        torn_down: AtomicBool::new(false),
+        signals_installed: AtomicBool::new(false),
     })
 }
 
@@ -121,12 +116,6 @@ impl Registry {
                 }
             }
         })
-    }
-
-    /// Whether this process shares its services with the other processes of
-    /// its run (a reaper serves the run).
-    pub(crate) fn shares_services(&self) -> bool {
-        crate::util::flags::shares_services()
     }
 
     /// Whether teardown has begun.
@@ -213,7 +202,7 @@ impl Registry {
     pub(super) fn definition(&self, name: &str, source: Source) -> Result<GenericContainer, Error> {
         let def = match source {
             Source::Spec(spec) => {
-                if let Some(other) = crate::harness::registered_services()
+                if let Some(other) = crate::catalog::registered_services()
                     .find(|s| s.name == spec.name && s.module_path != spec.module_path)
                 {
                     return Err(Error::DuplicateService {
@@ -255,15 +244,6 @@ impl Registry {
         Ok(def)
     }
 
-
-
-
-
-
-
-
-
-
     pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
@@ -282,20 +262,12 @@ impl Registry {
         failures.iter().rev().find(|(f, _)| f.container == id).map(|(f, _)| f.clone())
     }
 
-
     /// Lifecycle history of a service, for reports and tests.
     pub(crate) fn lifecycle(&self, name: &str) -> Option<Lifecycle> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.get(name).map(|s| s.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }
-
-
-
-
-
-
-
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

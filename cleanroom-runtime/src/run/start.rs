@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::network::run_labels;
 use super::registry::{Registry, RunningService, Slot, Source};
 use crate::cache::CacheVolume;
 use crate::config::Config;
@@ -156,7 +155,9 @@ impl Registry {
             let pull_started = Instant::now();
             let pulled = match plan.config.pull {
                 PullPolicy::Always => pull_once(docker, name, &def.image, &plan.session).await,
-                policy => docker.ensure_image(&def.image, policy).await.map_err(|e| image_not_found(name, &def.image, e)),
+                policy => {
+                    docker.ensure_image(&def.image, policy).await.map_err(|e| image_not_found(name, &def.image, e))
+                }
             };
             (pulled, pull_started.elapsed())
         };
@@ -331,8 +332,8 @@ impl Registry {
             })
             .await?;
         }
-        phases.health_ms = Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0))
-            .map(|ms| ms.max(0.0));
+        phases.health_ms =
+            Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0)).map(|ms| ms.max(0.0));
         if plan.shared {
             crate::run::reaper::mark_ready(id);
         }

@@ -468,7 +468,12 @@ impl GenericContainer {
     ///     .on_limit(LimitAction::Throttle, 0.8, 0.9);
     /// # let _ = worker;
     /// ```
-    pub fn on_limit(mut self, action: crate::service::watch::LimitAction, cpu_fraction: f64, memory_fraction: f64) -> Self {
+    pub fn on_limit(
+        mut self,
+        action: crate::service::watch::LimitAction,
+        cpu_fraction: f64,
+        memory_fraction: f64,
+    ) -> Self {
         self.watch.limit_action = action;
         self.watch.cpu_threshold = cpu_fraction;
         self.watch.memory_threshold = memory_fraction;
@@ -513,18 +518,48 @@ impl GenericContainer {
     /// same in every process. Secrets generated per run (the Postgres
     /// password) and room hooks (code addresses) are left out.
     pub(crate) fn identity_hash(&self) -> u64 {
-        let mut def = self.clone();
-        def.env.remove("POSTGRES_PASSWORD");
-        def.rooms = None;
-        // How cleanroom watches a container does not change the container.
-        def.watch = crate::service::watch::Watch::default();
-        crate::util::hash::fnv1a(format!("{def:?}").as_bytes(), 0xcbf2_9ce4_8422_2325)
-    }
-
-    /// Splits the image into repository and tag the way Docker does: the tag
-    /// is what follows the last `:` after the last `/`.
-    pub(crate) fn image_name_and_tag(&self) -> (String, String) {
-        crate::docker::split_image(&self.image)
+        use crate::util::hash::Fields;
+        let GenericContainer {
+            image,
+            cmd,
+            entrypoint,
+            env,
+            ports,
+            fixed_ports,
+            labels,
+            health_checks,
+            startup_timeout,
+            // Code addresses differ between builds; hooks act on rooms, not
+            // on the container.
+            rooms: _,
+            tmpfs,
+            limits,
+            mounts,
+            init,
+            networks,
+            // How cleanroom watches a container does not change the container.
+            watch: _,
+            volume_cache,
+        } = self;
+        let mut h = Fields::new().field(image);
+        let list = |h: Fields, items: &[String]| items.iter().fold(h.field("["), |h, i| h.field(i)).field("]");
+        h = list(h, cmd);
+        h = list(h, entrypoint);
+        // Secrets generated per run are not part of what the container is.
+        for (k, v) in env.iter().filter(|(k, _)| k.as_str() != "POSTGRES_PASSWORD") {
+            h = h.field(k).field(v);
+        }
+        h = ports.iter().fold(h.field("ports"), |h, p| h.field(p.to_string()));
+        h = fixed_ports.iter().fold(h.field("fixed"), |h, (c, p)| h.field(c.to_string()).field(p.to_string()));
+        h = labels.iter().fold(h.field("labels"), |h, (k, v)| h.field(k).field(v));
+        h = health_checks.iter().fold(h.field("checks"), |h, c| h.field(format!("{c:?}")));
+        h = h.field(startup_timeout.as_millis().to_string());
+        h = tmpfs.iter().fold(h.field("tmpfs"), |h, (k, v)| h.field(k).field(v));
+        h = h.field(format!("{limits:?}"));
+        h = mounts.iter().fold(h.field("mounts"), |h, m| h.field(format!("{m:?}")));
+        h = init.iter().fold(h.field("init"), |h, c| list(h, c));
+        h = networks.iter().fold(h.field("networks"), |h, n| h.field(n));
+        h.field(format!("{volume_cache:?}")).finish()
     }
 
     /// What the engine is asked to create: the definition in engine terms.
@@ -601,9 +636,18 @@ mod tests {
     fn splits_images_like_docker() {
         assert_eq!(crate::docker::split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
         assert_eq!(crate::docker::split_image("redis"), ("redis".into(), "latest".into()));
-        assert_eq!(crate::docker::split_image("cleanroom-offline/busybox:1.35"), ("cleanroom-offline/busybox".into(), "1.35".into()));
-        assert_eq!(crate::docker::split_image("127.0.0.1:5000/team/pg"), ("127.0.0.1:5000/team/pg".into(), "latest".into()));
-        assert_eq!(crate::docker::split_image("127.0.0.1:5000/team/pg:15"), ("127.0.0.1:5000/team/pg".into(), "15".into()));
+        assert_eq!(
+            crate::docker::split_image("cleanroom-offline/busybox:1.35"),
+            ("cleanroom-offline/busybox".into(), "1.35".into())
+        );
+        assert_eq!(
+            crate::docker::split_image("127.0.0.1:5000/team/pg"),
+            ("127.0.0.1:5000/team/pg".into(), "latest".into())
+        );
+        assert_eq!(
+            crate::docker::split_image("127.0.0.1:5000/team/pg:15"),
+            ("127.0.0.1:5000/team/pg".into(), "15".into())
+        );
     }
 
     #[test]
@@ -687,15 +731,5 @@ mod tests {
         assert_eq!(c.ports(), &[80]);
         assert_eq!(c.env().get("A").map(String::as_str), Some("b"));
         assert_eq!(c.cmd, vec!["x".to_string()]);
-    }
-}
-
-/// The spec of a built-in or `#[cleanroom::service]` named `name`, so that the
-/// seed API hands out the macros' singleton rather than a second container.
-pub(crate) fn builtin_spec(name: &str) -> Option<&'static ServiceSpec> {
-    match name {
-        "postgres" => Some(&crate::service::builtin::POSTGRES),
-        "redis" => Some(&crate::service::builtin::REDIS),
-        _ => crate::harness::registered_services().find(|s| s.name == name),
     }
 }

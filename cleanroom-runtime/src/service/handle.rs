@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::docker::ExecOutput;
 use crate::error::Error;
-use crate::run::registry::{self, RunningService};
+use crate::service::running::RunningService;
 
 /// A running service's container.
 ///

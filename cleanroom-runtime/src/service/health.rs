@@ -1,5 +1,5 @@
 //! Readiness checks as data: a service is Ready only when every one of its
-//! checks has passed, in order. The [`health`](crate::health) layer probes them.
+//! checks has passed, in order. The health layer probes them.
 
 use std::fmt;
 use std::time::Duration;
@@ -181,4 +181,3 @@ mod tests {
         assert_eq!(HealthCheck::log_times("ready", 2).to_string(), "log message \"ready\" seen 2 times");
     }
 }
-

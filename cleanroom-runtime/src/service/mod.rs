@@ -7,9 +7,8 @@
 //! [`Container`](handle::Container) handle, and a handle holds the running
 //! service with its definition.
 
-pub(crate) mod builtin;
 pub(crate) mod definition;
 pub(crate) mod handle;
+pub(crate) mod health;
 pub(crate) mod running;
 pub(crate) mod watch;
-pub(crate) mod health;

@@ -96,6 +96,5 @@ mod tests {
             assert!(matches!(Recovery::default(), Recovery::Automatic { max_restarts: 3 }));
             assert_eq!(Watch::default().limit_action, LimitAction::Alert);
         }
-
     }
 }

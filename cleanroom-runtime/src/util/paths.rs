@@ -25,4 +25,3 @@ pub(crate) fn create_runtime_dir() -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
 }
-

@@ -1,19 +1,19 @@
-//! The built-in services, `postgres` and `redis`: official images by default,
+//! The built-in services' definitions, `postgres` and `redis`: official images by default,
 //! overridable per service with `CLEANROOM_POSTGRES_IMAGE` and
 //! `CLEANROOM_REDIS_IMAGE`.
 
 use std::hash::{BuildHasher, Hasher};
 
 use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
-use crate::harness::{Node, Resolve, Service, TestContext};
-use crate::service::handle::{Postgres, Redis};
-
 use crate::service::health::HealthCheck;
 
 /// The Postgres image used unless configured otherwise.
 pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:17-alpine";
 /// The Redis image used unless configured otherwise.
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7-alpine";
+
+/// How many logical databases the built-in Redis has: one a test at a time.
+pub(crate) const REDIS_DATABASES: u32 = 64;
 
 /// The built-in Postgres service.
 pub(crate) static POSTGRES: ServiceSpec =
@@ -88,39 +88,21 @@ pub(crate) fn postgres_definition() -> GenericContainer {
 /// The definition of the Redis service: no persistence, Ready when it answers PING.
 pub(crate) fn redis_definition() -> GenericContainer {
     GenericContainer::new(DEFAULT_REDIS_IMAGE)
-        .with_cmd(["redis-server", "--save", "", "--appendonly", "no", "--databases", "64"])
+        .with_cmd(["redis-server", "--save", "", "--appendonly", "no", "--databases", &REDIS_DATABASES.to_string()])
         .with_port(6379)
         .with_health_check(HealthCheck::redis_ping(6379))
         .with_pids_limit(256)
 }
 
-/// `postgres` in `#[cleanroom::test(postgres)]`.
-#[allow(non_camel_case_types)]
-#[derive(Debug)]
-pub struct postgres {}
-
-impl Resolve for postgres {
-    type Output = Postgres;
-    const NODE: Node = Node::service(&POSTGRES);
-    fn resolve(ctx: &mut TestContext) -> Postgres {
-        ctx.postgres()
+/// The spec of a built-in or `#[cleanroom::service]` named `name`, so that the
+/// seed API hands out the macros' singleton rather than a second container.
+pub(crate) fn spec_named(name: &str) -> Option<&'static ServiceSpec> {
+    match name {
+        "postgres" => Some(&POSTGRES),
+        "redis" => Some(&REDIS),
+        _ => crate::catalog::registered_services().find(|s| s.name == name),
     }
 }
-impl Service for postgres {}
-
-/// `redis` in `#[cleanroom::test(redis)]`.
-#[allow(non_camel_case_types)]
-#[derive(Debug)]
-pub struct redis {}
-
-impl Resolve for redis {
-    type Output = Redis;
-    const NODE: Node = Node::service(&REDIS);
-    fn resolve(ctx: &mut TestContext) -> Redis {
-        ctx.redis()
-    }
-}
-impl Service for redis {}
 
 #[cfg(test)]
 mod tests {
