@@ -70,7 +70,7 @@ pub(crate) fn postgres_definition() -> GenericContainer {
         // takes ~15 ms instead of ~450 ms on disk (see docs/isolation.md).
         .with_tmpfs("/var/lib/postgresql/data", "")
         // Cleans a cluster restored from the volume cache, or fills the
-        // cache, then sets the password (see cache.rs).
+        // cache, then sets the password (see `cache/`).
         .with_health_check(crate::cache::postgres_first_check())
         .with_health_check(HealthCheck::postgres_query())
         // Docker's 64 MiB /dev/shm is too small for parallel queries ("could

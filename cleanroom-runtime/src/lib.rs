@@ -5,6 +5,10 @@
 //! here; this crate's public items are documented for that re-export.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]
+// `Error` is the one public error type and carries what a user needs to fix a
+// failure (service, image, the engine's words, the container's last log
+// lines); boxing it would make every match on it clumsier for a few bytes.
+#![allow(clippy::result_large_err)]
 
 // Layers, bottom first; each imports only from those above it in this list.
 pub mod admin;

@@ -48,7 +48,7 @@ impl std::fmt::Debug for Docker {
 }
 
 /// The engine address the docker CLI would use, with where it came from
-/// (see `context.rs`).
+/// (see [`discovery`]).
 pub(crate) fn docker_host() -> Result<String, String> {
     crate::docker::discovery::chosen()
 }

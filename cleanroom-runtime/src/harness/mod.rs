@@ -76,8 +76,11 @@ struct Memo {
     type_name: &'static str,
     /// A copy kept for later requests, when the type is `Clone`.
     kept: Option<Box<dyn Any>>,
-    cloner: Option<fn(&dyn Any) -> Box<dyn Any>>,
+    cloner: Option<ErasedCloner>,
 }
+
+/// Clones a kept fixture value behind `dyn Any`.
+type ErasedCloner = fn(&dyn Any) -> Box<dyn Any>;
 
 impl std::fmt::Debug for TestContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,7 +165,7 @@ impl TestContext {
             };
         }
         let value = make(self);
-        let (kept, erased): (Option<Box<dyn Any>>, Option<fn(&dyn Any) -> Box<dyn Any>>) = match cloner {
+        let (kept, erased): (Option<Box<dyn Any>>, Option<ErasedCloner>) = match cloner {
             Some(clone) => {
                 // Only monomorphic fn pointers can be stored; route through a
                 // generic shim that knows T.
@@ -546,7 +549,7 @@ mod tests {
 
     #[test]
     #[should_panic(
-        expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::driver::tests::Unique` is not Clone"
+        expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::harness::tests::Unique` is not Clone"
     )]
     fn a_non_clone_fixture_requested_twice_says_how_to_fix_it() {
         let mut ctx = TestContext::new(&SYNC_TEST);

@@ -159,7 +159,7 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
                 let mut failed = None;
                 for check in &checks {
                     let budget = check.timeout.min(Duration::from_secs(5));
-                    match tokio::time::timeout(budget, crate::health::probe::attempt(&service, check)).await {
+                    match tokio::time::timeout(budget, crate::health::probe::attempt(service, check)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(reason)) => { failed = Some(format!("{check}: {reason}")); break; }
                         Err(_) => { failed = Some(format!("{check}: no answer within {budget:?}")); break; }

@@ -122,9 +122,12 @@ pub(crate) fn room_name() -> String {
 const CLONE_STRATEGY: &str = "FILE_COPY";
 
 /// Postgres rooms of one running server.
+/// A template built once per server, shared by the tests that wait for it.
+type TemplateCell = Arc<OnceCell<Result<Arc<Template>, Error>>>;
+
 pub(crate) struct PgRooms {
     service: Arc<RunningService>,
-    templates: Mutex<HashMap<u64, Arc<OnceCell<Result<Arc<Template>, Error>>>>>,
+    templates: Mutex<HashMap<u64, TemplateCell>>,
     /// Databases cloned for tests that did not take them yet, per template.
     pool_target: usize,
     /// Whether `CREATE DATABASE … STRATEGY` is understood (Postgres 15+).

@@ -444,7 +444,7 @@ async fn wait_for_named(
 
 /// Counts what a service's start found in its volume cache; the first
 /// health check has cleaned a restored cluster or filled an empty cache by
-/// then (cache.rs). A failed fill costs the next run its head start, not
+/// then (`cache/`). A failed fill costs the next run its head start, not
 /// this run its service: it is an alert, not an error.
 async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), Error> {
     let (found, outcome) = crate::cache::found(&service.docker, &service.id).await.map_err(|reason| Error::Start {
