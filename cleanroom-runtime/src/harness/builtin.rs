@@ -3,6 +3,7 @@
 
 use super::{Node, Resolve, Service, TestContext};
 use crate::builtin::{POSTGRES, REDIS};
+use crate::rooms::RoomName;
 use crate::service::handle::{Postgres, Redis};
 
 /// `postgres` in `#[cleanroom::test(postgres)]`.
@@ -14,7 +15,12 @@ impl Resolve for postgres {
     type Output = Postgres;
     const NODE: Node = Node::service(&POSTGRES);
     fn resolve(ctx: &mut TestContext) -> Postgres {
-        ctx.postgres()
+        let (container, room) = ctx.service(&POSTGRES);
+        let database = match room {
+            Some(RoomName::Database(database)) => Some(database),
+            _ => None,
+        };
+        Postgres::new(container, database)
     }
 }
 impl Service for postgres {}
@@ -28,7 +34,12 @@ impl Resolve for redis {
     type Output = Redis;
     const NODE: Node = Node::service(&REDIS);
     fn resolve(ctx: &mut TestContext) -> Redis {
-        ctx.redis()
+        let (container, room) = ctx.service(&REDIS);
+        let db = match room {
+            Some(RoomName::Index(db)) => db,
+            _ => 0,
+        };
+        Redis::new(container, db)
     }
 }
 impl Service for redis {}

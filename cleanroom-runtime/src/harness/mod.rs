@@ -13,15 +13,14 @@ use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::catalog::{Flavor, Node, NodeKind, Registration, TestDesc};
 use crate::report::Acquisition;
-use crate::rooms::{PgRooms, RedisRooms};
+use crate::rooms::{Room, RoomName};
 use crate::run::registry;
 use crate::service::definition::ServiceSpec;
-use crate::service::handle::{Container, Postgres, Redis};
+use crate::service::handle::Container;
 
 /// Something a test parameter can be resolved to: a fixture or a service.
 ///
@@ -54,20 +53,15 @@ pub struct TestContext {
     desc: &'static TestDesc,
     runtime: Option<tokio::runtime::Runtime>,
     memo: Vec<Memo>,
-    postgres: Option<Postgres>,
-    redis: Option<Redis>,
     /// When the body started, counted from process start.
     body_started: Option<std::time::Duration>,
+    /// The services the test needs, once Ready (without rooms).
     containers: Vec<(&'static str, Container)>,
-    rooms: Vec<Room>,
+    /// Each service's handle for this test, with its room once a parameter
+    /// asked for it.
+    handles: Vec<(&'static str, Container, Option<RoomName>)>,
+    rooms: Vec<Box<dyn Room>>,
     acquisitions: Vec<Acquisition>,
-}
-
-/// A room a test holds until it ends.
-enum Room {
-    Postgres { rooms: &'static PgRooms, database: String, url: String },
-    Redis { rooms: Arc<RedisRooms>, db: u32 },
-    Generic { container: Container, hooks: crate::service::definition::RoomHooks, name: String },
 }
 
 struct Memo {
@@ -98,8 +92,7 @@ impl TestContext {
             desc,
             runtime: None,
             memo: Vec::new(),
-            postgres: None,
-            redis: None,
+            handles: Vec::new(),
             body_started: None,
             containers: Vec::new(),
             rooms: Vec::new(),
@@ -184,143 +177,64 @@ impl TestContext {
         value
     }
 
-    /// The handle of a service, started if it is not yet running; with the
-    /// test's own room when the service defines rooms. One per test.
-    pub fn container(&mut self, spec: &'static ServiceSpec) -> Container {
+    /// The service's container once it is Ready, started if it is not yet
+    /// running. A service that failed fails the test here, with its error.
+    fn ready(&mut self, spec: &'static ServiceSpec) -> Container {
         if let Some((_, c)) = self.containers.iter().find(|(name, _)| *name == spec.name) {
             return c.clone();
         }
-        let started = Instant::now();
         let container = match registry::global().acquire(spec) {
             Ok(service) => Container::new(service),
             Err(err) => panic!("{err}"),
-        };
-        let container = match container.inner.definition.rooms {
-            Some(hooks) => {
-                let room_started = Instant::now();
-                let name = crate::rooms::room_name().replace("cleanroom_t_", "room_");
-                if let Err(reason) = (hooks.prepare)(&container, &name) {
-                    panic!(
-                        "{}: preparing the room {name} for test `{}` failed: {reason}",
-                        spec.name,
-                        self.desc.test_name()
-                    );
-                }
-                let container = container.with_room(name.clone());
-                self.rooms.push(Room::Generic { container: container.clone(), hooks, name });
-                self.acquisitions.push(Acquisition {
-                    service: spec.name,
-                    elapsed: started.elapsed(),
-                    room: room_started.elapsed(),
-                });
-                container
-            }
-            None => container,
         };
         self.containers.push((spec.name, container.clone()));
         container
     }
 
-    /// The test's Postgres handle: a database of its own, cloned from the
-    /// template of its migrations, unless the attribute says `shared`. One
-    /// per test, shared by the test and its fixtures.
-    pub(crate) fn postgres(&mut self) -> Postgres {
-        if let Some(pg) = &self.postgres {
-            return pg.clone();
+    /// The test's handle of a service: its container, and the test's own
+    /// room in it when the service has rooms (unless the attribute says
+    /// `shared`). One per test, shared by the test and its fixtures.
+    pub(crate) fn service(&mut self, spec: &'static ServiceSpec) -> (Container, Option<RoomName>) {
+        if let Some((_, c, room)) = self.handles.iter().find(|(name, ..)| *name == spec.name) {
+            return (c.clone(), room.clone());
         }
         let started = Instant::now();
-        let container = self.container(&crate::builtin::POSTGRES);
+        let mut container = self.ready(spec);
         let room_started = Instant::now();
-        let options = self.desc.room_options("postgres");
-        let handle = if options.is_some_and(|o| o.shared) {
-            Postgres::new(container, None)
-        } else {
-            let rooms = crate::rooms::pg_rooms(&container.inner).unwrap_or_else(|err| panic!("{err}"));
-            let source = crate::rooms::TemplateSource::for_options(options).unwrap_or_else(|err| panic!("{err}"));
-            let database = match rooms.take_ready(&source) {
-                Some(database) => database,
-                None => crate::util::background::block_on_runtime(rooms.lease(options))
-                    .unwrap_or_else(|err| panic!("{err}")),
-            };
-            let pg = Postgres::new(container, Some(database.clone()));
-            self.rooms.push(Room::Postgres { rooms, database, url: pg.url() });
-            pg
-        };
-        self.acquisitions.push(Acquisition {
-            service: "postgres",
-            elapsed: started.elapsed(),
-            room: room_started.elapsed(),
-        });
-        self.postgres = Some(handle.clone());
-        handle
-    }
-
-    /// The test's Redis handle: a logical database of its own, unless the
-    /// attribute says `shared`.
-    pub(crate) fn redis(&mut self) -> Redis {
-        if let Some(r) = &self.redis {
-            return r.clone();
+        let test = self.desc.test_name();
+        let room = crate::rooms::open(&spec.kind, &container, self.desc.room_options(spec.name), &test)
+            .unwrap_or_else(|reason| panic!("{reason}"));
+        let name = room.as_ref().map(|r| r.name());
+        if let Some(RoomName::Named(room)) = &name {
+            container = container.with_room(room.clone());
         }
-        let started = Instant::now();
-        let container = self.container(&crate::builtin::REDIS);
-        let room_started = Instant::now();
-        let handle = if self.desc.room_options("redis").is_some_and(|o| o.shared) {
-            Redis::new(container, 0)
-        } else {
-            let rooms = crate::rooms::redis_rooms(&container.inner);
-            let db = match rooms.take_ready() {
-                Some(db) => db,
-                None => crate::util::background::block_on_runtime(rooms.clone().take())
-                    .unwrap_or_else(|err| panic!("{err}")),
-            };
-            self.rooms.push(Room::Redis { rooms, db });
-            Redis::new(container, db)
-        };
-        self.acquisitions.push(Acquisition {
-            service: "redis",
-            elapsed: started.elapsed(),
-            room: room_started.elapsed(),
-        });
-        self.redis = Some(handle.clone());
-        handle
+        // The built-ins' acquisitions are always counted, a generic
+        // service's only when it made a room.
+        if room.is_some() || !matches!(spec.kind, crate::service::definition::ServiceKind::Generic(_)) {
+            self.acquisitions.push(Acquisition {
+                service: spec.name,
+                elapsed: started.elapsed(),
+                room: room_started.elapsed(),
+            });
+        }
+        self.rooms.extend(room);
+        self.handles.push((spec.name, container.clone(), name.clone()));
+        (container, name)
     }
 
-    /// Releases the test's rooms: dropped in the background after a pass,
+    /// The handle of a service, started if it is not yet running; with the
+    /// test's own room when the service defines rooms. One per test.
+    pub fn container(&mut self, spec: &'static ServiceSpec) -> Container {
+        self.service(spec).0
+    }
+
+    /// Ends the test's rooms: given back in the background after a pass,
     /// kept (and printed) after a failure, as `CLEANROOM_KEEP` says.
     fn finish(&mut self, failed: bool) {
         let keep = crate::config::current().map(|c| c.keep).unwrap_or_default();
+        let test = self.desc.test_name();
         for room in self.rooms.drain(..) {
-            match room {
-                Room::Postgres { rooms, database, url } => {
-                    if keep.keeps(failed) {
-                        eprintln!(
-                            "cleanroom: test `{}` {}; its database {database} is kept until the run ends: psql '{url}'",
-                            self.desc.test_name(),
-                            if failed { "failed" } else { "ended" },
-                        );
-                    } else {
-                        crate::util::background::spawn_background(async move {
-                            let _ = rooms.drop_database(&database).await;
-                        });
-                    }
-                }
-                Room::Redis { rooms, db } => crate::util::background::spawn_background(async move {
-                    let _ = rooms.release(db).await;
-                }),
-                Room::Generic { container, hooks, name } => {
-                    if keep.keeps(failed) {
-                        if failed {
-                            eprintln!(
-                                "cleanroom: test `{}` failed; its room {name} in {} is kept until the run ends",
-                                self.desc.test_name(),
-                                container.name()
-                            );
-                        }
-                    } else if let Err(reason) = (hooks.release)(&container, &name) {
-                        eprintln!("cleanroom: {}: releasing the room {name} failed: {reason}", container.name());
-                    }
-                }
-            }
+            room.end(&test, failed, keep);
         }
         for a in &self.acquisitions {
             tracing::debug!(
@@ -377,7 +291,7 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
         // or not a parameter receives its handle; a service that failed fails
         // the test here, with its own error.
         for spec in desc.services() {
-            ctx.container(spec);
+            ctx.ready(spec);
         }
         ctx.body_started = crate::util::clock::PROCESS_START.get().map(|t| t.elapsed());
         body(&mut ctx)

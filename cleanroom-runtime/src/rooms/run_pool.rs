@@ -1,0 +1,51 @@
+//! Databases cloned ahead for every process that uses one server (all
+//! processes of a run, and the runs that share a reused server): one empty
+//! file per database in `<runtime dir>/pgpool/<container>/<template>/`. A
+//! process takes a database by removing its file, which exactly one remover
+//! does. Under nextest, where every test is a process of its own with an
+//! empty pool, a test takes a database without a round trip to the server,
+//! and its process clones the next one while the test runs.
+
+use std::path::PathBuf;
+
+/// How many databases the run's pool holds ahead of demand.
+pub(crate) const TARGET: usize = 2;
+
+pub(crate) fn root() -> PathBuf {
+    crate::util::paths::runtime_dir().join("pgpool")
+}
+
+fn dir(container: &str, template: &str) -> PathBuf {
+    root().join(container).join(template)
+}
+
+fn entries(container: &str, template: &str) -> Vec<String> {
+    let Ok(list) = std::fs::read_dir(dir(container, template)) else { return Vec::new() };
+    let mut names: Vec<String> =
+        list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+    names.sort();
+    names
+}
+
+/// Takes a database of the pool, if it has one.
+pub(crate) fn take(container: &str, template: &str) -> Option<String> {
+    let dir = dir(container, template);
+    entries(container, template).into_iter().find(|name| std::fs::remove_file(dir.join(name)).is_ok())
+}
+
+/// How many databases the pool holds.
+pub(crate) fn len(container: &str, template: &str) -> usize {
+    entries(container, template).len()
+}
+
+/// Puts a database cloned from `template` into the pool.
+pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io::Result<()> {
+    let _ = crate::util::paths::create_runtime_dir();
+    let dir = dir(container, template);
+    std::fs::create_dir_all(&dir)?;
+    // Written under a hidden name and renamed: a database is in the pool
+    // only once it exists.
+    let hidden = dir.join(format!(".{database}"));
+    std::fs::write(&hidden, b"")?;
+    std::fs::rename(&hidden, dir.join(database))
+}
