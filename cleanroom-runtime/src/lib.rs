@@ -10,27 +10,29 @@
 // lines); boxing it would make every match on it clumsier for a few bytes.
 #![allow(clippy::result_large_err)]
 
-// Layers, bottom first; each imports only from those above it in this list.
-pub mod admin;
-mod builtin;
-mod cache;
-mod catalog;
-mod config;
-mod docker;
-mod environment;
-mod error;
-mod harness;
-mod health;
+// Layers, bottom first; each imports only from those listed before it
+// (ARCHITECTURE.md; rustfmt.toml keeps this order).
+mod util;
 mod lifecycle;
+mod error;
+mod engine;
 mod metrics;
+mod selection;
+mod docker;
+mod service;
+mod config;
+mod catalog;
+mod health;
 mod monitor;
-mod process;
-mod report;
+mod cache;
+mod builtin;
 mod rooms;
 mod run;
-mod selection;
-mod service;
-mod util;
+mod report;
+mod harness;
+mod environment;
+mod process;
+pub mod admin;
 
 pub use builtin::{DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use cache::{CACHE_LABEL, CACHE_SERVICE_LABEL};
@@ -42,9 +44,8 @@ pub use config::{
     DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
 pub use docker::discovery::export_docker_host;
-pub use docker::{
-    ExecOutput, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
-};
+pub use docker::{PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub use engine::ExecOutput;
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};
 pub use lifecycle::{IllegalTransition, Lifecycle, State, Transition};

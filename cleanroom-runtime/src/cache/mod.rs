@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::docker::{ContainerRequest, Docker, MountRequest, MANAGED_LABEL, OWNER_LABEL};
+use crate::engine::Engine;
 use crate::service::definition::GenericContainer;
 
 /// The label that marks a cache volume, with the value `volume`.
@@ -160,9 +161,9 @@ pub(crate) const POSTGRES_FIRST_CHECK: &str = include_str!("first_check.sh");
 
 /// What the container found in the cache and what its first health check
 /// did about it: the start's state line and the check's outcome line.
-pub(crate) async fn found(docker: &Docker, id: &str) -> Result<(Found, String), String> {
+pub(crate) async fn found(engine: &dyn Engine, id: &str) -> Result<(Found, String), String> {
     let script = format!("cat {STATE_FILE} 2>/dev/null || echo empty; cat {STATE_FILE}.done 2>/dev/null || echo");
-    let out = docker.exec(id, &["sh".to_string(), "-c".to_string(), script]).await?;
+    let out = engine.exec(id, &["sh".to_string(), "-c".to_string(), script]).await?;
     let mut lines = out.stdout.lines();
     let state = Found::parse(lines.next().unwrap_or_default());
     Ok((state, lines.next().unwrap_or_default().trim().to_string()))
@@ -186,9 +187,9 @@ fn has_first_check(def: &GenericContainer) -> bool {
 }
 
 /// Copies the running cluster into the cache; its size in bytes.
-pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64, String> {
+pub(crate) async fn fill(engine: &dyn Engine, id: &str, volume: &str) -> Result<u64, String> {
     let cmd = ["sh".to_string(), "-c".to_string(), FILL.to_string()];
-    let exec = docker.exec(id, &cmd);
+    let exec = engine.exec(id, &cmd);
     let out = tokio::time::timeout(FILL_TIMEOUT, exec)
         .await
         .map_err(|_| format!("the copy into cache volume {volume} took over {FILL_TIMEOUT:?}"))??;
@@ -205,7 +206,7 @@ pub(crate) async fn fill(docker: &Docker, id: &str, volume: &str) -> Result<u64,
 /// template, so that the next cold start finds the migrations applied.
 pub(crate) async fn refill(service: &crate::service::running::RunningService) {
     let Some(volume) = volume_for(&service.name, &service.definition) else { return };
-    match fill(&service.docker, &service.id, &volume.name).await {
+    match fill(service.engine.as_ref(), &service.id, &volume.name).await {
         Ok(bytes) => {
             tracing::info!(service = %service.name, volume = %volume.name, bytes, "volume cache filled after new migrations")
         }

@@ -6,13 +6,7 @@ use testcontainers::bollard::query_parameters::{ListContainersOptionsBuilder, Re
 
 use super::labels::label_filters;
 use super::{Docker, DockerError};
-
-/// How a container ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ended {
-    pub(crate) code: i64,
-    pub(crate) oom_killed: bool,
-}
+use crate::engine::Ended;
 
 /// A container found by name.
 #[derive(Debug, Clone)]
@@ -130,7 +124,12 @@ impl Docker {
     /// The container named `name`: its id, whether it runs, its exit code,
     /// and its environment. `None` if there is none.
     pub(crate) async fn inspect_named(&self, name: &str) -> Result<Option<NamedContainer>, DockerError> {
-        match self.client.inspect_container(name, None).await {
+        match self
+            .client
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("inspect container", e))
+        {
             Ok(info) => {
                 let state = info.state.unwrap_or_default();
                 let env = info
@@ -148,8 +147,8 @@ impl Docker {
                     env,
                 }))
             }
-            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
-            Err(e) => Err(DockerError::from_bollard("inspect container", e)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -157,10 +156,15 @@ impl Docker {
     /// that is already gone counts as removed.
     pub(crate) async fn remove(&self, id: &str) -> Result<(), DockerError> {
         let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        match self.client.remove_container(id, Some(options)).await {
+        match self
+            .client
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| DockerError::from_bollard("remove container", e))
+        {
             Ok(()) => Ok(()),
-            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(DockerError::from_bollard("remove container", e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -168,7 +172,12 @@ impl Docker {
     /// kernel killed it for memory. `None` while it runs; a container that is
     /// gone reads as exit code -1.
     pub(crate) async fn ended(&self, id: &str) -> Option<Ended> {
-        match self.client.inspect_container(id, None).await {
+        match self
+            .client
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("inspect container", e))
+        {
             Ok(info) => {
                 let state = info.state.unwrap_or_default();
                 if state.running.unwrap_or(false) {
@@ -177,9 +186,7 @@ impl Docker {
                     Some(Ended { code: state.exit_code.unwrap_or(-1), oom_killed: state.oom_killed.unwrap_or(false) })
                 }
             }
-            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                Some(Ended { code: -1, oom_killed: false })
-            }
+            Err(e) if e.is_not_found() => Some(Ended { code: -1, oom_killed: false }),
             // The engine did not answer: say nothing rather than guess.
             Err(_) => None,
         }

@@ -1,28 +1,16 @@
-//! The engine's answers as a type: the operation, the HTTP status (when the
-//! engine answered) and its message. Whether an error is "not found", a name
-//! conflict or worth retrying is decided here, from the status, and nowhere
-//! else.
-
-use std::fmt;
+//! Docker's answers as an [`EngineError`]: the operation, the HTTP status
+//! (when the engine answered) and its message, taken from bollard's and
+//! testcontainers' errors without reading their text.
 
 use testcontainers::bollard::errors::Error as Bollard;
 
-/// A failed request to the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DockerError {
-    /// What cleanroom asked: `create container`, `remove volume`, …
-    pub(crate) op: &'static str,
-    /// The engine's HTTP status; `None` when it did not answer (connection
-    /// refused or reset, timeout) or the failure was on this side.
-    pub(crate) status: Option<u16>,
-    pub(crate) message: String,
-}
+use crate::engine::EngineError;
 
-impl DockerError {
-    pub(crate) fn new(op: &'static str, status: Option<u16>, message: impl Into<String>) -> Self {
-        DockerError { op, status, message: message.into() }
-    }
+/// Docker's errors are the engine trait's: the operation, the HTTP status
+/// and the message.
+pub(crate) type DockerError = EngineError;
 
+impl EngineError {
     /// From bollard's error: its server errors keep their status.
     pub(crate) fn from_bollard(op: &'static str, error: Bollard) -> Self {
         match error {
@@ -46,45 +34,14 @@ impl DockerError {
             other => DockerError::new("start container", None, other.to_string()),
         }
     }
-
-    /// The engine has no such object.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn is_not_found(&self) -> bool {
-        self.status == Some(404)
-    }
-
-    /// The name is taken (a container or network of that name exists).
-    pub(crate) fn is_conflict(&self) -> bool {
-        self.status == Some(409)
-    }
-
-    /// Whether the same request may succeed if sent again: the engine failed
-    /// on its side (5xx: a port another container just took, a storage
-    /// hiccup) or did not answer at all. A 4xx is a mistake in the request.
-    pub(crate) fn is_transient(&self) -> bool {
-        match self.status {
-            Some(status) => status >= 500,
-            None => true,
-        }
-    }
 }
-
-impl fmt::Display for DockerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.status {
-            Some(status) => write!(f, "{} failed: the engine answered {status}: {}", self.op, self.message),
-            None => write!(f, "{} failed: {}", self.op, self.message),
-        }
-    }
-}
-
-impl std::error::Error for DockerError {}
 
 #[cfg(test)]
 mod tests {
     mod should {
         use super::super::DockerError;
         use testcontainers::bollard::errors::Error as Bollard;
+
 
         fn server(status_code: u16) -> DockerError {
             DockerError::from_bollard(

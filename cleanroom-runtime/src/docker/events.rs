@@ -6,32 +6,7 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 
 use super::{Docker, DockerError};
-
-/// One sample of Docker's stats stream, as counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct StatSample {
-    /// CPU time the container used, nanoseconds, since it started.
-    pub(crate) cpu_total: u64,
-    /// CPU time of the whole host, nanoseconds.
-    pub(crate) system_total: u64,
-    pub(crate) online_cpus: u32,
-    /// Bytes in use (without reclaimable page cache).
-    pub(crate) memory: u64,
-    pub(crate) memory_limit: u64,
-    /// Bytes received and sent, in total.
-    pub(crate) network: (u64, u64),
-    /// Bytes read and written, in total.
-    pub(crate) block: (u64, u64),
-}
-
-impl StatSample {
-    /// CPU use between `prev` and `self`, in percent of one core.
-    pub(crate) fn cpu_percent_since(&self, prev: &StatSample) -> Option<f64> {
-        let cpu = self.cpu_total.checked_sub(prev.cpu_total)? as f64;
-        let system = self.system_total.checked_sub(prev.system_total)? as f64;
-        (system > 0.0).then(|| cpu / system * f64::from(self.online_cpus) * 100.0)
-    }
-}
+use crate::engine::StatSample;
 
 impl Docker {
     /// Docker's events about one container (`die`, `oom`, `health_status`…)

@@ -7,17 +7,7 @@ use testcontainers::bollard::models::ExecConfig;
 use testcontainers::bollard::query_parameters::{DownloadFromContainerOptionsBuilder, LogsOptionsBuilder};
 
 use super::{Docker, DockerError};
-
-/// What an exec'd command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// Its exit code.
-    pub exit_code: i64,
-    /// What it wrote to stdout.
-    pub stdout: String,
-    /// What it wrote to stderr.
-    pub stderr: String,
-}
+use crate::engine::ExecOutput;
 
 impl Docker {
     /// Runs a command inside the container and waits for it.
@@ -60,12 +50,10 @@ impl Docker {
     pub(crate) async fn path_exists(&self, id: &str, path: &str) -> Result<bool, DockerError> {
         let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
         let mut stream = self.client.download_from_container(id, Some(options));
-        match stream.next().await {
+        match stream.next().await.map(|r| r.map_err(|e| DockerError::from_bollard("read archive", e))) {
             Some(Ok(_)) | None => Ok(true),
-            Some(Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            })) => Ok(false),
-            Some(Err(e)) => Err(DockerError::from_bollard("read archive", e)),
+            Some(Err(e)) if e.is_not_found() => Ok(false),
+            Some(Err(e)) => Err(e),
         }
     }
 

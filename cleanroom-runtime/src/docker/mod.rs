@@ -6,7 +6,10 @@
 //! ("not found", "conflict", "transient") and never on the message's text.
 //!
 //! This layer knows nothing of cleanroom's service definitions: it takes a
-//! [`ContainerRequest`] made of plain engine terms.
+//! [`ContainerRequest`] made of plain engine terms. Creating containers,
+//! networks and volumes and listing what a run owns are still Docker's own
+//! methods, used by the run layer; what the layers above do with a running
+//! container goes through the [`Engine`](crate::engine::Engine) trait.
 
 pub(crate) mod containers;
 pub(crate) mod create;
@@ -23,10 +26,10 @@ use std::time::Duration;
 
 use testcontainers::bollard::Docker as Bollard;
 
+use crate::engine::{EngineFuture, EngineStream};
+
 pub(crate) use create::{absolute, ContainerRequest, Limits, MountRequest};
 pub(crate) use error::DockerError;
-pub(crate) use events::StatSample;
-pub use exec::ExecOutput;
 pub use images::PullPolicy;
 pub(crate) use images::{split_image, ImageError};
 pub use labels::{DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
@@ -94,5 +97,56 @@ impl From<Unreachable> for crate::error::Error {
 impl From<DockerError> for String {
     fn from(e: DockerError) -> String {
         e.to_string()
+    }
+}
+
+/// Docker as the engine of the services it runs.
+impl crate::engine::Engine for Docker {
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        cmd: &'a [String],
+    ) -> EngineFuture<'a, Result<crate::engine::ExecOutput, DockerError>> {
+        Box::pin(Docker::exec(self, id, cmd))
+    }
+
+    fn logs<'a>(&'a self, id: &'a str, tail: Option<usize>) -> EngineFuture<'a, Result<String, DockerError>> {
+        Box::pin(Docker::logs(self, id, tail))
+    }
+
+    fn path_exists<'a>(&'a self, id: &'a str, path: &'a str) -> EngineFuture<'a, Result<bool, DockerError>> {
+        Box::pin(Docker::path_exists(self, id, path))
+    }
+
+    fn exit_status<'a>(&'a self, id: &'a str) -> EngineFuture<'a, Result<Option<i64>, DockerError>> {
+        Box::pin(Docker::exit_status(self, id))
+    }
+
+    fn ended<'a>(&'a self, id: &'a str) -> EngineFuture<'a, Option<crate::engine::Ended>> {
+        Box::pin(Docker::ended(self, id))
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> EngineFuture<'a, Result<(), DockerError>> {
+        Box::pin(Docker::remove(self, id))
+    }
+
+    fn kill<'a>(&'a self, id: &'a str) -> EngineFuture<'a, Result<(), DockerError>> {
+        Box::pin(Docker::kill(self, id))
+    }
+
+    fn events(&self, id: &str) -> EngineStream<Result<(String, Option<String>), DockerError>> {
+        Box::pin(self.container_events(id))
+    }
+
+    fn stats(&self, id: &str) -> EngineStream<Result<crate::engine::StatSample, DockerError>> {
+        Box::pin(Docker::stats(self, id))
+    }
+
+    fn cpu_limit<'a>(&'a self, id: &'a str) -> EngineFuture<'a, Result<i64, DockerError>> {
+        Box::pin(self.nano_cpus(id))
+    }
+
+    fn set_cpu_limit<'a>(&'a self, id: &'a str, nano_cpus: i64) -> EngineFuture<'a, Result<(), DockerError>> {
+        Box::pin(self.set_nano_cpus(id, nano_cpus))
     }
 }

@@ -14,11 +14,11 @@ impl Docker {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<bool, DockerError> {
-        use testcontainers::bollard::errors::Error as E;
-        match self.client.inspect_network(name, None).await {
+        match self.client.inspect_network(name, None).await.map_err(|e| DockerError::from_bollard("inspect network", e))
+        {
             Ok(_) => return Ok(false),
-            Err(E::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => return Err(DockerError::from_bollard("create network", e)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
         }
         let request = testcontainers::bollard::models::NetworkCreateRequest {
             name: name.to_string(),
@@ -26,10 +26,10 @@ impl Docker {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        match self.client.create_network(request).await {
+        match self.client.create_network(request).await.map_err(|e| DockerError::from_bollard("create network", e)) {
             Ok(_) => Ok(true),
-            Err(E::DockerResponseServerError { status_code: 409, .. }) => Ok(false),
-            Err(e) => Err(DockerError::from_bollard("create network", e)),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -48,10 +48,10 @@ impl Docker {
 
     /// Removes the network `name`; one that is already gone counts as removed.
     pub(crate) async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
-        match self.client.remove_network(name).await {
+        match self.client.remove_network(name).await.map_err(|e| DockerError::from_bollard("remove network", e)) {
             Ok(()) => Ok(()),
-            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(DockerError::from_bollard("remove network", e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

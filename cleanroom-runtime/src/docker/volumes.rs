@@ -24,11 +24,10 @@ impl Docker {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<bool, DockerError> {
-        use testcontainers::bollard::errors::Error as E;
-        match self.client.inspect_volume(name).await {
+        match self.client.inspect_volume(name).await.map_err(|e| DockerError::from_bollard("inspect volume", e)) {
             Ok(_) => return Ok(false),
-            Err(E::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => return Err(DockerError::from_bollard("create volume", e)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
         }
         let request = testcontainers::bollard::models::VolumeCreateRequest {
             name: Some(name.to_string()),
@@ -45,10 +44,15 @@ impl Docker {
     /// Removes the volume `name`; one that is already gone counts as removed.
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         use testcontainers::bollard::query_parameters::RemoveVolumeOptions;
-        match self.client.remove_volume(name, None::<RemoveVolumeOptions>).await {
+        match self
+            .client
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+            .map_err(|e| DockerError::from_bollard("remove volume", e))
+        {
             Ok(()) => Ok(()),
-            Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(DockerError::from_bollard("remove volume", e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

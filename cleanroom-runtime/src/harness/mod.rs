@@ -342,9 +342,9 @@ impl TestContext {
             let ended = if failure.is_some() {
                 None
             } else {
-                let docker = container.inner.docker.clone();
+                let engine = container.inner.engine.clone();
                 let probe = id.clone();
-                match crate::util::background::block_on_runtime(async move { docker.ended(&probe).await }) {
+                match crate::util::background::block_on_runtime(async move { engine.ended(&probe).await }) {
                     None => continue,
                     Some(e) => Some(e),
                 }

@@ -118,12 +118,12 @@ pub(crate) async fn wait_attached(
 /// The error of a container that has exited, with its last log lines;
 /// `None` while it runs.
 async fn exited_error(service: &RunningService) -> Option<Error> {
-    let code = service.docker.exit_status(&service.id).await.ok().flatten()?;
+    let code = service.engine.exit_status(&service.id).await.ok().flatten()?;
     Some(Error::Exited { service: service.name.clone(), image: service.image.clone(), code, logs: tail(service).await })
 }
 
 async fn tail(service: &RunningService) -> String {
-    match service.docker.logs(&service.id, Some(LOG_LINES)).await {
+    match service.engine.logs(&service.id, Some(LOG_LINES)).await {
         Ok(logs) if logs.trim().is_empty() => "(no output)".to_string(),
         Ok(logs) => logs.trim_end().lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"),
         Err(e) => format!("(logs unavailable: {e})"),
@@ -138,7 +138,7 @@ fn host_port(service: &RunningService, port: u16) -> Result<u16, String> {
 pub(crate) async fn attempt(service: &RunningService, check: &HealthCheck) -> Result<(), String> {
     match &check.probe {
         Probe::Log { message, times } => {
-            let logs = service.docker.logs(&service.id, None).await?;
+            let logs = service.engine.logs(&service.id, None).await?;
             let seen = logs.matches(message.as_str()).count();
             if seen >= *times {
                 Ok(())
@@ -182,14 +182,14 @@ pub(crate) async fn attempt(service: &RunningService, check: &HealthCheck) -> Re
             }
         }
         Probe::Command { cmd } => {
-            let out = service.docker.exec(&service.id, cmd).await?;
+            let out = service.engine.exec(&service.id, cmd).await?;
             if out.exit_code == 0 {
                 Ok(())
             } else {
                 Err(format!("exited with {}: {}", out.exit_code, out.stderr.trim()))
             }
         }
-        Probe::File { path } => match service.docker.path_exists(&service.id, path).await? {
+        Probe::File { path } => match service.engine.path_exists(&service.id, path).await? {
             true => Ok(()),
             false => Err(format!("{path} does not exist")),
         },

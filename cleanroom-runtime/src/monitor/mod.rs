@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::docker::StatSample;
+use crate::engine::StatSample;
 use crate::metrics::{self, Health};
 use crate::service::health::HealthCheck;
 use crate::service::running::RunningService;
@@ -95,8 +95,8 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
     let limits = service.definition.limits;
     let checks: Vec<HealthCheck> = service.definition.health_checks.iter().filter(|c| c.repeats()).cloned().collect();
 
-    let mut events = Box::pin(service.docker.container_events(&id));
-    let mut stats = Box::pin(service.docker.stats(&id));
+    let mut events = Box::pin(service.engine.events(&id));
+    let mut stats = Box::pin(service.engine.stats(&id));
     let mut events_open = true;
     let mut stats_open = true;
     let mut health_tick =
@@ -152,7 +152,7 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
             },
             _ = health_tick.tick() => {
                 if !events_open {
-                    if let Some(ended) = service.docker.ended(&id).await {
+                    if let Some(ended) = service.engine.ended(&id).await {
                         break Cause::Died { exit_code: Some(ended.code.to_string()) };
                     }
                 }
@@ -220,14 +220,14 @@ async fn act(service: &RunningService, action: LimitAction, kind: &str, what: St
     match action {
         LimitAction::Alert => None,
         LimitAction::Throttle if kind == "cpu" => {
-            let current = service.docker.nano_cpus(&service.id).await.unwrap_or(0);
+            let current = service.engine.cpu_limit(&service.id).await.unwrap_or(0);
             let current = if current > 0 {
                 current
             } else {
                 service.definition.limits.cpus.map_or(1_000_000_000, |c| (c * 1e9) as i64)
             };
             let lower = (current / 2).max(10_000_000);
-            match service.docker.set_nano_cpus(&service.id, lower).await {
+            match service.engine.set_cpu_limit(&service.id, lower).await {
                 Ok(()) => metrics::alert(
                     name,
                     "throttled",
@@ -240,7 +240,7 @@ async fn act(service: &RunningService, action: LimitAction, kind: &str, what: St
         LimitAction::Throttle => None,
         LimitAction::Restart => Some(Cause::Limit { what }),
         LimitAction::Kill => {
-            match service.docker.kill(&service.id).await {
+            match service.engine.kill(&service.id).await {
                 Ok(()) => metrics::alert(name, "killed", format!("container {} killed: {what}", short(&service.id))),
                 Err(e) => {
                     metrics::alert(name, "killed", format!("could not kill container {}: {e}", short(&service.id)))
@@ -255,7 +255,7 @@ async fn act(service: &RunningService, action: LimitAction, kind: &str, what: St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::StatSample;
+    use crate::engine::StatSample;
 
     #[test]
     fn a_threshold_acts_once_per_crossing_after_three_samples() {

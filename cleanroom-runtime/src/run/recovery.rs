@@ -50,9 +50,9 @@ impl Registry {
                 m.uptime_ms += crate::metrics::ms(since.elapsed());
             }
         });
-        let docker = previous.docker.clone();
-        let ended = docker.ended(failed_id).await;
-        let logs = match docker.logs(failed_id, Some(20)).await {
+        let engine = previous.engine.clone();
+        let ended = engine.ended(failed_id).await;
+        let logs = match engine.logs(failed_id, Some(20)).await {
             Ok(l) if l.trim().is_empty() => "(no output)".to_string(),
             Ok(l) => l.trim_end().lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"),
             Err(e) => format!("(logs unavailable: {e})"),
@@ -95,7 +95,7 @@ impl Registry {
             return;
         }
         if let Some(policy) = refused {
-            let _ = docker.remove(failed_id).await;
+            let _ = engine.remove(failed_id).await;
             slot.outcome.send_replace(Some(Err(Error::ServiceDied {
                 service: name.to_string(),
                 reason,
@@ -105,7 +105,7 @@ impl Registry {
             return;
         }
         let _ = slot.transition(State::Restarting);
-        let _ = docker.remove(failed_id).await;
+        let _ = engine.remove(failed_id).await;
         tokio::time::sleep(backoff(restarts + 1)).await;
         let began = Instant::now();
         let mut def = previous.definition.clone();

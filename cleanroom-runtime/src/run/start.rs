@@ -304,7 +304,7 @@ impl Registry {
             id: id.to_string(),
             ports,
             definition: def.clone(),
-            docker: docker.clone(),
+            engine: std::sync::Arc::new(docker.clone()),
         };
         phases.start_ms = Some(crate::metrics::ms(ports_started.elapsed()));
         let deadline = started + def.startup_timeout;
@@ -447,11 +447,9 @@ async fn wait_for_named(
 /// then (`cache/`). A failed fill costs the next run its head start, not
 /// this run its service: it is an alert, not an error.
 async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), Error> {
-    let (found, outcome) = crate::cache::found(&service.docker, &service.id).await.map_err(|reason| Error::Start {
-        service: service.name.clone(),
-        image: service.image.clone(),
-        reason,
-    })?;
+    let (found, outcome) = crate::cache::found(service.engine.as_ref(), &service.id)
+        .await
+        .map_err(|reason| Error::Start { service: service.name.clone(), image: service.image.clone(), reason })?;
     match found {
         crate::cache::Found::Restored(generation) => {
             crate::metrics::cache_hit("volume");
@@ -564,7 +562,7 @@ async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
             stderr: if stderr.trim().is_empty() { "(empty)".to_string() } else { stderr.trim_end().to_string() },
         };
         let out = service
-            .docker
+            .engine
             .exec(&service.id, cmd)
             .await
             .map_err(|reason| failed(-1, format!("docker could not run it: {reason}")))?;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::docker::ExecOutput;
+use crate::engine::ExecOutput;
 use crate::error::Error;
 use crate::service::running::RunningService;
 
@@ -92,7 +92,7 @@ impl Container {
     pub async fn exec(&self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Result<ExecOutput, Error> {
         let cmd: Vec<String> = cmd.into_iter().map(Into::into).collect();
         let inner = self.inner.clone();
-        crate::util::background::on_runtime(async move { inner.docker.exec(&inner.id, &cmd).await })
+        crate::util::background::on_runtime(async move { inner.engine.exec(&inner.id, &cmd).await })
             .await
             .map_err(|reason| self.operation_error("exec", reason))
     }
@@ -101,14 +101,14 @@ impl Container {
     pub fn exec_blocking(&self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Result<ExecOutput, Error> {
         let cmd: Vec<String> = cmd.into_iter().map(Into::into).collect();
         let inner = self.inner.clone();
-        crate::util::background::block_on_runtime(async move { inner.docker.exec(&inner.id, &cmd).await })
+        crate::util::background::block_on_runtime(async move { inner.engine.exec(&inner.id, &cmd).await })
             .map_err(|reason| self.operation_error("exec", reason))
     }
 
     /// Everything the container has written to stdout and stderr so far.
     pub async fn logs(&self) -> Result<String, Error> {
         let inner = self.inner.clone();
-        crate::util::background::on_runtime(async move { inner.docker.logs(&inner.id, None).await })
+        crate::util::background::on_runtime(async move { inner.engine.logs(&inner.id, None).await })
             .await
             .map_err(|reason| self.operation_error("logs", reason))
     }
@@ -116,7 +116,7 @@ impl Container {
     /// [`Container::logs`] for synchronous tests. Do not call it from async code.
     pub fn logs_blocking(&self) -> Result<String, Error> {
         let inner = self.inner.clone();
-        crate::util::background::block_on_runtime(async move { inner.docker.logs(&inner.id, None).await })
+        crate::util::background::block_on_runtime(async move { inner.engine.logs(&inner.id, None).await })
             .map_err(|reason| self.operation_error("logs", reason))
     }
 

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::docker::Docker;
+use std::sync::Arc;
+
+use crate::engine::Engine;
 use crate::service::definition::GenericContainer;
 
 /// A service that passed its health checks.
@@ -14,7 +16,8 @@ pub(crate) struct RunningService {
     pub(crate) id: String,
     pub(crate) ports: BTreeMap<u16, u16>,
     pub(crate) definition: GenericContainer,
-    pub(crate) docker: Docker,
+    /// The engine that runs the container.
+    pub(crate) engine: Arc<dyn Engine>,
 }
 
 impl RunningService {
