@@ -1,5 +1,7 @@
 //! Clean rooms, live: every test gets a database of its own inside the shared
 //! servers, cloned from a template that is built once.
+//!
+//! What a room costs a test is measured in `bench/suites/rooms.rs`.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -250,105 +252,4 @@ fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
     assert!(line.ends_with(&format!("psql '{inspected}'")), "the printed URL is the one that worked: {line}");
     assert!(!text.contains("child::keep::a_passes` ended"), "a passing test's database is not kept:\n{text}");
     assert_nothing_left(&session);
-}
-
-// ----------------------------------------------------------------------------
-// Benchmark (not run by default): the per-test cost of a clean room
-// ----------------------------------------------------------------------------
-
-mod bench_suite {
-    use super::*;
-    use redis::AsyncCommands;
-
-    macro_rules! workload_tests {
-        ($($name:ident)*) => {$(
-            /// The benchmark workload: a table, 20 inserts and a count; 20 SETs and a GET.
-            #[cleanroom::test(postgres, redis)]
-            #[ignore = "run by bench_room_acquisition"]
-            async fn $name(db: tokio_postgres::Client, mut cache: redis::aio::MultiplexedConnection) {
-                db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, name text)").await.unwrap();
-                for i in 0..20 {
-                    db.execute("INSERT INTO items VALUES ($1, 'x')", &[&i]).await.unwrap();
-                }
-                let n: i64 = db.query_one("SELECT count(*) FROM items", &[]).await.unwrap().get(0);
-                assert_eq!(n, 20);
-                for i in 0..20 {
-                    let () = cache.set(format!("k{i}"), i).await.unwrap();
-                }
-                let v: i32 = cache.get("k19").await.unwrap();
-                assert_eq!(v, 19);
-            }
-        )*};
-    }
-    workload_tests!(w01 w02 w03 w04 w05 w06 w07 w08 w09 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20
-                    w21 w22 w23 w24 w25 w26 w27 w28 w29 w30 w31 w32 w33 w34 w35 w36 w37 w38 w39 w40);
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-/// Runs the 40-test workload with the Postgres pool on and off, three times
-/// each (interleaved), and prints p50/p95 per service of the room alone
-/// (once the service is Ready) and of the whole wait from asking for a handle
-/// to having it (the first tests also wait for the server to start), as
-/// measured inside the test process.
-///
-/// `cargo test -p cleanroom-tests --test rooms -- --ignored --exact bench_room_acquisition --nocapture`
-#[test]
-#[ignore = "benchmark; run it explicitly"]
-fn bench_room_acquisition() {
-    let mut samples: std::collections::BTreeMap<(String, &str), Vec<f64>> = Default::default();
-    let mut rooms: std::collections::BTreeMap<(String, &str), Vec<f64>> = Default::default();
-    let mut walls: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    for _rep in 0..3 {
-        for (label, pool) in [("pool on (4)", "4"), ("pool off", "0")] {
-            let session = fresh_session("bench");
-            let report = std::env::temp_dir().join(format!("{session}.jsonl"));
-            let run = run_child(
-                &session,
-                &["--ignored", "bench_suite::", "--test-threads", "2"],
-                &[("CLEANROOM_POOL", pool), ("CLEANROOM_REPORT_JSON", report.to_str().unwrap())],
-            );
-            assert!(run.passed(), "{}", run.text());
-            walls.entry(label).or_default().push(run.elapsed.as_secs_f64());
-            let text = std::fs::read_to_string(&report).unwrap();
-            std::fs::remove_file(&report).unwrap();
-            for line in text.lines() {
-                let doc: serde_json::Value = serde_json::from_str(line).unwrap();
-                for test in doc["tests"].as_array().unwrap() {
-                    for a in test["acquire"].as_array().unwrap() {
-                        let service = a["service"].as_str().unwrap().to_string();
-                        let ms = a["micros"].as_f64().unwrap() / 1000.0;
-                        let room_ms = a["room_micros"].as_f64().unwrap() / 1000.0;
-                        samples.entry((service.clone(), label)).or_default().push(ms);
-                        rooms.entry((service, label)).or_default().push(room_ms);
-                    }
-                }
-            }
-            assert_nothing_left(&session);
-        }
-    }
-    println!(
-        "\n| service | pool | tests | room p50 ms | room p95 ms | handle p50 ms | handle p95 ms | handle max ms |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for ((service, label), mut v) in samples {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let mut r = rooms.remove(&(service.clone(), label)).unwrap();
-        r.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!(
-            "| {service} | {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            v.len(),
-            percentile(&r, 0.5),
-            percentile(&r, 0.95),
-            percentile(&v, 0.5),
-            percentile(&v, 0.95),
-            v.last().unwrap()
-        );
-    }
-    for (label, w) in walls {
-        println!("wall time, 40 tests, {label}: {:?} s", w.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>());
-    }
 }

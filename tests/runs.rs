@@ -5,6 +5,8 @@
 //! test processes one after another as children of one long-lived process;
 //! nextest runs every test in a process of its own, many at once, all with the
 //! same `NEXTEST_RUN_ID`. Docker's own event stream counts the containers.
+//! What one test process starts, and leaves when it exits, is
+//! `tests/process_start_and_exit.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

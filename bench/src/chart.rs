@@ -18,8 +18,11 @@ fn colour(approach: Approach) -> RGBColor {
     }
 }
 
-/// The series to draw: (approach, runner, points (N, seconds)).
-pub fn series(cells: &[Cell]) -> Vec<(Approach, Runner, Vec<(f64, f64)>)> {
+/// One line of the chart: an approach under a runner, its points (N, seconds).
+pub type Series = (Approach, Runner, Vec<(f64, f64)>);
+
+/// The series to draw.
+pub fn series(cells: &[Cell]) -> Vec<Series> {
     let mut out = Vec::new();
     for approach in Approach::ALL {
         for runner in [Runner::CargoTest, Runner::Nextest] {

@@ -144,7 +144,7 @@ fn run_quiet(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// Test-name filters that select the first `n` tests (`t000`…): every suite
 /// has 160 tests named with three digits, so `t00` selects ten of them.
 pub fn filters(n: usize) -> Vec<String> {
-    assert!(n % 10 == 0 && (10..=160).contains(&n), "suite sizes are multiples of 10 up to 160, not {n}");
+    assert!(n.is_multiple_of(10) && (10..=160).contains(&n), "suite sizes are multiples of 10 up to 160, not {n}");
     (0..n / 10).map(|d| format!("t{d:02}")).collect()
 }
 

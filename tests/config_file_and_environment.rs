@@ -1,7 +1,9 @@
-//! Live tests of configuration: what the builder's customizers and
-//! `cleanroom.toml` ask for, read back from `docker inspect`; image
-//! substitution; and a broken configuration stopping the run before any
-//! container starts.
+//! Live tests of where a service's settings come from: set in code, then
+//! changed by `cleanroom.toml` and the environment (each beating the one
+//! before), read back from `docker inspect`; how the file is found; image
+//! substitution and pull policies; and a broken configuration stopping the
+//! run before any container starts. Mounts, ports, networks, the entrypoint,
+//! health checks and init commands are `tests/mounts_ports_networks_and_init.rs`.
 //!
 //! The file tests run `#[ignore]`d child tests of this binary in a child
 //! process with `CLEANROOM_CONFIG` pointing at a file written for the test,

@@ -2,6 +2,8 @@
 //! bind mounts and named volumes, fixed port mappings, the entrypoint, extra
 //! networks, health checks from the file and init commands. Each is set once
 //! in code and once in `cleanroom.toml`, and read back from `docker inspect`.
+//! Where settings come from, and which of code, file and environment wins, is
+//! `tests/config_file_and_environment.rs`.
 //!
 //! The services take their paths, names and ports from variables the parent
 //! test sets, so every test runs `#[ignore]`d child tests of this binary in a
