@@ -62,14 +62,14 @@ const FILL: &str = include_str!("fill.sh");
 
 /// A cache volume of this definition: its name and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CacheVolume {
+pub(crate) struct VolumeKey {
     pub(crate) name: String,
     pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// The cache volume `def` of `service` uses, if it has one and the run has
 /// the cache on.
-pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheVolume> {
+pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<VolumeKey> {
     def.volume_cache?;
     // A mount may hold the data directory or init scripts (which a copied
     // cluster would skip), and a custom entrypoint would be handed the
@@ -93,7 +93,7 @@ pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheV
     let hash = crate::util::hash::fnv1a(key.as_bytes(), crate::util::hash::FNV_OFFSET);
     let service_part: String =
         service.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-    Some(CacheVolume {
+    Some(VolumeKey {
         name: format!("cleanroom-cache-{service_part}-{hash:016x}"),
         labels: BTreeMap::from([
             (MANAGED_LABEL.to_string(), "true".to_string()),
@@ -107,7 +107,7 @@ pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<CacheV
 /// The request Docker is given: the volume mounted (made with its labels
 /// should it be gone) and the command run through [`RESTORE`]. The
 /// definition's identity is the unwrapped one.
-pub(crate) fn wrap(request: &mut ContainerRequest, volume: &CacheVolume) {
+pub(crate) fn wrap(request: &mut ContainerRequest, volume: &VolumeKey) {
     request.mounts.push(MountRequest::LabelledVolume {
         source: volume.name.clone(),
         target: MOUNT.to_string(),
@@ -120,7 +120,7 @@ pub(crate) fn wrap(request: &mut ContainerRequest, volume: &CacheVolume) {
 
 /// What the container found in the cache when it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Found {
+pub(crate) enum RestoreOutcome {
     /// A cluster was copied from this generation.
     Restored(String),
     /// The cache was empty.
@@ -129,15 +129,15 @@ pub(crate) enum Found {
     Failed(String),
 }
 
-impl Found {
-    fn parse(text: &str) -> Found {
+impl RestoreOutcome {
+    fn parse(text: &str) -> RestoreOutcome {
         let text = text.trim();
         if let Some(generation) = text.strip_prefix("restored ") {
-            Found::Restored(generation.to_string())
+            RestoreOutcome::Restored(generation.to_string())
         } else if let Some(generation) = text.strip_prefix("failed ") {
-            Found::Failed(generation.to_string())
+            RestoreOutcome::Failed(generation.to_string())
         } else {
-            Found::Empty
+            RestoreOutcome::Empty
         }
     }
 }
@@ -161,11 +161,11 @@ pub(crate) const POSTGRES_FIRST_CHECK: &str = include_str!("first_check.sh");
 
 /// What the container found in the cache and what its first health check
 /// did about it: the start's state line and the check's outcome line.
-pub(crate) async fn found(engine: &dyn Engine, id: &str) -> Result<(Found, String), String> {
+pub(crate) async fn found(engine: &dyn Engine, id: &str) -> Result<(RestoreOutcome, String), String> {
     let script = format!("cat {STATE_FILE} 2>/dev/null || echo empty; cat {STATE_FILE}.done 2>/dev/null || echo");
     let out = engine.exec(id, &["sh".to_string(), "-c".to_string(), script]).await?;
     let mut lines = out.stdout.lines();
-    let state = Found::parse(lines.next().unwrap_or_default());
+    let state = RestoreOutcome::parse(lines.next().unwrap_or_default());
     Ok((state, lines.next().unwrap_or_default().trim().to_string()))
 }
 
@@ -395,9 +395,9 @@ mod tests {
 
     #[test]
     fn reads_what_the_start_found() {
-        assert_eq!(Found::parse("restored gen-1-2\n"), Found::Restored("gen-1-2".into()));
-        assert_eq!(Found::parse("failed gen-1-2"), Found::Failed("gen-1-2".into()));
-        assert_eq!(Found::parse("empty"), Found::Empty);
-        assert_eq!(Found::parse(""), Found::Empty);
+        assert_eq!(RestoreOutcome::parse("restored gen-1-2\n"), RestoreOutcome::Restored("gen-1-2".into()));
+        assert_eq!(RestoreOutcome::parse("failed gen-1-2"), RestoreOutcome::Failed("gen-1-2".into()));
+        assert_eq!(RestoreOutcome::parse("empty"), RestoreOutcome::Empty);
+        assert_eq!(RestoreOutcome::parse(""), RestoreOutcome::Empty);
     }
 }

@@ -42,7 +42,6 @@ mod tests {
         use super::super::DockerError;
         use testcontainers::bollard::errors::Error as Bollard;
 
-
         fn server(status_code: u16) -> DockerError {
             DockerError::from_bollard(
                 "create container",

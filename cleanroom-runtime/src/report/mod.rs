@@ -42,7 +42,7 @@ pub(crate) struct Report {
     pub(crate) schema: u32,
     pub(crate) session: String,
     pub(crate) processes: Vec<Process>,
-    pub(crate) services: Vec<Service>,
+    pub(crate) services: Vec<ServiceEntry>,
     pub(crate) tests: Vec<Test>,
     pub(crate) caches: BTreeMap<String, CacheCounter>,
     pub(crate) overhead: Overhead,
@@ -66,7 +66,7 @@ pub(crate) struct Process {
 
 /// One service over the run: what its processes measured, merged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub(crate) struct Service {
+pub(crate) struct ServiceEntry {
     #[serde(flatten)]
     pub(crate) metrics: ServiceMetrics,
     /// The process that created its first container (`None`: none of this
@@ -78,7 +78,7 @@ pub(crate) struct Service {
 }
 
 // By hand, because serde's `flatten` cannot read the metrics' `u128`s back.
-impl<'de> Deserialize<'de> for Service {
+impl<'de> Deserialize<'de> for ServiceEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let mut value = serde_json::Value::deserialize(d)?;
@@ -87,7 +87,7 @@ impl<'de> Deserialize<'de> for Service {
         let ready_spans_ms: Option<Vec<[u64; 2]>> =
             serde_json::from_value(take("ready_spans_ms")).map_err(D::Error::custom)?;
         let metrics = serde_json::from_value(value).map_err(D::Error::custom)?;
-        Ok(Service { metrics, created_by_pid, ready_spans_ms: ready_spans_ms.unwrap_or_default() })
+        Ok(ServiceEntry { metrics, created_by_pid, ready_spans_ms: ready_spans_ms.unwrap_or_default() })
     }
 }
 
@@ -132,7 +132,7 @@ impl Test {
     }
 }
 
-impl Service {
+impl ServiceEntry {
     fn name(&self) -> &str {
         &self.metrics.name
     }
@@ -148,7 +148,7 @@ impl Service {
     }
 
     /// Folds in what a later process measured about the same service.
-    fn merge(&mut self, later: Service) {
+    fn merge(&mut self, later: ServiceEntry) {
         let (a, b) = (&mut self.metrics, later.metrics);
         if a.image.is_empty() {
             a.image = b.image;
@@ -233,9 +233,9 @@ impl Report {
         caches: BTreeMap<String, CacheCounter>,
     ) -> Report {
         let (pid, started_at_ms, now_ms) = process;
-        let mut services: Vec<Service> = services
+        let mut services: Vec<ServiceEntry> = services
             .into_iter()
-            .map(|m| Service {
+            .map(|m| ServiceEntry {
                 created_by_pid: m.starts.first().filter(|s| s.created_here).map(|_| pid),
                 ready_spans_ms: if m.uptime_ms > 0.0 {
                     vec![[now_ms.saturating_sub(m.uptime_ms.round() as u64), now_ms]]
@@ -250,13 +250,13 @@ impl Report {
         for a in tests.iter().flat_map(|t| &t.acquire) {
             if !services.iter().any(|s| s.name() == a.service) {
                 let metrics = ServiceMetrics { name: a.service.clone(), ..Default::default() };
-                services.push(Service { metrics, ..Default::default() });
+                services.push(ServiceEntry { metrics, ..Default::default() });
             }
         }
         services.sort_by(|a, b| a.name().cmp(b.name()));
-        let (created, attached): (Vec<&Service>, Vec<&Service>) =
+        let (created, attached): (Vec<&ServiceEntry>, Vec<&ServiceEntry>) =
             services.iter().partition(|s| s.created_by_pid.is_some());
-        let names = |v: Vec<&Service>| v.into_iter().map(|s| s.name().to_string()).collect();
+        let names = |v: Vec<&ServiceEntry>| v.into_iter().map(|s| s.name().to_string()).collect();
         let process = Process {
             pid,
             started_at_ms,
@@ -401,7 +401,7 @@ fn count(n: usize, one: &str, many: &str) -> String {
 }
 
 impl Report {
-    fn ready_phrase(&self, s: &Service, scope: Scope) -> String {
+    fn ready_phrase(&self, s: &ServiceEntry, scope: Scope) -> String {
         let ready =
             s.metrics.time_to_ready_ms.map_or("Ready in -".to_string(), |ms| format!("Ready in {}", duration(ms)));
         let how = match (scope, s.created_by_pid) {
@@ -416,7 +416,7 @@ impl Report {
     /// The summary, one string per line, without a prefix; empty when
     /// `mode` says to print nothing.
     pub(crate) fn summary(&self, mode: ReportMode, scope: Scope) -> Vec<String> {
-        let troubled: Vec<&Service> = self.services.iter().filter(|s| s.had_trouble()).collect();
+        let troubled: Vec<&ServiceEntry> = self.services.iter().filter(|s| s.had_trouble()).collect();
         let worth_a_line =
             !self.processes.iter().all(|p| p.created.is_empty()) || self.tests.len() > 1 || scope == Scope::Run;
         match mode {
@@ -428,7 +428,7 @@ impl Report {
             return Vec::new();
         }
         let mut lines = vec![self.headline(&troubled, mode, scope)];
-        let shown: Vec<&Service> = match mode {
+        let shown: Vec<&ServiceEntry> = match mode {
             ReportMode::Full => self.services.iter().collect(),
             _ => troubled,
         };
@@ -482,7 +482,7 @@ impl Report {
         lines
     }
 
-    fn headline(&self, troubled: &[&Service], mode: ReportMode, scope: Scope) -> String {
+    fn headline(&self, troubled: &[&ServiceEntry], mode: ReportMode, scope: Scope) -> String {
         let mut parts = Vec::new();
         let tests = count(self.tests.len(), "test", "tests");
         parts.push(match scope {

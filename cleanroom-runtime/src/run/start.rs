@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::registry::{Registry, RunningService, Slot, Source};
-use crate::cache::CacheVolume;
+use crate::cache::VolumeKey;
 use crate::config::Config;
 use crate::docker::{
     ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL,
@@ -46,7 +46,7 @@ struct Plan {
     /// The container's name, when it is shared: Docker lets exactly one
     /// process of the run create it; the others attach.
     container_name: Option<String>,
-    cache_volume: Option<CacheVolume>,
+    cache_volume: Option<VolumeKey>,
     /// What the engine is asked to create.
     request: ContainerRequest,
 }
@@ -451,14 +451,14 @@ async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), 
         .await
         .map_err(|reason| Error::Start { service: service.name.clone(), image: service.image.clone(), reason })?;
     match found {
-        crate::cache::Found::Restored(generation) => {
+        crate::cache::RestoreOutcome::Restored(generation) => {
             crate::metrics::cache_hit("volume");
             crate::cache::touch(volume, None);
             tracing::info!(service = %service.name, volume, generation, "cluster copied from the volume cache");
         }
         found => {
             crate::metrics::cache_miss("volume");
-            if let crate::cache::Found::Failed(generation) = &found {
+            if let crate::cache::RestoreOutcome::Failed(generation) = &found {
                 crate::metrics::alert(
                     &service.name,
                     "cache_restore",

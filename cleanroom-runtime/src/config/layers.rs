@@ -1,0 +1,439 @@
+//! The layers a value can come from (file, environment, command line), where
+//! each value was found, and the file's discovery and checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::*;
+use crate::docker::PullPolicy;
+use crate::error::Error;
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Nobody set it.
+    Default,
+    /// `cleanroom.toml` (this file).
+    File(PathBuf),
+    /// An environment variable.
+    Env,
+    /// A flag of the `cleanroom` command.
+    CommandLine,
+}
+
+/// A value as one layer gave it.
+#[derive(Debug, Clone)]
+pub(super) enum Raw {
+    Text(String),
+    Toml(toml::Value),
+}
+
+/// One value with the name it was given under, for error messages.
+#[derive(Debug, Clone)]
+pub(super) struct Located {
+    pub(super) raw: Raw,
+    pub(super) origin: Origin,
+    /// `run.keep in /path/cleanroom.toml`, `CLEANROOM_KEEP`, `--keep`.
+    pub(super) name: String,
+}
+
+impl Located {
+    pub(super) fn error(&self, reason: impl Into<String>) -> Error {
+        Error::Configuration { key: self.name.clone(), reason: reason.into() }
+    }
+
+    pub(super) fn shown(&self) -> String {
+        match &self.raw {
+            Raw::Text(t) => format!("{t:?}"),
+            Raw::Toml(v) => v.to_string(),
+        }
+    }
+
+    /// The value as text, for scalars; tables and arrays are an error.
+    pub(super) fn text(&self, expected: &str) -> Result<String, Error> {
+        match &self.raw {
+            Raw::Text(t) => Ok(t.trim().to_string()),
+            Raw::Toml(toml::Value::String(s)) => Ok(s.trim().to_string()),
+            Raw::Toml(toml::Value::Integer(i)) => Ok(i.to_string()),
+            Raw::Toml(toml::Value::Float(f)) => Ok(f.to_string()),
+            Raw::Toml(toml::Value::Boolean(b)) => Ok(b.to_string()),
+            Raw::Toml(other) => Err(self.error(format!("{other} is not {expected}"))),
+        }
+    }
+}
+
+/// The command line's layer: environment variable → (value, flag), set by the CLI.
+pub type Overrides = BTreeMap<String, (String, String)>;
+
+/// All layers but the defaults, before they are interpreted.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    file: Option<(PathBuf, toml::Table)>,
+    env: BTreeMap<String, String>,
+    overrides: Overrides,
+}
+
+impl Layers {
+    /// Reads the file (from `CLEANROOM_CONFIG` or the search) and this
+    /// process's environment. `overrides` is the command line's layer.
+    pub fn load(overrides: Overrides) -> Result<Layers, Error> {
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("CLEANROOM_")).collect();
+        let explicit = overrides.get(CONFIG_ENV).map(|(v, _)| v.clone()).or_else(|| env.get(CONFIG_ENV).cloned());
+        let start = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        let path = match explicit.filter(|p| !p.trim().is_empty()) {
+            Some(p) => Some(PathBuf::from(p)),
+            None => find_file(&start),
+        };
+        let file = match path {
+            None => None,
+            Some(path) => Some((path.clone(), read_file(&path)?)),
+        };
+        Layers::from_parts(file, env, overrides)
+    }
+
+    /// Layers from given parts; checks the file's keys and values at once.
+    pub(crate) fn from_parts(
+        file: Option<(PathBuf, toml::Table)>,
+        env: BTreeMap<String, String>,
+        overrides: Overrides,
+    ) -> Result<Layers, Error> {
+        let layers = Layers { file, env, overrides };
+        layers.check_file()?;
+        Ok(layers)
+    }
+
+    /// The file that was read.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// The value of `key` (a file key such as `run.keep`) or its variable,
+    /// from the highest layer that sets it.
+    fn get(&self, key: Option<&str>, env: Option<&str>) -> Option<Located> {
+        if let Some(env) = env {
+            if let Some((v, flag)) = self.overrides.get(env) {
+                return Some(Located { raw: Raw::Text(v.clone()), origin: Origin::CommandLine, name: flag.clone() });
+            }
+            if let Some(v) = self.env.get(env).filter(|v| !v.trim().is_empty()) {
+                return Some(Located { raw: Raw::Text(v.clone()), origin: Origin::Env, name: env.to_string() });
+            }
+        }
+        let (path, table) = self.file.as_ref()?;
+        let mut parts = key?.split('.');
+        let mut value = table.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_table()?.get(part)?;
+        }
+        Some(Located {
+            raw: Raw::Toml(value.clone()),
+            origin: Origin::File(path.clone()),
+            name: format!("{} in {}", key?, path.display()),
+        })
+    }
+
+    fn run_setting(&self, key: &str) -> Option<Located> {
+        let s = SETTINGS.iter().find(|s| s.key == Some(key) || (s.key.is_none() && s.env == Some(key)))?;
+        self.get(s.key, s.env)
+    }
+
+    /// The value of a run setting (`run.keep`, or `CLEANROOM_SESSION` for
+    /// variables the file cannot set) as given, where it came from, and the
+    /// name it was given under; `None` when only the default applies.
+    pub fn value(&self, key: &str) -> Option<(String, Origin, String)> {
+        self.run_setting(key).map(|f| (f.shown(), f.origin.clone(), f.name.clone()))
+    }
+
+    /// The same for a service setting (`image` of `postgres`).
+    pub fn service_value(&self, service: &str, key: &str) -> Option<(String, Origin, String)> {
+        self.service_setting(service, key).map(|f| (f.shown(), f.origin.clone(), f.name.clone()))
+    }
+
+    /// The services the file has a `[services.<name>]` table for.
+    pub fn file_services(&self) -> Vec<String> {
+        self.file
+            .as_ref()
+            .and_then(|(_, t)| t.get("services")?.as_table().map(|s| s.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    /// Where the value of a run setting (`run.keep`) comes from.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.run_setting(key).map_or(Origin::Default, |f| f.origin)
+    }
+
+    /// Rejects unknown tables and keys, and bad values, in the file.
+    fn check_file(&self) -> Result<(), Error> {
+        let Some((path, table)) = &self.file else { return Ok(()) };
+        let unknown = |key: String, allowed: Vec<&str>| Error::Configuration {
+            key: format!("{key} in {}", path.display()),
+            reason: format!("unknown key; expected one of: {}", allowed.join(", ")),
+        };
+        for (top, value) in table {
+            match top.as_str() {
+                "run" => {
+                    let allowed: Vec<&str> = SETTINGS.iter().filter_map(|s| s.key?.strip_prefix("run.")).collect();
+                    let run = self.table(value, "run", "a table of run settings")?;
+                    for key in run.keys() {
+                        if !allowed.contains(&key.as_str()) {
+                            return Err(unknown(format!("run.{key}"), allowed));
+                        }
+                    }
+                }
+                "services" => {
+                    let services = self.table(value, "services", "a table of services")?;
+                    let allowed: Vec<&str> = SERVICE_SETTINGS.iter().filter_map(|s| s.key).collect();
+                    for (name, entry) in services {
+                        let entry = self.table(entry, &format!("services.{name}"), "a table of service settings")?;
+                        for key in entry.keys() {
+                            if !allowed.contains(&key.as_str()) {
+                                return Err(unknown(format!("services.{name}.{key}"), allowed));
+                            }
+                        }
+                        self.service(name)?;
+                    }
+                }
+                other => return Err(unknown(other.to_string(), vec!["run", "services"])),
+            }
+        }
+        self.config()?;
+        Ok(())
+    }
+
+    fn table<'a>(&self, value: &'a toml::Value, key: &str, expected: &str) -> Result<&'a toml::Table, Error> {
+        let path = self.file().map(|p| p.display().to_string()).unwrap_or_default();
+        value.as_table().ok_or_else(|| Error::Configuration {
+            key: format!("{key} in {path}"),
+            reason: format!("{value} is not {expected}"),
+        })
+    }
+
+    /// The run's settings, every layer applied.
+    pub fn config(&self) -> Result<Config, Error> {
+        let pull = match self.run_setting("run.pull") {
+            None => PullPolicy::Missing,
+            Some(f) => match PullPolicy::parse(&f.text("a pull policy")?) {
+                Some(policy) => policy,
+                None => {
+                    return Err(
+                        f.error(format!("{} is not a pull policy; expected one of: missing, always, never", f.shown()))
+                    )
+                }
+            },
+        };
+        let keep = match self.run_setting("run.keep") {
+            None => Keep::OnFailure,
+            Some(f) => match f.text("a keep policy")?.as_str() {
+                "" | "on-failure" => Keep::OnFailure,
+                "never" => Keep::Never,
+                "always" => Keep::Always,
+                _ => {
+                    return Err(f.error(format!(
+                        "{} is not a keep policy; expected one of: never, on-failure, always",
+                        f.shown()
+                    )))
+                }
+            },
+        };
+        let pool = match self.run_setting("run.pool") {
+            None => DEFAULT_POOL,
+            Some(f) => f.text("a number")?.parse::<usize>().map_err(|_| {
+                f.error(format!(
+                    "{} is not a number of databases; expected an integer >= 0 (0 turns the pool off)",
+                    f.shown()
+                ))
+            })?,
+        };
+        let report = match self.run_setting("run.report") {
+            None => ReportMode::Quiet,
+            Some(f) => match f.text("a report mode")?.as_str() {
+                "" | "quiet" => ReportMode::Quiet,
+                "full" => ReportMode::Full,
+                "off" => ReportMode::Off,
+                _ => {
+                    return Err(
+                        f.error(format!("{} is not a report mode; expected one of: quiet, full, off", f.shown()))
+                    )
+                }
+            },
+        };
+        Ok(Config {
+            pull,
+            startup_timeout: self.run_setting("run.startup_timeout").map(|f| seconds(&f, false)).transpose()?,
+            keep,
+            pool,
+            reuse: self.run_setting("run.reuse").map(|f| switch(&f)).transpose()?.unwrap_or(false),
+            reuse_ttl: self
+                .run_setting("run.reuse_ttl")
+                .map(|f| seconds(&f, false))
+                .transpose()?
+                .unwrap_or(DEFAULT_REUSE_TTL),
+            reaper_grace: self
+                .run_setting("run.reaper_grace")
+                .map(|f| seconds(&f, true))
+                .transpose()?
+                .unwrap_or(DEFAULT_REAPER_GRACE),
+            no_reaper: self.run_setting("run.no_reaper").map(|f| switch(&f)).transpose()?.unwrap_or(false),
+            report,
+            report_json: self.run_setting("run.report_json").map(|f| f.text("a path")).transpose()?.map(PathBuf::from),
+            image_prefix: self
+                .run_setting("run.image_prefix")
+                .map(|f| f.text("a string"))
+                .transpose()?
+                .filter(|p| !p.is_empty()),
+            volume_cache: self.run_setting("run.volume_cache").map(|f| switch(&f)).transpose()?.unwrap_or(true),
+            cache_ttl: self
+                .run_setting("run.cache_ttl")
+                .map(|f| seconds(&f, true))
+                .transpose()?
+                .unwrap_or(DEFAULT_CACHE_TTL),
+            cache_size: self
+                .run_setting("run.cache_size")
+                .map(|f| bytes(&f))
+                .transpose()?
+                .unwrap_or(DEFAULT_CACHE_SIZE),
+            file: self.file().map(Path::to_path_buf),
+        })
+    }
+
+    fn service_setting(&self, service: &str, key: &str) -> Option<Located> {
+        let s = SERVICE_SETTINGS.iter().find(|s| s.key == Some(key))?;
+        let env = s.env.map(|_| service_env_var(service, key));
+        let file_key = format!("services.{service}.{key}");
+        self.get(Some(&file_key), env.as_deref())
+    }
+
+    /// What the layers change in `service`'s definition.
+    pub fn service(&self, service: &str) -> Result<ServiceOverride, Error> {
+        let get = |key: &str| self.service_setting(service, key);
+        let strings = |key: &str| -> Result<Option<Vec<String>>, Error> {
+            let Some(f) = get(key) else { return Ok(None) };
+            let bad = || f.error(format!("{} is not an array of strings, e.g. [\"-c\", \"x=1\"]", f.shown()));
+            match &f.raw {
+                Raw::Toml(toml::Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string).ok_or_else(bad))
+                    .collect::<Result<_, _>>()
+                    .map(Some),
+                _ => Err(bad()),
+            }
+        };
+        let table = |key: &str| -> Result<BTreeMap<String, String>, Error> {
+            let Some(f) = get(key) else { return Ok(BTreeMap::new()) };
+            let bad = || f.error(format!("{} is not a table of strings, e.g. {{ KEY = \"value\" }}", f.shown()));
+            match &f.raw {
+                Raw::Toml(toml::Value::Table(t)) => {
+                    t.iter().map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())).ok_or_else(bad)).collect()
+                }
+                _ => Err(bad()),
+            }
+        };
+        Ok(ServiceOverride {
+            image: get("image").map(|f| f.text("an image reference")).transpose()?.filter(|i| !i.is_empty()),
+            memory: get("memory").map(|f| bytes(&f)).transpose()?,
+            cpus: get("cpus")
+                .map(|f| {
+                    let text = f.text("a number")?;
+                    text.parse::<f64>().ok().filter(|c| *c > 0.0 && c.is_finite() && *c <= 1e6).ok_or_else(|| {
+                        f.error(format!("{} is not a number of CPUs; expected a number > 0, e.g. 1.5", f.shown()))
+                    })
+                })
+                .transpose()?,
+            pids: get("pids")
+                .map(|f| {
+                    let text = f.text("a number")?;
+                    text.parse::<i64>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                        f.error(format!("{} is not a process limit; expected an integer > 0, e.g. 256", f.shown()))
+                    })
+                })
+                .transpose()?,
+            shm_size: get("shm_size").map(|f| bytes(&f)).transpose()?,
+            env: table("env")?,
+            cmd: strings("cmd")?,
+            args: strings("args")?.unwrap_or_default(),
+            labels: table("labels")?,
+            tmpfs: table("tmpfs")?,
+            recovery: get("recovery")
+                .map(|f| match f.text("a recovery policy")?.as_str() {
+                    "automatic" => Ok(RecoveryKind::Automatic),
+                    "manual" => Ok(RecoveryKind::Manual),
+                    _ => Err(
+                        f.error(format!("{} is not a recovery policy; expected one of: automatic, manual", f.shown()))
+                    ),
+                })
+                .transpose()?,
+            max_restarts: get("max_restarts")
+                .map(|f| {
+                    let text = f.text("a number")?;
+                    text.parse::<u32>().map_err(|_| {
+                        f.error(format!("{} is not a number of restarts; expected an integer >= 0, e.g. 3", f.shown()))
+                    })
+                })
+                .transpose()?,
+            health_interval: get("health_interval").map(|f| seconds(&f, false)).transpose()?,
+            on_limit: get("on_limit")
+                .map(|f| match f.text("a limit action")?.as_str() {
+                    "alert" => Ok(crate::service::watch::LimitAction::Alert),
+                    "throttle" => Ok(crate::service::watch::LimitAction::Throttle),
+                    "restart" => Ok(crate::service::watch::LimitAction::Restart),
+                    "kill" => Ok(crate::service::watch::LimitAction::Kill),
+                    _ => Err(f.error(format!(
+                        "{} is not a limit action; expected one of: alert, throttle, restart, kill",
+                        f.shown()
+                    ))),
+                })
+                .transpose()?,
+            cpu_threshold: get("cpu_threshold").map(|f| fraction(&f)).transpose()?,
+            memory_threshold: get("memory_threshold").map(|f| fraction(&f)).transpose()?,
+            mounts: get("mounts").map(|f| mounts(&f)).transpose()?.unwrap_or_default(),
+            ports: get("ports").map(|f| ports(&f)).transpose()?.unwrap_or_default(),
+            entrypoint: get("entrypoint").map(|f| entrypoint(&f)).transpose()?,
+            health: get("health").map(|f| health_checks(&f)).transpose()?,
+            health_timeout: get("health_timeout").map(|f| seconds(&f, false)).transpose()?,
+            startup_timeout: get("startup_timeout").map(|f| seconds(&f, false)).transpose()?,
+            init: get("init").map(|f| commands(&f)).transpose()?.unwrap_or_default(),
+            networks: strings("networks")?.unwrap_or_default(),
+        })
+    }
+}
+
+/// The nearest `cleanroom.toml` from `start` up to the workspace root (the
+/// first directory up whose `Cargo.toml` has a `[workspace]` table; without
+/// one, the topmost directory with a `Cargo.toml`).
+pub(crate) fn find_file(start: &Path) -> Option<PathBuf> {
+    let dirs: Vec<&Path> = start.ancestors().collect();
+    let manifest = |d: &Path| std::fs::read_to_string(d.join("Cargo.toml")).ok();
+    let limit = dirs
+        .iter()
+        .position(|d| manifest(d).is_some_and(|m| m.lines().any(|l| l.trim() == "[workspace]")))
+        .or_else(|| dirs.iter().rposition(|d| d.join("Cargo.toml").is_file()))
+        .unwrap_or(0);
+    dirs[..=limit].iter().map(|d| d.join(CONFIG_FILE)).find(|p| p.is_file())
+}
+
+pub(super) fn read_file(path: &Path) -> Result<toml::Table, Error> {
+    let key = format!("{} ({CONFIG_ENV} or found from the crate's directory)", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Configuration {
+        key: key.clone(),
+        reason: format!("cannot read the file: {e}; fix its permissions, or point {CONFIG_ENV} at a readable file"),
+    })?;
+    text.parse::<toml::Table>().map_err(|e| Error::Configuration {
+        key: path.display().to_string(),
+        reason: format!("not valid TOML: {}", e.to_string().trim_end()),
+    })
+}
+
+/// The layers of this process, read once.
+pub(crate) fn layers() -> Result<&'static Layers, Error> {
+    static LAYERS: OnceLock<Result<Layers, Error>> = OnceLock::new();
+    LAYERS.get_or_init(|| Layers::load(Overrides::new())).as_ref().map_err(Clone::clone)
+}
+
+/// The settings of this process, read once.
+pub(crate) fn current() -> Result<&'static Config, Error> {
+    static CONFIG: OnceLock<Result<Config, Error>> = OnceLock::new();
+    CONFIG.get_or_init(|| layers()?.config()).as_ref().map_err(Clone::clone)
+}

@@ -1,0 +1,227 @@
+//! Every setting, once: the run's and each service's, with their keys,
+//! variables, accepted values and defaults; the parsed `Config`; and the
+//! reference tables `docs/configuration.md` is generated from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::docker::PullPolicy;
+use crate::error::Error;
+
+/// The file name looked for from the crate's directory up to the workspace root.
+pub const CONFIG_FILE: &str = "cleanroom.toml";
+/// The variable that names the configuration file instead.
+pub const CONFIG_ENV: &str = "CLEANROOM_CONFIG";
+
+/// One setting: its key in `cleanroom.toml`, its environment variable, what it
+/// accepts and what it does. The reference page is generated from these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The key in `cleanroom.toml` (`run.keep`); `None` for variables the file cannot set.
+    pub key: Option<&'static str>,
+    /// The environment variable; `None` for keys only the file can set.
+    pub env: Option<&'static str>,
+    /// What it accepts.
+    pub values: &'static str,
+    /// Its default.
+    pub default: &'static str,
+    /// What it does.
+    pub meaning: &'static str,
+}
+
+pub(super) const fn setting(
+    key: Option<&'static str>,
+    env: Option<&'static str>,
+    values: &'static str,
+    default: &'static str,
+    meaning: &'static str,
+) -> Setting {
+    Setting { key, env, values, default, meaning }
+}
+
+/// The settings of a run: `[run]` in the file.
+pub const SETTINGS: &[Setting] = &[
+    setting(None, Some(CONFIG_ENV), "a path", "`cleanroom.toml` found from the crate's directory up to the workspace root", "the configuration file to read instead of searching for one"),
+    setting(Some("run.pull"), Some("CLEANROOM_PULL"), "`missing`, `always`, `never`", "`missing`", "`missing` pulls absent images; `always` pulls every image once per run, even one that is here; `never` fails at once on an absent image (docs/caches.md)"),
+    setting(Some("run.startup_timeout"), Some("CLEANROOM_STARTUP_TIMEOUT"), "seconds > 0", "60", "how long a service may take to be Ready, for definitions that set no timeout of their own"),
+    setting(Some("run.keep"), Some("CLEANROOM_KEEP"), "`never`, `on-failure`, `always`", "`on-failure`", "when a test's database is kept instead of dropped"),
+    setting(Some("run.pool"), Some("CLEANROOM_POOL"), "an integer >= 0", "4", "Postgres databases cloned ahead of demand (0: off)"),
+    setting(Some("run.reuse"), Some("CLEANROOM_REUSE"), "`true`, `false` (env: also `1`/`0`, `yes`/`no`, `on`/`off`)", "`false`", "keep services running for the next run, matched by their full definition"),
+    setting(Some("run.reuse_ttl"), Some("CLEANROOM_REUSE_TTL"), "seconds > 0", "900", "how long a reused service outlives the last run that used it"),
+    setting(Some("run.reaper_grace"), Some("CLEANROOM_REAPER_GRACE"), "seconds >= 0", "3", "how long the reaper waits for the next test process while the runner still runs"),
+    setting(Some("run.no_reaper"), Some("CLEANROOM_NO_REAPER"), "`true`, `false` (env: also `1`/`0`, ...)", "`false`", "no reaper: each process removes its own containers and shares none"),
+    setting(Some("run.report"), Some("CLEANROOM_REPORT"), "`quiet`, `full`, `off`", "`quiet`", "the summary each test process prints on stderr at exit: `quiet` one line (nothing from a process that only attached and ran one test), and every line of a service that had trouble; `full` every line; `off` none (see docs/report.md)"),
+    setting(Some("run.report_json"), Some("CLEANROOM_REPORT_JSON"), "a path", "unset", "also write the run's report to this file: one JSON document per run, merged by every test process of the run (docs/report.md)"),
+    setting(Some("run.image_prefix"), Some("CLEANROOM_IMAGE_PREFIX"), "a string, e.g. `localhost:5000/`", "unset", "prepended to every image of a definition that names no registry (a mirror or private registry)"),
+    setting(Some("run.volume_cache"), Some("CLEANROOM_VOLUME_CACHE"), "`true`, `false` (env: also `1`/`0`, ...)", "`true`", "keep the built-in Postgres's initialised cluster (and the templates its migrations made) in a named volume, so a cold start skips initdb and unchanged migrations (docs/caches.md)"),
+    setting(Some("run.cache_ttl"), Some("CLEANROOM_CACHE_TTL"), "seconds >= 0", "604800 (7 days)", "a cache volume unused for longer is removed when a run ends"),
+    setting(Some("run.cache_size"), Some("CLEANROOM_CACHE_SIZE"), "as `memory` of a service", "1GiB", "when a run ends and the cache volumes together are larger, the least recently used are removed"),
+    setting(None, Some("CLEANROOM_SESSION"), "1 to 64 of `A-Z a-z 0-9 - _ .`", "`NEXTEST_RUN_ID`, else the runner process", "the id that labels this run's containers"),
+];
+
+/// The settings of one service: `[services.<name>]` in the file, where
+/// `<name>` is `postgres`, `redis` or the name of a `#[cleanroom::service]`
+/// function. In variable names `<SERVICE>` is the name in upper case with
+/// every other character as `_` (`my-web` → `MY_WEB`).
+pub const SERVICE_SETTINGS: &[Setting] = &[
+    setting(Some("image"), Some("CLEANROOM_<SERVICE>_IMAGE"), "an image reference", "the definition's", "the image, taken as given (`run.image_prefix` is not applied to it)"),
+    setting(Some("memory"), Some("CLEANROOM_<SERVICE>_MEMORY"), "bytes, or a number with `k`, `m`, `g` (`KiB`, `MB`... all binary, as docker's `--memory`)", "no limit", "memory limit"),
+    setting(Some("cpus"), Some("CLEANROOM_<SERVICE>_CPUS"), "a number > 0, e.g. `1.5`", "no limit", "CPU limit, as docker's `--cpus`"),
+    setting(Some("pids"), Some("CLEANROOM_<SERVICE>_PIDS"), "an integer > 0", "no limit", "limit on the number of processes"),
+    setting(Some("shm_size"), Some("CLEANROOM_<SERVICE>_SHM_SIZE"), "as `memory`", "Docker's (64 MiB)", "size of `/dev/shm`"),
+    setting(Some("env"), None, "a table of strings", "none", "environment variables, added to (and replacing) the definition's"),
+    setting(Some("cmd"), None, "an array of strings", "the definition's", "replaces the command"),
+    setting(Some("args"), None, "an array of strings", "none", "appended to the command (after `cmd` if both are given)"),
+    setting(Some("labels"), None, "a table of strings", "none", "labels, added to the definition's (`cleanroom.*` stay cleanroom's)"),
+    setting(Some("tmpfs"), None, "a table: path = mount options (`\"\"` for defaults)", "none", "tmpfs mounts, added to the definition's"),
+    setting(Some("mounts"), None, "an array of tables `{ type = \"bind\" or \"volume\", source = \"...\", target = \"/path\", read_only = true }`", "none", "bind mounts (`source` a host path that must exist; relative to the file's directory) and named volumes (`source` a name; created for the run and removed with it unless it already exists), added to the definition's; one with the target of a definition's mount replaces it"),
+    setting(Some("ports"), None, "an array of container ports and `\"host:container\"` strings, e.g. `[8080, \"18080:80\"]`", "none", "ports published on 127.0.0.1, added to the definition's: a bare port on a random host port, `host:container` on that fixed host port (which two runs at the same time cannot share)"),
+    setting(Some("entrypoint"), None, "a string, or an array of strings (`[\"sh\", \"-c\"]`)", "the definition's", "replaces the entrypoint; `cmd` and `args` follow it"),
+    setting(Some("health"), None, "an array of checks: `{ tcp = 8080 }`, `{ http = { port = 8080, path = \"/\", status = 200 } }`, `{ command = [\"sh\", \"-c\", \"...\"] }`, `{ file = \"/ready\" }`, `{ log = \"ready\" }`", "the definition's", "replaces the definition's health checks (all of them, built-in services' too); they run in order and must all pass"),
+    setting(Some("health_timeout"), Some("CLEANROOM_<SERVICE>_HEALTH_TIMEOUT"), "seconds > 0", "2", "how long one attempt of each health check may take"),
+    setting(Some("startup_timeout"), Some("CLEANROOM_<SERVICE>_STARTUP_TIMEOUT"), "seconds > 0", "the definition's, else `run.startup_timeout`", "how long this service may take to be Ready; beats `run.startup_timeout`"),
+    setting(Some("init"), None, "an array of commands, each an array of strings: `[[\"sh\", \"-c\", \"...\"]]`", "none", "run in order inside a new container once its checks pass, after the definition's; a command that exits with a code other than 0 fails the start"),
+    setting(Some("networks"), None, "an array of network names", "none", "existing Docker networks the container joins besides the run's, reached there by its service name"),
+    setting(Some("recovery"), Some("CLEANROOM_<SERVICE>_RECOVERY"), "`automatic`, `manual`", "`automatic`", "when the running service dies or stays unhealthy: replace it with a fresh container, or fail the tests that ask for it (docs/monitoring.md)"),
+    setting(Some("max_restarts"), Some("CLEANROOM_<SERVICE>_MAX_RESTARTS"), "an integer >= 0", "3", "replacements allowed per run and test process under `automatic` recovery"),
+    setting(Some("health_interval"), Some("CLEANROOM_<SERVICE>_HEALTH_INTERVAL"), "seconds > 0", "5", "how often the health checks are repeated while the service runs"),
+    setting(Some("on_limit"), Some("CLEANROOM_<SERVICE>_ON_LIMIT"), "`alert`, `throttle`, `restart`, `kill`", "`alert`", "what to do when CPU or memory use stays over its threshold of the limit"),
+    setting(Some("cpu_threshold"), Some("CLEANROOM_<SERVICE>_CPU_THRESHOLD"), "a fraction > 0 and <= 1", "0.9", "share of the CPU limit (`cpus`) that counts as crossing it"),
+    setting(Some("memory_threshold"), Some("CLEANROOM_<SERVICE>_MEMORY_THRESHOLD"), "a fraction > 0 and <= 1", "0.9", "share of the memory limit (`memory`) that counts as crossing it"),
+];
+
+/// The environment variable that overrides `service`'s image, e.g.
+/// `CLEANROOM_POSTGRES_IMAGE`.
+pub fn image_env_var(service: &str) -> String {
+    service_env_var(service, "image")
+}
+
+/// The environment variable of a service setting, e.g. `CLEANROOM_WEB_MEMORY`.
+pub fn service_env_var(service: &str, key: &str) -> String {
+    format!("CLEANROOM_{}_{}", env_key(service), key.to_ascii_uppercase())
+}
+
+/// A service name as it appears inside environment variable names.
+pub(crate) fn env_key(service: &str) -> String {
+    service.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// When a test's database is kept instead of dropped: `CLEANROOM_KEEP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Always dropped.
+    Never,
+    /// Kept when the test fails (the default).
+    #[default]
+    OnFailure,
+    /// Always kept.
+    Always,
+}
+
+impl Keep {
+    pub(crate) fn keeps(self, failed: bool) -> bool {
+        match self {
+            Keep::Never => false,
+            Keep::OnFailure => failed,
+            Keep::Always => true,
+        }
+    }
+}
+
+/// How much of the report a test process prints on stderr when it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportMode {
+    /// One line, and only from a process that started a service or ran more
+    /// than one test; every line of a service that had trouble (the default).
+    #[default]
+    Quiet,
+    /// Every line: each service, the per-test overhead, the caches.
+    Full,
+    /// Nothing on stderr (the report files are still written).
+    Off,
+}
+
+/// The settings cleanroom runs with, all layers applied.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// `run.pull`: `missing` (default), `always` or `never`.
+    pub pull: PullPolicy,
+    /// `run.startup_timeout`: overrides definitions that do not set their own.
+    pub startup_timeout: Option<Duration>,
+    /// `run.keep`: when test databases are kept.
+    pub keep: Keep,
+    /// `run.pool`: Postgres databases cloned ahead of demand.
+    pub pool: usize,
+    /// `run.reuse`: keep services running after the run for the next one.
+    pub reuse: bool,
+    /// `run.reuse_ttl`: how long a reused service outlives the last run that used it.
+    pub reuse_ttl: Duration,
+    /// `run.reaper_grace`: how long the reaper waits for the next test process.
+    pub reaper_grace: Duration,
+    /// `run.no_reaper`: each process removes its own containers.
+    pub no_reaper: bool,
+    /// `run.report`: the summary printed on stderr at exit.
+    pub report: ReportMode,
+    /// `run.report_json`: where the run's report is also written.
+    pub report_json: Option<PathBuf>,
+    /// `run.image_prefix`: prepended to definition images that name no registry.
+    pub image_prefix: Option<String>,
+    /// `run.volume_cache`: keep initialised Postgres clusters between runs.
+    pub volume_cache: bool,
+    /// `run.cache_ttl`: cache volumes unused for longer are removed.
+    pub cache_ttl: Duration,
+    /// `run.cache_size`: the cache volumes' total size cap, in bytes.
+    pub cache_size: u64,
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// How long an unused cache volume is kept, by default.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The cache volumes' total size cap, by default.
+pub const DEFAULT_CACHE_SIZE: u64 = 1 << 30;
+
+/// How long reused services outlive the last run that used them, by default.
+pub const DEFAULT_REUSE_TTL: Duration = Duration::from_secs(15 * 60);
+/// How many Postgres databases are cloned ahead of demand, by default.
+pub const DEFAULT_POOL: usize = 4;
+/// How long the reaper waits for the next test process, by default.
+pub const DEFAULT_REAPER_GRACE: Duration = Duration::from_secs(3);
+
+impl Config {
+    /// Reads the settings of this process: the file and the environment.
+    pub fn from_env() -> Result<Config, Error> {
+        current().cloned()
+    }
+}
+
+/// The reference table of `docs/configuration.md`, generated from
+/// [`SETTINGS`] and [`SERVICE_SETTINGS`].
+pub fn reference_tables() -> String {
+    let cell = |s: Option<&str>| s.map_or("—".to_string(), |s| format!("`{s}`"));
+    let mut out = String::from("| key in `cleanroom.toml` | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n");
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(s.key),
+            cell(s.env),
+            s.values,
+            s.default,
+            s.meaning
+        ));
+    }
+    out.push_str("\n| key in `[services.<name>]` | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n");
+    for s in SERVICE_SETTINGS {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(s.key),
+            cell(s.env),
+            s.values,
+            s.default,
+            s.meaning
+        ));
+    }
+    out
+}

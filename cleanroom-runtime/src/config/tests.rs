@@ -1,0 +1,455 @@
+use super::*;
+use crate::docker::PullPolicy;
+use crate::service::definition::{GenericContainer, Mount};
+use crate::service::health::HealthCheck;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn file(text: &str) -> Option<(PathBuf, toml::Table)> {
+    Some((PathBuf::from("/proj/cleanroom.toml"), text.parse().unwrap()))
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn cli(pairs: &[(&str, &str, &str)]) -> Overrides {
+    pairs.iter().map(|(k, v, flag)| (k.to_string(), (v.to_string(), flag.to_string()))).collect()
+}
+
+fn error(file_text: &str, env_pairs: &[(&str, &str)]) -> String {
+    Layers::from_parts(file(file_text), env(env_pairs), Overrides::new())
+        .and_then(|l| l.config().map(|_| ()))
+        .unwrap_err()
+        .to_string()
+}
+
+mod should {
+    use super::*;
+
+    #[test]
+    fn name_image_variables_in_upper_snake_case() {
+        assert_eq!(image_env_var("postgres"), "CLEANROOM_POSTGRES_IMAGE");
+        assert_eq!(image_env_var("my-web"), "CLEANROOM_MY_WEB_IMAGE");
+        assert_eq!(service_env_var("my-web", "shm_size"), "CLEANROOM_MY_WEB_SHM_SIZE");
+    }
+
+    #[test]
+    fn use_the_defaults_when_nothing_is_set() {
+        let c = Layers::default().config().unwrap();
+        assert_eq!(c.pull, PullPolicy::Missing);
+        assert_eq!(c.keep, Keep::OnFailure);
+        assert_eq!(c.pool, DEFAULT_POOL);
+        assert!(!c.reuse && !c.no_reaper);
+        assert_eq!(c.reuse_ttl, DEFAULT_REUSE_TTL);
+        assert_eq!(c.reaper_grace, DEFAULT_REAPER_GRACE);
+        assert_eq!((c.startup_timeout, c.report_json, c.image_prefix), (None, None, None));
+        assert_eq!(c.report, ReportMode::Quiet);
+    }
+
+    #[test]
+    fn read_every_pull_policy_from_the_file_and_the_environment() {
+        let pull = |f: &str, e: &[(&str, &str)]| {
+            Layers::from_parts(file(f), env(e), Overrides::new()).unwrap().config().unwrap().pull
+        };
+        assert_eq!(pull("", &[]), PullPolicy::Missing);
+        assert_eq!(pull("[run]\npull = \"missing\"\n", &[]), PullPolicy::Missing);
+        assert_eq!(pull("[run]\npull = \"always\"\n", &[]), PullPolicy::Always);
+        assert_eq!(pull("[run]\npull = \"never\"\n", &[]), PullPolicy::Never);
+        assert_eq!(pull("[run]\npull = \"never\"\n", &[("CLEANROOM_PULL", "always")]), PullPolicy::Always);
+        assert_eq!(pull("", &[("CLEANROOM_PULL", "")]), PullPolicy::Missing);
+        // Policies are lowercase words, as in docker's --pull.
+        assert_eq!(PullPolicy::parse("Always"), None);
+        let msg = error("[run]\npull = \"alway\"\n", &[]);
+        assert!(msg.contains("\"alway\" is not a pull policy; expected one of: missing, always, never"), "{msg}");
+    }
+
+    #[test]
+    fn let_each_layer_beat_the_one_below() {
+        // keep: set in the file, the environment and the command line;
+        // pool: file and environment; pull: the file alone; reuse_ttl: nowhere.
+        let f = file("[run]\nkeep = \"never\"\npool = 1\npull = \"never\"\n");
+        let e = env(&[("CLEANROOM_KEEP", "on-failure"), ("CLEANROOM_POOL", "2")]);
+        let l = Layers::from_parts(f, e, cli(&[("CLEANROOM_KEEP", "always", "--keep")])).unwrap();
+        let c = l.config().unwrap();
+        assert_eq!(c.keep, Keep::Always);
+        assert_eq!(l.origin("run.keep"), Origin::CommandLine);
+        assert_eq!(c.pool, 2);
+        assert_eq!(l.origin("run.pool"), Origin::Env);
+        assert_eq!(c.pull, PullPolicy::Never);
+        assert_eq!(l.origin("run.pull"), Origin::File(PathBuf::from("/proj/cleanroom.toml")));
+        assert_eq!(c.reuse_ttl, DEFAULT_REUSE_TTL);
+        assert_eq!(l.origin("run.reuse_ttl"), Origin::Default);
+    }
+
+    #[test]
+    fn read_the_report_mode_from_every_layer() {
+        let mode = |f: &str, e: &[(&str, &str)], c: &[(&str, &str, &str)]| {
+            Layers::from_parts(file(f), env(e), cli(c)).unwrap().config().unwrap().report
+        };
+        assert_eq!(mode("[run]\nreport = \"full\"\n", &[], &[]), ReportMode::Full);
+        assert_eq!(mode("[run]\nreport = \"full\"\n", &[("CLEANROOM_REPORT", "off")], &[]), ReportMode::Off);
+        assert_eq!(
+            mode("", &[("CLEANROOM_REPORT", "off")], &[("CLEANROOM_REPORT", "quiet", "--report")]),
+            ReportMode::Quiet
+        );
+    }
+
+    #[test]
+    fn let_service_settings_follow_the_same_layers() {
+        let f = file("[services.web]\nimage = \"a:1\"\nmemory = \"1g\"\ncpus = 2\n");
+        let e = env(&[("CLEANROOM_WEB_IMAGE", "b:2"), ("CLEANROOM_WEB_CPUS", "0.5")]);
+        let l = Layers::from_parts(f, e, cli(&[("CLEANROOM_WEB_IMAGE", "c:3", "--image web=c:3")])).unwrap();
+        let o = l.service("web").unwrap();
+        assert_eq!(o.image.as_deref(), Some("c:3"));
+        assert_eq!(o.cpus, Some(0.5));
+        assert_eq!(o.memory, Some(1 << 30));
+        assert_eq!(l.service("other").unwrap(), ServiceOverride::default());
+    }
+
+    #[test]
+    fn reject_an_unknown_key_naming_the_file_and_the_allowed_keys() {
+        let msg = error("[run]\nkep = \"always\"\n", &[]);
+        assert!(
+            msg.contains("run.kep in /proj/cleanroom.toml: unknown key; expected one of: pull, startup_timeout, keep"),
+            "{msg}"
+        );
+        let msg = error("[services.postgres]\nmemroy = \"1g\"\n", &[]);
+        assert!(
+            msg.contains(
+                "services.postgres.memroy in /proj/cleanroom.toml: unknown key; expected one of: image, memory, cpus"
+            ),
+            "{msg}"
+        );
+        let msg = error("[runn]\n", &[]);
+        assert!(msg.contains("runn in /proj/cleanroom.toml: unknown key; expected one of: run, services"), "{msg}");
+    }
+
+    #[test]
+    fn reject_bad_values_naming_the_key_and_what_is_allowed() {
+        let cases: &[(&str, &str)] = &[
+            ("[run]\npull = \"sometimes\"", "run.pull in /proj/cleanroom.toml: \"sometimes\" is not a pull policy; expected one of: missing, always, never"),
+            ("[run]\nkeep = \"forever\"", "run.keep in /proj/cleanroom.toml: \"forever\" is not a keep policy; expected one of: never, on-failure, always"),
+            ("[run]\npool = -1", "run.pool in /proj/cleanroom.toml: -1 is not a number of databases; expected an integer >= 0"),
+            ("[run]\nreuse = \"maybe\"", "run.reuse in /proj/cleanroom.toml: \"maybe\" is not a switch; expected true or false"),
+            ("[run]\nno_reaper = 1", "run.no_reaper in /proj/cleanroom.toml: 1 is not a switch"),
+            ("[run]\nstartup_timeout = 0", "run.startup_timeout in /proj/cleanroom.toml: 0 is not a number of seconds; expected a number > 0"),
+            ("[run]\nreuse_ttl = \"soon\"", "run.reuse_ttl in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
+            ("[run]\nreaper_grace = -1", "run.reaper_grace in /proj/cleanroom.toml: -1 is not a number of seconds; expected a number >= 0"),
+            ("[run]\nimage_prefix = [1]", "run.image_prefix in /proj/cleanroom.toml: [1] is not a string"),
+            ("[run]\nreport_json = {}", "run.report_json in /proj/cleanroom.toml: {} is not a path"),
+            ("[run]\nreport = \"loud\"", "run.report in /proj/cleanroom.toml: \"loud\" is not a report mode; expected one of: quiet, full, off"),
+            ("run = 1", "run in /proj/cleanroom.toml: 1 is not a table of run settings"),
+            ("[services]\nweb = 1", "services.web in /proj/cleanroom.toml: 1 is not a table of service settings"),
+            ("[services.web]\nmemory = \"lots\"", "services.web.memory in /proj/cleanroom.toml: \"lots\" is not a size; expected bytes or a number with a unit"),
+            ("[services.web]\nshm_size = \"1x\"", "services.web.shm_size in /proj/cleanroom.toml: \"1x\" is not a size"),
+            ("[services.web]\ncpus = 0", "services.web.cpus in /proj/cleanroom.toml: 0 is not a number of CPUs; expected a number > 0"),
+            ("[services.web]\npids = 0", "services.web.pids in /proj/cleanroom.toml: 0 is not a process limit; expected an integer > 0"),
+            ("[services.web]\nimage = 5\nargs = \"-c\"", "services.web.args in /proj/cleanroom.toml: \"-c\" is not an array of strings"),
+            ("[services.web]\ncmd = [1]", "services.web.cmd in /proj/cleanroom.toml: [1] is not an array of strings"),
+            ("[services.web]\nenv = [\"A=1\"]", "services.web.env in /proj/cleanroom.toml: [\"A=1\"] is not a table of strings"),
+            ("[services.web]\nlabels = { a = 1 }", "services.web.labels in /proj/cleanroom.toml: { a = 1 } is not a table of strings"),
+            ("[services.web]\ntmpfs = \"/x\"", "services.web.tmpfs in /proj/cleanroom.toml: \"/x\" is not a table of strings"),
+        ];
+        for (text, expected) in cases {
+            let msg = error(text, &[]);
+            assert!(msg.starts_with("invalid cleanroom configuration: "), "{msg}");
+            assert!(msg.contains(expected), "for {text:?}\n  got: {msg}\n want: {expected}");
+        }
+    }
+
+    #[test]
+    fn name_the_variable_or_flag_a_bad_value_came_from() {
+        let msg = error("", &[("CLEANROOM_PULL", "sometimes")]);
+        assert_eq!(msg, "invalid cleanroom configuration: CLEANROOM_PULL: \"sometimes\" is not a pull policy; expected one of: missing, always, never");
+        let msg = error("", &[("CLEANROOM_REUSE", "maybe")]);
+        assert!(msg.contains("CLEANROOM_REUSE: \"maybe\" is not a switch"), "{msg}");
+        let l = Layers::from_parts(None, env(&[]), cli(&[("CLEANROOM_KEEP", "forever", "--keep")])).unwrap();
+        assert!(l.config().unwrap_err().to_string().contains("--keep: \"forever\" is not a keep policy"));
+        let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_MEMORY", "big")]), Overrides::new()).unwrap();
+        assert!(l.service("web").unwrap_err().to_string().contains("CLEANROOM_WEB_MEMORY: \"big\" is not a size"));
+    }
+
+    #[test]
+    fn report_a_file_that_cannot_be_read_or_parsed() {
+        let dir = std::env::temp_dir().join(format!("cleanroom-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.toml");
+        let msg = read_file(&missing).unwrap_err().to_string();
+        assert!(msg.contains(&format!("{}", missing.display())) && msg.contains("cannot read the file"), "{msg}");
+        assert!(msg.contains("CLEANROOM_CONFIG"), "{msg}");
+        let broken = dir.join("broken.toml");
+        std::fs::write(&broken, "[run\nkeep = 1").unwrap();
+        let msg = read_file(&broken).unwrap_err().to_string();
+        assert!(msg.contains(&format!("{}: not valid TOML", broken.display())), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn find_the_nearest_file_up_to_the_workspace_root() {
+        let root = std::env::temp_dir().join(format!("cleanroom-find-{}", std::process::id()));
+        let member = root.join("ws/crates/app");
+        std::fs::create_dir_all(&member).unwrap();
+        std::fs::write(root.join("ws/Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        std::fs::write(member.join("Cargo.toml"), "[package]\n").unwrap();
+        std::fs::write(root.join(CONFIG_FILE), "").unwrap();
+        assert_eq!(find_file(&member), None, "above the workspace root is not looked at");
+        std::fs::write(root.join("ws").join(CONFIG_FILE), "").unwrap();
+        assert_eq!(find_file(&member), Some(root.join("ws").join(CONFIG_FILE)));
+        std::fs::write(member.join(CONFIG_FILE), "").unwrap();
+        assert_eq!(find_file(&member), Some(member.join(CONFIG_FILE)));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn read_sizes_like_docker() {
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("1g"), Some(1 << 30));
+        assert_eq!(parse_bytes("1GB"), Some(1 << 30));
+        assert_eq!(parse_bytes("64m"), Some(64 << 20));
+        assert_eq!(parse_bytes("1.5k"), Some(1536));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("1x"), None);
+        assert_eq!(parse_bytes("0"), None);
+    }
+
+    #[test]
+    fn prefix_only_images_that_name_no_registry() {
+        let o = ServiceOverride::default();
+        let def = |i: &str| GenericContainer::new(i);
+        assert_eq!(o.clone().apply(def("postgres:17"), Some("localhost:5000/")).image, "localhost:5000/postgres:17");
+        assert_eq!(o.clone().apply(def("team/app:1"), Some("localhost:5000/")).image, "localhost:5000/team/app:1");
+        assert_eq!(o.clone().apply(def("localhost:5000/app:1"), Some("m/")).image, "localhost:5000/app:1");
+        assert_eq!(o.clone().apply(def("registry.local/app"), Some("m/")).image, "registry.local/app");
+        let named = ServiceOverride { image: Some("mine:1".into()), ..Default::default() };
+        assert_eq!(named.apply(def("postgres:17"), Some("localhost:5000/")).image, "mine:1");
+    }
+
+    #[test]
+    fn apply_a_file_entry_over_a_definition() {
+        let f = file(
+            "[services.web]\nmemory = \"512MiB\"\ncpus = 1.5\npids = 64\nshm_size = \"1g\"\nargs = [\"-v\"]\nenv = { A = \"2\" }\nlabels = { team = \"db\" }\ntmpfs = { \"/data\" = \"size=1m\" }\n",
+        );
+        let l = Layers::from_parts(f, env(&[]), Overrides::new()).unwrap();
+        let def = GenericContainer::new("img:1").with_cmd(["serve"]).with_env("A", "1").with_env("B", "1");
+        let def = l.service("web").unwrap().apply(def, None);
+        assert_eq!(def.cmd, vec!["serve".to_string(), "-v".to_string()]);
+        assert_eq!(def.env.get("A").map(String::as_str), Some("2"));
+        assert_eq!(def.env.get("B").map(String::as_str), Some("1"));
+        assert_eq!(def.labels.get("team").map(String::as_str), Some("db"));
+        assert_eq!(def.tmpfs.get("/data").map(String::as_str), Some("size=1m"));
+        assert_eq!(def.limits.memory, Some(512 << 20));
+        assert_eq!(def.limits.cpus, Some(1.5));
+        assert_eq!(def.limits.pids, Some(64));
+        assert_eq!(def.limits.shm_size, Some(1 << 30));
+        let l = Layers::from_parts(file("[services.web]\ncmd = [\"a\"]\nargs = [\"b\"]\n"), env(&[]), Overrides::new())
+            .unwrap();
+        assert_eq!(
+            l.service("web").unwrap().apply(GenericContainer::new("i").with_cmd(["x"]), None).cmd,
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn set_recovery_and_limit_actions_from_the_file_and_the_environment() {
+        use crate::service::watch::{LimitAction, Recovery};
+        let f = file("[services.web]\nrecovery = \"automatic\"\nmax_restarts = 1\non_limit = \"throttle\"\ncpu_threshold = 0.5\nhealth_interval = 2\n");
+        let l = Layers::from_parts(f, env(&[("CLEANROOM_WEB_MEMORY_THRESHOLD", "0.75")]), Overrides::new()).unwrap();
+        let def = l.service("web").unwrap().apply(GenericContainer::new("i"), None);
+        assert!(matches!(def.watch.recovery, Recovery::Automatic { max_restarts: 1 }));
+        assert_eq!(def.watch.limit_action, LimitAction::Throttle);
+        assert_eq!((def.watch.cpu_threshold, def.watch.memory_threshold), (0.5, 0.75));
+        assert_eq!(def.watch.health_interval, Duration::from_secs(2));
+        let l =
+            Layers::from_parts(file("[services.web]\nrecovery = \"manual\"\n"), env(&[]), Overrides::new()).unwrap();
+        assert!(matches!(
+            l.service("web").unwrap().apply(GenericContainer::new("i"), None).watch.recovery,
+            Recovery::Manual
+        ));
+
+        let err = |text: &str| match Layers::from_parts(file(text), env(&[]), Overrides::new()) {
+            Err(e) => e.to_string(),
+            Ok(l) => l.service("web").unwrap_err().to_string(),
+        };
+        assert!(err("[services.web]\nrecovery = \"sometimes\"\n").contains("expected one of: automatic, manual"));
+        assert!(
+            err("[services.web]\non_limit = \"panic\"\n").contains("expected one of: alert, throttle, restart, kill")
+        );
+        assert!(err("[services.web]\ncpu_threshold = 1.5\n").contains("expected a number > 0 and <= 1"));
+        assert!(err("[services.web]\nmax_restarts = -1\n").contains("expected an integer >= 0"));
+    }
+
+    #[test]
+    fn reject_bad_customizer_values_naming_the_entry_and_what_is_allowed() {
+        let cases: &[(&str, &str)] = &[
+            ("mounts = { type = \"bind\" }", "services.web.mounts in /proj/cleanroom.toml: { type = \"bind\" } is not an array of mounts; expected e.g. [{ type = \"bind\""),
+            ("mounts = [5]", "services.web.mounts in /proj/cleanroom.toml: entry 1: 5 is not a mount; expected a table"),
+            ("mounts = [{ type = \"nfs\", source = \"x\", target = \"/x\" }]", "entry 1: \"nfs\" is not a mount type; expected one of: bind, volume (tmpfs mounts have their own key, `tmpfs`)"),
+            ("mounts = [{ source = \"x\", target = \"/x\" }]", "entry 1: `type` is missing; expected a mount type: one of bind, volume"),
+            ("mounts = [{ type = \"volume\", target = \"/x\" }]", "entry 1: `source` is missing; expected a string: the host path (bind) or the volume name (volume)"),
+            ("mounts = [{ type = \"volume\", source = \"v1\" }]", "entry 1: `target` is missing; expected an absolute path inside the container"),
+            ("mounts = [{ type = \"volume\", source = \"v1\", target = \"x\" }]", "entry 1: `target` = \"x\" is not an absolute path inside the container"),
+            ("mounts = [{ type = \"volume\", source = 1, target = \"/x\" }]", "entry 1: `source` = 1 is not a string"),
+            ("mounts = [{ type = \"volume\", source = \"a/b\", target = \"/x\" }]", "entry 1: `source` = \"a/b\" is not a volume name; expected 2 or more of letters, digits"),
+            ("mounts = [{ type = \"volume\", source = \"v1\", target = \"/x\", read_only = \"yes\" }]", "entry 1: `read_only` = \"yes\" is not a switch; expected true or false"),
+            ("mounts = [{ type = \"volume\", source = \"v1\", target = \"/x\", readonly = true }]", "entry 1: unknown key `readonly`; expected one of: type, source, target, read_only"),
+            ("mounts = [{ type = \"bind\", source = \"/\", target = \"/x\" }, { type = \"bind\", source = \"/no/such/dir\", target = \"/y\" }]", "services.web.mounts in /proj/cleanroom.toml: entry 2: the bind mount's host path /no/such/dir does not exist; create it or fix `source`"),
+            ("mounts = [{ type = \"bind\", source = \"no-such-dir\", target = \"/y\" }]", "the bind mount's host path /proj/no-such-dir does not exist (a relative source is taken from the file's directory, /proj)"),
+            ("ports = 8080", "services.web.ports in /proj/cleanroom.toml: 8080 is not an array of ports; expected a container port (1-65535) or \"host:container\", e.g. [8080, \"18080:80\"]"),
+            ("ports = [0]", "services.web.ports in /proj/cleanroom.toml: entry 1: 0 is not a port; expected a container port (1-65535) or \"host:container\""),
+            ("ports = [80, 70000]", "entry 2: 70000 is not a port"),
+            ("ports = [\"18080-80\"]", "entry 1: \"18080-80\" is not a port"),
+            ("ports = [\"18080:\"]", "entry 1: \"18080:\" is not a port"),
+            ("ports = [\"x:80\"]", "entry 1: \"x:80\" is not a port"),
+            ("ports = [1.5]", "entry 1: 1.5 is not a port"),
+            ("entrypoint = 5", "services.web.entrypoint in /proj/cleanroom.toml: 5 is not an entrypoint; expected a string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]"),
+            ("entrypoint = []", "[] is not an entrypoint"),
+            ("entrypoint = [\"sh\", 1]", "[\"sh\", 1] is not an entrypoint"),
+            ("health = { tcp = 80 }", "services.web.health in /proj/cleanroom.toml: { tcp = 80 } is not an array of health checks; expected e.g. [{ tcp = 8080 }"),
+            ("health = [{ tcp = 80, file = \"/x\" }]", "entry 1: { file = \"/x\", tcp = 80 } is not a health check; expected a table with exactly one of: tcp, http, command, file, log"),
+            ("health = [\"tcp\"]", "entry 1: \"tcp\" is not a health check"),
+            ("health = [{ udp = 53 }]", "entry 1: `udp` is not a kind of health check; expected one of: tcp, http, command, file, log"),
+            ("health = [{ tcp = \"80\" }]", "entry 1: `tcp` = \"80\" is not a port (1-65535)"),
+            ("health = [{ tcp = 80 }, { http = { path = \"/\" } }]", "entry 2: `http` = { path = \"/\" } is not a port or a table { port = 8080, path = \"/\", status = 200 }"),
+            ("health = [{ http = { port = 80, path = \"health\" } }]", "entry 1: `http` path \"health\" is not a path; expected one starting with `/`, e.g. \"/health\""),
+            ("health = [{ http = { port = 80, status = 999 } }]", "entry 1: `http` status 999 is not an HTTP status; expected 100 to 599"),
+            ("health = [{ http = { port = 80, verb = \"HEAD\" } }]", "entry 1: unknown key `verb`; expected one of: port, path, status"),
+            ("health = [{ command = \"true\" }]", "entry 1: `command` = \"true\" is not a non-empty array of strings"),
+            ("health = [{ file = \"ready\" }]", "entry 1: `file` = \"ready\" is not an absolute path inside the container"),
+            ("health = [{ log = \"\" }]", "entry 1: `log` = \"\" is not a non-empty string"),
+            ("health_timeout = 0", "services.web.health_timeout in /proj/cleanroom.toml: 0 is not a number of seconds; expected a number > 0"),
+            ("startup_timeout = \"soon\"", "services.web.startup_timeout in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
+            ("init = [\"sh\", \"-c\", \"x\"]", "services.web.init in /proj/cleanroom.toml: entry 1: \"sh\" is not a command; expected a non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]"),
+            ("init = \"true\"", "services.web.init in /proj/cleanroom.toml: \"true\" is not an array of commands; expected an array of arrays of strings"),
+            ("init = [[]]", "entry 1: [] is not a command"),
+            ("networks = \"backend\"", "services.web.networks in /proj/cleanroom.toml: \"backend\" is not an array of strings"),
+        ];
+        for (text, expected) in cases {
+            let msg = error(&format!("[services.web]\n{text}\n"), &[]);
+            assert!(msg.starts_with("invalid cleanroom configuration: "), "{msg}");
+            assert!(msg.contains(expected), "for {text:?}\n  got: {msg}\n want: {expected}");
+        }
+        let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_STARTUP_TIMEOUT", "-1")]), Overrides::new()).unwrap();
+        assert!(l
+            .service("web")
+            .unwrap_err()
+            .to_string()
+            .contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" is not a number of seconds"));
+        let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "x")]), Overrides::new()).unwrap();
+        assert!(l
+            .service("web")
+            .unwrap_err()
+            .to_string()
+            .contains("CLEANROOM_WEB_HEALTH_TIMEOUT: \"x\" is not a number of seconds"));
+    }
+
+    #[test]
+    fn apply_every_customizer_of_the_file_over_a_definition() {
+        use crate::service::definition::MountKind;
+        let dir = std::env::temp_dir().join(format!("cleanroom-customize-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+        let text = r#"
+[services.web]
+mounts = [
+  { type = "bind", source = "fixtures", target = "/data", read_only = true },
+  { type = "volume", source = "web-cache", target = "/cache" },
+]
+ports = [8080, "18080:80", "9090"]
+entrypoint = ["sh", "-c"]
+health = [{ tcp = 8080 }, { http = { port = 80, path = "/up", status = 204 } }, { http = 81 }, { command = ["test", "-e", "/ready"] }, { file = "/ready" }, { log = "started" }]
+health_timeout = 3
+startup_timeout = 30
+init = [["touch", "/a"], ["touch", "/b"]]
+networks = ["backend", "frontend"]
+"#;
+        let f = Some((dir.join(CONFIG_FILE), text.parse().unwrap()));
+        let l = Layers::from_parts(f, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "4")]), Overrides::new()).unwrap();
+        let code = GenericContainer::new("img:1")
+            .with_entrypoint("bash")
+            .with_health_check(HealthCheck::log("from code"))
+            .with_init_command(["true"])
+            .with_volume("old", "/data");
+        let def = l.service("web").unwrap().apply(code, None);
+        let fixtures = dir.join("fixtures").display().to_string();
+        assert_eq!(def.mounts, vec![Mount::bind(fixtures, "/data").read_only(), Mount::volume("web-cache", "/cache")]);
+        assert_eq!(def.mounts[0].kind(), MountKind::Bind);
+        assert_eq!(def.ports, vec![8080, 80, 9090]);
+        assert_eq!(def.fixed_ports, BTreeMap::from([(80, 18080)]));
+        assert_eq!(def.entrypoint, vec!["sh", "-c"]);
+        let four = Duration::from_secs(4);
+        let expected = vec![
+            HealthCheck::tcp(8080).with_timeout(four),
+            HealthCheck::http(80, "/up").with_status(204).with_timeout(four),
+            HealthCheck::http(81, "/").with_timeout(four),
+            HealthCheck::command(["test", "-e", "/ready"]).with_timeout(four),
+            HealthCheck::file("/ready").with_timeout(four),
+            HealthCheck::log("started").with_timeout(four),
+        ];
+        assert_eq!(
+            def.health_checks, expected,
+            "the file's checks replace the code's; the environment's timeout beats the file's"
+        );
+        assert_eq!(def.startup_timeout, Duration::from_secs(30));
+        assert_eq!(
+            def.init,
+            vec![vec!["true".to_string()], vec!["touch".into(), "/a".into()], vec!["touch".into(), "/b".into()]]
+        );
+        assert_eq!(def.networks, vec!["backend", "frontend"]);
+        let l = Layers::from_parts(
+            file("[services.web]\nentrypoint = \"/bin/sh\"\nhealth_timeout = 5\n"),
+            env(&[]),
+            Overrides::new(),
+        )
+        .unwrap();
+        let def =
+            l.service("web").unwrap().apply(GenericContainer::new("i").with_health_check(HealthCheck::tcp(1)), None);
+        assert_eq!(def.entrypoint, vec!["/bin/sh"]);
+        assert_eq!(
+            def.health_checks,
+            vec![HealthCheck::tcp(1).with_timeout(Duration::from_secs(5))],
+            "without `health` the code's checks stay"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn list_every_setting_in_the_reference_page() {
+        let page = include_str!("../../../docs/configuration.md");
+        let tables = reference_tables();
+        assert!(
+            page.contains(&tables),
+            "docs/configuration.md does not contain the tables generated from SETTINGS and SERVICE_SETTINGS; \
+             regenerate them with `cargo test -p cleanroom-runtime -- --ignored bless_reference_page`\n{tables}"
+        );
+    }
+}
+
+#[test]
+fn facade_docs_name_every_variable_and_key() {
+    let facade = include_str!("../../../cleanroom/src/lib.rs");
+    for s in SETTINGS {
+        for name in [s.env, s.key].into_iter().flatten() {
+            assert!(facade.contains(&format!("`{name}`")), "cleanroom/src/lib.rs does not document {name}");
+        }
+    }
+}
+
+/// Rewrites the generated tables of `docs/configuration.md`.
+#[test]
+#[ignore = "rewrites docs/configuration.md: run it on purpose after changing SETTINGS"]
+fn bless_reference_page() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let page = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = ("<!-- settings:start -->\n", "<!-- settings:end -->");
+    let (head, rest) = page.split_once(start).expect("the page has a settings:start marker");
+    let (_, tail) = rest.split_once(end).expect("the page has a settings:end marker");
+    std::fs::write(&path, format!("{head}{start}{}{end}{tail}", reference_tables())).unwrap();
+}
+
+#[test]
+fn keep_a_database_by_the_outcome_and_the_policy() {
+    assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
+    assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
+}
