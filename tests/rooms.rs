@@ -249,7 +249,17 @@ fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
         .unwrap_or_else(|| panic!("c_inspects did not run:\n{text}"));
     let printed = "test `child::keep::b_fails` failed; its database";
     let line = text.lines().find(|l| l.contains(printed)).unwrap_or_else(|| panic!("no kept-database line:\n{text}"));
-    assert!(line.ends_with(&format!("psql '{inspected}'")), "the printed URL is the one that worked: {line}");
+    // postgres://user:password@host:port/db, as the test saw it.
+    let (user_and_password, rest) = inspected.trim_start_matches("postgres://").split_once('@').unwrap();
+    let (user, password) = user_and_password.split_once(':').unwrap();
+    let masked = format!("postgres://{user}:***@{rest}");
+    assert!(line.contains(&format!("psql '{masked}'")), "the printed URL is the one that worked, masked: {line}");
+    assert!(!line.contains(password), "no message prints the password: {line}");
+    assert!(line.contains("printenv POSTGRES_PASSWORD"), "the line says where the password is: {line}");
+    assert!(
+        line.contains("CLEANROOM_REUSE=1 cargo test child::keep::b_fails"),
+        "the line says how to open it after the run: {line}"
+    );
     assert!(!text.contains("child::keep::a_passes` ended"), "a passing test's database is not kept:\n{text}");
     assert_nothing_left(&session);
 }

@@ -75,7 +75,7 @@ pub fn list() -> Result<Vec<ManagedContainer>, Error> {
         let docker = Docker::connect().await?;
         let listed =
             docker.list(&format!("{MANAGED_LABEL}=true")).await.map_err(|e| operation("listing containers", e))?;
-        let now = crate::util::clock::now_secs();
+
         let mut out: Vec<ManagedContainer> = listed
             .into_iter()
             .map(|c| {
@@ -83,8 +83,12 @@ pub fn list() -> Result<Vec<ManagedContainer>, Error> {
                 let session = label(SESSION_LABEL);
                 let run = if label(REUSE_LABEL) == "true" {
                     RunState::Reused
-                } else if crate::run::reaper::is_orphan(&c.labels, c.created, now) {
+                } else if crate::run::reaper::is_orphan(&c.labels) {
                     RunState::Dead
+                } else if !crate::docker::is_mine(&c.labels) {
+                    // Another user's, machine's or runtime directory's run:
+                    // its locks are not here to ask.
+                    RunState::Unknown
                 } else {
                     match crate::run::reaper::session_state(&session) {
                         Some(true) => RunState::Live,

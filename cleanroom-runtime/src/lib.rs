@@ -44,7 +44,10 @@ pub use config::{
     DEFAULT_REAPER_GRACE, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
 };
 pub use docker::discovery::export_docker_host;
-pub use docker::{PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub use docker::{
+    PullPolicy, DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, RUNTIME_LABEL,
+    SERVICE_LABEL, SESSION_LABEL,
+};
 pub use engine::ExecOutput;
 pub use environment::{environment, Environment};
 pub use error::{Error, Result};

@@ -14,6 +14,40 @@ pub const DEFINITION_LABEL: &str = "cleanroom.definition";
 pub const OWNER_LABEL: &str = "cleanroom.owner";
 /// The label of a service kept for the next run (`CLEANROOM_REUSE`).
 pub const REUSE_LABEL: &str = "cleanroom.reuse";
+/// The label with the (hashed) machine whose run created it: a run on
+/// another machine sharing the engine is never judged from this one.
+pub const HOST_LABEL: &str = "cleanroom.host";
+/// The label with the (hashed) runtime directory of the run that created
+/// it: the directory whose locks say whether that run is alive.
+pub const RUNTIME_LABEL: &str = "cleanroom.runtime";
+/// The label of what a process without a reaper created (`pid:start`): it
+/// belongs to that process alone, not to the other processes of its run.
+pub const PROCESS_LABEL: &str = "cleanroom.process";
+
+/// Who owns what this process creates: the user, the machine and the
+/// runtime directory. Together with the session they decide what a reaper,
+/// a sweep or `prune` may remove.
+pub(crate) fn owner_labels() -> [(&'static str, String); 3] {
+    [
+        (OWNER_LABEL, crate::util::paths::uid().to_string()),
+        (HOST_LABEL, crate::util::paths::short_hash(&crate::util::paths::host_id())),
+        (RUNTIME_LABEL, crate::util::paths::short_hash(&crate::util::paths::runtime_dir().to_string_lossy())),
+    ]
+}
+
+/// Whether the object with `labels` was made by this user, on this machine,
+/// from this runtime directory: only then can this process's view of locks
+/// and processes say whether its run is alive.
+pub(crate) fn is_mine(labels: &HashMap<String, String>) -> bool {
+    owner_labels().iter().all(|(key, value)| labels.get(*key) == Some(value))
+}
+
+/// A short key of [`owner_labels`], folded into the names of shared
+/// containers and networks so that runs of other owners never meet them.
+pub(crate) fn owner_key() -> String {
+    let [(_, uid), (_, host), (_, runtime)] = owner_labels();
+    crate::util::paths::short_hash(&format!("{uid}/{host}/{runtime}"))
+}
 
 /// The engine's filter for objects carrying every one of `labels`
 /// (`key=value` or just `key`).

@@ -32,7 +32,11 @@ pub(crate) use create::{absolute, ContainerRequest, Limits, MountRequest};
 pub(crate) use error::DockerError;
 pub use images::PullPolicy;
 pub(crate) use images::{split_image, ImageError};
-pub use labels::{DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+pub(crate) use labels::{is_mine, owner_key, owner_labels};
+pub use labels::{
+    DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, RUNTIME_LABEL, SERVICE_LABEL,
+    SESSION_LABEL,
+};
 
 /// How long cleanroom waits for the engine to answer its first ping.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);

@@ -541,7 +541,9 @@ const RUN_POOL_WAIT: Duration = Duration::from_secs(2);
 struct PgRoom {
     rooms: &'static PgRooms,
     database: String,
+    /// With the password masked: no message prints it.
     url: String,
+    container: String,
 }
 
 /// A database for one test: one cloned ahead if there is one (no hop to
@@ -553,8 +555,8 @@ pub(super) fn open(container: &Container, options: Option<&'static RoomOptions>)
         Some(database) => database,
         None => crate::util::background::block_on_runtime(rooms.lease(options))?,
     };
-    let url = crate::service::handle::Postgres::new(container.clone(), Some(database.clone())).url();
-    Ok(Box::new(PgRoom { rooms, database, url }))
+    let url = crate::service::handle::Postgres::new(container.clone(), Some(database.clone())).masked_url();
+    Ok(Box::new(PgRoom { rooms, database, url, container: container.id().to_string() }))
 }
 
 impl Room for PgRoom {
@@ -563,10 +565,13 @@ impl Room for PgRoom {
     }
 
     fn end(self: Box<Self>, test: &str, failed: bool, keep: Keep) {
-        let PgRoom { rooms, database, url } = *self;
+        let PgRoom { rooms, database, url, container } = *self;
         if keep.keeps(failed) {
+            let short = &container[..container.len().min(12)];
             eprintln!(
-                "cleanroom: test `{test}` {}; its database {database} is kept until the run ends: psql '{url}'",
+                "cleanroom: test `{test}` {}; its database {database} is kept until the run ends: psql '{url}' \
+                 (the password: `docker exec {short} printenv POSTGRES_PASSWORD`); to open it after the run, \
+                 rerun the test with the server kept: CLEANROOM_REUSE=1 cargo test {test}",
                 if failed { "failed" } else { "ended" },
             );
         } else {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::registry::Registry;
-use crate::docker::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SESSION_LABEL};
+use crate::docker::{owner_key, owner_labels, Docker, MANAGED_LABEL, PROCESS_LABEL, REUSE_LABEL, SESSION_LABEL};
 use crate::error::Error;
 use crate::service::definition::GenericContainer;
 
@@ -22,8 +22,8 @@ impl Registry {
         if let Some(name) = held.as_ref() {
             return Ok(name.clone());
         }
-        let name = run_network_name(owner_session, shared, std::process::id());
-        let labels = run_labels(owner_session, reuse);
+        let name = run_network_name(owner_session, &owner_key(), shared, std::process::id());
+        let labels = run_labels(owner_session, reuse, shared);
         // One process of the run creates it, the others wait for it: not
         // every engine refuses a second network of the same name.
         // Whatever the outcome, each process then makes sure of the network
@@ -91,8 +91,9 @@ impl Registry {
         def: &GenericContainer,
         owner_session: &str,
         reuse: bool,
+        shared: bool,
     ) -> Result<(), Error> {
-        let labels = run_labels(owner_session, reuse);
+        let labels = run_labels(owner_session, reuse, shared);
         for mount in def.mounts.iter().filter(|m| m.kind == crate::service::definition::MountKind::Volume) {
             match docker.ensure_volume(&mount.source, &labels).await {
                 Ok(true) => self.volumes.lock().unwrap_or_else(|e| e.into_inner()).push(mount.source.clone()),
@@ -111,27 +112,31 @@ impl Registry {
     }
 }
 
-/// The name of the run's network: `cleanroom-<session>` when the processes
-/// of the run share it, else one per process.
 /// The labels of what a run (or the reused services) owns besides its
 /// containers: networks and volumes.
-pub(super) fn run_labels(owner_session: &str, reuse: bool) -> BTreeMap<String, String> {
+pub(super) fn run_labels(owner_session: &str, reuse: bool, shared: bool) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
         (MANAGED_LABEL.to_string(), "true".to_string()),
         (SESSION_LABEL.to_string(), owner_session.to_string()),
-        (OWNER_LABEL.to_string(), crate::util::paths::uid().to_string()),
     ]);
+    labels.extend(owner_labels().map(|(k, v)| (k.to_string(), v)));
     if reuse {
         labels.insert(REUSE_LABEL.to_string(), "true".to_string());
+    }
+    if !shared {
+        labels.insert(PROCESS_LABEL.to_string(), super::start::process_label());
     }
     labels
 }
 
-fn run_network_name(owner_session: &str, shared: bool, pid: u32) -> String {
+/// The name of the run's network: one for the processes of a run that share
+/// it (with its owner's key: another owner's run of the same session id has
+/// its own), else one per process.
+fn run_network_name(owner_session: &str, owner: &str, shared: bool, pid: u32) -> String {
     if shared {
-        format!("cleanroom-{owner_session}")
+        format!("cleanroom-{owner_session}-{owner}")
     } else {
-        format!("cleanroom-{owner_session}-p{pid}")
+        format!("cleanroom-{owner_session}-{owner}-p{pid}")
     }
 }
 
@@ -142,10 +147,12 @@ mod tests {
 
         #[test]
         fn give_the_processes_of_a_run_one_network_and_a_process_without_reaper_its_own() {
-            assert_eq!(run_network_name("nextest-1", true, 10), run_network_name("nextest-1", true, 11));
-            assert_eq!(run_network_name("nextest-1", true, 10), "cleanroom-nextest-1");
-            assert_ne!(run_network_name("nextest-1", false, 10), run_network_name("nextest-1", false, 11));
-            assert_ne!(run_network_name("nextest-1", true, 10), run_network_name("nextest-2", true, 10));
+            let name = |session, owner, shared, pid| run_network_name(session, owner, shared, pid);
+            assert_eq!(name("nextest-1", "o1", true, 10), name("nextest-1", "o1", true, 11));
+            assert_eq!(name("nextest-1", "o1", true, 10), "cleanroom-nextest-1-o1");
+            assert_ne!(name("nextest-1", "o1", false, 10), name("nextest-1", "o1", false, 11));
+            assert_ne!(name("nextest-1", "o1", true, 10), name("nextest-2", "o1", true, 10));
+            assert_ne!(name("ci", "o1", true, 10), name("ci", "o2", true, 10), "another owner's run of the same id");
         }
     }
 }

@@ -21,7 +21,6 @@
 //! of sessions whose lock nobody holds (their reaper was killed), and leaves
 //! live runs alone.
 
-use crate::util::clock::now_secs;
 use crate::util::paths::{create_runtime_dir, runtime_dir, uid};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -33,7 +32,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::docker::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SESSION_LABEL};
+use crate::docker::{
+    is_mine, owner_labels, Docker, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, SESSION_LABEL,
+};
 use crate::run::session::{ProcessId, Session};
 
 /// The environment variable that turns a process into the reaper of a session.
@@ -43,9 +44,6 @@ const RUNNER_ENV: &str = "CLEANROOM_REAPER_RUNNER";
 
 /// A reaper nobody ever connects to gives up after this.
 const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Containers of a session without a lock file (made without a reaper) are
-/// only swept when older than this.
-const LOCKLESS_ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// Lock files of runs that ended more than this long ago are removed.
 const STALE_LOCK_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -68,8 +66,12 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     if held.is_some() {
         return Ok(());
     }
+    // Checked before anything in it is trusted: a directory another user
+    // made could hold a socket of theirs posing as this run's reaper.
+    create_runtime_dir().map_err(|e| e.to_string())?;
     let path = socket_path(&session.id);
     let greet = |mut stream: UnixStream| -> Result<UnixStream, String> {
+        check_peer(&stream, &path)?;
         stream.write_all(format!("attach {}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
         Ok(stream)
     };
@@ -77,7 +79,6 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         *held = Some(greet(stream)?);
         return Ok(());
     }
-    create_runtime_dir().map_err(|e| format!("cannot create {}: {e}", runtime_dir().display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this test binary to start the reaper: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.env(REAPER_ENV, &session.id)
@@ -109,6 +110,21 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The process at the other end of the reaper's socket must be this user's:
+/// a reaper is trusted with the run's containers.
+fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), String> {
+    let peer = rustix::net::sockopt::socket_peercred(stream)
+        .map_err(|e| format!("cannot tell who serves {}: {e}", path.display()))?;
+    let (theirs, mine) = (peer.uid.as_raw(), uid());
+    if theirs != mine {
+        return Err(format!(
+            "{} is served by a process of uid {theirs}, not of yours (uid {mine}); it is not your reaper",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 fn ready_dir() -> PathBuf {
@@ -344,12 +360,7 @@ fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
         if remaining == 0 {
             // The reused services' network, and the volumes cleanroom made
             // for them, go with the last of them.
-            let reuse_session = format!("reuse-{}", uid());
-            runtime.block_on(async {
-                let _ = docker
-                    .remove_networks_and_volumes(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, &reuse_session)])
-                    .await;
-            });
+            runtime.block_on(remove_reused_network(docker));
             return;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -376,6 +387,11 @@ fn grace() -> Duration {
 
 /// The reaper process: serves one session, then exits. Called before `main`.
 pub(crate) fn run(session: String) -> ! {
+    // The id names files to remove: one that could leave the runtime
+    // directory is never served.
+    if !crate::run::session::valid(&session) {
+        std::process::exit(2);
+    }
     let code = match serve(&session) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -493,29 +509,37 @@ fn serve_connections(
 
 /// Removes every container, network and volume of `session`.
 pub(crate) async fn remove_session(docker: &Docker, session: &str) {
-    let labels = [(MANAGED_LABEL, "true"), (SESSION_LABEL, session)];
+    let owner = owner_labels();
+    let mut labels = vec![(MANAGED_LABEL, "true"), (SESSION_LABEL, session)];
+    labels.extend(owner.iter().map(|(k, v)| (*k, v.as_str())));
     if let Ok(ids) = docker.containers_labelled(&labels).await {
         futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
     }
     let _ = docker.remove_networks_and_volumes(&labels).await;
 }
 
-/// Whether a container of `session` belongs to no live run: its session's
-/// reaper no longer holds its lock. Sessions without a lock file here
-/// (another user's, or made without a reaper) count as dead only when the
-/// container is ours and old. Reused containers belong to no run: the keeper
-/// removes them after their TTL.
-pub(crate) fn is_orphan(labels: &std::collections::HashMap<String, String>, created: i64, now: i64) -> bool {
+/// Whether a container of `session` provably belongs to no live run.
+///
+/// Only what this user made on this machine from this runtime directory is
+/// judged ([`is_mine`]): another user's, another machine's (an engine shared
+/// by several) or another runtime directory's run cannot be proven dead from
+/// here, so it is never swept from here. Of ours, a container a process
+/// without a reaper made is dead when that process is; any other is dead when
+/// its session's lock exists here and nobody holds it — never because no
+/// lock is here. Reused containers belong to no run: the keeper removes them
+/// after their TTL.
+pub(crate) fn is_orphan(labels: &std::collections::HashMap<String, String>) -> bool {
     let Some(session) = labels.get(SESSION_LABEL) else { return false };
     if labels.get(MANAGED_LABEL).is_none_or(|v| v != "true") || labels.get(REUSE_LABEL).is_some_and(|v| v == "true") {
         return false;
     }
-    match session_alive(session) {
-        Some(alive) => !alive,
-        None => {
-            labels.get(OWNER_LABEL) == Some(&uid().to_string()) && now - created > LOCKLESS_ORPHAN_AGE.as_secs() as i64
-        }
+    if !is_mine(labels) {
+        return false;
     }
+    if let Some(process) = labels.get(PROCESS_LABEL) {
+        return ProcessId::decode(process).is_some_and(|p| !p.is_alive());
+    }
+    session_alive(session) == Some(false)
 }
 
 /// Whether `session`'s reaper runs (`Some(true)`), ran and is gone
@@ -542,11 +566,10 @@ pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
 /// networks are still here.
 pub(crate) async fn dead_sessions(docker: &Docker, me: &str) -> Vec<String> {
     let Ok(all) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return Vec::new() };
-    let now = now_secs();
     let mut dead: Vec<String> = Vec::new();
-    for (_, labels, created) in &all {
+    for (_, labels, _) in &all {
         let Some(session) = labels.get(SESSION_LABEL) else { continue };
-        if session != me && !dead.contains(session) && is_orphan(labels, *created, now) {
+        if session != me && !dead.contains(session) && is_orphan(labels) {
             dead.push(session.clone());
         }
     }
@@ -556,7 +579,8 @@ pub(crate) async fn dead_sessions(docker: &Docker, me: &str) -> Vec<String> {
         for (_, labels) in networks {
             let Some(session) = labels.get(SESSION_LABEL) else { continue };
             let reused = labels.get(REUSE_LABEL).is_some_and(|v| v == "true");
-            if session != me && !reused && !dead.contains(session) && session_alive(session) == Some(false) {
+            let dead_here = is_mine(&labels) && session_alive(session) == Some(false);
+            if session != me && !reused && !dead.contains(session) && dead_here {
                 dead.push(session.clone());
             }
         }
@@ -590,9 +614,17 @@ pub(crate) async fn remove_reused(docker: &Docker, containers: &[(String, String
     if still == 0 {
         // As the keeper does: the network, and the volumes cleanroom made
         // for reused services, go with the last of them.
-        let reuse_session = format!("reuse-{}", uid());
-        let _ = docker.remove_networks_and_volumes(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, &reuse_session)]).await;
+        remove_reused_network(docker).await;
     }
+}
+
+/// Removes the network and volumes of this owner's reused services.
+async fn remove_reused_network(docker: &Docker) {
+    let reuse_session = format!("reuse-{}", uid());
+    let owner = owner_labels();
+    let mut labels = vec![(MANAGED_LABEL, "true"), (SESSION_LABEL, reuse_session.as_str())];
+    labels.extend(owner.iter().map(|(k, v)| (*k, v.as_str())));
+    let _ = docker.remove_networks_and_volumes(&labels).await;
 }
 
 /// Removes the lock files of runs that ended long ago (nobody holds them).
@@ -677,6 +709,52 @@ mod tests {
             let text = std::fs::read_to_string(m.mark("c:1")).unwrap();
             assert_eq!(text, format!("busy {}\n", std::process::id()), "the mark is taken over");
             m.remove();
+        }
+
+        fn labels(pairs: &[(&str, String)]) -> std::collections::HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        }
+
+        fn ours(session: &str) -> Vec<(&'static str, String)> {
+            let mut l = vec![(MANAGED_LABEL, "true".to_string()), (SESSION_LABEL, session.to_string())];
+            l.extend(owner_labels());
+            l
+        }
+
+        #[test]
+        fn never_judge_a_run_of_another_owner() {
+            // Its lock file here is stale and nobody holds it; still not ours.
+            let session = format!("t-foreign-{}", std::process::id());
+            create_runtime_dir().unwrap();
+            std::fs::write(lock_path(&session), b"").unwrap();
+            for (key, value) in [
+                (OWNER_LABEL, "4242".to_string()),
+                (crate::docker::HOST_LABEL, "0badc0de".to_string()),
+                (crate::docker::RUNTIME_LABEL, "0badc0de".to_string()),
+            ] {
+                let mut l = labels(&ours(&session));
+                l.insert(key.to_string(), value);
+                assert!(!is_orphan(&l), "{key} differs: not ours to judge");
+            }
+            assert!(is_orphan(&labels(&ours(&session))), "ours, and its lock is free: dead");
+            let _ = std::fs::remove_file(lock_path(&session));
+        }
+
+        #[test]
+        fn never_take_a_missing_lock_for_a_dead_run() {
+            let session = format!("t-nolock-{}", std::process::id());
+            assert!(!is_orphan(&labels(&ours(&session))));
+        }
+
+        #[test]
+        fn judge_a_reaperless_container_by_its_process() {
+            let session = format!("t-proc-{}", std::process::id());
+            let mut l = labels(&ours(&session));
+            let me = crate::run::session::ProcessId::of(std::process::id()).unwrap();
+            l.insert(PROCESS_LABEL.to_string(), me.encode());
+            assert!(!is_orphan(&l), "its process runs");
+            l.insert(PROCESS_LABEL.to_string(), format!("{}:1", me.pid));
+            assert!(is_orphan(&l), "a process of that pid that started at another time is not it");
         }
     }
 }

@@ -68,8 +68,13 @@ pub(crate) struct Session {
     pub(crate) runner: Option<ProcessId>,
 }
 
-fn valid(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+/// A session id names files in the runtime directory and labels in the
+/// engine: letters, digits, `-`, `_` and `.`, starting with a letter or a
+/// digit (so no id is `.`, `..` or a hidden file, and none is a path).
+pub(crate) fn valid(s: &str) -> bool {
+    s.len() <= 64
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// The session of this process.
@@ -92,7 +97,10 @@ pub(crate) fn from_parts(
         if !valid(&s) {
             return Err(Error::Configuration {
                 key: "CLEANROOM_SESSION".into(),
-                reason: format!("{s:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+                reason: format!(
+                    "{s:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.', starting with a letter or \
+                     a digit (it names files in the runtime directory and labels in the engine)"
+                ),
             });
         }
         return Ok(Session { id: s, runner: runner_override.or(parent) });
@@ -123,6 +131,17 @@ mod tests {
         fn prefer_an_explicit_session() {
             let s = from_parts(Some("mine".into()), Some("abc".into()), None, None).unwrap();
             assert_eq!(s.id, "mine");
+        }
+
+        #[test]
+        fn reject_ids_that_are_dots_hidden_names_or_paths() {
+            for bad in ["..", ".", ".hidden", "-flag", "a/b", "../runs", "", "ci\\x"] {
+                assert!(!valid(bad), "{bad:?} must be refused");
+                assert!(from_parts(Some(bad.into()), None, None, None).is_err(), "{bad:?}");
+            }
+            for good in ["ci", "nextest-abc", "run-12-34", "a.b_c-d", "0"] {
+                assert!(valid(good), "{good:?}");
+            }
         }
 
         #[test]

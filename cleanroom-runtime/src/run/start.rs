@@ -12,8 +12,8 @@ use super::registry::{Registry, RunningService, Slot, Source};
 use crate::cache::VolumeKey;
 use crate::config::Config;
 use crate::docker::{
-    ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL,
-    SERVICE_LABEL, SESSION_LABEL,
+    owner_key, owner_labels, ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL,
+    PROCESS_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
 };
 use crate::error::Error;
 use crate::health;
@@ -83,7 +83,7 @@ impl Registry {
         }
         let mut def = def;
         if let Some(env) = created.env {
-            def.env = env;
+            adopt_creator_values(&mut def, &env);
         }
         let id = created.id;
         let ready = self.make_ready(&docker, name, &def, &plan, &id, created.created_here, started, &mut phases).await;
@@ -122,12 +122,20 @@ impl Registry {
             (SESSION_LABEL.to_string(), owner_session.clone()),
             (SERVICE_LABEL.to_string(), name.to_string()),
             (DEFINITION_LABEL.to_string(), definition_hash.clone()),
-            (OWNER_LABEL.to_string(), uid.to_string()),
         ]);
+        labels.extend(owner_labels().map(|(k, v)| (k.to_string(), v)));
         if reuse {
             labels.insert(REUSE_LABEL.to_string(), "true".to_string());
         }
-        let container_name = shared.then(|| format!("cleanroom-{owner_session}-{name}-{}", &definition_hash[..12]));
+        if !shared {
+            // Without a reaper this container is this process's alone: its
+            // exit removes it, and only it.
+            labels.insert(PROCESS_LABEL.to_string(), process_label());
+        }
+        // The owner's key in the name: a run of another user, machine or
+        // runtime directory with the same session id never attaches to it.
+        let container_name =
+            shared.then(|| format!("cleanroom-{owner_session}-{name}-{}-{}", &definition_hash[..12], owner_key()));
         if reuse {
             crate::run::reaper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
         }
@@ -183,7 +191,7 @@ impl Registry {
         } else {
             crate::metrics::cache_hit("image");
         }
-        self.ensure_volumes(docker, name, def, &plan.owner_session, plan.reuse).await?;
+        self.ensure_volumes(docker, name, def, &plan.owner_session, plan.reuse, plan.shared).await?;
         eprintln!("cleanroom: starting {name} ({})", def.image);
         tracing::info!(service = name, image = %def.image, "starting");
         Ok(())
@@ -249,7 +257,11 @@ impl Registry {
             }
             // A container may exist even though starting it failed.
             if !plan.shared {
-                self.remove_labelled(docker, &[(SESSION_LABEL, &plan.session), (SERVICE_LABEL, name)]).await;
+                self.remove_labelled(
+                    docker,
+                    &[(SESSION_LABEL, &plan.session), (SERVICE_LABEL, name), (PROCESS_LABEL, &process_label())],
+                )
+                .await;
             } else if let Some(cname) = plan.container_name.as_deref() {
                 if let Ok(Some(c)) = docker.inspect_named(cname).await {
                     if !c.running {
@@ -371,6 +383,26 @@ impl Registry {
         *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
         self.watch(service.clone());
     }
+}
+
+/// Takes from the environment of a container another process created the
+/// values of the variables the definition sets (its random password is the
+/// one that works), and nothing else: the image's own variables are not part
+/// of the definition, so a replacement made from it after a failure has the
+/// same identity and cache key as the service it replaces.
+fn adopt_creator_values(def: &mut GenericContainer, actual: &BTreeMap<String, String>) {
+    for (key, value) in def.env.iter_mut() {
+        if let Some(theirs) = actual.get(key) {
+            value.clone_from(theirs);
+        }
+    }
+}
+
+/// This process as [`PROCESS_LABEL`] names it: `pid:start`, which no later
+/// process can share.
+pub(super) fn process_label() -> String {
+    crate::run::session::ProcessId::of(std::process::id())
+        .map_or_else(|| std::process::id().to_string(), |p| p.encode())
 }
 
 /// The run's error for an engine error while creating and starting a
@@ -571,4 +603,26 @@ async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::adopt_creator_values;
+        use std::collections::BTreeMap;
+
+        #[test]
+        fn take_the_creators_password_but_not_the_images_environment() {
+            let mut def = crate::builtin::postgres_definition();
+            let before = def.identity_hash();
+            let mut actual: BTreeMap<String, String> = def.env.clone();
+            actual.insert("POSTGRES_PASSWORD".into(), "the-creators".into());
+            actual.insert("PATH".into(), "/usr/local/bin:/usr/bin".into());
+            actual.insert("PGDATA".into(), "/var/lib/postgresql/data".into());
+            adopt_creator_values(&mut def, &actual);
+            assert_eq!(def.env["POSTGRES_PASSWORD"], "the-creators");
+            assert!(!def.env.contains_key("PATH"), "the image's variables stay the image's");
+            assert_eq!(def.identity_hash(), before, "a replacement has the identity of what it replaces");
+        }
+    }
 }

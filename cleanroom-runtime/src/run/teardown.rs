@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::registry::{Registry, Slot};
-use crate::docker::{Docker, MANAGED_LABEL, SESSION_LABEL};
+use crate::docker::{Docker, MANAGED_LABEL, PROCESS_LABEL, SESSION_LABEL};
 use crate::lifecycle::State;
 
 /// How long teardown may take before cleanroom gives up and lets the process end.
@@ -50,7 +50,13 @@ impl Registry {
         }
         let mut ids: Vec<String> =
             slots.iter().filter_map(|s| s.container_id.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
-        if let Ok(more) = docker.containers_labelled(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, session)]).await {
+        // Only this process's: other processes of a run without a reaper have
+        // containers of their own, labelled with their own process.
+        let process = super::start::process_label();
+        if let Ok(more) = docker
+            .containers_labelled(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, session), (PROCESS_LABEL, &process)])
+            .await
+        {
             for id in more {
                 if !ids.contains(&id) {
                     ids.push(id);

@@ -189,6 +189,12 @@ impl Postgres {
         self.container.inner.env("POSTGRES_PASSWORD").unwrap_or("")
     }
 
+    /// [`Postgres::url`] with the password masked, for messages and logs:
+    /// no password is ever printed.
+    pub(crate) fn masked_url(&self) -> String {
+        format!("postgres://{}:***@{}:{}/{}", self.user(), self.host(), self.port(), self.database)
+    }
+
     /// The database this handle points at: the test's own, or the server's
     /// main database with `postgres(shared)`.
     pub fn database(&self) -> &str {
