@@ -111,27 +111,31 @@ mod tests {
         Cell { n, runner, approach, samples: vec![Sample { wall, ok: true, ..Sample::default() }] }
     }
 
-    #[test]
-    fn draws_one_line_per_approach_and_runner() {
-        let cells = vec![
-            cell(10, Runner::CargoTest, Approach::Cleanroom, 3.0),
-            cell(40, Runner::CargoTest, Approach::Cleanroom, 4.0),
-            cell(10, Runner::CargoTest, Approach::PerTest, 12.0),
-            cell(40, Runner::CargoTest, Approach::PerTest, 45.0),
-            cell(10, Runner::Nextest, Approach::Cleanroom, 4.0),
-        ];
-        let s = series(&cells);
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[0].2, [(10.0, 3.0), (40.0, 4.0)]);
+    mod should {
+        use super::*;
 
-        let dir = std::env::temp_dir().join(format!("cleanroom-bench-chart-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("chart.svg");
-        draw(&path, &cells).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
-        assert!(svg.contains("container per test · cargo test"), "the legend names each line");
-        assert!(svg.contains("cleanroom · cargo nextest run"));
+        #[test]
+        fn draw_one_line_per_approach_and_runner() {
+            let cells = vec![
+                cell(10, Runner::CargoTest, Approach::Cleanroom, 3.0),
+                cell(40, Runner::CargoTest, Approach::Cleanroom, 4.0),
+                cell(10, Runner::CargoTest, Approach::PerTest, 12.0),
+                cell(40, Runner::CargoTest, Approach::PerTest, 45.0),
+                cell(10, Runner::Nextest, Approach::Cleanroom, 4.0),
+            ];
+            let s = series(&cells);
+            assert_eq!(s.len(), 3);
+            assert_eq!(s[0].2, [(10.0, 3.0), (40.0, 4.0)]);
+
+            let dir = std::env::temp_dir().join(format!("cleanroom-bench-chart-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("chart.svg");
+            draw(&path, &cells).unwrap();
+            let svg = std::fs::read_to_string(&path).unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+            assert!(svg.contains("container per test · cargo test"), "the legend names each line");
+            assert!(svg.contains("cleanroom · cargo nextest run"));
+        }
     }
 }

@@ -215,39 +215,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn defaults_are_the_full_matrix() {
-        let o = options(&[]);
-        assert_eq!((o.reps, o.sizes.as_slice()), (3, &[10, 40, 160][..]));
-        assert_eq!(o.runners.len(), 2);
-        assert_eq!(o.approaches, Approach::ALL);
-        assert!(o.write_docs.unwrap().ends_with("docs"));
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn quick_is_one_cold_cell_per_approach_and_leaves_docs_alone() {
-        let o = options(&["--quick"]);
-        assert_eq!((o.reps, o.sizes.as_slice(), o.runners.as_slice()), (1, &[10][..], &[Runner::CargoTest][..]));
-        assert!(!o.approaches.contains(&Approach::CleanroomWarm));
-        assert_eq!(o.write_docs, None);
-    }
+        #[test]
+        fn default_to_the_full_matrix() {
+            let o = options(&[]);
+            assert_eq!((o.reps, o.sizes.as_slice()), (3, &[10, 40, 160][..]));
+            assert_eq!(o.runners.len(), 2);
+            assert_eq!(o.approaches, Approach::ALL);
+            assert!(o.write_docs.unwrap().ends_with("docs"));
+        }
 
-    #[test]
-    fn lists_and_values_are_checked() {
-        let o =
-            options(&["--sizes=10,40", "--runners", "nextest", "--approaches", "cleanroom,singleton", "--reps", "5"]);
-        assert_eq!(o.sizes, [10, 40]);
-        assert_eq!(o.runners, [Runner::Nextest]);
-        assert_eq!(o.approaches, [Approach::Cleanroom, Approach::Singleton]);
-        assert_eq!(o.reps, 5);
-        assert_eq!(parse_args(&["--sizes", "15"]).unwrap_err(), "--sizes: \"15\" is not one of 10, 20, … 160");
-        assert_eq!(
-            parse_args(&["--runners", "make"]).unwrap_err(),
-            "--runners: \"make\" is not one of cargo-test, nextest"
-        );
-        assert_eq!(parse_args(&["--reps", "0"]).unwrap_err(), "--reps: \"0\" is not a count of at least 1");
-        assert_eq!(parse_args(&["--reps"]).unwrap_err(), "--reps needs a value");
-        assert_eq!(parse_args(&["--fast"]).unwrap_err(), "unknown option \"--fast\"");
-        assert_eq!(parse_args(&["-h"]).unwrap(), Parsed::Help);
+        #[test]
+        fn run_one_cold_cell_per_approach_and_leave_docs_alone_when_quick() {
+            let o = options(&["--quick"]);
+            assert_eq!((o.reps, o.sizes.as_slice(), o.runners.as_slice()), (1, &[10][..], &[Runner::CargoTest][..]));
+            assert!(!o.approaches.contains(&Approach::CleanroomWarm));
+            assert_eq!(o.write_docs, None);
+        }
+
+        #[test]
+        fn check_lists_and_values() {
+            let o = options(&[
+                "--sizes=10,40",
+                "--runners",
+                "nextest",
+                "--approaches",
+                "cleanroom,singleton",
+                "--reps",
+                "5",
+            ]);
+            assert_eq!(o.sizes, [10, 40]);
+            assert_eq!(o.runners, [Runner::Nextest]);
+            assert_eq!(o.approaches, [Approach::Cleanroom, Approach::Singleton]);
+            assert_eq!(o.reps, 5);
+            assert_eq!(parse_args(&["--sizes", "15"]).unwrap_err(), "--sizes: \"15\" is not one of 10, 20, … 160");
+            assert_eq!(
+                parse_args(&["--runners", "make"]).unwrap_err(),
+                "--runners: \"make\" is not one of cargo-test, nextest"
+            );
+            assert_eq!(parse_args(&["--reps", "0"]).unwrap_err(), "--reps: \"0\" is not a count of at least 1");
+            assert_eq!(parse_args(&["--reps"]).unwrap_err(), "--reps needs a value");
+            assert_eq!(parse_args(&["--fast"]).unwrap_err(), "unknown option \"--fast\"");
+            assert_eq!(parse_args(&["-h"]).unwrap(), Parsed::Help);
+        }
     }
 }

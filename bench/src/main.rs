@@ -451,48 +451,55 @@ fn run(opts: Options) -> Result<bool, String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn progress_lines_read_back_into_cells() {
-        let log = "cleanroom-bench: building the suites
+    mod should {
+        use super::*;
+
+        #[test]
+        fn read_progress_lines_back_into_cells() {
+            let log = "cleanroom-bench: building the suites
 [  1/48] cleanroom              cargo test       N=10     6.28 s  started   2  left   0  overhead p50 8.74 ms p95 140.32 ms
 [  2/48] cleanroom, warm (reuse) cargo nextest run N=40     2.12 s  started   0  left   0  overhead p50 52.81 ms p95 107.71 ms  first 31.5 ms
 [  3/48] container per test     cargo test       N=10    44.72 s  started  20  left   0
 [ 27/48] container per test     cargo test       N=10    40.00 s  started  20  left   0
 ";
-        let cells = cells_from_log(log);
-        assert_eq!(cells.len(), 3);
-        assert_eq!((cells[0].n, cells[0].runner, cells[0].approach), (10, Runner::CargoTest, Approach::Cleanroom));
-        assert_eq!(cells[0].samples[0].overhead_ms, Some((8.74, 140.32)));
-        assert_eq!((cells[1].approach, cells[1].runner, cells[1].n), (Approach::CleanroomWarm, Runner::Nextest, 40));
-        assert_eq!(cells[1].samples[0].first_test_ms, Some(31.5));
-        assert_eq!(cells[2].samples.iter().map(|s| s.wall).collect::<Vec<_>>(), [44.72, 40.0]);
-        assert_eq!(cells[2].samples[0].started, 20);
-        assert_eq!(parse_progress("cleanroom-bench: wrote docs"), None);
-    }
+            let cells = cells_from_log(log);
+            assert_eq!(cells.len(), 3);
+            assert_eq!((cells[0].n, cells[0].runner, cells[0].approach), (10, Runner::CargoTest, Approach::Cleanroom));
+            assert_eq!(cells[0].samples[0].overhead_ms, Some((8.74, 140.32)));
+            assert_eq!(
+                (cells[1].approach, cells[1].runner, cells[1].n),
+                (Approach::CleanroomWarm, Runner::Nextest, 40)
+            );
+            assert_eq!(cells[1].samples[0].first_test_ms, Some(31.5));
+            assert_eq!(cells[2].samples.iter().map(|s| s.wall).collect::<Vec<_>>(), [44.72, 40.0]);
+            assert_eq!(cells[2].samples[0].started, 20);
+            assert_eq!(parse_progress("cleanroom-bench: wrote docs"), None);
+        }
 
-    #[test]
-    fn filters_select_the_first_n_tests_by_prefix() {
-        assert_eq!(filters(10), ["t00"]);
-        assert_eq!(filters(40), ["t00", "t01", "t02", "t03"]);
-        assert_eq!(filters(160).len(), 16);
-        assert_eq!(filters(160).last().unwrap(), "t15");
-    }
+        #[test]
+        fn filter_the_first_n_tests_by_prefix() {
+            assert_eq!(filters(10), ["t00"]);
+            assert_eq!(filters(40), ["t00", "t01", "t02", "t03"]);
+            assert_eq!(filters(160).len(), 16);
+            assert_eq!(filters(160).last().unwrap(), "t15");
+        }
 
-    #[test]
-    #[should_panic(expected = "multiples of 10")]
-    fn filters_refuse_sizes_the_suites_do_not_have() {
-        filters(25);
-    }
+        #[test]
+        #[should_panic(expected = "multiples of 10")]
+        fn refuse_to_filter_sizes_the_suites_do_not_have() {
+            filters(25);
+        }
 
-    #[test]
-    fn command_lines_pass_filters_where_each_runner_expects_them() {
-        assert_eq!(
-            command_line(Runner::CargoTest, Approach::PerTest, 10).join(" "),
-            "cargo test -q -p cleanroom-bench --features suites --test per_test -- t00"
-        );
-        assert_eq!(
-            command_line(Runner::Nextest, Approach::CleanroomWarm, 20).join(" "),
-            "cargo nextest run --no-fail-fast -p cleanroom-bench --features suites --test cleanroom t00 t01"
-        );
+        #[test]
+        fn put_filters_in_command_lines_where_each_runner_expects_them() {
+            assert_eq!(
+                command_line(Runner::CargoTest, Approach::PerTest, 10).join(" "),
+                "cargo test -q -p cleanroom-bench --features suites --test per_test -- t00"
+            );
+            assert_eq!(
+                command_line(Runner::Nextest, Approach::CleanroomWarm, 20).join(" "),
+                "cargo nextest run --no-fail-fast -p cleanroom-bench --features suites --test cleanroom t00 t01"
+            );
+        }
     }
 }

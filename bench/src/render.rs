@@ -350,59 +350,63 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn the_table_has_a_row_per_cell_with_medians_and_ranges() {
-        let t = table(&matrix());
-        assert_eq!(t.lines().count(), 2 + 9);
-        assert!(
-            t.contains("| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | 80 | 80 | – | – |"),
-            "{t}"
-        );
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn goals_are_checked_against_the_numbers() {
-        let goals = goals(&matrix());
-        let get = |prefix: &str| {
-            goals.iter().find(|g| g.text.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {goals:#?}"))
-        };
-        let single = get("`cargo test`: cleanroom ≤ 1.15×");
-        assert_eq!(single.met, Some(true));
-        assert_eq!(single.measured, "N=10: 1.00×, N=40: 1.03×");
-        let per_test = get("`cargo test`: ≥ 8×");
-        assert_eq!((per_test.met, per_test.measured.as_str()), (Some(true), "11.2× faster"));
-        let nextest = get("`cargo nextest run`: cleanroom ≤ 1.5×");
-        assert_eq!(nextest.met, Some(true), "{nextest:?}");
-        let both = get("`cargo nextest run`: ≥ 5×");
-        assert_eq!(both.met, Some(false), "the singleton is only 4.0× slower: {both:?}");
-        assert_eq!(get("warm (reuse), cargo nextest run").met, Some(true));
-        assert_eq!(get("cargo test: cleanroom's containers started").met, Some(true));
-        assert_eq!(get("cleanroom leaves nothing").met, Some(true));
-    }
+        #[test]
+        fn give_the_table_a_row_per_cell_with_medians_and_ranges() {
+            let t = table(&matrix());
+            assert_eq!(t.lines().count(), 2 + 9);
+            assert!(
+                t.contains("| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"),
+                "{t}"
+            );
+            assert!(
+                t.contains("| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | 80 | 80 | – | – |"),
+                "{t}"
+            );
+        }
 
-    #[test]
-    fn a_failed_run_is_never_counted_as_a_time() {
-        let mut cells = matrix();
-        cells[1].samples[0].ok = false;
-        assert_eq!(wall(&cells[1]), None);
-        assert!(table(&cells).contains("| 40 | cargo test | cleanroom | failed |"));
-        let goals = goals(&cells);
-        assert!(goals.iter().all(|g| !g.text.starts_with("`cargo test`: ≥ 8×")), "no speed-up from a failed cell");
-    }
+        #[test]
+        fn check_goals_against_the_numbers() {
+            let goals = goals(&matrix());
+            let get = |prefix: &str| {
+                goals.iter().find(|g| g.text.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {goals:#?}"))
+            };
+            let single = get("`cargo test`: cleanroom ≤ 1.15×");
+            assert_eq!(single.met, Some(true));
+            assert_eq!(single.measured, "N=10: 1.00×, N=40: 1.03×");
+            let per_test = get("`cargo test`: ≥ 8×");
+            assert_eq!((per_test.met, per_test.measured.as_str()), (Some(true), "11.2× faster"));
+            let nextest = get("`cargo nextest run`: cleanroom ≤ 1.5×");
+            assert_eq!(nextest.met, Some(true), "{nextest:?}");
+            let both = get("`cargo nextest run`: ≥ 5×");
+            assert_eq!(both.met, Some(false), "the singleton is only 4.0× slower: {both:?}");
+            assert_eq!(get("warm (reuse), cargo nextest run").met, Some(true));
+            assert_eq!(get("cargo test: cleanroom's containers started").met, Some(true));
+            assert_eq!(get("cleanroom leaves nothing").met, Some(true));
+        }
 
-    #[test]
-    fn the_readme_headline_is_replaced_between_its_markers_only() {
-        let readme = format!("intro\n{README_START}\nold\n{README_END}\nrest\n");
-        let m = Machine { cores: 2, memory_gib: 23.4, docker: "27.0".into(), ..Machine::default() };
-        let new = readme_headline(&readme, &m, &matrix()).unwrap();
-        assert!(new.starts_with("intro\n<!-- bench:headline:start -->\n| N = 40"), "{new}");
-        assert!(new.ends_with("<!-- bench:headline:end -->\nrest\n"), "{new}");
-        assert!(!new.contains("old"));
-        assert!(new.contains("| cleanroom | 4.00 s | 5.20 s |"), "{new}");
-        assert_eq!(readme_headline("no markers", &m, &matrix()), None);
+        #[test]
+        fn never_count_a_failed_run_as_a_time() {
+            let mut cells = matrix();
+            cells[1].samples[0].ok = false;
+            assert_eq!(wall(&cells[1]), None);
+            assert!(table(&cells).contains("| 40 | cargo test | cleanroom | failed |"));
+            let goals = goals(&cells);
+            assert!(goals.iter().all(|g| !g.text.starts_with("`cargo test`: ≥ 8×")), "no speed-up from a failed cell");
+        }
+
+        #[test]
+        fn replace_the_readme_headline_between_its_markers_only() {
+            let readme = format!("intro\n{README_START}\nold\n{README_END}\nrest\n");
+            let m = Machine { cores: 2, memory_gib: 23.4, docker: "27.0".into(), ..Machine::default() };
+            let new = readme_headline(&readme, &m, &matrix()).unwrap();
+            assert!(new.starts_with("intro\n<!-- bench:headline:start -->\n| N = 40"), "{new}");
+            assert!(new.ends_with("<!-- bench:headline:end -->\nrest\n"), "{new}");
+            assert!(!new.contains("old"));
+            assert!(new.contains("| cleanroom | 4.00 s | 5.20 s |"), "{new}");
+            assert_eq!(readme_headline("no markers", &m, &matrix()), None);
+        }
     }
 }

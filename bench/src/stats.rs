@@ -67,39 +67,43 @@ pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn medians_ranges_and_percentiles() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&[]), None);
-        assert_eq!(range(&[3.0, 1.0, 2.0]), Some((1.0, 3.0)));
-        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&hundred, 50.0), Some(50.0));
-        assert_eq!(percentile(&hundred, 95.0), Some(95.0));
-        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn reads_overhead_and_first_test_from_cleanroom_reports() {
-        let report = r#"{"schema":1,"pid":1,"session":"s","tests":[{"name":"a","started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900},{"service":"redis","micros":500,"room_micros":100}]},{"name":"b","started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]}]}
+        #[test]
+        fn compute_medians_ranges_and_percentiles() {
+            assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+            assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+            assert_eq!(median(&[]), None);
+            assert_eq!(range(&[3.0, 1.0, 2.0]), Some((1.0, 3.0)));
+            let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+            assert_eq!(percentile(&hundred, 50.0), Some(50.0));
+            assert_eq!(percentile(&hundred, 95.0), Some(95.0));
+            assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
+        }
+
+        #[test]
+        fn read_overhead_and_first_test_from_cleanroom_reports() {
+            let report = r#"{"schema":1,"pid":1,"session":"s","tests":[{"name":"a","started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900},{"service":"redis","micros":500,"room_micros":100}]},{"name":"b","started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]}]}
 {"schema":1,"pid":2,"session":"s","tests":[{"name":"c","started_micros":20000,"acquire":[{"service":"redis","micros":2000,"room_micros":10}]}]}
 "#;
-        let (overhead, first) = from_report(report);
-        // Per test: 1.5, 3.0, 2.0 ms.
-        assert_eq!(overhead, Some((2.0, 3.0)));
-        // First tests at 40 and 20 ms: the median of the two processes.
-        assert_eq!(first, Some(30.0));
-        assert_eq!(from_report("not json\n"), (None, None));
-    }
+            let (overhead, first) = from_report(report);
+            // Per test: 1.5, 3.0, 2.0 ms.
+            assert_eq!(overhead, Some((2.0, 3.0)));
+            // First tests at 40 and 20 ms: the median of the two processes.
+            assert_eq!(first, Some(30.0));
+            assert_eq!(from_report("not json\n"), (None, None));
+        }
 
-    #[test]
-    fn reads_the_merged_report_of_a_run() {
-        let report = r#"{"schema":2,"session":"s","processes":[{"pid":1},{"pid":2}],"tests":[
+        #[test]
+        fn read_the_merged_report_of_a_run() {
+            let report = r#"{"schema":2,"session":"s","processes":[{"pid":1},{"pid":2}],"tests":[
             {"name":"a","pid":1,"started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900}]},
             {"name":"b","pid":1,"started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]},
             {"name":"c","pid":2,"started_micros":20000,"acquire":[{"service":"redis","micros":2000,"room_micros":10}]}]}"#;
-        let (overhead, first) = from_report(report);
-        assert_eq!(overhead, Some((2.0, 3.0)));
-        assert_eq!(first, Some(30.0));
+            let (overhead, first) = from_report(report);
+            assert_eq!(overhead, Some((2.0, 3.0)));
+            assert_eq!(first, Some(30.0));
+        }
     }
 }

@@ -106,10 +106,14 @@ pub(crate) fn spec_named(name: &str) -> Option<&'static ServiceSpec> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn passwords_differ_between_calls() {
-        let a = super::random_password();
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, super::random_password());
+    mod should {
+        use super::super::random_password;
+
+        #[test]
+        fn make_a_different_password_on_every_call() {
+            let a = random_password();
+            assert_eq!(a.len(), 32);
+            assert_ne!(a, random_password());
+        }
     }
 }

@@ -129,46 +129,50 @@ mod tests {
     use super::*;
     use State::*;
 
-    #[test]
-    fn follows_the_happy_path_and_records_it() {
-        let mut l = Lifecycle::new("postgres");
-        for to in [Starting, Ready, Running, Stopping, Stopped] {
-            l.transition(to).unwrap();
+    mod should {
+        use super::*;
+
+        #[test]
+        fn follow_the_happy_path_and_record_it() {
+            let mut l = Lifecycle::new("postgres");
+            for to in [Starting, Ready, Running, Stopping, Stopped] {
+                l.transition(to).unwrap();
+            }
+            assert_eq!(l.state(), Stopped);
+            let moves: Vec<_> = l.history().iter().map(|t| (t.from, t.to)).collect();
+            assert_eq!(
+                moves,
+                [(Created, Starting), (Starting, Ready), (Ready, Running), (Running, Stopping), (Stopping, Stopped)]
+            );
+            assert!(l.time_to(Ready).unwrap() <= l.time_to(Stopped).unwrap());
         }
-        assert_eq!(l.state(), Stopped);
-        let moves: Vec<_> = l.history().iter().map(|t| (t.from, t.to)).collect();
-        assert_eq!(
-            moves,
-            [(Created, Starting), (Starting, Ready), (Ready, Running), (Running, Stopping), (Stopping, Stopped)]
-        );
-        assert!(l.time_to(Ready).unwrap() <= l.time_to(Stopped).unwrap());
-    }
 
-    #[test]
-    fn refuses_illegal_moves_and_stays_put() {
-        let mut l = Lifecycle::new("redis");
-        let err = l.transition(Running).unwrap_err();
-        assert!(matches!(err, IllegalTransition { from: Created, to: Running, .. }));
-        assert_eq!(err.to_string(), "redis: illegal lifecycle transition Created -> Running");
-        assert_eq!(l.state(), Created);
-        assert!(l.history().is_empty());
-        l.transition(Starting).unwrap();
-        assert!(l.transition(Stopped).is_err(), "Starting must stop through Stopping");
-    }
-
-    #[test]
-    fn recovers_through_restarting() {
-        let mut l = Lifecycle::new("web");
-        for to in [Starting, Ready, Running, Failed, Restarting, Starting, Ready] {
-            l.transition(to).unwrap();
+        #[test]
+        fn refuse_illegal_moves_and_stay_put() {
+            let mut l = Lifecycle::new("redis");
+            let err = l.transition(Running).unwrap_err();
+            assert!(matches!(err, IllegalTransition { from: Created, to: Running, .. }));
+            assert_eq!(err.to_string(), "redis: illegal lifecycle transition Created -> Running");
+            assert_eq!(l.state(), Created);
+            assert!(l.history().is_empty());
+            l.transition(Starting).unwrap();
+            assert!(l.transition(Stopped).is_err(), "Starting must stop through Stopping");
         }
-        assert_eq!(l.state(), Ready);
-    }
 
-    #[test]
-    fn stopped_is_final() {
-        for to in [Created, Starting, Ready, Running, Stopping, Stopped, Failed, Restarting] {
-            assert!(!Stopped.can_move_to(to));
+        #[test]
+        fn recover_through_restarting() {
+            let mut l = Lifecycle::new("web");
+            for to in [Starting, Ready, Running, Failed, Restarting, Starting, Ready] {
+                l.transition(to).unwrap();
+            }
+            assert_eq!(l.state(), Ready);
+        }
+
+        #[test]
+        fn treat_stopped_as_final() {
+            for to in [Created, Starting, Ready, Running, Stopping, Stopped, Failed, Restarting] {
+                assert!(!Stopped.can_move_to(to));
+            }
         }
     }
 }

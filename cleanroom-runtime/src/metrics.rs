@@ -213,34 +213,38 @@ pub(crate) fn snapshot() -> (Vec<ServiceMetrics>, BTreeMap<&'static str, CacheCo
 mod tests {
     use super::*;
 
-    #[test]
-    fn resources_keep_peaks_means_and_totals() {
-        let mut r = Resources::default();
-        r.add(50.0, 100, 1000, (10, 20), (0, 5));
-        r.add(150.0, 300, 1000, (30, 25), (0, 9));
-        assert_eq!(r.samples, 2);
-        assert_eq!(r.cpu_peak_percent, 150.0);
-        assert_eq!(r.cpu_mean_percent, 100.0);
-        assert_eq!((r.memory_peak_bytes, r.memory_mean_bytes, r.memory_limit_bytes), (300, 200, 1000));
-        assert_eq!((r.network_rx_bytes, r.network_tx_bytes, r.block_write_bytes), (30, 25, 9));
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn caches_count_hits_and_misses() {
-        cache_hit("test-cache");
-        cache_hit("test-cache");
-        cache_miss("test-cache");
-        let (_, caches) = snapshot();
-        assert_eq!(caches["test-cache"], CacheCounter { hits: 2, misses: 1 });
-    }
+        #[test]
+        fn keep_the_peaks_means_and_totals_of_resources() {
+            let mut r = Resources::default();
+            r.add(50.0, 100, 1000, (10, 20), (0, 5));
+            r.add(150.0, 300, 1000, (30, 25), (0, 9));
+            assert_eq!(r.samples, 2);
+            assert_eq!(r.cpu_peak_percent, 150.0);
+            assert_eq!(r.cpu_mean_percent, 100.0);
+            assert_eq!((r.memory_peak_bytes, r.memory_mean_bytes, r.memory_limit_bytes), (300, 200, 1000));
+            assert_eq!((r.network_rx_bytes, r.network_tx_bytes, r.block_write_bytes), (30, 25, 9));
+        }
 
-    #[test]
-    fn alerts_are_recorded_in_order() {
-        alert("metrics-test", "died", "exited with 137");
-        alert("metrics-test", "restarted", "replaced");
-        let (services, _) = snapshot();
-        let s = services.iter().find(|s| s.name == "metrics-test").unwrap();
-        let kinds: Vec<&str> = s.alerts.iter().map(|a| a.kind.as_str()).collect();
-        assert_eq!(kinds, ["died", "restarted"]);
+        #[test]
+        fn count_cache_hits_and_misses() {
+            cache_hit("test-cache");
+            cache_hit("test-cache");
+            cache_miss("test-cache");
+            let (_, caches) = snapshot();
+            assert_eq!(caches["test-cache"], CacheCounter { hits: 2, misses: 1 });
+        }
+
+        #[test]
+        fn record_alerts_in_order() {
+            alert("metrics-test", "died", "exited with 137");
+            alert("metrics-test", "restarted", "replaced");
+            let (services, _) = snapshot();
+            let s = services.iter().find(|s| s.name == "metrics-test").unwrap();
+            let kinds: Vec<&str> = s.alerts.iter().map(|a| a.kind.as_str()).collect();
+            assert_eq!(kinds, ["died", "restarted"]);
+        }
     }
 }

@@ -328,76 +328,84 @@ mod tests {
         Entry { name: name.into(), service: "postgres".into(), last_use, size }
     }
 
-    #[test]
-    fn evicts_the_expired_then_the_least_recently_used_over_the_cap() {
-        let day = 86_400;
-        let now = 100 * day;
-        let entries = [
-            entry("old", now - 8 * day, 10),
-            entry("a", now - 3, 40),
-            entry("b", now - 2, 40),
-            entry("c", now - 1, 40),
-        ];
-        let week = Duration::from_secs(7 * day as u64);
-        assert_eq!(plan_eviction(&entries, week, 1000, now), vec!["old"]);
-        assert_eq!(plan_eviction(&entries, week, 80, now), vec!["old", "a"]);
-        assert_eq!(plan_eviction(&entries, week, 39, now), vec!["old", "a", "b", "c"]);
-        assert_eq!(
-            plan_eviction(&entries, Duration::ZERO, u64::MAX, now).len(),
-            4,
-            "a TTL of 0 removes every unused one"
-        );
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn the_key_follows_what_initdb_sees_and_not_the_password() {
-        let def = crate::builtin::postgres_definition();
-        let a = volume_for("postgres", &def).expect("the built-in Postgres has a volume cache");
-        let b = volume_for("postgres", &crate::builtin::postgres_definition()).unwrap();
-        assert_eq!(a.name, b.name, "the random password is not part of the key");
-        assert!(a.name.starts_with("cleanroom-cache-postgres-"), "{}", a.name);
-        let other_db = def.clone().with_env("POSTGRES_DB", "other");
-        assert_ne!(volume_for("postgres", &other_db).unwrap().name, a.name);
-        let other_image = def.clone().with_image("cleanroom-offline/postgres:16");
-        assert_ne!(volume_for("postgres", &other_image).unwrap().name, a.name);
-        assert_eq!(a.labels.get(CACHE_LABEL).map(String::as_str), Some("volume"));
-        assert!(!a.labels.contains_key(crate::docker::SESSION_LABEL), "a cache belongs to no run");
-        let mut off = def.clone();
-        off.volume_cache = None;
-        assert_eq!(volume_for("postgres", &off), None);
-        let scripts = def.clone().with_volume("init-scripts", "/docker-entrypoint-initdb.d");
-        assert_eq!(volume_for("postgres", &scripts), None, "a mount may hold init scripts a copied cluster would skip");
-        let own_entrypoint = def.with_entrypoint("my-entrypoint.sh");
-        assert_eq!(
-            volume_for("postgres", &own_entrypoint),
-            None,
-            "a custom entrypoint would run the wrapper as its command"
-        );
-    }
+        #[test]
+        fn evict_the_expired_then_the_least_recently_used_over_the_cap() {
+            let day = 86_400;
+            let now = 100 * day;
+            let entries = [
+                entry("old", now - 8 * day, 10),
+                entry("a", now - 3, 40),
+                entry("b", now - 2, 40),
+                entry("c", now - 1, 40),
+            ];
+            let week = Duration::from_secs(7 * day as u64);
+            assert_eq!(plan_eviction(&entries, week, 1000, now), vec!["old"]);
+            assert_eq!(plan_eviction(&entries, week, 80, now), vec!["old", "a"]);
+            assert_eq!(plan_eviction(&entries, week, 39, now), vec!["old", "a", "b", "c"]);
+            assert_eq!(
+                plan_eviction(&entries, Duration::ZERO, u64::MAX, now).len(),
+                4,
+                "a TTL of 0 removes every unused one"
+            );
+        }
 
-    #[test]
-    fn wrapping_keeps_the_command_after_the_restore_script() {
-        let def = crate::builtin::postgres_definition();
-        let volume = volume_for("postgres", &def).unwrap();
-        let mut wrapped = def.container_request();
-        wrap(&mut wrapped, &volume);
-        assert_eq!(&wrapped.cmd[..2], ["sh", "-c"]);
-        assert_eq!(wrapped.cmd[3], "cleanroom-cache");
-        assert_eq!(&wrapped.cmd[4..], &def.cmd[..]);
-        assert!(wrapped.mounts.contains(&MountRequest::LabelledVolume {
-            source: volume.name.clone(),
-            target: MOUNT.to_string(),
-            labels: volume.labels.clone()
-        }));
-        assert!(RESTORE.contains(MOUNT) && FILL.contains(MOUNT) && RESTORE.contains(STATE_FILE));
-        assert!(POSTGRES_FIRST_CHECK.contains(STATE_FILE) && has_first_check(&def));
-    }
+        #[test]
+        fn key_the_volume_by_what_initdb_sees_and_not_by_the_password() {
+            let def = crate::builtin::postgres_definition();
+            let a = volume_for("postgres", &def).expect("the built-in Postgres has a volume cache");
+            let b = volume_for("postgres", &crate::builtin::postgres_definition()).unwrap();
+            assert_eq!(a.name, b.name, "the random password is not part of the key");
+            assert!(a.name.starts_with("cleanroom-cache-postgres-"), "{}", a.name);
+            let other_db = def.clone().with_env("POSTGRES_DB", "other");
+            assert_ne!(volume_for("postgres", &other_db).unwrap().name, a.name);
+            let other_image = def.clone().with_image("cleanroom-offline/postgres:16");
+            assert_ne!(volume_for("postgres", &other_image).unwrap().name, a.name);
+            assert_eq!(a.labels.get(CACHE_LABEL).map(String::as_str), Some("volume"));
+            assert!(!a.labels.contains_key(crate::docker::SESSION_LABEL), "a cache belongs to no run");
+            let mut off = def.clone();
+            off.volume_cache = None;
+            assert_eq!(volume_for("postgres", &off), None);
+            let scripts = def.clone().with_volume("init-scripts", "/docker-entrypoint-initdb.d");
+            assert_eq!(
+                volume_for("postgres", &scripts),
+                None,
+                "a mount may hold init scripts a copied cluster would skip"
+            );
+            let own_entrypoint = def.with_entrypoint("my-entrypoint.sh");
+            assert_eq!(
+                volume_for("postgres", &own_entrypoint),
+                None,
+                "a custom entrypoint would run the wrapper as its command"
+            );
+        }
 
-    #[test]
-    fn reads_what_the_start_found() {
-        assert_eq!(RestoreOutcome::parse("restored gen-1-2\n"), RestoreOutcome::Restored("gen-1-2".into()));
-        assert_eq!(RestoreOutcome::parse("failed gen-1-2"), RestoreOutcome::Failed("gen-1-2".into()));
-        assert_eq!(RestoreOutcome::parse("empty"), RestoreOutcome::Empty);
-        assert_eq!(RestoreOutcome::parse(""), RestoreOutcome::Empty);
+        #[test]
+        fn keep_the_command_after_the_restore_script_when_wrapping() {
+            let def = crate::builtin::postgres_definition();
+            let volume = volume_for("postgres", &def).unwrap();
+            let mut wrapped = def.container_request();
+            wrap(&mut wrapped, &volume);
+            assert_eq!(&wrapped.cmd[..2], ["sh", "-c"]);
+            assert_eq!(wrapped.cmd[3], "cleanroom-cache");
+            assert_eq!(&wrapped.cmd[4..], &def.cmd[..]);
+            assert!(wrapped.mounts.contains(&MountRequest::LabelledVolume {
+                source: volume.name.clone(),
+                target: MOUNT.to_string(),
+                labels: volume.labels.clone()
+            }));
+            assert!(RESTORE.contains(MOUNT) && FILL.contains(MOUNT) && RESTORE.contains(STATE_FILE));
+            assert!(POSTGRES_FIRST_CHECK.contains(STATE_FILE) && has_first_check(&def));
+        }
+
+        #[test]
+        fn read_what_the_start_found() {
+            assert_eq!(RestoreOutcome::parse("restored gen-1-2\n"), RestoreOutcome::Restored("gen-1-2".into()));
+            assert_eq!(RestoreOutcome::parse("failed gen-1-2"), RestoreOutcome::Failed("gen-1-2".into()));
+            assert_eq!(RestoreOutcome::parse("empty"), RestoreOutcome::Empty);
+            assert_eq!(RestoreOutcome::parse(""), RestoreOutcome::Empty);
+        }
     }
 }

@@ -424,32 +424,32 @@ networks = ["backend", "frontend"]
              regenerate them with `cargo test -p cleanroom-runtime -- --ignored bless_reference_page`\n{tables}"
         );
     }
-}
 
-#[test]
-fn facade_docs_name_every_variable_and_key() {
-    let facade = include_str!("../../../cleanroom/src/lib.rs");
-    for s in SETTINGS {
-        for name in [s.env, s.key].into_iter().flatten() {
-            assert!(facade.contains(&format!("`{name}`")), "cleanroom/src/lib.rs does not document {name}");
+    #[test]
+    fn name_every_variable_and_key_in_the_facade_docs() {
+        let facade = include_str!("../../../cleanroom/src/lib.rs");
+        for s in SETTINGS {
+            for name in [s.env, s.key].into_iter().flatten() {
+                assert!(facade.contains(&format!("`{name}`")), "cleanroom/src/lib.rs does not document {name}");
+            }
         }
     }
-}
 
-/// Rewrites the generated tables of `docs/configuration.md`.
-#[test]
-#[ignore = "rewrites docs/configuration.md: run it on purpose after changing SETTINGS"]
-fn bless_reference_page() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
-    let page = std::fs::read_to_string(&path).unwrap();
-    let (start, end) = ("<!-- settings:start -->\n", "<!-- settings:end -->");
-    let (head, rest) = page.split_once(start).expect("the page has a settings:start marker");
-    let (_, tail) = rest.split_once(end).expect("the page has a settings:end marker");
-    std::fs::write(&path, format!("{head}{start}{}{end}{tail}", reference_tables())).unwrap();
-}
+    /// Rewrites the generated tables of `docs/configuration.md`.
+    #[test]
+    #[ignore = "rewrites docs/configuration.md: run it on purpose after changing SETTINGS"]
+    fn bless_reference_page() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        let page = std::fs::read_to_string(&path).unwrap();
+        let (start, end) = ("<!-- settings:start -->\n", "<!-- settings:end -->");
+        let (head, rest) = page.split_once(start).expect("the page has a settings:start marker");
+        let (_, tail) = rest.split_once(end).expect("the page has a settings:end marker");
+        std::fs::write(&path, format!("{head}{start}{}{end}{tail}", reference_tables())).unwrap();
+    }
 
-#[test]
-fn keep_a_database_by_the_outcome_and_the_policy() {
-    assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
-    assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
+    #[test]
+    fn keep_a_database_by_the_outcome_and_the_policy() {
+        assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
+        assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
+    }
 }

@@ -431,93 +431,105 @@ mod tests {
 
     #[derive(Clone)]
     struct Cheap;
+
     #[derive(Debug)]
     struct Unique;
 
-    #[test]
-    fn share_picks_clone_only_for_clone_types() {
-        #[allow(unused_imports)]
-        use super::{ShareClone as _, ShareNone as _};
-        assert!((&&Share::<Cheap>::new()).cloner().is_some());
-        assert!((&&Share::<Unique>::new()).cloner().is_none());
-    }
-
     static SYNC_TEST: TestDesc =
         TestDesc { module_path: "krate::m", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
+
     static SHARED: Node = Node::fixture("shared", "krate::m", &[]);
 
-    #[test]
-    fn a_clone_fixture_is_made_once_and_shared() {
-        let mut ctx = TestContext::new(&SYNC_TEST);
-        let mut calls = 0;
-        let first = ctx.fixture(&SHARED, Some(<String as Clone>::clone), |_| {
-            calls += 1;
-            "value".to_string()
-        });
-        let second = ctx.fixture(&SHARED, Some(<String as Clone>::clone), |_| {
-            calls += 1;
-            "another".to_string()
-        });
-        assert_eq!((first.as_str(), second.as_str(), calls), ("value", "value", 1));
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    #[should_panic(
-        expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::harness::tests::Unique` is not Clone"
-    )]
-    fn a_non_clone_fixture_requested_twice_says_how_to_fix_it() {
-        let mut ctx = TestContext::new(&SYNC_TEST);
-        let _first = ctx.fixture(&SHARED, None, |_| Unique);
-        let _second = ctx.fixture(&SHARED, None, |_| Unique);
-    }
+        #[test]
+        fn pick_clone_for_sharing_only_for_clone_types() {
+            #[allow(unused_imports)]
+            use super::super::{ShareClone as _, ShareNone as _};
+            assert!((&&Share::<Cheap>::new()).cloner().is_some());
+            assert!((&&Share::<Unique>::new()).cloner().is_none());
+        }
 
-    #[test]
-    fn services_are_found_through_fixtures() {
-        static CLIENT: Node =
-            Node::fixture("client", "krate", &[&<crate::harness::builtin::postgres as Resolve>::NODE]);
-        static REPO: Node =
-            Node::fixture("repo", "krate", &[&CLIENT, &<crate::harness::builtin::redis as Resolve>::NODE, &CLIENT]);
-        static DESC: TestDesc = TestDesc {
-            module_path: "krate",
-            name: "t",
-            ignored: false,
-            flavor: Flavor::Sync,
-            needs: &[&REPO, &CLIENT],
-            rooms: &[],
-        };
-        let names: Vec<_> = DESC.services().iter().map(|s| s.name).collect();
-        assert_eq!(names, ["postgres", "redis"]);
-    }
-
-    #[test]
-    fn a_sync_test_drives_async_fixtures_on_a_runtime_that_keeps_running() {
-        let mut ctx = TestContext::new(&SYNC_TEST);
-        let (tx, rx) = std::sync::mpsc::channel();
-        ctx.block_on(async move {
-            // A task spawned by a fixture (a connection driver) goes on
-            // running after the fixture returns.
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                tx.send(tokio::runtime::Handle::current().runtime_flavor()).unwrap();
+        #[test]
+        fn make_a_clone_fixture_once_and_share_it() {
+            let mut ctx = TestContext::new(&SYNC_TEST);
+            let mut calls = 0;
+            let first = ctx.fixture(&SHARED, Some(<String as Clone>::clone), |_| {
+                calls += 1;
+                "value".to_string()
             });
-        });
-        let flavor = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the spawned task ran");
-        assert_eq!(flavor, tokio::runtime::RuntimeFlavor::MultiThread);
-    }
+            let second = ctx.fixture(&SHARED, Some(<String as Clone>::clone), |_| {
+                calls += 1;
+                "another".to_string()
+            });
+            assert_eq!((first.as_str(), second.as_str(), calls), ("value", "value", 1));
+        }
 
-    #[test]
-    fn test_name_drops_the_crate() {
-        let desc = TestDesc {
-            module_path: "my_crate::db::users",
-            name: "inserts",
-            ignored: false,
-            flavor: Flavor::Sync,
-            needs: &[],
-            rooms: &[],
-        };
-        assert_eq!(desc.test_name(), "db::users::inserts");
-        let top =
-            TestDesc { module_path: "live", name: "t", ignored: false, flavor: Flavor::Sync, needs: &[], rooms: &[] };
-        assert_eq!(top.test_name(), "t");
+        #[test]
+        #[should_panic(
+            expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::harness::tests::Unique` is not Clone"
+        )]
+        fn say_how_to_fix_a_non_clone_fixture_requested_twice() {
+            let mut ctx = TestContext::new(&SYNC_TEST);
+            let _first = ctx.fixture(&SHARED, None, |_| Unique);
+            let _second = ctx.fixture(&SHARED, None, |_| Unique);
+        }
+
+        #[test]
+        fn find_services_through_fixtures() {
+            static CLIENT: Node =
+                Node::fixture("client", "krate", &[&<crate::harness::builtin::postgres as Resolve>::NODE]);
+            static REPO: Node =
+                Node::fixture("repo", "krate", &[&CLIENT, &<crate::harness::builtin::redis as Resolve>::NODE, &CLIENT]);
+            static DESC: TestDesc = TestDesc {
+                module_path: "krate",
+                name: "t",
+                ignored: false,
+                flavor: Flavor::Sync,
+                needs: &[&REPO, &CLIENT],
+                rooms: &[],
+            };
+            let names: Vec<_> = DESC.services().iter().map(|s| s.name).collect();
+            assert_eq!(names, ["postgres", "redis"]);
+        }
+
+        #[test]
+        fn drive_the_async_fixtures_of_a_sync_test_on_a_runtime_that_keeps_running() {
+            let mut ctx = TestContext::new(&SYNC_TEST);
+            let (tx, rx) = std::sync::mpsc::channel();
+            ctx.block_on(async move {
+                // A task spawned by a fixture (a connection driver) goes on
+                // running after the fixture returns.
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tx.send(tokio::runtime::Handle::current().runtime_flavor()).unwrap();
+                });
+            });
+            let flavor = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the spawned task ran");
+            assert_eq!(flavor, tokio::runtime::RuntimeFlavor::MultiThread);
+        }
+
+        #[test]
+        fn drop_the_crate_from_the_test_name() {
+            let desc = TestDesc {
+                module_path: "my_crate::db::users",
+                name: "inserts",
+                ignored: false,
+                flavor: Flavor::Sync,
+                needs: &[],
+                rooms: &[],
+            };
+            assert_eq!(desc.test_name(), "db::users::inserts");
+            let top = TestDesc {
+                module_path: "live",
+                name: "t",
+                ignored: false,
+                flavor: Flavor::Sync,
+                needs: &[],
+                rooms: &[],
+            };
+            assert_eq!(top.test_name(), "t");
+        }
     }
 }

@@ -257,32 +257,36 @@ mod tests {
     use super::*;
     use crate::engine::StatSample;
 
-    #[test]
-    fn a_threshold_acts_once_per_crossing_after_three_samples() {
-        let mut t = Threshold::default();
-        assert!(!t.feed(true));
-        assert!(!t.feed(true));
-        assert!(t.feed(true), "the third sample in a row acts");
-        assert!(!t.feed(true), "once per crossing");
-        assert!(!t.feed(false));
-        assert!(!t.feed(true));
-        assert!(!t.feed(true));
-        assert!(t.feed(true), "a new crossing acts again");
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn a_spike_is_not_a_crossing() {
-        let mut t = Threshold::default();
-        for over in [true, true, false, true, true, false] {
-            assert!(!t.feed(over));
+        #[test]
+        fn act_once_per_crossing_after_three_samples_over_the_threshold() {
+            let mut t = Threshold::default();
+            assert!(!t.feed(true));
+            assert!(!t.feed(true));
+            assert!(t.feed(true), "the third sample in a row acts");
+            assert!(!t.feed(true), "once per crossing");
+            assert!(!t.feed(false));
+            assert!(!t.feed(true));
+            assert!(!t.feed(true));
+            assert!(t.feed(true), "a new crossing acts again");
         }
-    }
 
-    #[test]
-    fn cpu_percent_comes_from_two_samples() {
-        let a = StatSample { cpu_total: 1_000, system_total: 10_000, online_cpus: 2, ..Default::default() };
-        let b = StatSample { cpu_total: 6_000, system_total: 20_000, online_cpus: 2, ..Default::default() };
-        assert_eq!(b.cpu_percent_since(&a), Some(100.0), "half the host's time on two cores is one core");
-        assert_eq!(a.cpu_percent_since(&b), None, "counters only grow");
+        #[test]
+        fn not_take_a_spike_for_a_crossing() {
+            let mut t = Threshold::default();
+            for over in [true, true, false, true, true, false] {
+                assert!(!t.feed(over));
+            }
+        }
+
+        #[test]
+        fn compute_the_cpu_percent_from_two_samples() {
+            let a = StatSample { cpu_total: 1_000, system_total: 10_000, online_cpus: 2, ..Default::default() };
+            let b = StatSample { cpu_total: 6_000, system_total: 20_000, online_cpus: 2, ..Default::default() };
+            assert_eq!(b.cpu_percent_since(&a), Some(100.0), "half the host's time on two cores is one core");
+            assert_eq!(a.cpu_percent_since(&b), None, "counters only grow");
+        }
     }
 }

@@ -83,17 +83,23 @@ fn attacher() -> Report {
     Report::of_process("s", (200, 10_200, 12_000), vec![test("b::three", 200, &[300])], vec![pg], caches(3, 0))
 }
 
-mod merging_should {
+fn merged() -> Report {
+    let mut run = creator();
+    run.merge(attacher());
+    run
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cleanroom-report-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("run.json")
+}
+
+mod should {
     use super::*;
 
-    fn merged() -> Report {
-        let mut run = creator();
-        run.merge(attacher());
-        run
-    }
-
     #[test]
-    fn append_tests_and_list_processes() {
+    fn append_tests_and_list_processes_when_merging() {
         let run = merged();
         let tests: Vec<(&str, u32)> = run.tests.iter().map(|t| (t.name.as_str(), t.pid)).collect();
         assert_eq!(tests, [("a::one", 100), ("a::two", 100), ("b::three", 200)]);
@@ -106,7 +112,7 @@ mod merging_should {
     }
 
     #[test]
-    fn keep_one_entry_per_service_with_the_containers_of_both() {
+    fn keep_one_entry_per_service_with_the_containers_of_both_when_merging() {
         let run = merged();
         assert_eq!(run.services.len(), 1);
         assert_eq!(run.services[0].metrics.containers, ["c1", "c2"]);
@@ -114,7 +120,7 @@ mod merging_should {
     }
 
     #[test]
-    fn sum_restarts_and_health_check_failures() {
+    fn sum_restarts_and_health_check_failures_when_merging() {
         let mut run = merged();
         let mut third = attacher();
         third.processes[0].pid = 300;
@@ -125,7 +131,7 @@ mod merging_should {
     }
 
     #[test]
-    fn union_alerts_in_time_order_without_duplicates() {
+    fn union_alerts_in_time_order_without_duplicates_when_merging() {
         let mut run = merged();
         let mut third = attacher();
         third.processes[0].pid = 300;
@@ -144,7 +150,7 @@ mod merging_should {
     }
 
     #[test]
-    fn take_peaks_and_totals_as_maxima_and_weigh_means_by_samples() {
+    fn take_peaks_and_totals_as_maxima_and_weigh_means_by_samples_when_merging() {
         let r = &merged().services[0].metrics.resources;
         assert_eq!(r.samples, 8);
         assert_eq!(r.cpu_peak_percent, 80.0);
@@ -159,7 +165,7 @@ mod merging_should {
     }
 
     #[test]
-    fn keep_the_creating_process_time_to_ready_whichever_comes_first() {
+    fn keep_the_creating_process_time_to_ready_whichever_comes_first_when_merging() {
         assert_eq!(merged().services[0].metrics.time_to_ready_ms, Some(1840.0));
         let mut run = attacher();
         run.merge(creator());
@@ -168,7 +174,7 @@ mod merging_should {
     }
 
     #[test]
-    fn count_uptime_once_where_processes_overlap() {
+    fn count_uptime_once_where_processes_overlap_when_merging() {
         // Ready 9.0–10.0 s in the creator, 10.5–12.0 s in the attacher.
         let s = &merged().services[0];
         assert_eq!(s.ready_spans_ms, [[9_000, 10_000], [10_500, 12_000]]);
@@ -183,7 +189,7 @@ mod merging_should {
     }
 
     #[test]
-    fn sum_cache_counters_and_recompute_the_overhead() {
+    fn sum_cache_counters_and_recompute_the_overhead_when_merging() {
         let run = merged();
         assert_eq!(run.caches["postgres-template"], CacheCounter { hits: 4, misses: 1 });
         // Per test 2.0, 0.4 and 0.3 ms.
@@ -191,14 +197,14 @@ mod merging_should {
     }
 
     #[test]
-    fn change_nothing_when_a_process_is_merged_twice() {
+    fn change_nothing_when_merging_a_process_twice() {
         let mut run = merged();
         run.merge(attacher());
         assert_eq!(run, merged());
     }
 
     #[test]
-    fn replace_a_document_of_another_session_or_schema_or_none_at_all() {
+    fn replace_a_document_of_another_session_or_schema_or_none_at_all_when_merging() {
         let mine = attacher();
         let other_session = Report { session: "other".into(), ..creator() };
         assert_eq!(mine.merged_into(&serde_json::to_string(&other_session).unwrap()), mine);
@@ -210,7 +216,7 @@ mod merging_should {
     }
 
     #[test]
-    fn round_trip_through_json() {
+    fn round_trip_a_merged_report_through_json() {
         let run = merged();
         let text = serde_json::to_string(&run).unwrap();
         assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), run);
@@ -220,19 +226,9 @@ mod merging_should {
         assert_eq!(value["services"][0]["resources"]["memory_peak_bytes"], 70u64 << 20);
         assert_eq!(value["schema"], SCHEMA);
     }
-}
-
-mod the_file_should {
-    use super::*;
-
-    fn temp(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cleanroom-report-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("run.json")
-    }
 
     #[test]
-    fn hold_every_process_when_many_write_at_once() {
+    fn hold_every_process_in_the_file_when_many_write_at_once() {
         let path = temp("concurrent");
         let _ = std::fs::remove_file(&path);
         let writers: Vec<_> = (1..=8u32)
@@ -267,7 +263,7 @@ mod the_file_should {
     }
 
     #[test]
-    fn be_replaced_by_the_first_process_of_another_session() {
+    fn replace_the_file_at_the_first_process_of_another_session() {
         let path = temp("replace");
         std::fs::write(&path, serde_json::to_string(&Report { session: "earlier".into(), ..creator() }).unwrap())
             .unwrap();
@@ -278,7 +274,7 @@ mod the_file_should {
     }
 
     #[test]
-    fn be_read_in_schema_1_as_well() {
+    fn read_a_file_in_schema_1_as_well() {
         let text = r#"{"schema":1,"pid":1,"session":"s","tests":[{"name":"db::inserts","started_micros":5,"acquire":[{"service":"postgres","micros":412000,"room_micros":3800}]}]}
 {"schema":1,"pid":2,"session":"s","tests":[{"name":"db::reads","started_micros":7,"acquire":[]}]}
 "#;
@@ -291,13 +287,9 @@ mod the_file_should {
         assert_eq!(run.services.len(), 1);
         assert!(Report::parse("not json").is_none());
     }
-}
-
-mod the_summary_should {
-    use super::*;
 
     #[test]
-    fn be_one_line_in_quiet_mode_when_all_went_well() {
+    fn summarise_in_one_line_in_quiet_mode_when_all_went_well() {
         assert_eq!(
             creator().summary(ReportMode::Quiet, Scope::Process),
             ["2 tests; postgres Ready in 1.84 s; overhead per test p50 400 µs, p95 2.0 ms; no alerts"]
@@ -305,7 +297,7 @@ mod the_summary_should {
     }
 
     #[test]
-    fn be_empty_in_quiet_mode_for_a_process_that_attached_and_ran_one_test() {
+    fn summarise_nothing_in_quiet_mode_for_a_process_that_attached_and_ran_one_test() {
         let mut fine = attacher();
         let pg = &mut fine.services[0].metrics;
         (pg.restarts, pg.health_check_failures) = (0, 0);
@@ -321,7 +313,7 @@ mod the_summary_should {
     }
 
     #[test]
-    fn show_a_troubled_service_in_full_even_in_quiet_mode() {
+    fn summarise_a_troubled_service_in_full_even_in_quiet_mode() {
         assert_eq!(
             attacher().summary(ReportMode::Quiet, Scope::Process),
             [
@@ -334,7 +326,7 @@ mod the_summary_should {
     }
 
     #[test]
-    fn name_health_failures_without_alerts() {
+    fn summarise_health_failures_without_alerts() {
         let mut report = creator();
         report.services[0].metrics.health_check_failures = 3;
         let lines = report.summary(ReportMode::Quiet, Scope::Process);
@@ -343,7 +335,7 @@ mod the_summary_should {
     }
 
     #[test]
-    fn show_every_service_phases_resources_and_caches_in_full_mode() {
+    fn summarise_every_service_phases_resources_and_caches_in_full_mode() {
         assert_eq!(
             creator().summary(ReportMode::Full, Scope::Process),
             [
@@ -357,7 +349,7 @@ mod the_summary_should {
     }
 
     #[test]
-    fn read_durations_and_sizes_at_a_glance() {
+    fn summarise_durations_and_sizes_to_be_read_at_a_glance() {
         let d: Vec<String> = [0.0412, 3.84, 412.0, 1840.0, 119_999.0, 3_600_000.0].map(duration).into();
         assert_eq!(d, ["41 µs", "3.8 ms", "412 ms", "1.84 s", "2 min 00 s", "60 min 00 s"]);
         let b: Vec<String> = [0, 1023, 1024, 50 << 20, 3 << 30].map(bytes).into();
@@ -366,12 +358,12 @@ mod the_summary_should {
     }
 
     #[test]
-    fn say_nothing_when_off() {
+    fn summarise_nothing_when_off() {
         assert!(attacher().summary(ReportMode::Off, Scope::Process).is_empty());
     }
 
     #[test]
-    fn describe_the_whole_run_for_cleanroom_report() {
+    fn summarise_the_whole_run_for_cleanroom_report() {
         let mut run = creator();
         run.merge(attacher());
         let text = render(&serde_json::to_string(&run).unwrap()).unwrap();
@@ -388,15 +380,15 @@ mod the_summary_should {
         let row: Vec<&str> = lines.iter().find(|l| l.starts_with("a::one")).unwrap().split_whitespace().collect();
         assert_eq!(row, ["a::one", "postgres", "2.0", "0.2"]);
     }
-}
 
-#[test]
-fn the_example_in_the_docs_is_what_the_code_writes() {
-    let page = include_str!("../../../docs/report.md");
-    let (_, rest) = page.split_once("<!-- example:start -->\n```json\n").expect("docs/report.md has the example");
-    let (example, _) = rest.split_once("```").unwrap();
-    let value: serde_json::Value = serde_json::from_str(example).expect("the example is JSON");
-    let report: Report = serde_json::from_value(value.clone()).expect("the example reads as a report");
-    assert_eq!(report.schema, SCHEMA);
-    assert_eq!(serde_json::to_value(&report).unwrap(), value, "field for field, as the code writes it");
+    #[test]
+    fn write_reports_as_the_example_in_the_docs_shows() {
+        let page = include_str!("../../../docs/report.md");
+        let (_, rest) = page.split_once("<!-- example:start -->\n```json\n").expect("docs/report.md has the example");
+        let (example, _) = rest.split_once("```").unwrap();
+        let value: serde_json::Value = serde_json::from_str(example).expect("the example is JSON");
+        let report: Report = serde_json::from_value(value.clone()).expect("the example reads as a report");
+        assert_eq!(report.schema, SCHEMA);
+        assert_eq!(serde_json::to_value(&report).unwrap(), value, "field for field, as the code writes it");
+    }
 }

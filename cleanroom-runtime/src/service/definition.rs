@@ -632,104 +632,108 @@ pub struct ServiceSpec {
 mod tests {
     use super::*;
 
-    #[test]
-    fn splits_images_like_docker() {
-        assert_eq!(crate::docker::split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
-        assert_eq!(crate::docker::split_image("redis"), ("redis".into(), "latest".into()));
-        assert_eq!(
-            crate::docker::split_image("cleanroom-offline/busybox:1.35"),
-            ("cleanroom-offline/busybox".into(), "1.35".into())
-        );
-        assert_eq!(
-            crate::docker::split_image("127.0.0.1:5000/team/pg"),
-            ("127.0.0.1:5000/team/pg".into(), "latest".into())
-        );
-        assert_eq!(
-            crate::docker::split_image("127.0.0.1:5000/team/pg:15"),
-            ("127.0.0.1:5000/team/pg".into(), "15".into())
-        );
-    }
+    mod should {
+        use super::*;
 
-    #[test]
-    fn identity_ignores_the_generated_password_but_not_the_image() {
-        let a = GenericContainer::new("pg:1").with_env("POSTGRES_PASSWORD", "one");
-        let b = GenericContainer::new("pg:1").with_env("POSTGRES_PASSWORD", "two");
-        assert_eq!(a.identity_hash(), b.identity_hash());
-        assert_ne!(a.identity_hash(), GenericContainer::new("pg:2").identity_hash());
-        assert_ne!(a.identity_hash(), a.clone().with_env("X", "1").identity_hash());
-    }
-
-    #[test]
-    fn identity_changes_with_every_resource_limit() {
-        let base = GenericContainer::new("img:1");
-        let limited = [
-            base.clone().with_memory_limit(1 << 30),
-            base.clone().with_cpus(1.5),
-            base.clone().with_pids_limit(64),
-            base.clone().with_shm_size(1 << 27),
-        ];
-        for (i, a) in limited.iter().enumerate() {
-            assert_ne!(a.identity_hash(), base.identity_hash(), "limit {i}");
-            for b in &limited[i + 1..] {
-                assert_ne!(a.identity_hash(), b.identity_hash());
-            }
+        #[test]
+        fn split_images_like_docker() {
+            assert_eq!(crate::docker::split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
+            assert_eq!(crate::docker::split_image("redis"), ("redis".into(), "latest".into()));
+            assert_eq!(
+                crate::docker::split_image("cleanroom-offline/busybox:1.35"),
+                ("cleanroom-offline/busybox".into(), "1.35".into())
+            );
+            assert_eq!(
+                crate::docker::split_image("127.0.0.1:5000/team/pg"),
+                ("127.0.0.1:5000/team/pg".into(), "latest".into())
+            );
+            assert_eq!(
+                crate::docker::split_image("127.0.0.1:5000/team/pg:15"),
+                ("127.0.0.1:5000/team/pg".into(), "15".into())
+            );
         }
-        assert_ne!(base.clone().with_cpus(1.0).identity_hash(), base.clone().with_cpus(2.0).identity_hash());
-        assert_eq!(base.clone().with_cpus(1.5).identity_hash(), base.with_cpus(1.5).identity_hash());
-    }
 
-    #[test]
-    fn identity_changes_with_every_customizer() {
-        let base = GenericContainer::new("img:1");
-        let customized = [
-            base.clone().with_bind_mount("/srv/a", "/a"),
-            base.clone().with_mount(Mount::bind("/srv/a", "/a").read_only()),
-            base.clone().with_bind_mount("/srv/b", "/a"),
-            base.clone().with_volume("cache", "/a"),
-            base.clone().with_volume("other", "/a"),
-            base.clone().with_port(80),
-            base.clone().with_port_mapping(18080, 80),
-            base.clone().with_port_mapping(18081, 80),
-            base.clone().with_health_check(HealthCheck::tcp(80)),
-            base.clone().with_health_check(HealthCheck::tcp(80).with_timeout(Duration::from_secs(9))),
-            base.clone().with_startup_timeout(Duration::from_secs(9)),
-            base.clone().with_init_command(["touch", "/a"]),
-            base.clone().with_init_command(["touch", "/b"]),
-            base.clone().with_entrypoint("sh"),
-            base.clone().with_entrypoint_exec(["sh", "-c"]),
-            base.clone().with_network("backend"),
-            base.clone().with_network("frontend"),
-        ];
-        for (i, a) in customized.iter().enumerate() {
-            assert_ne!(a.identity_hash(), base.identity_hash(), "customizer {i}");
-            for (j, b) in customized.iter().enumerate().skip(i + 1) {
-                assert_ne!(a.identity_hash(), b.identity_hash(), "customizers {i} and {j}");
-            }
+        #[test]
+        fn leave_the_generated_password_but_not_the_image_out_of_the_identity() {
+            let a = GenericContainer::new("pg:1").with_env("POSTGRES_PASSWORD", "one");
+            let b = GenericContainer::new("pg:1").with_env("POSTGRES_PASSWORD", "two");
+            assert_eq!(a.identity_hash(), b.identity_hash());
+            assert_ne!(a.identity_hash(), GenericContainer::new("pg:2").identity_hash());
+            assert_ne!(a.identity_hash(), a.clone().with_env("X", "1").identity_hash());
         }
-        let twice = base.clone().with_init_command(["a"]).with_init_command(["b"]);
-        let swapped = base.clone().with_init_command(["b"]).with_init_command(["a"]);
-        assert_ne!(twice.identity_hash(), swapped.identity_hash(), "init commands run in order");
-    }
 
-    #[test]
-    fn replace_a_mount_with_the_same_target_and_keep_networks_unique() {
-        let c = GenericContainer::new("img:1")
-            .with_bind_mount("/srv/a", "/a")
-            .with_volume("v", "/b")
-            .with_mount(Mount::volume("w", "/a").read_only())
-            .with_network("n")
-            .with_network("n");
-        assert_eq!(c.mounts(), &[Mount::volume("v", "/b"), Mount::volume("w", "/a").read_only()]);
-        assert_eq!(c.networks, vec!["n".to_string()]);
-        let c = GenericContainer::new("img:1").with_port_mapping(18080, 80).with_port(80);
-        assert_eq!((c.ports(), c.fixed_ports.get(&80)), (&[80][..], Some(&18080)));
-    }
+        #[test]
+        fn change_the_identity_with_every_resource_limit() {
+            let base = GenericContainer::new("img:1");
+            let limited = [
+                base.clone().with_memory_limit(1 << 30),
+                base.clone().with_cpus(1.5),
+                base.clone().with_pids_limit(64),
+                base.clone().with_shm_size(1 << 27),
+            ];
+            for (i, a) in limited.iter().enumerate() {
+                assert_ne!(a.identity_hash(), base.identity_hash(), "limit {i}");
+                for b in &limited[i + 1..] {
+                    assert_ne!(a.identity_hash(), b.identity_hash());
+                }
+            }
+            assert_ne!(base.clone().with_cpus(1.0).identity_hash(), base.clone().with_cpus(2.0).identity_hash());
+            assert_eq!(base.clone().with_cpus(1.5).identity_hash(), base.with_cpus(1.5).identity_hash());
+        }
 
-    #[test]
-    fn builder_collects_settings() {
-        let c = GenericContainer::new("img:1").with_env("A", "b").with_port(80).with_port(80).with_cmd(["x"]);
-        assert_eq!(c.ports(), &[80]);
-        assert_eq!(c.env().get("A").map(String::as_str), Some("b"));
-        assert_eq!(c.cmd, vec!["x".to_string()]);
+        #[test]
+        fn change_the_identity_with_every_customizer() {
+            let base = GenericContainer::new("img:1");
+            let customized = [
+                base.clone().with_bind_mount("/srv/a", "/a"),
+                base.clone().with_mount(Mount::bind("/srv/a", "/a").read_only()),
+                base.clone().with_bind_mount("/srv/b", "/a"),
+                base.clone().with_volume("cache", "/a"),
+                base.clone().with_volume("other", "/a"),
+                base.clone().with_port(80),
+                base.clone().with_port_mapping(18080, 80),
+                base.clone().with_port_mapping(18081, 80),
+                base.clone().with_health_check(HealthCheck::tcp(80)),
+                base.clone().with_health_check(HealthCheck::tcp(80).with_timeout(Duration::from_secs(9))),
+                base.clone().with_startup_timeout(Duration::from_secs(9)),
+                base.clone().with_init_command(["touch", "/a"]),
+                base.clone().with_init_command(["touch", "/b"]),
+                base.clone().with_entrypoint("sh"),
+                base.clone().with_entrypoint_exec(["sh", "-c"]),
+                base.clone().with_network("backend"),
+                base.clone().with_network("frontend"),
+            ];
+            for (i, a) in customized.iter().enumerate() {
+                assert_ne!(a.identity_hash(), base.identity_hash(), "customizer {i}");
+                for (j, b) in customized.iter().enumerate().skip(i + 1) {
+                    assert_ne!(a.identity_hash(), b.identity_hash(), "customizers {i} and {j}");
+                }
+            }
+            let twice = base.clone().with_init_command(["a"]).with_init_command(["b"]);
+            let swapped = base.clone().with_init_command(["b"]).with_init_command(["a"]);
+            assert_ne!(twice.identity_hash(), swapped.identity_hash(), "init commands run in order");
+        }
+
+        #[test]
+        fn replace_a_mount_with_the_same_target_and_keep_networks_unique() {
+            let c = GenericContainer::new("img:1")
+                .with_bind_mount("/srv/a", "/a")
+                .with_volume("v", "/b")
+                .with_mount(Mount::volume("w", "/a").read_only())
+                .with_network("n")
+                .with_network("n");
+            assert_eq!(c.mounts(), &[Mount::volume("v", "/b"), Mount::volume("w", "/a").read_only()]);
+            assert_eq!(c.networks, vec!["n".to_string()]);
+            let c = GenericContainer::new("img:1").with_port_mapping(18080, 80).with_port(80);
+            assert_eq!((c.ports(), c.fixed_ports.get(&80)), (&[80][..], Some(&18080)));
+        }
+
+        #[test]
+        fn collect_settings_in_the_builder() {
+            let c = GenericContainer::new("img:1").with_env("A", "b").with_port(80).with_port(80).with_cmd(["x"]);
+            assert_eq!(c.ports(), &[80]);
+            assert_eq!(c.env().get("A").map(String::as_str), Some("b"));
+            assert_eq!(c.cmd, vec!["x".to_string()]);
+        }
     }
 }

@@ -174,10 +174,14 @@ impl fmt::Display for HealthCheck {
 mod tests {
     use super::*;
 
-    #[test]
-    fn describes_checks_for_error_messages() {
-        assert_eq!(HealthCheck::http(80, "/").with_status(204).to_string(), "http GET / on port 80 answering 204");
-        assert_eq!(HealthCheck::command(["true"]).to_string(), "command `true` exiting with 0");
-        assert_eq!(HealthCheck::log_times("ready", 2).to_string(), "log message \"ready\" seen 2 times");
+    mod should {
+        use super::*;
+
+        #[test]
+        fn describe_checks_for_error_messages() {
+            assert_eq!(HealthCheck::http(80, "/").with_status(204).to_string(), "http GET / on port 80 answering 204");
+            assert_eq!(HealthCheck::command(["true"]).to_string(), "command `true` exiting with 0");
+            assert_eq!(HealthCheck::log_times("ready", 2).to_string(), "log message \"ready\" seen 2 times");
+        }
     }
 }
