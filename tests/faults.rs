@@ -1,0 +1,240 @@
+//! Breaking things on purpose: runs that share a session id, a stale lock in
+//! another runtime directory, a runtime directory someone else made, a
+//! session id that could leave the runtime directory, processes without a
+//! reaper. Each test asserts what the user sees, which tests fail (only those
+//! that must) and what is left (nothing). `docs/reliability.md` lists the
+//! guarantee each one proves.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use cleanroom_tests::{assert_nothing_left, child_command, docker, fresh_session, run_child, session_containers};
+
+mod child {
+    pub(super) mod suite {
+        cleanroom_tests::postgres_and_redis_tests!("run by the fault tests": s01 s02);
+    }
+
+    pub(super) mod holds {
+        use std::time::{Duration, Instant};
+
+        /// Says READY, waits until the file `FAULTS_RELEASE` names exists,
+        /// then proves that its Postgres and Redis still answer: a run that
+        /// lost its services meanwhile fails here.
+        #[cleanroom::test(postgres, redis)]
+        #[ignore = "run by the fault tests"]
+        async fn until_released(postgres: cleanroom::Postgres, redis: cleanroom::Redis) {
+            println!("cleanroom-test: READY");
+            let release = std::env::var("FAULTS_RELEASE").expect("FAULTS_RELEASE names the release file");
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !std::path::Path::new(&release).exists() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls)
+                .await
+                .expect("its Postgres still runs when it is released");
+            tokio::spawn(connection);
+            client.batch_execute("CREATE TABLE still_here (v int)").await.unwrap();
+            let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+            let () = redis::AsyncCommands::set(&mut cache, "still", 1).await.unwrap();
+            println!("cleanroom-test: SERVICES STILL ANSWER");
+        }
+    }
+}
+
+/// A directory of this test's own under the temp dir, made anew.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A run holding `until_released` in `session`, from `runtime` (its
+/// `XDG_RUNTIME_DIR`), started and READY.
+struct Holder {
+    child: Child,
+    release: PathBuf,
+}
+
+impl Holder {
+    fn start(session: &str, runtime: &Path, env: &[(&str, &str)]) -> Holder {
+        let release = runtime.join("release");
+        let mut cmd = child_command(session, &["--ignored", "--exact", "child::holds::until_released", "--nocapture"]);
+        cmd.env("XDG_RUNTIME_DIR", runtime)
+            .env("FAULTS_RELEASE", &release)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = lines.by_ref().any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY")));
+        let holder = Holder { child, release };
+        assert!(ready, "the holding test of {session} never got its services");
+        // The rest of its output is read when it ends.
+        std::thread::spawn(move || lines.for_each(drop));
+        holder
+    }
+
+    /// Lets the test go on and returns whether it passed, with its stderr.
+    fn release(mut self) -> (bool, String) {
+        std::fs::write(&self.release, b"").unwrap();
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        let status = self.child.wait().unwrap();
+        (status.success(), stderr)
+    }
+}
+
+/// The containers of `session` whose runtime-directory label is `runtime`'s.
+fn containers_with_label(session: &str, label: &str, value: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=cleanroom.session={session}"),
+        "--filter",
+        &format!("label={label}={value}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The value of `label` on container `id`.
+fn label_of(id: &str, label: &str) -> String {
+    docker(&["inspect", "-f", &format!("{{{{index .Config.Labels \"{label}\"}}}}"), id]).trim().to_string()
+}
+
+/// Two shells with the same explicit `CLEANROOM_SESSION` but different
+/// runtime directories (one without `XDG_RUNTIME_DIR`, or another user) are
+/// two runs: each starts its own services and its reaper removes only its own.
+#[test]
+fn two_runs_with_one_session_id_from_two_runtime_directories_keep_their_own_services() {
+    let session = fresh_session("same-id");
+    let (a, b) = (scratch(&format!("{session}-a")), scratch(&format!("{session}-b")));
+    let first = Holder::start(&session, &a, &[]);
+    let first_runtime = label_of(&session_containers(&session)[0], "cleanroom.runtime");
+    let second = Holder::start(&session, &b, &[]);
+    let all = session_containers(&session);
+    assert_eq!(all.len(), 4, "each run started its own Postgres and Redis: {all:?}");
+    let runtimes: std::collections::BTreeSet<String> = all.iter().map(|id| label_of(id, "cleanroom.runtime")).collect();
+    assert_eq!(runtimes.len(), 2, "two owners, told apart by their runtime directory: {runtimes:?}");
+
+    let (passed, stderr) = first.release();
+    assert!(passed, "the first run passes: {stderr}");
+    // Its reaper removes its own containers, and only those.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !containers_with_label(&session, "cleanroom.runtime", &first_runtime).is_empty() && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(containers_with_label(&session, "cleanroom.runtime", &first_runtime).is_empty());
+    assert_eq!(session_containers(&session).len(), 2, "the second run's services are untouched");
+
+    let (passed, stderr) = second.release();
+    assert!(passed, "the second run's services outlived the first run's reaper: {stderr}");
+    assert_nothing_left(&session);
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}
+
+/// A lock file of a live run's session lying unheld in another runtime
+/// directory (a copy, a stale one) does not make that run dead: a reaper or
+/// `prune` working from that directory judges only what its own owner made.
+/// The reaper of a new run sweeps at its start exactly as `prune` does.
+#[test]
+fn a_stale_lock_in_another_runtime_directory_never_gets_a_live_run_removed() {
+    let live = fresh_session("live");
+    let (a, b) = (scratch(&format!("{live}-a")), scratch(&format!("{live}-b")));
+    let holder = Holder::start(&live, &a, &[]);
+    // The stale lock, where the sweeping run keeps its own.
+    let planted = b.join("cleanroom");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(planted.join(format!("{live}.lock")), b"").unwrap();
+
+    let sweeper = fresh_session("sweeper");
+    let run = run_child(
+        &sweeper,
+        &["--ignored", "child::suite::", "--test-threads", "1"],
+        &[("XDG_RUNTIME_DIR", b.to_str().unwrap())],
+    );
+    assert!(run.passed(), "{}", run.text());
+    assert_eq!(session_containers(&live).len(), 2, "the live run's services survived the sweep");
+    let (passed, stderr) = holder.release();
+    assert!(passed, "the live run's tests pass: {stderr}");
+    assert_nothing_left(&live);
+    assert_nothing_left(&sweeper);
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}
+
+/// `CLEANROOM_SESSION=..` would name `runs/..`, the runtime directory's
+/// parent: refused before anything starts.
+#[test]
+fn a_session_id_that_could_leave_the_runtime_directory_is_refused() {
+    for bad in ["..", ".hidden", "a/b"] {
+        let run = run_child(bad, &["--ignored", "--exact", "child::suite::s01"], &[]);
+        let text = run.text();
+        assert!(!run.passed(), "{bad:?} must fail the test: {text}");
+        assert!(text.contains("CLEANROOM_SESSION") && text.contains("starting with a letter or a digit"), "{text}");
+        assert!(session_containers(bad).is_empty(), "nothing started for {bad:?}");
+    }
+}
+
+/// A runtime directory someone else made (here: owned by another uid, with a
+/// socket in it posing as the reaper) is not trusted: the process says why,
+/// runs without a reaper, and removes its own containers at exit.
+#[test]
+fn a_runtime_directory_of_another_user_is_never_trusted() {
+    let session = fresh_session("foreign-dir");
+    let base = scratch(&session);
+    let dir = base.join("cleanroom");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = std::os::unix::net::UnixListener::bind(dir.join(format!("{session}.sock"))).unwrap();
+    fake.set_nonblocking(true).unwrap();
+    let chown = std::process::Command::new("chown").args(["65534:65534", dir.to_str().unwrap()]).status();
+    if !chown.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "SKIPPED a_runtime_directory_of_another_user_is_never_trusted: this user cannot give a directory to uid \
+             65534 (the test needs root, as CI has)"
+        );
+        return;
+    }
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::suite::s01"],
+        &[("XDG_RUNTIME_DIR", base.to_str().unwrap())],
+    );
+    let text = run.text();
+    assert!(run.passed(), "the test itself runs: {text}");
+    assert!(text.contains("belongs to uid 65534"), "the process says why it has no reaper: {text}");
+    assert!(fake.accept().is_err(), "nobody connected to the planted socket");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Without a reaper (`CLEANROOM_NO_REAPER=1`) every process of a nextest run
+/// has containers of its own, and one that exits removes only those.
+#[test]
+fn a_process_without_a_reaper_removes_only_its_own_containers() {
+    let session = fresh_session("no-reaper");
+    let runtime = scratch(&session);
+    let holder = Holder::start(&session, &runtime, &[("CLEANROOM_NO_REAPER", "1")]);
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::suite::s01"],
+        &[("CLEANROOM_NO_REAPER", "1"), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+    );
+    assert!(run.passed(), "{}", run.text());
+    assert_eq!(session_containers(&session).len(), 2, "the other process's containers stay");
+    let (passed, stderr) = holder.release();
+    assert!(passed, "the holding process kept its services: {stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
