@@ -17,6 +17,22 @@ mod child {
         cleanroom_tests::postgres_and_redis_tests!("run by the fault tests": s01 s02);
     }
 
+    pub(super) mod redis_rooms {
+        #[cleanroom::test(redis(shared))]
+        #[ignore = "run by the fault tests"]
+        async fn flushes_the_shared_database(redis: cleanroom::Redis) {
+            assert_eq!(redis.db(), 0);
+            let mut c = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+        }
+
+        #[cleanroom::test(redis)]
+        #[ignore = "run by the fault tests"]
+        fn prints_its_room(redis: cleanroom::Redis) {
+            println!("cleanroom-test: REDIS_DB={}", redis.db());
+        }
+    }
+
     pub(super) mod holds {
         use std::time::{Duration, Instant};
 
@@ -26,6 +42,7 @@ mod child {
         #[cleanroom::test(postgres, redis)]
         #[ignore = "run by the fault tests"]
         async fn until_released(postgres: cleanroom::Postgres, redis: cleanroom::Redis) {
+            println!("cleanroom-test: REDIS_DB={}", redis.db());
             println!("cleanroom-test: READY");
             let release = std::env::var("FAULTS_RELEASE").expect("FAULTS_RELEASE names the release file");
             let deadline = Instant::now() + Duration::from_secs(90);
@@ -57,6 +74,8 @@ fn scratch(name: &str) -> PathBuf {
 struct Holder {
     child: Child,
     release: PathBuf,
+    /// The Redis database its test holds.
+    redis_db: u32,
 }
 
 impl Holder {
@@ -72,8 +91,15 @@ impl Holder {
         }
         let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = lines.by_ref().any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY")));
-        let holder = Holder { child, release };
+        let mut redis_db = None;
+        let ready = lines.by_ref().any(|l| {
+            let l = l.unwrap_or_default();
+            if let Some(db) = l.split_once("REDIS_DB=").map(|(_, db)| db.trim().parse::<u32>().unwrap()) {
+                redis_db = Some(db);
+            }
+            l.contains("cleanroom-test: READY")
+        });
+        let holder = Holder { child, release, redis_db: redis_db.unwrap_or(0) };
         assert!(ready, "the holding test of {session} never got its services");
         // The rest of its output is read when it ends.
         std::thread::spawn(move || lines.for_each(drop));
@@ -235,6 +261,31 @@ fn a_process_without_a_reaper_removes_only_its_own_containers() {
     assert_eq!(session_containers(&session).len(), 2, "the other process's containers stay");
     let (passed, stderr) = holder.release();
     assert!(passed, "the holding process kept its services: {stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// A `redis(shared)` test's `FLUSHDB` empties database 0 and nothing else:
+/// the leases live in a database never handed out, so a later process of the
+/// run cannot be handed a database another test still holds.
+#[test]
+fn a_shared_tests_flushdb_cannot_hand_a_held_redis_database_out_twice() {
+    let session = fresh_session("flushdb");
+    let runtime = scratch(&session);
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    let holder = Holder::start(&session, &runtime, &[]);
+    let flush = run_child(&session, &["--ignored", "--exact", "child::redis_rooms::flushes_the_shared_database"], &env);
+    assert!(flush.passed(), "{}", flush.text());
+    let later =
+        run_child(&session, &["--ignored", "--exact", "child::redis_rooms::prints_its_room", "--nocapture"], &env);
+    let text = later.text();
+    assert!(later.passed(), "{text}");
+    let db: u32 =
+        text.split_once("REDIS_DB=").map(|(_, rest)| rest.lines().next().unwrap().trim().parse().unwrap()).unwrap();
+    assert_ne!(db, holder.redis_db, "database {db} is still held by the first process");
+    assert_ne!(db, 0, "a room is never the shared database");
+    let (passed, stderr) = holder.release();
+    assert!(passed, "{stderr}");
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
 }

@@ -1,6 +1,12 @@
 //! Redis rooms: each test leases a logical database, arbitrated by the
 //! server itself (`SET NX` in one script, so leases are unique across
 //! processes), flushed before it is handed out.
+//!
+//! The leases live in the last logical database, which is never handed out
+//! as a room, and not in database 0, which `shared` tests use: a test's
+//! `FLUSHDB` cannot erase them (`FLUSHALL` can, and is out of bounds in a
+//! shared test). A lease names its holder, is renewed while its test runs,
+//! and is released only by its holder.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,12 +23,31 @@ use crate::error::Error;
 use crate::service::handle::Container;
 use crate::service::running::RunningService;
 
-const LEASE_SCRIPT: &str = "for i = 1, tonumber(ARGV[2]) - 1 do \
-    if redis.call('SET', 'cleanroom:lease:' .. i, ARGV[1], 'NX', 'PX', ARGV[3]) then \
-      redis.call('SELECT', i) redis.call('FLUSHDB') redis.call('SELECT', 0) return i end end return 0";
-const RELEASE_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[1])) redis.call('FLUSHDB') redis.call('SELECT', 0) \
-    return redis.call('DEL', 'cleanroom:lease:' .. ARGV[1])";
-/// A lease outlives a test process that died without releasing it by at most this.
+/// The database that holds the leases: the last one, never a room.
+const LEASES_DB: u32 = REDIS_DATABASES - 1;
+
+/// `ARGV`: holder, the leases' database, TTL. Takes the first free database
+/// of 1 … leases' database − 1, flushes it, returns it (0: none free).
+const LEASE_SCRIPT: &str = "local leases = tonumber(ARGV[2]) \
+    for i = 1, leases - 1 do \
+      redis.call('SELECT', leases) \
+      if redis.call('SET', 'cleanroom:lease:' .. i, ARGV[1], 'NX', 'PX', ARGV[3]) then \
+        redis.call('SELECT', i) redis.call('FLUSHDB') redis.call('SELECT', 0) return i end end \
+    redis.call('SELECT', 0) return 0";
+/// `ARGV`: database, holder, the leases' database. Flushes and frees the
+/// database if the lease is still this holder's (1), else leaves it (0).
+const RELEASE_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[3])) \
+    if redis.call('GET', 'cleanroom:lease:' .. ARGV[1]) ~= ARGV[2] then redis.call('SELECT', 0) return 0 end \
+    redis.call('DEL', 'cleanroom:lease:' .. ARGV[1]) \
+    redis.call('SELECT', tonumber(ARGV[1])) redis.call('FLUSHDB') redis.call('SELECT', 0) return 1";
+/// `ARGV`: database, holder, the leases' database, TTL. Extends the lease if
+/// it is still this holder's.
+const RENEW_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[3])) \
+    local held = redis.call('GET', 'cleanroom:lease:' .. ARGV[1]) == ARGV[2] \
+    if held then redis.call('PEXPIRE', 'cleanroom:lease:' .. ARGV[1], ARGV[4]) end \
+    redis.call('SELECT', 0) if held then return 1 end return 0";
+/// A lease outlives a test process that died without releasing it by at
+/// most this; a live holder renews it every third of it.
 const LEASE_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// Redis rooms of one running server: a connection for leases, and a few
@@ -35,6 +60,9 @@ pub(crate) struct RedisRooms {
     expected: AtomicUsize,
     handed_out: AtomicUsize,
     leasing: AtomicUsize,
+    /// The leases this process holds: database → holder token.
+    held: Mutex<std::collections::HashMap<u32, String>>,
+    renewing: std::sync::atomic::AtomicBool,
 }
 
 /// How many Redis databases a process leases ahead of demand, at most.
@@ -54,6 +82,8 @@ pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
         expected: AtomicUsize::new(0),
         handed_out: AtomicUsize::new(0),
         leasing: AtomicUsize::new(0),
+        held: Mutex::new(std::collections::HashMap::new()),
+        renewing: std::sync::atomic::AtomicBool::new(false),
     });
     all.push(rooms.clone());
     rooms
@@ -158,14 +188,19 @@ impl RedisRooms {
     }
 
     /// Leases a free logical database, flushed; waits while all are leased.
-    pub(crate) async fn lease(&self) -> Result<u32, Error> {
-        let owner = format!("{}:{}", std::process::id(), room_name());
-        let dbs = REDIS_DATABASES.to_string();
+    pub(crate) async fn lease(self: &Arc<Self>) -> Result<u32, Error> {
+        let holder = format!("{}:{}", std::process::id(), room_name());
+        let leases = LEASES_DB.to_string();
         let ttl = LEASE_TTL_MS.to_string();
         let started = Instant::now();
         loop {
-            match self.command(&["EVAL", LEASE_SCRIPT, "0", &owner, &dbs, &ttl]).await? {
-                Resp::Integer(n) if n > 0 => return Ok(n as u32),
+            match self.command(&["EVAL", LEASE_SCRIPT, "0", &holder, &leases, &ttl]).await? {
+                Resp::Integer(n) if n > 0 => {
+                    let db = n as u32;
+                    self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(db, holder);
+                    self.renew_while_held();
+                    return Ok(db);
+                }
                 Resp::Integer(_) => {
                     if started.elapsed() > Duration::from_secs(300) {
                         return Err(self.error("lease", "every logical database stayed leased for 5 minutes"));
@@ -177,9 +212,40 @@ impl RedisRooms {
         }
     }
 
-    /// Flushes and frees a leased database.
+    /// Flushes and frees a database this process leased; one whose lease is
+    /// no longer this process's (it expired and another took it) is left alone.
     pub(crate) async fn release(&self, db: u32) -> Result<(), Error> {
-        self.command(&["EVAL", RELEASE_SCRIPT, "0", &db.to_string()]).await.map(|_| ())
+        let Some(holder) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&db) else { return Ok(()) };
+        let args = ["EVAL", RELEASE_SCRIPT, "0", &db.to_string(), &holder, &LEASES_DB.to_string()];
+        self.command(&args).await.map(|_| ())
+    }
+
+    /// Renews this process's leases every third of their TTL for as long as
+    /// it holds any: a test may run longer than a lease lasts.
+    fn renew_while_held(self: &Arc<Self>) {
+        if self.renewing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let rooms = self.clone();
+        crate::util::background::spawn_background(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(LEASE_TTL_MS / 3)).await;
+                let held: Vec<(u32, String)> =
+                    rooms.held.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(d, h)| (*d, h.clone())).collect();
+                for (db, holder) in held {
+                    let args = [
+                        "EVAL",
+                        RENEW_SCRIPT,
+                        "0",
+                        &db.to_string(),
+                        &holder,
+                        &LEASES_DB.to_string(),
+                        &LEASE_TTL_MS.to_string(),
+                    ];
+                    let _ = rooms.command(&args).await;
+                }
+            }
+        });
     }
 }
 
