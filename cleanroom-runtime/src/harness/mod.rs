@@ -447,8 +447,13 @@ mod tests {
         fn pick_clone_for_sharing_only_for_clone_types() {
             #[allow(unused_imports)]
             use super::super::{ShareClone as _, ShareNone as _};
-            assert!((&&Share::<Cheap>::new()).cloner().is_some());
-            assert!((&&Share::<Unique>::new()).cloner().is_none());
+            // The autoref specialisation is the point: `&&` picks ShareClone
+            // for Clone types and falls back to ShareNone for the rest.
+            #[allow(clippy::needless_borrow)]
+            {
+                assert!((&&Share::<Cheap>::new()).cloner().is_some());
+                assert!((&&Share::<Unique>::new()).cloner().is_none());
+            }
         }
 
         #[test]
