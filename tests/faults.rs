@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use cleanroom_tests::{assert_nothing_left, child_command, docker, fresh_session, run_child, session_containers};
+use cleanroom_tests::{
+    assert_nothing_left, child_command, docker, fresh_session, kill, reaper_pid, run_child, session_containers,
+};
 
 mod child {
     pub(super) mod suite {
@@ -286,6 +288,31 @@ fn a_shared_tests_flushdb_cannot_hand_a_held_redis_database_out_twice() {
     assert_ne!(db, 0, "a room is never the shared database");
     let (passed, stderr) = holder.release();
     assert!(passed, "{stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// The reaper is killed while a long test runs; a later process of the same
+/// run starts a new reaper, which finds the first process registered in the
+/// run's directory and keeps the services until it too is done.
+#[test]
+fn a_replacement_reaper_knows_the_processes_of_the_reaper_it_replaces() {
+    let session = fresh_session("reaper-replaced");
+    let runtime = scratch(&session);
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    let holder = Holder::start(&session, &runtime, &[]);
+    let first = reaper_pid(&session).expect("the run has a reaper");
+    kill("-KILL", first);
+    let later = run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &env);
+    assert!(later.passed(), "{}", later.text());
+    let second = reaper_pid(&session).expect("the later process started a new reaper");
+    assert_ne!(second, first);
+    // Past the new reaper's grace period (3 s): the holding process, which
+    // never connected to it, still has its services.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(session_containers(&session).len(), 2, "the run's services are still there");
+    let (passed, stderr) = holder.release();
+    assert!(passed, "the long test passes: {stderr}");
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
 }

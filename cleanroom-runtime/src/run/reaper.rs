@@ -77,6 +77,7 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     };
     if let Ok(stream) = UnixStream::connect(&path) {
         *held = Some(greet(stream)?);
+        register_client(&session.id);
         return Ok(());
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this test binary to start the reaper: {e}"))?;
@@ -97,6 +98,7 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     loop {
         if let Ok(stream) = UnixStream::connect(&path) {
             *held = Some(greet(stream)?);
+            register_client(&session.id);
             // Reaped by whoever outlives it; a reaper that lost the race for
             // the lock exits at once and is collected here.
             std::thread::spawn(move || {
@@ -110,6 +112,45 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Where the processes of a run register themselves (`pid:start`), so that
+/// a reaper that replaces a killed one knows every process still running,
+/// not only those that connect to it.
+fn clients_dir(session: &str) -> PathBuf {
+    run_dir(session).join("clients")
+}
+
+/// Registers this process as a client of `session`'s run.
+fn register_client(session: &str) {
+    let Some(me) = ProcessId::of(std::process::id()) else { return };
+    let dir = clients_dir(session);
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(me.encode()), b"");
+    }
+}
+
+/// Takes this process's registration back, at its exit.
+pub(crate) fn unregister_client(session: &str) {
+    if let Some(me) = ProcessId::of(std::process::id()) {
+        let _ = std::fs::remove_file(clients_dir(session).join(me.encode()));
+    }
+}
+
+/// How many registered clients of `session` still run; the registrations
+/// of those that are gone (killed without unregistering) are removed.
+fn live_clients(session: &str) -> usize {
+    let mut live = 0;
+    for entry in std::fs::read_dir(clients_dir(session)).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match ProcessId::decode(&name) {
+            Some(p) if p.is_alive() => live += 1,
+            _ => {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    live
 }
 
 /// The process at the other end of the reaper's socket must be this user's:
@@ -432,8 +473,12 @@ fn serve(session: &str) -> Result<(), String> {
     let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| ProcessId::decode(&r));
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let docker = runtime.block_on(Docker::connect()).map_err(|e| e.to_string())?;
-    let _ = runtime.block_on(sweep_orphans(&docker, session));
+    // An engine that does not answer now may answer by the time the run is
+    // over: the reaper serves its clients either way, and asks again then.
+    let mut docker = runtime.block_on(Docker::connect()).ok();
+    if let Some(docker) = &docker {
+        let _ = runtime.block_on(sweep_orphans(docker, session));
+    }
 
     let connected = Arc::new(AtomicUsize::new(0));
     let ever = Arc::new(AtomicBool::new(false));
@@ -444,6 +489,13 @@ fn serve(session: &str) -> Result<(), String> {
     loop {
         std::thread::sleep(Duration::from_millis(50));
         if connected.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        // Processes of the run that connected to a reaper before this one
+        // (killed since) hold no connection here, but are registered.
+        if live_clients(session) > 0 {
+            ever.store(true, Ordering::SeqCst);
+            *last_change.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             continue;
         }
         if !ever.load(Ordering::SeqCst) {
@@ -469,6 +521,10 @@ fn serve(session: &str) -> Result<(), String> {
             serve_connections(again, connected.clone(), ever.clone(), last_change.clone());
         }
     }
+    let docker = match docker.take() {
+        Some(docker) => docker,
+        None => reach_engine(&runtime)?,
+    };
     runtime.block_on(remove_session(&docker, session));
     // The run's containers are gone, so its cache volumes are free to go too.
     if let Ok(config) = crate::config::current() {
@@ -481,6 +537,22 @@ fn serve(session: &str) -> Result<(), String> {
     drop(lock);
     keep_reused(&runtime, &docker);
     Ok(())
+}
+
+/// How long a reaper whose run is over keeps asking an engine that does not
+/// answer before it gives up (the next run's sweep removes what is left).
+const ENGINE_RETRY: Duration = Duration::from_secs(120);
+
+/// Connects to the engine, asking again every second for [`ENGINE_RETRY`].
+fn reach_engine(runtime: &tokio::runtime::Runtime) -> Result<Docker, String> {
+    let deadline = Instant::now() + ENGINE_RETRY;
+    loop {
+        match runtime.block_on(Docker::connect()) {
+            Ok(docker) => return Ok(docker),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
 }
 
 /// Accepts test processes and counts them until each connection ends.
