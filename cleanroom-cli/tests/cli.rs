@@ -43,18 +43,20 @@ fn uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
 
-/// A stopped container with cleanroom's labels for `session` (or without
-/// `cleanroom.managed` when `managed` is false).
-fn labelled_container(session: &str, service: &str, managed: bool) -> String {
+/// A stopped container with cleanroom's labels for `session`, made by this
+/// owner (or without `cleanroom.managed` when `managed` is false); `owner`
+/// replaces the owner's labels given.
+fn labelled_container(session: &str, service: &str, managed: bool, owner: &[(&str, &str)]) -> String {
     let mut args = vec!["create".to_string()];
     if managed {
         args.extend(["--label".into(), "cleanroom.managed=true".into()]);
     }
-    for label in [
-        format!("cleanroom.session={session}"),
-        format!("cleanroom.service={service}"),
-        format!("cleanroom.owner={}", uid()),
-    ] {
+    let mut labels = vec![format!("cleanroom.session={session}"), format!("cleanroom.service={service}")];
+    for (key, value) in cleanroom_runtime::admin::owner_labels() {
+        let value = owner.iter().find(|(k, _)| *k == key).map_or(value, |(_, v)| v.to_string());
+        labels.push(format!("{key}={value}"));
+    }
+    for label in labels {
         args.extend(["--label".into(), label]);
     }
     args.extend([BUSYBOX.to_string(), "true".to_string()]);
@@ -308,20 +310,31 @@ mod should {
     fn list_and_prune_cache_volumes_and_idle_reused_services_on_request() {
         let _prune = prune_lock();
         let tag = unique("cache");
-        let cache_volume = |name: &str| {
-            docker(&[
-                "volume",
-                "create",
-                "--label",
-                "cleanroom.managed=true",
-                "--label",
-                "cleanroom.cache=volume",
-                "--label",
-                "cleanroom.cache.service=postgres",
-                "--label",
-                &format!("cleanroom.owner={}", uid()),
-                name,
-            ])
+        // This test's own runtime directory: its `ls` and `prune` judge only
+        // what carries its owner's labels, never the developer's own caches.
+        let xdg = temp_dir("cache-runtime");
+        let owner: Vec<String> =
+            cleanroom_runtime::admin::owner_labels_in(&xdg).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labelled = |args: &mut Vec<String>, owner: &[String]| {
+            for label in owner {
+                args.extend(["--label".to_string(), label.clone()]);
+            }
+        };
+        let cache_volume_of = |name: &str, owner: &[String]| {
+            let mut args: Vec<String> = ["volume", "create", "--label", "cleanroom.managed=true"]
+                .into_iter()
+                .chain(["--label", "cleanroom.cache=volume", "--label", "cleanroom.cache.service=postgres"])
+                .map(String::from)
+                .collect();
+            labelled(&mut args, owner);
+            args.push(name.to_string());
+            docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        let cache_volume = |name: &str| cache_volume_of(name, &owner);
+        let cli = |args: &[&str]| {
+            let mut cmd = cargo_cleanroom(args);
+            cmd.env("XDG_RUNTIME_DIR", &xdg);
+            run(cmd)
         };
         let (idle, mounted, recent) = (
             format!("cleanroom-cache-{tag}-idle"),
@@ -331,8 +344,14 @@ mod should {
         cache_volume(&idle);
         cache_volume(&mounted);
         cache_volume(&recent);
+        // The developer's own cache, idle for an hour too, made from their
+        // runtime directory: `prune` from another directory leaves it alone.
+        let developers = format!("cleanroom-cache-{tag}-developers");
+        let developer_owner: Vec<String> =
+            cleanroom_runtime::admin::owner_labels().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        cache_volume_of(&developers, &developer_owner);
         // Last used an hour ago, as a run records it (mtime of the record).
-        let records = cleanroom_runtime::admin::runtime_dir().join("caches");
+        let records = xdg.join("cleanroom").join("caches");
         std::fs::create_dir_all(&records).unwrap();
         let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for name in [&idle, &mounted] {
@@ -341,27 +360,22 @@ mod should {
         }
         let user = docker(&["create", "-v", &format!("{mounted}:/cache"), BUSYBOX, "true"]);
         let reused_name = format!("cleanroom-reuse-{tag}-web");
-        let reused = docker(&[
-            "create",
-            "--name",
-            &reused_name,
-            "--label",
-            "cleanroom.managed=true",
-            "--label",
-            "cleanroom.reuse=true",
-            "--label",
-            &format!("cleanroom.session=reuse-{}", uid()),
-            "--label",
-            "cleanroom.service=web",
-            "--label",
-            &format!("cleanroom.owner={}", uid()),
-            BUSYBOX,
-            "true",
-        ]);
+        let mut reused_args: Vec<String> = vec!["create".into(), "--name".into(), reused_name.clone()];
+        for label in [
+            "cleanroom.managed=true".to_string(),
+            "cleanroom.reuse=true".to_string(),
+            format!("cleanroom.session=reuse-{}", uid()),
+            "cleanroom.service=web".to_string(),
+        ] {
+            reused_args.extend(["--label".to_string(), label]);
+        }
+        labelled(&mut reused_args, &owner);
+        reused_args.extend([BUSYBOX.to_string(), "true".to_string()]);
+        let reused = docker(&reused_args.iter().map(String::as_str).collect::<Vec<_>>());
         let volume_exists =
             |name: &str| Command::new("docker").args(["volume", "inspect", name]).output().unwrap().status.success();
 
-        let (code, out, err) = run(cargo_cleanroom(&["ls"]));
+        let (code, out, err) = cli(&["ls"]);
         assert_eq!(code, 0, "{err}");
         let row =
             |name: &str| out.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>());
@@ -374,7 +388,7 @@ mod should {
             "{out}"
         );
 
-        let (code, out, err) = run(cargo_cleanroom(&["prune", "--dry-run", "--reused"]));
+        let (code, out, err) = cli(&["prune", "--dry-run", "--reused"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(&format!("would remove cache volume {idle}")), "{out}");
         assert!(out.contains(&format!("would remove reused service {reused_name}")), "{out}");
@@ -382,13 +396,13 @@ mod should {
         assert!(!out.contains(&recent), "a volume made (or used) in the last two minutes is not pruned: {out}");
         assert!(volume_exists(&idle) && exists(&reused), "a dry run removes nothing");
 
-        let (code, out, err) = run(cargo_cleanroom(&["prune", "--dry-run", "--keep-caches"]));
+        let (code, out, err) = cli(&["prune", "--dry-run", "--keep-caches"]);
         assert_eq!(code, 0, "{err}");
         assert!(!out.contains(&idle) && !out.contains(&reused_name), "{out}");
 
         // For real, without --reused (other tests' reused services between
         // two of their runs would be idle too): the idle cache goes.
-        let (code, out, err) = run(cargo_cleanroom(&["prune"]));
+        let (code, out, err) = cli(&["prune"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(&format!("removed cache volume {idle}")), "{out}");
         assert!(!volume_exists(&idle), "the idle cache volume is still there");
@@ -396,9 +410,12 @@ mod should {
         assert!(exists(&reused), "prune removed a reused service without --reused");
 
         assert!(volume_exists(&recent), "prune removed a cache volume made a moment ago");
+        assert!(volume_exists(&developers), "prune removed the cache of another runtime directory");
+        assert!(!out.contains(&developers), "{out}");
 
         docker(&["rm", "-f", &user, &reused]);
-        docker(&["volume", "rm", &mounted, &recent]);
+        docker(&["volume", "rm", &mounted, &recent, &developers]);
+        let _ = std::fs::remove_dir_all(&xdg);
         let _ = std::fs::remove_file(records.join(&mounted));
     }
 
@@ -414,9 +431,15 @@ mod should {
         let live_lock =
             File::options().read(true).write(true).create(true).truncate(false).open(lock_file(&live)).unwrap();
         live_lock.try_lock().unwrap();
-        let dead_id = labelled_container(&dead, "db", true);
-        let live_id = labelled_container(&live, "db", true);
-        let unmanaged_id = labelled_container(&dead, "db", false);
+        let dead_id = labelled_container(&dead, "db", true, &[]);
+        let live_id = labelled_container(&live, "db", true, &[]);
+        let unmanaged_id = labelled_container(&dead, "db", false, &[]);
+        // Another runtime directory's run (a live one, for all this machine
+        // can tell) whose session's lock lies here, unheld: not ours to judge.
+        let foreign = unique("foreign");
+        let foreign_lock = lock_file(&foreign);
+        File::create(&foreign_lock).unwrap();
+        let foreign_id = labelled_container(&foreign, "db", true, &[("cleanroom.runtime", "0badc0de")]);
 
         let (code, out, err) = run(cargo_cleanroom(&["ls"]));
         assert_eq!(code, 0, "{err}");
@@ -438,8 +461,11 @@ mod should {
         assert!(!exists(&dead_id), "the dead run's container is still there");
         assert!(exists(&live_id), "prune removed a live run's container");
         assert!(exists(&unmanaged_id), "prune removed a container without cleanroom.managed=true");
+        assert!(exists(&foreign_id), "prune removed another runtime directory's run on a lock found here");
+        assert!(!out.contains(&foreign), "{out}");
 
-        docker(&["rm", "-f", &live_id, &unmanaged_id]);
+        docker(&["rm", "-f", &live_id, &unmanaged_id, &foreign_id]);
+        let _ = std::fs::remove_file(foreign_lock);
         drop(live_lock);
         let _ = std::fs::remove_file(lock_file(&live));
         let _ = std::fs::remove_file(dead_lock);

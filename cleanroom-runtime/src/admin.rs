@@ -216,6 +216,22 @@ pub fn caches() -> Result<Vec<CacheVolume>, Error> {
     })
 }
 
+/// The labels that say who made a container, network or volume: the user,
+/// the (hashed) machine and the (hashed) runtime directory. Only what
+/// carries this process's values is ever judged, and removed, from here.
+pub fn owner_labels() -> Vec<(String, String)> {
+    crate::docker::owner_labels().into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// [`owner_labels`] of a process whose runtime directory is
+/// `<xdg_runtime_dir>/cleanroom` (`XDG_RUNTIME_DIR` set to `xdg_runtime_dir`).
+pub fn owner_labels_in(xdg_runtime_dir: &std::path::Path) -> Vec<(String, String)> {
+    crate::docker::owner_labels_for(&xdg_runtime_dir.join("cleanroom"))
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
 /// Where reapers' locks and sockets, and reports, live: `$XDG_RUNTIME_DIR/cleanroom`,
 /// else `/tmp/cleanroom-<uid>`.
 pub fn runtime_dir() -> PathBuf {

@@ -30,7 +30,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::docker::{ContainerRequest, Docker, MountRequest, MANAGED_LABEL, OWNER_LABEL};
+use crate::docker::{
+    is_mine, owner_labels, ContainerRequest, Docker, MountRequest, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL,
+};
 use crate::engine::Engine;
 use crate::service::definition::GenericContainer;
 
@@ -99,8 +101,10 @@ pub(crate) fn volume_for(service: &str, def: &GenericContainer) -> Option<Volume
             (MANAGED_LABEL.to_string(), "true".to_string()),
             (CACHE_LABEL.to_string(), "volume".to_string()),
             (CACHE_SERVICE_LABEL.to_string(), service.to_string()),
-            (OWNER_LABEL.to_string(), crate::util::paths::uid().to_string()),
-        ]),
+        ])
+        .into_iter()
+        .chain(owner_labels().map(|(k, v)| (k.to_string(), v)))
+        .collect(),
     })
 }
 
@@ -271,9 +275,15 @@ pub(crate) fn plan_eviction(entries: &[Entry], ttl: Duration, cap: u64, now: i64
 pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
     let uid = crate::util::paths::uid().to_string();
     let volumes = docker.volumes_with_label(&format!("{CACHE_LABEL}=volume")).await?;
+    // This owner's: another machine's or another runtime directory's caches
+    // have their own records of use, elsewhere. (Volumes of versions that
+    // did not label the machine count as this user's.)
+    let legacy = |labels: &std::collections::HashMap<String, String>| {
+        !labels.contains_key(HOST_LABEL) && labels.get(OWNER_LABEL) == Some(&uid)
+    };
     Ok(volumes
         .into_iter()
-        .filter(|v| v.labels.get(OWNER_LABEL) == Some(&uid))
+        .filter(|v| is_mine(&v.labels) || legacy(&v.labels))
         .map(|v| {
             let record = uses_dir().join(&v.name);
             let last_use = std::fs::metadata(&record)

@@ -28,10 +28,15 @@ pub const PROCESS_LABEL: &str = "cleanroom.process";
 /// runtime directory. Together with the session they decide what a reaper,
 /// a sweep or `prune` may remove.
 pub(crate) fn owner_labels() -> [(&'static str, String); 3] {
+    owner_labels_for(&crate::util::paths::runtime_dir())
+}
+
+/// [`owner_labels`] of a process whose runtime directory is `runtime`.
+pub(crate) fn owner_labels_for(runtime: &std::path::Path) -> [(&'static str, String); 3] {
     [
         (OWNER_LABEL, crate::util::paths::uid().to_string()),
         (HOST_LABEL, crate::util::paths::short_hash(&crate::util::paths::host_id())),
-        (RUNTIME_LABEL, crate::util::paths::short_hash(&crate::util::paths::runtime_dir().to_string_lossy())),
+        (RUNTIME_LABEL, crate::util::paths::short_hash(&runtime.to_string_lossy())),
     ]
 }
 

@@ -32,9 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::docker::{
-    is_mine, owner_labels, Docker, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, SESSION_LABEL,
-};
+use crate::docker::{is_mine, owner_labels, Docker, MANAGED_LABEL, PROCESS_LABEL, REUSE_LABEL, SESSION_LABEL};
 use crate::run::session::{ProcessId, Session};
 
 /// The environment variable that turns a process into the reaper of a session.
@@ -663,10 +661,9 @@ pub(crate) async fn dead_sessions(docker: &Docker, me: &str) -> Vec<String> {
 /// This user's reused containers (by name) that no live run uses, whatever
 /// their TTL: what `cleanroom prune --reused` removes.
 pub(crate) async fn idle_reused(docker: &Docker) -> Vec<(String, String)> {
-    let uid = uid().to_string();
     let Ok(all) = docker.list(&format!("{REUSE_LABEL}=true")).await else { return Vec::new() };
     all.into_iter()
-        .filter(|c| c.labels.get(OWNER_LABEL) == Some(&uid) && c.labels.get(MANAGED_LABEL).is_some_and(|v| v == "true"))
+        .filter(|c| is_mine(&c.labels) && c.labels.get(MANAGED_LABEL).is_some_and(|v| v == "true"))
         .filter(|c| {
             let claims = std::fs::read_dir(reuse_dir().join(&c.name)).into_iter().flatten().flatten();
             !claims.into_iter().any(|claim| session_alive(&claim.file_name().to_string_lossy()) == Some(true))
@@ -800,7 +797,7 @@ mod tests {
             create_runtime_dir().unwrap();
             std::fs::write(lock_path(&session), b"").unwrap();
             for (key, value) in [
-                (OWNER_LABEL, "4242".to_string()),
+                (crate::docker::OWNER_LABEL, "4242".to_string()),
                 (crate::docker::HOST_LABEL, "0badc0de".to_string()),
                 (crate::docker::RUNTIME_LABEL, "0badc0de".to_string()),
             ] {
