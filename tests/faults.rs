@@ -316,3 +316,31 @@ fn a_replacement_reaper_knows_the_processes_of_the_reaper_it_replaces() {
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
 }
+
+/// A variable of someone else's whose value is not UTF-8 is none of
+/// cleanroom's business: the run goes on.
+#[test]
+fn a_non_utf8_variable_cleanroom_does_not_read_is_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let session = fresh_session("non-utf8");
+    let mut cmd = child_command(&session, &["--ignored", "--exact", "child::suite::s01"]);
+    cmd.env("SOMEONE_ELSES", std::ffi::OsStr::from_bytes(b"caf\xe9 \xff"));
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert_nothing_left(&session);
+}
+
+/// A misspelt `CLEANROOM_*` variable fails the run at once, naming the
+/// closest setting, instead of being silently ignored.
+#[test]
+fn a_misspelt_variable_fails_the_run_naming_the_closest_setting() {
+    let session = fresh_session("misspelt");
+    let started = Instant::now();
+    let run = run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &[("CLEANROOM_KEPP", "never")]);
+    let text = run.text();
+    assert!(!run.passed(), "{text}");
+    assert!(text.contains("CLEANROOM_KEPP") && text.contains("did you mean CLEANROOM_KEEP?"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it fails at once, not after a timeout");
+    assert!(session_containers(&session).is_empty(), "nothing started");
+}

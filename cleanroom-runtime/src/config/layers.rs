@@ -78,7 +78,13 @@ impl Layers {
     /// Reads the file (from `CLEANROOM_CONFIG` or the search) and this
     /// process's environment. `overrides` is the command line's layer.
     pub fn load(overrides: Overrides) -> Result<Layers, Error> {
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("CLEANROOM_")).collect();
+        // Only cleanroom's variables, and only as text: a variable of
+        // someone else's that is not UTF-8 is none of cleanroom's business.
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+            .filter(|(k, _)| k.starts_with("CLEANROOM_"))
+            .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+            .collect();
         let explicit = overrides.get(CONFIG_ENV).map(|(v, _)| v.clone()).or_else(|| env.get(CONFIG_ENV).cloned());
         let start = std::env::var_os("CARGO_MANIFEST_DIR")
             .map(PathBuf::from)
@@ -103,6 +109,7 @@ impl Layers {
     ) -> Result<Layers, Error> {
         let layers = Layers { file, env, overrides };
         layers.check_file()?;
+        layers.check_env()?;
         Ok(layers)
     }
 
@@ -166,6 +173,25 @@ impl Layers {
     }
 
     /// Rejects unknown tables and keys, and bad values, in the file.
+    /// Every `CLEANROOM_*` variable must be a run setting's or a service
+    /// setting's (`CLEANROOM_<SERVICE>_<KEY>`, for any service: a binary
+    /// knows only its own services): a typo is an error naming the closest
+    /// known variable, not a setting silently ignored.
+    fn check_env(&self) -> Result<(), Error> {
+        for name in self.env.keys().chain(self.overrides.keys()) {
+            if let Err(closest) = known_variable(name) {
+                return Err(Error::Configuration {
+                    key: name.clone(),
+                    reason: format!(
+                        "no setting is read from this variable; did you mean {closest}? (the settings and their \
+                         variables are in docs/configuration.md)"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn check_file(&self) -> Result<(), Error> {
         let Some((path, table)) = &self.file else { return Ok(()) };
         let unknown = |key: String, allowed: Vec<&str>| Error::Configuration {
@@ -308,6 +334,10 @@ impl Layers {
 
     /// What the layers change in `service`'s definition.
     pub fn service(&self, service: &str) -> Result<ServiceOverride, Error> {
+        let image_var = service_env_var(service, "image");
+        if self.env.get(&image_var).is_some_and(|v| v.trim().is_empty()) {
+            return Err(empty_image(image_var));
+        }
         let get = |key: &str| self.service_setting(service, key);
         let strings = |key: &str| -> Result<Option<Vec<String>>, Error> {
             let Some(f) = get(key) else { return Ok(None) };
@@ -332,7 +362,13 @@ impl Layers {
             }
         };
         Ok(ServiceOverride {
-            image: get("image").map(|f| f.text("an image reference")).transpose()?.filter(|i| !i.is_empty()),
+            image: match get("image") {
+                None => None,
+                Some(f) => match f.text("an image reference")? {
+                    image if image.is_empty() => return Err(empty_image(f.name.clone())),
+                    image => Some(image),
+                },
+            },
             memory: get("memory").map(|f| bytes(&f)).transpose()?,
             cpus: get("cpus")
                 .map(|f| {
@@ -436,4 +472,70 @@ pub(crate) fn layers() -> Result<&'static Layers, Error> {
 pub(crate) fn current() -> Result<&'static Config, Error> {
     static CONFIG: OnceLock<Result<Config, Error>> = OnceLock::new();
     CONFIG.get_or_init(|| layers()?.config()).as_ref().map_err(Clone::clone)
+}
+
+/// Variables cleanroom sets for itself (the reaper's).
+const INTERNAL_VARIABLES: &[&str] = &["CLEANROOM_REAPER", "CLEANROOM_REAPER_RUNNER"];
+
+/// `Ok` when `name` is a variable some setting reads; else the closest one
+/// that is.
+pub(super) fn known_variable(name: &str) -> Result<(), String> {
+    let run: Vec<&str> =
+        SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied()).collect();
+    if run.contains(&name) {
+        return Ok(());
+    }
+    // CLEANROOM_<SERVICE>_<KEY>: the service is any non-empty name.
+    let suffixes: Vec<String> = SERVICE_SETTINGS
+        .iter()
+        .filter_map(|s| s.env)
+        .filter_map(|e| e.strip_prefix("CLEANROOM_<SERVICE>_"))
+        .map(String::from)
+        .collect();
+    let rest = name.strip_prefix("CLEANROOM_").unwrap_or(name);
+    let is_service_variable = |suffix: &str| {
+        rest.strip_suffix(suffix).and_then(|s| s.strip_suffix('_')).is_some_and(|service| !service.is_empty())
+    };
+    if suffixes.iter().any(|s| is_service_variable(s)) {
+        return Ok(());
+    }
+    // The closest: a run variable, or this service's variable with the
+    // closest key (the service taken as all but as many words as the key has).
+    let words: Vec<&str> = rest.split('_').collect();
+    let mut candidates: Vec<String> = run.iter().map(|s| s.to_string()).collect();
+    for suffix in &suffixes {
+        let n = suffix.split('_').count();
+        if words.len() > n {
+            candidates.push(format!("CLEANROOM_{}_{suffix}", words[..words.len() - n].join("_")));
+        }
+    }
+    let closest = candidates.into_iter().min_by_key(|c| edit_distance(name, c)).unwrap_or_default();
+    Err(closest)
+}
+
+/// Levenshtein distance, for "did you mean".
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// An image setting given but empty: most likely a variable meant to be set
+/// that was not, so the default is not taken silently.
+fn empty_image(name: String) -> Error {
+    Error::Configuration {
+        key: name,
+        reason: "is empty; give an image reference (e.g. \"postgres:17-alpine\"), or unset it to use the \
+                 definition's"
+            .into(),
+    }
 }

@@ -452,4 +452,40 @@ networks = ["backend", "frontend"]
         assert!(!Keep::OnFailure.keeps(false) && Keep::OnFailure.keeps(true));
         assert!(!Keep::Never.keeps(true) && Keep::Always.keeps(false));
     }
+
+    #[test]
+    fn refuse_a_variable_no_setting_reads_and_name_the_closest() {
+        let err = |name: &str| Layers::from_parts(None, env(&[(name, "1")]), Overrides::new()).unwrap_err().to_string();
+        let e = err("CLEANROOM_KEPP");
+        assert!(e.contains("CLEANROOM_KEPP") && e.contains("did you mean CLEANROOM_KEEP?"), "{e}");
+        let e = err("CLEANROOM_POSTGRES_MEMROY");
+        assert!(e.contains("did you mean CLEANROOM_POSTGRES_MEMORY?"), "{e}");
+        let e = err("CLEANROOM_MY_WEB_SHM_SIZ");
+        assert!(e.contains("did you mean CLEANROOM_MY_WEB_SHM_SIZE?"), "{e}");
+        for fine in [
+            "CLEANROOM_KEEP",
+            "CLEANROOM_WEB_CPUS",
+            "CLEANROOM_MY_WEB_SHM_SIZE",
+            "CLEANROOM_REAPER",
+            "CLEANROOM_CONFIG",
+        ] {
+            let value = if fine == "CLEANROOM_KEEP" { "never" } else { "1" };
+            assert!(Layers::from_parts(None, env(&[(fine, value)]), Overrides::new()).is_ok(), "{fine}");
+        }
+        assert!(known_variable("CLEANROOM__IMAGE").is_err(), "a service has a name");
+    }
+
+    #[test]
+    fn refuse_an_empty_image() {
+        let l = Layers::from_parts(None, env(&[("CLEANROOM_POSTGRES_IMAGE", "")]), Overrides::new()).unwrap();
+        let e = l.service("postgres").unwrap_err().to_string();
+        assert!(e.contains("CLEANROOM_POSTGRES_IMAGE") && e.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn measure_edit_distance() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
 }
