@@ -180,3 +180,69 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
     assert!(!volume_exists(&volume), "CLEANROOM_CACHE_TTL=0 removes the cache volume when the run ends");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Where the role migrations live while the test that changes them runs: a
+/// directory of this test's own, outside the source tree.
+const ROLE_MIGRATIONS: &str = "/tmp/cleanroom-tests-role-migrations";
+
+mod roles {
+    /// A migration that makes a role (cluster-wide, not in any database).
+    #[cleanroom::test(postgres(migrations = "/tmp/cleanroom-tests-role-migrations"))]
+    #[ignore = "run by the volume cache tests"]
+    async fn migrated_with_a_role(postgres: cleanroom::Postgres) {
+        let (db, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let items: i64 = db.query_one("SELECT count(*) FROM items", &[]).await.unwrap().get(0);
+        assert_eq!(items, 0);
+        println!("ROLE_MIGRATIONS_OK");
+    }
+}
+
+/// A restored cluster is exactly a fresh one: a role a migration made in the
+/// run that filled the cache is not there when the next run's migrations (a
+/// new file: a new template) run again, so `CREATE ROLE` succeeds.
+#[test]
+fn a_role_a_migration_made_does_not_come_back_from_the_cache() {
+    let key = fresh_session("vcache-role");
+    let dir = std::env::temp_dir().join(&key);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cleanroom.toml");
+    std::fs::write(&config, format!("[services.postgres]\nenv = {{ CLEANROOM_CACHE_TEST = \"{key}\" }}\n")).unwrap();
+    let migrations = Path::new(ROLE_MIGRATIONS);
+    let _ = std::fs::remove_dir_all(migrations);
+    std::fs::create_dir_all(migrations).unwrap();
+    std::fs::write(
+        migrations.join("001_role.sql"),
+        "CREATE ROLE cleanroom_reader NOLOGIN; CREATE TABLE items (id int); GRANT SELECT ON items TO cleanroom_reader;",
+    )
+    .unwrap();
+    let run_roles = |session: &str, extra: &[(&str, &str)]| {
+        let json = dir.join(format!("{session}.json"));
+        let mut env = vec![
+            ("CLEANROOM_CONFIG", config.to_str().unwrap()),
+            ("CLEANROOM_REPORT_JSON", json.to_str().unwrap()),
+            ("CLEANROOM_VOLUME_CACHE", "true"),
+        ];
+        env.extend_from_slice(extra);
+        let child = run_child(session, &["roles::", "--ignored", "--nocapture"], &env);
+        let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|_| "{}".into())).unwrap();
+        Run { child, report }
+    };
+    let first_session = fresh_session("vcache-role-1");
+    let first = run_roles(&first_session, &[]);
+    assert!(first.child.passed(), "{}", first.child.text());
+    assert_eq!(first.cache("volume"), (0, 1), "the first run fills the cache: {}", first.report["caches"]);
+    assert_nothing_left(&first_session);
+
+    // A new migration: a new template, built on the restored cluster.
+    std::fs::write(migrations.join("002_more.sql"), "CREATE TABLE more (id int);").unwrap();
+    let second_session = fresh_session("vcache-role-2");
+    let second = run_roles(&second_session, &[("CLEANROOM_CACHE_TTL", "0")]);
+    let text = second.child.text();
+    assert!(second.child.passed(), "the role's migration runs again on the restored cluster:\n{text}");
+    assert!(text.contains("ROLE_MIGRATIONS_OK"), "{text}");
+    assert_eq!(second.cache("volume"), (1, 0), "the second run restored the cluster: {}", second.report["caches"]);
+    assert_nothing_left(&second_session);
+    let _ = std::fs::remove_dir_all(migrations);
+    let _ = std::fs::remove_dir_all(&dir);
+}
