@@ -344,3 +344,21 @@ fn a_misspelt_variable_fails_the_run_naming_the_closest_setting() {
     assert!(started.elapsed() < Duration::from_secs(20), "it fails at once, not after a timeout");
     assert!(session_containers(&session).is_empty(), "nothing started");
 }
+
+/// A password with quotes, `@`, `:` and `/` (set in `cleanroom.toml`) works:
+/// the server takes it, the handle's URL carries it encoded.
+#[test]
+fn a_password_with_quotes_and_url_characters_works() {
+    let session = fresh_session("quoted-password");
+    let dir = scratch(&session);
+    let config = dir.join("cleanroom.toml");
+    std::fs::write(&config, "[services.postgres]\nenv = { POSTGRES_PASSWORD = \"it's @ a:b/c \\\"q\\\"\" }\n").unwrap();
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::suite::s01"],
+        &[("CLEANROOM_CONFIG", config.to_str().unwrap()), ("CLEANROOM_VOLUME_CACHE", "false")],
+    );
+    assert!(run.passed(), "{}", run.text());
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&dir);
+}

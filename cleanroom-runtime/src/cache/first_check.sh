@@ -41,4 +41,6 @@ if [ -e "$state" ] && [ ! -e "$state.done" ]; then
   fi
   rmdir "$state.lock"
 fi
-psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "ALTER ROLE \"$POSTGRES_USER\" PASSWORD '$POSTGRES_PASSWORD'"
+# psql quotes the name and the password itself (a password may hold quotes).
+printf '%s\n' "ALTER ROLE :\"u\" PASSWORD :'pw'" \
+  | psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v u="$POSTGRES_USER" -v pw="$POSTGRES_PASSWORD"

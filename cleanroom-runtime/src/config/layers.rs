@@ -288,18 +288,18 @@ impl Layers {
         };
         Ok(Config {
             pull,
-            startup_timeout: self.run_setting("run.startup_timeout").map(|f| seconds(&f, false)).transpose()?,
+            startup_timeout: self.run_setting("run.startup_timeout").map(|f| seconds(&f, STARTUP)).transpose()?,
             keep,
             pool,
             reuse: self.run_setting("run.reuse").map(|f| switch(&f)).transpose()?.unwrap_or(false),
             reuse_ttl: self
                 .run_setting("run.reuse_ttl")
-                .map(|f| seconds(&f, false))
+                .map(|f| seconds(&f, REUSE_TTL))
                 .transpose()?
                 .unwrap_or(DEFAULT_REUSE_TTL),
             reaper_grace: self
                 .run_setting("run.reaper_grace")
-                .map(|f| seconds(&f, true))
+                .map(|f| seconds(&f, GRACE))
                 .transpose()?
                 .unwrap_or(DEFAULT_REAPER_GRACE),
             no_reaper: self.run_setting("run.no_reaper").map(|f| switch(&f)).transpose()?.unwrap_or(false),
@@ -313,7 +313,7 @@ impl Layers {
             volume_cache: self.run_setting("run.volume_cache").map(|f| switch(&f)).transpose()?.unwrap_or(true),
             cache_ttl: self
                 .run_setting("run.cache_ttl")
-                .map(|f| seconds(&f, true))
+                .map(|f| seconds(&f, CACHE_TTL))
                 .transpose()?
                 .unwrap_or(DEFAULT_CACHE_TTL),
             cache_size: self
@@ -409,7 +409,7 @@ impl Layers {
                     })
                 })
                 .transpose()?,
-            health_interval: get("health_interval").map(|f| seconds(&f, false)).transpose()?,
+            health_interval: get("health_interval").map(|f| seconds(&f, HEALTH_INTERVAL)).transpose()?,
             on_limit: get("on_limit")
                 .map(|f| match f.text("a limit action")?.as_str() {
                     "alert" => Ok(crate::service::watch::LimitAction::Alert),
@@ -428,8 +428,8 @@ impl Layers {
             ports: get("ports").map(|f| ports(&f)).transpose()?.unwrap_or_default(),
             entrypoint: get("entrypoint").map(|f| entrypoint(&f)).transpose()?,
             health: get("health").map(|f| health_checks(&f)).transpose()?,
-            health_timeout: get("health_timeout").map(|f| seconds(&f, false)).transpose()?,
-            startup_timeout: get("startup_timeout").map(|f| seconds(&f, false)).transpose()?,
+            health_timeout: get("health_timeout").map(|f| seconds(&f, HEALTH_TIMEOUT)).transpose()?,
+            startup_timeout: get("startup_timeout").map(|f| seconds(&f, STARTUP)).transpose()?,
             init: get("init").map(|f| commands(&f)).transpose()?.unwrap_or_default(),
             networks: strings("networks")?.unwrap_or_default(),
         })

@@ -256,16 +256,43 @@ pub(crate) fn names_registry(image: &str) -> bool {
     }
 }
 
-pub(super) fn seconds(f: &Located, zero_allowed: bool) -> Result<Duration, Error> {
+/// A duration setting's sane range, in seconds: below it nothing could
+/// work (a check every 0 s), above it a typo is likelier than intent.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Range {
+    pub(super) min: f64,
+    pub(super) max: f64,
+}
+
+/// `run.startup_timeout` and a service's: a second to a day.
+pub(super) const STARTUP: Range = Range { min: 1.0, max: 86_400.0 };
+/// `run.reuse_ttl`: a second to 30 days.
+pub(super) const REUSE_TTL: Range = Range { min: 1.0, max: 2_592_000.0 };
+/// `run.reaper_grace`: none to an hour.
+pub(super) const GRACE: Range = Range { min: 0.0, max: 3_600.0 };
+/// `run.cache_ttl`: none (every idle cache goes) to a year.
+pub(super) const CACHE_TTL: Range = Range { min: 0.0, max: 31_536_000.0 };
+/// `health_interval`: 10 ms to an hour.
+pub(super) const HEALTH_INTERVAL: Range = Range { min: 0.01, max: 3_600.0 };
+/// `health_timeout`: 10 ms to ten minutes.
+pub(super) const HEALTH_TIMEOUT: Range = Range { min: 0.01, max: 600.0 };
+
+pub(super) fn seconds(f: &Located, range: Range) -> Result<Duration, Error> {
     let text = f.text("a number of seconds")?;
+    let shown = |n: f64| if n.fract() == 0.0 { format!("{n:.0}") } else { n.to_string() };
     match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (secs > 0.0 || (zero_allowed && secs == 0.0)) && secs < 1e9 => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err(f.error(format!(
-            "{} is not a number of seconds; expected a number {} 0, e.g. 90",
+        Ok(secs) if secs.is_finite() && secs >= range.min && secs <= range.max => Ok(Duration::from_secs_f64(secs)),
+        Ok(secs) if secs.is_finite() => Err(f.error(format!(
+            "{} seconds is out of range; expected from {} to {} seconds",
             f.shown(),
-            if zero_allowed { ">=" } else { ">" }
+            shown(range.min),
+            shown(range.max)
+        ))),
+        _ => Err(f.error(format!(
+            "{} is not a number of seconds; expected a number from {} to {}, e.g. 90",
+            f.shown(),
+            shown(range.min),
+            shown(range.max)
         ))),
     }
 }

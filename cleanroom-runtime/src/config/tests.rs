@@ -134,9 +134,10 @@ mod should {
             ("[run]\npool = -1", "run.pool in /proj/cleanroom.toml: -1 is not a number of databases; expected an integer >= 0"),
             ("[run]\nreuse = \"maybe\"", "run.reuse in /proj/cleanroom.toml: \"maybe\" is not a switch; expected true or false"),
             ("[run]\nno_reaper = 1", "run.no_reaper in /proj/cleanroom.toml: 1 is not a switch"),
-            ("[run]\nstartup_timeout = 0", "run.startup_timeout in /proj/cleanroom.toml: 0 is not a number of seconds; expected a number > 0"),
+            ("[run]\nstartup_timeout = 0", "run.startup_timeout in /proj/cleanroom.toml: 0 seconds is out of range; expected from 1 to 86400 seconds"),
+            ("[run]\nstartup_timeout = 1e9", "run.startup_timeout in /proj/cleanroom.toml: 1000000000.0 seconds is out of range; expected from 1 to 86400 seconds"),
             ("[run]\nreuse_ttl = \"soon\"", "run.reuse_ttl in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
-            ("[run]\nreaper_grace = -1", "run.reaper_grace in /proj/cleanroom.toml: -1 is not a number of seconds; expected a number >= 0"),
+            ("[run]\nreaper_grace = -1", "run.reaper_grace in /proj/cleanroom.toml: -1 seconds is out of range; expected from 0 to 3600 seconds"),
             ("[run]\nimage_prefix = [1]", "run.image_prefix in /proj/cleanroom.toml: [1] is not a string"),
             ("[run]\nreport_json = {}", "run.report_json in /proj/cleanroom.toml: {} is not a path"),
             ("[run]\nreport = \"loud\"", "run.report in /proj/cleanroom.toml: \"loud\" is not a report mode; expected one of: quiet, full, off"),
@@ -319,7 +320,8 @@ mod should {
             ("health = [{ command = \"true\" }]", "entry 1: `command` = \"true\" is not a non-empty array of strings"),
             ("health = [{ file = \"ready\" }]", "entry 1: `file` = \"ready\" is not an absolute path inside the container"),
             ("health = [{ log = \"\" }]", "entry 1: `log` = \"\" is not a non-empty string"),
-            ("health_timeout = 0", "services.web.health_timeout in /proj/cleanroom.toml: 0 is not a number of seconds; expected a number > 0"),
+            ("health_timeout = 0", "services.web.health_timeout in /proj/cleanroom.toml: 0 seconds is out of range; expected from 0.01 to 600 seconds"),
+            ("health_interval = 0.000001", "services.web.health_interval in /proj/cleanroom.toml: 0.000001 seconds is out of range; expected from 0.01 to 3600 seconds"),
             ("startup_timeout = \"soon\"", "services.web.startup_timeout in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
             ("init = [\"sh\", \"-c\", \"x\"]", "services.web.init in /proj/cleanroom.toml: entry 1: \"sh\" is not a command; expected a non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]"),
             ("init = \"true\"", "services.web.init in /proj/cleanroom.toml: \"true\" is not an array of commands; expected an array of arrays of strings"),
@@ -336,7 +338,7 @@ mod should {
             .service("web")
             .unwrap_err()
             .to_string()
-            .contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" is not a number of seconds"));
+            .contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" seconds is out of range; expected from 1 to 86400 seconds"));
         let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "x")]), Overrides::new()).unwrap();
         assert!(l
             .service("web")

@@ -100,7 +100,12 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
     let mut events_open = true;
     let mut stats_open = true;
     let mut health_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + watch.health_interval, watch.health_interval);
+        // A definition built in code may ask for any interval; tokio's
+        // refuses zero, and a busy loop is no check.
+        {
+            let every = watch.health_interval.max(Duration::from_millis(10));
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        };
     let mut still_ours = tokio::time::interval(Duration::from_millis(250));
     let mut failures_in_a_row = 0;
     let mut prev: Option<StatSample> = None;

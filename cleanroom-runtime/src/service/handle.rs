@@ -166,7 +166,14 @@ impl Postgres {
 
     /// `postgres://user:password@127.0.0.1:port/database`.
     pub fn url(&self) -> String {
-        format!("postgres://{}:{}@{}:{}/{}", self.user(), self.password(), self.host(), self.port(), self.database)
+        format!(
+            "postgres://{}:{}@{}:{}/{}",
+            percent_encode(self.user()),
+            percent_encode(self.password()),
+            self.host(),
+            self.port(),
+            percent_encode(&self.database)
+        )
     }
 
     /// The host to connect to.
@@ -192,7 +199,7 @@ impl Postgres {
     /// [`Postgres::url`] with the password masked, for messages and logs:
     /// no password is ever printed.
     pub(crate) fn masked_url(&self) -> String {
-        format!("postgres://{}:***@{}:{}/{}", self.user(), self.host(), self.port(), self.database)
+        format!("postgres://{}:***@{}:{}/{}", percent_encode(self.user()), self.host(), self.port(), self.database)
     }
 
     /// The database this handle points at: the test's own, or the server's
@@ -243,5 +250,34 @@ impl Redis {
     /// The container underneath.
     pub fn container(&self) -> &Container {
         &self.container
+    }
+}
+
+/// `text` as a URL's user, password or path may hold it: every byte but
+/// letters, digits and `-._~` percent-encoded (a password may hold `@`, `:`,
+/// `/` or quotes).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::percent_encode;
+
+        #[test]
+        fn encode_what_a_url_cannot_hold_as_it_is() {
+            assert_eq!(percent_encode("plain-Pass_1.~"), "plain-Pass_1.~");
+            assert_eq!(percent_encode("it's @ a:b/c"), "it%27s%20%40%20a%3Ab%2Fc");
+            assert_eq!(percent_encode("é"), "%C3%A9");
+        }
     }
 }
