@@ -35,6 +35,14 @@ mod child {
         }
     }
 
+    pub(super) mod bad_migrations {
+        #[cleanroom::test(postgres(migrations = "/tmp/cleanroom-tests-bad-migrations"))]
+        #[ignore = "run by the fault tests"]
+        fn uses_them(postgres: cleanroom::Postgres) {
+            let _ = postgres.url();
+        }
+    }
+
     pub(super) mod holds {
         use std::time::{Duration, Instant};
 
@@ -361,4 +369,24 @@ fn a_password_with_quotes_and_url_characters_works() {
     assert!(run.passed(), "{}", run.text());
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A migration that fails names the file, the line and column, and the
+/// server's own message, not "db error".
+#[test]
+fn a_failing_migration_names_the_file_the_line_and_the_servers_message() {
+    let session = fresh_session("bad-migration");
+    let dir = Path::new("/tmp/cleanroom-tests-bad-migrations");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("001_ok.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    std::fs::write(dir.join("002_typo.sql"), "CREATE TABLE b (id int);\nCREATE TABEL c (id int);\n").unwrap();
+    let run = run_child(&session, &["--ignored", "--exact", "child::bad_migrations::uses_them"], &[]);
+    let text = run.text();
+    assert!(!run.passed(), "{text}");
+    assert!(text.contains("002_typo.sql"), "the file: {text}");
+    assert!(text.contains("syntax error at or near \"TABEL\""), "the server's message: {text}");
+    assert!(text.contains("(line 2, column 8)"), "where: {text}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(dir);
 }

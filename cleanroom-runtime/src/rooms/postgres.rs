@@ -266,7 +266,7 @@ impl PgRooms {
                 for (file, sql) in &source.scripts {
                     db.batch_execute(sql).await.map_err(|e| Error::Configuration {
                         key: format!("postgres migration {}", file.display()),
-                        reason: format!("it failed: {e}; fix the SQL"),
+                        reason: format!("{}; fix the SQL", migration_failure(&e, sql)),
                     })?;
                 }
             }
@@ -537,6 +537,34 @@ pub(super) async fn release_pooled() {
 /// How long a process at exit waits for a clone it is making for the run's pool.
 const RUN_POOL_WAIT: Duration = Duration::from_secs(2);
 
+/// What the server said about a failed migration: its message, where in the
+/// file (line and column, from the statement's position), its detail and
+/// hint. Not "db error".
+fn migration_failure(e: &tokio_postgres::Error, sql: &str) -> String {
+    let Some(db) = e.as_db_error() else { return format!("it failed: {e}") };
+    let mut out = format!("it failed: {}: {}", db.severity(), db.message());
+    if let Some(tokio_postgres::error::ErrorPosition::Original(position)) = db.position() {
+        let (line, column) = line_and_column(sql, *position as usize);
+        out.push_str(&format!(" (line {line}, column {column})"));
+    }
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!("; detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!("; hint: {hint}"));
+    }
+    out
+}
+
+/// The 1-based line and column of the `position`th character (1-based, as
+/// Postgres counts) of `sql`.
+fn line_and_column(sql: &str, position: usize) -> (usize, usize) {
+    let before: String = sql.chars().take(position.saturating_sub(1)).collect();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 /// A test's database, cloned from its template.
 struct PgRoom {
     rooms: &'static PgRooms,
@@ -587,6 +615,15 @@ mod tests {
     mod should {
         use super::super::TemplateSource;
         use crate::catalog::RoomOptions;
+
+        #[test]
+        fn place_a_position_on_its_line_and_column() {
+            use super::super::line_and_column;
+            let sql = "CREATE TABLE a (id int);\nCREATE TABEL b ();\n";
+            assert_eq!(line_and_column(sql, 1), (1, 1));
+            assert_eq!(line_and_column(sql, 26), (2, 1));
+            assert_eq!(line_and_column(sql, 33), (2, 8), "the T of TABEL");
+        }
 
         #[test]
         fn name_templates_by_their_contents() {
