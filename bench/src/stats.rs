@@ -84,9 +84,16 @@ mod tests {
 
         #[test]
         fn read_overhead_and_first_test_from_cleanroom_reports() {
-            let report = r#"{"schema":1,"pid":1,"session":"s","tests":[{"name":"a","started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900},{"service":"redis","micros":500,"room_micros":100}]},{"name":"b","started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]}]}
-{"schema":1,"pid":2,"session":"s","tests":[{"name":"c","started_micros":20000,"acquire":[{"service":"redis","micros":2000,"room_micros":10}]}]}
-"#;
+            let report = concat!(
+                r#"{"schema":1,"pid":1,"session":"s","tests":["#,
+                r#"{"name":"a","started_micros":40000,"acquire":[{"service":"postgres","micros":1000,"room_micros":900},"#,
+                r#"{"service":"redis","micros":500,"room_micros":100}]},"#,
+                r#"{"name":"b","started_micros":42000,"acquire":[{"service":"postgres","micros":3000,"room_micros":10}]}]}"#,
+                "\n",
+                r#"{"schema":1,"pid":2,"session":"s","tests":[{"name":"c","started_micros":20000,"acquire":"#,
+                r#"[{"service":"redis","micros":2000,"room_micros":10}]}]}"#,
+                "\n"
+            );
             let (overhead, first) = from_report(report);
             // Per test: 1.5, 3.0, 2.0 ms.
             assert_eq!(overhead, Some((2.0, 3.0)));

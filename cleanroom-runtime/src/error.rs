@@ -22,7 +22,8 @@ pub enum Error {
 
     /// The image is not on this machine and could not be pulled.
     #[error(
-        "failed to start {service}: image {image} not found locally and {pull}; build or load the image, or point the service at an image that exists (CLEANROOM_{env}_IMAGE)"
+        "failed to start {service}: image {image} not found locally and {pull}; build or load the \
+            image, or point the service at an image that exists (CLEANROOM_{env}_IMAGE)"
     )]
     ImageNotFound {
         /// The service.
@@ -89,7 +90,9 @@ pub enum Error {
 
     /// The service was not Ready within its startup timeout.
     #[error(
-        "{service} (image {image}) was not ready after {after:?}: the health check {check} never passed (last attempt: {last}); raise the startup timeout or fix the check. Its last log lines:\n{logs}"
+        "{service} (image {image}) was not ready after {after:?}: the health check {check} never \
+            passed (last attempt: {last}); raise the startup timeout or fix the check. Its last log \
+            lines:\n{logs}"
     )]
     Timeout {
         /// The service.
@@ -108,7 +111,9 @@ pub enum Error {
 
     /// An init command of the service failed in its new container.
     #[error(
-        "{service} (image {image}): init command `{command}` exited with code {code}; its stderr:\n{stderr}\nfix the command (GenericContainer::with_init_command or services.{service}.init in cleanroom.toml)"
+        "{service} (image {image}): init command `{command}` exited with code {code}; its \
+            stderr:\n{stderr}\nfix the command (GenericContainer::with_init_command or \
+            services.{service}.init in cleanroom.toml)"
     )]
     Init {
         /// The service.

@@ -139,7 +139,7 @@
 //! | `CLEANROOM_NO_REAPER` | `run.no_reaper` | no reaper; each process removes its own containers and shares none | off |
 //! | `CLEANROOM_REPORT` | `run.report` | the summary on stderr at exit: `quiet`, `full`, `off` | `quiet` |
 //! | `CLEANROOM_REPORT_JSON` | `run.report_json` | also write the run's report (one JSON document, docs/report.md) to this file | unset |
-//! | `CLEANROOM_VOLUME_CACHE` | `run.volume_cache` | keep the built-in Postgres's initialised cluster (and its migrated templates) in a volume, so a cold start skips initdb and unchanged migrations | on |
+//! | `CLEANROOM_VOLUME_CACHE` | `run.volume_cache` | keep Postgres's initialised cluster and templates in a volume: a cold start skips initdb and unchanged migrations | on |
 //! | `CLEANROOM_CACHE_TTL` | `run.cache_ttl` | seconds an unused cache volume is kept | 604800 (7 days) |
 //! | `CLEANROOM_CACHE_SIZE` | `run.cache_size` | total size of cache volumes above which the least recently used go | `1GiB` |
 //! | `DOCKER_HOST`, `DOCKER_CONTEXT` | — | the engine, chosen as the docker CLI chooses | the current context |

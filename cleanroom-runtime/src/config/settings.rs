@@ -42,22 +42,125 @@ pub(super) const fn setting(
 
 /// The settings of a run: `[run]` in the file.
 pub const SETTINGS: &[Setting] = &[
-    setting(None, Some(CONFIG_ENV), "a path", "`cleanroom.toml` found from the crate's directory up to the workspace root", "the configuration file to read instead of searching for one"),
-    setting(Some("run.pull"), Some("CLEANROOM_PULL"), "`missing`, `always`, `never`", "`missing`", "`missing` pulls absent images; `always` pulls every image once per run, even one that is here; `never` fails at once on an absent image (docs/caches.md)"),
-    setting(Some("run.startup_timeout"), Some("CLEANROOM_STARTUP_TIMEOUT"), "seconds, 1 to 86400", "60", "how long a service may take to be Ready, for definitions that set no timeout of their own"),
-    setting(Some("run.keep"), Some("CLEANROOM_KEEP"), "`never`, `on-failure`, `always`", "`on-failure`", "when a test's database is kept instead of dropped"),
-    setting(Some("run.pool"), Some("CLEANROOM_POOL"), "an integer >= 0", "4", "Postgres databases cloned ahead of demand (0: off)"),
-    setting(Some("run.reuse"), Some("CLEANROOM_REUSE"), "`true`, `false` (env: also `1`/`0`, `yes`/`no`, `on`/`off`)", "`false`", "keep services running for the next run, matched by their full definition"),
-    setting(Some("run.reuse_ttl"), Some("CLEANROOM_REUSE_TTL"), "seconds, 1 to 2592000 (30 days)", "900", "how long a reused service outlives the last run that used it"),
-    setting(Some("run.reaper_grace"), Some("CLEANROOM_REAPER_GRACE"), "seconds, 0 to 3600", "3", "how long the reaper waits for the next test process while the runner still runs"),
-    setting(Some("run.no_reaper"), Some("CLEANROOM_NO_REAPER"), "`true`, `false` (env: also `1`/`0`, ...)", "`false`", "no reaper: each process removes its own containers and shares none"),
-    setting(Some("run.report"), Some("CLEANROOM_REPORT"), "`quiet`, `full`, `off`", "`quiet`", "the summary each test process prints on stderr at exit: `quiet` one line (nothing from a process that only attached and ran one test), and every line of a service that had trouble; `full` every line; `off` none (see docs/report.md)"),
-    setting(Some("run.report_json"), Some("CLEANROOM_REPORT_JSON"), "a path", "unset", "also write the run's report to this file: one JSON document per run, merged by every test process of the run (docs/report.md)"),
-    setting(Some("run.image_prefix"), Some("CLEANROOM_IMAGE_PREFIX"), "a string, e.g. `localhost:5000/`", "unset", "prepended to every image of a definition that names no registry (a mirror or private registry)"),
-    setting(Some("run.volume_cache"), Some("CLEANROOM_VOLUME_CACHE"), "`true`, `false` (env: also `1`/`0`, ...)", "`true`", "keep the built-in Postgres's initialised cluster (and the templates its migrations made) in a named volume, so a cold start skips initdb and unchanged migrations (docs/caches.md)"),
-    setting(Some("run.cache_ttl"), Some("CLEANROOM_CACHE_TTL"), "seconds, 0 to 31536000 (a year)", "604800 (7 days)", "a cache volume unused for longer is removed when a run ends"),
-    setting(Some("run.cache_size"), Some("CLEANROOM_CACHE_SIZE"), "as `memory` of a service", "1GiB", "when a run ends and the cache volumes together are larger, the least recently used are removed"),
-    setting(None, Some("CLEANROOM_SESSION"), "1 to 64 of `A-Z a-z 0-9 - _ .`", "`NEXTEST_RUN_ID`, else the runner process", "the id that labels this run's containers"),
+    setting(
+        None,
+        Some(CONFIG_ENV),
+        "a path",
+        "`cleanroom.toml` found from the crate's directory up to the workspace root",
+        "the configuration file to read instead of searching for one",
+    ),
+    setting(
+        Some("run.pull"),
+        Some("CLEANROOM_PULL"),
+        "`missing`, `always`, `never`",
+        "`missing`",
+        "`missing` pulls absent images; `always` pulls every image once per run, even one that is \
+        here; `never` fails at once on an absent image (docs/caches.md)",
+    ),
+    setting(
+        Some("run.startup_timeout"),
+        Some("CLEANROOM_STARTUP_TIMEOUT"),
+        "seconds, 1 to 86400",
+        "60",
+        "how long a service may take to be Ready, for definitions that set no timeout of their own",
+    ),
+    setting(
+        Some("run.keep"),
+        Some("CLEANROOM_KEEP"),
+        "`never`, `on-failure`, `always`",
+        "`on-failure`",
+        "when a test's database is kept instead of dropped",
+    ),
+    setting(
+        Some("run.pool"),
+        Some("CLEANROOM_POOL"),
+        "an integer >= 0",
+        "4",
+        "Postgres databases cloned ahead of demand (0: off)",
+    ),
+    setting(
+        Some("run.reuse"),
+        Some("CLEANROOM_REUSE"),
+        "`true`, `false` (env: also `1`/`0`, `yes`/`no`, `on`/`off`)",
+        "`false`",
+        "keep services running for the next run, matched by their full definition",
+    ),
+    setting(
+        Some("run.reuse_ttl"),
+        Some("CLEANROOM_REUSE_TTL"),
+        "seconds, 1 to 2592000 (30 days)",
+        "900",
+        "how long a reused service outlives the last run that used it",
+    ),
+    setting(
+        Some("run.reaper_grace"),
+        Some("CLEANROOM_REAPER_GRACE"),
+        "seconds, 0 to 3600",
+        "3",
+        "how long the reaper waits for the next test process while the runner still runs",
+    ),
+    setting(
+        Some("run.no_reaper"),
+        Some("CLEANROOM_NO_REAPER"),
+        "`true`, `false` (env: also `1`/`0`, ...)",
+        "`false`",
+        "no reaper: each process removes its own containers and shares none",
+    ),
+    setting(
+        Some("run.report"),
+        Some("CLEANROOM_REPORT"),
+        "`quiet`, `full`, `off`",
+        "`quiet`",
+        "the summary each test process prints on stderr at exit: `quiet` one line (nothing from a \
+        process that only attached and ran one test), and every line of a service that had \
+        trouble; `full` every line; `off` none (see docs/report.md)",
+    ),
+    setting(
+        Some("run.report_json"),
+        Some("CLEANROOM_REPORT_JSON"),
+        "a path",
+        "unset",
+        "also write the run's report to this file: one JSON document per run, merged by every test \
+        process of the run (docs/report.md)",
+    ),
+    setting(
+        Some("run.image_prefix"),
+        Some("CLEANROOM_IMAGE_PREFIX"),
+        "a string, e.g. `localhost:5000/`",
+        "unset",
+        "prepended to every image of a definition that names no registry (a mirror or private \
+        registry)",
+    ),
+    setting(
+        Some("run.volume_cache"),
+        Some("CLEANROOM_VOLUME_CACHE"),
+        "`true`, `false` (env: also `1`/`0`, ...)",
+        "`true`",
+        "keep the built-in Postgres's initialised cluster (and the templates its migrations made) \
+        in a named volume, so a cold start skips initdb and unchanged migrations (docs/caches.md)",
+    ),
+    setting(
+        Some("run.cache_ttl"),
+        Some("CLEANROOM_CACHE_TTL"),
+        "seconds, 0 to 31536000 (a year)",
+        "604800 (7 days)",
+        "a cache volume unused for longer is removed when a run ends",
+    ),
+    setting(
+        Some("run.cache_size"),
+        Some("CLEANROOM_CACHE_SIZE"),
+        "as `memory` of a service",
+        "1GiB",
+        "when a run ends and the cache volumes together are larger, the least recently used are \
+        removed",
+    ),
+    setting(
+        None,
+        Some("CLEANROOM_SESSION"),
+        "1 to 64 of `A-Z a-z 0-9 - _ .`",
+        "`NEXTEST_RUN_ID`, else the runner process",
+        "the id that labels this run's containers",
+    ),
 ];
 
 /// The settings of one service: `[services.<name>]` in the file, where
@@ -65,30 +168,180 @@ pub const SETTINGS: &[Setting] = &[
 /// function. In variable names `<SERVICE>` is the name in upper case with
 /// every other character as `_` (`my-web` → `MY_WEB`).
 pub const SERVICE_SETTINGS: &[Setting] = &[
-    setting(Some("image"), Some("CLEANROOM_<SERVICE>_IMAGE"), "an image reference", "the definition's", "the image, taken as given (`run.image_prefix` is not applied to it)"),
-    setting(Some("memory"), Some("CLEANROOM_<SERVICE>_MEMORY"), "bytes, or a number with `k`, `m`, `g` (`KiB`, `MB`... all binary, as docker's `--memory`)", "no limit", "memory limit"),
-    setting(Some("cpus"), Some("CLEANROOM_<SERVICE>_CPUS"), "a number > 0, e.g. `1.5`", "no limit", "CPU limit, as docker's `--cpus`"),
-    setting(Some("pids"), Some("CLEANROOM_<SERVICE>_PIDS"), "an integer > 0", "no limit", "limit on the number of processes"),
-    setting(Some("shm_size"), Some("CLEANROOM_<SERVICE>_SHM_SIZE"), "as `memory`", "Docker's (64 MiB)", "size of `/dev/shm`"),
-    setting(Some("env"), None, "a table of strings", "none", "environment variables, added to (and replacing) the definition's"),
+    setting(
+        Some("image"),
+        Some("CLEANROOM_<SERVICE>_IMAGE"),
+        "an image reference",
+        "the definition's",
+        "the image, taken as given (`run.image_prefix` is not applied to it)",
+    ),
+    setting(
+        Some("memory"),
+        Some("CLEANROOM_<SERVICE>_MEMORY"),
+        "bytes, or a number with `k`, `m`, `g` (`KiB`, `MB`... all binary, as docker's `--memory`)",
+        "no limit",
+        "memory limit",
+    ),
+    setting(
+        Some("cpus"),
+        Some("CLEANROOM_<SERVICE>_CPUS"),
+        "a number > 0, e.g. `1.5`",
+        "no limit",
+        "CPU limit, as docker's `--cpus`",
+    ),
+    setting(
+        Some("pids"),
+        Some("CLEANROOM_<SERVICE>_PIDS"),
+        "an integer > 0",
+        "no limit",
+        "limit on the number of processes",
+    ),
+    setting(
+        Some("shm_size"),
+        Some("CLEANROOM_<SERVICE>_SHM_SIZE"),
+        "as `memory`",
+        "Docker's (64 MiB)",
+        "size of `/dev/shm`",
+    ),
+    setting(
+        Some("env"),
+        None,
+        "a table of strings",
+        "none",
+        "environment variables, added to (and replacing) the definition's",
+    ),
     setting(Some("cmd"), None, "an array of strings", "the definition's", "replaces the command"),
-    setting(Some("args"), None, "an array of strings", "none", "appended to the command (after `cmd` if both are given)"),
-    setting(Some("labels"), None, "a table of strings", "none", "labels, added to the definition's (`cleanroom.*` stay cleanroom's)"),
-    setting(Some("tmpfs"), None, "a table: path = mount options (`\"\"` for defaults)", "none", "tmpfs mounts, added to the definition's"),
-    setting(Some("mounts"), None, "an array of tables `{ type = \"bind\" or \"volume\", source = \"...\", target = \"/path\", read_only = true }`", "none", "bind mounts (`source` a host path that must exist; relative to the file's directory) and named volumes (`source` a name; created for the run and removed with it unless it already exists), added to the definition's; one with the target of a definition's mount replaces it"),
-    setting(Some("ports"), None, "an array of container ports and `\"host:container\"` strings, e.g. `[8080, \"18080:80\"]`", "none", "ports published on 127.0.0.1, added to the definition's: a bare port on a random host port, `host:container` on that fixed host port (which two runs at the same time cannot share)"),
-    setting(Some("entrypoint"), None, "a string, or an array of strings (`[\"sh\", \"-c\"]`)", "the definition's", "replaces the entrypoint; `cmd` and `args` follow it"),
-    setting(Some("health"), None, "an array of checks: `{ tcp = 8080 }`, `{ http = { port = 8080, path = \"/\", status = 200 } }`, `{ command = [\"sh\", \"-c\", \"...\"] }`, `{ file = \"/ready\" }`, `{ log = \"ready\" }`", "the definition's", "replaces the definition's health checks (all of them, built-in services' too); they run in order and must all pass"),
-    setting(Some("health_timeout"), Some("CLEANROOM_<SERVICE>_HEALTH_TIMEOUT"), "seconds, 0.01 to 600", "2", "how long one attempt of each health check may take"),
-    setting(Some("startup_timeout"), Some("CLEANROOM_<SERVICE>_STARTUP_TIMEOUT"), "seconds, 1 to 86400", "the definition's, else `run.startup_timeout`", "how long this service may take to be Ready; beats `run.startup_timeout`"),
-    setting(Some("init"), None, "an array of commands, each an array of strings: `[[\"sh\", \"-c\", \"...\"]]`", "none", "run in order inside a new container once its checks pass, after the definition's; a command that exits with a code other than 0 fails the start"),
-    setting(Some("networks"), None, "an array of network names", "none", "existing Docker networks the container joins besides the run's, reached there by its service name"),
-    setting(Some("recovery"), Some("CLEANROOM_<SERVICE>_RECOVERY"), "`automatic`, `manual`", "`automatic`", "when the running service dies or stays unhealthy: replace it with a fresh container, or fail the tests that ask for it (docs/monitoring.md)"),
-    setting(Some("max_restarts"), Some("CLEANROOM_<SERVICE>_MAX_RESTARTS"), "an integer >= 0", "3", "replacements allowed per run and test process under `automatic` recovery"),
-    setting(Some("health_interval"), Some("CLEANROOM_<SERVICE>_HEALTH_INTERVAL"), "seconds, 0.01 to 3600", "5", "how often the health checks are repeated while the service runs"),
-    setting(Some("on_limit"), Some("CLEANROOM_<SERVICE>_ON_LIMIT"), "`alert`, `throttle`, `restart`, `kill`", "`alert`", "what to do when CPU or memory use stays over its threshold of the limit"),
-    setting(Some("cpu_threshold"), Some("CLEANROOM_<SERVICE>_CPU_THRESHOLD"), "a fraction > 0 and <= 1", "0.9", "share of the CPU limit (`cpus`) that counts as crossing it"),
-    setting(Some("memory_threshold"), Some("CLEANROOM_<SERVICE>_MEMORY_THRESHOLD"), "a fraction > 0 and <= 1", "0.9", "share of the memory limit (`memory`) that counts as crossing it"),
+    setting(
+        Some("args"),
+        None,
+        "an array of strings",
+        "none",
+        "appended to the command (after `cmd` if both are given)",
+    ),
+    setting(
+        Some("labels"),
+        None,
+        "a table of strings",
+        "none",
+        "labels, added to the definition's (`cleanroom.*` stay cleanroom's)",
+    ),
+    setting(
+        Some("tmpfs"),
+        None,
+        "a table: path = mount options (`\"\"` for defaults)",
+        "none",
+        "tmpfs mounts, added to the definition's",
+    ),
+    setting(
+        Some("mounts"),
+        None,
+        "an array of tables `{ type = \"bind\" or \"volume\", source = \"...\", target = \
+        \"/path\", read_only = true }`",
+        "none",
+        "bind mounts (`source` a host path that must exist; relative to the file's directory) and \
+        named volumes (`source` a name; created for the run and removed with it unless it already \
+        exists), added to the definition's; one with the target of a definition's mount replaces \
+        it",
+    ),
+    setting(
+        Some("ports"),
+        None,
+        "an array of container ports and `\"host:container\"` strings, e.g. `[8080, \"18080:80\"]`",
+        "none",
+        "ports published on 127.0.0.1, added to the definition's: a bare port on a random host \
+        port, `host:container` on that fixed host port (which two runs at the same time cannot \
+        share)",
+    ),
+    setting(
+        Some("entrypoint"),
+        None,
+        "a string, or an array of strings (`[\"sh\", \"-c\"]`)",
+        "the definition's",
+        "replaces the entrypoint; `cmd` and `args` follow it",
+    ),
+    setting(
+        Some("health"),
+        None,
+        "an array of checks: `{ tcp = 8080 }`, `{ http = { port = 8080, path = \"/\", status = 200 \
+        } }`, `{ command = [\"sh\", \"-c\", \"...\"] }`, `{ file = \"/ready\" }`, `{ log = \
+        \"ready\" }`",
+        "the definition's",
+        "replaces the definition's health checks (all of them, built-in services' too); they run \
+        in order and must all pass",
+    ),
+    setting(
+        Some("health_timeout"),
+        Some("CLEANROOM_<SERVICE>_HEALTH_TIMEOUT"),
+        "seconds, 0.01 to 600",
+        "2",
+        "how long one attempt of each health check may take",
+    ),
+    setting(
+        Some("startup_timeout"),
+        Some("CLEANROOM_<SERVICE>_STARTUP_TIMEOUT"),
+        "seconds, 1 to 86400",
+        "the definition's, else `run.startup_timeout`",
+        "how long this service may take to be Ready; beats `run.startup_timeout`",
+    ),
+    setting(
+        Some("init"),
+        None,
+        "an array of commands, each an array of strings: `[[\"sh\", \"-c\", \"...\"]]`",
+        "none",
+        "run in order inside a new container once its checks pass, after the definition's; a \
+        command that exits with a code other than 0 fails the start",
+    ),
+    setting(
+        Some("networks"),
+        None,
+        "an array of network names",
+        "none",
+        "existing Docker networks the container joins besides the run's, reached there by its \
+        service name",
+    ),
+    setting(
+        Some("recovery"),
+        Some("CLEANROOM_<SERVICE>_RECOVERY"),
+        "`automatic`, `manual`",
+        "`automatic`",
+        "when the running service dies or stays unhealthy: replace it with a fresh container, or \
+        fail the tests that ask for it (docs/monitoring.md)",
+    ),
+    setting(
+        Some("max_restarts"),
+        Some("CLEANROOM_<SERVICE>_MAX_RESTARTS"),
+        "an integer >= 0",
+        "3",
+        "replacements allowed per run and test process under `automatic` recovery",
+    ),
+    setting(
+        Some("health_interval"),
+        Some("CLEANROOM_<SERVICE>_HEALTH_INTERVAL"),
+        "seconds, 0.01 to 3600",
+        "5",
+        "how often the health checks are repeated while the service runs",
+    ),
+    setting(
+        Some("on_limit"),
+        Some("CLEANROOM_<SERVICE>_ON_LIMIT"),
+        "`alert`, `throttle`, `restart`, `kill`",
+        "`alert`",
+        "what to do when CPU or memory use stays over its threshold of the limit",
+    ),
+    setting(
+        Some("cpu_threshold"),
+        Some("CLEANROOM_<SERVICE>_CPU_THRESHOLD"),
+        "a fraction > 0 and <= 1",
+        "0.9",
+        "share of the CPU limit (`cpus`) that counts as crossing it",
+    ),
+    setting(
+        Some("memory_threshold"),
+        Some("CLEANROOM_<SERVICE>_MEMORY_THRESHOLD"),
+        "a fraction > 0 and <= 1",
+        "0.9",
+        "share of the memory limit (`memory`) that counts as crossing it",
+    ),
 ];
 
 /// The environment variable that overrides `service`'s image, e.g.

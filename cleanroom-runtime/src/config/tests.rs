@@ -135,7 +135,8 @@ mod should {
             ("[run]\nreuse = \"maybe\"", "run.reuse in /proj/cleanroom.toml: \"maybe\" is not a switch; expected true or false"),
             ("[run]\nno_reaper = 1", "run.no_reaper in /proj/cleanroom.toml: 1 is not a switch"),
             ("[run]\nstartup_timeout = 0", "run.startup_timeout in /proj/cleanroom.toml: 0 seconds is out of range; expected from 1 to 86400 seconds"),
-            ("[run]\nstartup_timeout = 1e9", "run.startup_timeout in /proj/cleanroom.toml: 1000000000.0 seconds is out of range; expected from 1 to 86400 seconds"),
+            ("[run]\nstartup_timeout = 1e9", "run.startup_timeout in /proj/cleanroom.toml: 1000000000.0 seconds is out of range; \
+                expected from 1 to 86400 seconds"),
             ("[run]\nreuse_ttl = \"soon\"", "run.reuse_ttl in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
             ("[run]\nreaper_grace = -1", "run.reaper_grace in /proj/cleanroom.toml: -1 seconds is out of range; expected from 0 to 3600 seconds"),
             ("[run]\nimage_prefix = [1]", "run.image_prefix in /proj/cleanroom.toml: [1] is not a string"),
@@ -143,7 +144,8 @@ mod should {
             ("[run]\nreport = \"loud\"", "run.report in /proj/cleanroom.toml: \"loud\" is not a report mode; expected one of: quiet, full, off"),
             ("run = 1", "run in /proj/cleanroom.toml: 1 is not a table of run settings"),
             ("[services]\nweb = 1", "services.web in /proj/cleanroom.toml: 1 is not a table of service settings"),
-            ("[services.web]\nmemory = \"lots\"", "services.web.memory in /proj/cleanroom.toml: \"lots\" is not a size; expected bytes or a number with a unit"),
+            ("[services.web]\nmemory = \"lots\"", "services.web.memory in /proj/cleanroom.toml: \"lots\" is not a size; expected bytes or a \
+                number with a unit"),
             ("[services.web]\nshm_size = \"1x\"", "services.web.shm_size in /proj/cleanroom.toml: \"1x\" is not a size"),
             ("[services.web]\ncpus = 0", "services.web.cpus in /proj/cleanroom.toml: 0 is not a number of CPUs; expected a number > 0"),
             ("[services.web]\npids = 0", "services.web.pids in /proj/cleanroom.toml: 0 is not a process limit; expected an integer > 0"),
@@ -231,7 +233,9 @@ mod should {
     #[test]
     fn apply_a_file_entry_over_a_definition() {
         let f = file(
-            "[services.web]\nmemory = \"512MiB\"\ncpus = 1.5\npids = 64\nshm_size = \"1g\"\nargs = [\"-v\"]\nenv = { A = \"2\" }\nlabels = { team = \"db\" }\ntmpfs = { \"/data\" = \"size=1m\" }\n",
+            "[services.web]\nmemory = \"512MiB\"\ncpus = 1.5\npids = 64\nshm_size = \"1g\"\nargs = \
+                [\"-v\"]\nenv = { A = \"2\" }\nlabels = { team = \"db\" }\ntmpfs = { \"/data\" = \
+                \"size=1m\" }\n",
         );
         let l = Layers::from_parts(f, env(&[]), Overrides::new()).unwrap();
         let def = GenericContainer::new("img:1").with_cmd(["serve"]).with_env("A", "1").with_env("B", "1");
@@ -285,45 +289,59 @@ mod should {
     #[test]
     fn reject_bad_customizer_values_naming_the_entry_and_what_is_allowed() {
         let cases: &[(&str, &str)] = &[
-            ("mounts = { type = \"bind\" }", "services.web.mounts in /proj/cleanroom.toml: { type = \"bind\" } is not an array of mounts; expected e.g. [{ type = \"bind\""),
+            ("mounts = { type = \"bind\" }", "services.web.mounts in /proj/cleanroom.toml: { type = \"bind\" } is not an array of \
+                mounts; expected e.g. [{ type = \"bind\""),
             ("mounts = [5]", "services.web.mounts in /proj/cleanroom.toml: entry 1: 5 is not a mount; expected a table"),
-            ("mounts = [{ type = \"nfs\", source = \"x\", target = \"/x\" }]", "entry 1: \"nfs\" is not a mount type; expected one of: bind, volume (tmpfs mounts have their own key, `tmpfs`)"),
+            ("mounts = [{ type = \"nfs\", source = \"x\", target = \"/x\" }]", "entry 1: \"nfs\" is not a mount type; expected one of: bind, volume (tmpfs mounts have \
+                their own key, `tmpfs`)"),
             ("mounts = [{ source = \"x\", target = \"/x\" }]", "entry 1: `type` is missing; expected a mount type: one of bind, volume"),
-            ("mounts = [{ type = \"volume\", target = \"/x\" }]", "entry 1: `source` is missing; expected a string: the host path (bind) or the volume name (volume)"),
+            ("mounts = [{ type = \"volume\", target = \"/x\" }]", "entry 1: `source` is missing; expected a string: the host path (bind) or the volume name \
+                (volume)"),
             ("mounts = [{ type = \"volume\", source = \"v1\" }]", "entry 1: `target` is missing; expected an absolute path inside the container"),
             ("mounts = [{ type = \"volume\", source = \"v1\", target = \"x\" }]", "entry 1: `target` = \"x\" is not an absolute path inside the container"),
             ("mounts = [{ type = \"volume\", source = 1, target = \"/x\" }]", "entry 1: `source` = 1 is not a string"),
             ("mounts = [{ type = \"volume\", source = \"a/b\", target = \"/x\" }]", "entry 1: `source` = \"a/b\" is not a volume name; expected 2 or more of letters, digits"),
             ("mounts = [{ type = \"volume\", source = \"v1\", target = \"/x\", read_only = \"yes\" }]", "entry 1: `read_only` = \"yes\" is not a switch; expected true or false"),
             ("mounts = [{ type = \"volume\", source = \"v1\", target = \"/x\", readonly = true }]", "entry 1: unknown key `readonly`; expected one of: type, source, target, read_only"),
-            ("mounts = [{ type = \"bind\", source = \"/\", target = \"/x\" }, { type = \"bind\", source = \"/no/such/dir\", target = \"/y\" }]", "services.web.mounts in /proj/cleanroom.toml: entry 2: the bind mount's host path /no/such/dir does not exist; create it or fix `source`"),
-            ("mounts = [{ type = \"bind\", source = \"no-such-dir\", target = \"/y\" }]", "the bind mount's host path /proj/no-such-dir does not exist (a relative source is taken from the file's directory, /proj)"),
-            ("ports = 8080", "services.web.ports in /proj/cleanroom.toml: 8080 is not an array of ports; expected a container port (1-65535) or \"host:container\", e.g. [8080, \"18080:80\"]"),
+            ("mounts = [{ type = \"bind\", source = \"/\", target = \"/x\" }, { type = \"bind\", source \
+                = \"/no/such/dir\", target = \"/y\" }]", "services.web.mounts in /proj/cleanroom.toml: entry 2: the bind mount's host path \
+                /no/such/dir does not exist; create it or fix `source`"),
+            ("mounts = [{ type = \"bind\", source = \"no-such-dir\", target = \"/y\" }]", "the bind mount's host path /proj/no-such-dir does not exist (a relative source is taken \
+                from the file's directory, /proj)"),
+            ("ports = 8080", "services.web.ports in /proj/cleanroom.toml: 8080 is not an array of ports; expected a \
+                container port (1-65535) or \"host:container\", e.g. [8080, \"18080:80\"]"),
             ("ports = [0]", "services.web.ports in /proj/cleanroom.toml: entry 1: 0 is not a port; expected a container port (1-65535) or \"host:container\""),
             ("ports = [80, 70000]", "entry 2: 70000 is not a port"),
             ("ports = [\"18080-80\"]", "entry 1: \"18080-80\" is not a port"),
             ("ports = [\"18080:\"]", "entry 1: \"18080:\" is not a port"),
             ("ports = [\"x:80\"]", "entry 1: \"x:80\" is not a port"),
             ("ports = [1.5]", "entry 1: 1.5 is not a port"),
-            ("entrypoint = 5", "services.web.entrypoint in /proj/cleanroom.toml: 5 is not an entrypoint; expected a string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]"),
+            ("entrypoint = 5", "services.web.entrypoint in /proj/cleanroom.toml: 5 is not an entrypoint; expected a \
+                string or a non-empty array of strings, e.g. [\"sh\", \"-c\"]"),
             ("entrypoint = []", "[] is not an entrypoint"),
             ("entrypoint = [\"sh\", 1]", "[\"sh\", 1] is not an entrypoint"),
-            ("health = { tcp = 80 }", "services.web.health in /proj/cleanroom.toml: { tcp = 80 } is not an array of health checks; expected e.g. [{ tcp = 8080 }"),
-            ("health = [{ tcp = 80, file = \"/x\" }]", "entry 1: { file = \"/x\", tcp = 80 } is not a health check; expected a table with exactly one of: tcp, http, command, file, log"),
+            ("health = { tcp = 80 }", "services.web.health in /proj/cleanroom.toml: { tcp = 80 } is not an array of health \
+                checks; expected e.g. [{ tcp = 8080 }"),
+            ("health = [{ tcp = 80, file = \"/x\" }]", "entry 1: { file = \"/x\", tcp = 80 } is not a health check; expected a table with exactly \
+                one of: tcp, http, command, file, log"),
             ("health = [\"tcp\"]", "entry 1: \"tcp\" is not a health check"),
             ("health = [{ udp = 53 }]", "entry 1: `udp` is not a kind of health check; expected one of: tcp, http, command, file, log"),
             ("health = [{ tcp = \"80\" }]", "entry 1: `tcp` = \"80\" is not a port (1-65535)"),
-            ("health = [{ tcp = 80 }, { http = { path = \"/\" } }]", "entry 2: `http` = { path = \"/\" } is not a port or a table { port = 8080, path = \"/\", status = 200 }"),
-            ("health = [{ http = { port = 80, path = \"health\" } }]", "entry 1: `http` path \"health\" is not a path; expected one starting with `/`, e.g. \"/health\""),
+            ("health = [{ tcp = 80 }, { http = { path = \"/\" } }]", "entry 2: `http` = { path = \"/\" } is not a port or a table { port = 8080, path = \"/\", \
+                status = 200 }"),
+            ("health = [{ http = { port = 80, path = \"health\" } }]", "entry 1: `http` path \"health\" is not a path; expected one starting with `/`, e.g. \
+                \"/health\""),
             ("health = [{ http = { port = 80, status = 999 } }]", "entry 1: `http` status 999 is not an HTTP status; expected 100 to 599"),
             ("health = [{ http = { port = 80, verb = \"HEAD\" } }]", "entry 1: unknown key `verb`; expected one of: port, path, status"),
             ("health = [{ command = \"true\" }]", "entry 1: `command` = \"true\" is not a non-empty array of strings"),
             ("health = [{ file = \"ready\" }]", "entry 1: `file` = \"ready\" is not an absolute path inside the container"),
             ("health = [{ log = \"\" }]", "entry 1: `log` = \"\" is not a non-empty string"),
             ("health_timeout = 0", "services.web.health_timeout in /proj/cleanroom.toml: 0 seconds is out of range; expected from 0.01 to 600 seconds"),
-            ("health_interval = 0.000001", "services.web.health_interval in /proj/cleanroom.toml: 0.000001 seconds is out of range; expected from 0.01 to 3600 seconds"),
+            ("health_interval = 0.000001", "services.web.health_interval in /proj/cleanroom.toml: 0.000001 seconds is out of range; \
+                expected from 0.01 to 3600 seconds"),
             ("startup_timeout = \"soon\"", "services.web.startup_timeout in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
-            ("init = [\"sh\", \"-c\", \"x\"]", "services.web.init in /proj/cleanroom.toml: entry 1: \"sh\" is not a command; expected a non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]"),
+            ("init = [\"sh\", \"-c\", \"x\"]", "services.web.init in /proj/cleanroom.toml: entry 1: \"sh\" is not a command; expected a \
+                non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]"),
             ("init = \"true\"", "services.web.init in /proj/cleanroom.toml: \"true\" is not an array of commands; expected an array of arrays of strings"),
             ("init = [[]]", "entry 1: [] is not a command"),
             ("networks = \"backend\"", "services.web.networks in /proj/cleanroom.toml: \"backend\" is not an array of strings"),
@@ -334,11 +352,9 @@ mod should {
             assert!(msg.contains(expected), "for {text:?}\n  got: {msg}\n want: {expected}");
         }
         let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_STARTUP_TIMEOUT", "-1")]), Overrides::new()).unwrap();
-        assert!(l
-            .service("web")
-            .unwrap_err()
-            .to_string()
-            .contains("CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" seconds is out of range; expected from 1 to 86400 seconds"));
+        assert!(l.service("web").unwrap_err().to_string().contains(
+            "CLEANROOM_WEB_STARTUP_TIMEOUT: \"-1\" seconds is out of range; expected from 1 to 86400 seconds"
+        ));
         let l = Layers::from_parts(None, env(&[("CLEANROOM_WEB_HEALTH_TIMEOUT", "x")]), Overrides::new()).unwrap();
         assert!(l
             .service("web")
