@@ -249,7 +249,16 @@ fn a_runtime_directory_of_another_user_is_never_trusted() {
     );
     let text = run.text();
     assert!(run.passed(), "the test itself runs: {text}");
-    assert!(text.contains("belongs to uid 65534"), "the process says why it has no reaper: {text}");
+    let listing = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert!(
+        text.contains("belongs to uid 65534"),
+        "the process says why it has no reaper: {text}\n(the directory holds {:?})",
+        listing(&dir)
+    );
     assert!(fake.accept().is_err(), "nobody connected to the planted socket");
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&base);

@@ -42,7 +42,7 @@ pub(crate) fn check_runtime_dir(dir: &std::path::Path, me: u32) -> std::io::Resu
             std::io::ErrorKind::PermissionDenied,
             format!(
                 "the runtime directory {} {why}; cleanroom keeps its reaper's socket and locks there and \
-                    trusts                  nothing it did not make: remove it, or set XDG_RUNTIME_DIR to a \
+                    trusts nothing it did not make: remove it, or set XDG_RUNTIME_DIR to a \
                     directory of your own",
                 dir.display()
             ),
