@@ -83,14 +83,14 @@ pub fn list() -> Result<Vec<ManagedContainer>, Error> {
                 let session = label(SESSION_LABEL);
                 let run = if label(REUSE_LABEL) == "true" {
                     RunState::Reused
-                } else if crate::run::reaper::is_orphan(&c.labels) {
+                } else if crate::run::liveness::is_orphan(&c.labels) {
                     RunState::Dead
                 } else if !crate::docker::is_mine(&c.labels) {
                     // Another user's, machine's or runtime directory's run:
                     // its locks are not here to ask.
                     RunState::Unknown
                 } else {
-                    match crate::run::reaper::session_state(&session) {
+                    match crate::run::liveness::session_state(&session) {
                         Some(true) => RunState::Live,
                         Some(false) => RunState::Dead,
                         None => RunState::Unknown,
@@ -150,14 +150,14 @@ pub fn prune(options: PruneOptions) -> Result<Pruned, Error> {
         let docker = Docker::connect().await?;
         let mut pruned = Pruned::default();
         if options.dry_run {
-            pruned.sessions = crate::run::reaper::dead_sessions(&docker, "").await;
+            pruned.sessions = crate::run::sweep::dead_sessions(&docker, "").await;
         } else {
-            pruned.sessions = crate::run::reaper::sweep_orphans(&docker, "").await;
+            pruned.sessions = crate::run::sweep::sweep_orphans(&docker, "").await;
         }
         if options.reused {
-            let idle = crate::run::reaper::idle_reused(&docker).await;
+            let idle = crate::run::keeper::idle_reused(&docker).await;
             if !options.dry_run {
-                crate::run::reaper::remove_reused(&docker, &idle).await;
+                crate::run::keeper::remove_reused(&docker, &idle).await;
             }
             pruned.reused = idle.into_iter().map(|(_, name)| name).collect();
         }

@@ -35,7 +35,7 @@ fn on_process_exit() {
     if let Some(registry) = registry::get() {
         if let Ok(session) = registry.session() {
             crate::report::write_at_exit(session);
-            crate::run::reaper::unregister_client(session);
+            crate::run::liveness::unregister_client(session);
         }
         registry.shutdown_blocking();
     }

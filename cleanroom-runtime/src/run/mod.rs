@@ -2,12 +2,18 @@
 //! once ([`registry`], [`start`], [`network`]), what happens when one dies
 //! ([`recovery`]) and when the process ends ([`teardown`]), the session that
 //! names the run, and the reaper that removes what the run made once its
-//! last process is gone.
+//! last process is gone ([`reaper`]), with what it relies on: who is alive
+//! ([`liveness`]), what the run's processes share on disk ([`marks`]), the
+//! orphan sweep ([`sweep`]) and the keeper of reused services ([`keeper`]).
 
+pub(crate) mod keeper;
+pub(crate) mod liveness;
+pub(crate) mod marks;
 mod network;
 pub(crate) mod reaper;
 mod recovery;
 pub(crate) mod registry;
 pub(crate) mod session;
 mod start;
+pub(crate) mod sweep;
 mod teardown;

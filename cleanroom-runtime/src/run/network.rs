@@ -29,11 +29,11 @@ impl Registry {
         // Whatever the outcome, each process then makes sure of the network
         // itself: a failure is not handed on, and a reused network outlives
         // the marks' run.
-        let marks = crate::run::reaper::RunMarks::of(owner_session);
+        let marks = crate::run::marks::RunMarks::of(owner_session);
         let key = format!("network {name}");
         let mine = match shared.then(|| marks.claim(&key).ok()).flatten() {
-            Some(crate::run::reaper::Turn::Theirs) => marks.outcome(&key).await.is_none(),
-            Some(crate::run::reaper::Turn::Mine) => true,
+            Some(crate::run::marks::Turn::Theirs) => marks.outcome(&key).await.is_none(),
+            Some(crate::run::marks::Turn::Mine) => true,
             None => false,
         };
         let created = docker.ensure_network(&name, &labels).await;

@@ -137,7 +137,7 @@ impl Registry {
         let container_name =
             shared.then(|| format!("cleanroom-{owner_session}-{name}-{}-{}", &definition_hash[..12], owner_key()));
         if reuse {
-            crate::run::reaper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
+            crate::run::keeper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
         }
         let cache_volume = crate::cache::volume_for(name, def);
         let mut request = def.container_request();
@@ -334,20 +334,20 @@ impl Registry {
                 phases.cache_ms = Some(crate::metrics::ms(cache_started.elapsed()));
             }
             run_init_commands(&service).await?;
-        } else if !crate::run::reaper::seen_ready(id) {
+        } else if !crate::run::marks::seen_ready(id) {
             let probe_id = id.to_string();
             // Passing checks do not say that the creator's init commands are
             // done: only its ready mark does.
             let may_probe = def.init.is_empty();
             health::probe::wait_attached(&service, deadline, may_probe, move || {
-                crate::run::reaper::seen_ready(&probe_id)
+                crate::run::marks::seen_ready(&probe_id)
             })
             .await?;
         }
         phases.health_ms =
             Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0)).map(|ms| ms.max(0.0));
         if plan.shared {
-            crate::run::reaper::mark_ready(id);
+            crate::run::marks::mark_ready(id);
         }
         Ok(service)
     }
@@ -510,10 +510,10 @@ async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), 
 /// run gets there first; the others wait for its outcome. `true` when this
 /// process pulled it.
 async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -> Result<bool, Error> {
-    let marks = crate::run::reaper::RunMarks::of(session);
+    let marks = crate::run::marks::RunMarks::of(session);
     let key = format!("pull {image}");
     let outcome = match marks.claim(&key) {
-        Ok(crate::run::reaper::Turn::Theirs) => match marks.outcome(&key).await {
+        Ok(crate::run::marks::Turn::Theirs) => match marks.outcome(&key).await {
             Some(Ok(())) => return Ok(false),
             Some(Err(reason)) => Err(format!("another process of this run pulled it and failed: {reason}")),
             // Its puller is gone without an outcome: the mark is this
@@ -524,7 +524,7 @@ async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -
                 outcome.map_err(String::from)
             }
         },
-        Ok(crate::run::reaper::Turn::Mine) => {
+        Ok(crate::run::marks::Turn::Mine) => {
             let outcome = docker.pull(image).await;
             marks.finish(&key, &outcome);
             outcome.map_err(String::from)

@@ -1,0 +1,238 @@
+//! What the processes of a run share on disk besides the reaper: ready marks
+//! (a container passed its checks), and run marks (which process pulls an
+//! image or makes the network, and how that went).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::liveness::session_alive;
+use super::sweep::STALE_LOCK_AGE;
+use crate::docker::{Docker, MANAGED_LABEL};
+use crate::util::paths::runtime_dir;
+
+pub(super) fn ready_dir() -> PathBuf {
+    runtime_dir().join("ready")
+}
+
+/// Records that the container `id` passed its health checks.
+pub(crate) fn mark_ready(id: &str) {
+    if std::fs::create_dir_all(ready_dir()).is_ok() {
+        let _ = std::fs::write(ready_dir().join(id), b"");
+    }
+}
+
+/// Whether a process of this user saw the container `id` pass its checks.
+pub(crate) fn seen_ready(id: &str) -> bool {
+    ready_dir().join(id).exists()
+}
+
+/// Removes the ready marks of containers that no longer exist.
+/// Removes the ready marks and run pools (`rooms::run_pool`) of containers
+/// that no longer exist.
+pub(super) async fn remove_stale_ready_marks(docker: &Docker) {
+    let Ok(live) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return };
+    let gone = |id: &str| !live.iter().any(|(live_id, _, _)| live_id == id);
+    for entry in std::fs::read_dir(ready_dir()).into_iter().flatten().flatten() {
+        if gone(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    for entry in std::fs::read_dir(crate::rooms::run_pool::root()).into_iter().flatten().flatten() {
+        if gone(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+pub(super) fn runs_dir() -> PathBuf {
+    runtime_dir().join("runs")
+}
+
+/// Files the processes of one run share (its [`RunMarks`]); removed with
+/// the run.
+pub(crate) fn run_dir(session: &str) -> PathBuf {
+    runs_dir().join(session)
+}
+
+/// Work one process of a run does for all of them: pulling an image under
+/// `run.pull = always`, creating the run's network. Each piece of work has a
+/// mark `runs/<session>/<hash of its key>`; the process that creates the
+/// mark does the work and then writes the outcome into it, the others wait
+/// for that outcome. The run's reaper removes the marks.
+#[derive(Debug)]
+pub(crate) struct RunMarks {
+    dir: PathBuf,
+}
+
+/// What [`RunMarks::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// This process does the work, then calls [`RunMarks::finish`].
+    Mine,
+    /// Another process did it already, or is doing it.
+    Theirs,
+}
+
+impl RunMarks {
+    /// The marks of `session`.
+    pub(crate) fn of(session: &str) -> RunMarks {
+        RunMarks { dir: run_dir(session) }
+    }
+
+    #[cfg(test)]
+    fn at(dir: PathBuf) -> RunMarks {
+        RunMarks { dir }
+    }
+
+    fn mark(&self, key: &str) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        // Keys hold image references, with `/` and `:`; a hash is a safe
+        // file name.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.dir.join(format!("{:016x}", h.finish()))
+    }
+
+    /// Claims the work `key` (`pull <image>`, `network <name>`): exactly one
+    /// caller of a run gets `Mine` (the file system's create-if-absent
+    /// decides, across processes too).
+    pub(crate) fn claim(&self, key: &str) -> std::io::Result<Turn> {
+        std::fs::create_dir_all(&self.dir)?;
+        match File::options().write(true).create_new(true).open(self.mark(key)) {
+            Ok(mut f) => {
+                f.write_all(format!("busy {}\n", std::process::id()).as_bytes())?;
+                Ok(Turn::Mine)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Turn::Theirs),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the outcome of this process's work `key`.
+    pub(crate) fn finish(&self, key: &str, outcome: &Result<(), impl std::fmt::Display>) {
+        let text = match outcome {
+            Ok(()) => "done\n".to_string(),
+            Err(reason) => format!("failed {}\n", reason.to_string().replace('\n', " ")),
+        };
+        let _ = std::fs::write(self.mark(key), text);
+    }
+
+    /// The outcome of another process's work `key`, once there is one;
+    /// `None` if that process is gone without one (this one does the work
+    /// instead, after taking the mark over).
+    pub(crate) async fn outcome(&self, key: &str) -> Option<Result<(), String>> {
+        let mark = self.mark(key);
+        loop {
+            let text = std::fs::read_to_string(&mark).unwrap_or_default();
+            if text.starts_with("done") {
+                return Some(Ok(()));
+            }
+            if let Some(reason) = text.strip_prefix("failed ") {
+                return Some(Err(reason.trim_end().to_string()));
+            }
+            let worker = text.strip_prefix("busy ").and_then(|p| p.trim().parse::<u32>().ok());
+            // The mark is written right after it is created; an empty one
+            // is being written now.
+            if worker.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::write(&mark, format!("busy {}\n", std::process::id()));
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[cfg(test)]
+    fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the shared files of runs that are over, and of runs without a
+/// reaper that ended long ago.
+pub(super) fn remove_stale_run_dirs(me: &str) {
+    let Ok(entries) = std::fs::read_dir(runs_dir()) else { return };
+    for entry in entries.flatten() {
+        let session = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
+        let over = match session_alive(&session) {
+            Some(alive) => !alive,
+            None => old,
+        };
+        if session != me && over {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(tag: &str) -> RunMarks {
+        let dir = std::env::temp_dir().join(format!("cleanroom-pulls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        RunMarks::at(dir)
+    }
+
+    fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
+    }
+
+    mod should {
+        use super::*;
+
+        #[test]
+        fn give_each_piece_of_work_to_exactly_one_claimant() {
+            let m = marks("one");
+            assert_eq!(m.claim("postgres:17-alpine").unwrap(), Turn::Mine);
+            assert_eq!(m.claim("postgres:17-alpine").unwrap(), Turn::Theirs);
+            assert_eq!(m.claim("redis:7-alpine").unwrap(), Turn::Mine, "each key has a mark of its own");
+            m.remove();
+        }
+
+        #[test]
+        fn give_the_work_to_exactly_one_of_many_threads() {
+            let m = std::sync::Arc::new(marks("threads"));
+            let turns: Vec<Turn> = (0..8)
+                .map(|_| {
+                    let m = m.clone();
+                    std::thread::spawn(move || m.claim("busybox:1.35").unwrap())
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(turns.iter().filter(|t| **t == Turn::Mine).count(), 1, "{turns:?}");
+            m.remove();
+        }
+
+        #[test]
+        fn hand_the_workers_outcome_to_the_others() {
+            let m = marks("outcome");
+            m.claim("a:1").unwrap();
+            m.finish("a:1", &Ok::<(), String>(()));
+            assert_eq!(block_on(m.outcome("a:1")), Some(Ok(())));
+            m.claim("b:1").unwrap();
+            m.finish("b:1", &Err::<(), String>("no such host\nat all".into()));
+            assert_eq!(block_on(m.outcome("b:1")), Some(Err("no such host at all".into())));
+            m.remove();
+        }
+
+        #[test]
+        fn take_over_the_work_of_a_process_that_died() {
+            let m = marks("dead");
+            m.claim("c:1").unwrap();
+            // A pid that cannot be running: above the kernel's maximum.
+            std::fs::write(m.mark("c:1"), "busy 4294967295\n").unwrap();
+            assert_eq!(block_on(m.outcome("c:1")), None);
+            let text = std::fs::read_to_string(m.mark("c:1")).unwrap();
+            assert_eq!(text, format!("busy {}\n", std::process::id()), "the mark is taken over");
+            m.remove();
+        }
+    }
+}
