@@ -171,7 +171,7 @@ pub(crate) fn service<T>(name: &str, f: impl FnOnce(&mut ServiceMetrics) -> T) -
 /// Records an alert for `service` and tells the user on stderr at once.
 pub(crate) fn alert(name: &str, kind: &str, message: impl Into<String>) {
     let message = message.into();
-    eprintln!("cleanroom: {name}: {message}");
+    crate::util::say!("cleanroom: {name}: {message}");
     let at_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     service(name, |s| s.alerts.push(Alert { at_ms, kind: kind.to_string(), message }));
 }

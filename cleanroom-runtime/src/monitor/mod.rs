@@ -21,6 +21,10 @@ use crate::service::watch::LimitAction;
 /// counts as Unhealthy.
 pub(crate) const UNHEALTHY_AFTER: u32 = 3;
 
+/// How long a process has lived with a service before its monitor opens the
+/// engine's event and stats streams.
+const STREAMS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many stats samples in a row (one a second) must be over a threshold
 /// before cleanroom acts.
 pub(crate) const SAMPLES_OVER_LIMIT: u32 = 3;
@@ -94,6 +98,18 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
     let watch = service.definition.watch;
     let limits = service.definition.limits;
     let checks: Vec<HealthCheck> = service.definition.health_checks.iter().filter(|c| c.repeats()).cloned().collect();
+
+    // A process that runs one test (most under nextest) is gone before this:
+    // it never opens the engine's streams. One that lives on asks once
+    // whether the container ended meanwhile, then watches its events.
+    tokio::time::sleep(STREAMS_AFTER).await;
+    if !still_serving() {
+        break_out(&name);
+        return None;
+    }
+    if let Some(ended) = service.engine.ended(&id).await {
+        return Some(Cause::Died { exit_code: Some(ended.code.to_string()) });
+    }
 
     let mut events = Box::pin(service.engine.events(&id));
     let mut stats = Box::pin(service.engine.stats(&id));

@@ -638,7 +638,7 @@ pub(crate) fn write_at_exit(session: &str) {
     let config = crate::config::current().ok();
     let mode = config.map_or(ReportMode::Quiet, |c| c.report);
     for line in report.summary(mode, Scope::Process) {
-        eprintln!("cleanroom: {line}");
+        crate::util::say!("cleanroom: {line}");
     }
     if crate::util::paths::create_runtime_dir().is_ok() && std::fs::create_dir_all(reports_dir()).is_ok() {
         let _ = merge_into_file(&session_report_path(session), &report);
@@ -646,7 +646,7 @@ pub(crate) fn write_at_exit(session: &str) {
     }
     if let Some(path) = config.and_then(|c| c.report_json.as_ref()) {
         if let Err(e) = merge_into_file(path, &report) {
-            eprintln!(
+            crate::util::say!(
                 "cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}",
                 path.display()
             );

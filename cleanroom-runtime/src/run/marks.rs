@@ -28,6 +28,47 @@ pub(crate) fn seen_ready(id: &str) -> bool {
     ready_dir().join(id).exists()
 }
 
+/// Takes back the ready mark of a container that died or was removed: an
+/// attaching process must not take it for a live one.
+pub(crate) fn forget_ready(id: &str) {
+    let _ = std::fs::remove_file(ready_dir().join(id));
+}
+
+/// What a process attaching to a service another process of its run made
+/// Ready needs, written by the creator: with it, attaching asks the engine
+/// nothing (no ping, no inspect), which under nextest is most of a test
+/// process's start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct AttachRecord {
+    pub(crate) id: String,
+    /// Container port → host port.
+    pub(crate) ports: std::collections::BTreeMap<u16, u16>,
+    /// The creator's values of the definition's variables (its password).
+    pub(crate) env: std::collections::BTreeMap<String, String>,
+}
+
+fn record_path(container_name: &str) -> PathBuf {
+    ready_dir().join(format!("{container_name}.json"))
+}
+
+/// Writes the record of a container this process made Ready (under a hidden
+/// name, then renamed: a reader never sees half of it).
+pub(crate) fn write_record(container_name: &str, record: &AttachRecord) {
+    let (Ok(text), Ok(())) = (serde_json::to_string(record), std::fs::create_dir_all(ready_dir())) else { return };
+    let hidden = ready_dir().join(format!(".{container_name}.{}", std::process::id()));
+    if std::fs::write(&hidden, text).is_ok() {
+        let _ = std::fs::rename(&hidden, record_path(container_name));
+    }
+}
+
+/// The record of the container named `container_name`, if one was written
+/// and the container it names is still marked ready.
+pub(crate) fn read_record(container_name: &str) -> Option<AttachRecord> {
+    let text = std::fs::read_to_string(record_path(container_name)).ok()?;
+    let record: AttachRecord = serde_json::from_str(&text).ok()?;
+    seen_ready(&record.id).then_some(record)
+}
+
 /// Removes the ready marks of containers that no longer exist.
 /// Removes the ready marks and run pools (`rooms::run_pool`) of containers
 /// that no longer exist.

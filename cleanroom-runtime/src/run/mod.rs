@@ -7,6 +7,7 @@
 //! orphan sweep ([`sweep`]) and the keeper of reused services ([`keeper`]).
 
 pub(crate) mod keeper;
+mod lazy_engine;
 pub(crate) mod liveness;
 pub(crate) mod marks;
 mod network;

@@ -78,6 +78,8 @@ impl Registry {
             ),
             Cause::Limit { what } => ("restart", format!("its container {short} crossed a limit: {what}")),
         };
+        // Processes that attach from now on must not take it for ready.
+        crate::run::marks::forget_ready(failed_id);
         let restarts = slot.restarts.load(Ordering::SeqCst);
         let failure = ServiceFailure {
             service: name.to_string(),

@@ -111,7 +111,7 @@ impl Registry {
                     true
                 }
                 Err(reason) => {
-                    eprintln!("cleanroom: no reaper for session {} ({reason}); this process removes its own containers at exit, and shares none with other processes", session.id);
+                    crate::util::say!("cleanroom: no reaper for session {} ({reason}); this process removes its own containers at exit, and shares none with other processes", session.id);
                     false
                 }
             }

@@ -71,10 +71,19 @@ impl Registry {
     ) -> Result<Arc<RunningService>, Error> {
         let def = self.definition(name, source)?;
         check_bind_sources(name, &def)?;
-        let docker = self.docker().await?;
         slot.transition(State::Starting)?;
         let started = Instant::now();
         let plan = self.plan(name, &def)?;
+        if let Some(service) = attach_from_record(name, &def, &plan) {
+            // Another process of the run made it Ready and said how to reach
+            // it: nothing to ask the engine.
+            slot.transition(State::Ready)?;
+            let service = Arc::new(service);
+            let phases = Phases { start_ms: Some(crate::metrics::ms(started.elapsed())), ..Phases::default() };
+            self.record_ready(name, slot, &service, phases, started);
+            return Ok(service);
+        }
+        let docker = self.docker().await?;
         let mut phases = Phases::default();
         let created = self.create_or_attach(&docker, name, &def, &plan, slot, started, &mut phases).await?;
         if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
@@ -192,7 +201,7 @@ impl Registry {
             crate::metrics::cache_hit("image");
         }
         self.ensure_volumes(docker, name, def, &plan.owner_session, plan.reuse, plan.shared).await?;
-        eprintln!("cleanroom: starting {name} ({})", def.image);
+        crate::util::say!("cleanroom: starting {name} ({})", def.image);
         tracing::info!(service = name, image = %def.image, "starting");
         Ok(())
     }
@@ -348,6 +357,14 @@ impl Registry {
             Some(crate::metrics::ms(health_started.elapsed()) - phases.cache_ms.unwrap_or(0.0)).map(|ms| ms.max(0.0));
         if plan.shared {
             crate::run::marks::mark_ready(id);
+            if let Some(container_name) = &plan.container_name {
+                let record = crate::run::marks::AttachRecord {
+                    id: id.to_string(),
+                    ports: service.ports.clone(),
+                    env: def.env.clone(),
+                };
+                crate::run::marks::write_record(container_name, &record);
+            }
         }
         Ok(service)
     }
@@ -365,7 +382,7 @@ impl Registry {
         let created_here = phases.created_here;
         if created_here {
             crate::metrics::cache_miss("container");
-            eprintln!("cleanroom: {name} ready in {:.2} s", started.elapsed().as_secs_f64());
+            crate::util::say!("cleanroom: {name} ready in {:.2} s", started.elapsed().as_secs_f64());
         } else {
             crate::metrics::cache_hit("container");
         }
@@ -383,6 +400,23 @@ impl Registry {
         *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
         self.watch(service.clone());
     }
+}
+
+/// A service of the run another process made Ready, from the record it
+/// wrote; `None` when there is none (or it is not ready), and the engine is
+/// asked as usual.
+fn attach_from_record(name: &str, def: &GenericContainer, plan: &Plan) -> Option<RunningService> {
+    let record = crate::run::marks::read_record(plan.container_name.as_deref()?)?;
+    let mut def = def.clone();
+    adopt_creator_values(&mut def, &record.env);
+    Some(RunningService {
+        name: name.to_string(),
+        image: def.image.clone(),
+        id: record.id,
+        ports: record.ports,
+        definition: def,
+        engine: std::sync::Arc::new(super::lazy_engine::LazyDocker),
+    })
 }
 
 /// Takes from the environment of a container another process created the

@@ -31,14 +31,16 @@ impl Registry {
         if slots.is_empty() {
             return;
         }
-        let Some(Ok(docker)) = self.docker.get().cloned() else { return };
-        let Ok(session) = self.session() else { return };
         if self.reaper.get() == Some(&true) {
             // The reaper removes the run's containers once its last process is
-            // gone; this process only returns what it holds on the servers.
+            // gone; this process only returns what it holds on the servers
+            // (and may never have talked to the engine: it attached from the
+            // creator's record).
             crate::rooms::release_pooled().await;
             return;
         }
+        let Some(Ok(docker)) = self.docker.get().cloned() else { return };
+        let Ok(session) = self.session() else { return };
         // Containers being created now are labelled, so wait for their ids to
         // exist before asking Docker by label.
         let wait_start = Instant::now();
@@ -66,7 +68,9 @@ impl Registry {
         let results = futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
         for (id, result) in ids.iter().zip(results) {
             if let Err(e) = result {
-                eprintln!("cleanroom: could not remove container {id}: {e}; remove it with `docker rm -f {id}`");
+                crate::util::say!(
+                    "cleanroom: could not remove container {id}: {e}; remove it with `docker rm -f {id}`"
+                );
             }
         }
         // Without a reaper the volumes this process created are its own too
@@ -75,7 +79,7 @@ impl Registry {
         let volumes: Vec<String> = std::mem::take(&mut *self.volumes.lock().unwrap_or_else(|e| e.into_inner()));
         for volume in volumes {
             if let Err(e) = docker.remove_volume(&volume).await {
-                eprintln!(
+                crate::util::say!(
                     "cleanroom: could not remove volume {volume}: {e}; remove it with `docker volume rm {volume}`"
                 );
             }
@@ -83,7 +87,7 @@ impl Registry {
         // Without a reaper the network is this process's own.
         if let Some(network) = self.network.lock().await.take() {
             if let Err(e) = docker.remove_network(&network).await {
-                eprintln!(
+                crate::util::say!(
                     "cleanroom: could not remove network {network}: {e}; remove it with `docker network rm {network}`"
                 );
             }
@@ -107,7 +111,7 @@ impl Registry {
             let _ = tx.send(());
         });
         if rx.recv_timeout(TEARDOWN_TIMEOUT).is_err() {
-            eprintln!(
+            crate::util::say!(
                 "cleanroom: teardown did not finish within {TEARDOWN_TIMEOUT:?}; list what is left with `docker ps -a --filter label={SESSION_LABEL}={}`",
                 self.session().unwrap_or("?")
             );

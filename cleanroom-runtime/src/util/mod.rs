@@ -8,6 +8,19 @@
 //! - [`flags`]: the two process-wide facts that lower layers read and the run
 //!   layer sets (teardown begun, services shared with the run).
 
+/// Writes one line to the process's stderr, as `eprintln!` would, but past
+/// libtest's capture of a test's output: a message about the run (a service
+/// starting, a reaper missing, an alert) is not a test's output, and the
+/// capture also reaches the runtime's threads when a test built them.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let line = ::std::format!("{}\n", ::std::format_args!($($arg)*));
+        let _ = ::std::io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
+pub(crate) use say;
+
 pub(crate) mod background;
 pub(crate) mod clock;
 pub(crate) mod flags;
