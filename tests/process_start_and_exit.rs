@@ -143,7 +143,13 @@ mod child {
         #[ignore = "run by services_reach_each_other_by_name_on_a_network_removed_with_the_run"]
         fn reaches_postgres_by_its_service_name(postgres: Postgres, prober: Container) {
             let session = cleanroom::environment().session().unwrap().to_string();
-            let network = format!("cleanroom-{session}");
+            // The run's one network, found by its session label; its name
+            // carries the session and the owner's key.
+            let networks = docker(&["network", "ls", "-q", "--filter", &format!("label=cleanroom.session={session}")]);
+            let ids: Vec<&str> = networks.lines().collect();
+            assert_eq!(ids.len(), 1, "one network for the run: {ids:?}");
+            let network = docker(&["network", "inspect", "-f", "{{.Name}}", ids[0]]).trim().to_string();
+            assert!(network.starts_with(&format!("cleanroom-{session}-")), "{network}");
             let labels = docker(&["network", "inspect", "-f", "{{json .Labels}}", &network]);
             assert!(labels.contains(&format!("\"cleanroom.session\":\"{session}\"")), "{labels}");
             assert!(labels.contains("\"cleanroom.managed\":\"true\""), "{labels}");

@@ -1,5 +1,7 @@
 set -eu
-c=/cleanroom-cache; gen="gen-$(date +%s)-${HOSTNAME:-host}-$$"; dest="$c/$gen"
+# Generations sort by time, then by the (zero-padded, growing) pid of the
+# fill: a refill in the same second as the first fill sorts after it.
+c=/cleanroom-cache; gen="gen-$(date +%s)-$(printf %010d $$)-${HOSTNAME:-host}"; dest="$c/$gen"
 mkdir "$dest"; mkdir "$dest/pg_wal"
 trap 'rm -rf "$dest"' EXIT
 psql_() { psql -v ON_ERROR_STOP=1 -qAt -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" "$@"; }
