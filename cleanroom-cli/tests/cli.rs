@@ -46,13 +46,19 @@ fn uid() -> u32 {
 /// A stopped container with cleanroom's labels for `session`, made by this
 /// owner (or without `cleanroom.managed` when `managed` is false); `owner`
 /// replaces the owner's labels given.
-fn labelled_container(session: &str, service: &str, managed: bool, owner: &[(&str, &str)]) -> String {
+fn labelled_container(
+    xdg: &std::path::Path,
+    session: &str,
+    service: &str,
+    managed: bool,
+    owner: &[(&str, &str)],
+) -> String {
     let mut args = vec!["create".to_string()];
     if managed {
         args.extend(["--label".into(), "cleanroom.managed=true".into()]);
     }
     let mut labels = vec![format!("cleanroom.session={session}"), format!("cleanroom.service={service}")];
-    for (key, value) in cleanroom_runtime::admin::owner_labels() {
+    for (key, value) in cleanroom_runtime::admin::owner_labels_in(xdg) {
         let value = owner.iter().find(|(k, _)| *k == key).map_or(value, |(_, v)| v.to_string());
         labels.push(format!("{key}={value}"));
     }
@@ -67,9 +73,11 @@ fn exists(id: &str) -> bool {
     Command::new("docker").args(["inspect", id]).output().unwrap().status.success()
 }
 
-fn lock_file(session: &str) -> PathBuf {
-    let dir = cleanroom_runtime::admin::runtime_dir();
+/// The lock file of `session` in the runtime directory of `XDG_RUNTIME_DIR=xdg`.
+fn lock_file(xdg: &std::path::Path, session: &str) -> PathBuf {
+    let dir = xdg.join("cleanroom");
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     dir.join(format!("{session}.lock"))
 }
 
@@ -422,26 +430,34 @@ mod should {
     #[test]
     fn list_and_prune_dead_runs_but_leave_live_ones_and_unlabelled_containers() {
         let _prune = prune_lock();
+        // A runtime directory of this test's own: no other run's reaper,
+        // sweeping at its start, judges these runs (they are not its owner's).
+        let xdg = temp_dir("runs-runtime");
+        let cli = |args: &[&str]| {
+            let mut cmd = cargo_cleanroom(args);
+            cmd.env("XDG_RUNTIME_DIR", &xdg);
+            run(cmd)
+        };
         let dead = unique("dead");
         let live = unique("live");
         // A dead run: its lock file exists and nobody holds it.
-        let dead_lock = lock_file(&dead);
+        let dead_lock = lock_file(&xdg, &dead);
         File::create(&dead_lock).unwrap();
         // A live run: this test holds its lock, as a reaper does.
         let live_lock =
-            File::options().read(true).write(true).create(true).truncate(false).open(lock_file(&live)).unwrap();
+            File::options().read(true).write(true).create(true).truncate(false).open(lock_file(&xdg, &live)).unwrap();
         live_lock.try_lock().unwrap();
-        let dead_id = labelled_container(&dead, "db", true, &[]);
-        let live_id = labelled_container(&live, "db", true, &[]);
-        let unmanaged_id = labelled_container(&dead, "db", false, &[]);
+        let dead_id = labelled_container(&xdg, &dead, "db", true, &[]);
+        let live_id = labelled_container(&xdg, &live, "db", true, &[]);
+        let unmanaged_id = labelled_container(&xdg, &dead, "db", false, &[]);
         // Another runtime directory's run (a live one, for all this machine
         // can tell) whose session's lock lies here, unheld: not ours to judge.
         let foreign = unique("foreign");
-        let foreign_lock = lock_file(&foreign);
+        let foreign_lock = lock_file(&xdg, &foreign);
         File::create(&foreign_lock).unwrap();
-        let foreign_id = labelled_container(&foreign, "db", true, &[("cleanroom.runtime", "0badc0de")]);
+        let foreign_id = labelled_container(&xdg, &foreign, "db", true, &[("cleanroom.runtime", "0badc0de")]);
 
-        let (code, out, err) = run(cargo_cleanroom(&["ls"]));
+        let (code, out, err) = cli(&["ls"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.lines().next().unwrap().starts_with("SESSION"), "{out}");
         let row = |session: &str| {
@@ -454,7 +470,7 @@ mod should {
         assert_eq!(&live_row[1..4], &["db", "created", "live"], "{out}");
         assert_eq!(out.lines().filter(|l| l.starts_with(&dead)).count(), 1, "ls lists only managed containers: {out}");
 
-        let (code, out, err) = run(cargo_cleanroom(&["prune"]));
+        let (code, out, err) = cli(&["prune"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(&format!("removed session {dead}")), "{out}");
         assert!(!out.contains(&live), "{out}");
@@ -467,8 +483,9 @@ mod should {
         docker(&["rm", "-f", &live_id, &unmanaged_id, &foreign_id]);
         let _ = std::fs::remove_file(foreign_lock);
         drop(live_lock);
-        let _ = std::fs::remove_file(lock_file(&live));
+        let _ = std::fs::remove_file(lock_file(&xdg, &live));
         let _ = std::fs::remove_file(dead_lock);
+        let _ = std::fs::remove_dir_all(&xdg);
     }
 
     #[test]
