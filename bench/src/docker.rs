@@ -107,20 +107,26 @@ pub fn remove_idle_reuse_networks() {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    if !ask(&["ps", "-aq", "--filter", "label=cleanroom.reuse=true"]).trim().is_empty() {
+    let owner: Vec<String> =
+        cleanroom_runtime::admin::owner_labels().into_iter().map(|(k, v)| format!("label={k}={v}")).collect();
+    let mut busy = vec!["ps".to_string(), "-aq".into(), "--filter".into(), "label=cleanroom.reuse=true".into()];
+    for label in &owner {
+        busy.extend(["--filter".to_string(), label.clone()]);
+    }
+    if !ask(&busy.iter().map(String::as_str).collect::<Vec<_>>()).trim().is_empty() {
         return;
     }
-    for id in ask(&[
-        "network",
-        "ls",
-        "-q",
-        "--filter",
-        "label=cleanroom.reuse=true",
-        "--filter",
-        "label=cleanroom.managed=true",
-    ])
-    .split_whitespace()
-    {
+    // Only this user's, from this machine and runtime directory: another
+    // user's or another run's reused services are not the harness's to touch.
+    let mut args: Vec<String> = ["network", "ls", "-q", "--filter", "label=cleanroom.reuse=true"]
+        .into_iter()
+        .chain(["--filter", "label=cleanroom.managed=true"])
+        .map(String::from)
+        .collect();
+    for (key, value) in cleanroom_runtime::admin::owner_labels() {
+        args.extend(["--filter".to_string(), format!("label={key}={value}")]);
+    }
+    for id in ask(&args.iter().map(String::as_str).collect::<Vec<_>>()).split_whitespace() {
         let _ = Command::new("docker").args(["network", "rm", id]).output();
     }
 }
