@@ -399,3 +399,90 @@ fn a_failing_migration_names_the_file_the_line_and_the_servers_message() {
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A stand-in for the engine's socket: forwards to the real one until told
+/// to drop out, then refuses and cuts every connection until told to come
+/// back. Only this test's own processes use it; the real engine is never
+/// touched.
+struct FlakyEngine {
+    path: PathBuf,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl FlakyEngine {
+    fn start(path: PathBuf) -> FlakyEngine {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, o) = (down.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                let pipe = |mut from: UnixStream, mut to: UnixStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                {
+                    let mut open = o.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(engine.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), engine.try_clone().unwrap());
+                pipe(engine, client);
+            }
+        });
+        FlakyEngine { path, down, open }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// The engine drops out: every connection is cut, new ones are refused.
+    fn drop_out(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn come_back(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The engine drops out while a test runs and while the run ends, then comes
+/// back: the test, which talks to its services and not to the engine, passes;
+/// the reaper, which cannot remove anything while the engine is away, keeps
+/// asking and removes everything once it answers again.
+#[test]
+fn an_engine_that_drops_out_mid_run_fails_no_test_and_leaves_nothing() {
+    let session = fresh_session("engine-drops-out");
+    let runtime = scratch(&session);
+    let engine = FlakyEngine::start(runtime.join("engine.sock"));
+    let host = engine.host();
+    let holder = Holder::start(&session, &runtime, &[("DOCKER_HOST", &host)]);
+    // Long enough for the holder's monitor to open its streams through it.
+    std::thread::sleep(Duration::from_millis(1500));
+    engine.drop_out();
+    std::thread::sleep(Duration::from_secs(3));
+    let (passed, stderr) = holder.release();
+    assert!(passed, "the test talks to its services, not to the engine: {stderr}");
+    // The run is over; its reaper cannot reach the engine for a while.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(session_containers(&session).len(), 2, "nothing could be removed while the engine was away");
+    engine.come_back();
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}

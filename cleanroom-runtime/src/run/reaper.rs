@@ -224,7 +224,12 @@ fn serve(session: &str) -> Result<(), String> {
         Some(docker) => docker,
         None => reach_engine(&runtime)?,
     };
-    runtime.block_on(remove_session(&docker, session));
+    // An engine that drops out now is asked again, for ENGINE_RETRY: what
+    // the run made must not outlive it because the engine was away a moment.
+    let deadline = Instant::now() + ENGINE_RETRY;
+    while runtime.block_on(remove_session(&docker, session)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     // The run's containers are gone, so its cache volumes are free to go too.
     if let Ok(config) = crate::config::current() {
         runtime.block_on(crate::cache::evict(&docker, config.cache_ttl, config.cache_size));

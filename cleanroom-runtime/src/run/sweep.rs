@@ -12,14 +12,20 @@ use crate::util::paths::runtime_dir;
 pub(super) const STALE_LOCK_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Removes every container, network and volume of `session`.
-pub(crate) async fn remove_session(docker: &Docker, session: &str) {
+/// `Err` when the engine could not be asked or refused a removal: the caller
+/// may try again.
+pub(crate) async fn remove_session(docker: &Docker, session: &str) -> Result<(), String> {
     let owner = owner_labels();
     let mut labels = vec![(MANAGED_LABEL, "true"), (SESSION_LABEL, session)];
     labels.extend(owner.iter().map(|(k, v)| (*k, v.as_str())));
-    if let Ok(ids) = docker.containers_labelled(&labels).await {
-        futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
+    let ids = docker.containers_labelled(&labels).await?;
+    let removed = futures_util::future::join_all(ids.iter().map(|id| docker.remove(id))).await;
+    for id in &ids {
+        super::marks::forget_ready(id);
     }
-    let _ = docker.remove_networks_and_volumes(&labels).await;
+    removed.into_iter().collect::<Result<Vec<()>, _>>()?;
+    docker.remove_networks_and_volumes(&labels).await?;
+    Ok(())
 }
 
 /// Removes what dead runs left behind (see [`is_orphan`]), never `me`'s;
@@ -27,7 +33,7 @@ pub(crate) async fn remove_session(docker: &Docker, session: &str) {
 pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
     let dead = dead_sessions(docker, me).await;
     for session in &dead {
-        remove_session(docker, session).await;
+        let _ = remove_session(docker, session).await;
         let _ = std::fs::remove_file(socket_path(session));
     }
     remove_stale_locks(me);
