@@ -486,3 +486,44 @@ fn an_engine_that_drops_out_mid_run_fails_no_test_and_leaves_nothing() {
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
 }
+
+/// A runtime directory on a full disk: nothing that needs room there (run
+/// marks, attach records, reports) can be written, yet the run works — the
+/// reaper's lock and socket need no room — and nothing is left.
+#[test]
+fn a_full_runtime_directory_fails_no_test_and_leaves_nothing() {
+    let session = fresh_session("disk-full");
+    let base = scratch(&session);
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs", base.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED a_full_runtime_directory_fails_no_test_and_leaves_nothing: this user cannot mount a tmpfs (the \
+             test needs root, as CI has)"
+        );
+        return;
+    }
+    // Fill it: the runtime directory exists, nothing more fits.
+    std::fs::create_dir(base.join("cleanroom")).unwrap();
+    std::fs::set_permissions(base.join("cleanroom"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let filler = vec![0u8; 4096];
+    for n in 0.. {
+        if std::fs::write(base.join(format!("filler-{n}")), &filler).is_err() {
+            break;
+        }
+    }
+    let run = run_child(
+        &session,
+        &["--ignored", "child::suite::", "--test-threads", "1"],
+        &[("XDG_RUNTIME_DIR", base.to_str().unwrap())],
+    );
+    let text = run.text();
+    assert!(run.passed(), "the tests run: {text}");
+    assert!(text.contains("2 passed"), "{text}");
+    assert_nothing_left(&session);
+    // The run's reaper is gone by now; its lock and socket no longer pin the mount.
+    let _ = std::process::Command::new("umount").arg("-l").arg(&base).status();
+    let _ = std::fs::remove_dir_all(&base);
+}
