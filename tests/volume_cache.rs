@@ -83,6 +83,20 @@ impl Run {
 }
 
 fn run(session: &str, dir: &Path, config: &Path, extra: &[(&str, &str)]) -> Run {
+    run_filtered(session, dir, config, extra, "child::")
+}
+
+/// A directory and a `cleanroom.toml` of `key`'s own: the cache key covers
+/// the environment, so the test has a cache volume of its own.
+fn own_cache(key: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(key);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cleanroom.toml");
+    std::fs::write(&config, format!("[services.postgres]\nenv = {{ CLEANROOM_CACHE_TEST = \"{key}\" }}\n")).unwrap();
+    (dir, config)
+}
+
+fn run_filtered(session: &str, dir: &Path, config: &Path, extra: &[(&str, &str)], filter: &str) -> Run {
     let json = dir.join(format!("{session}.json"));
     let mut env = vec![
         ("CLEANROOM_CONFIG", config.to_str().unwrap()),
@@ -90,10 +104,19 @@ fn run(session: &str, dir: &Path, config: &Path, extra: &[(&str, &str)]) -> Run 
         ("CLEANROOM_VOLUME_CACHE", "true"),
     ];
     env.extend_from_slice(extra);
-    let child = run_child(session, &["child::", "--ignored", "--nocapture", "--test-threads=1"], &env);
+    let child = run_child(session, &[filter, "--ignored", "--nocapture", "--test-threads=1"], &env);
     assert!(child.passed(), "the child run failed:\n{}", child.text());
     let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("the run wrote its report")).unwrap();
     Run { child, report }
+}
+
+/// Held by each test of this file: one's `CLEANROOM_CACHE_TTL=0` run evicts
+/// every idle cache of this user, the other's too, between its runs. A file
+/// lock, since nextest runs each test in a process of its own.
+fn cache_lock() -> std::fs::File {
+    let file = std::fs::File::create(std::env::temp_dir().join("cleanroom-tests-volume-cache.lock")).unwrap();
+    file.lock().unwrap();
+    file
 }
 
 fn volume_exists(name: &str) -> bool {
@@ -102,11 +125,9 @@ fn volume_exists(name: &str) -> bool {
 
 #[test]
 fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
+    let _serial = cache_lock();
     let key = fresh_session("vcache");
-    let dir = std::env::temp_dir().join(&key);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("cleanroom.toml");
-    std::fs::write(&config, format!("[services.postgres]\nenv = {{ CLEANROOM_CACHE_TEST = \"{key}\" }}\n")).unwrap();
+    let (dir, config) = own_cache(&key);
 
     let first_session = fresh_session("vcache-1");
     let first = run(&first_session, &dir, &config, &[]);
@@ -195,6 +216,14 @@ mod roles {
         let items: i64 = db.query_one("SELECT count(*) FROM items", &[]).await.unwrap().get(0);
         assert_eq!(items, 0);
         println!("ROLE_MIGRATIONS_OK");
+        let volumes = cleanroom_tests::docker(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Name}} {{end}}",
+            postgres.container().id(),
+        ]);
+        let volume = volumes.split_whitespace().find(|v| v.starts_with("cleanroom-cache-postgres-")).unwrap();
+        println!("CACHE_VOLUME={volume}");
     }
 }
 
@@ -203,11 +232,9 @@ mod roles {
 /// new file: a new template) run again, so `CREATE ROLE` succeeds.
 #[test]
 fn a_role_a_migration_made_does_not_come_back_from_the_cache() {
+    let _serial = cache_lock();
     let key = fresh_session("vcache-role");
-    let dir = std::env::temp_dir().join(&key);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("cleanroom.toml");
-    std::fs::write(&config, format!("[services.postgres]\nenv = {{ CLEANROOM_CACHE_TEST = \"{key}\" }}\n")).unwrap();
+    let (dir, config) = own_cache(&key);
     let migrations = Path::new(ROLE_MIGRATIONS);
     let _ = std::fs::remove_dir_all(migrations);
     std::fs::create_dir_all(migrations).unwrap();
@@ -216,18 +243,7 @@ fn a_role_a_migration_made_does_not_come_back_from_the_cache() {
         "CREATE ROLE cleanroom_reader NOLOGIN; CREATE TABLE items (id int); GRANT SELECT ON items TO cleanroom_reader;",
     )
     .unwrap();
-    let run_roles = |session: &str, extra: &[(&str, &str)]| {
-        let json = dir.join(format!("{session}.json"));
-        let mut env = vec![
-            ("CLEANROOM_CONFIG", config.to_str().unwrap()),
-            ("CLEANROOM_REPORT_JSON", json.to_str().unwrap()),
-            ("CLEANROOM_VOLUME_CACHE", "true"),
-        ];
-        env.extend_from_slice(extra);
-        let child = run_child(session, &["roles::", "--ignored", "--nocapture"], &env);
-        let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|_| "{}".into())).unwrap();
-        Run { child, report }
-    };
+    let run_roles = |session: &str, extra: &[(&str, &str)]| run_filtered(session, &dir, &config, extra, "roles::");
     let first_session = fresh_session("vcache-role-1");
     let first = run_roles(&first_session, &[]);
     assert!(first.child.passed(), "{}", first.child.text());
@@ -237,12 +253,15 @@ fn a_role_a_migration_made_does_not_come_back_from_the_cache() {
     // A new migration: a new template, built on the restored cluster.
     std::fs::write(migrations.join("002_more.sql"), "CREATE TABLE more (id int);").unwrap();
     let second_session = fresh_session("vcache-role-2");
-    let second = run_roles(&second_session, &[("CLEANROOM_CACHE_TTL", "0")]);
+    // (Not CLEANROOM_CACHE_TTL=0 to remove the cache at the end: that would
+    // evict every idle cache of this user, other tests' too.)
+    let second = run_roles(&second_session, &[]);
     let text = second.child.text();
     assert!(second.child.passed(), "the role's migration runs again on the restored cluster:\n{text}");
     assert!(text.contains("ROLE_MIGRATIONS_OK"), "{text}");
     assert_eq!(second.cache("volume"), (1, 0), "the second run restored the cluster: {}", second.report["caches"]);
     assert_nothing_left(&second_session);
+    docker(&["volume", "rm", &second.line("CACHE_VOLUME")]);
     let _ = std::fs::remove_dir_all(migrations);
     let _ = std::fs::remove_dir_all(&dir);
 }

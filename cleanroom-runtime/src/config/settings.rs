@@ -453,28 +453,22 @@ impl Config {
 /// The reference table of `docs/configuration.md`, generated from
 /// [`SETTINGS`] and [`SERVICE_SETTINGS`].
 pub fn reference_tables() -> String {
-    let cell = |s: Option<&str>| s.map_or("—".to_string(), |s| format!("`{s}`"));
-    let mut out = String::from("| key in `cleanroom.toml` | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n");
-    for s in SETTINGS {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            cell(s.key),
-            cell(s.env),
-            s.values,
-            s.default,
-            s.meaning
-        ));
-    }
-    out.push_str("\n| key in `[services.<name>]` | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n");
-    for s in SERVICE_SETTINGS {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            cell(s.key),
-            cell(s.env),
-            s.values,
-            s.default,
-            s.meaning
-        ));
-    }
-    out
+    let table = |first: &str, settings: &[Setting]| {
+        let cell = |s: Option<&str>| s.map_or("—".to_string(), |s| format!("`{s}`"));
+        let mut out = format!(
+            "| {first} | environment variable | values | default | meaning |\n| --- | --- | --- | --- | --- |\n"
+        );
+        for s in settings {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                cell(s.key),
+                cell(s.env),
+                s.values,
+                s.default,
+                s.meaning
+            ));
+        }
+        out
+    };
+    format!("{}\n{}", table("key in `cleanroom.toml`", SETTINGS), table("key in `[services.<name>]`", SERVICE_SETTINGS))
 }
