@@ -30,9 +30,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::docker::{
-    is_mine, owner_labels, ContainerRequest, Docker, MountRequest, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL,
-};
+use crate::docker::{is_mine, owner_labels, ContainerRequest, Docker, MountRequest, MANAGED_LABEL};
 use crate::engine::Engine;
 use crate::service::definition::GenericContainer;
 
@@ -273,17 +271,14 @@ pub(crate) fn plan_eviction(entries: &[Entry], ttl: Duration, cap: u64, now: i64
 
 /// This user's cache volumes with their last use and size.
 pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
-    let uid = crate::util::paths::uid().to_string();
     let volumes = docker.volumes_with_label(&format!("{CACHE_LABEL}=volume")).await?;
-    // This owner's: another machine's or another runtime directory's caches
-    // have their own records of use, elsewhere. (Volumes of versions that
-    // did not label the machine count as this user's.)
-    let legacy = |labels: &std::collections::HashMap<String, String>| {
-        !labels.contains_key(HOST_LABEL) && labels.get(OWNER_LABEL) == Some(&uid)
-    };
+    // This owner's only: another machine's or another runtime directory's
+    // caches have their records of use elsewhere, and caches made before
+    // volumes named their owner cannot be told apart (remove those by hand:
+    // docs/caches.md).
     Ok(volumes
         .into_iter()
-        .filter(|v| is_mine(&v.labels) || legacy(&v.labels))
+        .filter(|v| is_mine(&v.labels))
         .map(|v| {
             let record = uses_dir().join(&v.name);
             let last_use = std::fs::metadata(&record)
