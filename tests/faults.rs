@@ -408,6 +408,9 @@ struct FlakyEngine {
     path: PathBuf,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    /// How long each chunk a client sends is held before it is passed on, in
+    /// milliseconds (0: none).
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FlakyEngine {
@@ -418,7 +421,8 @@ impl FlakyEngine {
         let listener = UnixListener::bind(&path).unwrap();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (d, o) = (down.clone(), open.clone());
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (d, o, delay) = (down.clone(), open.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -427,9 +431,23 @@ impl FlakyEngine {
                     continue;
                 }
                 let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
-                let pipe = |mut from: UnixStream, mut to: UnixStream| {
+                let pipe = |mut from: UnixStream, mut to: UnixStream, slow: bool| {
+                    let delay = delay.clone();
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            let held = delay.load(Ordering::SeqCst);
+                            if slow && held > 0 {
+                                std::thread::sleep(Duration::from_millis(held));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 };
@@ -438,11 +456,11 @@ impl FlakyEngine {
                     open.push(client.try_clone().unwrap());
                     open.push(engine.try_clone().unwrap());
                 }
-                pipe(client.try_clone().unwrap(), engine.try_clone().unwrap());
-                pipe(engine, client);
+                pipe(client.try_clone().unwrap(), engine.try_clone().unwrap(), true);
+                pipe(engine, client, false);
             }
         });
-        FlakyEngine { path, down, open }
+        FlakyEngine { path, down, open, delay_ms }
     }
 
     fn host(&self) -> String {
@@ -526,4 +544,26 @@ fn a_full_runtime_directory_fails_no_test_and_leaves_nothing() {
     // The run's reaper is gone by now; its lock and socket no longer pin the mount.
     let _ = std::process::Command::new("umount").arg("-l").arg(&base).status();
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// An engine that answers slowly (every request held 150 ms): services take
+/// longer to start, the tests pass, and the reaper still removes everything.
+#[test]
+fn a_slow_engine_slows_the_start_and_fails_no_test() {
+    let session = fresh_session("engine-slow");
+    let runtime = scratch(&session);
+    let engine = FlakyEngine::start(runtime.join("engine.sock"));
+    engine.delay_ms.store(150, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let run = run_child(
+        &session,
+        &["--ignored", "child::suite::", "--test-threads", "2"],
+        &[("DOCKER_HOST", &engine.host()), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+    );
+    let took = started.elapsed();
+    assert!(run.passed(), "{}", run.text());
+    assert!(run.text().contains("2 passed"), "{}", run.text());
+    eprintln!("with every engine request held 150 ms the run took {took:?}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
 }
