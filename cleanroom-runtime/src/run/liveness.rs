@@ -27,7 +27,7 @@ pub(super) fn clients_dir(session: &str) -> PathBuf {
 
 /// Registers this process as a client of `session`'s run.
 pub(super) fn register_client(session: &str) {
-    let Some(me) = ProcessId::of(std::process::id()) else { return };
+    let Some(me) = ProcessId::current() else { return };
     let dir = clients_dir(session);
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join(me.encode()), b"");
@@ -36,7 +36,7 @@ pub(super) fn register_client(session: &str) {
 
 /// Takes this process's registration back, at its exit.
 pub(crate) fn unregister_client(session: &str) {
-    if let Some(me) = ProcessId::of(std::process::id()) {
+    if let Some(me) = ProcessId::current() {
         let _ = std::fs::remove_file(clients_dir(session).join(me.encode()));
     }
 }

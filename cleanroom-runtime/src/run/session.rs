@@ -24,6 +24,13 @@ impl ProcessId {
         Some(ProcessId { pid, start: stat_field(&stat, 22)?.parse().ok()? })
     }
 
+    /// This process, read from `/proc` once: it labels what a reaperless
+    /// process creates and registers the process with its run's reaper.
+    pub(crate) fn current() -> Option<ProcessId> {
+        static CURRENT: std::sync::OnceLock<Option<ProcessId>> = std::sync::OnceLock::new();
+        *CURRENT.get_or_init(|| Self::of(std::process::id()))
+    }
+
     /// The parent of this process.
     pub(crate) fn parent() -> Option<ProcessId> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;

@@ -435,8 +435,7 @@ fn adopt_creator_values(def: &mut GenericContainer, actual: &BTreeMap<String, St
 /// This process as [`PROCESS_LABEL`] names it: `pid:start`, which no later
 /// process can share.
 pub(super) fn process_label() -> String {
-    crate::run::session::ProcessId::of(std::process::id())
-        .map_or_else(|| std::process::id().to_string(), |p| p.encode())
+    crate::run::session::ProcessId::current().map_or_else(|| std::process::id().to_string(), |p| p.encode())
 }
 
 /// The run's error for an engine error while creating and starting a
