@@ -58,10 +58,28 @@ impl Dependency {
         quote_spanned!(self.span()=> &<#ty as ::cleanroom::__private::Service>::NODE)
     }
 
+    /// `<T as ProcessScoped>::process_value(test)`: the value of a
+    /// process-scoped fixture, which a fixture that is not one cannot give.
+    pub(crate) fn process_value(&self, test: &Ident) -> TokenStream {
+        let ty = self.ty();
+        quote_spanned!(self.span()=> <#ty as ::cleanroom::__private::ProcessScoped>::process_value(#test))
+    }
+
     /// `<T as Resolve>::resolve(ctx)`: the value, resolved for one test.
     pub(crate) fn resolve(&self, ctx: &Ident) -> TokenStream {
         let ty = self.ty();
         quote_spanned!(self.span()=> <#ty as ::cleanroom::__private::Resolve>::resolve(#ctx))
+    }
+}
+
+/// `use` of the built-ins under the names users write, for the block that
+/// resolves a test's or fixture's dependencies: a misspelt built-in then gets
+/// the compiler's "a struct with a similar name exists", as a misspelt
+/// fixture does. A glob import hides none of the user's own names.
+pub(crate) fn builtin_names() -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use ::cleanroom::__private::builtin_names::*;
     }
 }
 
@@ -84,6 +102,13 @@ mod should {
     fn reach_other_names_in_the_users_scope() {
         let node = Dependency::named(&parse_quote!(client)).node().to_string();
         assert_eq!(node, quote!(&<client as ::cleanroom::__private::Resolve>::NODE).to_string());
+    }
+
+    #[test]
+    fn bound_a_process_fixtures_dependencies_by_the_process_scoped_trait() {
+        let test = Ident::new("test", Span::call_site());
+        let value = Dependency::named(&parse_quote!(tracing)).process_value(&test).to_string();
+        assert_eq!(value, quote!(<tracing as ::cleanroom::__private::ProcessScoped>::process_value(test)).to_string());
     }
 
     #[test]

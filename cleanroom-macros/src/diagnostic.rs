@@ -35,8 +35,9 @@ impl Errors {
     }
 }
 
-/// One attribute macro's whole run: parse the item as a function, `parse`
-/// the model, `validate` it, `render` it; on error the user's function as
+/// One attribute macro's whole run: take `crate = "…"` out of the arguments,
+/// parse the item as a function, `parse` the model, `validate` it, `render` it
+/// (naming cleanroom by the given path); on error the user's function as
 /// `fallback` writes it (so that nothing else fails for want of it) followed
 /// by every error at once.
 pub(crate) fn expand<I>(
@@ -51,9 +52,13 @@ pub(crate) fn expand<I>(
         Ok(func) => func,
         Err(error) => return with_error(item, error),
     };
+    let (args, krate) = match crate::crate_path::take(args) {
+        Ok(taken) => taken,
+        Err(error) => return with_error(fallback(func), error),
+    };
     let info = parse(args, func.clone()).and_then(|info| validate(&info).map(|()| info));
     match info {
-        Ok(info) => render(&info),
+        Ok(info) => crate::crate_path::rewrite(render(&info), krate.as_ref()),
         Err(error) => with_error(fallback(func), error),
     }
 }

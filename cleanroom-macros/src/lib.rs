@@ -7,15 +7,17 @@
 //! caused it) and renders code that reaches the runtime only through
 //! `::cleanroom::__private`.
 //!
-//! [cleanroom]: https://docs.rs/cleanroom
+//! [cleanroom]: https://docs.rs/cleanroom-test
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod builtin;
+mod crate_path;
 mod dependency;
 mod diagnostic;
 mod fixture_attr;
 mod param;
+mod room;
 mod service_attr;
 mod signature;
 mod test_attr;

@@ -19,7 +19,12 @@ fn unnamed((a, b): (u32, u32)) -> u32 {
 }
 
 #[cleanroom::fixture(scope = "run")]
-fn with_arguments() -> u32 {
+fn unknown_scope() -> u32 {
+    42
+}
+
+#[cleanroom::fixture(image = "x", scope = "process", scope = "test")]
+fn unknown_option_and_scope_twice() -> u32 {
     42
 }
 

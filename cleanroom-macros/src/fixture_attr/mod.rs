@@ -9,7 +9,7 @@ mod validate;
 
 use proc_macro2::TokenStream;
 
-pub(crate) use model::FixtureInfo;
+pub(crate) use model::{FixtureInfo, Scope};
 
 /// The whole macro: parse, validate, render; on error the user's function and
 /// every error at once.

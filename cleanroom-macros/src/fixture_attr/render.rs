@@ -1,18 +1,27 @@
 //! Writes the fixture's `Resolve` type for a validated [`FixtureInfo`].
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::ItemFn;
 
-use super::FixtureInfo;
+use super::{FixtureInfo, Scope};
 use crate::dependency::Dependency;
 use crate::param::strip_from;
 
 /// The expansion of a valid fixture: the function, a type of the same name
-/// (braced, so it lives in the type namespace only), and its `Resolve` impl.
+/// (braced, so it lives in the type namespace only), and its `Resolve` impl
+/// (with `ProcessScoped` for a process-scoped one).
 pub(crate) fn render(info: &FixtureInfo) -> TokenStream {
+    match info.scope {
+        Scope::Test => render_per_test(info),
+        Scope::Process(span) => render_process(info, span),
+    }
+}
+
+/// A fixture made for each test that asks.
+fn render_per_test(info: &FixtureInfo) -> TokenStream {
     let func = &info.func;
     let name = &func.sig.ident;
     let vis = &func.vis;
@@ -34,7 +43,78 @@ pub(crate) fn render(info: &FixtureInfo) -> TokenStream {
             (arg.clone(), quote!(let #arg = #resolve;))
         })
         .unzip();
+    let rooms = info.rooms.iter().map(|(service, room)| crate::room::render(service, room));
     let call = if info.is_async() { quote!(#ctx.block_on(#name(#(#args),*))) } else { quote!(#name(#(#args),*)) };
+    let builtin_names = crate::dependency::builtin_names();
+
+    quote! {
+        #func
+
+        #cfgs
+        #[allow(non_camel_case_types, dead_code)]
+        #[doc(hidden)]
+        #vis struct #name {}
+
+        #cfgs
+        impl ::cleanroom::__private::Resolve for #name {
+            type Output = #output;
+            const NODE: ::cleanroom::__private::Node = {
+                #builtin_names
+                ::cleanroom::__private::Node::fixture(#name_str, ::core::module_path!(), &[#(#deps),*])
+                    .with_rooms(&[#(#rooms),*])
+            };
+            fn resolve(#ctx: &mut ::cleanroom::__private::TestContext) -> Self::Output {
+                #[allow(unused_imports)]
+                use ::cleanroom::__private::{ShareClone as _, ShareNone as _};
+                let #cloner = (&&::cleanroom::__private::Share::<#output>::new()).cloner();
+                #ctx.fixture(&<Self as ::cleanroom::__private::Resolve>::NODE, #cloner, |#ctx| {
+                    #builtin_names
+                    #(#bindings)*
+                    #call
+                })
+            }
+        }
+    }
+}
+
+/// A fixture made once per test process: the runtime keeps its value for
+/// the process, its dependencies are process fixtures too (the
+/// `ProcessScoped` bound says so at the parameter), and an async one runs on
+/// the process fixtures' runtime, which outlives every test's.
+fn render_process(info: &FixtureInfo, scope: Span) -> TokenStream {
+    let func = &info.func;
+    let name = &func.sig.ident;
+    let vis = &func.vis;
+    let name_str = name.unraw().to_string();
+    let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let cfgs = quote!(#(#cfgs)*);
+    let output = info.output();
+    let ctx = Ident::new("__cleanroom_ctx", Span::mixed_site());
+    let test = Ident::new("__cleanroom_test", Span::mixed_site());
+
+    let deps = info.params.iter().map(|param| Dependency::named(&param.source).node());
+    let (args, bindings): (Vec<Ident>, Vec<TokenStream>) = info
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, param)| {
+            let arg = format_ident!("__cleanroom_arg_{}", i, span = param.ty.span().resolved_at(Span::mixed_site()));
+            let value = Dependency::named(&param.source).process_value(&test);
+            (arg.clone(), quote!(let #arg = #value;))
+        })
+        .unzip();
+    let call = if info.is_async() {
+        quote!(::cleanroom::__private::block_on_process(#name(#(#args),*)))
+    } else {
+        quote!(#name(#(#args),*))
+    };
+    // At the return type (or at `scope = "process"` without one), so that a
+    // value that cannot be shared is reported there.
+    let value_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => scope,
+    };
+    let process_fixture = quote_spanned!(value_span=> ::cleanroom::__private::process_fixture::<#output>);
 
     quote! {
         #func
@@ -50,10 +130,14 @@ pub(crate) fn render(info: &FixtureInfo) -> TokenStream {
             const NODE: ::cleanroom::__private::Node =
                 ::cleanroom::__private::Node::fixture(#name_str, ::core::module_path!(), &[#(#deps),*]);
             fn resolve(#ctx: &mut ::cleanroom::__private::TestContext) -> Self::Output {
-                #[allow(unused_imports)]
-                use ::cleanroom::__private::{ShareClone as _, ShareNone as _};
-                let #cloner = (&&::cleanroom::__private::Share::<#output>::new()).cloner();
-                #ctx.fixture(&<Self as ::cleanroom::__private::Resolve>::NODE, #cloner, |#ctx| {
+                <Self as ::cleanroom::__private::ProcessScoped>::process_value(#ctx.desc())
+            }
+        }
+
+        #cfgs
+        impl ::cleanroom::__private::ProcessScoped for #name {
+            fn process_value(#test: &'static ::cleanroom::__private::TestDesc) -> Self::Output {
+                #process_fixture(&<Self as ::cleanroom::__private::Resolve>::NODE, #test, || {
                     #(#bindings)*
                     #call
                 })
@@ -139,7 +223,8 @@ mod should {
                 &<::cleanroom::__private::postgres as ::cleanroom::__private::Resolve>::NODE,
                 &<other as ::cleanroom::__private::Resolve>::NODE
             ]
-        ));
+        )
+        .with_rooms(&[]));
         assert!(has(&out, node), "{out}");
     }
 
@@ -192,6 +277,31 @@ mod should {
             }
         ))
         .contains("block_on"));
+    }
+
+    #[test]
+    fn build_a_process_fixture_through_the_runtime_once() {
+        let out = render(
+            &parse(
+                quote!(scope = "process"),
+                parse_quote!(
+                    async fn tracing(config: Config) -> Arc<T> {
+                        t()
+                    }
+                ),
+            )
+            .unwrap(),
+        )
+        .to_string();
+        assert!(has(&out, quote!(impl ::cleanroom::__private::ProcessScoped for tracing)), "{out}");
+        // Written out: `quote!` would read `>>` as one token.
+        assert!(out.contains(":: cleanroom :: __private :: process_fixture :: < Arc < T > >"), "{out}");
+        assert!(
+            has(&out, quote!(<config as ::cleanroom::__private::ProcessScoped>::process_value(__cleanroom_test))),
+            "{out}"
+        );
+        assert!(has(&out, quote!(::cleanroom::__private::block_on_process(tracing(__cleanroom_arg_0)))), "{out}");
+        assert!(!out.contains("ShareClone"), "a process fixture is not memoised per test: {out}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::ServiceInfo;
 /// Parses the service; the attribute takes no arguments.
 pub(crate) fn parse(args: TokenStream, func: ItemFn) -> syn::Result<ServiceInfo> {
     if !args.is_empty() {
-        return Err(syn::Error::new_spanned(args, "expected no arguments: #[cleanroom::service] takes none"));
+        return Err(syn::Error::new_spanned(args, "#[cleanroom::service] takes no arguments other than crate = \"…\""));
     }
     Ok(ServiceInfo { func })
 }
@@ -31,6 +31,6 @@ mod should {
             ),
         )
         .unwrap_err();
-        assert_eq!(error.to_string(), "expected no arguments: #[cleanroom::service] takes none");
+        assert_eq!(error.to_string(), "#[cleanroom::service] takes no arguments other than crate = \"…\"");
     }
 }

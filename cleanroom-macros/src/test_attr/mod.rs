@@ -8,7 +8,7 @@ mod validate;
 
 use proc_macro2::TokenStream;
 
-pub(crate) use model::{Flavor, FlavorOption, RoomArgs, ServiceArg, TestInfo, WorkerThreads};
+pub(crate) use model::{Flavor, FlavorOption, ServiceArg, TestInfo, WorkerThreads};
 
 /// The whole macro: parse, validate, render; on error the user's function
 /// (so that nothing else fails for want of it) and every error at once.

@@ -2,10 +2,11 @@
 //! it makes sense.
 
 use proc_macro2::Ident;
-use syn::{Attribute, ItemFn, LitStr};
+use syn::{Attribute, ItemFn};
 
 use crate::dependency::Dependency;
 use crate::param::Param;
+use crate::room::RoomArgs;
 
 /// One test function and its attribute.
 #[derive(Debug, Clone)]
@@ -30,22 +31,6 @@ pub(crate) struct ServiceArg {
     pub(crate) name: Ident,
     /// `(…)` after the name, if any.
     pub(crate) room: Option<RoomArgs>,
-}
-
-/// What a test asks of its room in a service: `postgres(migrations = "…")`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RoomArgs {
-    /// `shared`: no room, the server's main database.
-    pub(crate) shared: Option<Ident>,
-    /// `migrations = "dir"`, with its key.
-    pub(crate) migrations: Option<(Ident, LitStr)>,
-    /// `init = "file.sql"`, with its key.
-    pub(crate) init: Option<(Ident, LitStr)>,
-}
-
-impl RoomArgs {
-    /// The room options one can give, as listed in messages.
-    pub(crate) const CHOICES: &'static str = "shared, migrations, init";
 }
 
 /// The runtime flavors one can ask for.

@@ -5,12 +5,13 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, ItemFn, Lit, Meta, MetaNameValue, Token};
 
-use super::{Flavor, FlavorOption, RoomArgs, ServiceArg, TestInfo, WorkerThreads};
+use super::{Flavor, FlavorOption, ServiceArg, TestInfo, WorkerThreads};
 use crate::diagnostic::Errors;
 use crate::param::parse_params;
+use crate::room::set_once;
 
 /// What the attribute accepts, as listed in messages.
-const OPTIONS: &str = "expected one of: flavor, worker_threads, or a service name";
+const OPTIONS: &str = "expected one of: flavor, worker_threads, crate, or a service name";
 
 /// Parses the attribute's `args` and the test function, reporting every
 /// malformed option and parameter at once.
@@ -48,7 +49,7 @@ pub(crate) fn parse(args: TokenStream, mut func: ItemFn) -> syn::Result<TestInfo
             Meta::List(list) => match list.path.get_ident() {
                 Some(name) if name != "flavor" && name != "worker_threads" => {
                     let room = errors.ok(list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated));
-                    let room = room.map(|metas| room_args(metas, &mut errors)).unwrap_or_default();
+                    let room = room.map(|metas| crate::room::parse(metas, &mut errors)).unwrap_or_default();
                     services.push(ServiceArg { name: name.clone(), room: Some(room) });
                 }
                 Some(key) => errors
@@ -62,34 +63,6 @@ pub(crate) fn parse(args: TokenStream, mut func: ItemFn) -> syn::Result<TestInfo
     Ok(TestInfo { services, flavor: flavor_option, worker_threads: workers_option, params, func })
 }
 
-/// The options of one service's room: `shared, migrations = "…", init = "…"`.
-fn room_args(metas: Punctuated<Meta, Token![,]>, errors: &mut Errors) -> RoomArgs {
-    let mut room = RoomArgs::default();
-    for meta in metas {
-        let key = meta.path().get_ident();
-        match (&meta, key) {
-            (Meta::Path(_), Some(key)) if key == "shared" => set_once(&mut room.shared, Some(key.clone()), key, errors),
-            (Meta::NameValue(option), Some(key)) if key == "migrations" || key == "init" => {
-                let Expr::Lit(ExprLit { lit: Lit::Str(path), .. }) = &option.value else {
-                    errors.spanned(&option.value, format_args!("expected a path in a string, as in {key} = \"…\""));
-                    continue;
-                };
-                let slot = if key == "migrations" { &mut room.migrations } else { &mut room.init };
-                set_once(slot, Some((key.clone(), path.clone())), key, errors);
-            }
-            _ => {
-                let path = meta.path();
-                let name = quote::quote!(#path).to_string().replace(' ', "");
-                errors.spanned(
-                    &meta,
-                    format_args!("unknown room option `{name}`: expected one of: {}", RoomArgs::CHOICES),
-                );
-            }
-        }
-    }
-    room
-}
-
 fn unknown(path: &syn::Path) -> String {
     let name = quote::quote!(#path).to_string().replace(' ', "");
     format!("unknown option `{name}`: {OPTIONS}")
@@ -100,14 +73,6 @@ fn example(key: &Ident) -> &'static str {
         "\"multi_thread\""
     } else {
         "4"
-    }
-}
-
-fn set_once<T>(slot: &mut Option<T>, value: Option<T>, key: &Ident, errors: &mut Errors) {
-    match (value, &slot) {
-        (Some(_), Some(_)) => errors.spanned(key, format_args!("`{key}` is set twice")),
-        (Some(value), None) => *slot = Some(value),
-        (None, _) => {}
     }
 }
 
@@ -188,7 +153,7 @@ mod should {
                     fn t() {}
                 )
             )),
-            ["unknown room option `version`: expected one of: shared, migrations, init"]
+            ["unknown room option `version`: expected one of: shared, migrations, tool, init"]
         );
     }
 
@@ -213,7 +178,7 @@ mod should {
                     fn t() {}
                 )
             )),
-            ["unknown option `timeout`: expected one of: flavor, worker_threads, or a service name"]
+            ["unknown option `timeout`: expected one of: flavor, worker_threads, crate, or a service name"]
         );
     }
 

@@ -50,18 +50,22 @@ pub(crate) fn render(info: &TestInfo) -> TokenStream {
         .unzip();
     let call =
         if info.is_async() { quote!(#ctx.block_on(#body_name(#(#args),*))) } else { quote!(#body_name(#(#args),*)) };
+    let builtin_names = crate::dependency::builtin_names();
 
     quote! {
         #cfgs
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        static #desc: ::cleanroom::__private::TestDesc = ::cleanroom::__private::TestDesc {
-            module_path: ::core::module_path!(),
-            name: #name_str,
-            ignored: #ignored,
-            flavor: #flavor,
-            needs: &[#(#needs),*],
-            rooms: &[#(#rooms),*],
+        static #desc: ::cleanroom::__private::TestDesc = {
+            #builtin_names
+            ::cleanroom::__private::TestDesc {
+                module_path: ::core::module_path!(),
+                name: #name_str,
+                ignored: #ignored,
+                flavor: #flavor,
+                needs: &[#(#needs),*],
+                rooms: &[#(#rooms),*],
+            }
         };
 
         #cfgs
@@ -76,6 +80,7 @@ pub(crate) fn render(info: &TestInfo) -> TokenStream {
         #vis fn #name() #output {
             #body_sig #block
             ::cleanroom::__private::run(&#desc, |#ctx| {
+                #builtin_names
                 #(#bindings)*
                 #call
             })
@@ -121,30 +126,10 @@ fn flavor(info: &TestInfo) -> TokenStream {
 }
 
 /// What the listed services' rooms should be, for those given options.
-/// Relative paths start from the manifest directory of the crate the test is in.
 fn rooms(info: &TestInfo) -> Vec<TokenStream> {
-    let some = |value: Option<&(Ident, syn::LitStr)>| match value {
-        Some((_, path)) => quote!(::core::option::Option::Some(#path)),
-        None => quote!(::core::option::Option::None),
-    };
     info.services
         .iter()
-        .filter_map(|service| {
-            let room = service.room.as_ref()?;
-            let name = service.name.to_string();
-            let shared = room.shared.is_some();
-            let migrations = some(room.migrations.as_ref());
-            let init = some(room.init.as_ref());
-            Some(quote! {
-                ::cleanroom::__private::RoomOptions {
-                    service: #name,
-                    shared: #shared,
-                    migrations: #migrations,
-                    init: #init,
-                    base_dir: ::core::env!("CARGO_MANIFEST_DIR"),
-                }
-            })
-        })
+        .filter_map(|service| Some(crate::room::render(&service.name, service.room.as_ref()?)))
         .collect()
 }
 
@@ -303,6 +288,7 @@ mod should {
             shared: false,
             migrations: ::core::option::Option::Some("m"),
             init: ::core::option::Option::None,
+            tool: ::core::option::Option::None,
             base_dir: ::core::env!("CARGO_MANIFEST_DIR"),
         }]);
         assert!(has(&out, rooms), "{out}");

@@ -33,30 +33,8 @@ fn services_listed_once(info: &TestInfo, errors: &mut Errors) {
 
 fn room_options_fit_the_service(info: &TestInfo, errors: &mut Errors) {
     for service in &info.services {
-        let Some(room) = &service.room else { continue };
-        match BuiltIn::named(&service.name) {
-            None => errors.spanned(
-                &service.name,
-                format_args!(
-                    "`{}` takes no options: only the built-in services have rooms (postgres, redis)",
-                    service.name
-                ),
-            ),
-            Some(BuiltIn::Redis) => {
-                for (key, _) in room.migrations.iter().chain(&room.init) {
-                    errors.spanned(key, format_args!("`{key}` applies to postgres only; redis takes: shared"));
-                }
-            }
-            Some(BuiltIn::Postgres) => {
-                if let Some(shared) = room.shared.as_ref().filter(|_| room.migrations.is_some() || room.init.is_some())
-                {
-                    errors.spanned(
-                        shared,
-                        "`shared` uses the server's main database, which no migrations or init run into; \
-                         remove `shared`, or the migrations and init",
-                    );
-                }
-            }
+        if let Some(room) = &service.room {
+            crate::room::check(&service.name, room, errors);
         }
     }
 }
