@@ -10,7 +10,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use cleanroom_runtime::{admin, Error, Layers, Origin, Overrides, SERVICE_SETTINGS, SETTINGS};
 
 /// Exit codes scripts can rely on (docs/configuration.md lists them).
@@ -50,7 +50,9 @@ enum Command {
     /// run) and this user's cache volumes (size, last use).
     Ls,
     /// Remove the containers, networks and volumes of runs that are over,
-    /// and the volume cache.
+    /// and the volume cache; also their local servers, and what they left
+    /// on the existing servers configured for postgres and redis
+    /// (CLEANROOM_POSTGRES_URL, ...).
     ///
     /// A run is over when its reaper no longer holds its lock in the
     /// runtime directory. Live runs, cache volumes a container mounts or
@@ -216,6 +218,15 @@ struct PruneArgs {
     /// without waiting for their TTL.
     #[arg(long)]
     reused: bool,
+    /// Prune an existing server instead (`postgres://…` or `redis://…`):
+    /// drop the databases and flush the Redis rooms that dead runs of yours
+    /// left there. Nothing without cleanroom's mark is touched.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// With a Redis `--url`: the logical databases cleanroom may use, as
+    /// CLEANROOM_REDIS_DATABASES says (`8-15`).
+    #[arg(long, value_name = "FIRST-LAST", requires = "url")]
+    databases: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +250,12 @@ pub fn run() -> ExitCode {
         args.remove(1);
     }
     let cli = Cli::parse_from(args);
+    if let Command::Test(args) = &cli.command {
+        if let Some(message) = misspelt_own_flag(&args.cargo_args) {
+            // As clap reports its own usage errors: exit 2.
+            Cli::command().error(clap::error::ErrorKind::UnknownArgument, message).exit();
+        }
+    }
     let result = match cli.command {
         Command::Test(args) => test(args),
         Command::Config(flags) => config(&flags),
@@ -292,6 +309,96 @@ fn test(args: TestArgs) -> Result<ExitCode, Error> {
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(code::FAILED)),
         None => ExitCode::from(code::FAILED),
     })
+}
+
+/// Long flags of `cargo test` and `cargo nextest run` that are near one of
+/// `test`'s own: always handed to cargo.
+const RUNNER_FLAGS: &[&str] = &[
+    "all",
+    "all-features",
+    "all-targets",
+    "bench",
+    "benches",
+    "bin",
+    "bins",
+    "color",
+    "config",
+    "doc",
+    "example",
+    "examples",
+    "exclude",
+    "features",
+    "frozen",
+    "future-incompat-report",
+    "ignore-rust-version",
+    "jobs",
+    "keep-going",
+    "lib",
+    "locked",
+    "manifest-path",
+    "message-format",
+    "no-capture",
+    "no-default-features",
+    "no-fail-fast",
+    "no-run",
+    "offline",
+    "package",
+    "partition",
+    "profile",
+    "quiet",
+    "release",
+    "retries",
+    "run-ignored",
+    "target",
+    "target-dir",
+    "test",
+    "test-threads",
+    "tests",
+    "timings",
+    "verbose",
+    "workspace",
+];
+
+/// Why a cargo argument of `cargo cleanroom test` is refused: a long flag
+/// that is not cargo's or nextest's and is a misspelling of one of `test`'s
+/// own (`--reuce`, `--no_reaper`), which cargo would otherwise reject with
+/// a message that does not name the flag meant.
+fn misspelt_own_flag(cargo_args: &[String]) -> Option<String> {
+    let command = Cli::command();
+    let test = command.find_subcommand("test").expect("`test` is a subcommand");
+    let own: Vec<&str> = test.get_arguments().filter_map(|arg| arg.get_long()).collect();
+    // What follows a `--` is the tests' (clap may leave it among cargo's).
+    for arg in cargo_args.iter().take_while(|arg| *arg != "--") {
+        let Some(name) = arg.strip_prefix("--").map(|flag| flag.split('=').next().unwrap_or(flag)) else { continue };
+        if name.is_empty() || own.contains(&name) || RUNNER_FLAGS.contains(&name) {
+            continue;
+        }
+        let written = name.replace('_', "-");
+        let nearest = own.iter().map(|flag| (distance(&written, flag), *flag)).min();
+        if let Some((_, flag)) = nearest.filter(|(d, flag)| *d <= 2 && *d <= flag.len() / 2) {
+            return Some(format!(
+                "unknown flag `--{name}` for `cargo cleanroom test`: did you mean `--{flag}`? \
+                 (flags for cargo follow cleanroom's; arguments for the tests go after `--`)"
+            ));
+        }
+    }
+    None
+}
+
+/// The Levenshtein distance between `a` and `b`.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// What cargo is given: `test` (or `nextest run`), the cargo arguments,
@@ -355,14 +462,24 @@ fn age(seconds: i64) -> String {
 }
 
 fn ls() -> Result<ExitCode, Error> {
-    let containers = admin::list()?;
+    // Services on existing servers are known from the runs' records: they
+    // are listed whether or not a container engine answers.
+    let elsewhere = admin::list_elsewhere();
+    let (containers, unreachable) = match admin::list() {
+        Ok(containers) => (containers, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    if let (Some(e), true) = (&unreachable, elsewhere.is_empty()) {
+        return Err(e.clone());
+    }
     let now = admin::now();
-    let rows: Vec<[String; 7]> = containers
+    let mut rows: Vec<[String; 8]> = containers
         .iter()
         .map(|c| {
             [
                 c.session.clone(),
                 c.service.clone(),
+                "docker".to_string(),
                 c.state.clone(),
                 c.run.as_str().to_string(),
                 age(now - c.created),
@@ -371,9 +488,25 @@ fn ls() -> Result<ExitCode, Error> {
             ]
         })
         .collect();
-    let header = ["SESSION", "SERVICE", "STATE", "RUN", "AGE", "OWNER", "NAME"].map(String::from);
+    rows.extend(elsewhere.iter().map(|s| {
+        [
+            s.session.clone(),
+            s.service.clone(),
+            s.engine.clone(),
+            "-".to_string(),
+            s.run.as_str().to_string(),
+            "-".to_string(),
+            "-".to_string(),
+            s.address.clone(),
+        ]
+    }));
+    let header = ["SESSION", "SERVICE", "ENGINE", "STATE", "RUN", "AGE", "OWNER", "NAME"].map(String::from);
     print_table(&header, &rows);
-    let caches = admin::caches()?;
+    // What other engines run is listed; the containers could not be.
+    if let Some(e) = unreachable {
+        return Err(e);
+    }
+    let caches = admin::caches().unwrap_or_default();
     if !caches.is_empty() {
         println!();
         let rows: Vec<[String; 5]> = caches
@@ -407,13 +540,28 @@ fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
 }
 
 fn prune(args: &PruneArgs) -> Result<ExitCode, Error> {
+    if let Some(url) = &args.url {
+        let found = admin::prune_server(url, args.databases.as_deref(), args.dry_run)?;
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        if found.removed.is_empty() {
+            println!("nothing to prune on that server: no dead run of yours left anything there");
+        }
+        for what in &found.removed {
+            println!("{verb} {what}");
+        }
+        for what in &found.kept {
+            println!("kept {what}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let pruned = admin::prune(admin::PruneOptions {
         dry_run: args.dry_run,
         keep_caches: args.keep_caches,
         reused: args.reused,
     })?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    if pruned.sessions.is_empty() && pruned.reused.is_empty() && pruned.caches.is_empty() {
+    if pruned.sessions.is_empty() && pruned.reused.is_empty() && pruned.caches.is_empty() && pruned.existing.is_empty()
+    {
         println!("nothing to prune: every run with containers is live (or not this machine's)");
     }
     for session in &pruned.sessions {
@@ -424,6 +572,9 @@ fn prune(args: &PruneArgs) -> Result<ExitCode, Error> {
     }
     for name in &pruned.caches {
         println!("{verb} cache volume {name}");
+    }
+    for what in &pruned.existing {
+        println!("{verb} {what}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -513,6 +664,38 @@ mod tests {
             assert_eq!(get("CLEANROOM_MY_WEB_CPUS"), Some(("2", "--set services.my-web.cpus=2")));
             assert_eq!(get("CLEANROOM_NO_REAPER"), Some(("1", "--no-reaper")));
             assert_eq!(o.len(), 5);
+        }
+
+        #[test]
+        fn refuse_a_misspelling_of_its_own_flags_naming_the_one_meant() {
+            let refused = |args: &[&str]| misspelt_own_flag(&parse(args).cargo_args);
+            let message = refused(&["--reuce"]).unwrap();
+            assert!(message.starts_with("unknown flag `--reuce` for `cargo cleanroom test`: did you mean `--reuse`?"));
+            assert!(refused(&["-p", "app", "--kep=always"]).unwrap().contains("did you mean `--keep`?"));
+            assert!(refused(&["--no_reaper"]).unwrap().contains("did you mean `--no-reaper`?"));
+            assert!(refused(&["--imag-prefix", "x/"]).unwrap().contains("did you mean `--image-prefix`?"));
+        }
+
+        #[test]
+        fn hand_cargo_its_own_flags_and_flags_unlike_cleanrooms() {
+            let refused = |args: &[&str]| misspelt_own_flag(&parse(args).cargo_args);
+            for args in [
+                &["--test", "signup"][..],
+                &["--tests", "--release", "--lib", "--bins", "--jobs", "2", "--locked"],
+                &["--no-fail-fast", "--target-dir", "t", "--features", "x", "--workspace"],
+                &["--frobnicate"],
+                &["-p", "app", "--", "--nocapture", "--reuce"],
+            ] {
+                assert_eq!(refused(args), None, "{args:?}");
+            }
+        }
+
+        #[test]
+        fn measure_edits_between_flags() {
+            assert_eq!(distance("reuce", "reuse"), 1);
+            assert_eq!(distance("kep", "keep"), 1);
+            assert_eq!(distance("test", "set"), 2);
+            assert_eq!(distance("", "abc"), 3);
         }
 
         #[test]

@@ -155,6 +155,17 @@ mod should {
     }
 
     #[test]
+    fn refuse_a_misspelt_flag_of_test_with_exit_2_instead_of_handing_it_to_cargo() {
+        // `CARGO` would run this test binary: a flag handed on would run it.
+        let mut cmd = cargo_cleanroom(&["test", "--reuce", "-p", "app"]);
+        cmd.env("CARGO", "/nonexistent/cargo-must-not-run");
+        let (code, out, err) = run(cmd);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains("unknown flag `--reuce` for `cargo cleanroom test`: did you mean `--reuse`?"), "{err}");
+        assert!(!err.contains("cargo-must-not-run"), "cargo was not run: {err}");
+    }
+
+    #[test]
     fn exit_3_on_a_bad_configuration_naming_the_flag() {
         let (code, _, err) = run(cargo_cleanroom(&["config", "--keep=forever"]));
         assert_eq!(code, 3);
@@ -464,10 +475,10 @@ mod should {
             out.lines().find(|l| l.starts_with(session)).map(|l| l.split_whitespace().collect::<Vec<_>>())
         };
         let dead_row = row(&dead).unwrap_or_else(|| panic!("{dead} not listed: {out}"));
-        assert_eq!(&dead_row[1..4], &["db", "created", "dead"], "{out}");
-        assert_eq!(dead_row[5], uid().to_string());
+        assert_eq!(&dead_row[1..5], &["db", "docker", "created", "dead"], "{out}");
+        assert_eq!(dead_row[6], uid().to_string());
         let live_row = row(&live).unwrap_or_else(|| panic!("{live} not listed: {out}"));
-        assert_eq!(&live_row[1..4], &["db", "created", "live"], "{out}");
+        assert_eq!(&live_row[1..5], &["db", "docker", "created", "live"], "{out}");
         assert_eq!(out.lines().filter(|l| l.starts_with(&dead)).count(), 1, "ls lists only managed containers: {out}");
 
         let (code, out, err) = cli(&["prune"]);

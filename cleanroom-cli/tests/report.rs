@@ -1,6 +1,6 @@
 //! `cleanroom report` and `--report` as a user runs them: the built binary,
 //! a runtime directory of the test's own with a report written as a run
-//! writes it (the example of docs/report.md, schema 2).
+//! writes it (the example of docs/report.md, schema 3).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -53,7 +53,15 @@ fn report_prints_the_run_summary_and_every_test_and_json_prints_the_document() {
         "{out}"
     );
     assert!(
-        out.contains("\n  caches: container 2 hits / 2 misses, image 2 hits / 0 misses, service 10 hits / 4 misses\n"),
+        out.contains(
+            "\n  caches: container 2 hits / 2 misses (50%), image 2 hits / 0 misses (100%), service 10 hits / 4 misses (71%)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "\n  cache layers: container 0 held (lru), image 0 held (ttl), network 0 held (lfu), volume 1 held, 242.0 MiB (lru)\n"
+        ),
         "{out}"
     );
     let row: Vec<&str> = lines.iter().find(|l| l.starts_with("child::third")).expect(&out).split_whitespace().collect();

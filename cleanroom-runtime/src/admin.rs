@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use crate::docker::{Docker, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::docker::{Docker, OWNER_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL};
+use crate::engine::Provisioner;
 use crate::error::Error;
 
 /// Whether the run a container belongs to is still going.
@@ -69,12 +70,59 @@ fn operation(operation: &str, reason: impl std::fmt::Display) -> Error {
     Error::Operation { service: "docker".into(), operation: operation.into(), reason: reason.to_string() }
 }
 
+/// A service of a run that no container engine runs: a local server, or one
+/// on an existing server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceElsewhere {
+    /// The run's session.
+    pub session: String,
+    /// The service's name.
+    pub service: String,
+    /// What runs it: `local` (a process of this machine) or `existing` (a
+    /// server that was already running).
+    pub engine: String,
+    /// Where it is: the server's URL, password masked; a local server's
+    /// program, pid and address.
+    pub address: String,
+    /// Whether its run is still going.
+    pub run: RunState,
+}
+
+/// The services of this runtime directory's runs that no container engine
+/// runs (local servers, existing servers), listed by their engines from the
+/// runs' records (no container engine is asked).
+pub fn list_elsewhere() -> Vec<ServiceElsewhere> {
+    let engines: [Box<crate::run::start::Driver<'static>>; 2] =
+        [Box::new(crate::run::local::LocalDriver), Box::new(crate::run::existing::ExistingDriver::default())];
+    let Ok(runtime) = runtime() else { return Vec::new() };
+    engines
+        .iter()
+        .flat_map(|engine| {
+            let owned = runtime.block_on(engine.list_owned()).unwrap_or_default();
+            owned.into_iter().map(move |o| (engine.kind(), o))
+        })
+        .map(|(kind, o)| {
+            let run = match crate::run::liveness::session_state(&o.session) {
+                Some(true) => RunState::Live,
+                Some(false) => RunState::Dead,
+                None => RunState::Unknown,
+            };
+            ServiceElsewhere {
+                session: o.session,
+                service: o.service,
+                engine: kind.name().to_string(),
+                address: o.address,
+                run,
+            }
+        })
+        .collect()
+}
+
 /// Every container labelled `cleanroom.managed=true`, oldest session first.
 pub fn list() -> Result<Vec<ManagedContainer>, Error> {
     runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
-        let listed =
-            docker.list(&format!("{MANAGED_LABEL}=true")).await.map_err(|e| operation("listing containers", e))?;
+        let docker = crate::run::start::DockerDriver::on(Docker::connect().await?);
+        let listed = docker.list_owned().await.map_err(|e| operation("listing containers", e))?;
 
         let mut out: Vec<ManagedContainer> = listed
             .into_iter()
@@ -138,6 +186,10 @@ pub struct Pruned {
     pub reused: Vec<String>,
     /// Names of cache volumes.
     pub caches: Vec<String>,
+    /// What went from the existing servers configured for the built-in
+    /// services (`CLEANROOM_POSTGRES_URL`, …): databases and Redis rooms,
+    /// each with its run's session.
+    pub existing: Vec<String>,
 }
 
 /// Removes the containers, networks and volumes of every run that is over
@@ -147,12 +199,42 @@ pub struct Pruned {
 /// reused services no live run uses. Live runs are left alone.
 pub fn prune(options: PruneOptions) -> Result<Pruned, Error> {
     runtime()?.block_on(async {
-        let docker = Docker::connect().await?;
+        // Each engine sweeps its own (docs/engines.md): the local engine's
+        // servers first, as the Docker sweep removes the run directories
+        // their records are in; then the existing servers configured here.
+        let docker = Docker::connect().await;
+        let mut engines: Vec<Box<crate::run::start::Driver<'static>>> = vec![Box::new(crate::run::local::LocalDriver)];
+        engines.extend(
+            crate::run::existing::configured_servers()
+                .into_iter()
+                .map(|e| Box::new(e) as Box<crate::run::start::Driver<'static>>),
+        );
         let mut pruned = Pruned::default();
-        if options.dry_run {
-            pruned.sessions = crate::run::sweep::dead_sessions(&docker, "").await;
-        } else {
-            pruned.sessions = crate::run::sweep::sweep_orphans(&docker, "").await;
+        let mut elsewhere = Vec::new();
+        for engine in &engines {
+            let swept = engine.sweep_dead("", options.dry_run).await;
+            match engine.kind() {
+                crate::engine::EngineKind::Local => elsewhere.extend(swept.unwrap_or_default()),
+                _ => match swept {
+                    Ok(removed) => pruned.existing.extend(removed),
+                    Err(e) => crate::util::say!("cleanroom: {e}"),
+                },
+            }
+        }
+        let docker = match docker {
+            Ok(docker) => docker,
+            // A machine on the local engine alone has no Docker to prune.
+            Err(_) if crate::config::current().is_ok_and(|c| c.engine != crate::config::EngineChoice::Docker) => {
+                return Ok(Pruned { sessions: elsewhere, ..pruned });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let containers = crate::run::start::DockerDriver::on(docker.clone());
+        pruned.sessions = containers.sweep_dead("", options.dry_run).await.unwrap_or_default();
+        for session in elsewhere {
+            if !pruned.sessions.contains(&session) {
+                pruned.sessions.push(session);
+            }
         }
         if options.reused {
             let idle = crate::run::keeper::idle_reused(&docker).await;
@@ -177,6 +259,38 @@ pub fn prune(options: PruneOptions) -> Result<Pruned, Error> {
         }
         Ok(pruned)
     })
+}
+
+/// What `prune --url` found on an existing server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedServer {
+    /// What dead runs of this user, machine and runtime directory left:
+    /// removed (or, on a dry run, to be removed).
+    pub removed: Vec<String>,
+    /// What stays, and why: a live run's, or another owner's.
+    pub kept: Vec<String>,
+}
+
+/// Removes from the existing server at `url` (`postgres://…` or
+/// `redis://…`) the databases and Redis rooms that provably dead runs of
+/// this user, machine and runtime directory left there (a run killed with
+/// its reaper): the rule a starting run applies. `databases` is the Redis
+/// range cleanroom may use (`8-15`). Nothing without cleanroom's mark is
+/// touched.
+pub fn prune_server(url: &str, databases: Option<&str>, dry_run: bool) -> Result<PrunedServer, Error> {
+    let kind = if url.trim_start().starts_with("redis") {
+        crate::external::ServerKind::Redis
+    } else {
+        crate::external::ServerKind::Postgres
+    };
+    let bad = |key: &str, reason: String| Error::Configuration { key: key.to_string(), reason };
+    let url = crate::external::ServerUrl::parse(kind, url).map_err(|r| bad("--url", r))?;
+    let databases =
+        databases.map(crate::external::redis::DatabaseRange::parse).transpose().map_err(|r| bad("--databases", r))?;
+    let found = runtime()?
+        .block_on(crate::run::existing::prune_server(&url, databases, dry_run))
+        .map_err(|e| operation("pruning an existing server", e))?;
+    Ok(PrunedServer { removed: found.removed, kept: found.kept })
 }
 
 /// A cache volume (docs/caches.md).

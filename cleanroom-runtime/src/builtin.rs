@@ -4,7 +4,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec};
+use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec, REDIS_PASSWORD_ENV};
 use crate::service::health::HealthCheck;
 
 /// The Postgres image used unless configured otherwise.
@@ -44,7 +44,8 @@ fn random_password() -> String {
 /// rounds of PBKDF2 on the client, ~200 ms per connection in a debug build
 /// (which is how tests are built), paid by every test that connects. The
 /// password is still random per run and the port published on 127.0.0.1
-/// only. The initial password is stored as SCRAM by initdb, so it is set
+/// only (on every address only for clients elsewhere, see
+/// `docker::endpoint`). The initial password is stored as SCRAM by initdb, so it is set
 /// again, as MD5, over the container's local socket before the login check.
 pub(crate) fn postgres_definition() -> GenericContainer {
     let mut def = GenericContainer::new(DEFAULT_POSTGRES_IMAGE)
@@ -87,11 +88,28 @@ pub(crate) fn postgres_definition() -> GenericContainer {
 
 /// The definition of the Redis service: no persistence, Ready when it answers PING.
 pub(crate) fn redis_definition() -> GenericContainer {
-    GenericContainer::new(DEFAULT_REDIS_IMAGE)
-        .with_cmd(["redis-server", "--save", "", "--appendonly", "no", "--databases", &REDIS_DATABASES.to_string()])
-        .with_port(6379)
-        .with_health_check(HealthCheck::redis_ping(6379))
-        .with_pids_limit(256)
+    redis_definition_for(crate::docker::endpoint::beyond_loopback())
+}
+
+/// The Redis definition; with a random password (`requirepass`) when its
+/// port is reachable beyond the engine host's loopback (a remote engine,
+/// `CLEANROOM_HOST`): nothing is open there without a secret.
+///
+/// The password travels in the environment, as Postgres's does, so that it
+/// stays out of the container's identity and the processes that attach take
+/// the creator's; a shell puts it on the command line inside the container.
+fn redis_definition_for(beyond_loopback: bool) -> GenericContainer {
+    let server = ["redis-server", "--save", "", "--appendonly", "no", "--databases", &REDIS_DATABASES.to_string()]
+        .map(String::from);
+    let def = if beyond_loopback {
+        let script = format!(r#"exec docker-entrypoint.sh "$@" --requirepass "${REDIS_PASSWORD_ENV}""#);
+        GenericContainer::new(DEFAULT_REDIS_IMAGE)
+            .with_env(REDIS_PASSWORD_ENV, random_password())
+            .with_cmd(["sh".to_string(), "-c".to_string(), script, "sh".to_string()].into_iter().chain(server))
+    } else {
+        GenericContainer::new(DEFAULT_REDIS_IMAGE).with_cmd(server)
+    };
+    def.with_port(6379).with_health_check(HealthCheck::redis_ping(6379)).with_pids_limit(256)
 }
 
 /// The spec of a built-in or `#[cleanroom::service]` named `name`, so that the
@@ -107,7 +125,25 @@ pub(crate) fn spec_named(name: &str) -> Option<&'static ServiceSpec> {
 #[cfg(test)]
 mod tests {
     mod should {
-        use super::super::random_password;
+        use super::super::{random_password, redis_definition_for};
+        use crate::service::definition::REDIS_PASSWORD_ENV;
+
+        #[test]
+        fn give_redis_a_password_only_when_its_port_leaves_loopback() {
+            let local = redis_definition_for(false);
+            assert!(!local.env.contains_key(REDIS_PASSWORD_ENV));
+            assert_eq!(local.cmd[0], "redis-server");
+            let remote = redis_definition_for(true);
+            assert_eq!(remote.env[REDIS_PASSWORD_ENV].len(), 32);
+            assert_eq!(&remote.cmd[..2], ["sh", "-c"]);
+            assert!(remote.cmd[2].contains(r#"--requirepass "$REDIS_PASSWORD""#), "{:?}", remote.cmd);
+            assert_eq!(remote.cmd[4..], local.cmd[..], "the same server behind the shell");
+            assert_eq!(
+                remote.identity_hash(),
+                redis_definition_for(true).identity_hash(),
+                "every process of a run names the same container"
+            );
+        }
 
         #[test]
         fn make_a_different_password_on_every_call() {

@@ -4,6 +4,7 @@
 //! run layer (which services to start) and the harness (what a test needs).
 
 use crate::service::definition::ServiceSpec;
+pub use crate::service::migration_tool::MigrationTool;
 
 /// What a test asked of a service's room, from `#[cleanroom::test(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,10 +13,13 @@ pub struct RoomOptions {
     pub service: &'static str,
     /// `shared`: no room of its own, the server's main database.
     pub shared: bool,
-    /// `migrations = "dir"`: `.sql` files applied in name order.
+    /// `migrations = "dir"`: the migrations, laid out as `tool` says.
     pub migrations: Option<&'static str>,
     /// `init = "file.sql"`: data loaded after the migrations.
     pub init: Option<&'static str>,
+    /// `tool = "sqlx"`: the migration tool whose layout and history table
+    /// the migrations follow; `None`: detected from the layout.
+    pub tool: Option<MigrationTool>,
     /// The crate's manifest directory, which relative paths start from.
     pub base_dir: &'static str,
 }
@@ -54,17 +58,25 @@ pub struct Node {
     pub kind: NodeKind,
     /// What it takes as parameters.
     pub deps: &'static [&'static Node],
+    /// What a fixture asks of its services' rooms
+    /// (`#[cleanroom::fixture(postgres(migrations = "…"))]`).
+    pub rooms: &'static [RoomOptions],
 }
 
 impl Node {
     /// A fixture node.
     pub const fn fixture(name: &'static str, module_path: &'static str, deps: &'static [&'static Node]) -> Node {
-        Node { name, module_path, kind: NodeKind::Fixture, deps }
+        Node { name, module_path, kind: NodeKind::Fixture, deps, rooms: &[] }
+    }
+
+    /// The node, asking `rooms` of its services' rooms.
+    pub const fn with_rooms(self, rooms: &'static [RoomOptions]) -> Node {
+        Node { rooms, ..self }
     }
 
     /// A service node.
     pub const fn service(spec: &'static ServiceSpec) -> Node {
-        Node { name: spec.name, module_path: spec.module_path, kind: NodeKind::Service(spec), deps: &[] }
+        Node { name: spec.name, module_path: spec.module_path, kind: NodeKind::Service(spec), deps: &[], rooms: &[] }
     }
 
     /// Every service this node needs, itself included, depth first.
@@ -110,6 +122,26 @@ impl TestDesc {
     /// What the attribute asked of `service`'s room, if anything.
     pub(crate) fn room_options(&self, service: &str) -> Option<&'static RoomOptions> {
         self.rooms.iter().find(|o| o.service == service)
+    }
+
+    /// What the test's fixtures, through each other too, ask of `service`'s
+    /// room: each fixture that asks, with what it asks, once.
+    pub(crate) fn fixture_room_options(&self, service: &str) -> Vec<(&'static Node, &'static RoomOptions)> {
+        fn walk(node: &'static Node, service: &str, out: &mut Vec<(&'static Node, &'static RoomOptions)>) {
+            if let Some(o) = node.rooms.iter().find(|o| o.service == service) {
+                if !out.iter().any(|(n, _)| std::ptr::eq(*n, node)) {
+                    out.push((node, o));
+                }
+            }
+            for dep in node.deps {
+                walk(dep, service, out);
+            }
+        }
+        let mut out = Vec::new();
+        for node in self.needs {
+            walk(node, service, &mut out);
+        }
+        out
     }
 
     /// Every service the test needs, through its fixtures too.

@@ -11,7 +11,9 @@ use crate::lifecycle::{IllegalTransition, State};
 pub enum Error {
     /// No Docker engine answered.
     #[error(
-        "docker is not reachable at {host}: {reason}; start the Docker engine, or point DOCKER_HOST at one that runs"
+        "docker is not reachable at {host}: {reason}; start the Docker engine, point DOCKER_HOST at one that \
+            runs, or run the services from this machine's Postgres and Redis binaries with \
+            CLEANROOM_ENGINE=local (docs/engines.md)"
     )]
     DockerUnavailable {
         /// The address tried (DOCKER_HOST, or the default socket).

@@ -7,7 +7,8 @@
 #![allow(unsafe_code)] // `ctor`/`dtor` expand to link-section statics.
 
 use crate::catalog::registered_tests;
-use crate::catalog::RoomOptions;
+use crate::rooms::postgres::RunStart;
+use crate::rooms::Demand;
 use crate::run::registry::{self, Source};
 use crate::selection::Mode;
 use crate::util::clock::PROCESS_START;
@@ -34,6 +35,7 @@ fn on_process_start() {
 fn on_process_exit() {
     if let Some(registry) = registry::get() {
         if let Ok(session) = registry.session() {
+            registry.read_performance_at_exit();
             crate::report::write_at_exit(session);
             crate::run::liveness::unregister_client(session);
         }
@@ -42,39 +44,18 @@ fn on_process_exit() {
 }
 
 /// The services the selected tests need, in the order tests declare them.
+/// A test whose Postgres schema cannot be had starts none: it fails before.
 pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::service::definition::ServiceSpec> {
     let Mode::Run(selection) = mode else { return Vec::new() };
+    let run_start = RunStart::get();
     let mut out: Vec<&'static crate::service::definition::ServiceSpec> = Vec::new();
     for test in registered_tests() {
-        if selection.selects(&test.test_name(), test.ignored) {
+        if selection.selects(&test.test_name(), test.ignored) && run_start.refusal(&test.test_name()).is_none() {
             for spec in test.services() {
                 if !out.iter().any(|s| s.name == spec.name) {
                     out.push(spec);
                 }
             }
-        }
-    }
-    out
-}
-
-/// The Postgres templates the selected tests clone from (`None`: no
-/// migrations), each once.
-fn needed_templates(mode: &Mode) -> Vec<(Option<&'static RoomOptions>, usize)> {
-    let Mode::Run(selection) = mode else { return Vec::new() };
-    let mut out: Vec<(Option<&'static RoomOptions>, usize)> = Vec::new();
-    for test in registered_tests() {
-        if !selection.selects(&test.test_name(), test.ignored) || !test.services().iter().any(|s| s.name == "postgres")
-        {
-            continue;
-        }
-        let options = test.room_options("postgres");
-        if options.is_some_and(|o| o.shared) {
-            continue;
-        }
-        let key = options.map(|o| (o.migrations, o.init, o.base_dir));
-        match out.iter_mut().find(|(o, _)| o.map(|o| (o.migrations, o.init, o.base_dir)) == key) {
-            Some((_, count)) => *count += 1,
-            None => out.push((options, 1)),
         }
     }
     out
@@ -86,13 +67,14 @@ fn count_rooms(mode: &Mode, service: &str) -> usize {
     registered_tests()
         .filter(|t| selection.selects(&t.test_name(), t.ignored))
         .filter(|t| t.services().iter().any(|s| s.name == service))
-        .filter(|t| !t.room_options(service).is_some_and(|o| o.shared))
+        .filter(|t| !matches!(crate::rooms::demand(t, service), Ok(Demand::Shared)))
         .count()
 }
 
 fn prestart() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = Mode::parse(&args);
+    // Works out (and says) what cannot work before any server starts.
     let needed = needed_services(&mode);
     if needed.is_empty() {
         return;
@@ -109,15 +91,15 @@ fn prestart() {
             }
         });
     }
-    let templates = needed_templates(&mode);
+    let templates = RunStart::get().templates.clone();
     if !templates.is_empty() {
         crate::util::background::spawn_background(async move {
             let Ok(service) = registry.get_or_start("postgres", Source::Spec(&crate::builtin::POSTGRES)).await else {
                 return;
             };
             let Ok(rooms) = crate::rooms::pg_rooms(&service) else { return };
-            for (options, expected) in templates {
-                rooms.warm(options, expected).await;
+            for (source, expected) in templates {
+                rooms.warm(source, expected).await;
             }
         });
     }

@@ -31,7 +31,11 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::docker::{is_mine, owner_labels, ContainerRequest, Docker, MountRequest, MANAGED_LABEL};
+pub(crate) mod records;
+
+use crate::config::LayerPolicy;
 use crate::engine::Engine;
+use crate::eviction::{self, Item};
 use crate::service::definition::GenericContainer;
 
 /// The label that marks a cache volume, with the value `volume`.
@@ -200,7 +204,7 @@ pub(crate) async fn fill(engine: &dyn Engine, id: &str, volume: &str) -> Result<
     }
     let kib: u64 = out.stdout.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
     let bytes = kib * 1024;
-    touch(volume, Some(bytes));
+    touch(volume, Some(bytes), false);
     Ok(bytes)
 }
 
@@ -224,14 +228,24 @@ fn uses_dir() -> PathBuf {
     crate::util::paths::runtime_dir().join("caches")
 }
 
-/// Records a use of `volume` now (its mtime) and, when known, its size.
-pub(crate) fn touch(volume: &str, size: Option<u64>) {
+/// Records a use of `volume` now (the record's mtime; `used` counts one
+/// more use) and, when known, its size. The record reads `<bytes> <uses>`.
+pub(crate) fn touch(volume: &str, size: Option<u64>, used: bool) {
     let _ = crate::util::paths::create_runtime_dir();
     let dir = uses_dir();
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(volume);
-    let size = size.or_else(|| std::fs::read_to_string(&path).ok()?.trim().parse().ok()).unwrap_or(0);
-    let _ = std::fs::write(&path, size.to_string());
+    let (old_size, uses) = read_record(&path);
+    let size = size.unwrap_or(old_size);
+    let _ = std::fs::write(&path, format!("{size} {}", uses + u64::from(used)));
+}
+
+/// A record of use: the volume's size in bytes and how many times it was
+/// used (a record from before uses were counted has only the size).
+fn read_record(path: &std::path::Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut words = text.split_whitespace().map(|w| w.parse::<u64>().unwrap_or(0));
+    (words.next().unwrap_or(0), words.next().unwrap_or(0))
 }
 
 /// One cache volume as eviction sees it.
@@ -242,31 +256,22 @@ pub(crate) struct Entry {
     pub(crate) service: String,
     /// Seconds since the Unix epoch of its last use.
     pub(crate) last_use: i64,
+    /// Seconds since the Unix epoch when the engine made it.
+    pub(crate) created: i64,
+    /// How many starts used it.
+    pub(crate) uses: u64,
     pub(crate) size: u64,
 }
 
-/// The volumes to remove: those unused for longer than `ttl`, then the least
-/// recently used while the rest is larger than `cap`.
-pub(crate) fn plan_eviction(entries: &[Entry], ttl: Duration, cap: u64, now: i64) -> Vec<String> {
-    let mut kept: Vec<&Entry> = Vec::new();
-    let mut evicted = Vec::new();
-    for e in entries {
-        if now.saturating_sub(e.last_use) >= ttl.as_secs() as i64 {
-            evicted.push(e.name.clone());
-        } else {
-            kept.push(e);
-        }
-    }
-    kept.sort_by_key(|e| (e.last_use, e.name.clone()));
-    let mut total: u64 = kept.iter().map(|e| e.size).sum();
-    for e in kept {
-        if total <= cap {
-            break;
-        }
-        total -= e.size;
-        evicted.push(e.name.clone());
-    }
-    evicted
+/// The volumes to remove: those past the policy's TTL, then, while the rest
+/// is over its cap, one at a time in its strategy's order (see
+/// [`crate::eviction`]).
+pub(crate) fn plan_eviction(entries: &[Entry], policy: &LayerPolicy, now: i64) -> Vec<String> {
+    let items: Vec<Item> = entries
+        .iter()
+        .map(|e| Item { name: e.name.clone(), created: e.created, last_use: e.last_use, uses: e.uses, size: e.size })
+        .collect();
+    eviction::plan(&items, policy.eviction, policy.ttl, policy.cap, now)
 }
 
 /// This user's cache volumes with their last use and size.
@@ -287,20 +292,111 @@ pub(crate) async fn entries(docker: &Docker) -> Result<Vec<Entry>, String> {
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(v.created);
-            let size = std::fs::read_to_string(&record).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            let (size, uses) = read_record(&record);
             let service = v.labels.get(CACHE_SERVICE_LABEL).cloned().unwrap_or_default();
-            Entry { name: v.name, service, last_use, size }
+            Entry { name: v.name, service, last_use, created: v.created, uses, size }
         })
         .collect())
 }
 
 /// Removes the volumes [`plan_eviction`] picks; a volume a container still
 /// uses stays (Docker refuses). The names of those removed.
-pub(crate) async fn evict(docker: &Docker, ttl: Duration, cap: u64) -> Vec<String> {
+pub(crate) async fn evict(docker: &Docker, policy: &LayerPolicy) -> Vec<String> {
     let Ok(entries) = entries(docker).await else { return Vec::new() };
     let mut removed = Vec::new();
-    for name in plan_eviction(&entries, ttl, cap, crate::util::clock::now_secs()) {
+    for name in plan_eviction(&entries, policy, crate::util::clock::now_secs()) {
         if remove(docker, &name).await.is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+/// What each cache layer holds for this owner, as the records in the
+/// runtime directory tell (no engine is asked): layer name → (entries,
+/// bytes). Containers are the reused services this runtime directory
+/// knows, networks and images those cleanroom made or pulled, volumes the
+/// cache volumes used from here.
+pub(crate) fn held(reused_services: usize) -> [(&'static str, usize, u64); 4] {
+    let mut volumes = (0, 0);
+    for entry in std::fs::read_dir(uses_dir()).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            volumes = (volumes.0 + 1, volumes.1 + read_record(&entry.path()).0);
+        }
+    }
+    let images = records::all("image");
+    let networks = records::all("network").len();
+    [
+        ("container", reused_services, 0),
+        ("image", images.len(), images.iter().map(|r| r.size).sum()),
+        ("network", networks, 0),
+        ("volume", volumes.0, volumes.1),
+    ]
+}
+
+/// What a run's end evicts, layer by layer: cache volumes and images
+/// cleanroom pulled (idle reused services and their networks are the
+/// keeper's, `run/keeper.rs`).
+pub(crate) async fn evict_at_run_end(docker: &Docker, policies: &crate::config::CachePolicies) {
+    evict(docker, &policies.volume).await;
+    evict_images(docker, &policies.image).await;
+    evict_networks(docker, &policies.network).await;
+}
+
+/// Removes the idle networks of reused services (of this owner, connecting
+/// no container) that the network layer's policy picks over its count cap.
+/// Such a network otherwise goes with its last reused service.
+pub(crate) async fn evict_networks(docker: &Docker, policy: &LayerPolicy) -> Vec<String> {
+    if policy.ttl.is_none() && policy.cap.is_none() {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    for r in records::all("network") {
+        match docker.network_use(&r.name).await {
+            Ok(Some((0, labels))) if is_mine(&labels) => {
+                items.push(Item { name: r.name, created: r.created, last_use: r.last_use, uses: r.uses, size: 0 })
+            }
+            Ok(None) => records::forget("network", &r.name),
+            _ => {}
+        }
+    }
+    remove_planned("network", &items, policy, |name| async move { docker.remove_network(&name).await.is_ok() }).await
+}
+
+/// Removes the images cleanroom pulled itself that the image layer's
+/// policy picks (past its TTL, then over its byte cap in its strategy's
+/// order); an image a container uses stays (the engine refuses), and an
+/// image without a record (the user's own) is never considered. The
+/// references of those removed.
+pub(crate) async fn evict_images(docker: &Docker, policy: &LayerPolicy) -> Vec<String> {
+    if policy.ttl.is_none() && policy.cap.is_none() {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    for r in records::all("image") {
+        match docker.image_size(&r.name).await {
+            Ok(Some(size)) => {
+                records::sized("image", &r.name, size);
+                items.push(Item { name: r.name, created: r.created, last_use: r.last_use, uses: r.uses, size })
+            }
+            Ok(None) => records::forget("image", &r.name),
+            Err(_) => {}
+        }
+    }
+    remove_planned("image", &items, policy, |name| async move { docker.remove_image(&name).await.is_ok() }).await
+}
+
+/// Removes what `policy` picks of `items` (a layer with records of use)
+/// with `remove`, forgetting the record of each one removed; their names.
+async fn remove_planned<F, Fut>(layer: &str, items: &[Item], policy: &LayerPolicy, remove: F) -> Vec<String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut removed = Vec::new();
+    for name in eviction::plan(items, policy.eviction, policy.ttl, policy.cap, crate::util::clock::now_secs()) {
+        if remove(name.clone()).await {
+            records::forget(layer, &name);
             removed.push(name);
         }
     }
@@ -330,7 +426,7 @@ mod tests {
     use super::*;
 
     fn entry(name: &str, last_use: i64, size: u64) -> Entry {
-        Entry { name: name.into(), service: "postgres".into(), last_use, size }
+        Entry { name: name.into(), service: "postgres".into(), last_use, created: 0, uses: 1, size }
     }
 
     mod should {
@@ -347,11 +443,14 @@ mod tests {
                 entry("c", now - 1, 40),
             ];
             let week = Duration::from_secs(7 * day as u64);
-            assert_eq!(plan_eviction(&entries, week, 1000, now), vec!["old"]);
-            assert_eq!(plan_eviction(&entries, week, 80, now), vec!["old", "a"]);
-            assert_eq!(plan_eviction(&entries, week, 39, now), vec!["old", "a", "b", "c"]);
+            let lru = |ttl, cap| {
+                LayerPolicy::new(crate::eviction::Eviction::Lru, Some(ttl), Some(crate::eviction::Cap::Bytes(cap)))
+            };
+            assert_eq!(plan_eviction(&entries, &lru(week, 1000), now), vec!["old"]);
+            assert_eq!(plan_eviction(&entries, &lru(week, 80), now), vec!["old", "a"]);
+            assert_eq!(plan_eviction(&entries, &lru(week, 39), now), vec!["old", "a", "b", "c"]);
             assert_eq!(
-                plan_eviction(&entries, Duration::ZERO, u64::MAX, now).len(),
+                plan_eviction(&entries, &lru(Duration::ZERO, u64::MAX), now).len(),
                 4,
                 "a TTL of 0 removes every unused one"
             );

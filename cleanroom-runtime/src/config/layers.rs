@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use super::*;
 use crate::docker::PullPolicy;
 use crate::error::Error;
+use crate::service::migration_tool::MigrationTool;
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +149,25 @@ impl Layers {
         self.get(s.key, s.env)
     }
 
+    /// A run setting that has a second name (`run.cache_ttl` is
+    /// `caches.volume.ttl` too): the name given in the higher layer wins;
+    /// both in the same layer is an error naming both.
+    fn aliased(&self, key: &str, alias: &str) -> Result<Option<Located>, Error> {
+        let rank = |f: &Located| match f.origin {
+            Origin::Default => 0,
+            Origin::File(_) => 1,
+            Origin::Env => 2,
+            Origin::CommandLine => 3,
+        };
+        match (self.run_setting(key), self.run_setting(alias)) {
+            (Some(main), Some(other)) if rank(&main) == rank(&other) => {
+                Err(other.error(format!("is another name for {} (given too); keep one of them", main.name)))
+            }
+            (Some(main), Some(other)) => Ok(Some(if rank(&main) > rank(&other) { main } else { other })),
+            (main, other) => Ok(main.or(other)),
+        }
+    }
+
     /// The value of a run setting (`run.keep`, or `CLEANROOM_SESSION` for
     /// variables the file cannot set) as given, where it came from, and the
     /// name it was given under; `None` when only the default applies.
@@ -220,9 +241,28 @@ impl Layers {
                             }
                         }
                         self.service(name)?;
+                        self.schema(name)?;
                     }
                 }
-                other => return Err(unknown(other.to_string(), vec!["run", "services"])),
+                "caches" => {
+                    let caches = self.table(value, "caches", "a table of cache layers")?;
+                    let layers = ["container", "image", "network", "volume"];
+                    for (layer, entry) in caches {
+                        if !layers.contains(&layer.as_str()) {
+                            return Err(unknown(format!("caches.{layer}"), layers.to_vec()));
+                        }
+                        let prefix = format!("caches.{layer}.");
+                        let allowed: Vec<&str> =
+                            SETTINGS.iter().filter_map(|s| s.key?.strip_prefix(prefix.as_str())).collect();
+                        let entry = self.table(entry, &format!("caches.{layer}"), "a table of cache settings")?;
+                        for key in entry.keys() {
+                            if !allowed.contains(&key.as_str()) {
+                                return Err(unknown(format!("caches.{layer}.{key}"), allowed));
+                            }
+                        }
+                    }
+                }
+                other => return Err(unknown(other.to_string(), vec!["run", "services", "caches"])),
             }
         }
         self.config()?;
@@ -286,6 +326,16 @@ impl Layers {
                 }
             },
         };
+        let cache_ttl_and_size = (
+            self.aliased("run.cache_ttl", "caches.volume.ttl")?
+                .map(|f| seconds(&f, CACHE_TTL))
+                .transpose()?
+                .unwrap_or(DEFAULT_CACHE_TTL),
+            self.aliased("run.cache_size", "caches.volume.max_size")?
+                .map(|f| bytes(&f))
+                .transpose()?
+                .unwrap_or(DEFAULT_CACHE_SIZE),
+        );
         Ok(Config {
             pull,
             startup_timeout: self.run_setting("run.startup_timeout").map(|f| seconds(&f, STARTUP)).transpose()?,
@@ -303,6 +353,18 @@ impl Layers {
                 .transpose()?
                 .unwrap_or(DEFAULT_REAPER_GRACE),
             no_reaper: self.run_setting("run.no_reaper").map(|f| switch(&f)).transpose()?.unwrap_or(false),
+            engine: match self.run_setting("run.engine") {
+                None => EngineChoice::Docker,
+                Some(f) => EngineChoice::parse(f.text("an engine")?.trim()).ok_or_else(|| {
+                    f.error(format!("{} is not an engine; expected one of: docker, local, auto", f.shown()))
+                })?,
+            },
+            postgres_bin: self
+                .run_setting("run.postgres_bin")
+                .map(|f| f.text("a directory"))
+                .transpose()?
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
             report,
             report_json: self.run_setting("run.report_json").map(|f| f.text("a path")).transpose()?.map(PathBuf::from),
             image_prefix: self
@@ -311,17 +373,44 @@ impl Layers {
                 .transpose()?
                 .filter(|p| !p.is_empty()),
             volume_cache: self.run_setting("run.volume_cache").map(|f| switch(&f)).transpose()?.unwrap_or(true),
-            cache_ttl: self
-                .run_setting("run.cache_ttl")
-                .map(|f| seconds(&f, CACHE_TTL))
+            cache_ttl: cache_ttl_and_size.0,
+            cache_size: cache_ttl_and_size.1,
+            caches: self.cache_policies(&cache_ttl_and_size)?,
+            remote_idle_ttl: self
+                .run_setting("run.remote_idle_ttl")
+                .map(|f| seconds(&f, REMOTE_IDLE_TTL))
                 .transpose()?
-                .unwrap_or(DEFAULT_CACHE_TTL),
-            cache_size: self
-                .run_setting("run.cache_size")
-                .map(|f| bytes(&f))
-                .transpose()?
-                .unwrap_or(DEFAULT_CACHE_SIZE),
+                .unwrap_or(DEFAULT_REMOTE_IDLE_TTL),
             file: self.file().map(Path::to_path_buf),
+        })
+    }
+
+    /// `[caches.<layer>]`, with the volume layer's TTL and size from
+    /// `run.cache_ttl` and `run.cache_size`.
+    fn cache_policies(&self, (volume_ttl, volume_size): &(Duration, u64)) -> Result<CachePolicies, Error> {
+        use crate::eviction::{Cap, Eviction};
+        let strategy = |layer: &str, default: Eviction| -> Result<Eviction, Error> {
+            self.run_setting(&format!("caches.{layer}.eviction"))
+                .map(|f| eviction(&f))
+                .transpose()
+                .map(|e| e.unwrap_or(default))
+        };
+        let max_count = |layer: &str| -> Result<Option<Cap>, Error> {
+            Ok(self.run_setting(&format!("caches.{layer}.max_count")).map(|f| count(&f)).transpose()?.map(Cap::Count))
+        };
+        Ok(CachePolicies {
+            container: LayerPolicy::new(strategy("container", Eviction::Lru)?, None, max_count("container")?),
+            image: LayerPolicy::new(
+                strategy("image", Eviction::Ttl)?,
+                self.run_setting("caches.image.ttl").map(|f| seconds(&f, CACHE_TTL)).transpose()?,
+                self.run_setting("caches.image.max_size").map(|f| bytes(&f)).transpose()?.map(Cap::Bytes),
+            ),
+            network: LayerPolicy::new(strategy("network", Eviction::Lfu)?, None, max_count("network")?),
+            volume: LayerPolicy::new(
+                strategy("volume", Eviction::Lru)?,
+                Some(*volume_ttl),
+                Some(Cap::Bytes(*volume_size)),
+            ),
         })
     }
 
@@ -362,6 +451,24 @@ impl Layers {
             }
         };
         Ok(ServiceOverride {
+            url: get("url")
+                .map(|f| {
+                    let text = f.text("a URL")?;
+                    // The scheme says which server; the service's kind is
+                    // checked against it when it starts.
+                    let kind = match (service, text.starts_with("redis")) {
+                        ("postgres", _) | (_, false) => crate::external::ServerKind::Postgres,
+                        _ => crate::external::ServerKind::Redis,
+                    };
+                    crate::external::ServerUrl::parse(kind, &text).map_err(|reason| f.error(reason))
+                })
+                .transpose()?,
+            databases: get("databases")
+                .map(|f| {
+                    let text = f.text("a range of databases")?;
+                    crate::external::redis::DatabaseRange::parse(&text).map_err(|reason| f.error(reason))
+                })
+                .transpose()?,
             image: match get("image") {
                 None => None,
                 Some(f) => match f.text("an image reference")? {
@@ -387,8 +494,32 @@ impl Layers {
                 })
                 .transpose()?,
             shm_size: get("shm_size").map(|f| bytes(&f)).transpose()?,
+            disk_read_bps: get("disk_read_bps").map(|f| bytes(&f)).transpose()?,
+            disk_write_bps: get("disk_write_bps").map(|f| bytes(&f)).transpose()?,
+            disk_read_iops: get("disk_read_iops").map(|f| iops(&f)).transpose()?,
+            disk_write_iops: get("disk_write_iops").map(|f| iops(&f)).transpose()?,
+            disk_device: get("disk_device")
+                .map(|f| {
+                    let device = f.text("a device path")?;
+                    if device.starts_with("/dev/") {
+                        Ok(device)
+                    } else {
+                        Err(f.error(format!(
+                            "{} is not a block device; expected a path such as \"/dev/sda\"",
+                            f.shown()
+                        )))
+                    }
+                })
+                .transpose()?,
+            disk_size: get("disk_size").map(|f| bytes(&f)).transpose()?,
+            network_latency: get("network_latency").map(|f| seconds(&f, NETWORK_DELAY)).transpose()?,
+            network_jitter: get("network_jitter").map(|f| seconds(&f, NETWORK_DELAY)).transpose()?,
+            network_upload: get("network_upload").map(|f| bytes(&f)).transpose()?,
+            network_download: get("network_download").map(|f| bytes(&f)).transpose()?,
+            network_reset_rate: get("network_reset_rate").map(|f| share(&f)).transpose()?,
             env: table("env")?,
             cmd: strings("cmd")?,
+            local: strings("local")?,
             args: strings("args")?.unwrap_or_default(),
             labels: table("labels")?,
             tmpfs: table("tmpfs")?,
@@ -430,9 +561,97 @@ impl Layers {
             health: get("health").map(|f| health_checks(&f)).transpose()?,
             health_timeout: get("health_timeout").map(|f| seconds(&f, HEALTH_TIMEOUT)).transpose()?,
             startup_timeout: get("startup_timeout").map(|f| seconds(&f, STARTUP)).transpose()?,
-            init: get("init").map(|f| commands(&f)).transpose()?.unwrap_or_default(),
+            init: match get("init") {
+                // A path: the SQL a Postgres room loads, read by `schema`.
+                Some(f) if matches!(f.raw, Raw::Toml(toml::Value::String(_))) => {
+                    if service != "postgres" {
+                        return Err(f.error(format!(
+                            "{} is a path, which only postgres takes (its init SQL); init of {service} \
+                             is an array of commands, e.g. [[\"sh\", \"-c\", \"mkdir -p /data\"]]",
+                            f.shown()
+                        )));
+                    }
+                    Vec::new()
+                }
+                Some(f) => commands(&f)?,
+                None => Vec::new(),
+            },
             networks: strings("networks")?.unwrap_or_default(),
         })
+    }
+}
+
+/// The schema `[services.postgres]` gives every Postgres room whose test
+/// names none: `migrations`, `init` (a path) and `migrations_tool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaSetting {
+    /// The migrations directory, absolute.
+    pub migrations: Option<PathBuf>,
+    /// The init SQL file, absolute.
+    pub init: Option<PathBuf>,
+    /// The migration tool, when named.
+    pub tool: Option<MigrationTool>,
+    /// Where it was set, for messages: `[services.postgres] in /path/cleanroom.toml`.
+    pub origin: String,
+    /// Where its relative paths start, for messages.
+    pub relative_to: String,
+}
+
+impl Layers {
+    /// The default schema of `service`'s rooms; `None` when nothing sets
+    /// one. Relative paths start from the file's directory (from the
+    /// crate's directory when a variable gives them). Only `postgres` takes one.
+    pub fn schema(&self, service: &str) -> Result<Option<SchemaSetting>, Error> {
+        let get = |key: &str| self.service_setting(service, key);
+        let init = get("init").filter(|f| matches!(f.raw, Raw::Toml(toml::Value::String(_))));
+        let (migrations, tool) = (get("migrations"), get("migrations_tool"));
+        if service != "postgres" {
+            if let Some(f) = migrations.iter().chain(&tool).next() {
+                return Err(f.error("applies to postgres only: the other services' rooms have no schema"));
+            }
+            return Ok(None);
+        }
+        let path = |f: &Located| -> Result<PathBuf, Error> {
+            let text = f.text("a path")?;
+            if text.is_empty() {
+                return Err(f.error("is empty; give a path, relative to the file's directory"));
+            }
+            let base = match &f.origin {
+                Origin::File(file) => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+                _ => crate::util::paths::crate_dir("."),
+            };
+            Ok(base.join(text))
+        };
+        let tool = tool
+            .map(|f| {
+                let text = f.text("a migration tool")?;
+                MigrationTool::named(&text).ok_or_else(|| {
+                    let names: Vec<&str> = MigrationTool::ALL.iter().map(|t| t.name()).collect();
+                    f.error(format!("{} is not a migration tool; expected one of: {}", f.shown(), names.join(", ")))
+                })
+            })
+            .transpose()?;
+        let first = migrations.as_ref().or(init.as_ref());
+        let Some(first) = first else {
+            if let Some(f) = get("migrations_tool") {
+                return Err(f.error("names the tool of migrations that are not given; set migrations too"));
+            }
+            return Ok(None);
+        };
+        let (origin, relative_to) = match &first.origin {
+            Origin::File(file) => (
+                format!("[services.{service}] in {}", file.display()),
+                format!("relative paths in {} start from that file's directory", file.display()),
+            ),
+            _ => (first.name.clone(), format!("relative paths in {} start from the crate's directory", first.name)),
+        };
+        Ok(Some(SchemaSetting {
+            migrations: migrations.as_ref().map(path).transpose()?,
+            init: init.as_ref().map(path).transpose()?,
+            tool,
+            origin,
+            relative_to,
+        }))
     }
 }
 

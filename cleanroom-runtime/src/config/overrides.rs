@@ -19,6 +19,10 @@ pub enum RecoveryKind {
 /// What the configuration changes in one service's definition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceOverride {
+    /// An existing server to use instead of starting one.
+    pub(crate) url: Option<crate::external::ServerUrl>,
+    /// The logical databases of an existing Redis cleanroom may use.
+    pub(crate) databases: Option<crate::external::redis::DatabaseRange>,
     /// Replaces the image (taken as given).
     pub image: Option<String>,
     /// Memory limit in bytes.
@@ -29,10 +33,34 @@ pub struct ServiceOverride {
     pub pids: Option<i64>,
     /// `/dev/shm` size in bytes.
     pub shm_size: Option<u64>,
+    /// Disk bytes per second read, written; operations per second read, written.
+    pub disk_read_bps: Option<u64>,
+    /// See `disk_read_bps`.
+    pub disk_write_bps: Option<u64>,
+    /// See `disk_read_bps`.
+    pub disk_read_iops: Option<u64>,
+    /// See `disk_read_bps`.
+    pub disk_write_iops: Option<u64>,
+    /// The block device the disk limits apply to.
+    pub disk_device: Option<String>,
+    /// The size of each tmpfs data directory, in bytes.
+    pub disk_size: Option<u64>,
+    /// Added latency between every test and the service.
+    pub network_latency: Option<Duration>,
+    /// Its variation either way.
+    pub network_jitter: Option<Duration>,
+    /// Bytes per second from the tests to the service.
+    pub network_upload: Option<u64>,
+    /// Bytes per second from the service to the tests.
+    pub network_download: Option<u64>,
+    /// The share of new connections reset.
+    pub network_reset_rate: Option<f64>,
     /// Added environment.
     pub env: BTreeMap<String, String>,
     /// Replaces the command.
     pub cmd: Option<Vec<String>>,
+    /// Replaces the local command (`local`).
+    pub local: Option<Vec<String>>,
     /// Appended to the command.
     pub args: Vec<String>,
     /// Added labels.
@@ -83,13 +111,41 @@ impl ServiceOverride {
         def.limits.cpus = self.cpus.or(def.limits.cpus);
         def.limits.pids = self.pids.or(def.limits.pids);
         def.limits.shm_size = self.shm_size.or(def.limits.shm_size);
+        let disk = &mut def.limits.disk;
+        disk.read_bps = self.disk_read_bps.or(disk.read_bps);
+        disk.write_bps = self.disk_write_bps.or(disk.write_bps);
+        disk.read_iops = self.disk_read_iops.or(disk.read_iops);
+        disk.write_iops = self.disk_write_iops.or(disk.write_iops);
+        if self.disk_device.is_some() {
+            def.disk_device = self.disk_device;
+        }
         def.env.extend(self.env);
         if let Some(cmd) = self.cmd {
             def.cmd = cmd;
         }
+        if let Some(local) = self.local {
+            def.local_command = Some(local);
+        }
         def.cmd.extend(self.args);
         def.labels.extend(self.labels);
         def.tmpfs.extend(self.tmpfs);
+        if let Some(bytes) = self.disk_size {
+            def = def.with_disk_size(bytes);
+        }
+        let network = [self.network_latency.is_some(), self.network_jitter.is_some()]
+            .into_iter()
+            .chain([self.network_upload.is_some(), self.network_download.is_some()])
+            .chain([self.network_reset_rate.is_some()])
+            .any(|set| set);
+        if network {
+            let mut c = def.network.unwrap_or_default();
+            c.latency = self.network_latency.unwrap_or(c.latency);
+            c.jitter = self.network_jitter.unwrap_or(c.jitter);
+            c.upload = self.network_upload.or(c.upload);
+            c.download = self.network_download.or(c.download);
+            c.reset_rate = self.network_reset_rate.unwrap_or(c.reset_rate);
+            def.network = Some(c);
+        }
         use crate::service::watch::Recovery;
         let current_max = match def.watch.recovery {
             Recovery::Automatic { max_restarts } => max_restarts,

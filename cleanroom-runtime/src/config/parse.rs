@@ -247,6 +247,14 @@ pub(super) fn fraction(f: &Located) -> Result<f64, Error> {
     })
 }
 
+/// A share of connections: a number from 0 to 1.
+pub(super) fn share(f: &Located) -> Result<f64, Error> {
+    let text = f.text("a number")?;
+    text.parse::<f64>().ok().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| {
+        f.error(format!("{} is not a share of connections; expected a number from 0 to 1, e.g. 0.1", f.shown()))
+    })
+}
+
 /// Whether an image reference starts with a registry host, the way Docker
 /// tells: the first component has a `.` or `:` or is `localhost`.
 pub(crate) fn names_registry(image: &str) -> bool {
@@ -272,10 +280,14 @@ pub(super) const REUSE_TTL: Range = Range { min: 1.0, max: 2_592_000.0 };
 pub(super) const GRACE: Range = Range { min: 0.0, max: 3_600.0 };
 /// `run.cache_ttl`: none (every idle cache goes) to a year.
 pub(super) const CACHE_TTL: Range = Range { min: 0.0, max: 31_536_000.0 };
+/// `run.remote_idle_ttl`: five seconds (a test's) to a week.
+pub(super) const REMOTE_IDLE_TTL: Range = Range { min: 5.0, max: 604_800.0 };
 /// `health_interval`: 10 ms to an hour.
 pub(super) const HEALTH_INTERVAL: Range = Range { min: 0.01, max: 3_600.0 };
 /// `health_timeout`: 10 ms to ten minutes.
 pub(super) const HEALTH_TIMEOUT: Range = Range { min: 0.01, max: 600.0 };
+/// `network_latency`, `network_jitter`: none to a minute.
+pub(super) const NETWORK_DELAY: Range = Range { min: 0.0, max: 60.0 };
 
 pub(super) fn seconds(f: &Located, range: Range) -> Result<Duration, Error> {
     let text = f.text("a number of seconds")?;
@@ -309,6 +321,35 @@ pub(super) fn switch(f: &Located) -> Result<bool, Error> {
             _ => Err(bad()),
         },
     }
+}
+
+/// A cache layer's strategy: `lru`, `lfu`, `mru` or `ttl`.
+pub(super) fn eviction(f: &Located) -> Result<crate::eviction::Eviction, Error> {
+    let text = f.text("a strategy")?;
+    crate::eviction::Eviction::parse(&text).ok_or_else(|| {
+        f.error(format!(
+            "{} is not an eviction strategy; expected one of: {}",
+            f.shown(),
+            crate::eviction::Eviction::NAMES.join(", ")
+        ))
+    })
+}
+
+/// Disk operations per second: an integer > 0.
+pub(super) fn iops(f: &Located) -> Result<u64, Error> {
+    let text = f.text("a number")?;
+    text.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        f.error(format!("{} is not a number of operations per second; expected an integer > 0, e.g. 200", f.shown()))
+    })
+}
+
+/// A count of cached things: 0 to 10000.
+pub(super) fn count(f: &Located) -> Result<usize, Error> {
+    let text = f.text("a count")?;
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n <= 10_000)
+        .ok_or_else(|| f.error(format!("{} is not a count; expected an integer from 0 to 10000", f.shown())))
 }
 
 /// Bytes the way docker's `--memory` reads them: `512m`, `1g`, `512MiB`,

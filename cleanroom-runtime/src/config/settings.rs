@@ -107,6 +107,22 @@ pub const SETTINGS: &[Setting] = &[
         "no reaper: each process removes its own containers and shares none",
     ),
     setting(
+        Some("run.engine"),
+        Some("CLEANROOM_ENGINE"),
+        "`docker`, `local`, `auto`",
+        "`docker`",
+        "what runs the services: `docker` containers; `local` processes of this machine's Postgres and \
+        Redis binaries and services' local commands (docs/engines.md); `auto` Docker if it answers, \
+        else local",
+    ),
+    setting(
+        Some("run.postgres_bin"),
+        Some("CLEANROOM_POSTGRES_BIN"),
+        "a directory",
+        "unset (`PATH`, then `/usr/lib/postgresql/<major>/bin`, then Homebrew's prefix)",
+        "where the local engine takes `initdb` and `postgres` from",
+    ),
+    setting(
         Some("run.report"),
         Some("CLEANROOM_REPORT"),
         "`quiet`, `full`, `off`",
@@ -153,6 +169,109 @@ pub const SETTINGS: &[Setting] = &[
         "1GiB",
         "when a run ends and the cache volumes together are larger, the least recently used are \
         removed",
+    ),
+    setting(
+        Some("caches.container.eviction"),
+        Some("CLEANROOM_CACHE_CONTAINER_EVICTION"),
+        "`lru`, `lfu`, `mru`, `ttl`",
+        "`lru`",
+        "which idle reused services (`run.reuse`) go first when there are more than \
+        `caches.container.max_count` (docs/caches.md)",
+    ),
+    setting(
+        Some("caches.container.max_count"),
+        Some("CLEANROOM_CACHE_CONTAINER_MAX_COUNT"),
+        "a count, 0 to 10000",
+        "unset (no cap; each goes after `run.reuse_ttl`)",
+        "how many idle reused services may wait for the next run",
+    ),
+    setting(
+        Some("caches.image.eviction"),
+        Some("CLEANROOM_CACHE_IMAGE_EVICTION"),
+        "`lru`, `lfu`, `mru`, `ttl`",
+        "`ttl`",
+        "which images cleanroom pulled itself go first when they are larger than \
+        `caches.image.max_size` together; an image it did not pull is never removed",
+    ),
+    setting(
+        Some("caches.image.ttl"),
+        Some("CLEANROOM_CACHE_IMAGE_TTL"),
+        "seconds, 0 to 31536000 (a year)",
+        "unset (kept)",
+        "an image cleanroom pulled is removed when a run ends once this old (`ttl`) or unused this \
+        long (the other strategies); one a container uses stays",
+    ),
+    setting(
+        Some("caches.image.max_size"),
+        Some("CLEANROOM_CACHE_IMAGE_MAX_SIZE"),
+        "as `memory` of a service",
+        "unset (no cap)",
+        "the size the images cleanroom pulled may take together",
+    ),
+    setting(
+        Some("caches.network.eviction"),
+        Some("CLEANROOM_CACHE_NETWORK_EVICTION"),
+        "`lru`, `lfu`, `mru`, `ttl`",
+        "`lfu`",
+        "which reused-service networks no container uses go first when there are more than \
+        `caches.network.max_count`",
+    ),
+    setting(
+        Some("caches.network.max_count"),
+        Some("CLEANROOM_CACHE_NETWORK_MAX_COUNT"),
+        "a count, 0 to 10000",
+        "unset (no cap; each goes with its last reused service)",
+        "how many idle reused-service networks may wait for the next run",
+    ),
+    setting(
+        Some("caches.volume.eviction"),
+        Some("CLEANROOM_CACHE_VOLUME_EVICTION"),
+        "`lru`, `lfu`, `mru`, `ttl`",
+        "`lru`",
+        "which cache volumes go first when they are larger than `run.cache_size` together (their TTL \
+        is `run.cache_ttl`)",
+    ),
+    setting(
+        Some("caches.volume.ttl"),
+        Some("CLEANROOM_CACHE_VOLUME_TTL"),
+        "as `run.cache_ttl`",
+        "`run.cache_ttl`'s",
+        "another name for `run.cache_ttl`, beside the other `[caches.<layer>]` keys; both names in \
+        one place (the file, the environment) is an error",
+    ),
+    setting(
+        Some("caches.volume.max_size"),
+        Some("CLEANROOM_CACHE_VOLUME_MAX_SIZE"),
+        "as `run.cache_size`",
+        "`run.cache_size`'s",
+        "another name for `run.cache_size`; both names in one place is an error",
+    ),
+    setting(
+        Some("run.remote_idle_ttl"),
+        Some("CLEANROOM_REMOTE_IDLE_TTL"),
+        "seconds, 5 to 604800 (a week)",
+        "1800 (30 minutes)",
+        "on an engine shared by several machines: a run of another machine is removed once none \
+        of its containers has had a heartbeat for this long, on the engine's clock; on an existing \
+        Postgres, another owner's run once its heartbeat there is this old, on the server's clock \
+        (docs/reliability.md)",
+    ),
+    setting(
+        None,
+        Some("CLEANROOM_HOST"),
+        "a host name or IP address, no scheme or port",
+        "`TESTCONTAINERS_HOST_OVERRIDE`, else the engine's host for `DOCKER_HOST=tcp://…`, else (in a \
+        container) its network's gateway, else `127.0.0.1`",
+        "the host tests, health checks and rooms connect to for published ports; ports are published on \
+        every address of the engine host unless it is a loopback address (docs/environments.md)",
+    ),
+    setting(
+        None,
+        Some("TESTCONTAINERS_HOST_OVERRIDE"),
+        "as `CLEANROOM_HOST`",
+        "unset",
+        "testcontainers' name for `CLEANROOM_HOST`, honoured so that CI set up for testcontainers keeps \
+        working; `CLEANROOM_HOST` wins",
     ),
     setting(
         None,
@@ -204,6 +323,87 @@ pub const SERVICE_SETTINGS: &[Setting] = &[
         "size of `/dev/shm`",
     ),
     setting(
+        Some("disk_read_bps"),
+        Some("CLEANROOM_<SERVICE>_DISK_READ_BPS"),
+        "bytes per second, as `memory`",
+        "no limit",
+        "disk read bandwidth, on the block device behind the engine's storage (volumes and bind \
+        mounts on it; not a tmpfs; docs/monitoring.md)",
+    ),
+    setting(
+        Some("disk_write_bps"),
+        Some("CLEANROOM_<SERVICE>_DISK_WRITE_BPS"),
+        "bytes per second, as `memory`",
+        "no limit",
+        "disk write bandwidth, likewise",
+    ),
+    setting(
+        Some("disk_read_iops"),
+        Some("CLEANROOM_<SERVICE>_DISK_READ_IOPS"),
+        "an integer > 0",
+        "no limit",
+        "disk read operations per second, likewise",
+    ),
+    setting(
+        Some("disk_write_iops"),
+        Some("CLEANROOM_<SERVICE>_DISK_WRITE_IOPS"),
+        "an integer > 0",
+        "no limit",
+        "disk write operations per second, likewise",
+    ),
+    setting(
+        Some("disk_device"),
+        Some("CLEANROOM_<SERVICE>_DISK_DEVICE"),
+        "a block device path, e.g. `/dev/sda`",
+        "the device behind the engine's storage (found for a local engine)",
+        "the device the disk limits apply to",
+    ),
+    setting(
+        Some("disk_size"),
+        Some("CLEANROOM_<SERVICE>_DISK_SIZE"),
+        "as `memory`",
+        "the tmpfs default (half the memory)",
+        "the size of each tmpfs data directory: what the service may write there (the built-in \
+        Postgres keeps its data in one), watched against the cap (docs/monitoring.md); a service \
+        with no tmpfs fails to start",
+    ),
+    setting(
+        Some("network_latency"),
+        Some("CLEANROOM_<SERVICE>_NETWORK_LATENCY"),
+        "seconds, 0 to 60",
+        "none",
+        "added to every chunk of data each way between every test and the service, through a proxy \
+        of each test's own (docs/monitoring.md); a test changes it with its handle's `network()`",
+    ),
+    setting(
+        Some("network_jitter"),
+        Some("CLEANROOM_<SERVICE>_NETWORK_JITTER"),
+        "seconds, 0 to 60",
+        "none",
+        "the latency varies by up to this either way",
+    ),
+    setting(
+        Some("network_upload"),
+        Some("CLEANROOM_<SERVICE>_NETWORK_UPLOAD"),
+        "bytes per second, as `memory`",
+        "no limit",
+        "bandwidth from the tests to the service",
+    ),
+    setting(
+        Some("network_download"),
+        Some("CLEANROOM_<SERVICE>_NETWORK_DOWNLOAD"),
+        "bytes per second, as `memory`",
+        "no limit",
+        "bandwidth from the service to the tests",
+    ),
+    setting(
+        Some("network_reset_rate"),
+        Some("CLEANROOM_<SERVICE>_NETWORK_RESET_RATE"),
+        "a number from 0 to 1",
+        "0",
+        "the share of new connections reset as they arrive (a proxy's \"loss\")",
+    ),
+    setting(
         Some("env"),
         None,
         "a table of strings",
@@ -248,7 +448,7 @@ pub const SERVICE_SETTINGS: &[Setting] = &[
         None,
         "an array of container ports and `\"host:container\"` strings, e.g. `[8080, \"18080:80\"]`",
         "none",
-        "ports published on 127.0.0.1, added to the definition's: a bare port on a random host \
+        "ports published on 127.0.0.1 (every address for a remote engine), added to the definition's: a bare port on a random host \
         port, `host:container` on that fixed host port (which two runs at the same time cannot \
         share)",
     ),
@@ -286,10 +486,30 @@ pub const SERVICE_SETTINGS: &[Setting] = &[
     setting(
         Some("init"),
         None,
-        "an array of commands, each an array of strings: `[[\"sh\", \"-c\", \"...\"]]`",
+        "an array of commands, each an array of strings: `[[\"sh\", \"-c\", \"...\"]]`; for \
+        `postgres` also a path to a `.sql` file",
         "none",
-        "run in order inside a new container once its checks pass, after the definition's; a \
-        command that exits with a code other than 0 fails the start",
+        "commands: run in order inside a new container once its checks pass, after the \
+        definition's; a command that exits with a code other than 0 fails the start. A path \
+        (`postgres` only): SQL loaded into the rooms' template after `migrations`, for every test \
+        that names no schema of its own (relative to the file's directory)",
+    ),
+    setting(
+        Some("migrations"),
+        Some("CLEANROOM_<SERVICE>_MIGRATIONS"),
+        "a directory (`postgres` only)",
+        "none",
+        "the migrations of every Postgres room whose test (or its fixtures) names none: the \
+        default schema; relative to the file's directory, or from the variable to the crate's \
+        (docs/migrations.md)",
+    ),
+    setting(
+        Some("migrations_tool"),
+        Some("CLEANROOM_<SERVICE>_MIGRATIONS_TOOL"),
+        "`sqlx`, `refinery`, `diesel`, `sql` (`postgres` only)",
+        "detected from the layout",
+        "the migration tool whose layout and history table `migrations` follows \
+        (docs/migrations.md)",
     ),
     setting(
         Some("networks"),
@@ -342,6 +562,29 @@ pub const SERVICE_SETTINGS: &[Setting] = &[
         "0.9",
         "share of the memory limit (`memory`) that counts as crossing it",
     ),
+    setting(
+        Some("url"),
+        Some("CLEANROOM_<SERVICE>_URL"),
+        "`postgres://user:password@host:port/db` or `redis://:password@host:port`",
+        "none: cleanroom starts the service",
+        "an existing server to use instead of starting one (`postgres` and `redis` only): tests get rooms \
+        on it, and the run removes exactly the databases and keys it made there (docs/engines.md)",
+    ),
+    setting(
+        Some("databases"),
+        Some("CLEANROOM_<SERVICE>_DATABASES"),
+        "`first-last`, e.g. `8-15`",
+        "none: required with a Redis `url`",
+        "the logical databases of an existing Redis that cleanroom may flush and hand out as rooms \
+        (the last one holds its leases); no other database is touched",
+    ),
+    setting(
+        Some("local"),
+        None,
+        "an array of strings; `{port}`, `{port:<container port>}` and `{dir}` are filled in",
+        "the definition's (`GenericContainer::with_local_command`)",
+        "the command that runs the service on the local engine (`run.engine = \"local\"`) instead of its image",
+    ),
 ];
 
 /// The environment variable that overrides `service`'s image, e.g.
@@ -382,6 +625,30 @@ impl Keep {
     }
 }
 
+/// What runs the services: `CLEANROOM_ENGINE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineChoice {
+    /// Docker containers (the default).
+    #[default]
+    Docker,
+    /// Processes of this machine's binaries (docs/engines.md).
+    Local,
+    /// Docker if it answers, else local.
+    Auto,
+}
+
+impl EngineChoice {
+    /// The choice named `text`, if any.
+    pub fn parse(text: &str) -> Option<EngineChoice> {
+        match text {
+            "docker" => Some(EngineChoice::Docker),
+            "local" => Some(EngineChoice::Local),
+            "auto" => Some(EngineChoice::Auto),
+            _ => None,
+        }
+    }
+}
+
 /// How much of the report a test process prints on stderr when it exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReportMode {
@@ -415,6 +682,10 @@ pub struct Config {
     pub reaper_grace: Duration,
     /// `run.no_reaper`: each process removes its own containers.
     pub no_reaper: bool,
+    /// `run.engine`: what runs the services.
+    pub engine: EngineChoice,
+    /// `run.postgres_bin`: where the local engine takes `initdb` and `postgres` from.
+    pub postgres_bin: Option<PathBuf>,
     /// `run.report`: the summary printed on stderr at exit.
     pub report: ReportMode,
     /// `run.report_json`: where the run's report is also written.
@@ -427,12 +698,56 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// `run.cache_size`: the cache volumes' total size cap, in bytes.
     pub cache_size: u64,
+    /// `[caches.<layer>]`: each cache layer's eviction.
+    pub caches: CachePolicies,
+    /// `run.remote_idle_ttl`: how long a run of another machine may go
+    /// without a heartbeat before this machine removes what it left.
+    pub remote_idle_ttl: Duration,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
 
 /// How long an unused cache volume is kept, by default.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// What each cache layer keeps and what goes first (`[caches.<layer>]`,
+/// docs/caches.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CachePolicies {
+    /// Idle reused services (`run.reuse`), capped by count.
+    pub container: LayerPolicy,
+    /// Images cleanroom pulled itself, capped by bytes.
+    pub image: LayerPolicy,
+    /// Idle networks of reused services, capped by count.
+    pub network: LayerPolicy,
+    /// Cache volumes (`run.cache_ttl`, `run.cache_size`), capped by bytes.
+    pub volume: LayerPolicy,
+}
+
+/// One cache layer's eviction: its strategy, TTL and cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayerPolicy {
+    /// What goes first over the cap.
+    pub eviction: crate::eviction::Eviction,
+    /// What has outlived this goes (`None`: nothing goes for its age here).
+    pub ttl: Option<Duration>,
+    /// How much the layer may hold (`None`: no cap).
+    pub cap: Option<crate::eviction::Cap>,
+}
+
+impl LayerPolicy {
+    pub(crate) const fn new(
+        eviction: crate::eviction::Eviction,
+        ttl: Option<Duration>,
+        cap: Option<crate::eviction::Cap>,
+    ) -> LayerPolicy {
+        LayerPolicy { eviction, ttl, cap }
+    }
+}
+
+/// How long a run of another machine may go without a heartbeat, by default.
+pub const DEFAULT_REMOTE_IDLE_TTL: Duration = Duration::from_secs(30 * 60);
 /// The cache volumes' total size cap, by default.
 pub const DEFAULT_CACHE_SIZE: u64 = 1 << 30;
 

@@ -36,6 +36,37 @@ mod should {
     }
 
     #[test]
+    fn give_postgres_rooms_a_default_schema_relative_to_the_file() {
+        let text =
+            "[services.postgres]\nmigrations = \"db/migrations\"\nmigrations_tool = \"sqlx\"\ninit = \"seed.sql\"\n";
+        let l = Layers::from_parts(file(text), env(&[]), Overrides::new()).unwrap();
+        let schema = l.schema("postgres").unwrap().unwrap();
+        assert_eq!(schema.migrations, Some(PathBuf::from("/proj/db/migrations")));
+        assert_eq!(schema.init, Some(PathBuf::from("/proj/seed.sql")));
+        assert_eq!(schema.tool, Some(crate::service::migration_tool::MigrationTool::Sqlx));
+        assert_eq!(schema.origin, "[services.postgres] in /proj/cleanroom.toml");
+        assert!(l.service("postgres").unwrap().init.is_empty(), "a path is the init SQL, not commands");
+        assert_eq!(Layers::default().schema("postgres").unwrap(), None);
+        let l =
+            Layers::from_parts(None, env(&[("CLEANROOM_POSTGRES_MIGRATIONS", "/abs/m")]), Overrides::new()).unwrap();
+        assert_eq!(l.schema("postgres").unwrap().unwrap().migrations, Some(PathBuf::from("/abs/m")));
+    }
+
+    #[test]
+    fn reject_an_unknown_migration_tool_or_a_tool_alone() {
+        let msg = error("[services.postgres]\nmigrations = \"m\"\nmigrations_tool = \"flyway\"\n", &[]);
+        assert!(
+            msg.contains(
+                "services.postgres.migrations_tool in /proj/cleanroom.toml: \"flyway\" is not a migration tool; \
+                 expected one of: sqlx, refinery, diesel, sql"
+            ),
+            "{msg}"
+        );
+        let msg = error("[services.postgres]\nmigrations_tool = \"sqlx\"\n", &[]);
+        assert!(msg.contains("set migrations too"), "{msg}");
+    }
+
+    #[test]
     fn use_the_defaults_when_nothing_is_set() {
         let c = Layers::default().config().unwrap();
         assert_eq!(c.pull, PullPolicy::Missing);
@@ -46,6 +77,57 @@ mod should {
         assert_eq!(c.reaper_grace, DEFAULT_REAPER_GRACE);
         assert_eq!((c.startup_timeout, c.report_json, c.image_prefix), (None, None, None));
         assert_eq!(c.report, ReportMode::Quiet);
+    }
+
+    #[test]
+    fn read_each_cache_layers_policy_with_the_designs_defaults() {
+        use crate::eviction::{Cap, Eviction};
+        let c = Layers::default().config().unwrap().caches;
+        assert_eq!(
+            [c.container.eviction, c.image.eviction, c.network.eviction, c.volume.eviction],
+            [Eviction::Lru, Eviction::Ttl, Eviction::Lfu, Eviction::Lru],
+            "the design's pairing, but volumes keep least-recently-used"
+        );
+        assert_eq!((c.container.cap, c.image.cap, c.image.ttl, c.network.cap), (None, None, None, None));
+        assert_eq!(c.volume.ttl, Some(DEFAULT_CACHE_TTL));
+        assert_eq!(c.volume.cap, Some(Cap::Bytes(DEFAULT_CACHE_SIZE)));
+        let text = "[caches.volume]\neviction = \"mru\"\n[caches.image]\nttl = 3600\nmax_size = \"2GiB\"\n\
+                    [caches.container]\nmax_count = 3\n[run]\ncache_size = \"512MiB\"\n";
+        let vars = [("CLEANROOM_CACHE_NETWORK_EVICTION", "lru"), ("CLEANROOM_CACHE_NETWORK_MAX_COUNT", "0")];
+        let c = Layers::from_parts(file(text), env(&vars), Overrides::new()).unwrap().config().unwrap().caches;
+        assert_eq!(c.volume.eviction, Eviction::Mru);
+        assert_eq!(c.volume.cap, Some(Cap::Bytes(512 << 20)));
+        assert_eq!((c.image.ttl, c.image.cap), (Some(Duration::from_secs(3600)), Some(Cap::Bytes(2 << 30))));
+        assert_eq!(c.container.cap, Some(Cap::Count(3)));
+        assert_eq!((c.network.eviction, c.network.cap), (Eviction::Lru, Some(Cap::Count(0))));
+    }
+
+    #[test]
+    fn read_the_volume_layers_ttl_and_size_under_either_name() {
+        use crate::eviction::Cap;
+        let caches = |text: &str, vars: &[(&str, &str)]| {
+            Layers::from_parts(file(text), env(vars), Overrides::new()).and_then(|l| l.config()).map(|c| c.caches)
+        };
+        let c = caches("[caches.volume]\nttl = 60\nmax_size = \"2MiB\"\n", &[]).unwrap();
+        assert_eq!((c.volume.ttl, c.volume.cap), (Some(Duration::from_secs(60)), Some(Cap::Bytes(2 << 20))));
+        let c = caches("[run]\ncache_ttl = 60\n", &[("CLEANROOM_CACHE_VOLUME_TTL", "30")]).unwrap();
+        assert_eq!(c.volume.ttl, Some(Duration::from_secs(30)), "the environment beats the file, whichever name");
+        let msg = caches("[run]\ncache_size = \"1MiB\"\n[caches.volume]\nmax_size = \"2MiB\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("caches.volume.max_size") && msg.contains("run.cache_size"), "names both: {msg}");
+    }
+
+    #[test]
+    fn reject_a_bad_cache_layer_or_strategy_naming_what_is_allowed() {
+        let msg = error("[caches.volume]\neviction = \"fifo\"", &[]);
+        assert!(msg.contains("caches.volume.eviction") && msg.contains("expected one of: lru, lfu, mru, ttl"), "{msg}");
+        let msg = error("[caches.disk]\neviction = \"lru\"", &[]);
+        assert!(msg.contains("caches.disk") && msg.contains("container, image, network, volume"), "{msg}");
+        let msg = error("[caches.image]\nmax_count = 3", &[]);
+        assert!(msg.contains("caches.image.max_count") && msg.contains("eviction, ttl, max_size"), "{msg}");
+        let msg = error("", &[("CLEANROOM_CACHE_CONTAINER_MAX_COUNT", "many")]);
+        assert!(msg.contains("CLEANROOM_CACHE_CONTAINER_MAX_COUNT") && msg.contains("not a count"), "{msg}");
     }
 
     #[test]
@@ -163,6 +245,37 @@ mod should {
     }
 
     #[test]
+    fn choose_the_engine_from_every_layer_and_list_the_choices_for_a_bad_one() {
+        let config =
+            |f: &str, e: &[(&str, &str)]| Layers::from_parts(file(f), env(e), Overrides::new()).unwrap().config();
+        assert_eq!(config("", &[]).unwrap().engine, EngineChoice::Docker);
+        assert_eq!(config("[run]\nengine = \"local\"", &[]).unwrap().engine, EngineChoice::Local);
+        assert_eq!(
+            config("[run]\nengine = \"local\"", &[("CLEANROOM_ENGINE", "auto")]).unwrap().engine,
+            EngineChoice::Auto
+        );
+        let c = config("[run]\npostgres_bin = \"/opt/pg/bin\"", &[]).unwrap();
+        assert_eq!(c.postgres_bin, Some(PathBuf::from("/opt/pg/bin")));
+        assert_eq!(
+            error("", &[("CLEANROOM_ENGINE", "bogus")]),
+            "invalid cleanroom configuration: CLEANROOM_ENGINE: \"bogus\" is not an engine; expected one of: docker, local, auto"
+        );
+        let l = Layers::from_parts(
+            file("[services.web]\nlocal = [\"srv\", \"--port={port}\"]"),
+            env(&[]),
+            Overrides::new(),
+        );
+        let def = l.unwrap().service("web").unwrap().apply(GenericContainer::new("web:1"), None);
+        assert_eq!(def.local_command, Some(vec!["srv".to_string(), "--port={port}".to_string()]));
+        let l = Layers::from_parts(file("[services.web]\nlocal = \"srv\""), env(&[]), Overrides::new());
+        let msg = l.and_then(|l| l.service("web").map(drop)).unwrap_err().to_string();
+        assert!(
+            msg.contains("services.web.local in /proj/cleanroom.toml: \"srv\" is not an array of strings"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn name_the_variable_or_flag_a_bad_value_came_from() {
         let msg = error("", &[("CLEANROOM_PULL", "sometimes")]);
         assert_eq!(msg, "invalid cleanroom configuration: CLEANROOM_PULL: \"sometimes\" is not a pull policy; expected one of: missing, always, never");
@@ -258,6 +371,47 @@ mod should {
     }
 
     #[test]
+    fn apply_disk_limits_from_the_file_and_the_environment() {
+        let f = file(
+            "[services.db]\ndisk_write_bps = \"8MiB\"\ndisk_read_iops = 500\ndisk_device = \"/dev/sdb\"\n\
+             disk_size = \"64m\"\ntmpfs = { \"/data\" = \"rw,size=1g\" }\n",
+        );
+        let vars = [("CLEANROOM_DB_DISK_READ_BPS", "1m"), ("CLEANROOM_DB_DISK_WRITE_IOPS", "100")];
+        let l = Layers::from_parts(f, env(&vars), Overrides::new()).unwrap();
+        let def = l.service("db").unwrap().apply(GenericContainer::new("i"), None);
+        let disk = def.limits.disk;
+        assert_eq!((disk.read_bps, disk.write_bps), (Some(1 << 20), Some(8 << 20)));
+        assert_eq!((disk.read_iops, disk.write_iops), (Some(500), Some(100)));
+        assert_eq!(def.disk_device.as_deref(), Some("/dev/sdb"));
+        let tmpfs = def.container_request().tmpfs_mounts().unwrap();
+        assert_eq!(tmpfs["/data"], "rw,size=67108864", "the cap replaces the tmpfs's own size");
+        for (text, expected) in [
+            ("[services.db]\ndisk_write_iops = 0", "is not a number of operations per second"),
+            ("[services.db]\ndisk_device = \"sdb\"", "is not a block device; expected a path such as"),
+            ("[services.db]\ndisk_read_bps = \"fast\"", "is not a size"),
+        ] {
+            let msg = error(text, &[]);
+            assert!(msg.contains(expected), "{msg}");
+        }
+    }
+
+    #[test]
+    fn apply_network_conditions_from_the_file_and_the_environment() {
+        let f = file("[services.db]\nnetwork_latency = 0.05\nnetwork_download = \"1MiB\"\n");
+        let vars = [("CLEANROOM_DB_NETWORK_RESET_RATE", "0.25"), ("CLEANROOM_DB_NETWORK_JITTER", "0.01")];
+        let l = Layers::from_parts(f, env(&vars), Overrides::new()).unwrap();
+        let c = l.service("db").unwrap().apply(GenericContainer::new("i"), None).network.expect("conditions");
+        assert_eq!((c.latency, c.jitter), (Duration::from_millis(50), Duration::from_millis(10)));
+        assert_eq!((c.upload, c.download, c.reset_rate), (None, Some(1 << 20), 0.25));
+        let untouched = Layers::default().service("db").unwrap().apply(GenericContainer::new("i"), None);
+        assert_eq!(untouched.network, None, "no key, no proxy");
+        let msg = error("[services.db]\nnetwork_reset_rate = 2", &[]);
+        assert!(msg.contains("is not a share of connections; expected a number from 0 to 1"), "{msg}");
+        let msg = error("[services.db]\nnetwork_latency = 120", &[]);
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+
+    #[test]
     fn set_recovery_and_limit_actions_from_the_file_and_the_environment() {
         use crate::service::watch::{LimitAction, Recovery};
         let f = file("[services.web]\nrecovery = \"automatic\"\nmax_restarts = 1\non_limit = \"throttle\"\ncpu_threshold = 0.5\nhealth_interval = 2\n");
@@ -342,7 +496,9 @@ mod should {
             ("startup_timeout = \"soon\"", "services.web.startup_timeout in /proj/cleanroom.toml: \"soon\" is not a number of seconds"),
             ("init = [\"sh\", \"-c\", \"x\"]", "services.web.init in /proj/cleanroom.toml: entry 1: \"sh\" is not a command; expected a \
                 non-empty array of strings, e.g. [\"sh\", \"-c\", \"mkdir -p /data\"]"),
-            ("init = \"true\"", "services.web.init in /proj/cleanroom.toml: \"true\" is not an array of commands; expected an array of arrays of strings"),
+            ("init = \"true\"", "services.web.init in /proj/cleanroom.toml: \"true\" is a path, which only postgres takes (its init SQL); init of web is an array of commands"),
+            ("init = 1", "services.web.init in /proj/cleanroom.toml: 1 is not an array of commands; expected an array of arrays of strings"),
+            ("migrations = \"m\"", "services.web.migrations in /proj/cleanroom.toml: applies to postgres only"),
             ("init = [[]]", "entry 1: [] is not a command"),
             ("networks = \"backend\"", "services.web.networks in /proj/cleanroom.toml: \"backend\" is not an array of strings"),
         ];
@@ -439,7 +595,7 @@ networks = ["backend", "frontend"]
         assert!(
             page.contains(&tables),
             "docs/configuration.md does not contain the tables generated from SETTINGS and SERVICE_SETTINGS; \
-             regenerate them with `cargo test -p cleanroom-runtime -- --ignored bless_reference_page`\n{tables}"
+             regenerate them with `cargo test -p cleanroom-test-runtime -- --ignored bless_reference_page`\n{tables}"
         );
     }
 

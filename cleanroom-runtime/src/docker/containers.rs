@@ -32,7 +32,33 @@ pub(crate) struct Listed {
     pub(crate) created: i64,
 }
 
+/// How a container is attached to networks, for finding the way from it to
+/// published ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerNetworks {
+    pub(crate) id: String,
+    /// `host` when it shares the engine host's network.
+    pub(crate) mode: String,
+    /// The gateways of its networks, by network name.
+    pub(crate) gateways: BTreeMap<String, String>,
+}
+
 impl Docker {
+    /// The network mode and gateways of container `id`; `None` when the
+    /// engine does not know it (this process runs under another engine).
+    pub(crate) async fn container_networks(&self, id: &str) -> Option<ContainerNetworks> {
+        let info = self.client.inspect_container(id, None).await.ok()?;
+        let mode = info.host_config.and_then(|h| h.network_mode).unwrap_or_default();
+        let gateways = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, e)| Some((name, e.gateway.filter(|g| !g.is_empty())?)))
+            .collect();
+        Some(ContainerNetworks { id: info.id.unwrap_or_else(|| id.to_string()), mode, gateways })
+    }
+
     /// The host ports Docker published for each container port.
     pub(crate) async fn published_ports(&self, id: &str) -> Result<BTreeMap<u16, u16>, DockerError> {
         let info = self
@@ -204,6 +230,17 @@ impl Docker {
 
     /// Changes the container's CPU limit while it runs.
     pub(crate) async fn set_nano_cpus(&self, id: &str, nano_cpus: i64) -> Result<(), DockerError> {
+        if self.podman {
+            // Podman 4 routes no `POST /containers/{id}/update`: its 404
+            // would read as "no such container".
+            return Err(DockerError::new(
+                "update container",
+                None,
+                "Podman's Docker API cannot change a running container's limits (it has no \
+                 `POST /containers/{id}/update`): the `throttle` limit action does not work on Podman; use `alert`, \
+                 `restart` or `kill`",
+            ));
+        }
         let body =
             testcontainers::bollard::models::ContainerUpdateBody { nano_cpus: Some(nano_cpus), ..Default::default() };
         self.client.update_container(id, body).await.map_err(|e| DockerError::from_bollard("update container", e))

@@ -21,6 +21,24 @@ pub(crate) struct Limits {
     pub(crate) pids: Option<i64>,
     /// Size of `/dev/shm` in bytes (`--shm-size`).
     pub(crate) shm_size: Option<u64>,
+    /// Disk bandwidth and operations per second, on the block device that
+    /// backs the engine's storage (`--device-read-bps` and the like).
+    pub(crate) disk: DiskLimits,
+}
+
+/// Disk throttles (Docker's blkio throttles, per block device).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct DiskLimits {
+    pub(crate) read_bps: Option<u64>,
+    pub(crate) write_bps: Option<u64>,
+    pub(crate) read_iops: Option<u64>,
+    pub(crate) write_iops: Option<u64>,
+}
+
+impl DiskLimits {
+    pub(crate) fn any(&self) -> bool {
+        self.read_bps.is_some() || self.write_bps.is_some() || self.read_iops.is_some() || self.write_iops.is_some()
+    }
 }
 
 /// A mount as the engine takes it.
@@ -48,12 +66,86 @@ pub(crate) struct ContainerRequest {
     /// Container port → fixed host port (the others get a free one).
     pub(crate) fixed_ports: BTreeMap<u16, u16>,
     pub(crate) mounts: Vec<MountRequest>,
+    /// Tmpfs mounts and their options, before `tmpfs_size` is applied.
     pub(crate) tmpfs: BTreeMap<String, String>,
+    /// The size cap of every tmpfs, bytes (`None`: their own options).
+    pub(crate) tmpfs_size: Option<u64>,
     pub(crate) limits: Limits,
+    /// The block device the disk limits apply to (`None`: the one that
+    /// backs the engine's storage, found when the engine is local).
+    pub(crate) disk_device: Option<String>,
     pub(crate) labels: BTreeMap<String, String>,
     /// The container's name; the engine refuses a second one with a 409.
     pub(crate) name: Option<String>,
     pub(crate) startup_timeout: Duration,
+}
+
+impl ContainerRequest {
+    /// The tmpfs mounts as Docker takes them: each with the size cap in
+    /// place of its own `size=`. A cap with no tmpfs to hold it is refused:
+    /// it would be ignored, and the service would write without a cap.
+    pub(crate) fn tmpfs_mounts(&self) -> Result<BTreeMap<String, String>, DockerError> {
+        let Some(bytes) = self.tmpfs_size else { return Ok(self.tmpfs.clone()) };
+        if self.tmpfs.is_empty() {
+            return Err(DockerError::new(
+                "disk size",
+                None,
+                format!(
+                    "a disk size cap ({bytes} bytes) applies to the service's tmpfs data directories, and it has none; \
+                     add one where it writes (`.with_tmpfs(\"/data\", \"\")` or `tmpfs = {{ \"/data\" = \"\" }}` in \
+                     cleanroom.toml), or remove `with_disk_size` / `disk_size`"
+                ),
+            ));
+        }
+        let capped = |options: &String| {
+            options
+                .split(',')
+                .filter(|o| !o.is_empty() && !o.starts_with("size="))
+                .map(str::to_string)
+                .chain([format!("size={bytes}")])
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Ok(self.tmpfs.iter().map(|(path, options)| (path.clone(), capped(options))).collect())
+    }
+}
+
+impl Docker {
+    /// The block device that holds the engine's storage (its root
+    /// directory, where volumes live): what disk limits throttle. Found only
+    /// when the engine is on this machine; a whole disk, not a partition
+    /// (the kernel throttles disks).
+    pub(crate) async fn storage_device(&self) -> Result<String, DockerError> {
+        let info = self.client.info().await.map_err(|e| DockerError::from_bollard("info", e))?;
+        let root = info.docker_root_dir.unwrap_or_else(|| "/var/lib/docker".to_string());
+        let unknown = |why: String| {
+            DockerError::new(
+                "disk limits",
+                None,
+                format!(
+                    "disk limits apply to the block device behind the engine's storage ({root}), and {why}; \
+                     name it with `.with_disk_device(\"/dev/sda\")` or `disk_device = \"/dev/sda\"`"
+                ),
+            )
+        };
+        let dev = rustix::fs::stat(root.as_str())
+            .map_err(|e| unknown(format!("it cannot be looked at from here ({e}: a remote engine?)")))?
+            .st_dev;
+        block_device_of(rustix::fs::major(dev), rustix::fs::minor(dev)).ok_or_else(|| {
+            unknown(format!("device {}:{} is not a block device", rustix::fs::major(dev), rustix::fs::minor(dev)))
+        })
+    }
+}
+
+/// `/dev/<disk>` of the block device `major:minor`, or of the disk it is a
+/// partition of, from `/sys/dev/block`.
+fn block_device_of(major: u32, minor: u32) -> Option<String> {
+    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    let sys = std::fs::canonicalize(sys).ok()?;
+    let disk = if sys.join("partition").exists() { sys.parent()?.to_path_buf() } else { sys };
+    let uevent = std::fs::read_to_string(disk.join("uevent")).ok()?;
+    let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+    Some(format!("/dev/{name}"))
 }
 
 /// The entrypoint testcontainers can pass (one word) and the command with
@@ -86,7 +178,8 @@ fn testcontainers_mount(mount: &MountRequest) -> Option<testcontainers::core::Mo
 
 impl Docker {
     /// Creates and starts the container, publishing its ports on 127.0.0.1
-    /// only. Health checks are cleanroom's, not testcontainers', so none are
+    /// only, or on every address when the clients are elsewhere (see
+    /// [`endpoint`](super::endpoint)). Health checks are cleanroom's, not testcontainers', so none are
     /// given to it. A name another container has is a [`DockerError`] whose
     /// [`is_conflict`](DockerError::is_conflict) is true.
     pub(crate) async fn start(&self, request: &ContainerRequest) -> Result<ContainerAsync<GenericImage>, DockerError> {
@@ -111,6 +204,7 @@ impl Docker {
         for mount in request.mounts.iter().filter_map(testcontainers_mount) {
             tc = tc.with_mount(mount);
         }
+        let publish_ip = super::endpoint::publish_ip();
         let bindings: HashMap<String, Option<Vec<PortBinding>>> = request
             .ports
             .iter()
@@ -118,11 +212,11 @@ impl Docker {
                 let host_port = request.fixed_ports.get(p).map_or_else(String::new, u16::to_string);
                 (
                     format!("{p}/tcp"),
-                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) }]),
+                    Some(vec![PortBinding { host_ip: Some(publish_ip.into()), host_port: Some(host_port) }]),
                 )
             })
             .collect();
-        let tmpfs: HashMap<String, String> = request.tmpfs.clone().into_iter().collect();
+        let tmpfs: HashMap<String, String> = request.tmpfs_mounts()?.into_iter().collect();
         let labelled: Vec<(String, String, BTreeMap<String, String>)> = request
             .mounts
             .iter()
@@ -134,6 +228,11 @@ impl Docker {
             })
             .collect();
         let limits = request.limits;
+        let device = match (limits.disk.any(), &request.disk_device) {
+            (false, _) => None,
+            (true, Some(device)) => Some(device.clone()),
+            (true, None) => Some(self.storage_device().await?),
+        };
         tc = tc.with_startup_timeout(request.startup_timeout).with_host_config_modifier(move |hc| {
             hc.publish_all_ports = Some(false);
             hc.port_bindings = Some(bindings.clone());
@@ -167,6 +266,18 @@ impl Docker {
             }
             if let Some(bytes) = limits.shm_size {
                 hc.shm_size = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            if let Some(device) = &device {
+                use testcontainers::bollard::models::ThrottleDevice;
+                let throttle = |rate: Option<u64>| {
+                    rate.map(|r| {
+                        vec![ThrottleDevice { path: Some(device.clone()), rate: Some(r.min(i64::MAX as u64) as i64) }]
+                    })
+                };
+                hc.blkio_device_read_bps = throttle(limits.disk.read_bps);
+                hc.blkio_device_write_bps = throttle(limits.disk.write_bps);
+                hc.blkio_device_read_iops = throttle(limits.disk.read_iops);
+                hc.blkio_device_write_iops = throttle(limits.disk.write_iops);
             }
         });
         if let Some(name) = &request.name {

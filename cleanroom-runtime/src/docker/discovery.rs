@@ -3,6 +3,11 @@
 //! `currentContext` of `config.json` in `DOCKER_CONFIG` (default
 //! `~/.docker`), whose endpoint is in
 //! `contexts/meta/<sha256 of the name>/meta.json`; else the default socket.
+//! When none of these names an engine and the default socket does not
+//! answer, Podman's: `CONTAINER_HOST` (what `podman --remote` reads), else
+//! the rootful socket `/run/podman/podman.sock`, else the rootless one in
+//! `$XDG_RUNTIME_DIR/podman/podman.sock` — the first that answers. Docker
+//! stays first: a machine with both runs on Docker unless told otherwise.
 //!
 //! testcontainers reads `DOCKER_HOST` only, so at process start cleanroom
 //! exports a context's endpoint as `DOCKER_HOST` (before any thread runs),
@@ -60,23 +65,101 @@ pub(crate) fn resolve(get: impl Fn(&str) -> Option<String>) -> Result<Option<(St
     Ok(Some((host.to_string(), format!("docker context {name:?} from {from}"))))
 }
 
-/// Exports a context's endpoint as `DOCKER_HOST`. Call it while the process
-/// has one thread (process start, the top of a CLI's `main`).
+/// The TLS settings as the docker CLI reads them, in the form testcontainers
+/// reads: the CLI takes any non-empty `DOCKER_TLS_VERIFY` as on (testcontainers
+/// only `1`), and looks for `ca.pem`, `cert.pem` and `key.pem` in
+/// `DOCKER_CERT_PATH`, else in `DOCKER_CONFIG`, else `~/.docker`
+/// (testcontainers would panic without `DOCKER_CERT_PATH`). The variables to
+/// set, if any.
+pub(crate) fn tls_exports(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let Some(verify) = get("DOCKER_TLS_VERIFY").filter(|v| !v.is_empty()) else { return out };
+    if verify != "1" {
+        out.push(("DOCKER_TLS_VERIFY", "1".to_string()));
+    }
+    if get("DOCKER_CERT_PATH").is_none_or(|p| p.is_empty()) {
+        let dir = match get("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => get("HOME").map(|home| PathBuf::from(home).join(".docker")),
+        };
+        if let Some(dir) = dir {
+            out.push(("DOCKER_CERT_PATH", dir.display().to_string()));
+        }
+    }
+    out
+}
+
+/// Exports a context's endpoint as `DOCKER_HOST`, and the TLS settings as
+/// `tls_exports` says. Call it while the process has one thread (process
+/// start, the top of a CLI's `main`).
 pub fn export_docker_host() {
-    CHOSEN.get_or_init(|| match resolve(|k| std::env::var(k).ok()) {
-        Ok(Some((host, source))) => {
+    CHOSEN.get_or_init(|| {
+        for (name, value) in tls_exports(|k| std::env::var(k).ok()) {
+            std::env::set_var(name, value);
+        }
+        chosen_host()
+    });
+}
+
+fn chosen_host() -> Result<String, String> {
+    let get = |k: &str| std::env::var(k).ok();
+    let found = match resolve(get)? {
+        Some(found) => Some(found),
+        None => podman_fallback(get, answers),
+    };
+    match found {
+        Some((host, source)) => {
             if source != "DOCKER_HOST" {
                 std::env::set_var("DOCKER_HOST", &host);
             }
             Ok(format!("{host} ({source})"))
         }
-        Ok(None) => Ok(DEFAULT_HOST.to_string()),
-        Err(e) => Err(e),
-    });
+        None => Ok(DEFAULT_HOST.to_string()),
+    }
 }
 
+const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// Podman's rootful socket (`podman.socket`, `podman system service`).
+const PODMAN_ROOTFUL_SOCKET: &str = "unix:///run/podman/podman.sock";
+
 const DEFAULT_HOST: &str =
-    "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST or a docker context to use another)";
+    "unix:///var/run/docker.sock (the default socket; set DOCKER_HOST or a docker context to use \
+     another; no Podman socket answered either: CONTAINER_HOST, /run/podman/podman.sock, \
+     $XDG_RUNTIME_DIR/podman/podman.sock)";
+
+/// Podman's engine, for when the docker CLI's rules name none and the
+/// default socket does not answer: `CONTAINER_HOST`, then the rootful
+/// socket, then the rootless one, the first that `answers`. `None` leaves
+/// the default socket (and its "not reachable" error, which names these).
+fn podman_fallback(get: impl Fn(&str) -> Option<String>, answers: impl Fn(&str) -> bool) -> Option<(String, String)> {
+    if answers(DEFAULT_SOCKET) {
+        return None;
+    }
+    let mut candidates = Vec::new();
+    if let Some(host) = get("CONTAINER_HOST").filter(|h| !h.is_empty()) {
+        candidates.push((host, "CONTAINER_HOST, no Docker socket answered".to_string()));
+    }
+    candidates.push((PODMAN_ROOTFUL_SOCKET.to_string(), "Podman's socket, no Docker socket answered".to_string()));
+    if let Some(dir) = get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        let host = format!("unix://{}/podman/podman.sock", dir.trim_end_matches('/'));
+        candidates.push((host, "Podman's rootless socket, no Docker socket answered".to_string()));
+    }
+    candidates.into_iter().find(|(host, _)| answers(host))
+}
+
+/// Whether something listens at an engine address. Only a `unix://` socket
+/// is tried (a connect, no request); any other address is taken as given,
+/// and a wrong one fails later with the engine's own error.
+fn answers(host: &str) -> bool {
+    match host.strip_prefix("unix://") {
+        #[cfg(unix)]
+        Some(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+        #[cfg(not(unix))]
+        Some(_) => false,
+        None => true,
+    }
+}
 
 /// The engine address and where it came from, or why it could not be chosen.
 pub(crate) fn chosen() -> Result<String, String> {
@@ -161,6 +244,57 @@ mod tests {
             std::fs::write(dir.join("config.json"), r#"{"auths":{}}"#).unwrap();
             assert_eq!(resolve(env(&[("DOCKER_CONFIG", dir.display().to_string())])), Ok(None));
             std::fs::remove_dir_all(dir).unwrap();
+        }
+
+        #[test]
+        fn read_tls_settings_as_the_docker_cli_does() {
+            assert!(tls_exports(env(&[("DOCKER_TLS_VERIFY", String::new())])).is_empty(), "empty: off");
+            let given = [("DOCKER_TLS_VERIFY", "1".to_string()), ("DOCKER_CERT_PATH", "/certs".to_string())];
+            assert!(tls_exports(env(&given)).is_empty(), "as testcontainers reads them already");
+            let got = tls_exports(env(&[("DOCKER_TLS_VERIFY", "true".into()), ("HOME", "/home/u".into())]));
+            assert_eq!(got, [("DOCKER_TLS_VERIFY", "1".into()), ("DOCKER_CERT_PATH", "/home/u/.docker".into())]);
+            let got = tls_exports(env(&[("DOCKER_TLS_VERIFY", "1".into()), ("DOCKER_CONFIG", "/cfg".into())]));
+            assert_eq!(got, [("DOCKER_CERT_PATH", "/cfg".to_string())]);
+        }
+
+        #[test]
+        fn keep_the_docker_socket_when_it_answers() {
+            let env = env(&[("CONTAINER_HOST", "unix:///run/user/1000/podman/podman.sock".into())]);
+            assert_eq!(podman_fallback(env, |_| true), None);
+        }
+
+        #[test]
+        fn take_container_host_when_no_docker_socket_answers() {
+            let host = "unix:///run/user/1000/podman/podman.sock";
+            let got = podman_fallback(env(&[("CONTAINER_HOST", host.into())]), |h| h != DEFAULT_SOCKET);
+            let (got, source) = got.unwrap();
+            assert_eq!(got, host);
+            assert!(source.starts_with("CONTAINER_HOST"), "{source}");
+        }
+
+        #[test]
+        fn try_the_rootful_then_the_rootless_podman_socket() {
+            let rootless = "unix:///run/user/1000/podman/podman.sock";
+            let given = env(&[("XDG_RUNTIME_DIR", "/run/user/1000/".into())]);
+            let (got, _) = podman_fallback(&given, |h| h != DEFAULT_SOCKET).unwrap();
+            assert_eq!(got, PODMAN_ROOTFUL_SOCKET);
+            let (got, source) = podman_fallback(&given, |h| h == rootless).unwrap();
+            assert_eq!(got, rootless);
+            assert!(source.contains("rootless"), "{source}");
+            assert_eq!(podman_fallback(&given, |_| false), None, "nothing answers: the default socket's error");
+        }
+
+        #[test]
+        fn skip_a_container_host_that_does_not_answer() {
+            let given = env(&[("CONTAINER_HOST", "unix:///nowhere.sock".into())]);
+            let (got, _) = podman_fallback(given, |h| h == PODMAN_ROOTFUL_SOCKET).unwrap();
+            assert_eq!(got, PODMAN_ROOTFUL_SOCKET);
+        }
+
+        #[test]
+        fn probe_only_unix_sockets() {
+            assert!(!answers("unix:///nonexistent/cleanroom/podman.sock"));
+            assert!(answers("tcp://podman:8080"), "taken as given");
         }
 
         #[test]

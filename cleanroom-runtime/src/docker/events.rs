@@ -53,15 +53,21 @@ impl Docker {
                     .unwrap_or_default()
                     .values()
                     .fold((0, 0), |(rx, tx), n| (rx + n.rx_bytes.unwrap_or(0), tx + n.tx_bytes.unwrap_or(0)));
-                let (read, write) =
-                    s.blkio_stats.and_then(|b| b.io_service_bytes_recursive).unwrap_or_default().iter().fold(
-                        (0, 0),
-                        |(r, w), e| match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                // Reads and writes, in bytes and in operations (cgroup v1
+                // reports both; v2 leaves the operations out).
+                let by_op = |entries: Option<Vec<testcontainers::bollard::models::ContainerBlkioStatEntry>>| {
+                    entries.unwrap_or_default().iter().fold((0, 0), |(r, w), e| {
+                        match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
                             Some("read") => (r + e.value.unwrap_or(0), w),
                             Some("write") => (r, w + e.value.unwrap_or(0)),
                             _ => (r, w),
-                        },
-                    );
+                        }
+                    })
+                };
+                let blkio = s.blkio_stats.unwrap_or_default();
+                let (read, write) = by_op(blkio.io_service_bytes_recursive);
+                let block_ops_counted = blkio.io_serviced_recursive.is_some();
+                let ops = by_op(blkio.io_serviced_recursive);
                 StatSample {
                     cpu_total: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
                     system_total: cpu.system_cpu_usage.unwrap_or(0),
@@ -70,6 +76,8 @@ impl Docker {
                     memory_limit: mem.limit.unwrap_or(0),
                     network: (rx, tx),
                     block: (read, write),
+                    block_ops: ops,
+                    block_ops_counted,
                 }
             })
         })

@@ -68,6 +68,31 @@ impl Docker {
         self.client.inspect_image(image).await.is_ok()
     }
 
+    /// The image's size in bytes; `None` if it is not here.
+    pub(crate) async fn image_size(&self, image: &str) -> Result<Option<u64>, DockerError> {
+        match self.client.inspect_image(image).await.map_err(|e| DockerError::from_bollard("inspect image", e)) {
+            Ok(info) => Ok(Some(info.size.unwrap_or(0).max(0) as u64)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the image (this tag: its layers go when no other tag holds
+    /// them); refused while a container uses it.
+    pub(crate) async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        use testcontainers::bollard::query_parameters::RemoveImageOptions;
+        match self
+            .client
+            .remove_image(image, None::<RemoveImageOptions>, None)
+            .await
+            .map_err(|e| DockerError::from_bollard("remove image", e))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Pulls the image, present or not.
     pub(crate) async fn pull(&self, image: &str) -> Result<(), DockerError> {
         let (name, tag) = split_image(image);

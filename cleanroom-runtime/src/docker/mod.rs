@@ -14,9 +14,11 @@
 pub(crate) mod containers;
 pub(crate) mod create;
 pub(crate) mod discovery;
+pub(crate) mod endpoint;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod exec;
+pub(crate) mod files;
 pub(crate) mod images;
 pub(crate) mod labels;
 pub(crate) mod networks;
@@ -46,12 +48,21 @@ pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Docker {
     client: Bollard,
     pub(crate) host: String,
+    /// Podman serving Docker's API (`podman system service`): what its API
+    /// lacks is refused with an error naming the difference.
+    pub(crate) podman: bool,
 }
 
 impl std::fmt::Debug for Docker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Docker").field("host", &self.host).finish()
+        f.debug_struct("Docker").field("host", &self.host).field("podman", &self.podman).finish()
     }
+}
+
+/// Whether the engine's `/version` names Podman among its components
+/// ("Podman Engine"), as `podman system service` answers.
+pub(crate) fn is_podman(version: &testcontainers::bollard::models::SystemVersion) -> bool {
+    version.components.iter().flatten().any(|c| c.name.to_ascii_lowercase().contains("podman"))
 }
 
 /// The engine address the docker CLI would use, with where it came from
@@ -77,7 +88,13 @@ impl Docker {
             .map_err(|_| unavailable(format!("no answer within {PING_TIMEOUT:?}")))?
             .map_err(|e| unavailable(e.to_string()))?;
         match tokio::time::timeout(PING_TIMEOUT, client.ping()).await {
-            Ok(Ok(_)) => Ok(Docker { client, host }),
+            Ok(Ok(_)) => {
+                let podman = matches!(
+                    tokio::time::timeout(PING_TIMEOUT, client.version()).await,
+                    Ok(Ok(version)) if is_podman(&version)
+                );
+                Ok(Docker { client, host, podman })
+            }
             Ok(Err(e)) => Err(unavailable(e.to_string())),
             Err(_) => Err(unavailable(format!("no answer within {PING_TIMEOUT:?}"))),
         }
@@ -106,6 +123,10 @@ impl From<DockerError> for String {
 
 /// Docker as the engine of the services it runs.
 impl crate::engine::Engine for Docker {
+    fn kind(&self) -> crate::engine::EngineKind {
+        crate::engine::EngineKind::Docker
+    }
+
     fn exec<'a>(
         &'a self,
         id: &'a str,
@@ -152,5 +173,26 @@ impl crate::engine::Engine for Docker {
 
     fn set_cpu_limit<'a>(&'a self, id: &'a str, nano_cpus: i64) -> EngineFuture<'a, Result<(), DockerError>> {
         Box::pin(self.set_nano_cpus(id, nano_cpus))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::is_podman;
+        use testcontainers::bollard::models::{SystemVersion, SystemVersionComponents};
+
+        fn version(names: &[&str]) -> SystemVersion {
+            let components =
+                names.iter().map(|n| SystemVersionComponents { name: n.to_string(), ..Default::default() }).collect();
+            SystemVersion { components: Some(components), ..Default::default() }
+        }
+
+        #[test]
+        fn tell_podman_from_docker_by_its_components() {
+            assert!(is_podman(&version(&["Podman Engine", "Conmon", "OCI Runtime (runc)"])));
+            assert!(!is_podman(&version(&["Engine", "containerd", "runc", "docker-init"])));
+            assert!(!is_podman(&SystemVersion::default()), "no components: Docker's rules");
+        }
     }
 }

@@ -55,6 +55,20 @@ impl Docker {
         }
     }
 
+    /// How many containers the network connects, with its labels; `None`
+    /// if there is no such network.
+    pub(crate) async fn network_use(
+        &self,
+        name: &str,
+    ) -> Result<Option<(usize, HashMap<String, String>)>, DockerError> {
+        match self.client.inspect_network(name, None).await.map_err(|e| DockerError::from_bollard("inspect network", e))
+        {
+            Ok(n) => Ok(Some((n.containers.map_or(0, |c| c.len()), n.labels.unwrap_or_default()))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every network carrying `label` (`key=value` or just `key`): its name
     /// and labels.
     pub(crate) async fn networks_with_labels(

@@ -7,6 +7,11 @@ use testcontainers::bollard::query_parameters::ListContainersOptionsBuilder;
 use super::labels::label_filters;
 use super::{Docker, DockerError};
 
+/// Whether `labels` has every `(key, value)` of `wanted`.
+fn carries_all(labels: &HashMap<String, String>, wanted: &[(&str, &str)]) -> bool {
+    wanted.iter().all(|(k, v)| labels.get(*k).is_some_and(|have| have == v))
+}
+
 /// A volume as the engine lists it.
 #[derive(Debug, Clone)]
 pub(crate) struct Volume {
@@ -101,12 +106,34 @@ impl Docker {
             .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
             .await
             .map_err(|e| DockerError::from_bollard("remove networks and volumes", e))?;
-        for v in volumes.volumes.unwrap_or_default() {
+        // Podman 4 lists volumes carrying any of several labels where
+        // Docker lists those carrying all of them: without this, a run's
+        // reaper would remove every volume labelled cleanroom.managed=true
+        // (the volume cache, other runs' volumes).
+        for v in volumes.volumes.unwrap_or_default().into_iter().filter(|v| carries_all(&v.labels, labels)) {
             let _ = self
                 .client
                 .remove_volume(&v.name, None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>)
                 .await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::carries_all;
+        use std::collections::HashMap;
+
+        #[test]
+        fn keep_only_volumes_with_every_label_asked_for() {
+            let labels: HashMap<String, String> =
+                [("cleanroom.managed", "true"), ("cleanroom.session", "s1")].map(|(k, v)| (k.into(), v.into())).into();
+            assert!(carries_all(&labels, &[("cleanroom.managed", "true"), ("cleanroom.session", "s1")]));
+            assert!(!carries_all(&labels, &[("cleanroom.managed", "true"), ("cleanroom.session", "s2")]));
+            let cache: HashMap<String, String> = [("cleanroom.managed".into(), "true".into())].into();
+            assert!(!carries_all(&cache, &[("cleanroom.managed", "true"), ("cleanroom.session", "s1")]), "Podman's OR");
+        }
     }
 }

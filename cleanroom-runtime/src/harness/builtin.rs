@@ -1,9 +1,9 @@
 //! `postgres` and `redis` as test parameters: the built-in services'
 //! [`Resolve`] types, which hand each test its room.
 
+use super::current::{postgres_handle, redis_handle};
 use super::{Node, Resolve, Service, TestContext};
 use crate::builtin::{POSTGRES, REDIS};
-use crate::rooms::RoomName;
 use crate::service::handle::{Postgres, Redis};
 
 /// `postgres` in `#[cleanroom::test(postgres)]`.
@@ -16,11 +16,7 @@ impl Resolve for postgres {
     const NODE: Node = Node::service(&POSTGRES);
     fn resolve(ctx: &mut TestContext) -> Postgres {
         let (container, room) = ctx.service(&POSTGRES);
-        let database = match room {
-            Some(RoomName::Database(database)) => Some(database),
-            _ => None,
-        };
-        Postgres::new(container, database)
+        postgres_handle(container, room)
     }
 }
 impl Service for postgres {}
@@ -35,11 +31,7 @@ impl Resolve for redis {
     const NODE: Node = Node::service(&REDIS);
     fn resolve(ctx: &mut TestContext) -> Redis {
         let (container, room) = ctx.service(&REDIS);
-        let db = match room {
-            Some(RoomName::Index(db)) => db,
-            _ => 0,
-        };
-        Redis::new(container, db)
+        redis_handle(container, room)
     }
 }
 impl Service for redis {}

@@ -8,19 +8,21 @@
 //! and the built-in services implement.
 
 pub(crate) mod builtin;
+pub(crate) mod current;
+pub(crate) mod process_fixture;
+pub(crate) mod scope;
 
 use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
-
-use std::time::Instant;
+use std::sync::Arc;
 
 pub use crate::catalog::{Flavor, Node, NodeKind, Registration, TestDesc};
-use crate::report::Acquisition;
-use crate::rooms::{Room, RoomName};
+use crate::rooms::RoomName;
 use crate::run::registry;
 use crate::service::definition::ServiceSpec;
 use crate::service::handle::Container;
+use scope::TestScope;
 
 /// Something a test parameter can be resolved to: a fixture or a service.
 ///
@@ -55,13 +57,9 @@ pub struct TestContext {
     memo: Vec<Memo>,
     /// When the body started, counted from process start.
     body_started: Option<std::time::Duration>,
-    /// The services the test needs, once Ready (without rooms).
-    containers: Vec<(&'static str, Container)>,
-    /// Each service's handle for this test, with its room once a parameter
-    /// asked for it.
-    handles: Vec<(&'static str, Container, Option<RoomName>)>,
-    rooms: Vec<Box<dyn Room>>,
-    acquisitions: Vec<Acquisition>,
+    /// The test's services and rooms, shared with `cleanroom::current()` on
+    /// every thread of the test.
+    scope: Arc<TestScope>,
 }
 
 struct Memo {
@@ -81,23 +79,13 @@ impl std::fmt::Debug for TestContext {
         f.debug_struct("TestContext")
             .field("test", &self.desc.test_name())
             .field("resolved", &self.memo.iter().map(|m| m.name).collect::<Vec<_>>())
-            .field("rooms", &self.rooms.len())
             .finish()
     }
 }
 
 impl TestContext {
     fn new(desc: &'static TestDesc) -> Self {
-        TestContext {
-            desc,
-            runtime: None,
-            memo: Vec::new(),
-            handles: Vec::new(),
-            body_started: None,
-            containers: Vec::new(),
-            rooms: Vec::new(),
-            acquisitions: Vec::new(),
-        }
+        TestContext { desc, runtime: None, memo: Vec::new(), body_started: None, scope: TestScope::new(desc) }
     }
 
     /// The test being run.
@@ -107,6 +95,7 @@ impl TestContext {
 
     fn runtime(&mut self) -> &tokio::runtime::Runtime {
         let flavor = self.desc.flavor;
+        let scope = self.scope.clone();
         self.runtime.get_or_insert_with(|| {
             let mut builder = match flavor {
                 Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -126,7 +115,16 @@ impl TestContext {
                     b
                 }
             };
-            builder.enable_all().build().expect("cleanroom: failed to build the test's tokio runtime")
+            // Every thread the runtime starts, workers and blocking pool alike,
+            // is the test's: `cleanroom::current()` works in spawned tasks,
+            // which task-locals would not reach. The test's own thread (which
+            // drives a current-thread runtime) is marked by `run`.
+            builder
+                .on_thread_start(move || scope::adopt_thread(&scope))
+                .on_thread_stop(scope::leave_thread)
+                .enable_all()
+                .build()
+                .expect("cleanroom: failed to build the test's tokio runtime")
         })
     }
 
@@ -147,14 +145,14 @@ impl TestContext {
             let memo = &self.memo[i];
             return match (&memo.kept, memo.cloner) {
                 (Some(kept), Some(clone)) => *clone(kept.as_ref()).downcast::<T>().expect("fixture type is stable"),
-                _ => panic!(
+                _ => fail(format!(
                     "cleanroom: fixture `{}` is requested more than once in test `{}`, but its type `{}` is not Clone; \
                      return a cheaply clonable handle (for example Arc<{}>) so that every user shares the one value",
                     node.name,
                     self.desc.test_name(),
                     memo.type_name,
                     memo.type_name,
-                ),
+                )),
             };
         }
         let value = make(self);
@@ -180,46 +178,15 @@ impl TestContext {
     /// The service's container once it is Ready, started if it is not yet
     /// running. A service that failed fails the test here, with its error.
     fn ready(&mut self, spec: &'static ServiceSpec) -> Container {
-        if let Some((_, c)) = self.containers.iter().find(|(name, _)| *name == spec.name) {
-            return c.clone();
-        }
-        let container = match registry::global().acquire(spec) {
-            Ok(service) => Container::new(service),
-            Err(err) => panic!("{err}"),
-        };
-        self.containers.push((spec.name, container.clone()));
-        container
+        self.scope.ready(spec)
     }
 
     /// The test's handle of a service: its container, and the test's own
     /// room in it when the service has rooms (unless the attribute says
-    /// `shared`). One per test, shared by the test and its fixtures.
+    /// `shared`). One per test, shared by the test, its fixtures and
+    /// `cleanroom::current()`.
     pub(crate) fn service(&mut self, spec: &'static ServiceSpec) -> (Container, Option<RoomName>) {
-        if let Some((_, c, room)) = self.handles.iter().find(|(name, ..)| *name == spec.name) {
-            return (c.clone(), room.clone());
-        }
-        let started = Instant::now();
-        let mut container = self.ready(spec);
-        let room_started = Instant::now();
-        let test = self.desc.test_name();
-        let room = crate::rooms::open(&spec.kind, &container, self.desc.room_options(spec.name), &test)
-            .unwrap_or_else(|reason| panic!("{reason}"));
-        let name = room.as_ref().map(|r| r.name());
-        if let Some(RoomName::Named(room)) = &name {
-            container = container.with_room(room.clone());
-        }
-        // The built-ins' acquisitions are always counted, a generic
-        // service's only when it made a room.
-        if room.is_some() || !matches!(spec.kind, crate::service::definition::ServiceKind::Generic(_)) {
-            self.acquisitions.push(Acquisition {
-                service: spec.name,
-                elapsed: started.elapsed(),
-                room: room_started.elapsed(),
-            });
-        }
-        self.rooms.extend(room);
-        self.handles.push((spec.name, container.clone(), name.clone()));
-        (container, name)
+        self.scope.service(spec)
     }
 
     /// The handle of a service, started if it is not yet running; with the
@@ -233,10 +200,8 @@ impl TestContext {
     fn finish(&mut self, failed: bool) {
         let keep = crate::config::current().map(|c| c.keep).unwrap_or_default();
         let test = self.desc.test_name();
-        for room in self.rooms.drain(..) {
-            room.end(&test, failed, keep);
-        }
-        for a in &self.acquisitions {
+        let acquisitions = self.scope.end(|room| room.end(&test, failed, keep));
+        for a in &acquisitions {
             tracing::debug!(
                 service = a.service,
                 wait_ms = crate::metrics::ms(a.elapsed),
@@ -244,7 +209,7 @@ impl TestContext {
                 "acquired"
             );
         }
-        crate::report::record_test(self.desc, std::mem::take(&mut self.acquisitions), self.body_started);
+        crate::report::record_test(self.desc, acquisitions, self.body_started);
     }
 }
 
@@ -281,11 +246,27 @@ impl Outcome for std::process::ExitCode {
     }
 }
 
-/// Runs one test: the generated `#[test]` function's whole body.
+/// Why cleanroom failed a test (a service that never became Ready, a room
+/// that could not be made): unwound without the panic hook, and panicked
+/// again by [`run`] at its caller, so that the message points at the
+/// user's test and not at a file of cleanroom's.
+struct Failure(String);
+
+/// Fails the test being resolved with `message`; [`run`] reports it.
+pub(super) fn fail(message: String) -> ! {
+    std::panic::resume_unwind(Box::new(Failure(message)))
+}
+
+/// Runs one test: the generated `#[test]` function's whole body. A failure of
+/// cleanroom's own is reported at the caller, the user's test.
+#[track_caller]
 pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
     let span = tracing::info_span!("cleanroom_test", test = %desc.test_name());
     let _entered = span.enter();
     let mut ctx = TestContext::new(desc);
+    // This thread is the test's until it ends: `cleanroom::current()` here,
+    // in the body and in a current-thread runtime's tasks finds it.
+    let _thread = scope::enter(ctx.scope.clone());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Every service the test asked for is Ready before it starts, whether
         // or not a parameter receives its handle; a service that failed fails
@@ -307,6 +288,20 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
             out
         }
         Err(panic) => {
+            let panic = match panic.downcast::<Failure>() {
+                Ok(failure) => {
+                    let message = match ctx.died_under() {
+                        Some(note) => format!("{note}\n{}", failure.0),
+                        None => failure.0,
+                    };
+                    ctx.finish(true);
+                    drop(ctx);
+                    // Here, not where it happened: `run` tracks its caller,
+                    // so the message points at the user's test.
+                    panic!("{message}");
+                }
+                Err(panic) => panic,
+            };
             // A connection error is what the test saw; say why it happened.
             let panic = match ctx.died_under() {
                 Some(note) => {
@@ -334,7 +329,7 @@ impl TestContext {
     /// words, with the container's last log lines.
     fn died_under(&self) -> Option<String> {
         let registry = registry::get()?;
-        for (name, container) in &self.containers {
+        for (name, container) in &self.scope.containers() {
             let id = container.inner.id.clone();
             // Most failing tests failed on their own: one question to Docker
             // says whether the container still runs, with no waiting.
@@ -476,9 +471,31 @@ mod tests {
             expected = "fixture `shared` is requested more than once in test `m::t`, but its type `cleanroom_runtime::harness::tests::Unique` is not Clone"
         )]
         fn say_how_to_fix_a_non_clone_fixture_requested_twice() {
-            let mut ctx = TestContext::new(&SYNC_TEST);
-            let _first = ctx.fixture(&SHARED, None, |_| Unique);
-            let _second = ctx.fixture(&SHARED, None, |_| Unique);
+            // Through `run`, which reports cleanroom's failures at its caller.
+            run(&SYNC_TEST, |ctx| {
+                let _first = ctx.fixture(&SHARED, None, |_| Unique);
+                let _second = ctx.fixture(&SHARED, None, |_| Unique);
+            });
+        }
+
+        #[test]
+        fn report_a_failure_of_cleanrooms_at_the_caller_of_run() {
+            // Where the panic hook is told the panic happened, for this
+            // thread's panics only (other tests run meanwhile).
+            let caller = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (seen, this_thread) = (caller.clone(), std::thread::current().id());
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if let Some(location) = info.location().filter(|_| std::thread::current().id() == this_thread) {
+                    seen.lock().unwrap().push((location.file().to_string(), location.line()));
+                }
+            }));
+            let line = line!() + 1;
+            let outcome = std::panic::catch_unwind(|| run::<()>(&SYNC_TEST, |_| fail("cleanroom: broken".into())));
+            std::panic::set_hook(hook);
+            let message = outcome.unwrap_err().downcast::<String>().map(|m| *m).unwrap_or_default();
+            assert_eq!(message, "cleanroom: broken");
+            assert_eq!(*caller.lock().unwrap(), [(file!().to_string(), line)], "the one panic the hook saw");
         }
 
         #[test]

@@ -3,6 +3,7 @@
 //! check, which the monitor repeats while the service runs. What a check is
 //! lives with the definition ([`crate::service::health`]).
 
+pub(crate) mod perf;
 pub(crate) mod probe;
 
 pub(crate) use probe::wait_ready;

@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
+use crate::external::resp::{self, Resp};
 use crate::service::health::{HealthCheck, Probe};
 use crate::service::running::RunningService;
 
@@ -147,7 +148,7 @@ pub(crate) async fn attempt(service: &RunningService, check: &HealthCheck) -> Re
             }
         }
         Probe::Tcp { port } => {
-            let mut stream = connect(host_port(service, *port)?).await?;
+            let mut stream = connect(service, host_port(service, *port)?).await?;
             // Docker's port proxy accepts a connection even when nothing
             // listens inside, then closes it: a server keeps it open.
             let mut buf = [0u8; 1];
@@ -158,8 +159,9 @@ pub(crate) async fn attempt(service: &RunningService, check: &HealthCheck) -> Re
             }
         }
         Probe::Http { port, path, status } => {
-            let mut stream = connect(host_port(service, *port)?).await?;
-            let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut stream = connect(service, host_port(service, *port)?).await?;
+            let host = service.host();
+            let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
             stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
             let mut head = Vec::new();
             let mut buf = [0u8; 512];
@@ -193,41 +195,51 @@ pub(crate) async fn attempt(service: &RunningService, check: &HealthCheck) -> Re
             true => Ok(()),
             false => Err(format!("{path} does not exist")),
         },
-        Probe::PostgresQuery => {
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host("127.0.0.1")
-                .port(host_port(service, 5432)?)
-                .user(service.env("POSTGRES_USER").unwrap_or("postgres"))
-                .password(service.env("POSTGRES_PASSWORD").unwrap_or(""))
-                .dbname(service.env("POSTGRES_DB").or(service.env("POSTGRES_USER")).unwrap_or("postgres"))
-                .connect_timeout(check.timeout);
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
-            let driver = tokio::spawn(connection);
-            let result = client.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string());
-            drop(client);
-            let _ = driver.await;
-            result
-        }
+        Probe::PostgresQuery => postgres_query(service, "SELECT 1", check.timeout).await.map(drop),
         Probe::RedisPing { port } => {
-            let mut stream = connect(host_port(service, *port)?).await?;
-            stream.write_all(b"PING\r\n").await.map_err(|e| e.to_string())?;
-            let mut buf = [0u8; 64];
-            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-            let reply = String::from_utf8_lossy(&buf[..n]);
-            if reply.starts_with("+PONG") {
-                Ok(())
-            } else if n == 0 {
-                Err("the connection was closed (nothing listens yet)".into())
-            } else {
-                Err(format!("answered {:?}", reply.trim()))
+            // A server with a password answers PING only after AUTH.
+            let password = service.env(crate::service::definition::REDIS_PASSWORD_ENV);
+            let said = |e: std::io::Error| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => "the connection was closed (nothing listens yet)".to_string(),
+                _ => e.to_string(),
+            };
+            let mut stream =
+                resp::connect(service.host(), host_port(service, *port)?, None, password).await.map_err(said)?;
+            match resp::call(&mut stream, &["PING"]).await.map_err(said)? {
+                Resp::Simple(pong) if pong == "PONG" => Ok(()),
+                Resp::Error(e) => Err(format!("answered -{e}")),
+                other => Err(format!("answered {other:?}")),
             }
         }
     }
 }
 
-async fn connect(port: u16) -> Result<TcpStream, String> {
-    TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
+/// Logs in to the built-in Postgres's main database as its superuser, runs
+/// `sql` and disconnects: the readiness check, and the read of its counters
+/// (`health::perf`).
+pub(crate) async fn postgres_query(
+    service: &RunningService,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(service.host())
+        .port(host_port(service, 5432)?)
+        .user(service.env("POSTGRES_USER").unwrap_or("postgres"))
+        .password(service.env("POSTGRES_PASSWORD").unwrap_or(""))
+        .dbname(service.env("POSTGRES_DB").or(service.env("POSTGRES_USER")).unwrap_or("postgres"))
+        .connect_timeout(timeout);
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let result = client.simple_query(sql).await.map_err(|e| e.to_string());
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+async fn connect(service: &RunningService, port: u16) -> Result<TcpStream, String> {
+    TcpStream::connect((service.host(), port)).await.map_err(|e| e.to_string())
 }
 
 /// Parses the status code out of an HTTP/1.x status line.

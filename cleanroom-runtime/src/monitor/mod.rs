@@ -25,9 +25,18 @@ pub(crate) const UNHEALTHY_AFTER: u32 = 3;
 /// engine's event and stats streams.
 const STREAMS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How many stats samples in a row (one a second) must be over a threshold
-/// before cleanroom acts.
-pub(crate) const SAMPLES_OVER_LIMIT: u32 = 3;
+/// How long the stats samples in a row must have been over a threshold
+/// before cleanroom acts: three of Docker's samples (one a second), or one of
+/// Podman's (one every five seconds, each an average over its five).
+pub(crate) const OVER_LIMIT_FOR: Duration = Duration::from_millis(2500);
+
+/// One disk rate against its throttle: which way, the rate now, the limit,
+/// its run of samples, and how to show it.
+type DiskRate<'a> = (&'a str, f64, Option<u64>, &'a mut Threshold, &'a dyn Fn(f64) -> String);
+
+/// A disk throttle counts as reached at this share of its rate: the kernel
+/// holds the service at the limit, so it is never over it.
+const DISK_AT_LIMIT: f64 = 0.8;
 
 /// Why the monitor hands a service to recovery.
 #[derive(Debug, Clone)]
@@ -40,23 +49,25 @@ pub(crate) enum Cause {
     Limit { what: String },
 }
 
-/// Counts samples over a threshold and says when to act: once per crossing.
+/// Adds up how long samples have been over a threshold and says when to
+/// act: once per crossing.
 #[derive(Debug, Default)]
 pub(crate) struct Threshold {
-    over: u32,
+    over_for: Duration,
     acted: bool,
 }
 
 impl Threshold {
-    /// Feeds one sample; `true` when this sample completes a run of
-    /// [`SAMPLES_OVER_LIMIT`] over the limit and nothing was done yet.
-    pub(crate) fn feed(&mut self, over: bool) -> bool {
+    /// Feeds one sample, which covers `span` (the time since the one
+    /// before); `true` when the samples in a row over the limit have covered
+    /// [`OVER_LIMIT_FOR`] and nothing was done yet.
+    pub(crate) fn feed(&mut self, over: bool, span: Duration) -> bool {
         if !over {
             *self = Threshold::default();
             return false;
         }
-        self.over += 1;
-        if self.over >= SAMPLES_OVER_LIMIT && !self.acted {
+        self.over_for += span;
+        if self.over_for >= OVER_LIMIT_FOR && !self.acted {
             self.acted = true;
             return true;
         }
@@ -75,9 +86,13 @@ pub(crate) fn spawn<R, F>(
     R: FnOnce(Cause) -> F + Send + 'static,
     F: std::future::Future<Output = ()> + Send,
 {
+    let capped = size_capped(&service).map(|(_, bytes)| bytes);
+    let conditions = service.definition.network.as_ref().map(network_limits);
     metrics::service(&service.name, |m| {
         m.health = Health::Healthy;
         m.ready_since = Some(Instant::now());
+        m.resources.disk_size_limit_bytes = capped;
+        m.performance.network_conditions = conditions;
     });
     crate::util::background::spawn_background(async move {
         if let Some(cause) = watch(&service, &still_serving).await {
@@ -86,8 +101,83 @@ pub(crate) fn spawn<R, F>(
     });
 }
 
+/// What to say when the engine counts no disk operations but the service
+/// has operation throttles: they hold, but nothing can watch them.
+fn ops_uncounted(read_iops: Option<u64>, write_iops: Option<u64>) -> Option<String> {
+    let limits: Vec<String> = [(read_iops, "read"), (write_iops, "write")]
+        .into_iter()
+        .filter_map(|(limit, way)| limit.map(|n| format!("{way} {n} operations/s")))
+        .collect();
+    (!limits.is_empty()).then(|| {
+        format!(
+            "disk operation limits ({}) are applied but not watched: the engine's stats count no disk operations \
+             (Podman's Docker API, and Docker on cgroup v2, leave them out)",
+            limits.join(", ")
+        )
+    })
+}
+
+/// The definition's network conditions as the report shows them.
+fn network_limits(c: &crate::proxy::NetworkConditions) -> metrics::NetworkLimits {
+    metrics::NetworkLimits {
+        latency_ms: metrics::ms(c.latency),
+        jitter_ms: metrics::ms(c.jitter),
+        upload_bytes_per_sec: c.upload,
+        download_bytes_per_sec: c.download,
+        reset_rate: c.reset_rate,
+    }
+}
+
+/// The tmpfs directories of a container whose size is capped, and the cap:
+/// what the health tick samples. `None` when nothing is capped, or the
+/// service runs in no container (the local and existing engines have no
+/// tmpfs of their own).
+fn size_capped(service: &RunningService) -> Option<(Vec<String>, u64)> {
+    let def = &service.definition;
+    let bytes = def.disk_size?;
+    let docker = service.engine.kind() == crate::engine::EngineKind::Docker;
+    (docker && !def.tmpfs.is_empty()).then(|| (def.tmpfs.keys().cloned().collect(), bytes))
+}
+
+/// The most any of the filesystems in `df -Pk`'s output holds, bytes;
+/// `None` when it lists none.
+fn df_used_bytes(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .max()
+}
+
+/// What the fullest capped tmpfs holds now, asked of the container (`df`,
+/// one short exec); `None` when it could not be read.
+async fn tmpfs_used(service: &RunningService, paths: &[String]) -> Option<u64> {
+    let cmd: Vec<String> = ["df", "-Pk"].into_iter().map(str::to_string).chain(paths.iter().cloned()).collect();
+    let out = service.engine.exec(&service.id, &cmd).await.ok()?;
+    if out.exit_code != 0 {
+        return None;
+    }
+    df_used_bytes(&out.stdout)
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.0} KiB", bytes as f64 / 1024.0)
+}
+
+/// The shortest health interval the monitor keeps to.
+const SHORTEST_HEALTH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The background checks' clock, first tick one interval from now. A
+/// definition built in code may ask for any interval; tokio's refuses zero,
+/// and a busy loop is no check.
+fn health_tick(asked: Duration) -> tokio::time::Interval {
+    let every = asked.max(SHORTEST_HEALTH_INTERVAL);
+    tokio::time::interval_at(tokio::time::Instant::now() + every, every)
 }
 
 /// Watches until something needs a decision (`Some`) or the service is no
@@ -115,17 +205,17 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
     let mut stats = Box::pin(service.engine.stats(&id));
     let mut events_open = true;
     let mut stats_open = true;
-    let mut health_tick =
-        // A definition built in code may ask for any interval; tokio's
-        // refuses zero, and a busy loop is no check.
-        {
-            let every = watch.health_interval.max(Duration::from_millis(10));
-            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
-        };
+    let mut health_tick = health_tick(watch.health_interval);
     let mut still_ours = tokio::time::interval(Duration::from_millis(250));
     let mut failures_in_a_row = 0;
-    let mut prev: Option<StatSample> = None;
+    let mut prev: Option<(StatSample, Instant)> = None;
     let (mut cpu_over, mut memory_over) = (Threshold::default(), Threshold::default());
+    let (mut read_over, mut write_over) = (Threshold::default(), Threshold::default());
+    let (mut read_ops_over, mut write_ops_over) = (Threshold::default(), Threshold::default());
+    let mut said_ops_uncounted = false;
+    let capped = size_capped(service);
+    let mut size_over = Threshold::default();
+    let mut size_sampled: Option<Instant> = None;
 
     let cause = loop {
         tokio::select! {
@@ -147,11 +237,55 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
             },
             sample = stats.next(), if stats_open => match sample {
                 Some(Ok(sample)) => {
-                    if let Some(cpu) = prev.as_ref().and_then(|p| sample.cpu_percent_since(p)) {
-                        metrics::service(&name, |m| m.resources.add(cpu, sample.memory, sample.memory_limit, sample.network, sample.block));
+                    let span = prev.as_ref().map(|(_, at)| at.elapsed()).unwrap_or_default();
+                    if !sample.block_ops_counted && !said_ops_uncounted {
+                        said_ops_uncounted = true;
+                        if let Some(what) = ops_uncounted(limits.disk.read_iops, limits.disk.write_iops) {
+                            metrics::alert(&name, "disk", what);
+                        }
+                    }
+                    if let Some((before, _)) = &prev {
+                        // Disk bandwidth since the last sample, against the throttles.
+                        let secs = span.as_secs_f64().max(0.001);
+                        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+                        let disk = limits.disk;
+                        let mib_s = |x: f64| format!("{}/s", mib(x as u64));
+                        let ops_s = |x: f64| format!("{x:.0} operations/s");
+                        let now = [
+                            rate(sample.block.0, before.block.0),
+                            rate(sample.block.1, before.block.1),
+                            rate(sample.block_ops.0, before.block_ops.0),
+                            rate(sample.block_ops.1, before.block_ops.1),
+                        ];
+                        metrics::service(&name, |m| m.resources.add_disk_rates(now));
+                        let rates: [DiskRate<'_>; 4] = [
+                            ("reads", now[0], disk.read_bps, &mut read_over, &mib_s),
+                            ("writes", now[1], disk.write_bps, &mut write_over, &mib_s),
+                            ("reads", now[2], disk.read_iops, &mut read_ops_over, &ops_s),
+                            ("writes", now[3], disk.write_iops, &mut write_ops_over, &ops_s),
+                        ];
+                        let mut crossed = None;
+                        for (way, now, limit, over, shown) in rates {
+                            let Some(limit) = limit else { continue };
+                            if over.feed(now >= DISK_AT_LIMIT * limit as f64, span) && crossed.is_none() {
+                                crossed = Some(format!(
+                                    "disk {way} at {}, at its limit of {} (throttled)",
+                                    shown(now),
+                                    shown(limit as f64)
+                                ));
+                            }
+                        }
+                        if let Some(what) = crossed {
+                            if let Some(cause) = act(service, watch.limit_action, "disk", what).await {
+                                break cause;
+                            }
+                        }
+                    }
+                    if let Some(cpu) = prev.as_ref().and_then(|(p, _)| sample.cpu_percent_since(p)) {
+                        metrics::service(&name, |m| m.resources.add_sample(cpu, sample.memory, sample.memory_limit, sample.network, sample.block, sample.block_ops));
                         if let Some(cpus) = limits.cpus {
                             let limit = cpus * 100.0;
-                            if cpu_over.feed(cpu > watch.cpu_threshold * limit) {
+                            if cpu_over.feed(cpu > watch.cpu_threshold * limit, span) {
                                 let what = format!("CPU use {cpu:.0}% is over {:.0}% of its limit of {cpus} CPUs", watch.cpu_threshold * 100.0);
                                 if let Some(cause) = act(service, watch.limit_action, "cpu", what).await {
                                     break cause;
@@ -159,7 +293,7 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
                             }
                         }
                         if let Some(limit) = limits.memory {
-                            if memory_over.feed(sample.memory as f64 > watch.memory_threshold * limit as f64) {
+                            if memory_over.feed(sample.memory as f64 > watch.memory_threshold * limit as f64, span) {
                                 let what = format!("memory use {} is over {:.0}% of its limit of {}", mib(sample.memory), watch.memory_threshold * 100.0, mib(limit));
                                 if let Some(cause) = act(service, watch.limit_action, "memory", what).await {
                                     break cause;
@@ -167,7 +301,7 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
                             }
                         }
                     }
-                    prev = Some(sample);
+                    prev = Some((sample, Instant::now()));
                 }
                 Some(Err(_)) | None => stats_open = false,
             },
@@ -180,10 +314,38 @@ async fn watch(service: &Arc<RunningService>, still_serving: &(impl Fn() -> bool
                 let mut failed = None;
                 for check in &checks {
                     let budget = check.timeout.min(Duration::from_secs(5));
+                    let asked = Instant::now();
                     match tokio::time::timeout(budget, crate::health::probe::attempt(service, check)).await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => {
+                            // A probe's round trip is the service's latency as a client sees it.
+                            let ms = crate::metrics::ms(asked.elapsed());
+                            metrics::service(&name, |m| m.performance.add_latency(ms));
+                        }
                         Ok(Err(reason)) => { failed = Some(format!("{check}: {reason}")); break; }
                         Err(_) => { failed = Some(format!("{check}: no answer within {budget:?}")); break; }
+                    }
+                }
+                if failed.is_none() {
+                    crate::health::perf::read_into_metrics(service).await;
+                }
+                if let Some((paths, limit)) = &capped {
+                    if let Some(used) = tmpfs_used(service, paths).await {
+                        metrics::service(&name, |m| m.resources.add_disk_size_sample(used));
+                        let span = size_sampled.map_or(watch.health_interval, |at| at.elapsed());
+                        size_sampled = Some(Instant::now());
+                        // A tmpfs is memory: the memory fraction says when it is nearly full.
+                        if size_over.feed(used as f64 > watch.memory_threshold * *limit as f64, span) {
+                            let what = format!(
+                                "tmpfs use {} is over {:.0}% of its size cap of {} ({})",
+                                kib(used),
+                                watch.memory_threshold * 100.0,
+                                kib(*limit),
+                                paths.join(", ")
+                            );
+                            if let Some(cause) = act(service, watch.limit_action, "disk_size", what).await {
+                                break cause;
+                            }
+                        }
                     }
                 }
                 if !still_serving() {
@@ -281,25 +443,65 @@ mod tests {
     mod should {
         use super::*;
 
+        const SECOND: Duration = Duration::from_secs(1);
+
         #[test]
         fn act_once_per_crossing_after_three_samples_over_the_threshold() {
             let mut t = Threshold::default();
-            assert!(!t.feed(true));
-            assert!(!t.feed(true));
-            assert!(t.feed(true), "the third sample in a row acts");
-            assert!(!t.feed(true), "once per crossing");
-            assert!(!t.feed(false));
-            assert!(!t.feed(true));
-            assert!(!t.feed(true));
-            assert!(t.feed(true), "a new crossing acts again");
+            assert!(!t.feed(true, SECOND));
+            assert!(!t.feed(true, SECOND));
+            assert!(t.feed(true, SECOND), "the third sample in a row acts");
+            assert!(!t.feed(true, SECOND), "once per crossing");
+            assert!(!t.feed(false, SECOND));
+            assert!(!t.feed(true, SECOND));
+            assert!(!t.feed(true, SECOND));
+            assert!(t.feed(true, SECOND), "a new crossing acts again");
         }
 
         #[test]
         fn not_take_a_spike_for_a_crossing() {
             let mut t = Threshold::default();
             for over in [true, true, false, true, true, false] {
-                assert!(!t.feed(over));
+                assert!(!t.feed(over, SECOND));
             }
+        }
+
+        #[test]
+        fn act_on_one_sample_that_covers_five_seconds() {
+            // Podman's stats stream: one sample every five seconds.
+            let mut t = Threshold::default();
+            assert!(t.feed(true, 5 * SECOND));
+            assert!(!t.feed(true, 5 * SECOND), "once per crossing");
+        }
+
+        #[test]
+        fn say_which_operation_limits_go_unwatched() {
+            assert_eq!(ops_uncounted(None, None), None, "no operation limits: nothing to say");
+            let said = ops_uncounted(Some(20), Some(30)).unwrap();
+            assert!(said.starts_with("disk operation limits (read 20 operations/s, write 30 operations/s)"), "{said}");
+            assert!(said.contains("Podman"), "{said}");
+        }
+
+        #[test]
+        fn keep_to_a_usable_health_interval_whatever_the_definition_asks() {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            runtime.block_on(async {
+                for asked in [Duration::ZERO, Duration::from_nanos(1), Duration::from_millis(9)] {
+                    let tick = health_tick(asked);
+                    assert_eq!(tick.period(), SHORTEST_HEALTH_INTERVAL, "{asked:?}");
+                }
+                assert_eq!(health_tick(5 * SECOND).period(), 5 * SECOND);
+            });
+        }
+
+        #[test]
+        fn read_the_fullest_filesystem_from_df() {
+            let out = "Filesystem     1024-blocks  Used Available Capacity Mounted on\n\
+                       tmpfs                 1024   960        64      94% /scratch\n\
+                       tmpfs                 1024    12      1012       2% /other\n";
+            assert_eq!(df_used_bytes(out), Some(960 * 1024));
+            assert_eq!(df_used_bytes("Filesystem 1024-blocks Used Available Capacity Mounted on\n"), None);
+            assert_eq!(df_used_bytes("df: /scratch: No such file or directory\n"), None);
         }
 
         #[test]

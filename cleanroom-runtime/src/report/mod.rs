@@ -33,7 +33,7 @@ use crate::config::ReportMode;
 use crate::metrics::{self, CacheCounter, Health, ServiceMetrics};
 
 /// The version of the document's shape; docs/report.md says what changed.
-pub(crate) const SCHEMA: u32 = 2;
+pub(crate) const SCHEMA: u32 = 3;
 
 /// The report of a run, or of one of its processes before it is merged in.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,7 +45,22 @@ pub(crate) struct Report {
     pub(crate) services: Vec<ServiceEntry>,
     pub(crate) tests: Vec<Test>,
     pub(crate) caches: BTreeMap<String, CacheCounter>,
+    /// What each cache layer (container, image, network, volume) holds and
+    /// how it evicts, as the last process to write saw it.
+    pub(crate) cache_layers: BTreeMap<String, CacheLayer>,
     pub(crate) overhead: Overhead,
+}
+
+/// One cache layer as a process saw it when it wrote its report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct CacheLayer {
+    /// Its strategy: `lru`, `lfu`, `mru` or `ttl`.
+    pub(crate) eviction: String,
+    /// How many things it holds.
+    pub(crate) entries: usize,
+    /// Their size in bytes, where known (0 for containers and networks).
+    pub(crate) bytes: u64,
 }
 
 /// One test process of the run.
@@ -153,6 +168,9 @@ impl ServiceEntry {
         if a.image.is_empty() {
             a.image = b.image;
         }
+        if a.engine.is_empty() {
+            a.engine = b.engine;
+        }
         for c in b.containers {
             if !a.containers.contains(&c) {
                 a.containers.push(c);
@@ -197,6 +215,20 @@ impl ServiceEntry {
         r.network_tx_bytes = r.network_tx_bytes.max(s.network_tx_bytes);
         r.block_read_bytes = r.block_read_bytes.max(s.block_read_bytes);
         r.block_write_bytes = r.block_write_bytes.max(s.block_write_bytes);
+        r.block_read_ops = r.block_read_ops.max(s.block_read_ops);
+        r.block_write_ops = r.block_write_ops.max(s.block_write_ops);
+        r.disk_read_bps_limit = r.disk_read_bps_limit.or(s.disk_read_bps_limit);
+        r.disk_write_bps_limit = r.disk_write_bps_limit.or(s.disk_write_bps_limit);
+        r.disk_read_iops_limit = r.disk_read_iops_limit.or(s.disk_read_iops_limit);
+        r.disk_write_iops_limit = r.disk_write_iops_limit.or(s.disk_write_iops_limit);
+        r.disk_read_bps_peak = r.disk_read_bps_peak.max(s.disk_read_bps_peak);
+        r.disk_write_bps_peak = r.disk_write_bps_peak.max(s.disk_write_bps_peak);
+        r.disk_read_iops_peak = r.disk_read_iops_peak.max(s.disk_read_iops_peak);
+        r.disk_write_iops_peak = r.disk_write_iops_peak.max(s.disk_write_iops_peak);
+        r.disk_size_limit_bytes = r.disk_size_limit_bytes.or(s.disk_size_limit_bytes);
+        r.disk_size_peak_bytes = r.disk_size_peak_bytes.max(s.disk_size_peak_bytes);
+        r.disk_size_samples += s.disk_size_samples;
+        a.performance.merge(b.performance);
         self.ready_spans_ms.extend(later.ready_spans_ms);
         self.ready_spans_ms = join_spans(std::mem::take(&mut self.ready_spans_ms));
         self.metrics.uptime_ms = self.ready_spans_ms.iter().map(|[from, to]| (to - from) as f64).sum();
@@ -272,6 +304,7 @@ impl Report {
             services,
             tests,
             caches,
+            cache_layers: BTreeMap::new(),
             overhead: Overhead::default(),
         };
         report.overhead = report.compute_overhead();
@@ -310,6 +343,8 @@ impl Report {
             mine.hits += c.hits;
             mine.misses += c.misses;
         }
+        // What the layers hold is a reading, not a count: the later one.
+        self.cache_layers.extend(other.cache_layers);
         self.overhead = self.compute_overhead();
     }
 
@@ -417,8 +452,10 @@ impl Report {
     /// `mode` says to print nothing.
     pub(crate) fn summary(&self, mode: ReportMode, scope: Scope) -> Vec<String> {
         let troubled: Vec<&ServiceEntry> = self.services.iter().filter(|s| s.had_trouble()).collect();
-        let worth_a_line =
-            !self.processes.iter().all(|p| p.created.is_empty()) || self.tests.len() > 1 || scope == Scope::Run;
+        let worth_a_line = !self.processes.iter().all(|p| p.created.is_empty())
+            || self.tests.len() > 1
+            || scope == Scope::Run
+            || self.not_started() > 0;
         match mode {
             ReportMode::Off => return Vec::new(),
             ReportMode::Quiet if troubled.is_empty() && !worth_a_line => return Vec::new(),
@@ -470,14 +507,29 @@ impl Report {
                 .caches
                 .iter()
                 .map(|(name, c)| {
-                    format!(
+                    let mut text = format!(
                         "{name} {} / {}",
                         count(c.hits as usize, "hit", "hits"),
                         count(c.misses as usize, "miss", "misses")
-                    )
+                    );
+                    if c.hits + c.misses > 0 {
+                        text.push_str(&format!(" ({:.0}%)", 100.0 * c.hits as f64 / (c.hits + c.misses) as f64));
+                    }
+                    text
                 })
                 .collect();
             lines.push(format!("  caches: {}", caches.join(", ")));
+        }
+        if mode == ReportMode::Full && !self.cache_layers.is_empty() {
+            let layers: Vec<String> = self
+                .cache_layers
+                .iter()
+                .map(|(layer, l)| {
+                    let size = if l.bytes > 0 { format!(", {}", bytes(l.bytes)) } else { String::new() };
+                    format!("{layer} {}{size} ({})", count(l.entries, "held", "held"), l.eviction)
+                })
+                .collect();
+            lines.push(format!("  cache layers: {}", layers.join(", ")));
         }
         lines
     }
@@ -506,11 +558,31 @@ impl Report {
         if let (Some(p50), Some(p95)) = (self.overhead.p50_ms, self.overhead.p95_ms) {
             parts.push(format!("overhead per test p50 {}, p95 {}", duration(p50), duration(p95)));
         }
-        parts.push(match troubled {
-            [] => "no alerts".to_string(),
-            t => format!("trouble with {}", t.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")),
-        });
+        let not_started = self.not_started();
+        if not_started > 0 {
+            parts.push(format!(
+                "{} failed to start: a service it needs never became Ready (its error is in the test's output)",
+                match (not_started, self.tests.len()) {
+                    (1, 1) => "the test".to_string(),
+                    (n, all) if n == all => format!("all {n} tests"),
+                    (n, all) => format!("{n} of {all} tests"),
+                }
+            ));
+        }
+        match troubled {
+            // Nothing to say of the services is no all-clear when tests
+            // never ran.
+            [] if not_started > 0 => {}
+            [] => parts.push("no alerts".to_string()),
+            t => parts.push(format!("trouble with {}", t.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))),
+        }
         parts.join("; ")
+    }
+
+    /// How many tests failed before their body ran: a service they need
+    /// never became Ready.
+    fn not_started(&self) -> usize {
+        self.tests.iter().filter(|t| t.started_micros.is_none()).count()
     }
 
     /// The tests and what each waited for, one row per acquisition.
@@ -563,12 +635,94 @@ fn details(m: &ServiceMetrics) -> String {
         parts.push(format!("cpu peak {} mean {}", percent(r.cpu_peak_percent), percent(r.cpu_mean_percent)));
         parts.push(format!("memory mean {}", bytes(r.memory_mean_bytes)));
         parts.push(format!("net {} in / {} out", bytes(r.network_rx_bytes), bytes(r.network_tx_bytes)));
-        parts.push(format!("disk {} read / {} written", bytes(r.block_read_bytes), bytes(r.block_write_bytes)));
+        let mut disk = format!("disk {} read / {} written", bytes(r.block_read_bytes), bytes(r.block_write_bytes));
+        if r.block_read_ops + r.block_write_ops > 0 {
+            disk.push_str(&format!(" in {} / {} operations", r.block_read_ops, r.block_write_ops));
+        }
+        let rates = disk_rates(r);
+        if !rates.is_empty() {
+            disk.push_str(&format!(" (peak {})", rates.join(", ")));
+        }
+        parts.push(disk);
     } else {
         parts.push("no resource samples".to_string());
     }
+    if let Some(cap) = r.disk_size_limit_bytes {
+        parts.push(if r.disk_size_samples > 0 {
+            format!("tmpfs peak {} of its size cap {}", bytes(r.disk_size_peak_bytes), bytes(cap))
+        } else {
+            format!("tmpfs size cap {} (not sampled)", bytes(cap))
+        });
+    }
+    let perf = &m.performance;
+    if perf.latency_samples > 0 {
+        parts.push(format!(
+            "latency mean {} max {} ({})",
+            duration(perf.latency_mean_ms),
+            duration(perf.latency_max_ms),
+            count(perf.latency_samples as usize, "probe", "probes")
+        ));
+    }
+    if perf.first.is_some() && !perf.unit.is_empty() {
+        let rows = if perf.unit == "commands" { "key lookups" } else { "rows" };
+        parts.push(format!(
+            "{} {}, {}/s; {} {rows}, {}/s",
+            perf.operations, perf.unit, perf.operations_per_sec, perf.rows, perf.rows_per_sec
+        ));
+    }
+    if perf.proxied_sent_bytes + perf.proxied_received_bytes > 0 || perf.network_conditions.is_some() {
+        let mut proxied = format!(
+            "through tests' network proxies {} sent / {} received",
+            bytes(perf.proxied_sent_bytes),
+            bytes(perf.proxied_received_bytes)
+        );
+        if let Some(c) = &perf.network_conditions {
+            proxied.push_str(&format!(" ({})", network_conditions(c)));
+        }
+        parts.push(proxied);
+    }
     parts.push(format!("up {}", duration(m.uptime_ms)));
     parts.join("; ")
+}
+
+/// Each disk rate's peak between two samples, beside its throttle where it
+/// has one: `write peak 1.0 MiB/s of limit 1.0 MiB/s`. Rates never seen and
+/// never limited are left out.
+fn disk_rates(r: &crate::metrics::Resources) -> Vec<String> {
+    // `true`: bytes per second; `false`: operations per second.
+    let shown = |in_bytes: bool, n: u64| if in_bytes { format!("{}/s", bytes(n)) } else { format!("{n} operations/s") };
+    let rates = [
+        ("read", true, r.disk_read_bps_peak, r.disk_read_bps_limit),
+        ("write", true, r.disk_write_bps_peak, r.disk_write_bps_limit),
+        ("read", false, r.disk_read_iops_peak, r.disk_read_iops_limit),
+        ("write", false, r.disk_write_iops_peak, r.disk_write_iops_limit),
+    ];
+    rates
+        .into_iter()
+        .filter(|(_, _, peak, limit)| *peak > 0 || limit.is_some())
+        .map(|(way, in_bytes, peak, limit)| {
+            let shown = |n: u64| shown(in_bytes, n);
+            match limit {
+                Some(limit) => format!("{way} {} of limit {}", shown(peak), shown(limit)),
+                None => format!("{way} {}", shown(peak)),
+            }
+        })
+        .collect()
+}
+
+/// The definition's network conditions, as the limits to read the proxied
+/// bytes against.
+fn network_conditions(c: &crate::metrics::NetworkLimits) -> String {
+    let mut said = Vec::new();
+    if c.latency_ms > 0.0 || c.jitter_ms > 0.0 {
+        said.push(format!("latency {} ± {}", duration(c.latency_ms), duration(c.jitter_ms)));
+    }
+    let rate = |limit: Option<u64>| limit.map_or("unlimited".to_string(), |b| format!("{}/s", bytes(b)));
+    said.push(format!("upload {}, download {}", rate(c.upload_bytes_per_sec), rate(c.download_bytes_per_sec)));
+    if c.reset_rate > 0.0 {
+        said.push(format!("{:.0}% of connections reset", c.reset_rate * 100.0));
+    }
+    said.join(", ")
 }
 
 /// How long one test waited for one service's handle (its room included).
@@ -613,7 +767,28 @@ fn this_process(session: &str) -> Report {
     let started =
         crate::util::clock::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
     let caches = caches.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    Report::of_process(session, (std::process::id(), started, now), tests, services, caches)
+    let mut report = Report::of_process(session, (std::process::id(), started, now), tests, services, caches);
+    report.cache_layers = cache_layers();
+    report
+}
+
+/// What each cache layer holds now, from the records in the runtime
+/// directory, with its strategy.
+fn cache_layers() -> BTreeMap<String, CacheLayer> {
+    let policies = crate::config::current().map(|c| c.caches).ok();
+    let held = crate::cache::held(crate::run::keeper::reused_held());
+    held.into_iter()
+        .map(|(layer, entries, bytes)| {
+            let eviction = policies.map(|p| match layer {
+                "container" => p.container.eviction,
+                "image" => p.image.eviction,
+                "network" => p.network.eviction,
+                _ => p.volume.eviction,
+            });
+            let eviction = eviction.map_or("", crate::eviction::Eviction::name).to_string();
+            (layer.to_string(), CacheLayer { eviction, entries, bytes })
+        })
+        .collect()
 }
 
 /// Where the report of `session` is kept: `<runtime dir>/reports/<session>.json`.

@@ -33,6 +33,7 @@ fn postgres(created_here: bool) -> ServiceMetrics {
             network_tx_bytes: 2000,
             block_read_bytes: 0,
             block_write_bytes: 4096,
+            ..Default::default()
         },
         uptime_ms: 1000.0,
         ..Default::default()
@@ -78,6 +79,7 @@ fn attacher() -> Report {
         network_tx_bytes: 9000,
         block_read_bytes: 10,
         block_write_bytes: 100,
+        ..Default::default()
     };
     pg.uptime_ms = 1500.0;
     Report::of_process("s", (200, 10_200, 12_000), vec![test("b::three", 200, &[300])], vec![pg], caches(3, 0))
@@ -197,6 +199,92 @@ mod should {
     }
 
     #[test]
+    fn show_disk_operations_and_peak_rates_against_the_limits_they_ran_under() {
+        let mut report = creator();
+        let r = &mut report.services[0].metrics.resources;
+        (r.block_read_ops, r.block_write_ops) = (3, 96);
+        (r.disk_write_bps_limit, r.disk_read_iops_limit) = (Some(1 << 20), Some(20));
+        r.add_disk_rates([0.0, 1_000_000.0, 19.0, 50.0]);
+        let lines = report.summary(ReportMode::Full, Scope::Process);
+        assert!(
+            lines[2].contains(
+                "disk 0 B read / 4.0 KiB written in 3 / 96 operations (peak write 976.6 KiB/s of limit 1.0 MiB/s, \
+                 read 19 operations/s of limit 20 operations/s, write 50 operations/s)"
+            ),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn show_the_fullest_tmpfs_against_its_size_cap() {
+        let mut report = creator();
+        let r = &mut report.services[0].metrics.resources;
+        r.disk_size_limit_bytes = Some(1 << 20);
+        let lines = report.summary(ReportMode::Full, Scope::Process);
+        assert!(lines[2].contains("tmpfs size cap 1.0 MiB (not sampled)"), "{lines:#?}");
+        report.services[0].metrics.resources.add_disk_size_sample(960 << 10);
+        let lines = report.summary(ReportMode::Full, Scope::Process);
+        assert!(lines[2].contains("tmpfs peak 960.0 KiB of its size cap 1.0 MiB"), "{lines:#?}");
+    }
+
+    #[test]
+    fn show_the_network_conditions_beside_the_proxied_bytes() {
+        let mut report = creator();
+        let p = &mut report.services[0].metrics.performance;
+        (p.proxied_sent_bytes, p.proxied_received_bytes) = (2048, 1 << 20);
+        p.network_conditions = Some(crate::metrics::NetworkLimits {
+            latency_ms: 50.0,
+            jitter_ms: 10.0,
+            upload_bytes_per_sec: None,
+            download_bytes_per_sec: Some(1 << 20),
+            reset_rate: 0.25,
+        });
+        let lines = report.summary(ReportMode::Full, Scope::Process);
+        assert!(
+            lines[2].contains(
+                "through tests' network proxies 2.0 KiB sent / 1.0 MiB received (latency 50.0 ms ± 10.0 ms, \
+                 upload unlimited, download 1.0 MiB/s, 25% of connections reset)"
+            ),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn take_the_highest_rates_and_tmpfs_use_and_keep_the_conditions_when_merging() {
+        let mut run = creator();
+        let r = &mut run.services[0].metrics.resources;
+        r.add_disk_rates([10.0, 500.0, 1.0, 5.0]);
+        (r.disk_size_limit_bytes, r.disk_size_peak_bytes, r.disk_size_samples) = (Some(1 << 20), 100, 1);
+        let mut later = attacher();
+        let s = &mut later.services[0].metrics;
+        s.resources.add_disk_rates([20.0, 400.0, 2.0, 4.0]);
+        (s.resources.disk_size_peak_bytes, s.resources.disk_size_samples) = (900, 2);
+        s.performance.network_conditions =
+            Some(crate::metrics::NetworkLimits { latency_ms: 5.0, ..Default::default() });
+        run.merge(later);
+        let m = &run.services[0].metrics;
+        let r = &m.resources;
+        assert_eq!(
+            (r.disk_read_bps_peak, r.disk_write_bps_peak, r.disk_read_iops_peak, r.disk_write_iops_peak),
+            (20, 500, 2, 5)
+        );
+        assert_eq!((r.disk_size_limit_bytes, r.disk_size_peak_bytes, r.disk_size_samples), (Some(1 << 20), 900, 3));
+        assert_eq!(m.performance.network_conditions.as_ref().map(|c| c.latency_ms), Some(5.0));
+    }
+
+    #[test]
+    fn keep_the_later_readings_of_the_cache_layers_when_merging() {
+        let layer = |entries| CacheLayer { eviction: "lru".into(), entries, bytes: 0 };
+        let mut run = creator();
+        run.cache_layers = BTreeMap::from([("volume".to_string(), layer(1)), ("image".to_string(), layer(2))]);
+        let mut later = attacher();
+        later.cache_layers = BTreeMap::from([("volume".to_string(), layer(3))]);
+        run.merge(later);
+        assert_eq!(run.cache_layers["volume"], layer(3), "the later reading");
+        assert_eq!(run.cache_layers["image"], layer(2), "a layer the later process did not read stays");
+    }
+
+    #[test]
     fn change_nothing_when_merging_a_process_twice() {
         let mut run = merged();
         run.merge(attacher());
@@ -297,6 +385,34 @@ mod should {
     }
 
     #[test]
+    fn not_give_the_all_clear_when_every_test_failed_to_start() {
+        let never = |name: &str| Test { name: name.into(), pid: 100, started_micros: None, acquire: Vec::new() };
+        let failed =
+            Report::of_process("s", (100, 9_000, 10_000), vec![never("a::one"), never("a::two")], vec![], caches(0, 1));
+        let summary = failed.summary(ReportMode::Quiet, Scope::Process);
+        assert_eq!(
+            summary,
+            ["2 tests; all 2 tests failed to start: a service it needs never became Ready (its error is in the test's output)"]
+        );
+        // One test alone is worth the line too, and half of them are counted.
+        let one = Report::of_process("s", (100, 9_000, 10_000), vec![never("a::one")], vec![], caches(0, 1));
+        assert_eq!(
+            one.summary(ReportMode::Quiet, Scope::Process),
+            ["1 test; the test failed to start: a service it needs never became Ready (its error is in the test's output)"]
+        );
+        let half = Report::of_process(
+            "s",
+            (100, 9_000, 10_000),
+            vec![never("a::one"), test("a::two", 100, &[400])],
+            vec![postgres(true)],
+            caches(0, 1),
+        );
+        let headline = &half.summary(ReportMode::Quiet, Scope::Process)[0];
+        assert!(headline.contains("; 1 of 2 tests failed to start: "), "{headline}");
+        assert!(!headline.contains("no alerts"), "{headline}");
+    }
+
+    #[test]
     fn summarise_nothing_in_quiet_mode_for_a_process_that_attached_and_ran_one_test() {
         let mut fine = attacher();
         let pg = &mut fine.services[0].metrics;
@@ -336,14 +452,20 @@ mod should {
 
     #[test]
     fn summarise_every_service_phases_resources_and_caches_in_full_mode() {
+        let mut report = creator();
+        report.cache_layers = BTreeMap::from([
+            ("image".to_string(), CacheLayer { eviction: "ttl".into(), entries: 1, bytes: 3 << 20 }),
+            ("network".to_string(), CacheLayer { eviction: "lfu".into(), entries: 0, bytes: 0 }),
+        ]);
         assert_eq!(
-            creator().summary(ReportMode::Full, Scope::Process),
+            report.summary(ReportMode::Full, Scope::Process),
             [
                 "2 tests; overhead per test p50 400 µs, p95 2.0 ms; no alerts",
                 "  postgres  cleanroom-offline/postgres:15  Ready in 1.84 s (started here)  peak memory 50.0 MiB  restarts 0",
                 "    phases pull 1.0 ms, create 120 ms, start 4.0 ms, health 1.70 s; 0 health checks failed; cpu peak 80% mean 40%; \
                  memory mean 40.0 MiB; net 1000 B in / 2.0 KiB out; disk 0 B read / 4.0 KiB written; up 1.00 s",
-                "  caches: postgres-template 1 hit / 1 miss",
+                "  caches: postgres-template 1 hit / 1 miss (50%)",
+                "  cache layers: image 1 held, 3.0 MiB (ttl), network 0 held (lfu)",
             ]
         );
     }

@@ -33,9 +33,11 @@ impl Room for HookRoom {
         if keep.keeps(failed) {
             if failed {
                 eprintln!(
-                    "cleanroom: test `{test}` failed; its room {} in {} is kept until the run ends",
+                    "cleanroom: test `{test}` failed; its room {} in {} lives until the run ends, when its server \
+                     is removed; to open it after the run, rerun this test alone with the server kept:\n{}",
                     self.name,
-                    self.container.name()
+                    self.container.name(),
+                    super::rerun_commands(test),
                 );
             }
         } else if let Err(reason) = (self.hooks.release)(&self.container, &self.name) {

@@ -8,19 +8,21 @@
 //! `TestSupport` serves each database; the harness never switches on it.
 
 mod hooks;
+pub(crate) mod migrations;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod run_pool;
+pub(crate) mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::catalog::RoomOptions;
 use crate::config::Keep;
 use crate::service::definition::ServiceKind;
 use crate::service::handle::Container;
 
 pub(crate) use postgres::pg_rooms;
 pub(crate) use redis::redis_rooms;
+pub(crate) use schema::{demand, Demand};
 
 /// What a test's handle is told about its room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +35,7 @@ pub(crate) enum RoomName {
     Named(String),
 }
 
-/// A test's room, held from when a parameter first asks for the service
+/// A test's room, held from when a parameter or `current()` first asks for the service
 /// until the test ends.
 pub(crate) trait Room: Send {
     /// What the test's handle is told.
@@ -45,19 +47,21 @@ pub(crate) trait Room: Send {
 }
 
 /// Opens a room for `test` in the service `container` runs, as the
-/// service's kind says; `None` when the service has no rooms. Blocks the
-/// calling (test) thread. The error is the message the test fails with.
+/// service's kind says and `demand` asks; `None` when the service has no
+/// rooms or the test shares the server. Blocks the calling (test) thread.
+/// The error is the message the test fails with.
 pub(crate) fn open(
     kind: &ServiceKind,
     container: &Container,
-    options: Option<&'static RoomOptions>,
+    demand: &Demand,
     test: &str,
 ) -> Result<Option<Box<dyn Room>>, String> {
-    if options.is_some_and(|o| o.shared) {
-        return Ok(None);
-    }
+    let schema = match demand {
+        Demand::Shared => return Ok(None),
+        Demand::Room(schema) => schema.as_ref(),
+    };
     match kind {
-        ServiceKind::Postgres => postgres::open(container, options).map(Some).map_err(|e| e.to_string()),
+        ServiceKind::Postgres => postgres::open(container, schema).map(Some).map_err(|e| e.to_string()),
         ServiceKind::Redis => redis::open(container).map(Some).map_err(|e| e.to_string()),
         ServiceKind::Generic(_) => hooks::open(container, test),
     }
@@ -68,6 +72,13 @@ pub(crate) fn open(
 pub(crate) async fn release_pooled() {
     redis::release_ahead().await;
     postgres::release_pooled().await;
+}
+
+/// The commands that rerun `test` of this binary alone with its server
+/// kept, for the message of a room that is kept.
+pub(crate) fn rerun_commands(test: &str) -> String {
+    let ignored = crate::catalog::registered_tests().any(|t| t.ignored && t.test_name() == test);
+    crate::util::rerun::commands(test, ignored)
 }
 
 /// A unique database name for one test: unique across threads (a counter)

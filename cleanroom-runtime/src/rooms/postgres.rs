@@ -6,17 +6,19 @@
 //! kept and the failure output says how to connect to it.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
 
+use super::migrations::{self, Migration};
+use super::schema::{Demand, Schema};
 use super::{room_name, run_pool, Room, RoomName};
-use crate::catalog::RoomOptions;
+use crate::catalog::registered_tests;
 use crate::config::Keep;
 use crate::error::Error;
+use crate::selection::Mode;
 use crate::service::handle::Container;
 use crate::service::running::RunningService;
 use crate::util::hash::{fnv1a, FNV_OFFSET};
@@ -27,59 +29,65 @@ pub(crate) fn pool_size() -> Result<usize, Error> {
     crate::config::current().map(|c| c.pool)
 }
 
-/// The schema setup of a template: its SQL, in order, and a hash of it.
+/// The schema setup of a template: its migrations and init file, in order,
+/// the history table of their tool, and a hash of all of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TemplateSource {
-    pub(crate) scripts: Vec<(PathBuf, String)>,
+    /// The history table's DDL, created before the first migration.
+    pub(crate) history: Option<&'static str>,
+    pub(crate) scripts: Vec<Migration>,
     pub(crate) hash: u64,
 }
 
 impl TemplateSource {
-    /// The source for `options`: none means the server's empty template.
-    pub(crate) fn for_options(options: Option<&RoomOptions>) -> Result<TemplateSource, Error> {
-        match options {
-            Some(o) => TemplateSource::read(o),
-            None => Ok(TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET }),
+    /// The server's empty template: no schema.
+    pub(crate) fn empty() -> TemplateSource {
+        TemplateSource { history: None, scripts: Vec::new(), hash: FNV_OFFSET }
+    }
+
+    /// The source for `schema`: none means the server's empty template.
+    pub(crate) fn for_schema(schema: Option<&Schema>) -> Result<TemplateSource, Error> {
+        match schema {
+            Some(s) => TemplateSource::read(s),
+            None => Ok(TemplateSource::empty()),
         }
     }
 
-    /// Reads the migrations directory (`.sql` files in name order) and the
-    /// init file. Errors name the path and what to do.
-    pub(crate) fn read(options: &RoomOptions) -> Result<TemplateSource, Error> {
-        let base = Path::new(options.base_dir);
+    /// Reads the migrations directory, as its tool lays it out, and the init
+    /// file. Errors name who asked, the path and what to do.
+    pub(crate) fn read(schema: &Schema) -> Result<TemplateSource, Error> {
         let mut scripts = Vec::new();
-        if let Some(dir) = options.migrations {
-            let path = base.join(dir);
-            let entries = std::fs::read_dir(&path).map_err(|e| Error::Configuration {
-                key: format!("postgres(migrations = {dir:?})"),
-                reason: format!(
-                    "cannot read the directory {}: {e}; the path is relative to the crate's Cargo.toml",
-                    path.display()
-                ),
-            })?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "sql") && p.is_file())
-                .collect();
-            files.sort();
-            for file in files {
-                let sql = read_sql(&file, &format!("postgres(migrations = {dir:?})"))?;
-                scripts.push((file, sql));
-            }
-        }
-        if let Some(init) = options.init {
-            let file = base.join(init);
-            let sql = read_sql(&file, &format!("postgres(init = {init:?})"))?;
-            scripts.push((file, sql));
-        }
+        let mut history = None;
         let mut hash = FNV_OFFSET;
-        for (file, sql) in &scripts {
-            hash = fnv1a(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default(), hash);
+        if let Some(dir) = &schema.migrations {
+            let (tool, migrations) = migrations::read(dir, schema.tool).map_err(|reason| Error::Configuration {
+                key: format!("postgres migrations of {}", schema.by),
+                reason: format!("{reason}; {}: fix the path, or create the directory", schema.relative_to),
+            })?;
+            history = migrations::history_table(tool);
+            // The tool and how cleanroom writes its history: a template
+            // that the volume cache kept from a cleanroom that wrote another
+            // history is not this one.
+            hash = fnv1a(tool.name().as_bytes(), hash);
+            hash = fnv1a(&[0, migrations::HISTORY_FORMAT], hash);
             hash = fnv1a(&[0], hash);
-            hash = fnv1a(sql.as_bytes(), hash);
+            scripts = migrations;
+        }
+        if let Some(file) = &schema.init {
+            let sql = std::fs::read_to_string(file).map_err(|e| Error::Configuration {
+                key: format!("postgres init of {}", schema.by),
+                reason: format!("cannot read {}: {e}; {}: fix the path", file.display(), schema.relative_to),
+            })?;
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            scripts.push(Migration::plain(file.clone(), name, sql));
+        }
+        for script in &scripts {
+            hash = fnv1a(script.key.as_bytes(), hash);
+            hash = fnv1a(&[0], hash);
+            hash = fnv1a(script.sql.as_bytes(), hash);
             hash = fnv1a(&[0], hash);
         }
-        Ok(TemplateSource { scripts, hash })
+        Ok(TemplateSource { history, scripts, hash })
     }
 
     /// The template database's name: the contents decide it, so changed
@@ -89,11 +97,85 @@ impl TemplateSource {
     }
 }
 
-fn read_sql(file: &Path, key: &str) -> Result<String, Error> {
-    std::fs::read_to_string(file).map_err(|e| Error::Configuration {
-        key: key.to_string(),
-        reason: format!("cannot read {}: {e}; the path is relative to the crate's Cargo.toml", file.display()),
-    })
+/// What the selected tests of this process need of Postgres, worked out
+/// once from libtest's arguments, before any server starts: the templates,
+/// each with how many tests clone it, and the tests whose schema cannot be
+/// had (a path from `cleanroom.toml` that does not exist, two different
+/// demands), each with the message it fails with.
+#[derive(Debug, Default)]
+pub(crate) struct RunStart {
+    pub(crate) templates: Vec<(TemplateSource, usize)>,
+    /// `(test, message)`, in registration order.
+    pub(crate) refused: Vec<(String, String)>,
+}
+
+impl RunStart {
+    /// This process's, from its command line: computed by the first to ask
+    /// (process start, or a test), the same for all. What cannot work is
+    /// said then, once, before any test fails with it.
+    pub(crate) fn get() -> &'static RunStart {
+        static RUN_START: OnceLock<RunStart> = OnceLock::new();
+        RUN_START.get_or_init(|| {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            let run_start = RunStart::of(&Mode::parse(&args));
+            for refusal in run_start.report() {
+                eprintln!("{refusal}");
+            }
+            run_start
+        })
+    }
+
+    fn of(mode: &Mode) -> RunStart {
+        let Mode::Run(selection) = mode else { return RunStart::default() };
+        let mut out = RunStart::default();
+        for test in registered_tests() {
+            if !selection.selects(&test.test_name(), test.ignored)
+                || !test.services().iter().any(|s| s.name == "postgres")
+            {
+                continue;
+            }
+            let source = super::demand(test, "postgres").and_then(|demand| match demand {
+                Demand::Shared => Ok(None),
+                Demand::Room(schema) => TemplateSource::for_schema(schema.as_ref()).map(Some),
+            });
+            match source {
+                Ok(Some(source)) => match out.templates.iter_mut().find(|(s, _)| s.hash == source.hash) {
+                    Some((_, count)) => *count += 1,
+                    None => out.templates.push((source, 1)),
+                },
+                Ok(None) => {}
+                Err(e) => out.refused.push((test.test_name(), e.to_string())),
+            }
+        }
+        out
+    }
+
+    /// Why `test` cannot have its Postgres room, if it cannot.
+    pub(crate) fn refusal(&self, test: &str) -> Option<&str> {
+        self.refused.iter().find(|(t, _)| t == test).map(|(_, message)| message.as_str())
+    }
+
+    /// The refusals as the run's start reports them: each message once,
+    /// with the tests it fails.
+    fn report(&self) -> Vec<String> {
+        let mut messages: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (test, message) in &self.refused {
+            match messages.iter_mut().find(|(m, _)| m == message) {
+                Some((_, tests)) => tests.push(test),
+                None => messages.push((message, vec![test])),
+            }
+        }
+        messages
+            .into_iter()
+            .map(|(message, tests)| {
+                format!(
+                    "cleanroom: {message}\n  found at the run's start: {} fail with it, and no server starts for them: {}",
+                    if tests.len() == 1 { "this test" } else { "these tests" },
+                    tests.join(", ")
+                )
+            })
+            .collect()
+    }
 }
 
 fn quote_ident(name: &str) -> String {
@@ -179,12 +261,16 @@ impl PgRooms {
         let s = &self.service;
         let mut config = tokio_postgres::Config::new();
         config
-            .host("127.0.0.1")
+            .host(s.host())
             .port(*s.ports.get(&5432).ok_or_else(|| self.error("connect", "port 5432 is not published"))?)
             .user(s.env("POSTGRES_USER").unwrap_or("postgres"))
             .password(s.env("POSTGRES_PASSWORD").unwrap_or(""))
             .dbname(database)
-            .application_name("cleanroom");
+            .application_name(&match self.claim() {
+                // The run's end waits for what its connections still run.
+                Some(claim) => crate::external::postgres::application_name(claim),
+                None => "cleanroom".to_string(),
+            });
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error("connect", e))?;
         tokio::spawn(connection);
         Ok(client)
@@ -198,6 +284,43 @@ impl PgRooms {
             *guard = Some(self.connect(self.main_database()).await?);
         }
         Ok(tokio::sync::MutexGuard::map(guard, |c| c.as_mut().expect("connected above")))
+    }
+
+    /// The claim of this run on an existing server: what marks each
+    /// database made there (`None` on a server cleanroom runs itself, which
+    /// goes with everything on it).
+    fn claim(&self) -> Option<&crate::external::Claim> {
+        self.service.existing.as_ref().map(|e| &e.claim)
+    }
+
+    /// Marks `name` as this run's on an existing server.
+    async fn mark(&self, admin: &tokio_postgres::Client, name: &str) -> Result<(), Error> {
+        match self.claim() {
+            Some(claim) => {
+                crate::external::postgres::mark(admin, name, claim).await.map_err(|e| self.error("mark database", e))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The template's name on this server: by its contents, and on an
+    /// existing server by the run too (each run drops its own at its end,
+    /// so two runs must not share one).
+    fn template_name(&self, source: &TemplateSource) -> String {
+        match self.claim() {
+            Some(claim) => format!("{}_{}", source.database_name(), crate::external::postgres::run_tag(claim)),
+            None => source.database_name(),
+        }
+    }
+
+    /// How long the server stays after the run when it is one that
+    /// `CLEANROOM_REUSE` keeps (the TTL); `None` when it goes with the run.
+    fn kept_for(&self) -> Option<Duration> {
+        let engine = self.service.engine.kind();
+        let config = crate::config::current().ok()?;
+        let reused =
+            engine == crate::engine::EngineKind::Docker && config.reuse && crate::util::flags::shares_services();
+        reused.then_some(config.reuse_ttl)
     }
 
     pub(crate) fn main_database(&self) -> &str {
@@ -237,7 +360,7 @@ impl PgRooms {
     /// another process of the run, or the run whose cluster the volume cache
     /// holds, had made it already).
     async fn build_template(&self, source: &TemplateSource) -> Result<(String, bool), Error> {
-        let name = source.database_name();
+        let name = self.template_name(source);
         let admin = self.kept(ADMIN).await?;
         let lock = source.hash as i64;
         admin.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.map_err(|e| self.error("template lock", e))?;
@@ -250,6 +373,9 @@ impl PgRooms {
             if exists {
                 return Ok(false);
             }
+            if let Some(failure) = self.failed_before(&admin, &name).await? {
+                return Err(failure);
+            }
             // Built under a temporary name and renamed, so that a build that
             // dies half-way never looks like a finished template.
             let building = format!("{name}_build");
@@ -261,14 +387,12 @@ impl PgRooms {
                 .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&building)))
                 .await
                 .map_err(|e| self.error("template create", e))?;
-            {
-                let db = self.connect(&building).await?;
-                for (file, sql) in &source.scripts {
-                    db.batch_execute(sql).await.map_err(|e| Error::Configuration {
-                        key: format!("postgres migration {}", file.display()),
-                        reason: format!("{}; fix the SQL", migration_failure(&e, sql)),
-                    })?;
+            self.mark(&admin, &building).await?;
+            if let Err(failure) = self.migrate(&building, source).await {
+                if matches!(failure, Error::Configuration { .. }) {
+                    self.record_failure(&admin, &name, &failure).await;
                 }
+                return Err(failure);
             }
             admin
                 .batch_execute(&format!(
@@ -291,6 +415,83 @@ impl PgRooms {
         result.map(|built| (name, built))
     }
 
+    /// Runs the history table's DDL and the migrations into `database`.
+    /// A migration's failure names the file, the line and the server's words.
+    async fn migrate(&self, database: &str, source: &TemplateSource) -> Result<(), Error> {
+        let db = self.connect(database).await?;
+        if let Some(ddl) = source.history {
+            db.batch_execute(ddl).await.map_err(|e| self.error("migration history table", e))?;
+        }
+        for script in &source.scripts {
+            let Err(e) = script.apply(&db).await else { continue };
+            let Some(db_error) = e.as_db_error() else {
+                return Err(self.error(&format!("migration {}", script.file.display()), e));
+            };
+            // An error of running (a duplicate key, a failing CHECK, one in
+            // a function's body) has no position in the file: find the
+            // statement by running them one by one.
+            let line = match db_error.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(_)) => None,
+                _ => migrations::failing_line(&db, &script.sql, db_error).await,
+            };
+            return Err(Error::Configuration {
+                key: format!("postgres migration {}", script.file.display()),
+                reason: format!("{}; fix the SQL", migration_failure(db_error, &script.sql, line)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The failure another process of this run met building the template
+    /// `name` on this server: every test that needs it fails at once with
+    /// it, instead of each building it again. A mark left by another
+    /// container (a cluster the volume cache restored) is dropped.
+    async fn failed_before(&self, admin: &tokio_postgres::Client, name: &str) -> Result<Option<Error>, Error> {
+        let mark = format!("{name}_failed");
+        let row = admin
+            .query_opt("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", &[&mark])
+            .await
+            .map_err(|e| self.error("template lookup", e))?;
+        let Some(row) = row else { return Ok(None) };
+        let comment: String = row.get::<_, Option<String>>(0).unwrap_or_default();
+        let mut parts = comment.splitn(3, '\n');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(container), Some(key), Some(reason)) if container == self.service.id => {
+                let reason = format!(
+                    "{reason} (another process of this run met this building the template; every test that \
+                     needs it fails with it)"
+                );
+                Ok(Some(Error::Configuration { key: key.to_string(), reason }))
+            }
+            _ => {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&mark))).await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Marks the template `name` as failed on this server, with `failure`.
+    async fn record_failure(&self, admin: &tokio_postgres::Client, name: &str, failure: &Error) {
+        let Error::Configuration { key, reason } = failure else { return };
+        // On an existing server every database cleanroom makes carries its
+        // mark as its comment: each process meets the failure itself.
+        if self.claim().is_some() {
+            return;
+        }
+        let mark = quote_ident(&format!("{name}_failed"));
+        let comment = format!("{}\n{key}\n{reason}", self.service.id).replace('\'', "''");
+        // One statement each: CREATE DATABASE refuses a transaction block.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {mark}"),
+            format!("CREATE DATABASE {mark}"),
+            format!("COMMENT ON DATABASE {mark} IS '{comment}'"),
+        ] {
+            if admin.batch_execute(&sql).await.is_err() {
+                return;
+            }
+        }
+    }
+
     async fn clone_database(&self, admin: &tokio_postgres::Client, template: &str) -> Result<String, Error> {
         let strategy = *self
             .strategy
@@ -302,7 +503,15 @@ impl PgRooms {
                     .unwrap_or(false)
             })
             .await;
-        let name = room_name();
+        // On an existing server the name carries the run's tag: a clone
+        // whose comment never got written is still known as the run's.
+        let name = match self.claim() {
+            Some(claim) => {
+                let tag = crate::external::postgres::run_tag(claim);
+                format!("cleanroom_{tag}{}", room_name().trim_start_matches("cleanroom_t"))
+            }
+            None => room_name(),
+        };
         let sql = if strategy {
             format!(
                 "CREATE DATABASE {} TEMPLATE {} STRATEGY {CLONE_STRATEGY}",
@@ -313,11 +522,16 @@ impl PgRooms {
             format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(template))
         };
         admin.batch_execute(&sql).await.map_err(|e| self.error("create database", e))?;
+        self.mark(admin, &name).await?;
         Ok(name)
     }
 
     /// Keeps the pool of `template` filled, one clone at a time.
     fn refill(&'static self, template: Arc<Template>) {
+        // The process is ending: no clone it would leave half-made.
+        if crate::util::flags::shutting_down() {
+            return;
+        }
         let ahead = match template.expected.load(Ordering::SeqCst) {
             usize::MAX => self.pool_target,
             expected => self.pool_target.min(expected.saturating_sub(template.leased.load(Ordering::SeqCst))),
@@ -422,12 +636,8 @@ impl PgRooms {
         Some(name)
     }
 
-    /// A fresh database cloned from the template of `options`.
-    pub(crate) async fn lease(&'static self, options: Option<&RoomOptions>) -> Result<String, Error> {
-        let source = match options {
-            Some(o) => TemplateSource::read(o)?,
-            None => TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET },
-        };
+    /// A fresh database cloned from the template of `source`.
+    pub(crate) async fn lease(&'static self, source: TemplateSource) -> Result<String, Error> {
         let template = self.template(&source).await?;
         if self.pool_target == 0 {
             let admin = self.kept(CLONES).await?;
@@ -459,29 +669,23 @@ impl PgRooms {
         Ok(name)
     }
 
-    /// Builds the template of `options` and starts filling its pool, ahead of
+    /// Builds the template of `source` and starts filling its pool, ahead of
     /// the tests that will ask for it.
-    pub(crate) async fn warm(&'static self, options: Option<&RoomOptions>, expected: usize) {
-        let source = match options {
-            Some(o) => TemplateSource::read(o),
-            None => Ok(TemplateSource { scripts: Vec::new(), hash: FNV_OFFSET }),
-        };
-        if let Ok(source) = source {
-            // Log the clone connection in while the template is looked up:
-            // each login is a password exchange.
-            let (template, _) = tokio::join!(self.template(&source), async {
-                if self.pool_target > 0 {
-                    let _ = self.kept(CLONES).await;
-                }
-            });
-            if let Ok(template) = template {
-                template.expected.store(expected, Ordering::SeqCst);
-                // What the run's pool holds serves this process's tests
-                // first; cloning for them too would only compete with them.
-                let run_pool_has = self.shares_pool() && run_pool::len(&self.service.id, &template.name) >= expected;
-                if self.pool_target > 0 && !run_pool_has {
-                    self.refill(template);
-                }
+    pub(crate) async fn warm(&'static self, source: TemplateSource, expected: usize) {
+        // Log the clone connection in while the template is looked up:
+        // each login is a password exchange.
+        let (template, _) = tokio::join!(self.template(&source), async {
+            if self.pool_target > 0 {
+                let _ = self.kept(CLONES).await;
+            }
+        });
+        if let Ok(template) = template {
+            template.expected.store(expected, Ordering::SeqCst);
+            // What the run's pool holds serves this process's tests
+            // first; cloning for them too would only compete with them.
+            let run_pool_has = self.shares_pool() && run_pool::len(&self.service.id, &template.name) >= expected;
+            if self.pool_target > 0 && !run_pool_has {
+                self.refill(template);
             }
         }
     }
@@ -489,6 +693,14 @@ impl PgRooms {
     /// Drops a test's database.
     pub(crate) async fn drop_database(&self, name: &str) -> Result<(), Error> {
         let admin = self.kept(ADMIN).await?;
+        // Its row leaves pg_stat_database with it: keep what it counted
+        // for the report's throughput.
+        let counted = format!("{} WHERE datname = $1", crate::health::perf::COUNTERS_SQL);
+        if let Ok(row) = admin.query_one(&counted, &[&name]).await {
+            let (operations, rows): (i64, i64) = (row.get(0), row.get(1));
+            let service = &self.service.name;
+            crate::metrics::service(service, |m| m.performance.retire(operations as u64, rows as u64));
+        }
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
             .await
@@ -511,6 +723,16 @@ pub(super) async fn release_pooled() {
             let cells: Vec<_> = rooms.templates.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
             cells.iter().filter_map(|c| c.get().and_then(|t| t.as_ref().ok().cloned())).collect()
         };
+        // On an existing server a clone still on its way when the process
+        // ends would be made after the run's cleanup looked: wait for it,
+        // so that it is dropped with the rest.
+        if rooms.claim().is_some() {
+            let making = || templates.iter().map(|t| t.making.load(Ordering::SeqCst)).sum::<usize>();
+            let deadline = std::time::Instant::now() + EXISTING_CLONE_WAIT;
+            while making() > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let mut unused = Vec::new();
         for template in templates {
             for name in template.ready.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect::<Vec<_>>() {
@@ -534,24 +756,33 @@ pub(super) async fn release_pooled() {
     }
 }
 
+/// How long a process at exit waits for a clone on its way on an existing
+/// server (on a busy server a clone takes seconds).
+const EXISTING_CLONE_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a process at exit waits for a clone it is making for the run's pool.
 const RUN_POOL_WAIT: Duration = Duration::from_secs(2);
 
 /// What the server said about a failed migration: its message, where in the
-/// file (line and column, from the statement's position), its detail and
-/// hint. Not "db error".
-fn migration_failure(e: &tokio_postgres::Error, sql: &str) -> String {
-    let Some(db) = e.as_db_error() else { return format!("it failed: {e}") };
+/// file (line and column, from the statement's position; else the line of
+/// the statement that failed, `statement_line`), its detail, hint and
+/// context. Not "db error".
+fn migration_failure(db: &tokio_postgres::error::DbError, sql: &str, statement_line: Option<usize>) -> String {
     let mut out = format!("it failed: {}: {}", db.severity(), db.message());
     if let Some(tokio_postgres::error::ErrorPosition::Original(position)) = db.position() {
         let (line, column) = line_and_column(sql, *position as usize);
         out.push_str(&format!(" (line {line}, column {column})"));
+    } else if let Some(line) = statement_line {
+        out.push_str(&format!(" (in the statement on line {line})"));
     }
     if let Some(detail) = db.detail() {
         out.push_str(&format!("; detail: {detail}"));
     }
     if let Some(hint) = db.hint() {
         out.push_str(&format!("; hint: {hint}"));
+    }
+    if let Some(context) = db.where_() {
+        out.push_str(&format!("; where: {}", context.replace('\n', " / ")));
     }
     out
 }
@@ -576,12 +807,12 @@ struct PgRoom {
 
 /// A database for one test: one cloned ahead if there is one (no hop to
 /// cleanroom's runtime), else cloned now.
-pub(super) fn open(container: &Container, options: Option<&'static RoomOptions>) -> Result<Box<dyn Room>, Error> {
+pub(super) fn open(container: &Container, schema: Option<&Schema>) -> Result<Box<dyn Room>, Error> {
     let rooms = pg_rooms(&container.inner)?;
-    let source = TemplateSource::for_options(options)?;
+    let source = TemplateSource::for_schema(schema)?;
     let database = match rooms.take_ready(&source) {
         Some(database) => database,
-        None => crate::util::background::block_on_runtime(rooms.lease(options))?,
+        None => crate::util::background::block_on_runtime(rooms.lease(source))?,
     };
     let url = crate::service::handle::Postgres::new(container.clone(), Some(database.clone())).masked_url();
     Ok(Box::new(PgRoom { rooms, database, url, container: container.id().to_string() }))
@@ -594,13 +825,31 @@ impl Room for PgRoom {
 
     fn end(self: Box<Self>, test: &str, failed: bool, keep: Keep) {
         let PgRoom { rooms, database, url, container } = *self;
-        if keep.keeps(failed) {
+        if keep.keeps(failed) && rooms.claim().is_some() {
+            eprintln!(
+                "cleanroom: test `{test}` {}; its database {database} on the existing server lives until the run \
+                 ends: psql '{url}' (the password is the one in its URL); to open it after the run, rerun this \
+                 test alone:\n{}",
+                if failed { "failed" } else { "ended" },
+                super::rerun_commands(test),
+            );
+        } else if let Some(ttl) = keep.keeps(failed).then(|| rooms.kept_for()).flatten() {
             let short = &container[..container.len().min(12)];
             eprintln!(
-                "cleanroom: test `{test}` {}; its database {database} is kept until the run ends: psql '{url}' \
-                 (the password: `docker exec {short} printenv POSTGRES_PASSWORD`); to open it after the run, \
-                 rerun the test with the server kept: CLEANROOM_REUSE=1 cargo test {test}",
+                "cleanroom: test `{test}` {}; its database {database} stays after the run, on the server \
+                 CLEANROOM_REUSE keeps until no run has used it for {} s (or `cargo cleanroom prune --reused`): \
+                 psql '{url}' (the password: `docker exec {short} sh -c 'echo \"$POSTGRES_PASSWORD\"'`)",
                 if failed { "failed" } else { "ended" },
+                ttl.as_secs(),
+            );
+        } else if keep.keeps(failed) {
+            let short = &container[..container.len().min(12)];
+            eprintln!(
+                "cleanroom: test `{test}` {}; its database {database} lives until the run ends, when its server is \
+                 removed: psql '{url}' (the password: `docker exec {short} sh -c 'echo \"$POSTGRES_PASSWORD\"'`); to open \
+                 it after the run, rerun this test alone with the server kept:\n{}",
+                if failed { "failed" } else { "ended" },
+                super::rerun_commands(test),
             );
         } else {
             crate::util::background::spawn_background(async move {
@@ -614,7 +863,9 @@ impl Room for PgRoom {
 mod tests {
     mod should {
         use super::super::TemplateSource;
-        use crate::catalog::RoomOptions;
+        use crate::catalog::MigrationTool;
+        use crate::rooms::migrations::tests::Dir;
+        use crate::rooms::schema::Schema;
 
         #[test]
         fn place_a_position_on_its_line_and_column() {
@@ -625,38 +876,40 @@ mod tests {
             assert_eq!(line_and_column(sql, 33), (2, 8), "the T of TABEL");
         }
 
-        #[test]
-        fn name_templates_by_their_contents() {
-            let dir = std::env::temp_dir().join(format!("cleanroom-tpl-{}", std::process::id()));
-            std::fs::create_dir_all(dir.join("m")).unwrap();
-            std::fs::write(dir.join("m/002_b.sql"), "CREATE TABLE b ();").unwrap();
-            std::fs::write(dir.join("m/001_a.sql"), "CREATE TABLE a ();").unwrap();
-            std::fs::write(dir.join("m/notes.txt"), "not sql").unwrap();
-            let base: &'static str = Box::leak(dir.to_string_lossy().into_owned().into_boxed_str());
-            let options =
-                RoomOptions { service: "postgres", shared: false, migrations: Some("m"), init: None, base_dir: base };
-            let first = TemplateSource::read(&options).unwrap();
-            let order: Vec<_> =
-                first.scripts.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-            assert_eq!(order, ["001_a.sql", "002_b.sql"]);
-            assert_eq!(first, TemplateSource::read(&options).unwrap(), "reading twice gives the same template");
-            std::fs::write(dir.join("m/002_b.sql"), "CREATE TABLE b (id int);").unwrap();
-            let changed = TemplateSource::read(&options).unwrap();
-            assert_ne!(first.database_name(), changed.database_name());
-            std::fs::remove_dir_all(&dir).unwrap();
+        fn schema(migrations: &std::path::Path, tool: Option<MigrationTool>) -> Schema {
+            Schema {
+                migrations: Some(migrations.to_path_buf()),
+                init: None,
+                tool,
+                by: "the attribute of `t`".into(),
+                relative_to: "relative paths start from the crate's directory".into(),
+            }
         }
 
         #[test]
-        fn name_the_path_of_missing_migrations() {
-            let options = RoomOptions {
-                service: "postgres",
-                shared: false,
-                migrations: Some("nope"),
-                init: None,
-                base_dir: "/nonexistent",
-            };
-            let err = TemplateSource::read(&options).unwrap_err().to_string();
-            assert!(err.contains("postgres(migrations = \"nope\")") && err.contains("/nonexistent/nope"), "{err}");
+        fn name_templates_by_their_contents_and_tool() {
+            let dir = Dir::new(&[
+                ("002_b.sql", "CREATE TABLE b ();"),
+                ("001_a.sql", "CREATE TABLE a ();"),
+                ("notes.txt", "x"),
+            ]);
+            let first = TemplateSource::read(&schema(dir.path(), None)).unwrap();
+            let order: Vec<&str> = first.scripts.iter().map(|m| m.key.as_str()).collect();
+            assert_eq!(order, ["001_a.sql", "002_b.sql"]);
+            assert_eq!(first, TemplateSource::read(&schema(dir.path(), None)).unwrap(), "reading twice gives the same");
+            let as_sqlx = TemplateSource::read(&schema(dir.path(), Some(MigrationTool::Sqlx))).unwrap();
+            assert_ne!(first.database_name(), as_sqlx.database_name(), "another tool writes another history");
+            assert!(as_sqlx.history.is_some_and(|h| h.contains("_sqlx_migrations")));
+            std::fs::write(dir.path().join("002_b.sql"), "CREATE TABLE b (id int);").unwrap();
+            let changed = TemplateSource::read(&schema(dir.path(), None)).unwrap();
+            assert_ne!(first.database_name(), changed.database_name());
+        }
+
+        #[test]
+        fn name_who_asked_and_the_path_of_missing_migrations() {
+            let err = TemplateSource::read(&schema(std::path::Path::new("/nonexistent/nope"), None)).unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains("the attribute of `t`") && err.contains("/nonexistent/nope"), "{err}");
         }
     }
 }

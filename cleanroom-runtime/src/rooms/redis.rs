@@ -6,34 +6,39 @@
 //! as a room, and not in database 0, which `shared` tests use: a test's
 //! `FLUSHDB` cannot erase them (`FLUSHALL` can, and is out of bounds in a
 //! shared test). A lease names its holder, is renewed while its test runs,
-//! and is released only by its holder.
+//! and is released only by its holder. On an existing server the rooms and
+//! the leases' database are the range the user allows
+//! (`CLEANROOM_REDIS_DATABASES`), and a lease names its run too
+//! ([`crate::external::redis`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{room_name, Room, RoomName};
 use crate::builtin::REDIS_DATABASES;
 use crate::config::Keep;
 use crate::error::Error;
+use crate::external::redis::DatabaseRange;
+use crate::external::resp::{self, Resp};
 use crate::service::handle::Container;
 use crate::service::running::RunningService;
 
-/// The database that holds the leases: the last one, never a room.
-const LEASES_DB: u32 = REDIS_DATABASES - 1;
+/// The databases of a server cleanroom runs itself.
+const OWN_DATABASES: DatabaseRange = DatabaseRange::own(REDIS_DATABASES);
 
-/// `ARGV`: holder, the leases' database, TTL. Takes the first free database
-/// of 1 … leases' database − 1, flushes it, returns it (0: none free).
+/// `ARGV`: holder, the leases' database, TTL, the first room. Takes the
+/// first free database of the first room … leases' database − 1, flushes
+/// it, returns it (-1: none free).
 const LEASE_SCRIPT: &str = "local leases = tonumber(ARGV[2]) \
-    for i = 1, leases - 1 do \
+    for i = tonumber(ARGV[4]), leases - 1 do \
       redis.call('SELECT', leases) \
       if redis.call('SET', 'cleanroom:lease:' .. i, ARGV[1], 'NX', 'PX', ARGV[3]) then \
         redis.call('SELECT', i) redis.call('FLUSHDB') redis.call('SELECT', 0) return i end end \
-    redis.call('SELECT', 0) return 0";
+    redis.call('SELECT', 0) return -1";
 /// `ARGV`: database, holder, the leases' database. Flushes and frees the
 /// database if the lease is still this holder's (1), else leaves it (0).
 const RELEASE_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[3])) \
@@ -54,6 +59,8 @@ const LEASE_TTL_MS: u64 = 10 * 60 * 1000;
 /// databases leased ahead of the tests that will ask for them.
 pub(crate) struct RedisRooms {
     service: Arc<RunningService>,
+    /// The databases rooms are taken from, and the leases' database.
+    range: DatabaseRange,
     conn: tokio::sync::Mutex<Option<TcpStream>>,
     ready: Mutex<VecDeque<u32>>,
     /// Tests of this process that will ask (`usize::MAX`: not known).
@@ -75,8 +82,10 @@ pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
     if let Some(r) = all.iter().find(|r| r.service.id == service.id) {
         return r.clone();
     }
+    let range = service.existing.as_ref().and_then(|e| e.databases).unwrap_or(OWN_DATABASES);
     let rooms = Arc::new(RedisRooms {
         service: service.clone(),
+        range,
         conn: tokio::sync::Mutex::new(None),
         ready: Mutex::new(VecDeque::new()),
         expected: AtomicUsize::new(0),
@@ -100,23 +109,18 @@ impl RedisRooms {
         if guard.is_none() {
             let port =
                 *self.service.ports.get(&6379).ok_or_else(|| self.error("connect", "port 6379 is not published"))?;
-            let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| self.error("connect", e))?;
-            stream.set_nodelay(true).map_err(|e| self.error("connect", e))?;
+            let existing = self.service.existing.as_ref();
+            let user = existing.and_then(|e| e.url.user.as_deref());
+            let password = match existing {
+                Some(e) => e.url.password.as_deref(),
+                None => self.service.env(crate::service::definition::REDIS_PASSWORD_ENV),
+            };
+            let stream: TcpStream =
+                resp::connect(self.service.host(), port, user, password).await.map_err(|e| self.error("connect", e))?;
             *guard = Some(stream);
         }
         let stream = guard.as_mut().expect("connected above");
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        let reply = async {
-            stream.write_all(&out).await?;
-            read_resp(stream).await
-        }
-        .await;
-        match reply {
+        match resp::call(stream, args).await {
             Ok(Resp::Error(e)) => Err(self.error(args[0], e)),
             Ok(r) => Ok(r),
             Err(e) => {
@@ -189,13 +193,15 @@ impl RedisRooms {
 
     /// Leases a free logical database, flushed; waits while all are leased.
     pub(crate) async fn lease(self: &Arc<Self>) -> Result<u32, Error> {
-        let holder = format!("{}:{}", std::process::id(), room_name());
-        let leases = LEASES_DB.to_string();
+        let claim = self.service.existing.as_ref().map(|e| &e.claim);
+        let holder = crate::external::redis::holder(claim, &room_name());
+        let leases = self.range.leases().to_string();
         let ttl = LEASE_TTL_MS.to_string();
+        let first = self.range.first.to_string();
         let started = Instant::now();
         loop {
-            match self.command(&["EVAL", LEASE_SCRIPT, "0", &holder, &leases, &ttl]).await? {
-                Resp::Integer(n) if n > 0 => {
+            match self.command(&["EVAL", LEASE_SCRIPT, "0", &holder, &leases, &ttl, &first]).await? {
+                Resp::Integer(n) if n >= 0 => {
                     let db = n as u32;
                     self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(db, holder);
                     self.renew_while_held();
@@ -216,7 +222,7 @@ impl RedisRooms {
     /// no longer this process's (it expired and another took it) is left alone.
     pub(crate) async fn release(&self, db: u32) -> Result<(), Error> {
         let Some(holder) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&db) else { return Ok(()) };
-        let args = ["EVAL", RELEASE_SCRIPT, "0", &db.to_string(), &holder, &LEASES_DB.to_string()];
+        let args = ["EVAL", RELEASE_SCRIPT, "0", &db.to_string(), &holder, &self.range.leases().to_string()];
         self.command(&args).await.map(|_| ())
     }
 
@@ -239,7 +245,7 @@ impl RedisRooms {
                         "0",
                         &db.to_string(),
                         &holder,
-                        &LEASES_DB.to_string(),
+                        &rooms.range.leases().to_string(),
                         &LEASE_TTL_MS.to_string(),
                     ];
                     let _ = rooms.command(&args).await;
@@ -247,68 +253,6 @@ impl RedisRooms {
             }
         });
     }
-}
-
-/// A Redis reply, as far as cleanroom reads them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Resp {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Resp>),
-}
-
-async fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    loop {
-        let b = stream.read_u8().await?;
-        if b == b'\n' {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(String::from_utf8_lossy(&line).into_owned());
-        }
-        line.push(b);
-    }
-}
-
-fn read_resp(
-    stream: &mut TcpStream,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Resp>> + Send + '_>> {
-    Box::pin(async move {
-        let line = read_line(stream).await?;
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply line {line:?}"));
-        if line.is_empty() {
-            return Err(bad());
-        }
-        let (kind, rest) = line.split_at(1);
-        Ok(match kind {
-            "+" => Resp::Simple(rest.to_string()),
-            "-" => Resp::Error(rest.to_string()),
-            ":" => Resp::Integer(rest.parse().map_err(|_| bad())?),
-            "$" => {
-                let n: i64 = rest.parse().map_err(|_| bad())?;
-                if n < 0 {
-                    Resp::Bulk(None)
-                } else {
-                    let mut buf = vec![0u8; n as usize + 2];
-                    stream.read_exact(&mut buf).await?;
-                    buf.truncate(n as usize);
-                    Resp::Bulk(Some(buf))
-                }
-            }
-            "*" => {
-                let n: i64 = rest.parse().map_err(|_| bad())?;
-                let mut items = Vec::new();
-                for _ in 0..n.max(0) {
-                    items.push(read_resp(stream).await?);
-                }
-                Resp::Array(items)
-            }
-            _ => return Err(bad()),
-        })
-    })
 }
 
 /// Returns the databases every Redis server's rooms leased ahead and never
@@ -349,5 +293,113 @@ impl Room for RedisRoom {
         crate::util::background::spawn_background(async move {
             let _ = rooms.release(db).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::*;
+
+        /// A `redis-server` of the test's own on a free loopback port (the
+        /// local engine's binary, which CI installs): the scripts run only
+        /// on a real server.
+        struct Server {
+            child: std::process::Child,
+            port: u16,
+        }
+
+        impl Server {
+            fn start() -> Server {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let child = std::process::Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
+                Server { child, port }
+            }
+
+            async fn connect(&self) -> TcpStream {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match resp::connect("127.0.0.1", self.port, None, None).await {
+                        Ok(stream) => return stream,
+                        Err(e) if Instant::now() > deadline => panic!("redis-server never answered: {e}"),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }
+        }
+
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+
+        const LEASES: &str = "15";
+
+        async fn call(c: &mut TcpStream, args: &[&str]) -> Resp {
+            resp::call(c, args).await.unwrap()
+        }
+
+        /// The lease of database 1, and its time to live in ms, as the
+        /// leases' database holds them.
+        async fn lease_of_1(c: &mut TcpStream) -> (Resp, Resp) {
+            call(c, &["SELECT", LEASES]).await;
+            let holder = call(c, &["GET", "cleanroom:lease:1"]).await;
+            let ttl = call(c, &["PTTL", "cleanroom:lease:1"]).await;
+            call(c, &["SELECT", "0"]).await;
+            (holder, ttl)
+        }
+
+        fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
+        }
+
+        #[test]
+        fn renew_a_lease_only_for_its_holder() {
+            let server = Server::start();
+            block_on(async {
+                let mut c = server.connect().await;
+                let leased = call(&mut c, &["EVAL", LEASE_SCRIPT, "0", "a", LEASES, "5000", "1"]).await;
+                assert_eq!(leased, Resp::Integer(1), "the first room is free");
+                let renew = |holder: &'static str| ["EVAL", RENEW_SCRIPT, "0", "1", holder, LEASES, "600000"];
+                assert_eq!(call(&mut c, &renew("b")).await, Resp::Integer(0), "b does not hold it");
+                let (holder, ttl) = lease_of_1(&mut c).await;
+                assert_eq!(holder, Resp::Bulk(Some(b"a".to_vec())));
+                assert!(matches!(ttl, Resp::Integer(ms) if ms <= 5000), "b's renewal left the expiry alone: {ttl:?}");
+                assert_eq!(call(&mut c, &renew("a")).await, Resp::Integer(1), "a holds it");
+                let (_, ttl) = lease_of_1(&mut c).await;
+                assert!(matches!(ttl, Resp::Integer(ms) if ms > 5000), "a's renewal extended it: {ttl:?}");
+            });
+        }
+
+        #[test]
+        fn release_a_database_only_for_its_holder() {
+            let server = Server::start();
+            block_on(async {
+                let mut c = server.connect().await;
+                let leased = call(&mut c, &["EVAL", LEASE_SCRIPT, "0", "a", LEASES, "600000", "1"]).await;
+                assert_eq!(leased, Resp::Integer(1));
+                call(&mut c, &["SELECT", "1"]).await;
+                call(&mut c, &["SET", "written", "by a's test"]).await;
+                call(&mut c, &["SELECT", "0"]).await;
+                let release = |holder: &'static str| ["EVAL", RELEASE_SCRIPT, "0", "1", holder, LEASES];
+
+                assert_eq!(call(&mut c, &release("b")).await, Resp::Integer(0), "b does not hold it");
+                let (holder, _) = lease_of_1(&mut c).await;
+                assert_eq!(holder, Resp::Bulk(Some(b"a".to_vec())), "still a's lease");
+                call(&mut c, &["SELECT", "1"]).await;
+                assert_eq!(call(&mut c, &["DBSIZE"]).await, Resp::Integer(1), "a's data is untouched");
+
+                assert_eq!(call(&mut c, &release("a")).await, Resp::Integer(1), "a holds it");
+                assert_eq!(call(&mut c, &["DBSIZE"]).await, Resp::Integer(0), "flushed");
+                let (holder, _) = lease_of_1(&mut c).await;
+                assert_eq!(holder, Resp::Bulk(None), "and free");
+            });
+        }
     }
 }

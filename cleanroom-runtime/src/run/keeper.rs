@@ -14,6 +14,12 @@ pub(super) fn reuse_dir() -> PathBuf {
     runtime_dir().join("reuse")
 }
 
+/// How many reused services this runtime directory knows of (alive or
+/// waiting for their TTL).
+pub(crate) fn reused_held() -> usize {
+    std::fs::read_dir(reuse_dir()).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).count()
+}
+
 /// Records that `session` uses the reused container `container_name`: a
 /// file `reuse/<container>/<session>` whose age is the time since the
 /// session last used it. The keeper removes a reused container once no live
@@ -49,13 +55,18 @@ pub(super) fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
     if lock.try_lock().is_err() {
         return;
     }
+    let policy = crate::config::current().map(|c| c.caches.container).ok();
     loop {
         let Ok(dirs) = std::fs::read_dir(reuse_dir()) else { return };
         let mut remaining = 0;
+        // Idle ones (no live run claims them) not yet past their TTL: the
+        // container layer's cap decides among them.
+        let mut idle: Vec<(crate::eviction::Item, std::path::PathBuf)> = Vec::new();
         for dir in dirs.flatten() {
             let container = dir.file_name().to_string_lossy().into_owned();
             let mut live = false;
             let mut expires: Option<std::time::SystemTime> = None;
+            let (mut first, mut last, mut uses) = (i64::MAX, 0, 0);
             for claim in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
                 let session = claim.file_name().to_string_lossy().into_owned();
                 if session_alive(&session) == Some(true) {
@@ -69,19 +80,39 @@ pub(super) fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
                 if let Ok(modified) = claim.metadata().and_then(|m| m.modified()) {
                     let at = modified + ttl;
                     expires = Some(expires.map_or(at, |e| e.max(at)));
+                    let secs = epoch_secs(modified);
+                    (first, last) = (first.min(secs), last.max(secs));
                 }
+                uses += 1;
             }
             let expired = expires.is_none_or(|at| std::time::SystemTime::now() >= at);
             if live || !expired {
                 remaining += 1;
+                if !live {
+                    let item = crate::eviction::Item {
+                        name: container,
+                        created: first.min(last),
+                        last_use: last,
+                        uses,
+                        size: 0,
+                    };
+                    idle.push((item, dir.path()));
+                }
                 continue;
             }
-            runtime.block_on(async {
-                if let Ok(Some(c)) = docker.inspect_named(&container).await {
-                    let _ = docker.remove(&c.id).await;
-                }
-            });
+            runtime.block_on(remove_named(docker, &container));
             let _ = std::fs::remove_dir_all(dir.path());
+        }
+        if let Some(policy) = policy.filter(|p| p.cap.is_some()) {
+            let items: Vec<_> = idle.iter().map(|(item, _)| item.clone()).collect();
+            let now = crate::util::clock::now_secs();
+            for name in crate::eviction::plan(&items, policy.eviction, None, policy.cap, now) {
+                if let Some((_, dir)) = idle.iter().find(|(item, _)| item.name == name) {
+                    runtime.block_on(remove_named(docker, &name));
+                    let _ = std::fs::remove_dir_all(dir);
+                    remaining -= 1;
+                }
+            }
         }
         if remaining == 0 {
             // The reused services' network, and the volumes cleanroom made
@@ -91,6 +122,17 @@ pub(super) fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Removes the container named `name`, if there is one.
+async fn remove_named(docker: &Docker, name: &str) {
+    if let Ok(Some(c)) = docker.inspect_named(name).await {
+        let _ = docker.remove(&c.id).await;
+    }
+}
+
+fn epoch_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// This user's reused containers (by name) that no live run uses, whatever

@@ -30,6 +30,10 @@ fn lazily<T: Send + 'static>(
 }
 
 impl Engine for LazyDocker {
+    fn kind(&self) -> crate::engine::EngineKind {
+        crate::engine::EngineKind::Docker
+    }
+
     fn exec<'a>(&'a self, id: &'a str, cmd: &'a [String]) -> EngineFuture<'a, Result<ExecOutput, EngineError>> {
         Box::pin(async move { docker().await?.exec(id, cmd).await })
     }

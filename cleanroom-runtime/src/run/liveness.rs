@@ -10,8 +10,10 @@ use super::session::ProcessId;
 use crate::docker::{is_mine, MANAGED_LABEL, PROCESS_LABEL, REUSE_LABEL, SESSION_LABEL};
 use crate::util::paths::runtime_dir;
 
+/// The reaper's socket: in the runtime directory, hashed or under `/tmp`
+/// when the path would be too long for a socket address (macOS).
 pub(super) fn socket_path(session: &str) -> PathBuf {
-    runtime_dir().join(format!("{session}.sock"))
+    crate::util::paths::socket_path(session)
 }
 
 pub(super) fn lock_path(session: &str) -> PathBuf {
@@ -69,6 +71,14 @@ pub(super) fn session_alive(session: &str) -> Option<bool> {
     }
 }
 
+/// Whether `session`'s run is provably over here: its lock exists and
+/// nobody holds it, and none of the processes registered with its reaper
+/// runs. The lock alone is not enough: while a killed reaper is being
+/// replaced nobody holds it, yet the run's processes still use what it made.
+pub(super) fn run_over(session: &str) -> bool {
+    session_alive(session) == Some(false) && live_clients(session) == 0
+}
+
 /// Whether a container of `session` provably belongs to no live run.
 ///
 /// Only what this user made on this machine from this runtime directory is
@@ -76,8 +86,8 @@ pub(super) fn session_alive(session: &str) -> Option<bool> {
 /// by several) or another runtime directory's run cannot be proven dead from
 /// here, so it is never swept from here. Of ours, a container a process
 /// without a reaper made is dead when that process is; any other is dead when
-/// its session's lock exists here and nobody holds it — never because no
-/// lock is here. Reused containers belong to no run: the keeper removes them
+/// its session's lock exists here, nobody holds it and no registered process
+/// of the run is alive ([`run_over`]) — never because no lock is here. Reused containers belong to no run: the keeper removes them
 /// after their TTL.
 pub(crate) fn is_orphan(labels: &std::collections::HashMap<String, String>) -> bool {
     let Some(session) = labels.get(SESSION_LABEL) else { return false };
@@ -90,7 +100,7 @@ pub(crate) fn is_orphan(labels: &std::collections::HashMap<String, String>) -> b
     if let Some(process) = labels.get(PROCESS_LABEL) {
         return ProcessId::decode(process).is_some_and(|p| !p.is_alive());
     }
-    session_alive(session) == Some(false)
+    run_over(session)
 }
 
 /// Whether `session`'s reaper runs (`Some(true)`), ran and is gone
@@ -132,6 +142,22 @@ mod tests {
                 assert!(!is_orphan(&l), "{key} differs: not ours to judge");
             }
             assert!(is_orphan(&labels(&ours(&session))), "ours, and its lock is free: dead");
+            let _ = std::fs::remove_file(lock_path(&session));
+        }
+
+        #[test]
+        fn never_take_a_run_whose_registered_process_runs_for_a_dead_one() {
+            // Its reaper was killed and is not replaced yet: nobody holds the
+            // lock, but this process (registered) still uses the run.
+            let session = format!("t-between-reapers-{}", std::process::id());
+            create_runtime_dir().unwrap();
+            std::fs::write(lock_path(&session), b"").unwrap();
+            register_client(&session);
+            assert!(!is_orphan(&labels(&ours(&session))), "a registered process of the run is alive");
+            assert!(!run_over(&session));
+            unregister_client(&session);
+            assert!(is_orphan(&labels(&ours(&session))), "once it is gone, the run is over");
+            let _ = std::fs::remove_dir_all(run_dir(&session));
             let _ = std::fs::remove_file(lock_path(&session));
         }
 

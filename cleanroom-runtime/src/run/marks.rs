@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::liveness::session_alive;
+use super::liveness::{live_clients, session_alive};
 use super::sweep::STALE_LOCK_AGE;
 use crate::docker::{Docker, MANAGED_LABEL};
 use crate::util::paths::runtime_dir;
@@ -81,13 +81,15 @@ pub(super) async fn remove_stale_ready_marks(docker: &Docker) {
         }
     }
     for entry in std::fs::read_dir(crate::rooms::run_pool::root()).into_iter().flatten().flatten() {
-        if gone(&entry.file_name().to_string_lossy()) {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        // A local server's pool goes with the server (`run::local`).
+        if gone(&id) && !id.starts_with(super::local::LOCAL_ID_PREFIX) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
 
-pub(super) fn runs_dir() -> PathBuf {
+pub(crate) fn runs_dir() -> PathBuf {
     runtime_dir().join("runs")
 }
 
@@ -176,7 +178,7 @@ impl RunMarks {
             let worker = text.strip_prefix("busy ").and_then(|p| p.trim().parse::<u32>().ok());
             // The mark is written right after it is created; an empty one
             // is being written now.
-            if worker.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            if worker.is_some_and(|pid| !crate::util::os::process_exists(pid)) {
                 let _ = std::fs::write(&mark, format!("busy {}\n", std::process::id()));
                 return None;
             }
@@ -191,7 +193,8 @@ impl RunMarks {
 }
 
 /// Removes the shared files of runs that are over, and of runs without a
-/// reaper that ended long ago.
+/// reaper that ended long ago. A run with a live registered process is
+/// never over, whatever its lock says: its reaper may be being replaced.
 pub(super) fn remove_stale_run_dirs(me: &str) {
     let Ok(entries) = std::fs::read_dir(runs_dir()) else { return };
     for entry in entries.flatten() {
@@ -204,7 +207,7 @@ pub(super) fn remove_stale_run_dirs(me: &str) {
             Some(alive) => !alive,
             None => old,
         };
-        if session != me && over {
+        if session != me && over && live_clients(&session) == 0 {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -6,8 +6,11 @@
 //! ([`liveness`]), what the run's processes share on disk ([`marks`]), the
 //! orphan sweep ([`sweep`]) and the keeper of reused services ([`keeper`]).
 
+pub(crate) mod existing;
+pub(crate) mod heartbeat;
 pub(crate) mod keeper;
 mod lazy_engine;
+pub(crate) mod local;
 pub(crate) mod liveness;
 pub(crate) mod marks;
 mod network;
@@ -15,6 +18,6 @@ pub(crate) mod reaper;
 mod recovery;
 pub(crate) mod registry;
 pub(crate) mod session;
-mod start;
+pub(crate) mod start;
 pub(crate) mod sweep;
 mod teardown;

@@ -41,6 +41,9 @@ impl Registry {
             marks.finish(&key, &created.as_ref().map(|_| ()));
         }
         let created = created?;
+        if reuse {
+            crate::cache::records::used("network", &name, created);
+        }
         if created {
             crate::metrics::cache_miss("network");
         } else {

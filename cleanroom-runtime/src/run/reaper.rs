@@ -25,7 +25,7 @@ use super::keeper::{keep_reused, touch_claims};
 use super::liveness::{live_clients, lock_path, register_client, socket_path};
 use super::marks::run_dir;
 use super::sweep::{remove_session, sweep_orphans};
-use crate::util::paths::{create_runtime_dir, uid};
+use crate::util::paths::{create_private_dir, create_runtime_dir, uid};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -50,25 +50,41 @@ const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 static CONNECTION: Mutex<Option<UnixStream>> = Mutex::new(None);
 
 /// Connects this process to its session's reaper, starting the reaper if
-/// there is none. Holds the connection until the process ends.
+/// there is none. Holds the connection until the process ends; if the
+/// reaper dies first (killed), this process starts a replacement at once
+/// (see [`watch`]).
 pub(crate) fn attach(session: &Session) -> Result<(), String> {
     let mut held = CONNECTION.lock().unwrap_or_else(|e| e.into_inner());
     if held.is_some() {
         return Ok(());
     }
+    let stream = connect_or_start(session)?;
+    if let Ok(watched) = stream.try_clone() {
+        watch(watched, session.clone());
+    }
+    *held = Some(stream);
+    register_client(&session.id);
+    Ok(())
+}
+
+/// Connects to the session's reaper, starting one if none answers.
+fn connect_or_start(session: &Session) -> Result<UnixStream, String> {
     // Checked before anything in it is trusted: a directory another user
     // made could hold a socket of theirs posing as this run's reaper.
     create_runtime_dir().map_err(|e| e.to_string())?;
     let path = socket_path(&session.id);
+    // A socket that did not fit in the runtime directory lives under /tmp,
+    // checked the same way.
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir).map_err(|e| e.to_string())?;
+    }
     let greet = |mut stream: UnixStream| -> Result<UnixStream, String> {
         check_peer(&stream, &path)?;
         stream.write_all(format!("attach {}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
         Ok(stream)
     };
     if let Ok(stream) = UnixStream::connect(&path) {
-        *held = Some(greet(stream)?);
-        register_client(&session.id);
-        return Ok(());
+        return greet(stream);
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this test binary to start the reaper: {e}"))?;
     let mut cmd = Command::new(exe);
@@ -85,16 +101,22 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     // A new reaper may first wait for the run's previous one to finish
     // removing (its grace period ran out while the runner still ran).
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut starts = 1;
     loop {
         if let Ok(stream) = UnixStream::connect(&path) {
-            *held = Some(greet(stream)?);
-            register_client(&session.id);
             // Reaped by whoever outlives it; a reaper that lost the race for
             // the lock exits at once and is collected here.
             std::thread::spawn(move || {
                 let _ = child.wait();
             });
-            return Ok(());
+            return greet(stream);
+        }
+        // A reaper that exits without serving saw the lock held by one that
+        // was dying (a killed reaper lets go of its lock a moment after the
+        // signal): start another while the run has none.
+        if matches!(child.try_wait(), Ok(Some(_))) && starts < MAX_STARTS {
+            child = cmd.spawn().map_err(|e| format!("cannot start the reaper: {e}"))?;
+            starts += 1;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -104,12 +126,43 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     }
 }
 
+/// How many reapers one attach starts at most.
+const MAX_STARTS: u32 = 5;
+
+/// Waits on the connection to the reaper, which sends nothing: it ends only
+/// when the reaper does. A reaper that dies while this process runs (killed,
+/// or its machine's OOM killer) would leave the run with nobody to remove
+/// it: this process starts a replacement and connects to it. The
+/// replacement also finds the run's other processes in their registrations.
+fn watch(mut stream: UnixStream, session: Session) {
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 16];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        if crate::util::flags::shutting_down() {
+            return;
+        }
+        let mut held = CONNECTION.lock().unwrap_or_else(|e| e.into_inner());
+        match connect_or_start(&session) {
+            Ok(stream) => {
+                if let Ok(watched) = stream.try_clone() {
+                    watch(watched, session.clone());
+                }
+                *held = Some(stream);
+                register_client(&session.id);
+            }
+            Err(reason) => {
+                crate::util::say!("cleanroom: the reaper of session {} died and no replacement started ({reason}); what this run made may outlive it: `cargo cleanroom prune` removes it", session.id);
+            }
+        }
+    });
+}
+
 /// The process at the other end of the reaper's socket must be this user's:
 /// a reaper is trusted with the run's containers.
 fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), String> {
-    let peer = rustix::net::sockopt::socket_peercred(stream)
-        .map_err(|e| format!("cannot tell who serves {}: {e}", path.display()))?;
-    let (theirs, mine) = (peer.uid.as_raw(), uid());
+    let theirs =
+        crate::util::os::peer_uid(stream).map_err(|e| format!("cannot tell who serves {}: {e}", path.display()))?;
+    let mine = uid();
     if theirs != mine {
         return Err(format!(
             "{} is served by a process of uid {theirs}, not of yours (uid {mine}); it is not your reaper",
@@ -167,6 +220,9 @@ fn serve(session: &str) -> Result<(), String> {
         }
     }
     let socket = socket_path(session);
+    if let Some(dir) = socket.parent() {
+        create_private_dir(dir).map_err(|e| e.to_string())?;
+    }
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|e| e.to_string())?;
     let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| ProcessId::decode(&r));
@@ -174,9 +230,13 @@ fn serve(session: &str) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     // An engine that does not answer now may answer by the time the run is
     // over: the reaper serves its clients either way, and asks again then.
+    // Local servers of dead runs first: the Docker sweep removes the run
+    // directories their records are in.
+    let _ = super::local::sweep(session);
     let mut docker = runtime.block_on(Docker::connect()).ok();
-    if let Some(docker) = &docker {
-        let _ = runtime.block_on(sweep_orphans(docker, session));
+    match &docker {
+        Some(docker) => drop(runtime.block_on(sweep_orphans(docker, session))),
+        None => super::sweep::remove_stale_files(session),
     }
 
     let connected = Arc::new(AtomicUsize::new(0));
@@ -185,8 +245,26 @@ fn serve(session: &str) -> Result<(), String> {
     serve_connections(listener, connected.clone(), ever.clone(), last_change.clone());
     let started = Instant::now();
     let grace = grace();
+    // Other machines sharing this engine judge the run by its heartbeat.
+    let beat_every = super::heartbeat::interval(super::heartbeat::idle_ttl());
+    let mut last_beat: Option<Instant> = None;
+    let owner = crate::docker::owner_labels();
+    let mut run_labels = vec![(crate::docker::MANAGED_LABEL, "true"), (crate::docker::SESSION_LABEL, session)];
+    run_labels.extend(owner.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut last_try = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(50));
+        if docker.is_none() {
+            docker = reconnect(&runtime, session, &mut last_try, beat_every);
+        }
+        if let Some(docker) = &docker {
+            if last_beat.is_none_or(|t| t.elapsed() >= beat_every) {
+                let beat = super::heartbeat::beat(docker, &run_labels);
+                let _ = runtime.block_on(async { tokio::time::timeout(super::heartbeat::BEAT_TIMEOUT, beat).await });
+                last_beat = Some(Instant::now());
+            }
+        }
+        super::existing::heartbeat(&runtime, session);
         if connected.load(Ordering::SeqCst) > 0 {
             continue;
         }
@@ -220,27 +298,57 @@ fn serve(session: &str) -> Result<(), String> {
             serve_connections(again, connected.clone(), ever.clone(), last_change.clone());
         }
     }
+    // What the run made on existing servers, engine or not.
+    runtime.block_on(super::existing::remove_run(session));
+    super::local::remove_session(session);
+    // A run on the local engine that never connected to Docker has nothing
+    // there, and does not wait for an engine that is away.
     let docker = match docker.take() {
-        Some(docker) => docker,
-        None => reach_engine(&runtime)?,
+        Some(docker) => Some(docker),
+        None if super::local::may_have_used_docker(session) => Some(reach_engine(&runtime)?),
+        None => None,
     };
-    // An engine that drops out now is asked again, for ENGINE_RETRY: what
-    // the run made must not outlive it because the engine was away a moment.
-    let deadline = Instant::now() + ENGINE_RETRY;
-    while runtime.block_on(remove_session(&docker, session)).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    // The run's containers are gone, so its cache volumes are free to go too.
-    if let Ok(config) = crate::config::current() {
-        runtime.block_on(crate::cache::evict(&docker, config.cache_ttl, config.cache_size));
+    if let Some(docker) = &docker {
+        // An engine that drops out now is asked again, for ENGINE_RETRY: what
+        // the run made must not outlive it because the engine was away a moment.
+        let deadline = Instant::now() + ENGINE_RETRY;
+        while runtime.block_on(remove_session(docker, session)).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        // The run's containers are gone, so its cache volumes are free to go too.
+        if let Ok(config) = crate::config::current() {
+            runtime.block_on(crate::cache::evict_at_run_end(docker, &config.caches));
+        }
     }
     let _ = std::fs::remove_dir_all(run_dir(session));
     touch_claims(session);
     // The lock file stays: a reaper that starts after this one takes the same
     // file, so there is never a second lock for one session.
     drop(lock);
-    keep_reused(&runtime, &docker);
+    if let Some(docker) = &docker {
+        keep_reused(&runtime, docker);
+    }
     Ok(())
+}
+
+/// An engine that was away when the reaper started is asked again, at most
+/// once every `every` (the heartbeat interval): once it answers, the run
+/// beats and what dead runs left is swept, as at a start with the engine
+/// there. Until then other machines sharing the engine would take the run
+/// for idle.
+fn reconnect(
+    runtime: &tokio::runtime::Runtime,
+    session: &str,
+    last_try: &mut Instant,
+    every: Duration,
+) -> Option<Docker> {
+    if last_try.elapsed() < every {
+        return None;
+    }
+    *last_try = Instant::now();
+    let docker = runtime.block_on(Docker::connect()).ok()?;
+    drop(runtime.block_on(sweep_orphans(&docker, session)));
+    Some(docker)
 }
 
 /// How long a reaper whose run is over keeps asking an engine that does not

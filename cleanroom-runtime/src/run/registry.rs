@@ -103,6 +103,7 @@ impl Registry {
         *self.reaper.get_or_init(|| {
             let Ok(session) = &self.session else { return false };
             if crate::config::current().is_ok_and(|c| c.no_reaper) {
+                crate::run::heartbeat::beat_for_this_process(&session.id);
                 return false;
             }
             match crate::run::reaper::attach(session) {
@@ -111,6 +112,7 @@ impl Registry {
                     true
                 }
                 Err(reason) => {
+                    crate::run::heartbeat::beat_for_this_process(&session.id);
                     crate::util::say!("cleanroom: no reaper for session {} ({reason}); this process removes its own containers at exit, and shares none with other processes", session.id);
                     false
                 }
@@ -195,7 +197,18 @@ impl Registry {
     }
 
     pub(super) async fn docker(&self) -> Result<Docker, Error> {
-        self.docker.get_or_init(|| async { Docker::connect().await.map_err(Error::from) }).await.clone()
+        self.docker
+            .get_or_init(|| async {
+                let docker = Docker::connect().await.map_err(Error::from)?;
+                // Before anything is created: the run's reaper removes its
+                // part in Docker only if a process of the run connected.
+                if let Ok(session) = self.session() {
+                    super::local::mark_docker_used(session);
+                }
+                Ok(docker)
+            })
+            .await
+            .clone()
     }
 
     /// Builds the definition: from the spec, then environment overrides.

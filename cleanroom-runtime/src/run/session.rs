@@ -10,7 +10,7 @@
 use crate::error::Error;
 
 /// A process identity that survives pid reuse: its pid and its start time
-/// (clock ticks since boot).
+/// (in the system's own unit, see [`process_start`](crate::util::os::process_start)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcessId {
     pub(crate) pid: u32,
@@ -20,11 +20,10 @@ pub(crate) struct ProcessId {
 impl ProcessId {
     /// `pid` as it is now, if it runs.
     pub(crate) fn of(pid: u32) -> Option<ProcessId> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        Some(ProcessId { pid, start: stat_field(&stat, 22)?.parse().ok()? })
+        Some(ProcessId { pid, start: crate::util::os::process_start(pid)? })
     }
 
-    /// This process, read from `/proc` once: it labels what a reaperless
+    /// This process, asked of the system once: it labels what a reaperless
     /// process creates and registers the process with its run's reaper.
     pub(crate) fn current() -> Option<ProcessId> {
         static CURRENT: std::sync::OnceLock<Option<ProcessId>> = std::sync::OnceLock::new();
@@ -33,17 +32,12 @@ impl ProcessId {
 
     /// The parent of this process.
     pub(crate) fn parent() -> Option<ProcessId> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        Self::of(stat_field(&stat, 4)?.parse().ok()?)
+        Self::of(crate::util::os::parent_pid()?)
     }
 
     /// Whether this very process (not another that got its pid) still runs.
     pub(crate) fn is_alive(&self) -> bool {
-        Self::of(self.pid).is_some_and(|now| now.start == self.start)
-            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-                .ok()
-                .and_then(|s| stat_field(&s, 3).map(|state| state != "Z"))
-                .unwrap_or(false)
+        crate::util::os::process_start(self.pid) == Some(self.start)
     }
 
     /// `pid:start`, as passed to the reaper.
@@ -55,16 +49,6 @@ impl ProcessId {
         let (pid, start) = s.split_once(':')?;
         Some(ProcessId { pid: pid.parse().ok()?, start: start.parse().ok()? })
     }
-}
-
-/// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line; the
-/// command name (field 2) may contain spaces and parentheses.
-fn stat_field(stat: &str, n: usize) -> Option<&str> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    if n < 3 {
-        return None;
-    }
-    after.split_whitespace().nth(n - 3)
 }
 
 /// Where the session id came from.
@@ -119,7 +103,7 @@ pub(crate) fn from_parts(
     match parent {
         Some(p) => Ok(Session { id: format!("run-{}-{}", p.pid, p.start), runner: runner_override.or(Some(p)) }),
         None => {
-            // No /proc: a session of this process alone.
+            // No parent to be found: a session of this process alone.
             let nanos =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             Ok(Session { id: format!("proc-{}-{:x}", std::process::id(), nanos & 0xffff_ffff), runner: None })
@@ -172,14 +156,6 @@ mod tests {
             let s = from_parts(None, None, Some(parent), None).unwrap();
             assert_eq!(s.id, "run-4242-99");
             assert_eq!(s.runner, Some(parent));
-        }
-
-        #[test]
-        fn read_proc_stat_fields_past_odd_command_names() {
-            let stat = "123 (a) b (c)) S 77 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
-            assert_eq!(stat_field(stat, 3), Some("S"));
-            assert_eq!(stat_field(stat, 4), Some("77"));
-            assert_eq!(stat_field(stat, 22), Some("98765"));
         }
 
         #[test]

@@ -4,6 +4,7 @@
 //! and make it ready (networks, ports, health checks, cache, init commands).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::docker::{
     owner_key, owner_labels, ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL,
     PROCESS_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
 };
+use crate::engine::{EngineError, EngineFuture, EngineKind, Owned, Provisioner};
 use crate::error::Error;
 use crate::health;
 use crate::lifecycle::State;
@@ -60,63 +62,142 @@ struct Created {
     created_here: bool,
 }
 
+/// What a start asks of its engine: the service, its slot and its resolved
+/// definition, from the instant the start began.
+pub(crate) struct StartRequest<'s> {
+    pub(super) registry: &'static Registry,
+    pub(super) name: &'s str,
+    pub(super) slot: &'s Slot,
+    pub(super) def: GenericContainer,
+    pub(super) started: Instant,
+}
+
+/// A service an engine made ready or attached to, with its start's phases.
+pub(crate) struct Started {
+    pub(super) service: RunningService,
+    pub(super) phases: Phases,
+}
+
+/// An engine as a start sees it.
+pub(crate) type Driver<'s> = dyn Provisioner<StartRequest<'s>, Started, Error> + 's;
+
+/// Which engine runs a service: an existing server when one is configured
+/// for it (no engine is asked), else the local engine when the run uses it
+/// (`runs_locally`, which under `auto` asks Docker), else Docker.
+pub(super) async fn choose<E>(
+    existing: bool,
+    runs_locally: impl Future<Output = Result<bool, E>>,
+) -> Result<EngineKind, E> {
+    if existing {
+        return Ok(EngineKind::Existing);
+    }
+    Ok(if runs_locally.await? { EngineKind::Local } else { EngineKind::Docker })
+}
+
 impl Registry {
     /// Starts `name` from `source`: the whole path from definition to a
-    /// service that passed its checks.
+    /// service that passed its checks, through the engine picked for it.
     pub(super) async fn start(
         &'static self,
         name: &str,
         slot: &Slot,
         source: Source,
     ) -> Result<Arc<RunningService>, Error> {
+        let engine = self.pick_engine(name).await?;
         let def = self.definition(name, source)?;
-        check_bind_sources(name, &def)?;
         slot.transition(State::Starting)?;
-        let started = Instant::now();
-        let plan = self.plan(name, &def)?;
-        if let Some(service) = attach_from_record(name, &def, &plan) {
-            // Another process of the run made it Ready and said how to reach
-            // it: nothing to ask the engine.
-            slot.transition(State::Ready)?;
-            let service = Arc::new(service);
-            let phases = Phases { start_ms: Some(crate::metrics::ms(started.elapsed())), ..Phases::default() };
-            self.record_ready(name, slot, &service, phases, started);
-            return Ok(service);
+        let request = StartRequest { registry: self, name, slot, def, started: Instant::now() };
+        let Started { service, phases } = crate::engine::provision(engine.as_ref(), &request).await?;
+        slot.transition(State::Ready)?;
+        let service = Arc::new(service);
+        self.record_ready(name, slot, &service, phases, request.started);
+        Ok(service)
+    }
+
+    /// The engine that runs `name`, picked once ([`choose`]). Docker first
+    /// learns where this process runs, before the definition is resolved
+    /// (the built-in Redis's password depends on it).
+    async fn pick_engine<'s>(&'static self, name: &str) -> Result<Box<Driver<'s>>, Error> {
+        let external = super::existing::configured(name)?;
+        let kind = choose(external.is_some(), self.runs_locally()).await?;
+        Ok(match (kind, external) {
+            (EngineKind::Existing, Some((url, databases))) => {
+                Box::new(super::existing::ExistingDriver { server: Some((url, databases)) })
+            }
+            (EngineKind::Local, _) => Box::new(super::local::LocalDriver),
+            _ => {
+                self.locate_own_container().await?;
+                Box::new(DockerDriver::default())
+            }
+        })
+    }
+
+    /// Inside a container that reaches a local engine by its socket, asks the
+    /// engine where this container is, once, before anything is published
+    /// (the built-in Redis's password depends on it): see
+    /// [`endpoint`](crate::docker::endpoint).
+    ///
+    /// The answer is kept in the runtime directory, per container: the
+    /// other processes of the run (every one under nextest) read it there,
+    /// and an attaching process still asks the engine nothing.
+    async fn locate_own_container(&'static self) -> Result<(), Error> {
+        if !crate::docker::endpoint::needs_detection() {
+            return Ok(());
+        }
+        let own_id = crate::util::os::own_container_id();
+        let kept = own_id.as_deref().map(|id| crate::util::paths::runtime_dir().join("containers").join(id));
+        if let Some(text) = kept.as_ref().and_then(|path| std::fs::read_to_string(path).ok()) {
+            let mut lines = text.lines();
+            match (lines.next(), lines.next(), lines.next()) {
+                (Some("unknown"), _, _) => crate::docker::endpoint::settle(None),
+                (Some(id), Some(mode), gateway) => {
+                    let own = crate::docker::endpoint::OwnContainer {
+                        id,
+                        network_mode: mode,
+                        gateway: gateway.filter(|g| !g.is_empty()),
+                    };
+                    crate::docker::endpoint::settle(Some(own));
+                }
+                _ => {}
+            }
+            if !crate::docker::endpoint::needs_detection() {
+                return Ok(());
+            }
         }
         let docker = self.docker().await?;
-        let mut phases = Phases::default();
-        let created = self.create_or_attach(&docker, name, &def, &plan, slot, started, &mut phases).await?;
-        if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
-            let _ = docker.remove(&created.id).await;
-            return Err(Error::ShuttingDown { service: name.to_string() });
-        }
-        let mut def = def;
-        if let Some(env) = created.env {
-            adopt_creator_values(&mut def, &env);
-        }
-        let id = created.id;
-        let ready = self.make_ready(&docker, name, &def, &plan, &id, created.created_here, started, &mut phases).await;
-        match ready {
-            Ok(service) => {
-                slot.transition(State::Ready)?;
-                let service = Arc::new(service);
-                phases.created_here = created.created_here;
-                self.record_ready(name, slot, &service, phases, started);
-                Ok(service)
-            }
-            Err(err) => {
-                if created.created_here {
-                    let _ = docker.remove(&id).await;
+        let found = match &own_id {
+            Some(id) => docker.container_networks(id).await,
+            None => None,
+        };
+        let gateway = found.as_ref().and_then(|c| c.gateways.values().next().cloned());
+        crate::docker::endpoint::settle(found.as_ref().map(|c| crate::docker::endpoint::OwnContainer {
+            id: &c.id,
+            network_mode: &c.mode,
+            gateway: gateway.as_deref(),
+        }));
+        if let Some(path) = kept {
+            let text = match &found {
+                Some(c) => format!("{}\n{}\n{}\n", c.id, c.mode, gateway.unwrap_or_default()),
+                None => "unknown\n".to_string(),
+            };
+            if crate::util::paths::create_runtime_dir().is_ok() {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
                 }
-                Err(err)
+                let _ = std::fs::write(&path, text);
             }
         }
+        Ok(())
     }
 
     /// Names, labels and the engine request of a service about to start.
     fn plan(&self, name: &str, def: &GenericContainer) -> Result<Plan, Error> {
         let config = self.config.clone()?;
         let session = self.session()?.to_string();
+        // Where ports are published and reached from: wrong settings fail
+        // the start here, before anything is created.
+        crate::docker::endpoint::current()
+            .map_err(|bad| Error::Configuration { key: bad.key.clone(), reason: bad.reason.clone() })?;
         let shared = self.reaper_attached();
         let definition_hash = format!("{:016x}", def.identity_hash());
         // A reused service belongs to no run: the next run with the same
@@ -199,6 +280,14 @@ impl Registry {
             crate::metrics::cache_miss("image");
         } else {
             crate::metrics::cache_hit("image");
+        }
+        // Only an image cleanroom pulled has a record, and only such an
+        // image is ever evicted (`caches.image`).
+        crate::cache::records::used("image", &def.image, pulled);
+        if pulled {
+            if let Ok(Some(size)) = docker.image_size(&def.image).await {
+                crate::cache::records::sized("image", &def.image, size);
+            }
         }
         self.ensure_volumes(docker, name, def, &plan.owner_session, plan.reuse, plan.shared).await?;
         crate::util::say!("cleanroom: starting {name} ({})", def.image);
@@ -326,6 +415,8 @@ impl Registry {
             ports,
             definition: def.clone(),
             engine: std::sync::Arc::new(docker.clone()),
+            host: None,
+            existing: None,
         };
         phases.start_ms = Some(crate::metrics::ms(ports_started.elapsed()));
         let deadline = started + def.startup_timeout;
@@ -371,7 +462,7 @@ impl Registry {
 
     /// Counts and records a service that became ready, hands it to tests
     /// and starts watching it.
-    fn record_ready(
+    pub(super) fn record_ready(
         &'static self,
         name: &str,
         slot: &Slot,
@@ -389,8 +480,13 @@ impl Registry {
         tracing::info!(service = name, created_here, ready_ms = crate::metrics::ms(started.elapsed()), "ready");
         let first = slot.restarts.load(Ordering::SeqCst) == 0
             && slot.failures.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        let disk = service.definition.limits.disk;
         crate::metrics::service(name, |m| {
+            let r = &mut m.resources;
+            (r.disk_read_bps_limit, r.disk_write_bps_limit) = (disk.read_bps, disk.write_bps);
+            (r.disk_read_iops_limit, r.disk_write_iops_limit) = (disk.read_iops, disk.write_iops);
             m.image = service.image.clone();
+            m.engine = service.engine.kind().name().to_string();
             m.containers.push(service.id.clone());
             m.starts.push(phases);
             if first {
@@ -398,7 +494,157 @@ impl Registry {
             }
         });
         *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
+        if created_here {
+            // The first reading of the server's counters, off the test's path:
+            // throughput counts from here (docs/report.md).
+            let service = service.clone();
+            crate::util::background::spawn_background(async move {
+                crate::health::perf::read_into_metrics(&service).await;
+            });
+        }
         self.watch(service.clone());
+    }
+}
+
+/// Docker (and Podman, which speaks its API) as a start's engine: the
+/// container is named by the run, so exactly one process creates it and the
+/// others attach; what runs own is what carries their labels.
+#[derive(Default)]
+pub(crate) struct DockerDriver {
+    /// The engine, once connected: given for listing, the registry's for a
+    /// start.
+    docker: tokio::sync::OnceCell<Docker>,
+    /// The plan of the service being started: made once (it claims a reused
+    /// service), read by `attach` and `create`.
+    plan: std::sync::Mutex<Option<Arc<Plan>>>,
+}
+
+impl DockerDriver {
+    /// A driver for listing and removing, on `docker`.
+    pub(crate) fn on(docker: Docker) -> DockerDriver {
+        DockerDriver { docker: tokio::sync::OnceCell::new_with(Some(docker)), plan: std::sync::Mutex::new(None) }
+    }
+
+    fn plan(&self, request: &StartRequest<'_>) -> Result<Arc<Plan>, Error> {
+        let mut kept = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = kept.as_ref() {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(request.registry.plan(request.name, &request.def)?);
+        *kept = Some(plan.clone());
+        Ok(plan)
+    }
+
+    async fn docker(&self) -> Result<Docker, EngineError> {
+        let connect =
+            || async { Docker::connect().await.map_err(|e| EngineError::new("connect", None, e.to_string())) };
+        self.docker.get_or_try_init(connect).await.cloned()
+    }
+}
+
+impl<'s> Provisioner<StartRequest<'s>, Started, Error> for DockerDriver {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+
+    /// From the record of the process that made it Ready: nothing to ask
+    /// the engine.
+    fn attach<'a>(&'a self, request: &'a StartRequest<'s>) -> EngineFuture<'a, Result<Option<Started>, Error>> {
+        Box::pin(async move {
+            check_bind_sources(request.name, &request.def)?;
+            let plan = self.plan(request)?;
+            Ok(attach_from_record(request.name, &request.def, &plan).map(|service| Started {
+                service,
+                phases: Phases { start_ms: Some(crate::metrics::ms(request.started.elapsed())), ..Phases::default() },
+            }))
+        })
+    }
+
+    fn create<'a>(&'a self, request: &'a StartRequest<'s>) -> EngineFuture<'a, Result<Started, Error>> {
+        Box::pin(async move {
+            let plan = self.plan(request)?;
+            let docker = self.docker.get_or_try_init(|| request.registry.docker()).await?.clone();
+            match request.registry.create_docker(&docker, request, &plan).await {
+                Ok(started) => Ok(started),
+                Err((err, made_here)) => {
+                    if let Some(id) = made_here {
+                        let _ = self.remove_owned(&id).await;
+                    }
+                    Err(err)
+                }
+            }
+        })
+    }
+
+    fn list_owned(&self) -> EngineFuture<'_, Result<Vec<Owned>, EngineError>> {
+        Box::pin(async move {
+            let docker = self.docker().await?;
+            let listed = docker.list(&format!("{MANAGED_LABEL}=true")).await?;
+            Ok(listed
+                .into_iter()
+                .map(|c| Owned {
+                    session: c.labels.get(SESSION_LABEL).cloned().unwrap_or_default(),
+                    service: c.labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
+                    id: c.id,
+                    name: c.name,
+                    image: c.image,
+                    state: c.state,
+                    address: String::new(),
+                    labels: c.labels,
+                    created: c.created,
+                })
+                .collect())
+        })
+    }
+
+    fn remove_owned<'a>(&'a self, id: &'a str) -> EngineFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move { self.docker().await?.remove(id).await })
+    }
+
+    /// This owner's dead runs and other machines' idle ones (the orphan
+    /// sweep: containers, networks, volumes, stale run files).
+    fn sweep_dead<'a>(&'a self, me: &'a str, dry_run: bool) -> EngineFuture<'a, Result<Vec<String>, EngineError>> {
+        Box::pin(async move {
+            let docker = self.docker().await?;
+            Ok(match dry_run {
+                true => super::sweep::dead_sessions(&docker, me).await,
+                false => super::sweep::sweep_orphans(&docker, me).await,
+            })
+        })
+    }
+}
+
+impl Registry {
+    /// [`DockerDriver`]'s create: provisions, creates (or attaches to the
+    /// container a racing process created) and makes it ready. On failure
+    /// it also names a container made here, which the caller removes.
+    async fn create_docker(
+        &'static self,
+        docker: &Docker,
+        request: &StartRequest<'_>,
+        plan: &Plan,
+    ) -> Result<Started, (Error, Option<String>)> {
+        let (name, slot, started) = (request.name, request.slot, request.started);
+        let mut phases = Phases::default();
+        let created = self
+            .create_or_attach(docker, name, &request.def, plan, slot, started, &mut phases)
+            .await
+            .map_err(|e| (e, None))?;
+        if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
+            return Err((Error::ShuttingDown { service: name.to_string() }, Some(created.id)));
+        }
+        let mut def = request.def.clone();
+        if let Some(env) = created.env {
+            adopt_creator_values(&mut def, &env);
+        }
+        let id = created.id;
+        match self.make_ready(docker, name, &def, plan, &id, created.created_here, started, &mut phases).await {
+            Ok(service) => {
+                phases.created_here = created.created_here;
+                Ok(Started { service, phases })
+            }
+            Err(err) => Err((err, created.created_here.then_some(id))),
+        }
     }
 }
 
@@ -416,6 +662,8 @@ fn attach_from_record(name: &str, def: &GenericContainer, plan: &Plan) -> Option
         ports: record.ports,
         definition: def,
         engine: std::sync::Arc::new(super::lazy_engine::LazyDocker),
+        host: None,
+        existing: None,
     })
 }
 
@@ -518,7 +766,7 @@ async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), 
     match found {
         crate::cache::RestoreOutcome::Restored(generation) => {
             crate::metrics::cache_hit("volume");
-            crate::cache::touch(volume, None);
+            crate::cache::touch(volume, None, true);
             tracing::info!(service = %service.name, volume, generation, "cluster copied from the volume cache");
         }
         found => {
@@ -531,7 +779,7 @@ async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), 
                 );
             }
             match outcome.strip_prefix("filled ").map(|kib| kib.trim().parse::<u64>()) {
-                Some(Ok(kib)) => crate::cache::touch(volume, Some(kib * 1024)),
+                Some(Ok(kib)) => crate::cache::touch(volume, Some(kib * 1024), true),
                 _ => crate::metrics::alert(&service.name, "cache_fill", format!("filling {volume} failed: {outcome}")),
             }
         }
@@ -617,7 +865,7 @@ async fn join_extra_networks(docker: &Docker, id: &str, service: &str, def: &Gen
 
 /// Runs the init commands of a container this process created, in order;
 /// the first that fails fails the start.
-async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
+pub(super) async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
     for cmd in &service.definition.init {
         let failed = |code: i64, stderr: String| Error::Init {
             service: service.name.clone(),
@@ -630,7 +878,7 @@ async fn run_init_commands(service: &RunningService) -> Result<(), Error> {
             .engine
             .exec(&service.id, cmd)
             .await
-            .map_err(|reason| failed(-1, format!("docker could not run it: {reason}")))?;
+            .map_err(|reason| failed(-1, format!("{} could not run it: {reason}", service.engine.kind().name())))?;
         if out.exit_code != 0 {
             return Err(failed(out.exit_code, out.stderr));
         }
@@ -643,6 +891,31 @@ mod tests {
     mod should {
         use super::super::adopt_creator_values;
         use std::collections::BTreeMap;
+
+        fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+        }
+
+        #[test]
+        fn pick_an_existing_server_without_asking_any_engine() {
+            use crate::engine::EngineKind;
+            let never = async {
+                if true {
+                    panic!("no engine is asked for an existing server");
+                }
+                Ok::<bool, String>(true)
+            };
+            assert_eq!(block_on(super::super::choose(true, never)), Ok(EngineKind::Existing));
+        }
+
+        #[test]
+        fn pick_the_local_engine_or_docker_as_the_run_says() {
+            use crate::engine::EngineKind;
+            let choose = |local: Result<bool, String>| block_on(super::super::choose(false, async { local }));
+            assert_eq!(choose(Ok(true)), Ok(EngineKind::Local));
+            assert_eq!(choose(Ok(false)), Ok(EngineKind::Docker));
+            assert_eq!(choose(Err("no settings".into())), Err("no settings".to_string()), "its error is the start's");
+        }
 
         #[test]
         fn take_the_creators_password_but_not_the_images_environment() {

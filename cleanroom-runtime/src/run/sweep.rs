@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::liveness::{is_orphan, session_alive, socket_path};
+use super::heartbeat::{idle_remote_runs, idle_ttl};
+use super::liveness::{is_orphan, run_over, socket_path};
 use super::marks::{remove_stale_ready_marks, remove_stale_run_dirs};
 use crate::docker::{is_mine, owner_labels, Docker, MANAGED_LABEL, REUSE_LABEL, SESSION_LABEL};
 use crate::util::paths::runtime_dir;
@@ -15,7 +16,13 @@ pub(super) const STALE_LOCK_AGE: Duration = Duration::from_secs(24 * 3600);
 /// `Err` when the engine could not be asked or refused a removal: the caller
 /// may try again.
 pub(crate) async fn remove_session(docker: &Docker, session: &str) -> Result<(), String> {
-    let owner = owner_labels();
+    remove_run(docker, session, &owner_labels()).await
+}
+
+/// Removes every container, network and volume of `session` that carries
+/// the owner labels `owner` (this user's, or those of a run of another
+/// machine that went idle).
+async fn remove_run(docker: &Docker, session: &str, owner: &[(&'static str, String)]) -> Result<(), String> {
     let mut labels = vec![(MANAGED_LABEL, "true"), (SESSION_LABEL, session)];
     labels.extend(owner.iter().map(|(k, v)| (*k, v.as_str())));
     let ids = docker.containers_labelled(&labels).await?;
@@ -28,23 +35,50 @@ pub(crate) async fn remove_session(docker: &Docker, session: &str) -> Result<(),
     Ok(())
 }
 
-/// Removes what dead runs left behind (see [`is_orphan`]), never `me`'s;
-/// returns the sessions removed.
+/// Removes what dead runs left behind (see [`is_orphan`]) and what runs of
+/// other machines left once idle for `run.remote_idle_ttl` (see
+/// [`heartbeat`](super::heartbeat)), never `me`'s; returns the sessions
+/// removed.
 pub(crate) async fn sweep_orphans(docker: &Docker, me: &str) -> Vec<String> {
-    let dead = dead_sessions(docker, me).await;
+    let mut dead = dead_sessions_here(docker, me).await;
     for session in &dead {
         let _ = remove_session(docker, session).await;
         let _ = std::fs::remove_file(socket_path(session));
     }
-    remove_stale_locks(me);
-    remove_stale_run_dirs(me);
+    for run in idle_remote_runs(docker, idle_ttl()).await {
+        if remove_run(docker, &run.session, &run.owner).await.is_ok() && !dead.contains(&run.session) {
+            dead.push(run.session);
+        }
+    }
+    remove_stale_files(me);
     remove_stale_ready_marks(docker).await;
     dead
 }
 
+/// Removes the lock files and run directories of runs that are over (the
+/// part of the sweep that needs no engine: a reaper whose engine is away,
+/// or a run on the local engine or existing servers alone, still does it).
+/// Local servers' records live in run directories: sweep those first.
+pub(crate) fn remove_stale_files(me: &str) {
+    remove_stale_locks(me);
+    remove_stale_run_dirs(me);
+}
+
 /// The sessions, other than `me`, whose run is over but whose containers or
-/// networks are still here.
+/// networks are still here: this owner's dead runs and other machines'
+/// idle ones.
 pub(crate) async fn dead_sessions(docker: &Docker, me: &str) -> Vec<String> {
+    let mut dead = dead_sessions_here(docker, me).await;
+    for run in idle_remote_runs(docker, idle_ttl()).await {
+        if !dead.contains(&run.session) {
+            dead.push(run.session);
+        }
+    }
+    dead
+}
+
+/// This owner's sessions, other than `me`, whose run is provably over.
+async fn dead_sessions_here(docker: &Docker, me: &str) -> Vec<String> {
     let Ok(all) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return Vec::new() };
     let mut dead: Vec<String> = Vec::new();
     for (_, labels, _) in &all {
@@ -59,7 +93,7 @@ pub(crate) async fn dead_sessions(docker: &Docker, me: &str) -> Vec<String> {
         for (_, labels) in networks {
             let Some(session) = labels.get(SESSION_LABEL) else { continue };
             let reused = labels.get(REUSE_LABEL).is_some_and(|v| v == "true");
-            let dead_here = is_mine(&labels) && session_alive(session) == Some(false);
+            let dead_here = is_mine(&labels) && run_over(session);
             if session != me && !reused && !dead.contains(session) && dead_here {
                 dead.push(session.clone());
             }
@@ -80,7 +114,7 @@ pub(super) fn remove_stale_locks(me: &str) {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_LOCK_AGE));
-        if session != me && session != "reuse" && old && session_alive(session) == Some(false) {
+        if session != me && session != "reuse" && old && run_over(session) {
             let _ = std::fs::remove_file(&path);
         }
     }

@@ -39,6 +39,12 @@ impl Registry {
             crate::rooms::release_pooled().await;
             return;
         }
+        let serving: Vec<Arc<crate::service::running::RunningService>> =
+            slots.iter().filter_map(|s| s.serving.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
+        super::existing::remove_own(&serving).await;
+        // Without a reaper the local servers this process started are its own
+        // (stopping one waits for it: off the runtime's threads).
+        let _ = tokio::task::spawn_blocking(super::local::stop_own).await;
         let Some(Ok(docker)) = self.docker.get().cloned() else { return };
         let Ok(session) = self.session() else { return };
         // Containers being created now are labelled, so wait for their ids to
@@ -54,11 +60,13 @@ impl Registry {
             slots.iter().filter_map(|s| s.container_id.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
         // Only this process's: other processes of a run without a reaper have
         // containers of their own, labelled with their own process.
+        // With the owner labels too: a pid and start time are unique on one
+        // machine only, and an engine may be shared by several.
         let process = super::start::process_label();
-        if let Ok(more) = docker
-            .containers_labelled(&[(MANAGED_LABEL, "true"), (SESSION_LABEL, session), (PROCESS_LABEL, &process)])
-            .await
-        {
+        let owner = crate::docker::owner_labels();
+        let mut labels = vec![(MANAGED_LABEL, "true"), (SESSION_LABEL, session), (PROCESS_LABEL, process.as_str())];
+        labels.extend(owner.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Ok(more) = docker.containers_labelled(&labels).await {
             for id in more {
                 if !ids.contains(&id) {
                     ids.push(id);
@@ -96,8 +104,32 @@ impl Registry {
             let _ = slot.transition(State::Stopped);
         }
         if let Ok(config) = crate::config::current() {
-            crate::cache::evict(&docker, config.cache_ttl, config.cache_size).await;
+            crate::cache::evict_at_run_end(&docker, &config.caches).await;
         }
+    }
+
+    /// At exit, reads the counters of each service this process read
+    /// before (the one that made it, or one that lived long enough for its
+    /// monitor), so the report's throughput covers the whole process; a
+    /// process that never read them (a short nextest process) asks nothing.
+    pub(crate) fn read_performance_at_exit(&'static self) {
+        let serving: Vec<Arc<crate::service::running::RunningService>> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|slot| slot.serving.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .filter(|s| crate::metrics::service(&s.name, |m| m.performance.first.is_some()))
+            .collect();
+        if serving.is_empty() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        crate::util::background::runtime().spawn(async move {
+            futures_util::future::join_all(serving.iter().map(|s| crate::health::perf::read_into_metrics(s))).await;
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(crate::health::perf::READ_TIMEOUT + Duration::from_millis(500));
     }
 
     /// [`Registry::teardown`] from outside the runtime (the exit hook).

@@ -11,6 +11,15 @@ use crate::service::health::HealthCheck;
 /// checks, unless the definition says otherwise.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The variable that carries the built-in Redis's password, when it has one
+/// (its port is reachable beyond the engine host's loopback).
+pub(crate) const REDIS_PASSWORD_ENV: &str = "REDIS_PASSWORD";
+
+/// Variables holding secrets generated anew by every process: not part of a
+/// container's identity (every process of a run must agree on it), and taken
+/// from the container's creator by the others.
+const GENERATED_SECRETS: &[&str] = &["POSTGRES_PASSWORD", REDIS_PASSWORD_ENV];
+
 /// A container definition: the image and how to run it.
 ///
 /// ```
@@ -37,8 +46,11 @@ pub struct GenericContainer {
     pub(crate) health_checks: Vec<HealthCheck>,
     pub(crate) startup_timeout: Duration,
     pub(crate) rooms: Option<RoomHooks>,
-    /// Directories mounted as tmpfs, with their mount options.
+    /// Directories mounted as tmpfs, with their mount options as given.
     pub(crate) tmpfs: BTreeMap<String, String>,
+    /// The size cap of every tmpfs (`with_disk_size`), applied when the
+    /// container is created, whatever the order of the builder's calls.
+    pub(crate) disk_size: Option<u64>,
     pub(crate) limits: Limits,
     /// Bind mounts and named volumes, in order; one target at most once.
     pub(crate) mounts: Vec<Mount>,
@@ -51,6 +63,14 @@ pub struct GenericContainer {
     /// What the volume cache keeps between runs (the built-in Postgres's
     /// initialised cluster); `None`: no cache.
     pub(crate) volume_cache: Option<VolumeCache>,
+    /// Network conditions between each test and the service: every test's
+    /// handle goes through a proxy of its own (docs/monitoring.md).
+    pub(crate) network: Option<crate::proxy::NetworkConditions>,
+    /// The block device disk limits apply to; `None`: the engine's storage's.
+    pub(crate) disk_device: Option<String>,
+    /// The command that runs the service on the local engine instead of its
+    /// image (`with_local_command`); `None`: the local engine cannot run it.
+    pub(crate) local_command: Option<Vec<String>>,
 }
 
 /// A bind mount (a host path) or a named volume, mounted into the container.
@@ -192,13 +212,40 @@ impl GenericContainer {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             rooms: None,
             tmpfs: BTreeMap::new(),
+            disk_size: None,
             limits: Limits::default(),
             mounts: Vec::new(),
             init: Vec::new(),
             networks: Vec::new(),
             watch: crate::service::watch::Watch::default(),
             volume_cache: None,
+            network: None,
+            disk_device: None,
+            local_command: None,
         }
+    }
+
+    /// The command that runs this service on the local engine
+    /// (`CLEANROOM_ENGINE=local`, docs/engines.md), where there are no
+    /// images: a program on `PATH` (or a path) and its arguments, in which
+    /// `{port}` becomes the port its first port is reached on, `{port:<container
+    /// port>}` that of another port, and `{dir}` a directory of its own
+    /// (also in `CLEANROOM_PORT`, `CLEANROOM_PORT_<container port>` and
+    /// `CLEANROOM_DIR`). Its health checks run as usual: ports on 127.0.0.1,
+    /// logs from its output, commands and files on this machine.
+    ///
+    /// ```
+    /// use cleanroom_runtime::{GenericContainer, HealthCheck};
+    ///
+    /// let web = GenericContainer::new("nginx:1.27")
+    ///     .with_port(80)
+    ///     .with_health_check(HealthCheck::http(80, "/"))
+    ///     .with_local_command(["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]);
+    /// # let _ = web;
+    /// ```
+    pub fn with_local_command(mut self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.local_command = Some(cmd.into_iter().map(Into::into).collect());
+        self
     }
 
     /// Replaces the image's command.
@@ -240,7 +287,8 @@ impl GenericContainer {
         self
     }
 
-    /// Publishes a container port on a random port of 127.0.0.1; read it back
+    /// Publishes a container port on a random port of 127.0.0.1 (of a remote
+    /// engine's host: every address, docs/environments.md); read it back
     /// with `Container::port`.
     pub fn with_port(mut self, port: u16) -> Self {
         if !self.ports.contains(&port) {
@@ -250,7 +298,7 @@ impl GenericContainer {
     }
 
     /// Publishes container port `container` on the fixed port `host` of
-    /// 127.0.0.1 (still never on other interfaces); in `cleanroom.toml`:
+    /// 127.0.0.1 (never on other interfaces, but for a remote engine); in `cleanroom.toml`:
     /// `ports = ["18080:80"]`. `Container::port(container)` returns `host`.
     ///
     /// A fixed host port can be bound once per machine: two runs at the same
@@ -432,9 +480,93 @@ impl GenericContainer {
         self
     }
 
+    /// Throttles what the service may write to disk, in bytes per second
+    /// (Docker's blkio throttle on the block device behind the engine's
+    /// storage: volumes and bind mounts on it; a tmpfs is memory, and a
+    /// storage driver outside the kernel, such as fuse-overlayfs, writes the
+    /// container's own layer from another process, so neither is throttled).
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let db = GenericContainer::new("cleanroom-offline/postgres:15").with_disk_write_limit(8 << 20);
+    /// # let _ = db;
+    /// ```
+    pub fn with_disk_write_limit(mut self, bytes_per_second: u64) -> Self {
+        self.limits.disk.write_bps = Some(bytes_per_second);
+        self
+    }
+
+    /// Throttles what the service may read from disk, in bytes per second
+    /// (see [`GenericContainer::with_disk_write_limit`]).
+    pub fn with_disk_read_limit(mut self, bytes_per_second: u64) -> Self {
+        self.limits.disk.read_bps = Some(bytes_per_second);
+        self
+    }
+
+    /// Throttles the service's disk writes to `ops` per second.
+    pub fn with_disk_write_iops(mut self, ops: u64) -> Self {
+        self.limits.disk.write_iops = Some(ops);
+        self
+    }
+
+    /// Throttles the service's disk reads to `ops` per second.
+    pub fn with_disk_read_iops(mut self, ops: u64) -> Self {
+        self.limits.disk.read_iops = Some(ops);
+        self
+    }
+
+    /// Caps what the service may write to each of its tmpfs data
+    /// directories (the built-in Postgres keeps its data in one) at `bytes`:
+    /// a write beyond it fails with "no space left on device". The cap
+    /// applies to every tmpfs of the definition, those added before and
+    /// after this call, when the container is created; it replaces a
+    /// tmpfs's own `size=`. A writable layer's size cannot be capped this way
+    /// on every storage driver, so a cap on a definition without a tmpfs
+    /// fails the service's start, naming the fix. While the service runs,
+    /// the monitor samples what each capped tmpfs holds, shows it in the
+    /// report against the cap and acts (see [`on_limit`](Self::on_limit))
+    /// when it passes the memory fraction of the cap (a tmpfs is memory).
+    ///
+    /// ```
+    /// # use cleanroom_runtime::GenericContainer;
+    /// let db = GenericContainer::new("cleanroom-offline/busybox:1.35").with_disk_size(64 << 20).with_tmpfs("/data", "");
+    /// # let _ = db;
+    /// ```
+    pub fn with_disk_size(mut self, bytes: u64) -> Self {
+        self.disk_size = Some(bytes);
+        self
+    }
+
+    /// The block device the disk limits apply to, e.g. `/dev/sda` (by
+    /// default the one behind the engine's storage, which cleanroom finds
+    /// when the engine runs on this machine).
+    pub fn with_disk_device(mut self, device: impl Into<String>) -> Self {
+        self.disk_device = Some(device.into());
+        self
+    }
+
+    /// Network conditions between every test and this service: added
+    /// latency and jitter, bandwidth each way, a share of connections reset,
+    /// through a TCP proxy of each test's own (its handle's `port()` is the
+    /// proxy's). A test changes them for itself with its handle's
+    /// `network()`. Traffic between containers is not affected.
+    ///
+    /// ```
+    /// # use cleanroom_runtime::{GenericContainer, NetworkConditions};
+    /// # use std::time::Duration;
+    /// let slow = NetworkConditions { latency: Duration::from_millis(50), download: Some(1 << 20), ..Default::default() };
+    /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_port(8080).with_network_conditions(slow);
+    /// # let _ = web;
+    /// ```
+    pub fn with_network_conditions(mut self, conditions: crate::proxy::NetworkConditions) -> Self {
+        self.network = Some(conditions);
+        self
+    }
+
     /// What cleanroom does when the running service dies or turns unhealthy:
-    /// [`Recovery::Automatic`] (the default, at most 3 replacements per
-    /// run), [`Recovery::Manual`] (fail fast) or [`Recovery::Fallback`].
+    /// [`Recovery::Automatic`](crate::Recovery::Automatic) (the default, at
+    /// most 3 replacements per run), [`Recovery::Manual`](crate::Recovery::Manual)
+    /// (fail fast) or [`Recovery::Fallback`](crate::Recovery::Fallback).
     ///
     /// ```
     /// # use cleanroom_runtime::{GenericContainer, Recovery};
@@ -457,9 +589,10 @@ impl GenericContainer {
     /// Acts when memory use crosses `fraction` of the memory limit (default
     /// 0.9; only with [`with_memory_limit`](Self::with_memory_limit)) or CPU
     /// use crosses `fraction` of the CPU limit (default 0.9; only with
-    /// [`with_cpus`](Self::with_cpus)) for three samples in a row (Docker
-    /// samples once a second). What it does is [`LimitAction::Alert`] unless
-    /// told otherwise.
+    /// [`with_cpus`](Self::with_cpus)) for samples in a row covering 2.5 s
+    /// (three of Docker's, one a second; one of Podman's, one every five
+    /// seconds). What it does is
+    /// [`LimitAction::Alert`](crate::LimitAction::Alert) unless told otherwise.
     ///
     /// ```
     /// # use cleanroom_runtime::{GenericContainer, LimitAction};
@@ -515,8 +648,8 @@ impl GenericContainer {
     /// (image, command, entrypoint, environment, ports and fixed host ports,
     /// labels, checks, tmpfs, bind and volume mounts, resource limits, init
     /// commands, extra networks), the
-    /// same in every process. Secrets generated per run (the Postgres
-    /// password) and room hooks (code addresses) are left out.
+    /// same in every process. Secrets generated per run (the Postgres and
+    /// Redis passwords) and room hooks (code addresses) are left out.
     pub(crate) fn identity_hash(&self) -> u64 {
         use crate::util::hash::Fields;
         let GenericContainer {
@@ -533,6 +666,7 @@ impl GenericContainer {
             // on the container.
             rooms: _,
             tmpfs,
+            disk_size,
             limits,
             mounts,
             init,
@@ -540,13 +674,18 @@ impl GenericContainer {
             // How cleanroom watches a container does not change the container.
             watch: _,
             volume_cache,
+            // Conditions live in each test's proxy, not in the container.
+            network: _,
+            disk_device,
+            // How the local engine runs it is not part of the container.
+            local_command: _,
         } = self;
         let mut h = Fields::new().field(image);
         let list = |h: Fields, items: &[String]| items.iter().fold(h.field("["), |h, i| h.field(i)).field("]");
         h = list(h, cmd);
         h = list(h, entrypoint);
         // Secrets generated per run are not part of what the container is.
-        for (k, v) in env.iter().filter(|(k, _)| k.as_str() != "POSTGRES_PASSWORD") {
+        for (k, v) in env.iter().filter(|(k, _)| !GENERATED_SECRETS.contains(&k.as_str())) {
             h = h.field(k).field(v);
         }
         h = ports.iter().fold(h.field("ports"), |h, p| h.field(p.to_string()));
@@ -555,11 +694,12 @@ impl GenericContainer {
         h = health_checks.iter().fold(h.field("checks"), |h, c| h.field(format!("{c:?}")));
         h = h.field(startup_timeout.as_millis().to_string());
         h = tmpfs.iter().fold(h.field("tmpfs"), |h, (k, v)| h.field(k).field(v));
+        h = h.field(format!("disk size {disk_size:?}"));
         h = h.field(format!("{limits:?}"));
         h = mounts.iter().fold(h.field("mounts"), |h, m| h.field(format!("{m:?}")));
         h = init.iter().fold(h.field("init"), |h, c| list(h, c));
         h = networks.iter().fold(h.field("networks"), |h, n| h.field(n));
-        h.field(format!("{volume_cache:?}")).finish()
+        h.field(format!("{volume_cache:?}")).field(format!("{disk_device:?}")).finish()
     }
 
     /// What the engine is asked to create: the definition in engine terms.
@@ -596,7 +736,9 @@ impl GenericContainer {
             fixed_ports: self.fixed_ports.clone(),
             mounts,
             tmpfs: self.tmpfs.clone(),
+            tmpfs_size: self.disk_size,
             limits: self.limits,
+            disk_device: self.disk_device.clone(),
             labels: self.labels.clone(),
             name: None,
             startup_timeout: self.startup_timeout,
@@ -651,6 +793,13 @@ mod tests {
                 crate::docker::split_image("127.0.0.1:5000/team/pg:15"),
                 ("127.0.0.1:5000/team/pg".into(), "15".into())
             );
+        }
+
+        #[test]
+        fn leave_the_redis_password_out_of_the_identity() {
+            let a = GenericContainer::new("redis:7").with_env("REDIS_PASSWORD", "one");
+            let b = GenericContainer::new("redis:7").with_env("REDIS_PASSWORD", "two");
+            assert_eq!(a.identity_hash(), b.identity_hash());
         }
 
         #[test]
@@ -726,6 +875,32 @@ mod tests {
             assert_eq!(c.networks, vec!["n".to_string()]);
             let c = GenericContainer::new("img:1").with_port_mapping(18080, 80).with_port(80);
             assert_eq!((c.ports(), c.fixed_ports.get(&80)), (&[80][..], Some(&18080)));
+        }
+
+        #[test]
+        fn cap_every_tmpfs_whatever_the_order_of_the_calls() {
+            let before = GenericContainer::new("img:1").with_tmpfs("/a", "rw,size=1g").with_disk_size(1 << 20);
+            let after = GenericContainer::new("img:1").with_disk_size(1 << 20).with_tmpfs("/a", "rw,size=1g");
+            let both = before.clone().with_tmpfs("/b", "");
+            for def in [&before, &after] {
+                let tmpfs = def.container_request().tmpfs_mounts().unwrap();
+                assert_eq!(tmpfs["/a"], "rw,size=1048576", "the cap replaces the tmpfs's own size");
+            }
+            let tmpfs = both.container_request().tmpfs_mounts().unwrap();
+            assert_eq!((tmpfs["/a"].as_str(), tmpfs["/b"].as_str()), ("rw,size=1048576", "size=1048576"));
+            assert_eq!(before.identity_hash(), after.identity_hash(), "the same container");
+            let uncapped = GenericContainer::new("img:1").with_tmpfs("/a", "rw,size=1g");
+            assert_ne!(before.identity_hash(), uncapped.identity_hash());
+            assert_eq!(uncapped.container_request().tmpfs_mounts().unwrap()["/a"], "rw,size=1g");
+        }
+
+        #[test]
+        fn refuse_a_size_cap_with_no_tmpfs_to_hold_it() {
+            let def = GenericContainer::new("img:1").with_disk_size(1 << 20);
+            let error = def.container_request().tmpfs_mounts().unwrap_err().to_string();
+            assert!(error.contains("a disk size cap (1048576 bytes)"), "{error}");
+            assert!(error.contains(".with_tmpfs(\"/data\", \"\")"), "names the fix: {error}");
+            assert!(GenericContainer::new("img:1").container_request().tmpfs_mounts().unwrap().is_empty());
         }
 
         #[test]

@@ -70,7 +70,7 @@ impl HealthCheck {
     }
 
     /// Passes once a TCP connection to the container port, through its
-    /// published port on 127.0.0.1, is accepted and not closed at once.
+    /// published port (on `Container::host`), is accepted and not closed at once.
     pub fn tcp(port: u16) -> Self {
         Self::new(Probe::Tcp { port })
     }
