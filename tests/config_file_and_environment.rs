@@ -160,7 +160,7 @@ tmpfs = { "/scratch" = "size=1m" }
     fn refuse_to_start_with_an_unknown_key_in_the_file() {
         let path = write_config("typo", "[services.filed]\nmemroy = \"1g\"\n");
         let expected = format!(
-            "invalid cleanroom configuration: services.filed.memroy in {}: unknown key; expected one of: image, memory, cpus, pids, shm_size, env, cmd, args, labels, tmpfs",
+            "invalid cleanroom configuration: services.filed.memroy in {}: unknown key; expected one of: image, memory, cpus, pids, shm_size, disk_read_bps, disk_write_bps, disk_read_iops, disk_write_iops, disk_device, disk_size, network_latency, network_jitter, network_upload, network_download, network_reset_rate, env, cmd, args, labels, tmpfs",
             path.display()
         );
         assert_child_fails("cfg-typo", &path, &[], &expected);

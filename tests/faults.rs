@@ -36,7 +36,10 @@ mod child {
     }
 
     pub(super) mod bad_migrations {
-        #[cleanroom::test(postgres(migrations = "/tmp/cleanroom-tests-bad-migrations"))]
+        /// Its migrations come from `CLEANROOM_POSTGRES_MIGRATIONS`, which
+        /// the fault test sets: the directory is made at run time, and an
+        /// attribute's path is checked when the test compiles.
+        #[cleanroom::test(postgres)]
         #[ignore = "run by the fault tests"]
         fn uses_them(postgres: cleanroom::Postgres) {
             let _ = postgres.url();
@@ -90,8 +93,39 @@ struct Holder {
 
 impl Holder {
     fn start(session: &str, runtime: &Path, env: &[(&str, &str)]) -> Holder {
-        let release = runtime.join("release");
-        let mut cmd = child_command(session, &["--ignored", "--exact", "child::holds::until_released", "--nocapture"]);
+        Holder::spawn(None, session, runtime, env)
+    }
+
+    /// [`Holder::start`], as the user `uid` (with the engine socket's group,
+    /// as a member of the `docker` group would have it).
+    fn start_as(uid: u32, session: &str, runtime: &Path, env: &[(&str, &str)]) -> Holder {
+        Holder::spawn(Some(uid), session, runtime, env)
+    }
+
+    fn spawn(uid: Option<u32>, session: &str, runtime: &Path, env: &[(&str, &str)]) -> Holder {
+        // One per run: several runs may share a runtime directory.
+        let release = runtime.join(format!("release-{session}-{}", uid.unwrap_or(0)));
+        let inner = child_command(session, &["--ignored", "--exact", "child::holds::until_released", "--nocapture"]);
+        let mut cmd = match uid {
+            None => inner,
+            Some(uid) => {
+                use std::os::unix::fs::MetadataExt;
+                let group = std::fs::metadata("/var/run/docker.sock").expect("the engine's socket").gid();
+                let mut cmd = std::process::Command::new("setpriv");
+                cmd.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={uid}"))
+                    .arg(format!("--groups={group}"))
+                    .arg("--")
+                    .arg(inner.get_program())
+                    .args(inner.get_args());
+                for (k, v) in inner.get_envs() {
+                    if let Some(v) = v {
+                        cmd.env(k, v);
+                    }
+                }
+                cmd
+            }
+        };
         cmd.env("XDG_RUNTIME_DIR", runtime)
             .env("FAULTS_RELEASE", &release)
             .stdout(Stdio::piped())
@@ -180,6 +214,87 @@ fn two_runs_with_one_session_id_from_two_runtime_directories_keep_their_own_serv
     let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
 }
 
+/// Whether this process may run another user's processes (root, with
+/// `setpriv`).
+fn can_run_as_another_user() -> bool {
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    root && std::process::Command::new("setpriv").arg("--version").output().is_ok()
+}
+
+/// A test that cannot run on this machine (it needs root): under CI (`CI`
+/// set), which runs as root, that is a failure, not a skip.
+fn cannot_run(test: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test} must run under CI but cannot: {why}");
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The containers of `session` that the user `uid` owns.
+fn owned_by(session: &str, uid: u32) -> Vec<String> {
+    let mut ids = containers_with_label(session, "cleanroom.owner", &uid.to_string());
+    ids.sort();
+    ids
+}
+
+/// Two users of one machine each run two runs at once, with the same two
+/// explicit session ids (`CLEANROOM_SESSION=ci` in a shared CI script, and
+/// a second job): each of the four runs gets its own services, labelled with
+/// its uid, and the end of each removes exactly its own. The second user is
+/// a real other uid (`setpriv`), with the engine socket's group, as a member
+/// of the `docker` group.
+#[test]
+fn two_users_with_two_runs_each_at_once_keep_their_own_services() {
+    if !can_run_as_another_user() {
+        return cannot_run(
+            "two_users_with_two_runs_each_at_once_keep_their_own_services",
+            "it needs root and setpriv to run a second user's process",
+        );
+    }
+    const OTHER: u32 = 4242;
+    let sessions = [fresh_session("two-users"), fresh_session("two-users")];
+    let (a, b) = (scratch(&format!("{}-a", sessions[0])), scratch(&format!("{}-b", sessions[0])));
+    std::os::unix::fs::chown(&b, Some(OTHER), Some(OTHER)).unwrap();
+    // (session, user, its run), each user's two runs in one runtime directory.
+    let mut runs: Vec<(&str, u32, Option<Holder>)> = Vec::new();
+    for session in &sessions {
+        runs.push((session, 0, Some(Holder::start(session, &a, &[]))));
+        let theirs = Holder::start_as(OTHER, session, &b, &[("CLEANROOM_VOLUME_CACHE", "false")]);
+        runs.push((session, OTHER, Some(theirs)));
+    }
+    let own: Vec<Vec<String>> = runs.iter().map(|(session, uid, _)| owned_by(session, *uid)).collect();
+    for ((session, uid, _), ids) in runs.iter().zip(&own) {
+        assert_eq!(ids.len(), 2, "the run of {session} by uid {uid} has its own Postgres and Redis: {ids:?}");
+    }
+    for session in &sessions {
+        let all = session_containers(session);
+        assert_eq!(all.len(), 4, "two runs of {session}, one per user: {all:?}");
+    }
+
+    // The users' runs end in turn, interleaved.
+    let order = [1, 2, 3, 0];
+    for (step, &i) in order.iter().enumerate() {
+        let (session, uid) = (runs[i].0, runs[i].1);
+        let (passed, stderr) = runs[i].2.take().unwrap().release();
+        assert!(passed, "the run of {session} by uid {uid} kept its services to its end: {stderr}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !owned_by(session, uid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(owned_by(session, uid).is_empty(), "the run of {session} by uid {uid} is removed at its end");
+        for &j in &order[step + 1..] {
+            let (other, other_uid) = (runs[j].0, runs[j].1);
+            assert_eq!(
+                owned_by(other, other_uid),
+                own[j],
+                "the run of {other} by uid {other_uid} is untouched by the end of {session} by uid {uid}"
+            );
+        }
+    }
+    for session in &sessions {
+        assert_nothing_left(session);
+    }
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}
+
 /// A lock file of a live run's session lying unheld in another runtime
 /// directory (a copy, a stale one) does not make that run dead: a reaper or
 /// `prune` working from that directory judges only what its own owner made.
@@ -236,11 +351,10 @@ fn a_runtime_directory_of_another_user_is_never_trusted() {
     fake.set_nonblocking(true).unwrap();
     let chown = std::process::Command::new("chown").args(["65534:65534", dir.to_str().unwrap()]).status();
     if !chown.is_ok_and(|s| s.success()) {
-        eprintln!(
-            "SKIPPED a_runtime_directory_of_another_user_is_never_trusted: this user cannot give a directory to uid \
-             65534 (the test needs root, as CI has)"
+        return cannot_run(
+            "a_runtime_directory_of_another_user_is_never_trusted",
+            "this user cannot give a directory to uid 65534 (the test needs root, as CI has)",
         );
-        return;
     }
     let run = run_child(
         &session,
@@ -309,9 +423,54 @@ fn a_shared_tests_flushdb_cannot_hand_a_held_redis_database_out_twice() {
     let _ = std::fs::remove_dir_all(&runtime);
 }
 
-/// The reaper is killed while a long test runs; a later process of the same
-/// run starts a new reaper, which finds the first process registered in the
-/// run's directory and keeps the services until it too is done.
+/// A reaper killed while a test runs is replaced by that test's own
+/// process at once: nobody else has to come along for the run to be cleaned
+/// up.
+#[test]
+fn a_killed_reaper_is_replaced_by_the_process_it_served() {
+    let session = fresh_session("reaper-killed");
+    let runtime = scratch(&session);
+    let holder = Holder::start(&session, &runtime, &[]);
+    let first = reaper_pid(&session).expect("the run has a reaper");
+    kill("-KILL", first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        match reaper_pid(&session) {
+            Some(pid) if pid != first => break Some(pid),
+            _ if Instant::now() > deadline => break None,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(second.is_some(), "the holding process started a replacement reaper");
+    assert_eq!(session_containers(&session).len(), 2, "the run's services are still there");
+    let (passed, stderr) = holder.release();
+    assert!(passed, "the long test passes: {stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// Asserts that `session` has exactly its Postgres and Redis; otherwise
+/// says which containers it has (name, process label, state), with what
+/// the run that came meanwhile printed (`said`).
+fn assert_the_runs_two_services_are_there(session: &str, said: &str) {
+    let found = session_containers(session);
+    if found.len() != 2 {
+        let described = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=cleanroom.session={session}"),
+            "--format",
+            "{{.Names}} process={{.Label \"cleanroom.process\"}} {{.Status}}",
+        ]);
+        panic!("the run's two services are not all that is there:\n{described}\nthe later run printed:\n{said}");
+    }
+}
+
+/// A replacement reaper started by a later process knows the processes
+/// that registered with the one it replaces, though they never connected to
+/// it: the holding process is stopped (SIGSTOP) while its reaper is killed,
+/// so that it cannot replace the reaper itself.
 #[test]
 fn a_replacement_reaper_knows_the_processes_of_the_reaper_it_replaces() {
     let session = fresh_session("reaper-replaced");
@@ -319,6 +478,8 @@ fn a_replacement_reaper_knows_the_processes_of_the_reaper_it_replaces() {
     let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
     let holder = Holder::start(&session, &runtime, &[]);
     let first = reaper_pid(&session).expect("the run has a reaper");
+    kill("-STOP", holder.child.id());
+    let stopped = Stopped(holder.child.id());
     kill("-KILL", first);
     let later = run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &env);
     assert!(later.passed(), "{}", later.text());
@@ -327,11 +488,145 @@ fn a_replacement_reaper_knows_the_processes_of_the_reaper_it_replaces() {
     // Past the new reaper's grace period (3 s): the holding process, which
     // never connected to it, still has its services.
     std::thread::sleep(Duration::from_secs(6));
-    assert_eq!(session_containers(&session).len(), 2, "the run's services are still there");
+    assert_the_runs_two_services_are_there(&session, &later.text());
+    drop(stopped);
     let (passed, stderr) = holder.release();
     assert!(passed, "the long test passes: {stderr}");
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// This machine's host label: the 32-bit FNV-1a of its machine id, as the
+/// runtime writes it.
+fn this_host_label() -> String {
+    let id = ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/hostname"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| "unknown-host".to_string());
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{:08x}", hash as u32)
+}
+
+/// A container (and, with `network`, a network) posing as what a run of
+/// the machine `host` made, whose last heartbeat was `beat_age` seconds ago
+/// on the engine's clock (`None`: it never beat).
+fn pose_as_run(session: &str, host: &str, beat_age: Option<i64>, network: bool) -> String {
+    let labels = [
+        "cleanroom.managed=true".to_string(),
+        format!("cleanroom.session={session}"),
+        "cleanroom.owner=1000".to_string(),
+        format!("cleanroom.host={host}"),
+        "cleanroom.runtime=0badc0de".to_string(),
+    ];
+    let mut args = vec!["run", "-d", "--rm"];
+    for l in &labels {
+        args.extend(["--label", l]);
+    }
+    args.extend(["cleanroom-offline/busybox:1.35", "sleep", "300"]);
+    let id = docker(&args).trim().to_string();
+    if let Some(age) = beat_age {
+        let script = format!("echo $(( $(date +%s) - {age} )) > /.cleanroom-heartbeat");
+        docker(&["exec", &id, "sh", "-c", &script]);
+    }
+    if network {
+        let mut args = vec!["network", "create"];
+        for l in &labels {
+            args.extend(["--label", l]);
+        }
+        let name = format!("{session}-net");
+        args.push(&name);
+        docker(&args);
+    }
+    id
+}
+
+/// On an engine shared by several machines, a run of another machine cannot
+/// be proven dead from here: what it made is removed (by a starting
+/// reaper's sweep) only once none of its containers has had a heartbeat for
+/// `run.remote_idle_ttl`, on the engine's clock. A run of another machine
+/// that beats, or that never beat but was just made, stays; this machine's
+/// runs are never judged by heartbeat (their locks say).
+#[test]
+fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
+    let session = fresh_session("remote-runs");
+    let [idle, beating, silent, here] = ["idle", "beating", "silent", "here"].map(|k| format!("{session}-{k}"));
+    let idle_id = pose_as_run(&idle, "0badc0de", Some(300), true);
+    let beating_id = pose_as_run(&beating, "0badc0de", Some(5), false);
+    let silent_id = pose_as_run(&silent, "0badc0de", None, false);
+    let here_id = pose_as_run(&here, &this_host_label(), Some(300), false);
+    let run =
+        run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &[("CLEANROOM_REMOTE_IDLE_TTL", "100")]);
+    assert!(run.passed(), "{}", run.text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !session_containers(&idle).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let remaining = docker(&["ps", "-q", "--no-trunc", "--filter", "label=cleanroom.host"]);
+    let survived = |id: &str| remaining.lines().any(|l| l == id);
+    let outcome = [survived(&idle_id), survived(&beating_id), survived(&silent_id), survived(&here_id)];
+    for s in [&idle, &beating, &silent, &here] {
+        for id in session_containers(s) {
+            let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+    }
+    let _ = std::process::Command::new("docker").args(["network", "rm", &format!("{idle}-net")]).output();
+    assert_eq!(outcome, [false, true, true, true], "[idle 300 s, beat 5 s ago, never beat, this machine's]");
+    assert_nothing_left(&idle);
+    assert_nothing_left(&session);
+}
+
+/// The heartbeat of container `id` and the container's clock, if it has one.
+fn heartbeat_of(id: &str) -> Option<(i64, i64)> {
+    let out = std::process::Command::new("docker")
+        .args(["exec", id, "sh", "-c", "cat /.cleanroom-heartbeat && date +%s"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut numbers = text.lines().filter_map(|l| l.trim().parse::<i64>().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+/// A live run's reaper writes the engine's time into each of its
+/// containers, often enough for the idle TTL (six beats in it).
+#[test]
+fn a_live_runs_reaper_keeps_a_heartbeat_in_each_of_its_containers() {
+    let session = fresh_session("heartbeat");
+    let runtime = scratch(&session);
+    let holder = Holder::start(&session, &runtime, &[("CLEANROOM_REMOTE_IDLE_TTL", "6")]);
+    let containers = session_containers(&session);
+    assert_eq!(containers.len(), 2);
+    let read = heartbeat_of;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first: Vec<(i64, i64)> = loop {
+        let seen: Vec<_> = containers.iter().filter_map(|id| read(id)).collect();
+        if seen.len() == containers.len() || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(first.len(), containers.len(), "every container of the run has a heartbeat");
+    for (beat, clock) in &first {
+        assert!((clock - beat).abs() <= 3, "a recent beat on the engine's clock: beat {beat}, clock {clock}");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    for (id, (before, _)) in containers.iter().zip(&first) {
+        let (after, _) = read(id).expect("it still has one");
+        assert!(after > *before, "the heartbeat moved on: {before} then {after}");
+    }
+    let (passed, stderr) = holder.release();
+    assert!(passed, "{stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// A process stopped with SIGSTOP, continued when this is dropped (also
+/// when an assertion fails first).
+struct Stopped(u32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        kill("-CONT", self.0);
+    }
 }
 
 /// A variable of someone else's whose value is not UTF-8 is none of
@@ -390,7 +685,11 @@ fn a_failing_migration_names_the_file_the_line_and_the_servers_message() {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("001_ok.sql"), "CREATE TABLE a (id int);\n").unwrap();
     std::fs::write(dir.join("002_typo.sql"), "CREATE TABLE b (id int);\nCREATE TABEL c (id int);\n").unwrap();
-    let run = run_child(&session, &["--ignored", "--exact", "child::bad_migrations::uses_them"], &[]);
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::bad_migrations::uses_them"],
+        &[("CLEANROOM_POSTGRES_MIGRATIONS", dir.to_str().unwrap())],
+    );
     let text = run.text();
     assert!(!run.passed(), "{text}");
     assert!(text.contains("002_typo.sql"), "the file: {text}");
@@ -517,11 +816,10 @@ fn a_full_runtime_directory_fails_no_test_and_leaves_nothing() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!(
-            "SKIPPED a_full_runtime_directory_fails_no_test_and_leaves_nothing: this user cannot mount a tmpfs (the \
-             test needs root, as CI has)"
+        return cannot_run(
+            "a_full_runtime_directory_fails_no_test_and_leaves_nothing",
+            "this user cannot mount a tmpfs (the test needs root, as CI has)",
         );
-        return;
     }
     // Fill it: the runtime directory exists, nothing more fits.
     std::fs::create_dir(base.join("cleanroom")).unwrap();
@@ -566,4 +864,207 @@ fn a_slow_engine_slows_the_start_and_fails_no_test() {
     eprintln!("with every engine request held 150 ms the run took {took:?}");
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// The pid's process has ended (gone, or a zombie nobody reaped yet): a
+/// killed reaper's lock is free only then.
+fn wait_until_ended(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+    };
+    while !ended() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ended(), "process {pid} ended after SIGKILL");
+}
+
+/// A run whose reaper was killed and is not replaced yet holds no lock,
+/// but its processes still run (they registered with the reaper): a run of
+/// another session from the same runtime directory, whose reaper sweeps at
+/// its start, leaves its containers and its run directory alone. The holding
+/// process is stopped (SIGSTOP) so that it cannot replace its reaper.
+#[test]
+fn a_run_whose_reaper_is_being_replaced_is_never_swept() {
+    let session = fresh_session("between-reapers");
+    let runtime = scratch(&session);
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    let holder = Holder::start(&session, &runtime, &[]);
+    let mut services = session_containers(&session);
+    services.sort();
+    let run_dir = runtime.join("cleanroom").join("runs").join(&session);
+    assert!(run_dir.is_dir(), "the run has a run directory: {}", run_dir.display());
+    let reaper = reaper_pid(&session).expect("the run has a reaper");
+    kill("-STOP", holder.child.id());
+    let stopped = Stopped(holder.child.id());
+    kill("-KILL", reaper);
+    wait_until_ended(reaper);
+
+    let sweeper = fresh_session("sweeper");
+    let run = run_child(&sweeper, &["--ignored", "--exact", "child::suite::s01"], &env);
+    assert!(run.passed(), "{}", run.text());
+    assert_nothing_left(&sweeper);
+    let mut left = session_containers(&session);
+    left.sort();
+    assert_eq!(left, services, "the other run's sweep left the live run's services alone");
+    assert!(run_dir.is_dir(), "the other run's sweep left the live run's directory alone");
+
+    drop(stopped);
+    let (passed, stderr) = holder.release();
+    assert!(passed, "the live run's test passes: {stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// A reaper that starts while the engine is away (here: the run's reaper is
+/// killed while the engine is away, and the run's process starts a
+/// replacement at once) asks the engine again while it serves: once the
+/// engine is back, the run's containers get heartbeats again (other machines
+/// sharing the engine would otherwise take the run for idle), and the run
+/// leaves nothing.
+#[test]
+fn a_reaper_that_starts_while_the_engine_is_away_beats_once_it_is_back() {
+    let session = fresh_session("reaper-engine-away");
+    let runtime = scratch(&session);
+    let engine = FlakyEngine::start(runtime.join("engine.sock"));
+    let host = engine.host();
+    // A heartbeat a second (six in the idle TTL).
+    let holder = Holder::start(&session, &runtime, &[("DOCKER_HOST", &host), ("CLEANROOM_REMOTE_IDLE_TTL", "6")]);
+    let containers = session_containers(&session);
+    assert_eq!(containers.len(), 2);
+    engine.drop_out();
+    let first = reaper_pid(&session).expect("the run has a reaper");
+    kill("-KILL", first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        match reaper_pid(&session) {
+            Some(pid) if pid != first => break Some(pid),
+            _ if Instant::now() > deadline => break None,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(second.is_some(), "the holding process started a replacement reaper while the engine was away");
+    // Time for the replacement to find the engine away.
+    std::thread::sleep(Duration::from_secs(2));
+    engine.come_back();
+    // The engine's clock when it came back (asked directly, not through the proxy).
+    let (_, back) = heartbeat_of(&containers[0]).expect("the first reaper beat before the engine went away");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let fresh = |id: &String| heartbeat_of(id).is_some_and(|(beat, _)| beat >= back);
+    while !containers.iter().all(fresh) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let beats: Vec<_> = containers.iter().map(|id| heartbeat_of(id)).collect();
+    assert!(containers.iter().all(fresh), "a beat since the engine came back at {back}: {beats:?}");
+    let (passed, stderr) = holder.release();
+    assert!(passed, "{stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// The running Postgres containers of `session`: (id, definition label).
+fn postgres_of(session: &str) -> Vec<(String, String)> {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=cleanroom.session={session}"),
+        "--filter",
+        "label=cleanroom.service=postgres",
+    ])
+    .lines()
+    .map(|id| (id.to_string(), label_of(id, "cleanroom.definition")))
+    .collect()
+}
+
+/// Postgres killed under its run, with two processes of the run attached
+/// (as under nextest), each of whose monitors sees the death: exactly one
+/// replacement is made, with the same definition (so the same cache), and
+/// no second cache volume.
+#[test]
+fn a_killed_postgres_under_two_processes_is_replaced_once_with_its_definition() {
+    let session = fresh_session("recovery-twice");
+    let runtime = scratch(&session);
+    let cache_volumes = || docker(&["volume", "ls", "-q", "--filter", "label=cleanroom.cache"]);
+    let first = Holder::start(&session, &runtime, &[]);
+    let second = Holder::start(&session, &runtime, &[]);
+    let killed = postgres_of(&session);
+    assert_eq!(killed.len(), 1, "one Postgres for the run's two processes: {killed:?}");
+    let volumes_before = cache_volumes();
+    docker(&["kill", &killed[0].0]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replaced = |now: &[(String, String)]| now.iter().any(|(id, _)| *id != killed[0].0);
+    while !replaced(&postgres_of(&session)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both processes' recoveries are over by now: a second replacement would be there.
+    std::thread::sleep(Duration::from_secs(5));
+    let now = postgres_of(&session);
+    assert_eq!(now.len(), 1, "exactly one replacement: {now:?}");
+    assert_ne!(now[0].0, killed[0].0, "the killed one was replaced");
+    assert_eq!(now[0].1, killed[0].1, "the replacement keeps the definition");
+    assert_eq!(cache_volumes(), volumes_before, "no second cache volume");
+    // Their tests may fail (their Postgres died under them): what matters is what is left.
+    let _ = first.release();
+    let _ = second.release();
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// The runtime directory is ours (0700), but the socket in it is served by
+/// another user's process (uid 65534): the run asks the socket's peer who it
+/// is (`SO_PEERCRED`), refuses it as not its reaper, says so, runs without
+/// a reaper, and leaves nothing.
+#[test]
+fn a_reaper_socket_served_by_another_user_is_never_trusted() {
+    if !can_run_as_another_user() {
+        return cannot_run(
+            "a_reaper_socket_served_by_another_user_is_never_trusted",
+            "it needs root and setpriv to run a listener as uid 65534",
+        );
+    }
+    let session = fresh_session("foreign-socket");
+    let base = scratch(&session);
+    let dir = base.join("cleanroom");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // The listener binds in a directory of its own, then its socket is moved
+    // into ours: uid 65534 cannot write in a 0700 directory of root's.
+    let theirs = base.join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let listen = "import socket, sys\n\
+                  s = socket.socket(socket.AF_UNIX)\n\
+                  s.bind(sys.argv[1])\n\
+                  s.listen(16)\n\
+                  print('LISTENING', flush=True)\n\
+                  held = []\n\
+                  while True:\n    held.append(s.accept())\n";
+    let mut listener = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/python3", "-c", listen])
+        .arg(theirs.join("sock"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect(
+            "Debian's python3 runs under setpriv (a python3 of root's own, e.g. pyenv's, is not readable by uid 65534)",
+        );
+    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("LISTENING"))), "the other user's listener started");
+    let planted = dir.join(format!("{session}.sock"));
+    std::fs::rename(theirs.join("sock"), &planted).unwrap();
+
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::suite::s01"],
+        &[("XDG_RUNTIME_DIR", base.to_str().unwrap())],
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let text = run.text();
+    assert!(run.passed(), "the test runs without a reaper: {text}");
+    assert!(text.contains("uid 65534") && text.contains("not your reaper"), "the process says why: {text}");
+    assert!(text.contains("removes its own containers at exit"), "and what it does instead: {text}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -12,24 +12,8 @@ mod child {
     pub(super) mod deaths {
         use super::*;
 
-        async fn insert_and_count(postgres: &Postgres) {
-            let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(connection);
-            client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2)").await.unwrap();
-            let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
-            assert_eq!(n, 2);
-        }
-
-        macro_rules! suite {
-            ($($name:ident)*) => {$(
-                #[cleanroom::test(postgres)]
-                #[ignore = "run by the monitor tests"]
-                async fn $name(postgres: Postgres) {
-                    insert_and_count(&postgres).await;
-                }
-            )*};
-        }
-        suite!(t01 t02 t03 t04 t05 t06 t07 t08 t09 t11 t12 t13 t14 t15 t16 t17 t18 t19 t20);
+        cleanroom_tests::postgres_tests!("run by the monitor tests":
+            t01 t02 t03 t04 t05 t06 t07 t08 t09 t11 t12 t13 t14 t15 t16 t17 t18 t19 t20);
 
         /// Kills the shared Postgres while it holds a connection to it, as an
         /// outside `docker kill` would, then uses the connection.

@@ -13,6 +13,40 @@ use serde_json::Value;
 mod child {
     cleanroom_tests::postgres_and_redis_tests!("run by the report tests": first second third fourth);
 
+    /// Waits until `check` holds for the metrics of `service` in this process.
+    fn wait_for(service: &str, what: &str, check: impl Fn(&cleanroom::Performance) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !cleanroom::metrics_of(service).is_some_and(|m| check(&m.performance)) {
+            assert!(std::time::Instant::now() < deadline, "{service}: {what} never came");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A known workload: 200 queries and 200 Redis commands, once the first
+    /// reading of each server's counters is in (so all of it counts), then
+    /// until the monitor has timed a probe of each.
+    #[cleanroom::test(postgres, redis)]
+    #[ignore = "run by the report tests"]
+    async fn runs_a_known_workload(postgres: cleanroom::Postgres, redis: cleanroom::Redis) {
+        wait_for("postgres", "the first reading", |p| p.first.is_some());
+        wait_for("redis", "the first reading", |p| p.first.is_some());
+        let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(connection);
+        for i in 0..200 {
+            client.simple_query(&format!("SELECT {i}")).await.unwrap();
+        }
+        // Its backend writes its statistics when it exits.
+        drop(client);
+        let _ = driver.await;
+        let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        for i in 0..100 {
+            let () = redis::AsyncCommands::set(&mut cache, format!("k{i}"), i).await.unwrap();
+            let _: i32 = redis::AsyncCommands::get(&mut cache, format!("k{i}")).await.unwrap();
+        }
+        wait_for("postgres", "a timed probe", |p| p.latency_samples > 0);
+        wait_for("redis", "a timed probe", |p| p.latency_samples > 0);
+    }
+
     /// Kills the run's Redis, as an outside `docker kill` would, and ends
     /// once this process's monitor has seen it die.
     #[cleanroom::test(redis)]
@@ -102,6 +136,16 @@ fn the_docs_example_matches_the_schema() {
     let mut wrong = example.clone();
     wrong["services"][0]["restart"] = Value::from(1);
     assert!(schema_errors(&wrong).is_some(), "an unknown field is an error");
+    // A service with limits: a capped tmpfs and network conditions.
+    let mut limited = example.clone();
+    limited["services"][0]["resources"]["disk_size_limit_bytes"] = Value::from(1 << 20);
+    limited["services"][0]["performance"]["network_conditions"] = serde_json::json!({
+        "latency_ms": 50.0, "jitter_ms": 0.0, "upload_bytes_per_sec": null,
+        "download_bytes_per_sec": 1048576, "reset_rate": 0.25
+    });
+    assert_eq!(schema_errors(&limited), None);
+    limited["services"][0]["performance"]["network_conditions"]["reset_rate"] = Value::from(2.0);
+    assert!(schema_errors(&limited).is_some(), "a reset rate is a share");
 }
 
 #[test]
@@ -127,7 +171,7 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
     if let Some(errors) = schema_errors(&doc) {
         panic!("the report does not match docs/report.schema.json:\n{errors}\n{doc:#}");
     }
-    assert_eq!(doc["schema"], 2);
+    assert_eq!(doc["schema"], 3);
     assert_eq!(doc["session"], session.as_str());
 
     // Every process, and every test with the process that ran it.
@@ -209,6 +253,48 @@ fn processes_of_one_run_merge_into_one_document_that_matches_the_schema() {
             "{name} in the full summary:\n{fourth_err}"
         );
     }
+}
+
+/// Latency, throughput and a transaction count in the report: a known
+/// workload (200 queries, 200 Redis commands) shows, at least, as itself.
+#[test]
+fn a_known_workload_shows_as_latency_throughput_and_transactions() {
+    let session = fresh_session("report-perf");
+    let json = std::env::temp_dir().join(format!("{session}.json"));
+    let child = child_command(&session, &["--ignored", "--exact", "child::runs_a_known_workload"])
+        .env("CLEANROOM_REPORT_JSON", &json)
+        .env("CLEANROOM_REPORT", "full")
+        // Probes often enough to be timed in a short test (its own
+        // definition: no other test's services are shared).
+        .env("CLEANROOM_POSTGRES_HEALTH_INTERVAL", "0.2")
+        .env("CLEANROOM_REDIS_HEALTH_INTERVAL", "0.2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, stderr, _) = finish(child);
+    assert_nothing_left(&session);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(runtime_reports().join(format!("{session}.json")));
+    assert_eq!(schema_errors(&doc), None);
+    let perf = |name: &str| {
+        doc["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["performance"].clone()
+    };
+    let (pg, rd) = (perf("postgres"), perf("redis"));
+    println!("postgres {pg:#}\nredis {rd:#}");
+    assert_eq!(pg["unit"], "transactions");
+    assert!(pg["operations"].as_u64().unwrap() >= 200, "{pg:#}");
+    assert!(pg["operations_per_sec"].as_f64().unwrap() > 0.0, "{pg:#}");
+    assert!(pg["rows"].as_u64().unwrap() > 0, "{pg:#}");
+    assert_eq!(rd["unit"], "commands");
+    assert!(rd["operations"].as_u64().unwrap() >= 200, "{rd:#}");
+    assert!(rd["operations_per_sec"].as_f64().unwrap() > 0.0, "{rd:#}");
+    for p in [&pg, &rd] {
+        assert!(p["latency_samples"].as_u64().unwrap() > 0 && p["latency_mean_ms"].as_f64().unwrap() > 0.0, "{p:#}");
+    }
+    let lines = summary_lines(&stderr);
+    assert!(lines.iter().any(|l| l.contains(" transactions, ") && l.contains("latency mean ")), "{stderr}");
 }
 
 #[test]

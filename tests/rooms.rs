@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cleanroom::{Container, GenericContainer, Postgres, Redis, RoomHooks};
-use cleanroom_tests::{assert_nothing_left, fresh_session, run_child, EventWatch};
+use cleanroom_tests::{assert_nothing_left, fresh_session, run_child, runs_on_docker, EventWatch};
 
 #[cleanroom::fixture]
 async fn db(postgres: Postgres) -> tokio_postgres::Client {
@@ -39,7 +39,10 @@ fn remove_room(c: &Container, room: &str) -> Result<(), String> {
     exec_ok(c, &["rm", "-r", &format!("/data/{room}")])
 }
 
-/// A user's own service with rooms: a directory per test.
+/// A user's own service with rooms: a directory per test. Docker only: its
+/// hooks run commands inside its container (on the local engine, docs/engines.md,
+/// this test and `generic_rooms_are_released_after_a_passing_test` fail
+/// with the error that names `with_local_command`).
 #[cleanroom::service]
 fn store() -> GenericContainer {
     GenericContainer::new("cleanroom-offline/busybox:1.35")
@@ -67,7 +70,7 @@ fn a_service_with_room_hooks_gives_each_test_a_room(store: Container, plain_stor
 
 #[cleanroom::test(postgres, redis)]
 async fn each_test_has_its_own_database_and_keyspace(postgres: Postgres, redis: Redis, db: tokio_postgres::Client) {
-    assert!(postgres.database().starts_with("cleanroom_t_"), "{}", postgres.database());
+    assert!(postgres.database().starts_with("cleanroom_"), "{}", postgres.database());
     assert!(postgres.url().ends_with(&format!("/{}", postgres.database())));
     let current: String = db.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
     assert_eq!(current, postgres.database(), "the fixture and the test see the same database");
@@ -77,7 +80,11 @@ async fn each_test_has_its_own_database_and_keyspace(postgres: Postgres, redis: 
 
 #[cleanroom::test(postgres(shared), redis(shared))]
 async fn shared_opts_out_of_isolation(postgres: Postgres, redis: Redis) {
-    assert_eq!(postgres.database(), "cleanroom");
+    // The server's main database: the built-in container's, or the one an
+    // existing server's URL names.
+    let main = cleanroom_tests::existing_postgres()
+        .map_or("cleanroom".to_string(), |url| url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string());
+    assert_eq!(postgres.database(), main);
     assert_eq!(redis.db(), 0);
 }
 
@@ -222,9 +229,13 @@ fn thirty_two_parallel_tests_see_only_their_own_data() {
     assert!(text.contains("32 passed"), "{text}");
     let builds: BTreeSet<&str> = text.lines().filter_map(|l| l.strip_prefix("TEMPLATE_BUILD=")).collect();
     assert_eq!(builds.len(), 1, "the template was built once for 32 tests, not {}: {builds:?}", builds.len());
-    assert_eq!(watch.starts_of("postgres"), 1);
-    assert_eq!(watch.starts_of("redis"), 1);
-    watch.settle(Duration::from_secs(10));
+    if runs_on_docker() {
+        assert_eq!(watch.starts_of("postgres"), 1);
+        assert_eq!(watch.starts_of("redis"), 1);
+        watch.settle(Duration::from_secs(10));
+    } else if cleanroom_tests::existing_postgres().is_none() {
+        assert_eq!(text.matches("runs on the local engine").count(), 2, "postgres and redis started once: {text}");
+    }
     assert_nothing_left(&session);
 }
 
@@ -255,11 +266,107 @@ fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
     let masked = format!("postgres://{user}:***@{rest}");
     assert!(line.contains(&format!("psql '{masked}'")), "the printed URL is the one that worked, masked: {line}");
     assert!(!line.contains(password), "no message prints the password: {line}");
-    assert!(line.contains("printenv POSTGRES_PASSWORD"), "the line says where the password is: {line}");
-    assert!(
-        line.contains("CLEANROOM_REUSE=1 cargo test child::keep::b_fails"),
-        "the line says how to open it after the run: {line}"
+    let where_the_password_is = if cleanroom_tests::existing_postgres().is_some() {
+        "the password is the one in its URL"
+    } else {
+        "sh -c 'echo \"$POSTGRES_PASSWORD\"'"
+    };
+    assert!(line.contains(where_the_password_is), "the line says where the password is: {line}");
+    assert!(line.contains("lives until the run ends"), "the line says how long the database lives: {line}");
+    // The two lines under it rerun that one test alone with the server kept,
+    // under either runner: the commands a user copies.
+    let after: Vec<&str> = text.lines().skip_while(|l| !l.contains(printed)).skip(1).take(2).collect();
+    assert_eq!(
+        after,
+        [
+            "  CLEANROOM_REUSE=1 cargo test -p cleanroom-tests --test rooms -- child::keep::b_fails --exact \
+             --include-ignored",
+            "  CLEANROOM_REUSE=1 cargo nextest run -p cleanroom-tests --run-ignored all \
+             -E 'binary_id(cleanroom-tests::rooms) & test(=child::keep::b_fails)'",
+        ],
+        "the line says how to open it after the run:\n{text}"
     );
     assert!(!text.contains("child::keep::a_passes` ended"), "a passing test's database is not kept:\n{text}");
     assert_nothing_left(&session);
+}
+
+/// The text between `start` and the next `end` after it in `line`.
+fn between<'a>(line: &'a str, start: &str, end: &str) -> &'a str {
+    let from = line.find(start).unwrap_or_else(|| panic!("no {start:?} in {line}")) + start.len();
+    let len = line[from..].find(end).unwrap_or_else(|| panic!("no {end:?} after {start:?} in {line}"));
+    &line[from..from + len]
+}
+
+/// The kept database can really be opened after the run: a failing test
+/// prints the command that reruns it with its server kept; run as printed,
+/// the rerun fails again, and once it has exited its database answers at the
+/// URL it printed, with the password from where it said, holding the data the
+/// test wrote. The binary stands in for `cargo test -p … --test rooms`:
+/// cargo holds its build lock while this suite runs, so a nested cargo would
+/// wait for it forever; the cargo part is checked to name this binary.
+#[test]
+fn the_printed_rerun_leaves_a_database_that_opens_after_the_run() {
+    if !runs_on_docker() {
+        println!("skipped: the kept server and its password are Docker's here");
+        return;
+    }
+    let first = fresh_session("rerun-first");
+    let run = run_child(&first, &["--ignored", "--exact", "child::keep::b_fails"], &[]);
+    assert!(!run.passed(), "{}", run.text());
+    let text = run.text();
+    let command = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("CLEANROOM_REUSE=1 cargo test "))
+        .unwrap_or_else(|| panic!("no rerun command printed:\n{text}"));
+    // `VAR=value cargo test <cargo's arguments> -- <the test binary's>`
+    let (before, libtest) = command.split_once(" -- ").unwrap();
+    let (variables, cargo_args) = before.split_once(" cargo test ").unwrap();
+    assert_eq!(cargo_args, format!("-p {} --test rooms", env!("CARGO_PKG_NAME")), "it names this binary: {command}");
+    // A runtime directory of its own: the kept server is this test's alone,
+    // named and labelled by it, and removed below by those labels.
+    let runtime = std::env::temp_dir().join(fresh_session("rerun-runtime"));
+    std::fs::create_dir_all(&runtime).unwrap();
+    let mut env: Vec<(&str, &str)> = variables.split_whitespace().map(|v| v.split_once('=').unwrap()).collect();
+    env.extend([("XDG_RUNTIME_DIR", runtime.to_str().unwrap()), ("CLEANROOM_REUSE_TTL", "300")]);
+    let second = fresh_session("rerun-second");
+    let args: Vec<&str> = libtest.split_whitespace().collect();
+    let rerun = run_child(&second, &args, &env);
+    let rerun_text = rerun.text();
+    assert!(!rerun.passed() && rerun_text.contains("1 failed"), "the test ran again, and failed: {rerun_text}");
+    let line = rerun_text
+        .lines()
+        .find(|l| l.contains("test `child::keep::b_fails` failed; its database"))
+        .unwrap_or_else(|| panic!("no kept-database line:\n{rerun_text}"));
+    assert!(line.contains("stays after the run") && line.contains("CLEANROOM_REUSE keeps"), "{line}");
+    let url = between(line, "psql '", "'");
+    // Run as printed, by a shell, as a user would paste it.
+    let password_command = between(line, "(the password: `", "`)");
+    assert!(password_command.starts_with("docker exec "), "{password_command}");
+    let out = std::process::Command::new("sh").args(["-c", password_command]).output().unwrap();
+    assert!(out.status.success(), "`{password_command}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let password = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let container = password_command.split_whitespace().nth(2).unwrap();
+    let url = url.replacen(":***@", &format!(":{}@", password), 1);
+    let found = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let (kept, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let v: String = kept.query_one("SELECT v FROM evidence", &[]).await.unwrap().get(0);
+        v
+    });
+    // Only what this test's runtime directory made: its kept server and the
+    // reused services' network (the keeper would, after the TTL).
+    let runtime_label =
+        cleanroom_tests::docker(&["inspect", "--format", "{{index .Config.Labels \"cleanroom.runtime\"}}", container]);
+    let ours = [format!("label=cleanroom.runtime={}", runtime_label.trim()), "label=cleanroom.reuse=true".to_string()];
+    for id in cleanroom_tests::docker(&["ps", "-aq", "--filter", &ours[0], "--filter", &ours[1]]).lines() {
+        cleanroom_tests::docker(&["rm", "-f", id]);
+    }
+    for id in cleanroom_tests::docker(&["network", "ls", "-q", "--filter", &ours[0], "--filter", &ours[1]]).lines() {
+        cleanroom_tests::docker(&["network", "rm", id]);
+    }
+    let _ = std::fs::remove_dir_all(&runtime);
+    assert_eq!(found, "left for debugging", "the kept database holds what the test wrote");
+    assert_nothing_left(&first);
+    assert_nothing_left(&second);
 }

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
-    assert_nothing_left, child_command, fresh_session, kill, reaper_pid, run_child, session_containers,
-    AllSessionsWatch, EventWatch,
+    assert_nothing_left, fresh_session, kill, kill_run_with_its_reaper, reaper_pid, run_child, session_containers,
+    start_waiting, AllSessionsWatch, EventWatch,
 };
 
 mod child {
@@ -224,30 +224,14 @@ fn kill_9_of_a_whole_run_leaks_nothing() {
 fn a_killed_reaper_is_cleaned_up_after_by_the_next_run_and_live_runs_are_untouched() {
     // A run whose reaper dies, then its test process: orphans.
     let orphaned = fresh_session("orphaned");
-    let mut victim = child_command(&orphaned, &["--ignored", "--exact", "child::waits::until_killed", "--nocapture"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(victim.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("READY"))));
-    let reaper = reaper_pid(&orphaned).expect("the run has a reaper");
-    kill("-KILL", reaper);
-    kill("-KILL", victim.id());
-    let _ = victim.wait();
+    kill_run_with_its_reaper(&orphaned, &[]);
     // Its containers are orphans now: nothing of that run is left to remove
     // them. (A reaper of a run starting right now, in another test, may
     // already sweep them; the next run below must, in any case.)
 
     // A live run meanwhile.
     let live = fresh_session("live");
-    let mut alive = child_command(&live, &["--ignored", "--exact", "child::waits::until_killed", "--nocapture"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(alive.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("READY"))));
+    let mut alive = start_waiting(&live, &[]);
 
     // The next run: its reaper sweeps the orphans.
     let next = fresh_session("next");
@@ -343,6 +327,123 @@ fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_nothing_left(&second);
+}
+
+/// The container cache layer's cap: with `caches.container.max_count = 1`
+/// only one idle reused service waits for the next run, though both are
+/// well within their TTL; the report says what each layer holds.
+#[test]
+fn a_container_cap_keeps_only_that_many_idle_reused_services() {
+    let runtime = std::env::temp_dir().join(fresh_session("reuse-cap"));
+    std::fs::create_dir_all(&runtime).unwrap();
+    let report = runtime.join("report.json");
+    let env = [
+        ("XDG_RUNTIME_DIR", runtime.to_str().unwrap()),
+        ("CLEANROOM_REUSE", "1"),
+        ("CLEANROOM_REUSE_TTL", "120"),
+        ("CLEANROOM_CACHE_CONTAINER_MAX_COUNT", "1"),
+        ("CLEANROOM_REPORT_JSON", report.to_str().unwrap()),
+    ];
+    let session = fresh_session("reuse-cap");
+    let run = run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &env);
+    assert!(run.passed(), "{}", run.text());
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["cache_layers"]["container"]["entries"], 2, "both reused services: {:#}", doc["cache_layers"]);
+    assert_eq!(doc["cache_layers"]["container"]["eviction"], "lru");
+    // This runtime directory's reused services: its owner label.
+    let ours = || -> Vec<String> {
+        let all = cleanroom_tests::docker(&["ps", "-aq", "--filter", "label=cleanroom.reuse=true"]);
+        all.lines().filter(|id| owned_by(&runtime, id)).map(str::to_string).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ours().len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left = ours();
+    assert_eq!(left.len(), 1, "the cap of 1 leaves one idle reused service: {left:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ours(), left, "and keeps it (its TTL is two minutes)");
+    // Clean up what this test's runtime directory owns: the kept service and
+    // its network (the keeper would, after the TTL).
+    let label = format!("label=cleanroom.runtime={}", runtime_label(&left[0]));
+    for id in cleanroom_tests::docker(&["ps", "-aq", "--filter", &label]).lines() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    for id in cleanroom_tests::docker(&["network", "ls", "-q", "--filter", &label]).lines() {
+        let _ = Command::new("docker").args(["network", "rm", id]).output();
+    }
+    let _ = std::fs::remove_dir_all(&runtime);
+    assert_nothing_left(&session);
+}
+
+/// The image cache layer evicts only images cleanroom pulled itself, which
+/// it records when it pulls. Nothing can be pulled on this machine, so two
+/// local tags stand in for pulled images (their records are written as a
+/// pull writes them); a third tag without a record is the user's own. Over
+/// `caches.image.max_size` the run's end removes the recorded ones, never
+/// the user's, and the report counts what the layer holds.
+#[test]
+fn the_image_cap_removes_only_images_cleanroom_pulled() {
+    let session = fresh_session("image-cap");
+    let runtime = std::env::temp_dir().join(&session);
+    let records = runtime.join("cleanroom/caches/image");
+    std::fs::create_dir_all(&records).unwrap();
+    let repo = format!("cleanroom-evict-test/{session}");
+    let tags = ["pulled-a", "pulled-b", "users-own"].map(|t| format!("{repo}:{t}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for tag in &tags {
+        cleanroom_tests::docker(&["tag", "cleanroom-offline/busybox:1.35", tag]);
+    }
+    for tag in &tags[..2] {
+        let file: String = tag
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        std::fs::write(records.join(file), format!("{now} 1 0")).unwrap();
+    }
+    let present = |tag: &str| Command::new("docker").args(["image", "inspect", tag]).output().unwrap().status.success();
+    let run = run_child(
+        &session,
+        &["--ignored", "--exact", "child::suite::s01"],
+        &[("XDG_RUNTIME_DIR", runtime.to_str().unwrap()), ("CLEANROOM_CACHE_IMAGE_MAX_SIZE", "1KiB")],
+    );
+    assert!(run.passed(), "{}", run.text());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (present(&tags[0]) || present(&tags[1])) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let outcome = tags.each_ref().map(|t| present(t));
+    let _ = Command::new("docker").args(["rmi", &tags[2]]).output();
+    assert_eq!(outcome, [false, false, true], "[recorded, recorded, the user's own]");
+    assert!(present("cleanroom-offline/busybox:1.35"), "the image the tags shared stays");
+    assert!(std::fs::read_dir(&records).unwrap().next().is_none(), "their records went with them");
+    let _ = std::fs::remove_dir_all(&runtime);
+    assert_nothing_left(&session);
+}
+
+fn runtime_label(id: &str) -> String {
+    cleanroom_tests::docker(&["inspect", "--format", "{{index .Config.Labels \"cleanroom.runtime\"}}", id])
+        .trim()
+        .to_string()
+}
+
+/// Whether the container `id` was made from the runtime directory under
+/// `xdg` (its claims live there). A container removed between the listing
+/// and this inspect (a cap or a TTL evicting it, another test's cleanup) is
+/// gone, so it is not one of ours that is left.
+fn owned_by(xdg: &std::path::Path, id: &str) -> bool {
+    let out = Command::new("docker").args(["inspect", "--format", "{{.Name}}", id]).output().unwrap();
+    if !out.status.success() {
+        return false;
+    }
+    let name = String::from_utf8_lossy(&out.stdout);
+    xdg.join("cleanroom/reuse").join(name.trim().trim_start_matches('/')).exists()
 }
 
 #[test]

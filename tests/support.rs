@@ -21,6 +21,19 @@ pub fn fresh_session(tag: &str) -> String {
     format!("t-{tag}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
+/// Whether the services of child runs are Docker's: `CLEANROOM_ENGINE` is
+/// unset or `docker` (not the local engine, whose servers make no events),
+/// and the built-in Postgres is not pointed at an existing server.
+pub fn runs_on_docker() -> bool {
+    std::env::var("CLEANROOM_ENGINE").map_or(true, |e| e.is_empty() || e == "docker") && existing_postgres().is_none()
+}
+
+/// The existing Postgres server the built-in service is pointed at
+/// (`CLEANROOM_POSTGRES_URL`, docs/engines.md), if any.
+pub fn existing_postgres() -> Option<String> {
+    std::env::var("CLEANROOM_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
 /// Runs `docker` with `args` and returns its stdout; panics if it fails.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
@@ -305,6 +318,34 @@ pub fn kill(signal: &str, pid: u32) {
     assert!(status.success(), "kill {signal} {pid} failed");
 }
 
+/// Starts this binary's `child::waits::until_killed` test (which prints
+/// `cleanroom-test: READY` and then waits) in `session`, with `env`, and
+/// returns once its body runs: its services are up and its reaper serves.
+pub fn start_waiting(session: &str, env: &[(&str, &str)]) -> Child {
+    let mut child = child_command(session, &["--ignored", "--exact", "child::waits::until_killed", "--nocapture"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the test binary runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("READY"))), "the waiting test of {session} started");
+    child
+}
+
+/// Leaves a run of `session` behind the hard way: starts the waiting test
+/// (see [`start_waiting`]), then `kill -9`s its reaper and its test process.
+/// The process is stopped first: one whose reaper dies starts a replacement.
+/// Afterwards nothing of that run is left to remove what it made.
+pub fn kill_run_with_its_reaper(session: &str, env: &[(&str, &str)]) {
+    let mut victim = start_waiting(session, env);
+    let reaper = reaper_pid(session).expect("the run has a reaper");
+    kill("-STOP", victim.id());
+    kill("-KILL", reaper);
+    kill("-KILL", victim.id());
+    let _ = victim.wait();
+}
+
 /// Child tests for runs made by a live test: each `name` becomes an
 /// `#[ignore]`d `#[cleanroom::test(postgres, redis)]` that writes to its
 /// database and its Redis database. Expanded in the test binary, whose
@@ -320,6 +361,26 @@ macro_rules! postgres_and_redis_tests {
             client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)").await.unwrap();
             let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
             let () = redis::AsyncCommands::set(&mut cache, "k", 1).await.unwrap();
+        }
+    )*};
+}
+
+/// Child tests that each write two rows to their Postgres room and count
+/// them back: each `name` becomes an `#[ignore]`d
+/// `#[cleanroom::test(postgres)]`. A test that kills the service between them
+/// (the monitor and recovery tests) makes every later one depend on the
+/// replacement.
+#[macro_export]
+macro_rules! postgres_tests {
+    ($reason:literal: $($name:ident)*) => {$(
+        #[::cleanroom::test(postgres)]
+        #[ignore = $reason]
+        async fn $name(postgres: ::cleanroom::Postgres) {
+            let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2)").await.unwrap();
+            let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+            assert_eq!(n, 2);
         }
     )*};
 }

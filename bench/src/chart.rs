@@ -13,8 +13,10 @@ fn colour(approach: Approach) -> RGBColor {
     match approach {
         Approach::Cleanroom => RGBColor(0x1b, 0x9e, 0x77),
         Approach::CleanroomWarm => RGBColor(0x66, 0xa6, 0x1e),
+        Approach::CleanroomLocal => RGBColor(0x1f, 0x78, 0xb4),
         Approach::PerTest => RGBColor(0xd9, 0x5f, 0x02),
         Approach::Singleton => RGBColor(0x75, 0x70, 0xb3),
+        Approach::SqlxTest => RGBColor(0xe7, 0x29, 0x8a),
     }
 }
 
@@ -122,9 +124,10 @@ mod tests {
                 cell(10, Runner::CargoTest, Approach::PerTest, 12.0),
                 cell(40, Runner::CargoTest, Approach::PerTest, 45.0),
                 cell(10, Runner::Nextest, Approach::Cleanroom, 4.0),
+                cell(10, Runner::Nextest, Approach::SqlxTest, 6.0),
             ];
             let s = series(&cells);
-            assert_eq!(s.len(), 3);
+            assert_eq!(s.len(), 4);
             assert_eq!(s[0].2, [(10.0, 3.0), (40.0, 4.0)]);
 
             let dir = std::env::temp_dir().join(format!("cleanroom-bench-chart-{}", std::process::id()));
@@ -136,6 +139,19 @@ mod tests {
             assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
             assert!(svg.contains("container per test · cargo test"), "the legend names each line");
             assert!(svg.contains("cleanroom · cargo nextest run"));
+            assert!(svg.contains("#[sqlx::test] · cargo nextest run"));
+        }
+
+        #[test]
+        fn give_every_approach_a_colour_of_its_own() {
+            let colours: std::collections::BTreeSet<(u8, u8, u8)> = Approach::ALL
+                .into_iter()
+                .map(|a| {
+                    let RGBColor(r, g, b) = colour(a);
+                    (r, g, b)
+                })
+                .collect();
+            assert_eq!(colours.len(), Approach::ALL.len());
         }
     }
 }

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 pub const HELP: &str = "\
-cleanroom-bench: the same workload with cleanroom, a container pair per test
-and a static singleton, under cargo test and cargo nextest run.
+cleanroom-bench: the same workload with cleanroom, a container pair per test,
+a static singleton and #[sqlx::test] (against a Postgres and a Redis started
+with docker run, as CI services), under cargo test and cargo nextest run.
 
 USAGE:
     cargo run -p cleanroom-bench --release -- [OPTIONS]
@@ -13,9 +14,12 @@ OPTIONS:
     --reps R            repetitions of each cell, interleaved (default 3)
     --sizes LIST        suite sizes, multiples of 10 up to 160 (default 10,40,160)
     --runners LIST      cargo-test,nextest (default both)
-    --approaches LIST   cleanroom,cleanroom-warm,per-test,singleton (default all)
+    --approaches LIST   cleanroom,cleanroom-warm,cleanroom-local,per-test,
+                        singleton,sqlx-test
+                        (default all)
     --quick             one repetition of N=10 under cargo test, no warm cell,
-                        docs untouched (the CI smoke run)
+                        docs untouched (the CI smoke run): one cell for each
+                        of cleanroom, per-test, singleton and sqlx-test
     --no-docs           print the table only; do not rewrite docs/benchmarks.md,
                         docs/benchmarks.svg and the README's headline
     --from-log FILE     run nothing: rebuild the table, page and chart from the
@@ -24,7 +28,7 @@ OPTIONS:
     -h, --help          this text
 
 The images are cleanroom's: CLEANROOM_POSTGRES_IMAGE and CLEANROOM_REDIS_IMAGE
-or the defaults, the same for all three approaches. Exit status: 0 when every
+or the defaults, the same for every approach. Exit status: 0 when every
 run passed and cleanroom left nothing, 1 otherwise, 2 on bad usage or when
 Docker does not answer.
 ";
@@ -58,42 +62,64 @@ pub enum Approach {
     Cleanroom,
     /// cleanroom with `CLEANROOM_REUSE=1`, services kept from a previous run.
     CleanroomWarm,
+    /// cleanroom with `CLEANROOM_ENGINE=local`: Postgres and Redis run from
+    /// this machine's binaries, no container engine.
+    CleanroomLocal,
     /// testcontainers-rs, a container pair per test.
     PerTest,
     /// testcontainers-rs, a `static` pair per test process.
     Singleton,
+    /// `#[sqlx::test]`, against a Postgres and a Redis the harness starts
+    /// with `docker run` before the suite (a CI job's `services:`).
+    SqlxTest,
 }
 
 impl Approach {
-    pub const ALL: [Approach; 4] =
-        [Approach::Cleanroom, Approach::CleanroomWarm, Approach::PerTest, Approach::Singleton];
+    pub const ALL: [Approach; 6] = [
+        Approach::Cleanroom,
+        Approach::CleanroomWarm,
+        Approach::CleanroomLocal,
+        Approach::PerTest,
+        Approach::Singleton,
+        Approach::SqlxTest,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Approach::Cleanroom => "cleanroom",
             Approach::CleanroomWarm => "cleanroom, warm (reuse)",
+            Approach::CleanroomLocal => "cleanroom, local binaries",
             Approach::PerTest => "container per test",
             Approach::Singleton => "static singleton",
+            Approach::SqlxTest => "#[sqlx::test]",
         }
     }
     pub fn slug(self) -> &'static str {
         match self {
             Approach::Cleanroom => "cleanroom",
             Approach::CleanroomWarm => "cleanroom-warm",
+            Approach::CleanroomLocal => "cleanroom-local",
             Approach::PerTest => "per-test",
             Approach::Singleton => "singleton",
+            Approach::SqlxTest => "sqlx-test",
         }
     }
     /// The test target that holds this approach's suite.
     pub fn suite(self) -> &'static str {
         match self {
-            Approach::Cleanroom | Approach::CleanroomWarm => "cleanroom",
+            Approach::Cleanroom | Approach::CleanroomWarm | Approach::CleanroomLocal => "cleanroom",
             Approach::PerTest => "per_test",
             Approach::Singleton => "singleton",
+            Approach::SqlxTest => "sqlx_test",
         }
     }
+    /// Whether the harness starts this approach's servers before the suite
+    /// (and so measures the suite alone as well as the whole).
+    pub fn has_services(self) -> bool {
+        self == Approach::SqlxTest
+    }
     pub fn is_cleanroom(self) -> bool {
-        matches!(self, Approach::Cleanroom | Approach::CleanroomWarm)
+        matches!(self, Approach::Cleanroom | Approach::CleanroomWarm | Approach::CleanroomLocal)
     }
 }
 
@@ -154,7 +180,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 opts.reps = 1;
                 opts.sizes = vec![10];
                 opts.runners = vec![Runner::CargoTest];
-                opts.approaches = vec![Approach::Cleanroom, Approach::PerTest, Approach::Singleton];
+                opts.approaches = vec![Approach::Cleanroom, Approach::PerTest, Approach::Singleton, Approach::SqlxTest];
                 opts.write_docs = None;
             }
             "--no-docs" => opts.write_docs = None,
@@ -191,7 +217,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     &v,
                     "--approaches",
                     |s| Approach::ALL.into_iter().find(|a| a.slug() == s),
-                    "cleanroom, cleanroom-warm, per-test, singleton",
+                    "cleanroom, cleanroom-warm, cleanroom-local, per-test, singleton, sqlx-test",
                 )?;
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -224,6 +250,7 @@ mod tests {
             assert_eq!((o.reps, o.sizes.as_slice()), (3, &[10, 40, 160][..]));
             assert_eq!(o.runners.len(), 2);
             assert_eq!(o.approaches, Approach::ALL);
+            assert!(o.approaches.contains(&Approach::SqlxTest), "the documented full run includes #[sqlx::test]");
             assert!(o.write_docs.unwrap().ends_with("docs"));
         }
 
@@ -231,8 +258,21 @@ mod tests {
         fn run_one_cold_cell_per_approach_and_leave_docs_alone_when_quick() {
             let o = options(&["--quick"]);
             assert_eq!((o.reps, o.sizes.as_slice(), o.runners.as_slice()), (1, &[10][..], &[Runner::CargoTest][..]));
-            assert!(!o.approaches.contains(&Approach::CleanroomWarm));
+            assert_eq!(
+                o.approaches,
+                [Approach::Cleanroom, Approach::PerTest, Approach::Singleton, Approach::SqlxTest],
+                "one cold cell each, no warm cell"
+            );
             assert_eq!(o.write_docs, None);
+        }
+
+        #[test]
+        fn name_sqlx_test_by_its_slug_and_run_its_own_suite() {
+            let o = options(&["--approaches", "cleanroom,sqlx-test"]);
+            assert_eq!(o.approaches, [Approach::Cleanroom, Approach::SqlxTest]);
+            assert_eq!((Approach::SqlxTest.title(), Approach::SqlxTest.suite()), ("#[sqlx::test]", "sqlx_test"));
+            assert!(Approach::SqlxTest.has_services() && !Approach::SqlxTest.is_cleanroom());
+            assert!(Approach::ALL.iter().filter(|a| a.has_services()).eq([&Approach::SqlxTest]));
         }
 
         #[test]
@@ -254,6 +294,10 @@ mod tests {
             assert_eq!(
                 parse_args(&["--runners", "make"]).unwrap_err(),
                 "--runners: \"make\" is not one of cargo-test, nextest"
+            );
+            assert_eq!(
+                parse_args(&["--approaches", "sqlx"]).unwrap_err(),
+                "--approaches: \"sqlx\" is not one of cleanroom, cleanroom-warm, cleanroom-local, per-test, singleton, sqlx-test"
             );
             assert_eq!(parse_args(&["--reps", "0"]).unwrap_err(), "--reps: \"0\" is not a count of at least 1");
             assert_eq!(parse_args(&["--reps"]).unwrap_err(), "--reps needs a value");

@@ -1,4 +1,4 @@
-//! The benchmark workload, shared by the three suites so that they differ only
+//! The benchmark workload, shared by the four suites so that they differ only
 //! in how they get their containers.
 //!
 //! Per test: connect to Postgres, create a table, 20 inserts, a count; connect
@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 #[cfg(feature = "suites")]
 pub mod baseline;
 
-/// The images all three suites use: cleanroom's configuration variables
+/// The images all four suites use: cleanroom's configuration variables
 /// (`CLEANROOM_POSTGRES_IMAGE`, `CLEANROOM_REDIS_IMAGE`) or its defaults, so
 /// that the baselines never run a different image than cleanroom.
 pub fn image(service: &str) -> (String, String) {
@@ -73,10 +73,48 @@ pub async fn workload(pg: &tokio_postgres::Client, redis: &mut redis::aio::Multi
     }
     let count: i64 = pg.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0);
     assert_eq!(count, 20);
+    redis_workload(redis, test).await;
+}
 
+/// The same work with sqlx, through the `PgPool` `#[sqlx::test]` gives the
+/// test (its own database): the statements are the same, and sqlx prepares
+/// the insert once per connection and caches it, as `workload` prepares it
+/// once. Redis as in `workload`.
+#[cfg(feature = "suites")]
+pub async fn workload_sqlx(pg: &sqlx::PgPool, redis: &mut redis::aio::MultiplexedConnection, test: &str) {
+    use sqlx::AssertSqlSafe;
+    let table = format!("items_{test}");
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE TABLE {table} (id serial PRIMARY KEY, name text NOT NULL)")))
+        .execute(pg)
+        .await
+        .expect("create table");
+    let insert = format!("INSERT INTO {table} (name) VALUES ($1)");
+    for i in 0..20 {
+        sqlx::query(AssertSqlSafe(insert.as_str())).bind(format!("item-{i}")).execute(pg).await.expect("insert");
+    }
+    let count: i64 =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(pg).await.expect("count");
+    assert_eq!(count, 20);
+    redis_workload(redis, test).await;
+}
+
+/// The Redis half of the work: 20 SETs and a GET of keys named by `test`.
+async fn redis_workload(redis: &mut redis::aio::MultiplexedConnection, test: &str) {
     for i in 0..20 {
         let () = redis.set(format!("{test}:{i}"), i).await.expect("SET");
     }
     let last: i64 = redis.get(format!("{test}:19")).await.expect("GET");
     assert_eq!(last, 19);
+}
+
+/// A required variable of the environment the harness sets for a suite
+/// (`DATABASE_URL`, `REDIS_URL` for `#[sqlx::test]`), or a panic that says
+/// how to run the suite.
+pub fn env_url(var: &str) -> String {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: this suite runs against servers the harness starts; run it with \
+             `cargo run -p cleanroom-bench --release -- --approaches sqlx-test`, or set {var} to a running server's URL"
+        )
+    })
 }

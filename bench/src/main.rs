@@ -1,8 +1,8 @@
-//! The benchmark harness: one command that runs the same workload three ways
-//! (cleanroom, a container pair per test, a `static` singleton) under
-//! `cargo test` and `cargo nextest run`, at several suite sizes, cold and warm,
-//! and writes `docs/benchmarks.md`, `docs/benchmarks.svg` and the README's
-//! headline.
+//! The benchmark harness: one command that runs the same workload four ways
+//! (cleanroom, a container pair per test, a `static` singleton, `#[sqlx::test]`
+//! against servers started before the suite) under `cargo test` and
+//! `cargo nextest run`, at several suite sizes, cold and warm, and writes
+//! `docs/benchmarks.md`, `docs/benchmarks.svg` and the README's headline.
 //!
 //! ```text
 //! cargo run -p cleanroom-bench --release                 # the full matrix, docs rewritten
@@ -18,6 +18,7 @@ mod chart;
 mod cli;
 mod docker;
 mod render;
+mod services;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -29,8 +30,13 @@ use cli::{Approach, Options, Runner};
 /// One run of one cell.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
-    /// Wall time of the whole runner invocation, in seconds.
+    /// Wall time of the whole runner invocation, in seconds; for an approach
+    /// whose servers the harness starts (`#[sqlx::test]`), from the first
+    /// `docker run` to the runner's exit.
     pub wall: f64,
+    /// `#[sqlx::test]` only: the runner invocation alone, servers already
+    /// ready, in seconds.
+    pub suite: Option<f64>,
     /// Containers Docker created for the cell.
     pub started: usize,
     /// Containers of the cell still there once the runner had exited (after
@@ -178,12 +184,18 @@ impl Bench {
             "CLEANROOM_REUSE_TTL",
             "CLEANROOM_REPORT_JSON",
             "CLEANROOM_BENCH_CELL",
+            "CLEANROOM_ENGINE",
+            "DATABASE_URL",
+            "REDIS_URL",
         ] {
             cmd.env_remove(var);
         }
         match approach {
-            Approach::Cleanroom | Approach::CleanroomWarm => {
+            Approach::Cleanroom | Approach::CleanroomWarm | Approach::CleanroomLocal => {
                 cmd.env("CLEANROOM_SESSION", label).env("CLEANROOM_REPORT_JSON", report);
+                if approach == Approach::CleanroomLocal {
+                    cmd.env("CLEANROOM_ENGINE", "local");
+                }
                 // A definition of the harness's own (the startup timeout is
                 // part of it), so reused services of the user's are never
                 // attached to nor removed.
@@ -192,17 +204,34 @@ impl Bench {
                     cmd.env("CLEANROOM_REUSE", "1").env("CLEANROOM_REUSE_TTL", "1800");
                 }
             }
-            Approach::PerTest | Approach::Singleton => {
+            Approach::PerTest | Approach::Singleton | Approach::SqlxTest => {
                 cmd.env("CLEANROOM_BENCH_CELL", label);
             }
         }
+    }
+
+    /// Starts the servers of an approach that needs them before its suite
+    /// (`#[sqlx::test]`) and points the suite at them.
+    fn start_services(
+        approach: Approach,
+        label: &str,
+        cmd: &mut Command,
+    ) -> Result<Option<services::Services>, String> {
+        if !approach.has_services() {
+            return Ok(None);
+        }
+        let started = services::Services::start(label)?;
+        cmd.env("DATABASE_URL", &started.database_url).env("REDIS_URL", &started.redis_url);
+        Ok(Some(started))
     }
 
     /// Runs one cell once and measures it.
     fn run(&mut self, runner: Runner, approach: Approach, n: usize, tag: &str) -> Sample {
         let label_value = format!("{}-{tag}", self.id);
         let label = match approach {
-            Approach::Cleanroom | Approach::CleanroomWarm => format!("cleanroom.session={label_value}"),
+            Approach::Cleanroom | Approach::CleanroomWarm | Approach::CleanroomLocal => {
+                format!("cleanroom.session={label_value}")
+            }
             _ => format!("{}={label_value}", cleanroom_bench::BENCH_LABEL),
         };
         let report = self.logs.join(format!("{label_value}.report.jsonl"));
@@ -217,12 +246,28 @@ impl Bench {
         let creations = docker::Creations::watch(&label, self.logs.join(format!("{label_value}.created")));
         let reuses = (approach == Approach::CleanroomWarm)
             .then(|| docker::Creations::watch("cleanroom.reuse=true", self.logs.join(format!("{label_value}.reused"))));
+        // The wall time counts starting the servers and waiting for them;
+        // removing them afterwards (the end of a CI job) is not counted.
         let start = Instant::now();
-        let status = cmd.status();
+        let (status, suite) = match Self::start_services(approach, &label, &mut cmd) {
+            Ok(servers) => {
+                let suite_start = Instant::now();
+                let status = cmd.status().map_err(|e| e.to_string());
+                let suite = suite_start.elapsed().as_secs_f64();
+                if let Some(servers) = servers {
+                    servers.remove();
+                }
+                (status, approach.has_services().then_some(suite))
+            }
+            Err(e) => (Err(format!("starting the servers for the suite: {e}")), None),
+        };
         let wall = start.elapsed().as_secs_f64();
         let ok = matches!(status, Ok(s) if s.success());
         if !ok {
             eprintln!("  FAILED: {} (log: {})", argv.join(" "), log.display());
+            if let Err(e) = &status {
+                eprintln!("    {e}");
+            }
             if let Ok(text) = std::fs::read_to_string(&log) {
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
                 for line in tail.iter().rev() {
@@ -244,7 +289,7 @@ impl Bench {
             Ok(text) => stats::from_report(&text),
             Err(_) => (None, None),
         };
-        Sample { wall, started: created.len(), left: left.len(), overhead_ms, first_test_ms, ok }
+        Sample { wall, suite, started: created.len(), left: left.len(), overhead_ms, first_test_ms, ok }
     }
 
     /// Starts the reused services once, so that every warm cell attaches.
@@ -289,8 +334,9 @@ fn main() {
     });
 }
 
-/// One progress line of a run (`[  3/48] container per test  cargo test  N=40  285.04 s  started  80  left   0`),
-/// back into its cell and sample; `None` for any other line.
+/// One progress line of a run (`[  3/48] container per test  cargo test  N=40  285.04 s  started  80  left   0`,
+/// `… suite 4.20 s` for `#[sqlx::test]`), back into its cell and sample;
+/// `None` for any other line.
 pub fn parse_progress(line: &str) -> Option<(usize, Runner, Approach, Sample)> {
     let rest = line.trim_start().strip_prefix('[')?.split_once(']')?.1.trim_start();
     // Longest titles first: "cleanroom, warm (reuse)" starts with "cleanroom".
@@ -307,11 +353,12 @@ pub fn parse_progress(line: &str) -> Option<(usize, Runner, Approach, Sample)> {
     let left = after("left")?.parse().ok()?;
     let overhead_ms = after("p50").zip(after("p95")).and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     let first_test_ms = after("first").and_then(|v| v.parse().ok());
+    let suite = after("suite").and_then(|v| v.parse().ok());
     Some((
         n,
         runner,
         approach,
-        Sample { wall, started, left, overhead_ms, first_test_ms, ok: !line.contains("FAILED") },
+        Sample { wall, suite, started, left, overhead_ms, first_test_ms, ok: !line.contains("FAILED") },
     ))
 }
 
@@ -415,6 +462,7 @@ fn run(opts: Options) -> Result<bool, String> {
                     .map(|(p50, p95)| format!("  overhead p50 {p50:.2} ms p95 {p95:.2} ms"))
                     .unwrap_or_default()
                     + &sample.first_test_ms.map(|f| format!("  first {f:.1} ms")).unwrap_or_default()
+                    + &sample.suite.map(|s| format!("  suite {s:.2} s")).unwrap_or_default()
                     + if sample.ok { "" } else { "  FAILED" }
             );
             cells[i].samples.push(sample);
@@ -461,9 +509,11 @@ mod tests {
 [  2/48] cleanroom, warm (reuse) cargo nextest run N=40     2.12 s  started   0  left   0  overhead p50 52.81 ms p95 107.71 ms  first 31.5 ms
 [  3/48] container per test     cargo test       N=10    44.72 s  started  20  left   0
 [ 27/48] container per test     cargo test       N=10    40.00 s  started  20  left   0
+[ 28/48] #[sqlx::test]          cargo nextest run N=160   21.40 s  started   2  left   0  suite 18.35 s
+[ 29/48] #[sqlx::test]          cargo test       N=10     4.10 s  started   2  left   0  suite 1.02 s  FAILED
 ";
             let cells = cells_from_log(log);
-            assert_eq!(cells.len(), 3);
+            assert_eq!(cells.len(), 5);
             assert_eq!((cells[0].n, cells[0].runner, cells[0].approach), (10, Runner::CargoTest, Approach::Cleanroom));
             assert_eq!(cells[0].samples[0].overhead_ms, Some((8.74, 140.32)));
             assert_eq!(
@@ -473,6 +523,12 @@ mod tests {
             assert_eq!(cells[1].samples[0].first_test_ms, Some(31.5));
             assert_eq!(cells[2].samples.iter().map(|s| s.wall).collect::<Vec<_>>(), [44.72, 40.0]);
             assert_eq!(cells[2].samples[0].started, 20);
+            assert_eq!((cells[3].approach, cells[3].runner, cells[3].n), (Approach::SqlxTest, Runner::Nextest, 160));
+            assert_eq!((cells[3].samples[0].wall, cells[3].samples[0].suite), (21.4, Some(18.35)));
+            assert!(cells[3].samples[0].ok);
+            assert_eq!(cells[4].samples[0].suite, Some(1.02));
+            assert!(!cells[4].samples[0].ok, "a failed run reads back as failed");
+            assert_eq!(cells[0].samples[0].suite, None, "only #[sqlx::test] times its suite alone");
             assert_eq!(parse_progress("cleanroom-bench: wrote docs"), None);
         }
 
@@ -499,6 +555,10 @@ mod tests {
             assert_eq!(
                 command_line(Runner::Nextest, Approach::CleanroomWarm, 20).join(" "),
                 "cargo nextest run --no-fail-fast -p cleanroom-bench --features suites --test cleanroom t00 t01"
+            );
+            assert_eq!(
+                command_line(Runner::CargoTest, Approach::SqlxTest, 10).join(" "),
+                "cargo test -q -p cleanroom-bench --features suites --test sqlx_test -- t00"
             );
         }
     }

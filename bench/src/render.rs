@@ -25,6 +25,15 @@ pub fn wall(cell: &Cell) -> Option<f64> {
     median(&cell.samples.iter().map(|s| s.wall).collect::<Vec<_>>())
 }
 
+/// Median time of a cell's suite alone, without starting its servers
+/// (`#[sqlx::test]`); `None` if any run failed or none was timed.
+pub fn suite(cell: &Cell) -> Option<f64> {
+    if cell.samples.iter().any(|s| !s.ok) {
+        return None;
+    }
+    median_of(cell, |s| s.suite)
+}
+
 fn wall_at(cells: &[Cell], n: usize, runner: Runner, approach: Approach) -> Option<f64> {
     find(cells, n, runner, approach).and_then(wall)
 }
@@ -44,8 +53,8 @@ fn median_of(cell: &Cell, f: impl Fn(&crate::Sample) -> Option<f64>) -> Option<f
 /// The table of every cell.
 pub fn table(cells: &[Cell]) -> String {
     let mut out = String::from(
-        "| N | runner | approach | wall (median) | min–max | containers started | left over | fixture overhead p50 / p95 | first test |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| N | runner | approach | wall (median) | min–max | suite only (median) | containers started | left over | fixture overhead p50 / p95 | first test |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut sorted: Vec<&Cell> = cells.iter().collect();
     sorted.sort_by_key(|c| (c.n, c.runner, c.approach));
@@ -64,9 +73,10 @@ pub fn table(cells: &[Cell]) -> String {
             "–".into()
         };
         let first = if c.approach.is_cleanroom() { ms(median_of(c, |s| s.first_test_ms)) } else { "–".into() };
+        let suite = if c.approach.has_services() { seconds(suite(c)) } else { "–".into() };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {minmax} | {started} | {left} | {overhead} | {first} |",
+            "| {} | {} | {} | {} | {minmax} | {suite} | {started} | {left} | {overhead} | {first} |",
             c.n,
             c.runner.title(),
             c.approach.title(),
@@ -123,6 +133,23 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
                 .collect::<Vec<_>>()
                 .join(", "),
         });
+    }
+    for runner in [CargoTest, Nextest] {
+        let local = ratios((runner, CleanroomLocal), (runner, Cleanroom));
+        if !local.is_empty() {
+            goals.push(Goal {
+                text: format!(
+                    "{}: the local engine faster than Docker's cold start (no container to create)",
+                    runner.title()
+                ),
+                met: Some(local.iter().all(|(_, r)| r.is_some_and(|r| r < 1.0))),
+                measured: local
+                    .iter()
+                    .map(|(k, r)| format!("N={k}: {} of Docker's time", fmt_ratio(*r)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
     }
     let speedup = |runner, base| ratio(wall_at(cells, n, runner, base), wall_at(cells, n, runner, Cleanroom));
     if let Some(r) = speedup(CargoTest, PerTest) {
@@ -206,6 +233,9 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
             });
         }
     }
+    if let Some(goal) = faster_than_sqlx(cells, &sizes) {
+        goals.push(goal);
+    }
     let leaks: usize =
         cells.iter().filter(|c| c.approach.is_cleanroom()).flat_map(|c| &c.samples).map(|s| s.left).sum();
     if cells.iter().any(|c| c.approach.is_cleanroom()) {
@@ -218,22 +248,95 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
     goals
 }
 
+/// cleanroom against `#[sqlx::test]` (whose wall time counts starting its
+/// servers), under each runner at every size both were measured at: the
+/// speed-ups, each cell's times, and the cells where cleanroom was not
+/// faster, by name and numbers.
+fn faster_than_sqlx(cells: &[Cell], sizes: &[usize]) -> Option<Goal> {
+    let (mut parts, mut slower, mut complete) = (Vec::new(), Vec::new(), true);
+    for runner in [Runner::CargoTest, Runner::Nextest] {
+        let pairs: Vec<(usize, &Cell, &Cell)> = sizes
+            .iter()
+            .filter_map(|&k| {
+                Some((k, find(cells, k, runner, Approach::Cleanroom)?, find(cells, k, runner, Approach::SqlxTest)?))
+            })
+            .collect();
+        if pairs.is_empty() {
+            complete = false;
+            parts.push(format!("{}: not measured", runner.title()));
+            continue;
+        }
+        let each: Vec<String> = pairs
+            .iter()
+            .map(|&(k, cr, sx)| {
+                let (cr_wall, sx_wall) = (wall(cr), wall(sx));
+                match ratio(sx_wall, cr_wall) {
+                    Some(r) => {
+                        if r <= 1.0 {
+                            slower.push(format!(
+                                "{} N={k} (cleanroom {}, `#[sqlx::test]` {}, its suite alone {})",
+                                runner.title(),
+                                seconds(cr_wall),
+                                seconds(sx_wall),
+                                seconds(suite(sx))
+                            ));
+                        }
+                        format!(
+                            "N={k}: {r:.2}× ({} against {}, suite alone {})",
+                            seconds(cr_wall),
+                            seconds(sx_wall),
+                            seconds(suite(sx))
+                        )
+                    }
+                    None => {
+                        complete = false;
+                        format!("N={k}: a run failed")
+                    }
+                }
+            })
+            .collect();
+        parts.push(format!("{}: {}", runner.title(), each.join(", ")));
+    }
+    if parts.iter().all(|p| p.ends_with("not measured")) {
+        return None;
+    }
+    let mut measured = format!(
+        "`#[sqlx::test]`'s wall time divided by cleanroom's (in brackets: cleanroom's wall time against \
+         `#[sqlx::test]`'s, which counts its `docker run`s and the wait, and `#[sqlx::test]`'s suite alone) — {}",
+        parts.join("; ")
+    );
+    if !slower.is_empty() {
+        measured.push_str(&format!(". cleanroom is **not faster** at: {}", slower.join("; ")));
+    }
+    Some(Goal {
+        text: "cleanroom faster than `#[sqlx::test]` under both runners at every N".into(),
+        met: if !slower.is_empty() {
+            Some(false)
+        } else if complete {
+            Some(true)
+        } else {
+            None
+        },
+        measured,
+    })
+}
+
 fn headline(cells: &[Cell]) -> String {
     let mut out = format!("| N = {HEADLINE_N}, wall time | cargo test | cargo nextest run |\n|---|---:|---:|\n");
     for approach in Approach::ALL {
-        let cell = |r| wall_at(cells, HEADLINE_N, r, approach);
+        let cell = |r| {
+            let whole = seconds(wall_at(cells, HEADLINE_N, r, approach));
+            match find(cells, HEADLINE_N, r, approach).filter(|_| approach.has_services()).and_then(suite) {
+                Some(alone) => format!("{whole} (suite alone {alone:.2} s)"),
+                None => whole,
+            }
+        };
         if find(cells, HEADLINE_N, Runner::CargoTest, approach).is_none()
             && find(cells, HEADLINE_N, Runner::Nextest, approach).is_none()
         {
             continue;
         }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} |",
-            approach.title(),
-            seconds(cell(Runner::CargoTest)),
-            seconds(cell(Runner::Nextest))
-        );
+        let _ = writeln!(out, "| {} | {} | {} |", approach.title(), cell(Runner::CargoTest), cell(Runner::Nextest));
     }
     out
 }
@@ -252,7 +355,7 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
         out,
         "# Benchmarks\n\n\
          <!-- Written by `cargo run -p cleanroom-bench --release`: edit bench/src/render.rs, not this file. -->\n\n\
-         The same 20-insert, 20-SET workload per test, written three ways (see [`bench/`](../bench)), run under \
+         The same 20-insert, 20-SET workload per test, written four ways (see [`bench/`](../bench)), run under \
          `cargo test` and `cargo nextest run` on one machine in one run, each cell {} time(s), interleaved.\n\n\
          **Machine:** {} ({}).\n",
         opts.reps,
@@ -278,13 +381,22 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
          from an earlier run (the harness warms them once before the matrix). *Container per test*: \
          testcontainers-rs with testcontainers-modules' `Postgres` and `Redis`, both started (concurrently) in every \
          test. *Static singleton*: testcontainers-rs' blocking API behind a `static OnceLock`, one pair per test \
-         process, never stopped. All use the same images.\n\
+         process, never stopped. *`#[sqlx::test]`*: `#[sqlx::test(migrations = false)] async fn t(pool: PgPool)`, \
+         sqlx 0.9, a database per test created by sqlx on a Postgres that, like a CI job's `services:`, the harness \
+         starts before the suite with `docker run -d` (Postgres and Redis at once, published on 127.0.0.1, Postgres \
+         with `fsync=off` as the baselines') and waits for until Postgres accepts a login and Redis answers PING \
+         (probed every 100 ms, finer than a CI health check); the tests share that Redis, keys named by test. All \
+         use the same images.\n\
          - **Wall time**: the whole `cargo test -p cleanroom-bench --features suites --test <suite> -- <filters>` or \
-         `cargo nextest run …` invocation, with everything built beforehand.\n\
+         `cargo nextest run …` invocation, with everything built beforehand. For `#[sqlx::test]` it also counts \
+         the two `docker run`s and the wait until both servers answer; removing them afterwards is not counted. \
+         **Suite only** (`#[sqlx::test]` alone): the runner invocation by itself, servers already up.\n\
          - **Containers started**: Docker's `create` events carrying the cell's label (`cleanroom.session` for \
          cleanroom, `cleanroom.bench` for the baselines), from `docker events`, not from the code under test.\n\
          - **Left over**: containers still carrying the label 10 s after the runner exited (cleanroom's reaper \
-         removes its run's within that time). The harness removes the baselines' leftovers afterwards.\n\
+         removes its run's within that time). The harness removes the baselines' leftovers afterwards. For \
+         `#[sqlx::test]` the harness removes both servers once the runner exits, so 0 containers are left: the \
+         databases sqlx left on the server (none when every test passes) went with it.\n\
          - **Fixture overhead**: from cleanroom's own report (`CLEANROOM_REPORT_JSON`): the time each test waited \
          for its services and rooms. **First test**: the time from a test process's start to its first test, the \
          median over processes.\n\n\
@@ -326,6 +438,7 @@ mod tests {
                     wall,
                     started,
                     left: if approach == Approach::Singleton { started } else { 0 },
+                    suite: approach.has_services().then_some(wall - 2.0),
                     overhead_ms: cleanroom.then_some((0.5, 20.0)),
                     first_test_ms: cleanroom.then_some(if approach == Approach::CleanroomWarm { 40.0 } else { 900.0 }),
                     ok: true,
@@ -347,7 +460,14 @@ mod tests {
             cell(40, Nextest, PerTest, &[50.0, 51.0, 52.0], 80),
             cell(40, Nextest, Singleton, &[20.0, 21.0, 22.0], 80),
             cell(40, Nextest, CleanroomWarm, &[1.5, 1.6, 1.4], 0),
+            cell(10, CargoTest, SqlxTest, &[6.0, 6.2, 5.8], 2),
+            cell(40, CargoTest, SqlxTest, &[9.0, 9.5, 8.8], 2),
+            cell(40, Nextest, SqlxTest, &[5.0, 5.1, 4.9], 2),
         ]
+    }
+
+    fn sqlx_goal(cells: &[Cell]) -> Option<Goal> {
+        goals(cells).into_iter().find(|g| g.text.contains("`#[sqlx::test]`"))
     }
 
     mod should {
@@ -356,14 +476,22 @@ mod tests {
         #[test]
         fn give_the_table_a_row_per_cell_with_medians_and_ranges() {
             let t = table(&matrix());
-            assert_eq!(t.lines().count(), 2 + 9);
+            assert_eq!(t.lines().count(), 2 + 12);
             assert!(
-                t.contains("| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"),
+                t.contains(
+                    "| 40 | cargo test | cleanroom | 4.00 s | 3.90–4.10 | – | 2 | 0 | 0.50 ms / 20 ms | 900 ms |"
+                ),
                 "{t}"
             );
             assert!(
-                t.contains("| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | 80 | 80 | – | – |"),
+                t.contains(
+                    "| 40 | cargo nextest run | static singleton | 21.00 s | 20.00–22.00 | – | 80 | 80 | – | – |"
+                ),
                 "{t}"
+            );
+            assert!(
+                t.contains("| 40 | cargo test | #[sqlx::test] | 9.00 s | 8.80–9.50 | 7.00 s | 2 | 0 | – | – |"),
+                "the suite alone beside the whole: {t}"
             );
         }
 
@@ -388,6 +516,53 @@ mod tests {
         }
 
         #[test]
+        fn compare_cleanroom_with_sqlx_at_every_size_and_name_where_it_is_not_faster() {
+            let goal = sqlx_goal(&matrix()).expect("a goal against #[sqlx::test]");
+            assert_eq!(goal.text, "cleanroom faster than `#[sqlx::test]` under both runners at every N");
+            assert_eq!(goal.met, Some(false), "{goal:?}");
+            assert!(
+                goal.measured.contains(
+                    "cargo test: N=10: 2.00× (3.00 s against 6.00 s, suite alone 4.00 s), \
+                     N=40: 2.25× (4.00 s against 9.00 s, suite alone 7.00 s); cargo nextest run: N=40: 0.96×"
+                ),
+                "{goal:?}"
+            );
+            assert!(
+                goal.measured.ends_with(
+                    "cleanroom is **not faster** at: cargo nextest run N=40 (cleanroom 5.20 s, `#[sqlx::test]` 5.00 s, \
+                     its suite alone 3.00 s)"
+                ),
+                "{goal:?}"
+            );
+        }
+
+        #[test]
+        fn meet_the_sqlx_goal_only_when_faster_everywhere_under_both_runners() {
+            let mut cells = matrix();
+            let nextest_sqlx =
+                cells.iter_mut().find(|c| c.runner == Runner::Nextest && c.approach == Approach::SqlxTest);
+            for s in &mut nextest_sqlx.unwrap().samples {
+                s.wall = 12.0;
+            }
+            let goal = sqlx_goal(&cells).unwrap();
+            assert_eq!(goal.met, Some(true), "{goal:?}");
+            assert!(!goal.measured.contains("not faster"), "{goal:?}");
+
+            let cargo_test_only: Vec<Cell> = cells.iter().filter(|c| c.runner == Runner::CargoTest).cloned().collect();
+            let goal = sqlx_goal(&cargo_test_only).unwrap();
+            assert_eq!(goal.met, None, "one runner is not both: {goal:?}");
+            assert!(goal.measured.ends_with("cargo nextest run: not measured"), "{goal:?}");
+
+            cells.iter_mut().find(|c| c.approach == Approach::SqlxTest).unwrap().samples[0].ok = false;
+            let goal = sqlx_goal(&cells).unwrap();
+            assert_eq!(goal.met, None, "a failed run proves nothing: {goal:?}");
+            assert!(goal.measured.contains("N=10: a run failed"), "{goal:?}");
+
+            let no_sqlx: Vec<Cell> = matrix().into_iter().filter(|c| c.approach != Approach::SqlxTest).collect();
+            assert_eq!(sqlx_goal(&no_sqlx), None, "no claim without a measurement");
+        }
+
+        #[test]
         fn never_count_a_failed_run_as_a_time() {
             let mut cells = matrix();
             cells[1].samples[0].ok = false;
@@ -406,6 +581,10 @@ mod tests {
             assert!(new.ends_with("<!-- bench:headline:end -->\nrest\n"), "{new}");
             assert!(!new.contains("old"));
             assert!(new.contains("| cleanroom | 4.00 s | 5.20 s |"), "{new}");
+            assert!(
+                new.contains("| #[sqlx::test] | 9.00 s (suite alone 7.00 s) | 5.00 s (suite alone 3.00 s) |"),
+                "{new}"
+            );
             assert_eq!(readme_headline("no markers", &m, &matrix()), None);
         }
     }
