@@ -41,6 +41,8 @@ pub(crate) struct ContainerNetworks {
     pub(crate) mode: String,
     /// The gateways of its networks, by network name.
     pub(crate) gateways: BTreeMap<String, String>,
+    /// The host name it was given (its short id unless `--hostname`).
+    pub(crate) hostname: Option<String>,
 }
 
 impl Docker {
@@ -49,6 +51,7 @@ impl Docker {
     pub(crate) async fn container_networks(&self, id: &str) -> Option<ContainerNetworks> {
         let info = self.client.inspect_container(id, None).await.ok()?;
         let mode = info.host_config.and_then(|h| h.network_mode).unwrap_or_default();
+        let hostname = info.config.and_then(|c| c.hostname);
         let gateways = info
             .network_settings
             .and_then(|n| n.networks)
@@ -56,7 +59,7 @@ impl Docker {
             .into_iter()
             .filter_map(|(name, e)| Some((name, e.gateway.filter(|g| !g.is_empty())?)))
             .collect();
-        Some(ContainerNetworks { id: info.id.unwrap_or_else(|| id.to_string()), mode, gateways })
+        Some(ContainerNetworks { id: info.id.unwrap_or_else(|| id.to_string()), mode, gateways, hostname })
     }
 
     /// The host ports Docker published for each container port.

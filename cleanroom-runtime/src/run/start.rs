@@ -169,6 +169,11 @@ impl Registry {
             Some(id) => docker.container_networks(id).await,
             None => None,
         };
+        // A container that is not this one (a container named like this
+        // machine, when the id came from the host name) is no answer: this
+        // process's host name is its container's.
+        let me = crate::util::os::host_name();
+        let found = found.filter(|c| c.hostname.as_deref().is_none_or(|h| h.is_empty() || Some(h) == me.as_deref()));
         let gateway = found.as_ref().and_then(|c| c.gateways.values().next().cloned());
         crate::docker::endpoint::settle(found.as_ref().map(|c| crate::docker::endpoint::OwnContainer {
             id: &c.id,

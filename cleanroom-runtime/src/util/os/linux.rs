@@ -24,14 +24,22 @@ pub(super) fn stat_field(stat: &str, n: usize) -> Option<&str> {
     after.split_whitespace().nth(n - 3)
 }
 
-/// The 64-hex-digit id in `/proc/self/mountinfo`'s `…/containers/<id>/hostname`.
+/// The 64-hex-digit id in `/proc/self/mountinfo`'s `…/containers/<id>/hostname`
+/// mounted at `/etc/hostname`.
 pub(super) fn own_container_id() -> Option<String> {
     container_id_in_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)
 }
 
+/// Only the mount *at* `/etc/hostname` is this process's own: on a machine
+/// that shares the engine's mount namespace, the engine's archive API
+/// (heartbeats, `docker cp`) briefly mounts other containers' files, their
+/// `hostname` among them, under its storage directory, and a process there
+/// saw them as its own (it then took the bridge's gateway for its host).
 pub(super) fn container_id_in_mountinfo(mountinfo: &str) -> Option<String> {
     mountinfo.lines().find_map(|line| {
-        let source = line.split_whitespace().nth(3)?;
+        let mut fields = line.split_whitespace();
+        let source = fields.nth(3)?;
+        (fields.next()? == "/etc/hostname").then_some(())?;
         let id = source.strip_suffix("/hostname")?.rsplit('/').next()?;
         (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
     })
@@ -65,6 +73,13 @@ mod tests {
             );
             assert_eq!(container_id_in_mountinfo(&mountinfo).as_deref(), Some(id));
             assert_eq!(container_id_in_mountinfo("92 1 0:50 / / rw - overlay overlay rw\n"), None);
+            // Another container's file, which the engine's archive API
+            // mounted on the host for a moment: not this process's.
+            let passing = format!(
+                "70 45 254:0 /var/lib/docker/containers/{id}/hostname \
+                 /var/lib/docker/fuse-overlayfs/2a6a/merged/etc/hostname rw,relatime - ext4 /dev/vda rw\n"
+            );
+            assert_eq!(container_id_in_mountinfo(&passing), None);
         }
     }
 }
