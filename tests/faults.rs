@@ -509,15 +509,17 @@ fn this_host_label() -> String {
 
 /// A container (and, with `network`, a network) posing as what a run of
 /// the machine `host` made, whose last heartbeat was `beat_age` seconds ago
-/// on the engine's clock (`None`: it never beat).
-fn pose_as_run(session: &str, host: &str, beat_age: Option<i64>, network: bool) -> String {
-    let labels = [
+/// on the engine's clock (`None`: it never beat); with `own_ttl`, a run that
+/// says it beats by that `run.remote_idle_ttl`.
+fn pose_as_run(session: &str, host: &str, beat_age: Option<i64>, network: bool, own_ttl: Option<u64>) -> String {
+    let mut labels = vec![
         "cleanroom.managed=true".to_string(),
         format!("cleanroom.session={session}"),
         "cleanroom.owner=1000".to_string(),
         format!("cleanroom.host={host}"),
         "cleanroom.runtime=0badc0de".to_string(),
     ];
+    labels.extend(own_ttl.map(|t| format!("cleanroom.remote-idle-ttl={t}")));
     let mut args = vec!["run", "-d", "--rm"];
     for l in &labels {
         args.extend(["--label", l]);
@@ -544,16 +546,20 @@ fn pose_as_run(session: &str, host: &str, beat_age: Option<i64>, network: bool) 
 /// be proven dead from here: what it made is removed (by a starting
 /// reaper's sweep) only once none of its containers has had a heartbeat for
 /// `run.remote_idle_ttl`, on the engine's clock. A run of another machine
-/// that beats, or that never beat but was just made, stays; this machine's
+/// that beats, or that never beat but was just made, stays, and so does one
+/// idle for less than the longer TTL it says it beats by; this machine's
 /// runs are never judged by heartbeat (their locks say).
 #[test]
 fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
     let session = fresh_session("remote-runs");
-    let [idle, beating, silent, here] = ["idle", "beating", "silent", "here"].map(|k| format!("{session}-{k}"));
-    let idle_id = pose_as_run(&idle, "0badc0de", Some(300), true);
-    let beating_id = pose_as_run(&beating, "0badc0de", Some(5), false);
-    let silent_id = pose_as_run(&silent, "0badc0de", None, false);
-    let here_id = pose_as_run(&here, &this_host_label(), Some(300), false);
+    let [idle, beating, silent, here, patient] =
+        ["idle", "beating", "silent", "here", "patient"].map(|k| format!("{session}-{k}"));
+    let idle_id = pose_as_run(&idle, "0badc0de", Some(300), true, None);
+    let beating_id = pose_as_run(&beating, "0badc0de", Some(5), false, None);
+    let silent_id = pose_as_run(&silent, "0badc0de", None, false, None);
+    let here_id = pose_as_run(&here, &this_host_label(), Some(300), false, None);
+    // It beats once a minute by its own hour: 300 s of silence is no death.
+    let patient_id = pose_as_run(&patient, "0badc0de", Some(300), false, Some(3600));
     let run =
         run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &[("CLEANROOM_REMOTE_IDLE_TTL", "100")]);
     assert!(run.passed(), "{}", run.text());
@@ -563,14 +569,19 @@ fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
     }
     let remaining = docker(&["ps", "-q", "--no-trunc", "--filter", "label=cleanroom.host"]);
     let survived = |id: &str| remaining.lines().any(|l| l == id);
-    let outcome = [survived(&idle_id), survived(&beating_id), survived(&silent_id), survived(&here_id)];
-    for s in [&idle, &beating, &silent, &here] {
+    let outcome =
+        [survived(&idle_id), survived(&beating_id), survived(&silent_id), survived(&here_id), survived(&patient_id)];
+    for s in [&idle, &beating, &silent, &here, &patient] {
         for id in session_containers(s) {
             let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
         }
     }
     let _ = std::process::Command::new("docker").args(["network", "rm", &format!("{idle}-net")]).output();
-    assert_eq!(outcome, [false, true, true, true], "[idle 300 s, beat 5 s ago, never beat, this machine's]");
+    assert_eq!(
+        outcome,
+        [false, true, true, true, true],
+        "[idle 300 s, beat 5 s ago, never beat, this machine's, idle 300 s of its own TTL 3600 s]"
+    );
     assert_nothing_left(&idle);
     assert_nothing_left(&session);
 }

@@ -253,8 +253,8 @@ pub const SETTINGS: &[Setting] = &[
         "1800 (30 minutes)",
         "on an engine shared by several machines: a run of another machine is removed once none \
         of its containers has had a heartbeat for this long, on the engine's clock; on an existing \
-        Postgres, another owner's run once its heartbeat there is this old, on the server's clock \
-        (docs/reliability.md)",
+        Postgres, another owner's run once its heartbeat there is this old, on the server's clock; \
+        a run that beats by a longer TTL of its own is given that one (docs/reliability.md)",
     ),
     setting(
         None,

@@ -23,6 +23,11 @@ pub const RUNTIME_LABEL: &str = "cleanroom.runtime";
 /// The label of what a process without a reaper created (`pid:start`): it
 /// belongs to that process alone, not to the other processes of its run.
 pub const PROCESS_LABEL: &str = "cleanroom.process";
+/// The label with the `run.remote_idle_ttl` (seconds) of the run that
+/// created a container: the run beats by it, so a judge on another machine,
+/// whose own TTL may be shorter, waits at least that long (see
+/// `run::heartbeat`).
+pub const TTL_LABEL: &str = "cleanroom.remote-idle-ttl";
 
 /// Who owns what this process creates: the user, the machine and the
 /// runtime directory. Together with the session they decide what a reaper,

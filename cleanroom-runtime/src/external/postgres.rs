@@ -55,6 +55,12 @@ pub(crate) fn beat_of(comment: &str) -> Option<i64> {
     comment.split_whitespace().find_map(|part| part.strip_prefix("beat=")?.parse().ok())
 }
 
+/// The `run.remote_idle_ttl` (seconds) the run beats by, from its heartbeat
+/// database's comment; 0 when it does not say.
+pub(crate) fn ttl_of(comment: &str) -> u64 {
+    comment.split_whitespace().find_map(|part| part.strip_prefix("ttl=")?.parse().ok()).unwrap_or(0)
+}
+
 /// The server's clock: seconds since the epoch.
 pub(crate) async fn server_now(client: &tokio_postgres::Client) -> Result<i64, String> {
     client
@@ -67,8 +73,9 @@ pub(crate) async fn server_now(client: &tokio_postgres::Client) -> Result<i64, S
 /// Writes `claim`'s run's heartbeat on the server: makes its heartbeat
 /// database if it is missing, and sets its comment to the claim and the
 /// server's `now()`, computed by the server (no clock of this machine
-/// enters it).
-pub(crate) async fn beat(client: &tokio_postgres::Client, claim: &Claim) -> Result<(), String> {
+/// enters it), and the `ttl` the run beats by (a judge with a shorter one
+/// waits that long).
+pub(crate) async fn beat(client: &tokio_postgres::Client, claim: &Claim, ttl: Duration) -> Result<(), String> {
     let name = heartbeat_name(claim);
     let ident = quote_ident(&name);
     // Every process of the run makes sure it exists; those that race make it
@@ -94,13 +101,14 @@ pub(crate) async fn beat(client: &tokio_postgres::Client, claim: &Claim) -> Resu
     let sql = format!(
         "DO $cleanroom$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, {} || floor(extract(epoch FROM now()))::bigint); END $cleanroom$",
         literal(&name),
-        literal(&format!("{} beat=", comment(claim))),
+        literal(&format!("{} ttl={} beat=", comment(claim), ttl.as_secs())),
     );
     client.batch_execute(&sql).await.map_err(|e| format!("cannot write the run's heartbeat on {name}: {e}"))
 }
 
-/// The heartbeats on the server: each run's claim and its last beat.
-pub(crate) async fn heartbeats(client: &tokio_postgres::Client) -> Result<Vec<(Claim, i64)>, String> {
+/// The heartbeats on the server: each run's claim, its last beat and the
+/// TTL it beats by ([`ttl_of`]).
+pub(crate) async fn heartbeats(client: &tokio_postgres::Client) -> Result<Vec<(Claim, i64, u64)>, String> {
     let rows = client
         .query(
             "SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database \
@@ -117,7 +125,7 @@ pub(crate) async fn heartbeats(client: &tokio_postgres::Client) -> Result<Vec<(C
             // Only the run's own heartbeat database counts: a name that is
             // not its claim's is somebody's database, not a beat.
             (heartbeat_name(&claim) == name).then_some(())?;
-            Some((claim, beat_of(&comment)?))
+            Some((claim, beat_of(&comment)?, ttl_of(&comment)))
         })
         .collect())
 }
@@ -315,8 +323,10 @@ mod tests {
         fn read_a_runs_beat_and_name_its_heartbeat_database_by_its_tag() {
             use super::super::{beat_of, claim_of, heartbeat_name, run_tag, tagged};
             let claim = Claim { session: "s1".into(), owner: "abc".into(), process: None };
-            let text = format!("{} beat=1700000000", comment(&claim));
+            let text = format!("{} ttl=1800 beat=1700000000", comment(&claim));
             assert_eq!(beat_of(&text), Some(1_700_000_000));
+            assert_eq!(super::super::ttl_of(&text), 1800);
+            assert_eq!(super::super::ttl_of(&comment(&claim)), 0, "an older run's beat says no TTL");
             assert_eq!(
                 claim_of(&heartbeat_name(&claim), &text),
                 Some(claim.clone()),

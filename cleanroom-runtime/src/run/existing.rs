@@ -113,7 +113,9 @@ impl Registry {
                 crate::external::postgres::check_privileges(&client, &url).await.map_err(unusable)?;
                 // The run's first beat, before it makes anything there: from
                 // another machine it is alive only while it beats.
-                crate::external::postgres::beat(&client, &claim).await.map_err(unusable)?;
+                crate::external::postgres::beat(&client, &claim, super::heartbeat::idle_ttl())
+                    .await
+                    .map_err(unusable)?;
                 if claim.process.is_some() {
                     beat_for_this_process(&url, &claim);
                 }
@@ -474,7 +476,7 @@ pub(crate) fn heartbeat(runtime: &tokio::runtime::Runtime, session: &str) {
     let beats = async {
         for url in &servers {
             if let Ok(client) = crate::external::postgres::connect(url).await {
-                let _ = crate::external::postgres::beat(&client, &claim).await;
+                let _ = crate::external::postgres::beat(&client, &claim, super::heartbeat::idle_ttl()).await;
             }
         }
     };
@@ -503,7 +505,7 @@ fn beat_for_this_process(url: &ServerUrl, claim: &Claim) {
             }
             let beat = async {
                 if let Ok(client) = crate::external::postgres::connect(&url).await {
-                    let _ = crate::external::postgres::beat(&client, &claim).await;
+                    let _ = crate::external::postgres::beat(&client, &claim, super::heartbeat::idle_ttl()).await;
                 }
             };
             let _ = tokio::time::timeout(super::heartbeat::BEAT_TIMEOUT, beat).await;
@@ -513,21 +515,19 @@ fn beat_for_this_process(url: &ServerUrl, claim: &Claim) {
 
 /// The runs of other owners (another machine, user or runtime directory,
 /// whose locks cannot be asked from here) among `beats` whose last beat is
-/// more than `ttl` before `now`, both on the server's clock. A run without
-/// a beat is never among them, nor one of this owner's (its lock says).
-pub(crate) fn idle_runs(beats: &[(Claim, i64)], now: i64, ttl: Duration, owner: &str) -> Vec<Claim> {
+/// more than `ttl` before `now`, both on the server's clock; a run that
+/// beats by a longer TTL of its own is given that one. A run without a beat
+/// is never among them, nor one of this owner's (its lock says).
+pub(crate) fn idle_runs(beats: &[(Claim, i64, u64)], now: i64, ttl: Duration, owner: &str) -> Vec<Claim> {
     let mut idle: Vec<Claim> = Vec::new();
-    for (claim, beat) in beats.iter().filter(|(c, _)| c.owner != owner) {
+    for (claim, _, _) in beats.iter().filter(|(c, _, _)| c.owner != owner) {
         // A run's processes may each have beaten under their own claim
         // (without a reaper): the run is idle only if its latest beat is.
-        let latest = beats
-            .iter()
-            .filter(|(c, _)| c.session == claim.session && c.owner == claim.owner)
-            .map(|(_, b)| *b)
-            .max()
-            .unwrap_or(*beat);
+        let runs = || beats.iter().filter(|(c, _, _)| c.session == claim.session && c.owner == claim.owner);
+        let latest = runs().map(|(_, b, _)| *b).max().unwrap_or(i64::MAX);
+        let limit = runs().map(|(_, _, t)| *t).fold(ttl.as_secs(), u64::max);
         let run = Claim { session: claim.session.clone(), owner: claim.owner.clone(), process: None };
-        if now - latest > ttl.as_secs() as i64 && !idle.contains(&run) {
+        if now.saturating_sub(latest) > i64::try_from(limit).unwrap_or(i64::MAX) && !idle.contains(&run) {
             idle.push(run);
         }
     }
@@ -678,25 +678,42 @@ mod tests {
         fn judge_another_owners_run_idle_only_once_its_beat_is_older_than_the_ttl() {
             use super::super::idle_runs;
             let now = 100_000;
-            let beats = [(claim("old", "elsewhere", None), now - 601), (claim("fresh", "elsewhere", None), now - 599)];
+            let beats =
+                [(claim("old", "elsewhere", None), now - 601, 0), (claim("fresh", "elsewhere", None), now - 599, 0)];
             let idle = idle_runs(&beats, now, TTL, "me");
             assert_eq!(idle, [claim("old", "elsewhere", None)]);
         }
 
         #[test]
+        fn give_a_run_that_beats_by_a_longer_ttl_that_ttl() {
+            use super::super::idle_runs;
+            let now = 100_000;
+            let short = std::time::Duration::from_secs(30);
+            // It beats every 600 s (a third of its 1800 s): 599 s of silence
+            // is no sign of death to a judge whose TTL is 30 s.
+            assert!(idle_runs(&[(claim("s", "elsewhere", None), now - 599, 1800)], now, short, "me").is_empty());
+            let gone = [(claim("s", "elsewhere", None), now - 1801, 1800)];
+            assert_eq!(idle_runs(&gone, now, short, "me"), [claim("s", "elsewhere", None)]);
+            let quick = [(claim("s", "elsewhere", None), now - 599, 10)];
+            assert!(idle_runs(&quick, now, TTL, "me").is_empty(), "its shorter TTL never shortens the judge's");
+        }
+
+        #[test]
         fn never_judge_this_owners_runs_by_their_beat() {
             let now = 100_000;
-            assert!(super::super::idle_runs(&[(claim("s", "me", None), 0)], now, TTL, "me").is_empty());
+            assert!(super::super::idle_runs(&[(claim("s", "me", None), 0, 0)], now, TTL, "me").is_empty());
         }
 
         #[test]
         fn keep_a_run_whose_latest_process_beat_recently() {
             use super::super::idle_runs;
             let now = 100_000;
-            let beats =
-                [(claim("s", "elsewhere", Some("1:1")), now - 5_000), (claim("s", "elsewhere", Some("2:2")), now - 10)];
+            let beats = [
+                (claim("s", "elsewhere", Some("1:1")), now - 5_000, 0),
+                (claim("s", "elsewhere", Some("2:2")), now - 10, 0),
+            ];
             assert!(idle_runs(&beats, now, TTL, "me").is_empty(), "its second process still beats");
-            let gone = [(claim("s", "elsewhere", Some("1:1")), now - 5_000)];
+            let gone = [(claim("s", "elsewhere", Some("1:1")), now - 5_000, 0)];
             assert_eq!(idle_runs(&gone, now, TTL, "me"), [claim("s", "elsewhere", None)]);
         }
 

@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::docker::{Docker, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, RUNTIME_LABEL, SESSION_LABEL};
+use crate::docker::{
+    Docker, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, REUSE_LABEL, RUNTIME_LABEL, SESSION_LABEL, TTL_LABEL,
+};
 
 /// Where a run's heartbeat is kept in each of its containers.
 pub(crate) const HEARTBEAT_DIR: &str = "/";
@@ -108,27 +110,37 @@ pub(crate) fn is_remote(labels: &HashMap<String, String>) -> bool {
 
 /// The runs among `containers` whose every container last beat (or, with
 /// no heartbeat, was created) more than `ttl` before `now`, all times on the
-/// engine's clock; `heartbeats` holds each container's last beat.
+/// engine's clock; `heartbeats` holds each container's last beat. A run that
+/// says it beats by a longer TTL (its containers' [`TTL_LABEL`]) is given
+/// that one: it may beat only once a minute, and a judge with a shorter TTL
+/// must not take that for silence.
 pub(crate) fn idle_runs(
     containers: &[Seen],
     heartbeats: &HashMap<String, i64>,
     now: i64,
     ttl: Duration,
 ) -> Vec<IdleRun> {
-    let mut last: Vec<(IdleRun, i64)> = Vec::new();
+    let mut last: Vec<(IdleRun, i64, u64)> = Vec::new();
     for c in containers.iter().filter(|c| is_remote(&c.labels)) {
+        let own_ttl = c.labels.get(TTL_LABEL).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
         let owner: Vec<(&'static str, String)> = [OWNER_LABEL, HOST_LABEL, RUNTIME_LABEL]
             .into_iter()
             .map(|k| (k, c.labels.get(k).cloned().unwrap_or_default()))
             .collect();
         let run = IdleRun { session: c.labels[SESSION_LABEL].clone(), owner };
         let seen = heartbeats.get(&c.id).copied().unwrap_or(c.created);
-        match last.iter_mut().find(|(r, _)| *r == run) {
-            Some((_, t)) => *t = (*t).max(seen),
-            None => last.push((run, seen)),
+        match last.iter_mut().find(|(r, _, _)| *r == run) {
+            Some((_, t, longest)) => {
+                *t = (*t).max(seen);
+                *longest = (*longest).max(own_ttl);
+            }
+            None => last.push((run, seen, own_ttl)),
         }
     }
-    last.into_iter().filter(|(_, t)| now - t > ttl.as_secs() as i64).map(|(r, _)| r).collect()
+    last.into_iter()
+        .filter(|(_, t, own_ttl)| now - t > i64::try_from(ttl.as_secs().max(*own_ttl)).unwrap_or(i64::MAX))
+        .map(|(r, _, _)| r)
+        .collect()
 }
 
 /// The runs of other machines on this engine that have been idle longer
@@ -211,6 +223,27 @@ mod tests {
             let idle = idle_runs(&[container("a", "s", "0badc0de", 0), other], &beats, now, TTL);
             assert_eq!(idle.len(), 1, "{idle:?}");
             assert!(idle[0].owner.contains(&(OWNER_LABEL, "1000".to_string())));
+        }
+
+        #[test]
+        fn give_a_run_that_beats_by_a_longer_ttl_that_ttl() {
+            let mut slow = container("a", "s", "0badc0de", 0);
+            slow.labels.insert(TTL_LABEL.to_string(), "1800".to_string());
+            let now = 10_000;
+            // It beats once a minute by its own 30 minutes: 59 s of silence
+            // is no sign of death to a judge whose TTL is 30 s.
+            let beats = HashMap::from([("a".to_string(), now - 59)]);
+            let short = Duration::from_secs(30);
+            assert!(idle_runs(std::slice::from_ref(&slow), &beats, now, short).is_empty());
+            let beats = HashMap::from([("a".to_string(), now - 1801)]);
+            assert_eq!(idle_runs(std::slice::from_ref(&slow), &beats, now, short).len(), 1);
+            // A shorter TTL of its own never shortens the judge's.
+            slow.labels.insert(TTL_LABEL.to_string(), "10".to_string());
+            let beats = HashMap::from([("a".to_string(), now - 59)]);
+            assert_eq!(idle_runs(&[slow], &beats, now, short).len(), 1);
+            let quick = container("b", "s", "0badc0de", 0);
+            let beats = HashMap::from([("b".to_string(), now - 59)]);
+            assert!(idle_runs(&[quick], &beats, now, Duration::from_secs(600)).is_empty());
         }
 
         #[test]

@@ -14,7 +14,7 @@ use crate::cache::VolumeKey;
 use crate::config::Config;
 use crate::docker::{
     owner_key, owner_labels, ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL,
-    PROCESS_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL,
+    PROCESS_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL, TTL_LABEL,
 };
 use crate::engine::{EngineError, EngineFuture, EngineKind, Owned, Provisioner};
 use crate::error::Error;
@@ -219,6 +219,8 @@ impl Registry {
             (DEFINITION_LABEL.to_string(), definition_hash.clone()),
         ]);
         labels.extend(owner_labels().map(|(k, v)| (k.to_string(), v)));
+        // The TTL this run beats by, for judges elsewhere (`heartbeat`).
+        labels.insert(TTL_LABEL.to_string(), super::heartbeat::idle_ttl().as_secs().to_string());
         if reuse {
             labels.insert(REUSE_LABEL.to_string(), "true".to_string());
         }
