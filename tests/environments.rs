@@ -70,6 +70,39 @@ mod child {
     async fn second_test_reaches_them_in_rooms_of_its_own(postgres: Postgres, redis: Redis) {
         reach_both_on_the_engines_host(postgres, redis).await;
     }
+
+    /// What the page says: the proof that the file came from this process.
+    pub(super) const PAGE: &str = "served from the client's files";
+
+    /// A web server whose page is bind-mounted from a directory that only
+    /// this process can see (in a container, its own `/tmp`): the engine
+    /// gets a copy. The path is the run's, so that its processes agree on
+    /// the definition.
+    #[cleanroom::service]
+    fn site() -> cleanroom::GenericContainer {
+        let dir = super::site_dir(&std::env::var("CLEANROOM_SESSION").unwrap_or_default());
+        std::fs::create_dir_all(&dir).unwrap();
+        let written = dir.join(format!(".index-{}", std::process::id()));
+        std::fs::write(&written, PAGE).unwrap();
+        std::fs::rename(&written, dir.join("index.html")).unwrap();
+        cleanroom::GenericContainer::new("cleanroom-offline/busybox:1.35")
+            .with_cmd(["httpd", "-f", "-p", "8080", "-h", "/www"])
+            .with_bind_mount(dir.display().to_string(), "/www")
+            .with_port(8080)
+            .with_health_check(cleanroom::HealthCheck::http(8080, "/index.html"))
+    }
+
+    #[cleanroom::test(site)]
+    #[ignore = "run inside a network namespace by the remote engine tests"]
+    fn a_bind_mounts_files_reach_an_engine_that_cannot_see_them(site: cleanroom::Container) {
+        let out = site.exec_blocking(["cat", "/www/index.html"]).unwrap();
+        assert_eq!(out.stdout.trim(), PAGE);
+    }
+}
+
+/// Where the `site` service's page is written, per run.
+fn site_dir(session: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("cleanroom-site-{session}"))
 }
 
 /// Why this machine cannot make the namespace, if it cannot.
@@ -244,7 +277,7 @@ fn running_in_group(group: u32) -> Vec<u32> {
 
 fn assert_children_passed(output: &std::process::Output) {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && text.contains("2 passed"), "the child tests failed:\n{text}");
+    assert!(output.status.success() && text.contains("3 passed"), "the child tests failed:\n{text}");
 }
 
 #[test]
@@ -267,8 +300,13 @@ fn a_remote_engine_over_tcp_serves_tests_in_another_network_namespace() {
     });
     assert_children_passed(&a);
     assert_children_passed(&b);
-    assert_eq!((watch.starts_of("postgres"), watch.starts_of("redis")), (1, 1), "one of each for the run");
+    assert_eq!(
+        (watch.starts_of("postgres"), watch.starts_of("redis"), watch.starts_of("site")),
+        (1, 1, 1),
+        "one of each for the run"
+    );
     assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(site_dir(&session));
     // socat and every child it forked for a connection go with the namespace.
     let group = ns.forwarder.as_ref().unwrap().id();
     drop(ns);
@@ -327,6 +365,7 @@ fn a_remote_engine_over_tls_serves_tests_in_another_network_namespace() {
     let refused = ns.run_children(&session, &[("DOCKER_HOST", docker_host.clone())]);
     assert!(!refused.status.success(), "plain HTTP to the TLS port must not reach the engine");
     assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(site_dir(&session));
 
     let session = fresh_session("remote-tls");
     let output = ns.run_children(
@@ -335,6 +374,7 @@ fn a_remote_engine_over_tls_serves_tests_in_another_network_namespace() {
     );
     assert_children_passed(&output);
     assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(site_dir(&session));
 }
 
 /// Tests that reach the engine's host at an address detection cannot know
@@ -353,6 +393,7 @@ fn the_host_override_names_where_tests_reach_services_cleanroom_host_first() {
     let output = ns.run_children(&session, &[local.clone(), ("TESTCONTAINERS_HOST_OVERRIDE", ns.host_addr.clone())]);
     assert_children_passed(&output);
     assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(site_dir(&session));
 
     // CLEANROOM_HOST wins over testcontainers' variable, here an address
     // nothing answers on.
@@ -363,6 +404,7 @@ fn the_host_override_names_where_tests_reach_services_cleanroom_host_first() {
     );
     assert_children_passed(&output);
     assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(site_dir(&session));
 }
 
 #[test]

@@ -201,8 +201,32 @@ impl Docker {
         for (k, v) in &request.env {
             tc = tc.with_env_var(k, v);
         }
-        for mount in request.mounts.iter().filter_map(testcontainers_mount) {
-            tc = tc.with_mount(mount);
+        // A bind mount's source is this process's: an engine that cannot see
+        // it gets a copy, through the archive API, before the container starts.
+        let copy_binds = super::endpoint::files_apart();
+        for mount in &request.mounts {
+            match mount {
+                MountRequest::Bind { source, target, .. } if copy_binds => {
+                    let source = absolute(source);
+                    if !source.exists() {
+                        return Err(DockerError::new(
+                            "bind mount",
+                            None,
+                            format!(
+                                "{} (mounted at {target}) does not exist; the engine is on another machine or this \
+                                 process runs in a container, so it is copied in from here",
+                                source.display()
+                            ),
+                        ));
+                    }
+                    tc = tc.with_copy_to(target.as_str(), source);
+                }
+                _ => {
+                    if let Some(mount) = testcontainers_mount(mount) {
+                        tc = tc.with_mount(mount);
+                    }
+                }
+            }
         }
         let publish_ip = super::endpoint::publish_ip();
         let bindings: HashMap<String, Option<Vec<PortBinding>>> = request

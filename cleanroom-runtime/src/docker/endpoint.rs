@@ -38,6 +38,11 @@ pub(crate) struct Endpoint {
     pub(crate) source: String,
     /// The engine host's address ports are published on.
     pub(crate) publish_ip: &'static str,
+    /// Whether this process's files are out of the engine's sight: the
+    /// engine is on another machine (`DOCKER_HOST` names a host that is not
+    /// loopback), or this process runs in a container of the engine's. A
+    /// bind mount's source is then copied into the container instead.
+    pub(crate) files_apart: bool,
 }
 
 impl Endpoint {
@@ -68,23 +73,27 @@ impl std::fmt::Display for BadHost {
 /// The endpoint for an environment (`get` reads a variable; `DOCKER_HOST`
 /// already holds a docker context's endpoint, see `discovery`).
 pub(crate) fn resolve(get: impl Fn(&str) -> Option<String>) -> Result<Endpoint, BadHost> {
+    let docker_host = get("DOCKER_HOST").filter(|h| !h.is_empty());
+    let engine = docker_host.as_deref().map(engine_host).transpose();
+    let files_apart = matches!(&engine, Ok(Some(Some(host))) if publish_ip_for(host) != LOOPBACK);
     for name in [HOST_ENV, TESTCONTAINERS_HOST_ENV] {
         if let Some(value) = get(name) {
             let host = check_host(&value).map_err(|reason| BadHost { key: name.into(), reason })?;
-            return Ok(Endpoint { publish_ip: publish_ip_for(&host), host, source: name.to_string() });
+            return Ok(Endpoint { publish_ip: publish_ip_for(&host), host, source: name.to_string(), files_apart });
         }
     }
-    if let Some(docker_host) = get("DOCKER_HOST").filter(|h| !h.is_empty()) {
-        let engine = engine_host(&docker_host).map_err(|reason| BadHost { key: "DOCKER_HOST".into(), reason })?;
+    if let Some(docker_host) = docker_host {
+        let engine = engine.map_err(|reason| BadHost { key: "DOCKER_HOST".into(), reason })?.flatten();
         if let Some(host) = engine {
             return Ok(Endpoint {
                 publish_ip: publish_ip_for(&host),
                 host,
                 source: format!("DOCKER_HOST={docker_host}"),
+                files_apart,
             });
         }
     }
-    Ok(Endpoint { host: LOOPBACK.into(), source: LOCAL.into(), publish_ip: LOOPBACK })
+    Ok(Endpoint { host: LOOPBACK.into(), source: LOCAL.into(), publish_ip: LOOPBACK, files_apart })
 }
 
 /// A host name or an IP address, without scheme, port or path.
@@ -160,22 +169,29 @@ pub(crate) struct OwnContainer<'a> {
 /// address of the engine host; one on the host's network, on loopback.
 pub(crate) fn inside_container(base: &Endpoint, own: Option<OwnContainer<'_>>) -> Endpoint {
     match own {
+        // Where ports are reached was said (an override, a remote engine);
+        // where files are was not.
+        Some(_) if base.source != LOCAL => Endpoint { files_apart: true, ..base.clone() },
         Some(OwnContainer { id, network_mode, gateway: Some(gateway) }) if network_mode != "host" => Endpoint {
             host: gateway.to_string(),
             source: format!("the gateway of container {}'s network", &id[..id.len().min(12)]),
             publish_ip: EVERYWHERE,
+            files_apart: true,
         },
-        _ => base.clone(),
+        // On the host's network it shares the host's ports, not its files.
+        Some(_) => Endpoint { files_apart: true, ..base.clone() },
+        None => base.clone(),
     }
 }
 
 static DETECTED: OnceLock<Endpoint> = OnceLock::new();
 
 /// Whether the engine must be asked where this process's container is before
-/// anything is published: it runs in a container and nothing else said where
-/// the services are (no override, a local socket).
+/// anything is published: it runs in a container (then its files are not the
+/// engine's, and unless something else said where the services are, their
+/// ports are reached through its network's gateway).
 pub(crate) fn needs_detection() -> bool {
-    DETECTED.get().is_none() && base().is_ok_and(|e| e.source == LOCAL) && crate::util::os::in_container()
+    DETECTED.get().is_none() && base().is_ok() && crate::util::os::in_container()
 }
 
 /// Records what the engine said about this process's container (see
@@ -221,6 +237,11 @@ pub(crate) fn publish_ip() -> &'static str {
 /// Whether published ports leave the engine host's loopback.
 pub(crate) fn beyond_loopback() -> bool {
     current().is_ok_and(Endpoint::beyond_loopback)
+}
+
+/// Whether bind mounts' sources are copied in ([`Endpoint::files_apart`]).
+pub(crate) fn files_apart() -> bool {
+    current().is_ok_and(|e| e.files_apart)
 }
 
 #[cfg(test)]
@@ -305,10 +326,27 @@ mod tests {
             let e = inside_container(&base, Some(own));
             assert_eq!((e.host.as_str(), e.publish_ip), ("172.18.0.1", "0.0.0.0"));
             assert!(e.source.contains("860ea263c98b"), "{}", e.source);
+            assert!(e.files_apart, "its files are not the engine host's");
             let host_network = OwnContainer { network_mode: "host", ..own };
-            assert_eq!(inside_container(&base, Some(host_network)), base, "the host's network: loopback");
-            assert_eq!(inside_container(&base, Some(OwnContainer { gateway: None, ..own })), base);
+            let apart = Endpoint { files_apart: true, ..base.clone() };
+            assert_eq!(inside_container(&base, Some(host_network)), apart, "the host's network: loopback");
+            assert_eq!(inside_container(&base, Some(OwnContainer { gateway: None, ..own })), apart);
             assert_eq!(inside_container(&base, None), base, "another engine's container: as outside");
+            assert!(!base.files_apart);
+            let told = resolve(env(&[("CLEANROOM_HOST", "172.18.0.1")])).unwrap();
+            let e = inside_container(&told, Some(own));
+            assert_eq!(e, Endpoint { files_apart: true, ..told }, "the override stands; the files are apart");
+        }
+
+        #[test]
+        fn copy_bind_sources_only_to_an_engine_on_another_host() {
+            let apart = |pairs: &[(&str, &str)]| resolve(env(pairs)).unwrap().files_apart;
+            assert!(apart(&[("DOCKER_HOST", "tcp://docker:2375")]));
+            assert!(apart(&[("DOCKER_HOST", "tcp://10.213.7.1:2376"), ("CLEANROOM_HOST", "localhost")]));
+            assert!(!apart(&[("DOCKER_HOST", "tcp://127.0.0.1:2375")]));
+            assert!(!apart(&[("DOCKER_HOST", "unix:///var/run/docker.sock")]));
+            assert!(!apart(&[("CLEANROOM_HOST", "172.17.0.1")]), "an override says where ports are, not files");
+            assert!(!apart(&[]));
         }
 
         #[test]

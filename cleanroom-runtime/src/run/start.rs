@@ -132,10 +132,10 @@ impl Registry {
         })
     }
 
-    /// Inside a container that reaches a local engine by its socket, asks the
-    /// engine where this container is, once, before anything is published
-    /// (the built-in Redis's password depends on it): see
-    /// [`endpoint`](crate::docker::endpoint).
+    /// Inside a container, asks the engine where this container is, once,
+    /// before anything is published (the built-in Redis's password depends
+    /// on it) or mounted (a bind source the engine cannot see is copied
+    /// in): see [`endpoint`](crate::docker::endpoint).
     ///
     /// The answer is kept in the runtime directory, per container: the
     /// other processes of the run (every one under nextest) read it there,

@@ -332,6 +332,11 @@ impl GenericContainer {
     /// read-only); in `cleanroom.toml`: `mounts = [{ type = "bind", source =
     /// "fixtures", target = "/data", read_only = true }]`.
     ///
+    /// When the engine cannot see this machine's files (a remote engine, or
+    /// tests running in one of its containers), the source is copied into
+    /// the container before it starts instead: a copy, not shared
+    /// (docs/environments.md).
+    ///
     /// ```
     /// # use cleanroom_runtime::GenericContainer;
     /// let web = GenericContainer::new("cleanroom-offline/busybox:1.35").with_bind_mount("tests/fixtures", "/www");
