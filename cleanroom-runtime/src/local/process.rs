@@ -166,17 +166,21 @@ pub(crate) fn belongs(pid: u32, dir: &Path) -> bool {
 /// Every process that works in `dir` or names it (Linux; elsewhere none are
 /// found this way and only recorded servers are stopped).
 pub(crate) fn processes_in(dir: &Path) -> Vec<u32> {
-    let mut found = Vec::new();
     #[cfg(target_os = "linux")]
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if pid != std::process::id() && belongs(pid, dir) {
-            found.push(pid);
-        }
+    {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+            .filter(|&pid| pid != std::process::id() && belongs(pid, dir))
+            .collect()
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = dir;
-    found
+    {
+        let _ = dir;
+        Vec::new()
+    }
 }
 
 fn signal(name: &str) -> rustix::process::Signal {
