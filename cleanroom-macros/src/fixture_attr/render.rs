@@ -20,6 +20,21 @@ pub(crate) fn render(info: &FixtureInfo) -> TokenStream {
     }
 }
 
+/// The fixture function's arguments, one per parameter (spanned at its
+/// type, so that a type error points there), and the `let` that binds each
+/// to `value` of its dependency.
+fn bind_arguments(info: &FixtureInfo, value: impl Fn(&Dependency) -> TokenStream) -> (Vec<Ident>, Vec<TokenStream>) {
+    info.params
+        .iter()
+        .enumerate()
+        .map(|(i, param)| {
+            let arg = format_ident!("__cleanroom_arg_{}", i, span = param.ty.span().resolved_at(Span::mixed_site()));
+            let value = value(&Dependency::named(&param.source));
+            (arg.clone(), quote!(let #arg = #value;))
+        })
+        .unzip()
+}
+
 /// A fixture made for each test that asks.
 fn render_per_test(info: &FixtureInfo) -> TokenStream {
     let func = &info.func;
@@ -33,16 +48,7 @@ fn render_per_test(info: &FixtureInfo) -> TokenStream {
     let cloner = Ident::new("__cleanroom_cloner", Span::mixed_site());
 
     let deps = info.params.iter().map(|param| Dependency::named(&param.source).node());
-    let (args, bindings): (Vec<Ident>, Vec<TokenStream>) = info
-        .params
-        .iter()
-        .enumerate()
-        .map(|(i, param)| {
-            let arg = format_ident!("__cleanroom_arg_{}", i, span = param.ty.span().resolved_at(Span::mixed_site()));
-            let resolve = Dependency::named(&param.source).resolve(&ctx);
-            (arg.clone(), quote!(let #arg = #resolve;))
-        })
-        .unzip();
+    let (args, bindings) = bind_arguments(info, |dependency| dependency.resolve(&ctx));
     let rooms = info.rooms.iter().map(|(service, room)| crate::room::render(service, room));
     let call = if info.is_async() { quote!(#ctx.block_on(#name(#(#args),*))) } else { quote!(#name(#(#args),*)) };
     let builtin_names = crate::dependency::builtin_names();
@@ -93,16 +99,7 @@ fn render_process(info: &FixtureInfo, scope: Span) -> TokenStream {
     let test = Ident::new("__cleanroom_test", Span::mixed_site());
 
     let deps = info.params.iter().map(|param| Dependency::named(&param.source).node());
-    let (args, bindings): (Vec<Ident>, Vec<TokenStream>) = info
-        .params
-        .iter()
-        .enumerate()
-        .map(|(i, param)| {
-            let arg = format_ident!("__cleanroom_arg_{}", i, span = param.ty.span().resolved_at(Span::mixed_site()));
-            let value = Dependency::named(&param.source).process_value(&test);
-            (arg.clone(), quote!(let #arg = #value;))
-        })
-        .unzip();
+    let (args, bindings) = bind_arguments(info, |dependency| dependency.process_value(&test));
     let call = if info.is_async() {
         quote!(::cleanroom::__private::block_on_process(#name(#(#args),*)))
     } else {
