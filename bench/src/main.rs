@@ -47,6 +47,10 @@ pub struct Sample {
     /// cleanroom only: time from a test process's start to its first test,
     /// median over processes, milliseconds.
     pub first_test_ms: Option<f64>,
+    /// cleanroom only: where its processes got to before their first test,
+    /// medians over processes in milliseconds from process start
+    /// ([`stats::marks_from_report`]).
+    pub marks: Vec<(String, f64)>,
     /// Whether the runner exited successfully.
     pub ok: bool,
 }
@@ -285,11 +289,10 @@ impl Bench {
         let left = docker::settle(&label, Duration::from_secs(10));
         docker::remove(&left);
 
-        let (overhead_ms, first_test_ms) = match std::fs::read_to_string(&report) {
-            Ok(text) => stats::from_report(&text),
-            Err(_) => (None, None),
-        };
-        Sample { wall, suite, started: created.len(), left: left.len(), overhead_ms, first_test_ms, ok }
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        let (overhead_ms, first_test_ms) = stats::from_report(&text);
+        let marks = stats::marks_from_report(&text);
+        Sample { wall, suite, started: created.len(), left: left.len(), overhead_ms, first_test_ms, marks, ok }
     }
 
     /// Starts the reused services once, so that every warm cell attaches.
@@ -358,7 +361,16 @@ pub fn parse_progress(line: &str) -> Option<(usize, Runner, Approach, Sample)> {
         n,
         runner,
         approach,
-        Sample { wall, suite, started, left, overhead_ms, first_test_ms, ok: !line.contains("FAILED") },
+        Sample {
+            wall,
+            suite,
+            started,
+            left,
+            overhead_ms,
+            first_test_ms,
+            marks: Vec::new(),
+            ok: !line.contains("FAILED"),
+        },
     ))
 }
 
@@ -472,6 +484,7 @@ fn run(opts: Options) -> Result<bool, String> {
     machine.load.1 = load_average();
 
     println!("{}", render::table(&cells));
+    println!("{}", render::breakdown(&cells));
     if let Some(dir) = &opts.write_docs {
         write_docs(dir, &machine, &opts, &cells)?;
     }

@@ -95,6 +95,69 @@ pub struct Goal {
     pub measured: String,
 }
 
+/// Where cleanroom's test processes spend their time before their first
+/// test: for each cleanroom cell at its largest N, the median over runs of
+/// each mark's median over processes (cleanroom's report,
+/// `processes[].marks`, and the first test's body), in the order reached.
+/// Empty when no run recorded marks.
+pub fn breakdown(cells: &[Cell]) -> String {
+    let mut columns: Vec<(&Cell, Vec<(String, f64)>)> = Vec::new();
+    for cell in cells.iter().filter(|c| c.approach.is_cleanroom()) {
+        let largest =
+            cells.iter().filter(|c| c.approach == cell.approach && c.runner == cell.runner).map(|c| c.n).max();
+        if Some(cell.n) != largest {
+            continue;
+        }
+        let mut labels: Vec<String> = Vec::new();
+        for sample in &cell.samples {
+            for (label, _) in &sample.marks {
+                if !labels.contains(label) {
+                    labels.push(label.clone());
+                }
+            }
+        }
+        let medians: Vec<(String, f64)> = labels
+            .into_iter()
+            .filter_map(|label| {
+                let values: Vec<f64> = cell
+                    .samples
+                    .iter()
+                    .filter_map(|s| s.marks.iter().find(|(l, _)| *l == label).map(|(_, v)| *v))
+                    .collect();
+                Some((label, median(&values)?))
+            })
+            .collect();
+        if !medians.is_empty() {
+            columns.push((cell, medians));
+        }
+    }
+    if columns.is_empty() {
+        return String::new();
+    }
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    for (_, medians) in &columns {
+        for (label, v) in medians {
+            if !rows.iter().any(|(l, _)| l == label) {
+                rows.push((label.clone(), *v));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut out = String::from("| from process start to | ");
+    let titles: Vec<String> =
+        columns.iter().map(|(c, _)| format!("{} · {}, N={}", c.approach.title(), c.runner.title(), c.n)).collect();
+    out.push_str(&titles.join(" | "));
+    out.push_str(" |\n|---|");
+    out.push_str(&"---:|".repeat(columns.len()));
+    out.push('\n');
+    for (label, _) in &rows {
+        let values: Vec<String> =
+            columns.iter().map(|(_, medians)| ms(medians.iter().find(|(l, _)| l == label).map(|(_, v)| *v))).collect();
+        let _ = writeln!(out, "| {label} | {} |", values.join(" | "));
+    }
+    out
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? / b?)
 }
@@ -374,6 +437,16 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
         let _ = writeln!(out, "- {} — {mark}: {}", g.text, g.measured);
     }
     let _ = writeln!(out, "\n## Every cell\n\n{}", table(cells));
+    let breakdown = breakdown(cells);
+    if !breakdown.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Where a test process's time goes\n\n\
+             Before its first test, from the process's start, in milliseconds: the median over the processes of a \
+             run, then over the runs (cleanroom's report, `processes[].marks`; docs/report.md says what each mark \
+             is). Under nextest every test is a process of its own, so this is paid per test.\n\n{breakdown}"
+        );
+    }
     out.push_str(
         "## What is measured\n\n\
          - **The approaches.** *cleanroom*: `#[cleanroom::test(postgres, redis)]`, services started once per run, a \
@@ -441,6 +514,11 @@ mod tests {
                     suite: approach.has_services().then_some(wall - 2.0),
                     overhead_ms: cleanroom.then_some((0.5, 20.0)),
                     first_test_ms: cleanroom.then_some(if approach == Approach::CleanroomWarm { 40.0 } else { 900.0 }),
+                    marks: if cleanroom {
+                        vec![("init thread".into(), 0.1), ("reaper attached".into(), wall / 10.0)]
+                    } else {
+                        Vec::new()
+                    },
                     ok: true,
                 })
                 .collect(),
@@ -560,6 +638,19 @@ mod tests {
 
             let no_sqlx: Vec<Cell> = matrix().into_iter().filter(|c| c.approach != Approach::SqlxTest).collect();
             assert_eq!(sqlx_goal(&no_sqlx), None, "no claim without a measurement");
+        }
+
+        #[test]
+        fn break_down_each_cleanroom_cell_at_its_largest_size() {
+            let text = breakdown(&matrix());
+            let header = text.lines().next().unwrap();
+            assert!(header.contains("cleanroom · cargo nextest run, N=40"), "{text}");
+            assert!(text.contains("| reaper attached | 0.40 ms | 0.52 ms | 0.15 ms |"), "medians over runs: {text}");
+            assert!(!header.contains("N=10"), "only the largest size: {text}");
+            assert!(!header.contains("container per test"), "cleanroom's cells only: {text}");
+            let order: Vec<&str> = text.lines().skip(2).map(|l| l.split(" | ").next().unwrap()).collect();
+            assert_eq!(order, ["| init thread", "| reaper attached"], "{text}");
+            assert!(breakdown(&[]).is_empty());
         }
 
         #[test]

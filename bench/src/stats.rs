@@ -38,10 +38,7 @@ pub fn range(values: &[f64]) -> Option<(f64, f64)> {
 pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
     let mut overheads = Vec::new();
     let mut firsts: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-    let docs: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(text.trim()) {
-        Ok(doc) => vec![doc],
-        Err(_) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
-    };
+    let docs = documents(text);
     for (n, doc) in docs.iter().enumerate() {
         let Some(tests) = doc["tests"].as_array() else { continue };
         for test in tests {
@@ -63,12 +60,79 @@ pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
     (overhead, median(&firsts.into_values().collect::<Vec<_>>()))
 }
 
+/// The documents of cleanroom's report file: one (schema 2), or one per
+/// line (older runs).
+fn documents(text: &str) -> Vec<serde_json::Value> {
+    match serde_json::from_str::<serde_json::Value>(text.trim()) {
+        Ok(doc) => vec![doc],
+        Err(_) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+    }
+}
+
+/// From cleanroom's report: where its test processes got to before their
+/// first test (each process's `marks`) and when that test's body began (its
+/// start plus the rooms it waited for, `first test body`), each the median
+/// over processes in milliseconds from process start, in the order reached.
+pub fn marks_from_report(text: &str) -> Vec<(String, f64)> {
+    let mut by_label: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut add = |label: &str, ms: f64| match by_label.iter_mut().find(|(l, _)| l == label) {
+        Some((_, values)) => values.push(ms),
+        None => by_label.push((label.to_string(), vec![ms])),
+    };
+    for doc in documents(text) {
+        for process in doc["processes"].as_array().into_iter().flatten() {
+            for mark in process["marks"].as_array().into_iter().flatten() {
+                if let (Some(at), Some(micros)) = (mark["at"].as_str(), mark["micros"].as_f64()) {
+                    add(at, micros / 1000.0);
+                }
+            }
+        }
+        let mut first: std::collections::BTreeMap<i64, (f64, f64)> = std::collections::BTreeMap::new();
+        for test in doc["tests"].as_array().into_iter().flatten() {
+            let (Some(pid), Some(start)) = (test["pid"].as_i64(), test["started_micros"].as_f64()) else { continue };
+            let waited: f64 =
+                test["acquire"].as_array().into_iter().flatten().filter_map(|a| a["micros"].as_f64()).sum();
+            let entry = first.entry(pid).or_insert((f64::MAX, 0.0));
+            if start < entry.0 {
+                *entry = (start, start + waited);
+            }
+        }
+        for (_, body) in first.into_values() {
+            add("first test body", body / 1000.0);
+        }
+    }
+    let mut out: Vec<(String, f64)> =
+        by_label.into_iter().filter_map(|(label, values)| Some((label, median(&values)?))).collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     mod should {
         use super::*;
+
+        #[test]
+        fn take_the_median_of_each_mark_over_processes_and_when_the_first_body_began() {
+            let report = r#"{"schema":2,"processes":[
+                {"pid":1,"marks":[{"at":"init thread","micros":100},{"at":"reaper attached","micros":900}]},
+                {"pid":2,"marks":[{"at":"init thread","micros":300},{"at":"reaper attached","micros":1100}]}],
+              "tests":[{"pid":1,"started_micros":2000,"acquire":[{"micros":500},{"micros":500}]},
+                       {"pid":1,"started_micros":9000,"acquire":[]},
+                       {"pid":2,"started_micros":4000,"acquire":[{"micros":0}]}]}"#;
+            let marks = marks_from_report(report);
+            assert_eq!(
+                marks,
+                [
+                    ("init thread".to_string(), 0.2),
+                    ("reaper attached".to_string(), 1.0),
+                    ("first test body".to_string(), 3.5)
+                ]
+            );
+            assert!(marks_from_report("not json").is_empty());
+        }
 
         #[test]
         fn compute_medians_ranges_and_percentiles() {

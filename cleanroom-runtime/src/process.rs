@@ -72,14 +72,17 @@ fn count_rooms(mode: &Mode, service: &str) -> usize {
 }
 
 fn prestart() {
+    crate::util::clock::mark("init thread");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = Mode::parse(&args);
     // Works out (and says) what cannot work before any server starts.
     let needed = needed_services(&mode);
+    crate::util::clock::mark("tests selected");
     if needed.is_empty() {
         return;
     }
     let registry = registry::global();
+    crate::util::clock::mark("configuration read");
     for spec in needed {
         registry.prestart(spec);
     }

@@ -275,6 +275,7 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
             ctx.ready(spec);
         }
         ctx.body_started = crate::util::clock::PROCESS_START.get().map(|t| t.elapsed());
+        crate::util::clock::mark("first test's services ready");
         body(&mut ctx)
     }));
     match outcome {

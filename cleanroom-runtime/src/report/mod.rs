@@ -77,6 +77,17 @@ pub(crate) struct Process {
     pub(crate) created: Vec<String>,
     /// Services it attached to.
     pub(crate) attached: Vec<String>,
+    /// Where it got to before its first test, in order: the breakdown of
+    /// its start (`util::clock::mark`).
+    pub(crate) marks: Vec<Mark>,
+}
+
+/// A point a process reached, in microseconds from its start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Mark {
+    pub(crate) at: String,
+    pub(crate) micros: u64,
 }
 
 /// One service over the run: what its processes measured, merged.
@@ -296,6 +307,7 @@ impl Report {
             tests: tests.len(),
             created: names(created),
             attached: names(attached),
+            marks: Vec::new(),
         };
         let mut report = Report {
             schema: SCHEMA,
@@ -768,6 +780,8 @@ fn this_process(session: &str) -> Report {
         crate::util::clock::PROCESS_START.get().map_or(now, |t| now.saturating_sub(t.elapsed().as_millis() as u64));
     let caches = caches.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut report = Report::of_process(session, (std::process::id(), started, now), tests, services, caches);
+    report.processes[0].marks =
+        crate::util::clock::marks().into_iter().map(|(at, micros)| Mark { at, micros }).collect();
     report.cache_layers = cache_layers();
     report
 }

@@ -109,6 +109,7 @@ impl Registry {
             match crate::run::reaper::attach(session) {
                 Ok(()) => {
                     crate::util::flags::set_shares_services(true);
+                    crate::util::clock::mark("reaper attached");
                     true
                 }
                 Err(reason) => {

@@ -478,6 +478,7 @@ impl Registry {
         started: Instant,
     ) {
         let created_here = phases.created_here;
+        crate::util::clock::mark(format!("{name} {}", if created_here { "ready" } else { "attached" }));
         if created_here {
             crate::metrics::cache_miss("container");
             crate::util::say!("cleanroom: {name} ready in {:.2} s", started.elapsed().as_secs_f64());

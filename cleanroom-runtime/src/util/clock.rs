@@ -6,6 +6,28 @@ use std::time::Instant;
 /// When this process started, as near as cleanroom can tell (its start hook).
 pub(crate) static PROCESS_START: OnceLock<Instant> = OnceLock::new();
 
+/// Where this process got to, and when (microseconds from its start): the
+/// breakdown of a process's time before its first test, in its report.
+static MARKS: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks that this process reached `what` now; only the first time counts.
+pub(crate) fn mark(what: impl Into<String>) {
+    let Some(start) = PROCESS_START.get() else { return };
+    let micros = start.elapsed().as_micros() as u64;
+    let what = what.into();
+    let mut marks = MARKS.lock().unwrap_or_else(|e| e.into_inner());
+    if !marks.iter().any(|(w, _)| *w == what) {
+        marks.push((what, micros));
+    }
+}
+
+/// This process's marks, in the order they were reached.
+pub(crate) fn marks() -> Vec<(String, u64)> {
+    let mut marks = MARKS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    marks.sort_by_key(|(_, micros)| *micros);
+    marks
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
