@@ -44,8 +44,9 @@ pub struct Sample {
     pub left: usize,
     /// cleanroom only: per-test fixture acquisition, p50 and p95, milliseconds.
     pub overhead_ms: Option<(f64, f64)>,
-    /// cleanroom only: time from a test process's start to its first test,
-    /// median over processes, milliseconds.
+    /// cleanroom only: time from a test process's start to its first test's
+    /// body (services Ready, rooms made), median over processes,
+    /// milliseconds.
     pub first_test_ms: Option<f64>,
     /// cleanroom only: where its processes got to before their first test,
     /// medians over processes in milliseconds from process start

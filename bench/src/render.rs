@@ -471,8 +471,8 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
          `#[sqlx::test]` the harness removes both servers once the runner exits, so 0 containers are left: the \
          databases sqlx left on the server (none when every test passes) went with it.\n\
          - **Fixture overhead**: from cleanroom's own report (`CLEANROOM_REPORT_JSON`): the time each test waited \
-         for its services and rooms. **First test**: the time from a test process's start to its first test, the \
-         median over processes.\n\n\
+         for its services and rooms. **First test**: the time from a test process's start to the body of its first \
+         test (its services Ready and its rooms made), the median over processes.\n\n\
          Rerun: `cargo run -p cleanroom-bench --release` (add `-- --help` for a smaller matrix). Point it at other \
          images with `CLEANROOM_POSTGRES_IMAGE` and `CLEANROOM_REDIS_IMAGE`.\n",
     );

@@ -34,10 +34,13 @@ pub fn range(values: &[f64]) -> Option<(f64, f64)> {
 /// schema 2; older runs wrote one document per process, one per line): the
 /// per-test fixture overhead p50 and p95 (the time each test waited for its
 /// services and rooms, summed over its services) in milliseconds, and the
-/// median over processes of the time from process start to the first test.
+/// median over processes of the time from process start to the body of its
+/// first test (the test's services Ready and its rooms made).
 pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
     let mut overheads = Vec::new();
-    let mut firsts: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    // Per process: when its first test started, and when that test's body
+    // began (its rooms made too).
+    let mut firsts: std::collections::BTreeMap<i64, (f64, f64)> = std::collections::BTreeMap::new();
     let docs = documents(text);
     for (n, doc) in docs.iter().enumerate() {
         let Some(tests) = doc["tests"].as_array() else { continue };
@@ -51,13 +54,16 @@ pub fn from_report(text: &str) -> (Option<(f64, f64)>, Option<f64>) {
             // per process.
             let pid = test["pid"].as_i64().or_else(|| doc["pid"].as_i64()).unwrap_or(-(n as i64));
             if let Some(start) = test["started_micros"].as_f64() {
-                let first = firsts.entry(pid).or_insert(f64::MAX);
-                *first = first.min(start / 1000.0);
+                let waited: f64 = acquired.iter().sum();
+                let first = firsts.entry(pid).or_insert((f64::MAX, 0.0));
+                if start < first.0 {
+                    *first = (start, (start + waited) / 1000.0);
+                }
             }
         }
     }
     let overhead = percentile(&overheads, 50.0).zip(percentile(&overheads, 95.0));
-    (overhead, median(&firsts.into_values().collect::<Vec<_>>()))
+    (overhead, median(&firsts.into_values().map(|(_, body)| body).collect::<Vec<_>>()))
 }
 
 /// The documents of cleanroom's report file: one (schema 2), or one per
@@ -161,8 +167,9 @@ mod tests {
             let (overhead, first) = from_report(report);
             // Per test: 1.5, 3.0, 2.0 ms.
             assert_eq!(overhead, Some((2.0, 3.0)));
-            // First tests at 40 and 20 ms: the median of the two processes.
-            assert_eq!(first, Some(30.0));
+            // First tests' bodies at 40 + 1.5 and 20 + 2 ms: the median of
+            // the two processes.
+            assert_eq!(first, Some(31.75));
             assert_eq!(from_report("not json\n"), (None, None));
         }
 
@@ -174,7 +181,8 @@ mod tests {
             {"name":"c","pid":2,"started_micros":20000,"acquire":[{"service":"redis","micros":2000,"room_micros":10}]}]}"#;
             let (overhead, first) = from_report(report);
             assert_eq!(overhead, Some((2.0, 3.0)));
-            assert_eq!(first, Some(30.0));
+            // 40 + 1 and 20 + 2 ms.
+            assert_eq!(first, Some(31.5));
         }
     }
 }

@@ -106,6 +106,7 @@ impl Registry {
                 crate::run::heartbeat::beat_for_this_process(&session.id);
                 return false;
             }
+            crate::util::clock::mark("reaper asked");
             match crate::run::reaper::attach(session) {
                 Ok(()) => {
                     crate::util::flags::set_shares_services(true);

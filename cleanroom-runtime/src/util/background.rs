@@ -10,12 +10,14 @@ static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 /// The runtime, built on first use.
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cleanroom")
             .enable_all()
             .build()
-            .expect("cleanroom: failed to build its tokio runtime")
+            .expect("cleanroom: failed to build its tokio runtime");
+        crate::util::clock::mark("background runtime built");
+        runtime
     })
 }
 
