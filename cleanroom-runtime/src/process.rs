@@ -13,9 +13,16 @@ use crate::run::registry::{self, Source};
 use crate::selection::Mode;
 use crate::util::clock::PROCESS_START;
 
-/// When this process started, as near as cleanroom can tell.
-
-#[ctor::ctor(unsafe, priority = late)]
+/// At process start, after every test, fixture and service has registered
+/// itself with `inventory`: this constructor has no priority on purpose. On
+/// ELF targets constructors with a priority (even `late`) run *before* all
+/// those without one, `inventory`'s among them, and the start thread then
+/// raced the registrations: it could see a test before it was registered,
+/// start a server the test's refused schema needed none of, and not say why
+/// (seen 2 times in 12). A `naked` constructor goes where `inventory`'s go,
+/// in plain `.init_array`, which runs in link order: this crate is linked
+/// after every crate that uses it.
+#[ctor::ctor(unsafe, naked)]
 fn on_process_start() {
     PROCESS_START.get_or_init(std::time::Instant::now);
     // While this is the only thread: testcontainers reads DOCKER_HOST only.

@@ -118,8 +118,10 @@ impl RunStart {
         RUN_START.get_or_init(|| {
             let args: Vec<String> = std::env::args().skip(1).collect();
             let run_start = RunStart::of(&Mode::parse(&args));
+            // Said on the process's stderr, past libtest's capture: a test
+            // thread may ask first, before cleanroom's start thread does.
             for refusal in run_start.report() {
-                eprintln!("{refusal}");
+                crate::util::say!("{refusal}");
             }
             run_start
         })
