@@ -20,6 +20,11 @@ OPTIONS:
     --quick             one repetition of N=10 under cargo test, no warm cell,
                         docs untouched (the CI smoke run): one cell for each
                         of cleanroom, per-test, singleton and sqlx-test
+    --scale LIST        instead of the matrix: the cleanroom suite at these sizes
+                        (multiples of 100 up to 1000, e.g. 200,500,1000) under
+                        cargo test --test-threads=16, --reps times each: wall
+                        time, containers started, the Postgres container's peak
+                        memory and databases; writes docs/benchmarks-scale.md
     --no-docs           print the table only; do not rewrite docs/benchmarks.md,
                         docs/benchmarks.svg and the README's headline
     --from-log FILE     run nothing: rebuild the table, page and chart from the
@@ -134,6 +139,8 @@ pub struct Options {
     pub write_docs: Option<PathBuf>,
     /// Rebuild from an earlier run's progress lines instead of running.
     pub from_log: Option<PathBuf>,
+    /// Run the scale suite at these sizes instead of the matrix.
+    pub scale: Option<Vec<usize>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -165,6 +172,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         approaches: Approach::ALL.to_vec(),
         write_docs: docs,
         from_log: None,
+        scale: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -202,6 +210,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     "10, 20, … 160",
                 )?;
             }
+            "--scale" => {
+                let v = value("--scale")?;
+                opts.scale = Some(list(
+                    &v,
+                    "--scale",
+                    |s| s.parse().ok().filter(|n| n % 100 == 0 && (100..=1000).contains(n)),
+                    "100, 200, … 1000",
+                )?);
+            }
             "--runners" => {
                 let v = value("--runners")?;
                 opts.runners = list(
@@ -229,6 +246,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_scale_sizes_in_hundreds_up_to_a_thousand() {
+        assert_eq!(options(&["--scale", "200,500,1000"]).scale, Some(vec![200, 500, 1000]));
+        assert!(parse_args(&["--scale", "250"]).unwrap_err().contains("100, 200, … 1000"));
+        assert!(parse_args(&["--scale", "1100"]).unwrap_err().contains("100, 200, … 1000"));
+        assert_eq!(options(&[]).scale, None);
+    }
 
     fn parse_args(args: &[&str]) -> Result<Parsed, String> {
         parse(args.iter().map(|s| s.to_string()))

@@ -18,6 +18,7 @@ mod chart;
 mod cli;
 mod docker;
 mod render;
+mod scale;
 mod services;
 mod stats;
 
@@ -404,6 +405,58 @@ fn write_docs(dir: &Path, machine: &Machine, opts: &Options, cells: &[Cell]) -> 
     Ok(())
 }
 
+/// `--scale`: the scale suite at `sizes`, `--reps` times each, interleaved;
+/// `Ok(false)` when a run failed, started more than two containers or left
+/// one.
+fn run_scale(opts: &Options, sizes: &[usize], id: &str, machine: &mut Machine) -> Result<bool, String> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let logs = target.join("cleanroom-bench").join(id);
+    std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+    let mut runs = Vec::new();
+    for rep in 0..opts.reps {
+        for &n in sizes {
+            let session = format!("{id}-scale-{n}-r{rep}");
+            let run = scale::run(n, &session, &logs.join(format!("{session}.log")), &workspace_root());
+            eprintln!(
+                "[scale] N={n:<4} {:>7.2} s  started {}  left {}  postgres peak {} MiB, {} databases{}",
+                run.wall,
+                run.started,
+                run.left,
+                run.memory_peak.map_or("?".into(), |b| (b / (1024 * 1024)).to_string()),
+                run.databases_peak.map_or("?".into(), |d| d.to_string()),
+                if run.ok { "" } else { "  FAILED" }
+            );
+            runs.push(run);
+        }
+    }
+    machine.load.1 = load_average();
+    let table = scale::table(&runs);
+    println!("{table}");
+    if let Some(dir) = &opts.write_docs {
+        let page = format!(
+            "# Benchmarks at scale\n\n\
+             <!-- Written by `cargo run -p cleanroom-bench --release -- --scale {}`: edit bench/src/scale.rs, not \
+             this file. -->\n\n\
+             The cleanroom suite of docs/benchmarks.md (20 inserts and 20 SETs per test, a fresh database and Redis \
+             DB each) at {} tests under `cargo test --test-threads={}`, each size {} time(s). The Postgres \
+             container's memory (`docker stats`) and its number of databases (`pg_database`, the template and \
+             the pool of clean ones included) are sampled about once a second while the suite runs; their peaks \
+             are shown.\n\n**Machine:** {} ({}).\n\n{table}",
+            sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+            sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+            scale::THREADS,
+            opts.reps,
+            render::machine_line(machine),
+            machine.date,
+        );
+        let path = dir.join("benchmarks-scale.md");
+        std::fs::write(&path, page).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("cleanroom-bench: wrote {}", path.display());
+    }
+    Ok(runs.iter().all(|r| r.ok && r.started <= 2 && r.left == 0))
+}
+
 /// Runs the matrix; `Ok(false)` when a cell failed or cleanroom left something.
 fn run(opts: Options) -> Result<bool, String> {
     let mut machine = machine();
@@ -432,6 +485,9 @@ fn run(opts: Options) -> Result<bool, String> {
     build(&opts)?;
 
     let id = format!("bench{}", std::process::id());
+    if let Some(sizes) = opts.scale.clone() {
+        return run_scale(&opts, &sizes, &id, &mut machine);
+    }
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
     let logs = target.join("cleanroom-bench").join(&id);

@@ -404,7 +404,7 @@ fn headline(cells: &[Cell]) -> String {
     out
 }
 
-fn machine_line(m: &Machine) -> String {
+pub fn machine_line(m: &Machine) -> String {
     format!(
         "{} cores, {:.1} GiB memory, Docker {}, {}, {}; images `{}` and `{}`; load average {} at the start, {} at the end",
         m.cores, m.memory_gib, m.docker, m.kernel, m.rustc, m.images.0, m.images.1, m.load.0, m.load.1
