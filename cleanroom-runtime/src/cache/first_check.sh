@@ -2,8 +2,15 @@ set -e
 state=/tmp/cleanroom-volume-cache; fill=$1
 db="${POSTGRES_DB:-$POSTGRES_USER}"; admin=postgres; [ "$db" = postgres ] && admin=template1
 # The real server, not the image entrypoint's temporary one: that one listens
-# on no TCP port, and it shuts down under whatever runs against it.
-pg_isready -q -h 127.0.0.1 -p "${PGPORT:-5432}"
+# on no TCP port, and it shuts down under whatever runs against it. Waited
+# for here, 20 ms at a time for up to 3 s, rather than by the check's next
+# round: each round is an exec, and a restored cluster is up ~100 ms after
+# its container starts.
+n=0
+until pg_isready -q -h 127.0.0.1 -p "${PGPORT:-5432}"; do
+  n=$((n + 1)); [ "$n" -lt 150 ] || exit 1
+  sleep 0.02 2>/dev/null || sleep 1
+done
 q() { psql -qAt -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" "$@"; }
 # A restored cluster is made exactly a fresh one: no database but the main
 # one (made anew), `postgres` and the templates; no role but the bootstrap
