@@ -17,6 +17,7 @@ fn colour(approach: Approach) -> RGBColor {
         Approach::PerTest => RGBColor(0xd9, 0x5f, 0x02),
         Approach::Singleton => RGBColor(0x75, 0x70, 0xb3),
         Approach::SqlxTest => RGBColor(0xe7, 0x29, 0x8a),
+        Approach::Floor => RGBColor(0x66, 0x66, 0x66),
     }
 }
 

@@ -15,8 +15,11 @@ OPTIONS:
     --sizes LIST        suite sizes, multiples of 10 up to 160 (default 10,40,160)
     --runners LIST      cargo-test,nextest (default both)
     --approaches LIST   cleanroom,cleanroom-warm,cleanroom-local,per-test,
-                        singleton,sqlx-test
-                        (default all)
+                        singleton,sqlx-test,floor
+                        (default all; floor: the workload in plain
+                        #[tokio::test]s on one shared database, no isolation,
+                        servers started before the suite, what no framework
+                        can beat)
     --quick             one repetition of N=10 under cargo test, no warm cell,
                         docs untouched (the CI smoke run): one cell for each
                         of cleanroom, per-test, singleton and sqlx-test
@@ -77,16 +80,22 @@ pub enum Approach {
     /// `#[sqlx::test]`, against a Postgres and a Redis the harness starts
     /// with `docker run` before the suite (a CI job's `services:`).
     SqlxTest,
+    /// The floor: plain `#[tokio::test]`s on the servers the harness starts,
+    /// every test in one shared database, no isolation and no framework;
+    /// its suite alone is what the runner and the workload cost by
+    /// themselves.
+    Floor,
 }
 
 impl Approach {
-    pub const ALL: [Approach; 6] = [
+    pub const ALL: [Approach; 7] = [
         Approach::Cleanroom,
         Approach::CleanroomWarm,
         Approach::CleanroomLocal,
         Approach::PerTest,
         Approach::Singleton,
         Approach::SqlxTest,
+        Approach::Floor,
     ];
 
     pub fn title(self) -> &'static str {
@@ -97,6 +106,7 @@ impl Approach {
             Approach::PerTest => "container per test",
             Approach::Singleton => "static singleton",
             Approach::SqlxTest => "#[sqlx::test]",
+            Approach::Floor => "floor: no isolation, no framework",
         }
     }
     pub fn slug(self) -> &'static str {
@@ -107,6 +117,7 @@ impl Approach {
             Approach::PerTest => "per-test",
             Approach::Singleton => "singleton",
             Approach::SqlxTest => "sqlx-test",
+            Approach::Floor => "floor",
         }
     }
     /// The test target that holds this approach's suite.
@@ -116,12 +127,13 @@ impl Approach {
             Approach::PerTest => "per_test",
             Approach::Singleton => "singleton",
             Approach::SqlxTest => "sqlx_test",
+            Approach::Floor => "floor",
         }
     }
     /// Whether the harness starts this approach's servers before the suite
     /// (and so measures the suite alone as well as the whole).
     pub fn has_services(self) -> bool {
-        self == Approach::SqlxTest
+        matches!(self, Approach::SqlxTest | Approach::Floor)
     }
     pub fn is_cleanroom(self) -> bool {
         matches!(self, Approach::Cleanroom | Approach::CleanroomWarm | Approach::CleanroomLocal)
@@ -234,7 +246,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     &v,
                     "--approaches",
                     |s| Approach::ALL.into_iter().find(|a| a.slug() == s),
-                    "cleanroom, cleanroom-warm, cleanroom-local, per-test, singleton, sqlx-test",
+                    "cleanroom, cleanroom-warm, cleanroom-local, per-test, singleton, sqlx-test, floor",
                 )?;
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -297,7 +309,7 @@ mod tests {
             assert_eq!(o.approaches, [Approach::Cleanroom, Approach::SqlxTest]);
             assert_eq!((Approach::SqlxTest.title(), Approach::SqlxTest.suite()), ("#[sqlx::test]", "sqlx_test"));
             assert!(Approach::SqlxTest.has_services() && !Approach::SqlxTest.is_cleanroom());
-            assert!(Approach::ALL.iter().filter(|a| a.has_services()).eq([&Approach::SqlxTest]));
+            assert!(Approach::ALL.iter().filter(|a| a.has_services()).eq([&Approach::SqlxTest, &Approach::Floor]));
         }
 
         #[test]
@@ -322,7 +334,7 @@ mod tests {
             );
             assert_eq!(
                 parse_args(&["--approaches", "sqlx"]).unwrap_err(),
-                "--approaches: \"sqlx\" is not one of cleanroom, cleanroom-warm, cleanroom-local, per-test, singleton, sqlx-test"
+                "--approaches: \"sqlx\" is not one of cleanroom, cleanroom-warm, cleanroom-local, per-test, singleton, sqlx-test, floor"
             );
             assert_eq!(parse_args(&["--reps", "0"]).unwrap_err(), "--reps: \"0\" is not a count of at least 1");
             assert_eq!(parse_args(&["--reps"]).unwrap_err(), "--reps needs a value");

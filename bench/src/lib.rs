@@ -114,7 +114,7 @@ pub fn env_url(var: &str) -> String {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
         panic!(
             "{var} is not set: this suite runs against servers the harness starts; run it with \
-             `cargo run -p cleanroom-bench --release -- --approaches sqlx-test`, or set {var} to a running server's URL"
+             `cargo run -p cleanroom-bench --release -- --approaches sqlx-test` (or `floor`), or set {var} to a running server's URL"
         )
     })
 }

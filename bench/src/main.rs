@@ -210,14 +210,14 @@ impl Bench {
                     cmd.env("CLEANROOM_REUSE", "1").env("CLEANROOM_REUSE_TTL", "1800");
                 }
             }
-            Approach::PerTest | Approach::Singleton | Approach::SqlxTest => {
+            Approach::PerTest | Approach::Singleton | Approach::SqlxTest | Approach::Floor => {
                 cmd.env("CLEANROOM_BENCH_CELL", label);
             }
         }
     }
 
     /// Starts the servers of an approach that needs them before its suite
-    /// (`#[sqlx::test]`) and points the suite at them.
+    /// (`#[sqlx::test]`, the floor) and points the suite at them.
     fn start_services(
         approach: Approach,
         label: &str,

@@ -234,6 +234,9 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
                 .join(", "),
         });
     }
+    if let Some(goal) = nextest_against_the_floor(cells, &sizes) {
+        goals.push(goal);
+    }
     if let (Some(a), Some(b)) = (speedup(Nextest, PerTest), speedup(Nextest, Singleton)) {
         goals.push(Goal {
             text: format!("`cargo nextest run`: ≥ 5× faster than both baselines at N = {n}"),
@@ -309,6 +312,54 @@ pub fn goals(cells: &[Cell]) -> Vec<Goal> {
         });
     }
     goals
+}
+
+/// At the largest size where cleanroom and the floor were both measured
+/// under both runners: whether nextest stays within 1.5× `cargo test` for
+/// cleanroom, or the process-per-test model alone (the floor's own ratio,
+/// servers already running, no framework) already exceeds it; and in either
+/// case how far cleanroom is from the floor under nextest, in all and per
+/// test.
+fn nextest_against_the_floor(cells: &[Cell], sizes: &[usize]) -> Option<Goal> {
+    use Approach::{Cleanroom, Floor};
+    use Runner::{CargoTest, Nextest};
+    let k = *sizes.iter().rev().find(|&&k| {
+        [CargoTest, Nextest]
+            .iter()
+            .all(|&r| find(cells, k, r, Cleanroom).is_some() && find(cells, k, r, Floor).is_some())
+    })?;
+    let floor_at = |r| find(cells, k, r, Floor).and_then(suite);
+    let (cr_test, cr_next) = (wall_at(cells, k, CargoTest, Cleanroom), wall_at(cells, k, Nextest, Cleanroom));
+    let (fl_test, fl_next) = (floor_at(CargoTest), floor_at(Nextest));
+    let (Some(cr_ratio), Some(fl_ratio)) = (ratio(cr_next, cr_test), ratio(fl_next, fl_test)) else {
+        return Some(Goal {
+            text: format!("`cargo nextest run` ≤ 1.5× `cargo test` at N = {k}, or the floor shows why not"),
+            met: None,
+            measured: "a run failed".into(),
+        });
+    };
+    let (cr_next, fl_next) = (cr_next.unwrap_or_default(), fl_next.unwrap_or_default());
+    let distance = cr_next - fl_next;
+    Some(Goal {
+        text: format!(
+            "`cargo nextest run` at N = {k}: cleanroom ≤ 1.5× its `cargo test` time, or nextest's process per test \
+             alone (the floor) is over 1.5×"
+        ),
+        met: Some(cr_ratio <= 1.5 || fl_ratio > 1.5),
+        measured: format!(
+            "cleanroom {cr_ratio:.2}× ({} under nextest, {} under cargo test); the floor, servers already running \
+             and no framework, {fl_ratio:.2}× on its own ({} and {}): nextest costs the floor {} over cargo test \
+             before any framework. Under nextest cleanroom is {} from the floor, {:.0} ms per test, which include \
+             starting its two containers",
+            seconds(Some(cr_next)),
+            seconds(cr_test),
+            seconds(Some(fl_next)),
+            seconds(fl_test),
+            seconds(fl_test.map(|t| fl_next - t)),
+            seconds(Some(distance)),
+            distance / k as f64 * 1000.0,
+        ),
+    })
 }
 
 /// cleanroom against `#[sqlx::test]` (whose wall time counts starting its
@@ -458,12 +509,14 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
          sqlx 0.9, a database per test created by sqlx on a Postgres that, like a CI job's `services:`, the harness \
          starts before the suite with `docker run -d` (Postgres and Redis at once, published on 127.0.0.1, Postgres \
          with `fsync=off` as the baselines') and waits for until Postgres accepts a login and Redis answers PING \
-         (probed every 100 ms, finer than a CI health check); the tests share that Redis, keys named by test. All \
-         use the same images.\n\
+         (probed every 100 ms, finer than a CI health check); the tests share that Redis, keys named by test. \
+         *Floor*: the same servers, started the same way, and plain `#[tokio::test]`s that connect and run the \
+         workload in the one shared database, tables and keys named by test: no isolation and no framework, \
+         so its suite alone is what the runner and the workload cost by themselves. All use the same images.\n\
          - **Wall time**: the whole `cargo test -p cleanroom-bench --features suites --test <suite> -- <filters>` or \
          `cargo nextest run …` invocation, with everything built beforehand. For `#[sqlx::test]` it also counts \
          the two `docker run`s and the wait until both servers answer; removing them afterwards is not counted. \
-         **Suite only** (`#[sqlx::test]` alone): the runner invocation by itself, servers already up.\n\
+         **Suite only** (`#[sqlx::test]` and the floor): the runner invocation by itself, servers already up.\n\
          - **Containers started**: Docker's `create` events carrying the cell's label (`cleanroom.session` for \
          cleanroom, `cleanroom.bench` for the baselines), from `docker events`, not from the code under test.\n\
          - **Left over**: containers still carrying the label 10 s after the runner exited (cleanroom's reaper \
@@ -638,6 +691,49 @@ mod tests {
 
             let no_sqlx: Vec<Cell> = matrix().into_iter().filter(|c| c.approach != Approach::SqlxTest).collect();
             assert_eq!(sqlx_goal(&no_sqlx), None, "no claim without a measurement");
+        }
+
+        #[test]
+        fn measure_nextest_against_the_floor_at_the_largest_size_with_both() {
+            use Approach::*;
+            use Runner::*;
+            let floor_goal = |cells: &[Cell]| goals(cells).into_iter().find(|g| g.text.contains("the floor"));
+            assert_eq!(floor_goal(&matrix()), None, "no claim without the floor measured");
+            let mut cells = matrix();
+            // Suite alone = wall - 2 s: the floor takes 3 s under cargo test, 6 s under nextest (2.00×).
+            cells.push(cell(40, CargoTest, Floor, &[5.0], 2));
+            cells.push(cell(40, Nextest, Floor, &[8.0], 2));
+            let goal = floor_goal(&cells).expect("a goal against the floor");
+            assert!(goal.text.starts_with("`cargo nextest run` at N = 40:"), "{goal:?}");
+            assert_eq!(goal.met, Some(true), "the floor alone is over 1.5×: {goal:?}");
+            assert!(
+                goal.measured.starts_with(
+                    "cleanroom 1.30× (5.20 s under nextest, 4.00 s under cargo test); the floor, servers already \
+                     running and no framework, 2.00× on its own (6.00 s and 3.00 s): nextest costs the floor 3.00 s"
+                ),
+                "{goal:?}"
+            );
+            assert!(
+                goal.measured.ends_with(
+                    "cleanroom is -0.80 s from the floor, -20 ms per test, which include starting its two containers"
+                ),
+                "{goal:?}"
+            );
+
+            // A floor within 1.5× and cleanroom over it: not met.
+            for c in cells.iter_mut().filter(|c| c.approach == Floor && c.runner == Nextest) {
+                c.samples[0].wall = 6.0;
+                c.samples[0].suite = Some(4.0);
+            }
+            for c in cells.iter_mut().filter(|c| c.approach == Cleanroom && c.runner == Nextest) {
+                c.samples.iter_mut().for_each(|s| s.wall = 7.0);
+            }
+            let goal = floor_goal(&cells).unwrap();
+            assert_eq!(goal.met, Some(false), "{goal:?}");
+            assert!(
+                goal.measured.contains("Under nextest cleanroom is 3.00 s from the floor, 75 ms per test"),
+                "{goal:?}"
+            );
         }
 
         #[test]
