@@ -67,6 +67,8 @@ pub(crate) struct RedisRooms {
     expected: AtomicUsize,
     handed_out: AtomicUsize,
     leasing: AtomicUsize,
+    /// Told when a lease ahead ends (taken or failed).
+    leased: tokio::sync::Notify,
     /// The leases this process holds: database → holder token.
     held: Mutex<std::collections::HashMap<u32, String>>,
     renewing: std::sync::atomic::AtomicBool,
@@ -91,6 +93,7 @@ pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
         expected: AtomicUsize::new(0),
         handed_out: AtomicUsize::new(0),
         leasing: AtomicUsize::new(0),
+        leased: tokio::sync::Notify::new(),
         held: Mutex::new(std::collections::HashMap::new()),
         renewing: std::sync::atomic::AtomicBool::new(false),
     });
@@ -134,8 +137,7 @@ impl RedisRooms {
     /// one, else leased now.
     pub(crate) async fn take(self: Arc<Self>) -> Result<u32, Error> {
         self.handed_out.fetch_add(1, Ordering::SeqCst);
-        let ahead = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-        let db = match ahead {
+        let db = match self.ahead().await {
             Some(db) => {
                 crate::metrics::cache_hit("redis_leased_ahead");
                 db
@@ -147,6 +149,25 @@ impl RedisRooms {
         };
         self.clone().refill();
         Ok(db)
+    }
+
+    /// A database leased ahead: one that is ready, or the one being leased
+    /// right now (a test that asks just after its process started would
+    /// otherwise queue a second lease behind it on the one connection);
+    /// `None` when none is under way.
+    async fn ahead(&self) -> Option<u32> {
+        loop {
+            let notified = self.leased.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(db) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
+                return Some(db);
+            }
+            if self.leasing.load(Ordering::SeqCst) == 0 {
+                return None;
+            }
+            notified.await;
+        }
     }
 
     /// A database leased ahead, taken on the calling thread without a hop to
@@ -175,9 +196,12 @@ impl RedisRooms {
         self.leasing.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let leased = self.lease().await;
-            self.leasing.fetch_sub(1, Ordering::SeqCst);
             if let Ok(db) = leased {
                 self.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(db);
+            }
+            self.leasing.fetch_sub(1, Ordering::SeqCst);
+            self.leased.notify_waiters();
+            if leased.is_ok() {
                 self.refill();
             }
         });
@@ -314,6 +338,7 @@ mod tests {
                 let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
                 let child = std::process::Command::new("redis-server")
                     .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .args(["--databases", &REDIS_DATABASES.to_string()])
                     .stdout(std::process::Stdio::null())
                     .spawn()
                     .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
@@ -399,6 +424,55 @@ mod tests {
                 assert_eq!(call(&mut c, &["DBSIZE"]).await, Resp::Integer(0), "flushed");
                 let (holder, _) = lease_of_1(&mut c).await;
                 assert_eq!(holder, Resp::Bulk(None), "and free");
+            });
+        }
+
+        /// Rooms on the test's own server, as a process whose Redis runs
+        /// from the local engine would have them.
+        fn rooms_on(server: &Server) -> Arc<RedisRooms> {
+            let engine = crate::external::ExistingServer { address: "127.0.0.1".into() };
+            let service = Arc::new(RunningService {
+                name: "redis".into(),
+                image: "none".into(),
+                id: format!("redis-rooms-test-{}", server.port),
+                ports: std::collections::BTreeMap::from([(6379, server.port)]),
+                definition: crate::GenericContainer::new("none").with_port(6379),
+                engine: Arc::new(engine),
+                host: Some("127.0.0.1".into()),
+                existing: None,
+            });
+            redis_rooms(&service)
+        }
+
+        #[test]
+        fn hand_a_test_the_lease_under_way_instead_of_queueing_a_second() {
+            let server = Server::start();
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut c = server.connect().await;
+                let rooms = rooms_on(&server);
+                // The process's one test, asking as soon as the lease ahead began.
+                rooms.clone().warm(1);
+                assert_eq!(rooms.leasing.load(Ordering::SeqCst), 1, "a lease ahead is under way");
+                let db = rooms.clone().take().await.unwrap();
+                assert_eq!(db, 1, "the first room");
+                // Whatever else was leased has finished by now.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while rooms.leasing.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                call(&mut c, &["SELECT", &REDIS_DATABASES.saturating_sub(1).to_string()]).await;
+                let leases = call(&mut c, &["KEYS", "cleanroom:lease:*"]).await;
+                assert_eq!(
+                    leases,
+                    Resp::Array(vec![Resp::Bulk(Some(b"cleanroom:lease:1".to_vec()))]),
+                    "one lease, the one under way, and no second behind it"
+                );
+                assert!(rooms.ready.lock().unwrap().is_empty(), "nothing leased ahead: the one test has its room");
+
+                // With nothing under way a take leases itself.
+                let db = rooms.clone().take().await.unwrap();
+                assert_eq!(db, 2);
             });
         }
     }
