@@ -80,10 +80,9 @@ fn count_rooms(mode: &Mode, service: &str) -> usize {
 
 fn prestart() {
     crate::util::clock::mark("init thread");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = Mode::parse(&args);
+    let mode = Mode::current();
     // Works out (and says) what cannot work before any server starts.
-    let needed = needed_services(&mode);
+    let needed = needed_services(mode);
     crate::util::clock::mark("tests selected");
     if needed.is_empty() {
         return;
@@ -93,7 +92,7 @@ fn prestart() {
     for spec in needed {
         registry.prestart(spec);
     }
-    let redis_rooms = count_rooms(&mode, "redis");
+    let redis_rooms = count_rooms(mode, "redis");
     if redis_rooms > 0 {
         crate::util::background::spawn_background(async move {
             if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::builtin::REDIS)).await {

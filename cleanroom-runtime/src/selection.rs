@@ -52,6 +52,13 @@ const HARMLESS_FLAGS: &[&str] = &[
 ];
 
 impl Mode {
+    /// This process's, from libtest's command line, parsed once for the
+    /// start thread and the tests alike.
+    pub(crate) fn current() -> &'static Mode {
+        static CURRENT: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+        CURRENT.get_or_init(|| Mode::parse(&std::env::args().skip(1).collect::<Vec<_>>()))
+    }
+
     pub(crate) fn parse(args: &[String]) -> Mode {
         let mut sel = Selection { filters: Vec::new(), skips: Vec::new(), exact: false, ignored: Ignored::Skip };
         let mut it = args.iter();

@@ -275,7 +275,11 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
             ctx.ready(spec);
         }
         ctx.body_started = crate::util::clock::PROCESS_START.get().map(|t| t.elapsed());
-        crate::util::clock::mark("first test's services ready");
+        // Once per process, not a lock and a search per test.
+        static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        if FIRST.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            crate::util::clock::mark("first test's services ready");
+        }
         body(&mut ctx)
     }));
     match outcome {

@@ -116,8 +116,7 @@ impl RunStart {
     pub(crate) fn get() -> &'static RunStart {
         static RUN_START: OnceLock<RunStart> = OnceLock::new();
         RUN_START.get_or_init(|| {
-            let args: Vec<String> = std::env::args().skip(1).collect();
-            let run_start = RunStart::of(&Mode::parse(&args));
+            let run_start = RunStart::of(Mode::current());
             // Said on the process's stderr, past libtest's capture: a test
             // thread may ask first, before cleanroom's start thread does.
             for refusal in run_start.report() {

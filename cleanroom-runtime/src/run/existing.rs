@@ -525,9 +525,9 @@ pub(crate) fn idle_runs(beats: &[(Claim, i64, u64)], now: i64, ttl: Duration, ow
         // (without a reaper): the run is idle only if its latest beat is.
         let runs = || beats.iter().filter(|(c, _, _)| c.session == claim.session && c.owner == claim.owner);
         let latest = runs().map(|(_, b, _)| *b).max().unwrap_or(i64::MAX);
-        let limit = runs().map(|(_, _, t)| *t).fold(ttl.as_secs(), u64::max);
+        let own = runs().map(|(_, _, t)| *t).max().unwrap_or(0);
         let run = Claim { session: claim.session.clone(), owner: claim.owner.clone(), process: None };
-        if now.saturating_sub(latest) > i64::try_from(limit).unwrap_or(i64::MAX) && !idle.contains(&run) {
+        if super::heartbeat::past_ttl(now, latest, ttl, own) && !idle.contains(&run) {
             idle.push(run);
         }
     }

@@ -137,10 +137,18 @@ pub(crate) fn idle_runs(
             None => last.push((run, seen, own_ttl)),
         }
     }
-    last.into_iter()
-        .filter(|(_, t, own_ttl)| now - t > i64::try_from(ttl.as_secs().max(*own_ttl)).unwrap_or(i64::MAX))
-        .map(|(r, _, _)| r)
-        .collect()
+    last.into_iter().filter(|(_, t, own_ttl)| past_ttl(now, *t, ttl, *own_ttl)).map(|(r, _, _)| r).collect()
+}
+
+/// The one rule for a run of another machine, whether judged by its
+/// containers here or by its beats on an existing server: it is idle when
+/// its latest sign of life (`latest`, seconds) is older at `now` than the
+/// longer of the judge's TTL and the longest TTL its own processes beat by
+/// (`own`: their `TTL_LABEL`, or `ttl=` in their beats). A run never waits
+/// longer between beats than its own TTL allows, so a judge with a shorter
+/// TTL cannot take it for idle.
+pub(crate) fn past_ttl(now: i64, latest: i64, judge: Duration, own: u64) -> bool {
+    now.saturating_sub(latest) > i64::try_from(judge.as_secs().max(own)).unwrap_or(i64::MAX)
 }
 
 /// The runs of other machines on this engine that have been idle longer
