@@ -1,6 +1,7 @@
-//! The benchmark harness: one command that runs the same workload four ways
+//! The benchmark harness: one command that runs the same workload five ways
 //! (cleanroom, a container pair per test, a `static` singleton, `#[sqlx::test]`
-//! against servers started before the suite) under `cargo test` and
+//! against servers started before the suite, and the floor: plain tests on
+//! those servers with no isolation) under `cargo test` and
 //! `cargo nextest run`, at several suite sizes, cold and warm, and writes
 //! `docs/benchmarks.md`, `docs/benchmarks.svg` and the README's headline.
 //!
@@ -226,7 +227,7 @@ impl Bench {
         if !approach.has_services() {
             return Ok(None);
         }
-        let started = services::Services::start(label)?;
+        let started = services::Services::start(label, approach == Approach::Floor)?;
         cmd.env("DATABASE_URL", &started.database_url).env("REDIS_URL", &started.redis_url);
         Ok(Some(started))
     }
@@ -468,6 +469,12 @@ fn run(opts: Options) -> Result<bool, String> {
         }
         let mut opts = opts.clone();
         opts.reps = cells.iter().map(|c| c.samples.len()).max().unwrap_or(0);
+        // Not this moment's: the log's, whose load was not recorded.
+        machine.load = ("not recorded (the page was rebuilt from a run's log)".into(), "not recorded".into());
+        if let Ok(modified) = std::fs::metadata(log).and_then(|m| m.modified()) {
+            let secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            machine.date = output(Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%d %H:%M UTC"]));
+        }
         println!("{}", render::table(&cells));
         if let Some(dir) = &opts.write_docs {
             write_docs(dir, &machine, &opts, &cells)?;

@@ -469,9 +469,16 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
         out,
         "# Benchmarks\n\n\
          <!-- Written by `cargo run -p cleanroom-bench --release`: edit bench/src/render.rs, not this file. -->\n\n\
-         The same 20-insert, 20-SET workload per test, written four ways (see [`bench/`](../bench)), run under \
-         `cargo test` and `cargo nextest run` on one machine in one run, each cell {} time(s), interleaved.\n\n\
+         The same 20-insert, 20-SET workload per test, written five ways (see [`bench/`](../bench)), run under \
+         `cargo test` and `cargo nextest run` on one machine {}, each cell {} time(s), interleaved.\n\n\
          **Machine:** {} ({}).\n",
+        match &opts.from_log {
+            Some(log) => format!(
+                "(this page rebuilt with `--from-log {}`, the progress lines of earlier runs)",
+                log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ),
+            None => "in one run".to_string(),
+        },
         opts.reps,
         machine_line(m),
         m.date
@@ -510,9 +517,11 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
          starts before the suite with `docker run -d` (Postgres and Redis at once, published on 127.0.0.1, Postgres \
          with `fsync=off` as the baselines') and waits for until Postgres accepts a login and Redis answers PING \
          (probed every 100 ms, finer than a CI health check); the tests share that Redis, keys named by test. \
-         *Floor*: the same servers, started the same way, and plain `#[tokio::test]`s that connect and run the \
-         workload in the one shared database, tables and keys named by test: no isolation and no framework, \
-         so its suite alone is what the runner and the workload cost by themselves. All use the same images.\n\
+         *Floor*: the same servers, started the same way but with Postgres asking no password (a debug build's \
+         SCRAM login costs each connection tens of milliseconds, which cleanroom's MD5 logins do not pay either), \
+         and plain `#[tokio::test]`s that connect and run the workload in the one shared database, tables and \
+         keys named by test: no isolation and no framework, so its suite alone is what the runner and the \
+         workload cost by themselves. All use the same images.\n\
          - **Wall time**: the whole `cargo test -p cleanroom-bench --features suites --test <suite> -- <filters>` or \
          `cargo nextest run …` invocation, with everything built beforehand. For `#[sqlx::test]` it also counts \
          the two `docker run`s and the wait until both servers answer; removing them afterwards is not counted. \

@@ -1,6 +1,7 @@
 //! The floor: the workload in plain `#[tokio::test]`s against a Postgres and
-//! a Redis already running (the harness starts them as for `#[sqlx::test]`
-//! and sets `DATABASE_URL` and `REDIS_URL`). No framework and no isolation:
+//! a Redis already running (the harness starts them as for `#[sqlx::test]`,
+//! but with Postgres asking no password, and sets `DATABASE_URL` and
+//! `REDIS_URL`). No framework and no isolation:
 //! every test works in the one shared database and keeps out of the others'
 //! way only by naming its table and keys. Nothing a framework that isolates
 //! tests does can be faster; the suite alone is what the runner and the
