@@ -1,4 +1,4 @@
-//! The benchmark workload, shared by the four suites so that they differ only
+//! The benchmark workload, shared by the five suites so that they differ only
 //! in how they get their containers.
 //!
 //! Per test: connect to Postgres, create a table, 20 inserts, a count; connect
@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 #[cfg(feature = "suites")]
 pub mod baseline;
 
-/// The images all four suites use: cleanroom's configuration variables
+/// The images all five suites use: cleanroom's configuration variables
 /// (`CLEANROOM_POSTGRES_IMAGE`, `CLEANROOM_REDIS_IMAGE`) or its defaults, so
 /// that the baselines never run a different image than cleanroom.
 pub fn image(service: &str) -> (String, String) {

@@ -1,6 +1,6 @@
 //! The cleanroom workload at scale, for the harness's `--scale`: the same
 //! test as `suites/cleanroom.rs`, a thousand times (`s000` … `s999`; the
-//! filter `s3` selects `s300` … `s399`). Not one of the four approaches: it
+//! filter `s3` selects `s300` … `s399`). Not one of the five approaches: it
 //! answers whether wall time grows linearly with the suite, containers
 //! started stay two, and the Postgres container's memory stays bounded.
 
