@@ -573,7 +573,7 @@ fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
         [survived(&idle_id), survived(&beating_id), survived(&silent_id), survived(&here_id), survived(&patient_id)];
     for s in [&idle, &beating, &silent, &here, &patient] {
         for id in session_containers(s) {
-            let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
+            cleanroom_tests::remove_container(&id);
         }
     }
     let _ = std::process::Command::new("docker").args(["network", "rm", &format!("{idle}-net")]).output();
@@ -582,8 +582,9 @@ fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
         [false, true, true, true, true],
         "[idle 300 s, beat 5 s ago, never beat, this machine's, idle 300 s of its own TTL 3600 s]"
     );
-    assert_nothing_left(&idle);
-    assert_nothing_left(&session);
+    for s in [&idle, &beating, &silent, &here, &patient, &session] {
+        assert_nothing_left(s);
+    }
 }
 
 /// The heartbeat of container `id` and the container's clock, if it has one.

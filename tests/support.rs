@@ -254,6 +254,26 @@ pub fn run_child(session: &str, args: &[&str], env: &[(&str, &str)]) -> ChildRun
 /// is gone: the grace period, plus removal.
 pub const REAPER_DEADLINE: Duration = Duration::from_secs(15);
 
+/// Removes container `id` and waits until the engine has let go of it: a
+/// removal that meets the engine's archive API still reading the container
+/// (a reaper judging heartbeats) can leave it dead, "Removal In Progress"
+/// (fuse-overlayfs: "directory not empty"), and a second removal takes it.
+pub fn remove_container(id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", id]).output();
+        let left = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if left.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Asserts that nothing of `session` is left in Docker (containers,
 /// networks, volumes) within [`REAPER_DEADLINE`] of the run's end.
 pub fn assert_nothing_left(session: &str) {
