@@ -182,18 +182,29 @@ impl Docker {
     }
 
     /// Stops and removes a container with its anonymous volumes; a container
-    /// that is already gone counts as removed.
+    /// that is already gone counts as removed. A removal the engine fails on
+    /// its side is asked again, a few times ([`removal_retry`]): one that
+    /// meets the engine still reading the container (its archive API, a
+    /// `docker cp`) can leave it dead, "Removal In Progress", and a second
+    /// removal takes it.
     pub(crate) async fn remove(&self, id: &str) -> Result<(), DockerError> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        match self
-            .client
-            .remove_container(id, Some(options))
-            .await
-            .map_err(|e| DockerError::from_bollard("remove container", e))
-        {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
+        let mut attempt = 0;
+        loop {
+            let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+            match self
+                .client
+                .remove_container(id, Some(options))
+                .await
+                .map_err(|e| DockerError::from_bollard("remove container", e))
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => match removal_retry(&e, attempt) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Err(e),
+                },
+            }
+            attempt += 1;
         }
     }
 
@@ -254,5 +265,38 @@ impl Docker {
         use testcontainers::bollard::query_parameters::KillContainerOptionsBuilder;
         let options = KillContainerOptionsBuilder::new().signal("KILL").build();
         self.client.kill_container(id, Some(options)).await.map_err(|e| DockerError::from_bollard("kill container", e))
+    }
+}
+
+/// Whether a failed removal is asked again, and after how long: an error
+/// on the engine's side (5xx) or a removal already in progress (409), at
+/// most five more times over about three seconds. An engine that does not
+/// answer at all is not waited for here (the reaper asks again for longer).
+pub(super) fn removal_retry(error: &DockerError, attempt: u32) -> Option<std::time::Duration> {
+    let again = matches!(error.status, Some(status) if status >= 500 || status == 409);
+    (again && attempt < 5).then(|| std::time::Duration::from_millis(100 << attempt))
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::{removal_retry, DockerError};
+        use std::time::Duration;
+
+        #[test]
+        fn ask_again_for_a_removal_the_engine_failed_on_its_side_or_already_runs() {
+            let dead = DockerError::new("remove container", Some(500), "directory not empty");
+            let pauses: Vec<Duration> = (0..7).map_while(|n| removal_retry(&dead, n)).collect();
+            assert_eq!(pauses.len(), 5, "five more tries, then the error");
+            assert_eq!(pauses.iter().sum::<Duration>(), Duration::from_millis(3100));
+            let in_progress = DockerError::new("remove container", Some(409), "removal already in progress");
+            assert_eq!(removal_retry(&in_progress, 0), Some(Duration::from_millis(100)));
+        }
+
+        #[test]
+        fn not_ask_again_for_a_mistake_or_an_engine_that_is_away() {
+            assert_eq!(removal_retry(&DockerError::new("remove container", Some(400), "bad"), 0), None);
+            assert_eq!(removal_retry(&DockerError::new("remove container", None, "connection refused"), 0), None);
+        }
     }
 }
