@@ -161,8 +161,14 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
             );
         }
     }
+    // Each process left its part for the reaper, which folded them once no
+    // process was still to report: the document is whole as the last exits.
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let _ = std::fs::remove_file(&report);
+    assert_eq!(doc["processes"].as_array().map(Vec::len), Some(12), "every process is in the document");
+    assert_eq!(doc["tests"].as_array().map(Vec::len), Some(12));
+    let parts = cleanroom_runtime::admin::runtime_dir().join("reports").join(format!("{session}.parts"));
+    assert!(!parts.exists(), "no part is left unfolded in {}", parts.display());
     let pool = &doc["caches"]["postgres_run_pool"];
     let (hits, misses) = (pool["hits"].as_u64().unwrap_or(0), pool["misses"].as_u64().unwrap_or(0));
     assert_eq!(hits + misses, 12, "every process looked in the run's pool once: {}", doc["caches"]);

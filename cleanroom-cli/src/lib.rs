@@ -589,6 +589,7 @@ fn size(bytes: u64) -> String {
 }
 
 fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
+    admin::settle_reports();
     let reports = admin::reports();
     let path = match &args.session {
         Some(s) => reports.into_iter().find(|p| p.file_stem().is_some_and(|f| f == s.as_str())),

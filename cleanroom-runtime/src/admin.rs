@@ -352,6 +352,13 @@ pub fn runtime_dir() -> PathBuf {
     crate::util::paths::runtime_dir()
 }
 
+/// Folds into their runs' documents the parts of reports still waiting for
+/// their reaper (one killed before it folded them, or a run still going):
+/// `cargo cleanroom report` calls it before it reads.
+pub fn settle_reports() {
+    crate::report::parts::fold_all();
+}
+
 /// The reports of recent runs (`<runtime dir>/reports/<session>.json`, one
 /// document per run; `.jsonl` from versions that wrote schema 1), newest
 /// first.

@@ -30,7 +30,7 @@ fn on_process_start() {
     // The test binary re-executed as its session's reaper: serve, then exit
     // before libtest's main ever runs.
     if let Ok(session) = std::env::var(crate::run::reaper::REAPER_ENV) {
-        crate::run::reaper::run(session);
+        crate::run::reaper::run(session, crate::report::parts::fold);
     }
     // Nothing heavy before main: the work happens on a thread of its own.
     let _ = std::thread::Builder::new().name("cleanroom-init".into()).spawn(|| {
@@ -43,10 +43,32 @@ fn on_process_exit() {
     if let Some(registry) = registry::get() {
         if let Ok(session) = registry.session() {
             registry.read_performance_at_exit();
-            crate::report::write_at_exit(session);
+            if let Some(part) = crate::report::at_exit(session) {
+                hand_over(session, &part);
+            }
             crate::run::liveness::unregister_client(session);
         }
         registry.shutdown_blocking();
+    }
+}
+
+/// This process's part of the run's report into the run's documents: with a
+/// reaper, left beside them for the reaper to fold (constant time; the
+/// reaper folds once no process it serves is still to report, and the
+/// process that makes it so waits for that); without one, or with a reaper
+/// that does not answer, merged here.
+fn hand_over(session: &str, part: &crate::report::parts::Part) {
+    if !crate::run::reaper::attached() || !crate::report::leave_for_fold(session, part) {
+        crate::report::merge_at_exit(session, part);
+        return;
+    }
+    match crate::run::reaper::hand_over_report(session) {
+        Ok(unwritten) => {
+            for line in unwritten {
+                crate::util::say!("cleanroom: {line}");
+            }
+        }
+        Err(_) => crate::report::fold_and_say(session),
     }
 }
 

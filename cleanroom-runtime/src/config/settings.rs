@@ -136,8 +136,8 @@ pub const SETTINGS: &[Setting] = &[
         Some("CLEANROOM_REPORT_JSON"),
         "a path",
         "unset",
-        "also write the run's report to this file: one JSON document per run, merged by every test \
-        process of the run (docs/report.md)",
+        "also write the run's report to this file: one JSON document per run, with what every test \
+        process of the run measured (docs/report.md)",
     ),
     setting(
         Some("run.image_prefix"),

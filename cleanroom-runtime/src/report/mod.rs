@@ -7,11 +7,13 @@
 //! 1. builds its own [`Report`]: its tests and what each waited for, the
 //!    services it knew (from [`crate::metrics`]) and its cache counters;
 //! 2. prints the summary on stderr, as `run.report` (`CLEANROOM_REPORT`) says;
-//! 3. merges its report into the run's, under an exclusive lock on the file,
-//!    in `<runtime dir>/reports/<session>.json` (the newest [`KEPT_REPORTS`]
-//!    runs are kept; `cleanroom report` prints the newest) and in
-//!    `run.report_json` (`CLEANROOM_REPORT_JSON=path`) if that is set. A file
-//!    of another session, or of another schema, is replaced.
+//! 3. gets its report merged into the run's, under an exclusive lock on the
+//!    file, in `<runtime dir>/reports/<session>.json` (the newest
+//!    [`KEPT_REPORTS`] runs are kept; `cleanroom report` prints the newest)
+//!    and in `run.report_json` (`CLEANROOM_REPORT_JSON=path`) if that is
+//!    set: by the run's reaper, which folds the parts its processes leave
+//!    ([`parts`]), or by itself without one. A file of another session, or
+//!    of another schema, is replaced.
 //!
 //! Merging is the same whether the processes ran one after another (`cargo
 //! test`) or all at once (`cargo nextest run`): tests and processes are
@@ -817,36 +819,71 @@ pub(crate) fn reports_dir() -> PathBuf {
 /// How many runs' reports are kept in the runtime directory.
 const KEPT_REPORTS: usize = 20;
 
-/// Prints the summary, then merges this process's report into its run's, in
-/// the runtime directory and in `run.report_json` if set.
-pub(crate) fn write_at_exit(session: &str) {
+/// Prints this process's summary and returns its part of the run's report,
+/// or `None` when it has nothing to report (it ran no cleanroom test and
+/// knew no service).
+pub(crate) fn at_exit(session: &str) -> Option<parts::Part> {
     let report = this_process(session);
     if report.tests.is_empty() && report.services.is_empty() {
-        return;
+        return None;
     }
     let config = crate::config::current().ok();
     let mode = config.map_or(ReportMode::Quiet, |c| c.report);
     for line in report.summary(mode, Scope::Process) {
         crate::util::say!("cleanroom: {line}");
     }
+    Some(parts::Part { report_json: config.and_then(|c| c.report_json.clone()), report })
+}
+
+/// Hands `part` to the run's reaper's fold: writes it beside the run's
+/// document, where the reaper finds it ([`parts`]). `false` when it could
+/// not be written; the caller then merges it itself.
+pub(crate) fn leave_for_fold(session: &str, part: &parts::Part) -> bool {
+    crate::util::paths::create_runtime_dir().is_ok() && parts::write_part(session, part).is_ok()
+}
+
+/// Folds the parts of `session`, saying on stderr what could not be written.
+pub(crate) fn fold_and_say(session: &str) {
+    for (path, e) in parts::fold(session) {
+        say_unwritten(&path, &e);
+    }
+}
+
+/// Merges `part` into its run's documents in this process (a run without a
+/// reaper, or a reaper that did not answer): in the runtime directory and in
+/// `run.report_json` if set.
+pub(crate) fn merge_at_exit(session: &str, part: &parts::Part) {
     if crate::util::paths::create_runtime_dir().is_ok() && std::fs::create_dir_all(reports_dir()).is_ok() {
-        let _ = merge_into_file(&session_report_path(session), &report);
+        let _ = merge_into_file(&session_report_path(session), &part.report);
         remove_old_reports();
     }
-    if let Some(path) = config.and_then(|c| c.report_json.as_ref()) {
-        if let Err(e) = merge_into_file(path, &report) {
-            crate::util::say!(
-                "cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}",
-                path.display()
-            );
+    if let Some(path) = &part.report_json {
+        if let Err(e) = merge_into_file(path, &part.report) {
+            say_unwritten(path, &e);
         }
     }
 }
 
-/// Merges `report` into the run's document at `path`: under an exclusive
+fn say_unwritten(path: &Path, e: &std::io::Error) {
+    if path.starts_with(reports_dir()) {
+        return;
+    }
+    crate::util::say!(
+        "cleanroom: could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}",
+        path.display()
+    );
+}
+
+/// Merges `report` into the run's document at `path` ([`merge_many_into_file`]).
+pub(crate) fn merge_into_file(path: &Path, report: &Report) -> std::io::Result<()> {
+    merge_many_into_file(path, &[report])
+}
+
+/// Merges `reports` into the run's document at `path`: under an exclusive
 /// lock on the file, read it, merge, write a temporary file beside it and
 /// rename it over the old one, so that a reader never sees half a document.
-pub(crate) fn merge_into_file(path: &Path, report: &Report) -> std::io::Result<()> {
+pub(crate) fn merge_many_into_file(path: &Path, reports: &[&Report]) -> std::io::Result<()> {
+    let Some((first, rest)) = reports.split_first() else { return Ok(()) };
     let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
     // A process that waited for the lock may find the file replaced by the
     // one that held it: then it locks the new file.
@@ -860,7 +897,10 @@ pub(crate) fn merge_into_file(path: &Path, report: &Report) -> std::io::Result<(
         }
         let mut text = String::new();
         (&file).read_to_string(&mut text)?;
-        let merged = report.merged_into(&text);
+        let mut merged = first.merged_into(&text);
+        for later in rest {
+            merged.merge((*later).clone());
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let json = serde_json::to_string(&merged).map_err(std::io::Error::other)?;
@@ -888,7 +928,10 @@ pub(crate) fn reports() -> Vec<PathBuf> {
 
 fn remove_old_reports() {
     for old in reports().into_iter().skip(KEPT_REPORTS) {
-        let _ = std::fs::remove_file(old);
+        let _ = std::fs::remove_file(&old);
+        if let Some(session) = old.file_stem().and_then(|s| s.to_str()) {
+            let _ = std::fs::remove_dir_all(parts::parts_dir(session));
+        }
     }
 }
 
@@ -901,6 +944,8 @@ pub(crate) fn render(text: &str) -> Option<String> {
     lines.extend(report.tests_table());
     Some(lines.join("\n") + "\n")
 }
+
+pub(crate) mod parts;
 
 #[cfg(test)]
 mod tests;

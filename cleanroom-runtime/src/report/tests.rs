@@ -513,4 +513,50 @@ mod should {
         assert_eq!(report.schema, SCHEMA);
         assert_eq!(serde_json::to_value(&report).unwrap(), value, "field for field, as the code writes it");
     }
+
+    #[test]
+    fn fold_every_part_into_the_runs_document_and_its_report_json_then_remove_the_parts() {
+        let reports = temp("fold").parent().unwrap().to_path_buf();
+        let json = reports.join("elsewhere.json");
+        let part = |report: Report| parts::Part { report_json: Some(json.clone()), report };
+        parts::write_part_in(&reports, "s", &part(creator())).unwrap();
+        parts::write_part_in(&reports, "s", &part(attacher())).unwrap();
+        assert!(parts::fold_in(&reports, "s").is_empty());
+        for path in [reports.join("s.json"), json.clone()] {
+            let run = Report::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(run, merged(), "{} holds both processes, merged as one by one", path.display());
+        }
+        assert!(!reports.join("s.parts").exists(), "the parts are gone once folded");
+        std::fs::remove_dir_all(&reports).unwrap();
+    }
+
+    #[test]
+    fn keep_the_parts_until_every_document_they_belong_in_is_written() {
+        let reports = temp("unwritable").parent().unwrap().to_path_buf();
+        let nowhere = reports.join("missing-dir").join("r.json");
+        let part = parts::Part { report_json: Some(nowhere.clone()), report: creator() };
+        parts::write_part_in(&reports, "s", &part).unwrap();
+        let failed = parts::fold_in(&reports, "s");
+        assert_eq!(failed.iter().map(|(p, _)| p).collect::<Vec<_>>(), [&nowhere]);
+        assert_eq!(std::fs::read_dir(reports.join("s.parts")).unwrap().count(), 1, "the part waits for a later fold");
+        // A later fold (the directory is there now) merges the part into the
+        // run's document again: the process is in it once.
+        std::fs::create_dir_all(nowhere.parent().unwrap()).unwrap();
+        assert!(parts::fold_in(&reports, "s").is_empty());
+        let run = Report::parse(&std::fs::read_to_string(reports.join("s.json")).unwrap()).unwrap();
+        assert_eq!(run, creator());
+        assert!(nowhere.exists() && !reports.join("s.parts").exists());
+        std::fs::remove_dir_all(&reports).unwrap();
+    }
+
+    #[test]
+    fn fold_parts_into_a_document_other_processes_merged_into_themselves() {
+        let reports = temp("mixed").parent().unwrap().to_path_buf();
+        merge_into_file(&reports.join("s.json"), &creator()).unwrap();
+        parts::write_part_in(&reports, "s", &parts::Part { report_json: None, report: attacher() }).unwrap();
+        assert!(parts::fold_in(&reports, "s").is_empty());
+        let run = Report::parse(&std::fs::read_to_string(reports.join("s.json")).unwrap()).unwrap();
+        assert_eq!(run, merged());
+        std::fs::remove_dir_all(&reports).unwrap();
+    }
 }

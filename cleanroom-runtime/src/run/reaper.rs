@@ -27,7 +27,7 @@ use super::marks::run_dir;
 use super::sweep::{remove_session, sweep_orphans};
 use crate::util::paths::{create_private_dir, create_runtime_dir, uid};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -65,6 +65,37 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
     *held = Some(stream);
     register_client(&session.id);
     Ok(())
+}
+
+/// Whether this process holds a connection to its session's reaper.
+pub(crate) fn attached() -> bool {
+    CONNECTION.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
+/// How long a process waits at exit for the reaper to fold the run's
+/// report before it folds it itself.
+const FOLD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Tells the session's reaper that this process's part of the report is
+/// written (the report's `parts` module). The reaper answers at once, or, when
+/// this was the last process it serves still to report, once it has folded
+/// the parts into the run's documents; the answer lists what it could not
+/// write, as lines to say.
+pub(crate) fn hand_over_report(session: &str) -> Result<Vec<String>, String> {
+    let path = socket_path(session);
+    let mut stream = UnixStream::connect(&path).map_err(|e| e.to_string())?;
+    check_peer(&stream, &path)?;
+    stream.set_read_timeout(Some(FOLD_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.write_all(format!("report {}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
+    let mut said = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line == "ok" {
+            return Ok(said);
+        }
+        said.push(line);
+    }
+    Err("the reaper hung up before it answered".to_string())
 }
 
 /// Connects to the session's reaper, starting one if none answers.
@@ -178,21 +209,22 @@ fn grace() -> Duration {
     crate::config::current().map_or(crate::config::DEFAULT_REAPER_GRACE, |c| c.reaper_grace)
 }
 
-/// The reaper process: serves one session, then exits. Called before `main`.
-pub(crate) fn run(session: String) -> ! {
+/// The reaper process: serves one session, then exits. Called before `main`,
+/// with what folds the run's report (the report's `parts::fold`).
+pub(crate) fn run(session: String, fold: FoldFn) -> ! {
     // The id names files to remove: one that could leave the runtime
     // directory is never served.
     if !crate::run::session::valid(&session) {
         std::process::exit(2);
     }
-    let code = match serve(&session) {
+    let code = match serve(&session, fold) {
         Ok(()) => 0,
         Err(_) => 1,
     };
     std::process::exit(code)
 }
 
-fn serve(session: &str) -> Result<(), String> {
+fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
     create_runtime_dir().map_err(|e| e.to_string())?;
     let lock = File::options()
         .read(true)
@@ -242,7 +274,8 @@ fn serve(session: &str) -> Result<(), String> {
     let connected = Arc::new(AtomicUsize::new(0));
     let ever = Arc::new(AtomicBool::new(false));
     let last_change = Arc::new(Mutex::new(Instant::now()));
-    serve_connections(listener, connected.clone(), ever.clone(), last_change.clone());
+    let folds = Arc::new(Folds::with(session, fold));
+    serve_connections(listener, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
     let started = Instant::now();
     let grace = grace();
     // Other machines sharing this engine judge the run by its heartbeat.
@@ -295,9 +328,12 @@ fn serve(session: &str) -> Result<(), String> {
             break;
         }
         if let Ok(again) = UnixListener::bind(&socket) {
-            serve_connections(again, connected.clone(), ever.clone(), last_change.clone());
+            serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
         }
     }
+    // Parts nobody waited for: of processes killed before they reported
+    // theirs, or left by a reaper killed before it folded them.
+    let _ = folds.fold();
     // What the run made on existing servers, engine or not.
     runtime.block_on(super::existing::remove_run(session));
     super::local::remove_session(session);
@@ -367,26 +403,193 @@ fn reach_engine(runtime: &tokio::runtime::Runtime) -> Result<Docker, String> {
     }
 }
 
-/// Accepts test processes and counts them until each connection ends.
+/// The reaper's side of the run's report: which processes it serves have
+/// still to hand over their part, and the folding of the parts.
+struct Folds {
+    session: String,
+    /// Processes connected (by pid, as they said when they attached) that
+    /// have not handed over their part of the report.
+    unreported: Mutex<Vec<u32>>,
+    /// Parts were handed over that no fold has taken yet.
+    dirty: AtomicBool,
+    /// One fold at a time.
+    folding: Mutex<()>,
+    /// What a fold does: the report's `parts::fold` (given by the caller:
+    /// the report sits above the run).
+    fold: FoldFn,
+}
+
+pub(crate) type FoldFn = fn(&str) -> Vec<(std::path::PathBuf, std::io::Error)>;
+
+impl Folds {
+    fn with(session: &str, fold: FoldFn) -> Folds {
+        Folds {
+            session: session.to_string(),
+            unreported: Mutex::new(Vec::new()),
+            dirty: AtomicBool::new(false),
+            folding: Mutex::new(()),
+            fold,
+        }
+    }
+
+    fn attached(&self, pid: u32) {
+        self.unreported.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    }
+
+    /// Takes `pid` off the processes still to report; whether none is left.
+    fn done(&self, pid: u32) -> bool {
+        let mut unreported = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = unreported.iter().position(|p| *p == pid) {
+            unreported.swap_remove(i);
+        }
+        unreported.is_empty()
+    }
+
+    /// A process handed over its part: folds now if it was the last one
+    /// still to report (and answers after), else leaves it for later.
+    /// Returns the lines to send back, ending in `ok`.
+    fn reported(&self, pid: u32) -> String {
+        self.dirty.store(true, Ordering::SeqCst);
+        let mut answer = String::new();
+        if self.done(pid) {
+            for (path, e) in self.fold() {
+                answer.push_str(&format!(
+                    "could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}\n",
+                    path.display()
+                ));
+            }
+        }
+        answer.push_str("ok\n");
+        answer
+    }
+
+    /// A connection of a process ended: if it never reported (killed), the
+    /// parts of the others may have been waiting for it.
+    fn hung_up(&self, pid: u32) {
+        if self.done(pid) && self.dirty.load(Ordering::SeqCst) {
+            let _ = self.fold();
+        }
+    }
+
+    fn fold(&self) -> Vec<(std::path::PathBuf, std::io::Error)> {
+        let _one = self.folding.lock().unwrap_or_else(|e| e.into_inner());
+        self.dirty.store(false, Ordering::SeqCst);
+        (self.fold)(&self.session)
+    }
+}
+
+/// Accepts test processes and counts them until each connection ends. A
+/// process says `attach <pid>` and holds its connection for its life; at
+/// its exit it opens another to say `report <pid>` (its part of the report
+/// is written) and waits for the answer.
 fn serve_connections(
     listener: UnixListener,
     connected: Arc<AtomicUsize>,
     ever: Arc<AtomicBool>,
     last_change: Arc<Mutex<Instant>>,
+    folds: Arc<Folds>,
 ) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
+            let Ok(stream) = stream else { continue };
             connected.fetch_add(1, Ordering::SeqCst);
             ever.store(true, Ordering::SeqCst);
-            let (connected, last_change) = (connected.clone(), last_change.clone());
+            let (connected, last_change, folds) = (connected.clone(), last_change.clone(), folds.clone());
             std::thread::spawn(move || {
-                // Held until the test process ends, however it ends.
-                let mut sink = [0u8; 64];
-                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                let mut reader = BufReader::new(&stream);
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let said = first.trim().split_once(' ').map(|(what, pid)| (what, pid.parse::<u32>().ok()));
+                match said {
+                    Some(("report", Some(pid))) => {
+                        let answer = folds.reported(pid);
+                        let _ = (&stream).write_all(answer.as_bytes());
+                    }
+                    Some(("attach", Some(pid))) => {
+                        folds.attached(pid);
+                        // Held until the test process ends, however it ends.
+                        let mut sink = [0u8; 64];
+                        while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+                        folds.hung_up(pid);
+                    }
+                    _ => {
+                        let mut sink = [0u8; 64];
+                        while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+                    }
+                }
                 *last_change.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 connected.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::Folds;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        // One counter per test: tests run at once.
+        static FOLDED: AtomicUsize = AtomicUsize::new(0);
+        static FOLDED_AFTER_A_DEATH: AtomicUsize = AtomicUsize::new(0);
+
+        fn count(_: &str) -> Vec<(std::path::PathBuf, std::io::Error)> {
+            FOLDED.fetch_add(1, Ordering::SeqCst);
+            Vec::new()
+        }
+
+        fn count_after_a_death(_: &str) -> Vec<(std::path::PathBuf, std::io::Error)> {
+            FOLDED_AFTER_A_DEATH.fetch_add(1, Ordering::SeqCst);
+            Vec::new()
+        }
+
+        fn unwritable(_: &str) -> Vec<(std::path::PathBuf, std::io::Error)> {
+            vec![("/nowhere/r.json".into(), std::io::Error::other("no such directory"))]
+        }
+
+        #[test]
+        fn fold_the_report_once_the_last_process_still_to_report_has_and_only_then() {
+            let folds = Folds::with("s", count);
+            let before = FOLDED.load(Ordering::SeqCst);
+            folds.attached(1);
+            folds.attached(2);
+            folds.attached(3);
+            assert_eq!(folds.reported(1), "ok\n");
+            folds.hung_up(1);
+            assert_eq!(folds.reported(2), "ok\n");
+            assert_eq!(FOLDED.load(Ordering::SeqCst), before, "3 is still to report");
+            assert_eq!(folds.reported(3), "ok\n");
+            assert_eq!(FOLDED.load(Ordering::SeqCst), before + 1, "3 was the last: its answer waited for the fold");
+            folds.hung_up(2);
+            folds.hung_up(3);
+            assert_eq!(FOLDED.load(Ordering::SeqCst), before + 1, "nothing was left to fold");
+        }
+
+        #[test]
+        fn fold_what_others_handed_over_when_the_last_process_dies_without_reporting() {
+            let folds = Folds::with("s", count_after_a_death);
+            let before = FOLDED_AFTER_A_DEATH.load(Ordering::SeqCst);
+            folds.attached(1);
+            folds.attached(2);
+            folds.reported(1);
+            folds.hung_up(1);
+            assert_eq!(FOLDED_AFTER_A_DEATH.load(Ordering::SeqCst), before);
+            folds.hung_up(2);
+            assert_eq!(
+                FOLDED_AFTER_A_DEATH.load(Ordering::SeqCst),
+                before + 1,
+                "2 was killed: 1's part is folded anyway"
+            );
+        }
+
+        #[test]
+        fn tell_the_last_process_what_could_not_be_written() {
+            let folds = Folds::with("s", unwritable);
+            folds.attached(7);
+            let answer = folds.reported(7);
+            assert!(answer.starts_with("could not write the report to /nowhere/r.json"), "{answer}");
+            assert!(answer.ends_with("no such directory\nok\n"), "{answer}");
+        }
+    }
 }
