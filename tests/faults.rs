@@ -945,6 +945,12 @@ fn a_reaper_that_starts_while_the_engine_is_away_beats_once_it_is_back() {
     let holder = Holder::start(&session, &runtime, &[("DOCKER_HOST", &host), ("CLEANROOM_REMOTE_IDLE_TTL", "6")]);
     let containers = session_containers(&session);
     assert_eq!(containers.len(), 2);
+    // The reaper's first beat may come before the containers exist: wait
+    // for one on each (a second apart) before the engine goes away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !containers.iter().all(|id| heartbeat_of(id).is_some()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     engine.drop_out();
     let first = reaper_pid(&session).expect("the run has a reaper");
     kill("-KILL", first);
