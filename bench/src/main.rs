@@ -377,6 +377,50 @@ pub fn parse_progress(line: &str) -> Option<(usize, Runner, Approach, Sample)> {
     ))
 }
 
+/// The line a run prints about its machine, which `--from-log` reads back.
+const MACHINE_RECORD: &str = "cleanroom-bench: machine:";
+
+fn machine_record(m: &Machine) -> String {
+    format!(
+        "{MACHINE_RECORD} cores={}\tmemory_gib={:.1}\tdocker={}\tkernel={}\trustc={}\timages={} {}\tdate={}",
+        m.cores, m.memory_gib, m.docker, m.kernel, m.rustc, m.images.0, m.images.1, m.date
+    )
+}
+
+/// The machine a log's run recorded ([`machine_record`]); what it did not
+/// record reads "not recorded".
+fn machine_from_log(text: &str) -> Machine {
+    let unknown = || "not recorded".to_string();
+    let mut m = Machine {
+        docker: unknown(),
+        kernel: unknown(),
+        rustc: unknown(),
+        images: (unknown(), unknown()),
+        date: unknown(),
+        ..Machine::default()
+    };
+    let Some(record) = text.lines().find_map(|l| l.strip_prefix(MACHINE_RECORD)) else { return m };
+    for field in record.trim().split('\t') {
+        let Some((key, value)) = field.split_once('=') else { continue };
+        let value = value.to_string();
+        match key {
+            "cores" => m.cores = value.parse().unwrap_or(0),
+            "memory_gib" => m.memory_gib = value.parse().unwrap_or(0.0),
+            "docker" => m.docker = value,
+            "kernel" => m.kernel = value,
+            "rustc" => m.rustc = value,
+            "images" => {
+                if let Some((pg, redis)) = value.split_once(' ') {
+                    m.images = (pg.to_string(), redis.to_string());
+                }
+            }
+            "date" => m.date = value,
+            _ => {}
+        }
+    }
+    m
+}
+
 /// The cells of an earlier run, from its progress lines.
 fn cells_from_log(text: &str) -> Vec<Cell> {
     let mut cells: Vec<Cell> = Vec::new();
@@ -469,12 +513,10 @@ fn run(opts: Options) -> Result<bool, String> {
         }
         let mut opts = opts.clone();
         opts.reps = cells.iter().map(|c| c.samples.len()).max().unwrap_or(0);
-        // Not this moment's: the log's, whose load was not recorded.
+        // Not this machine's: the log's, as its run recorded it; its load
+        // was not recorded.
+        machine = machine_from_log(&text);
         machine.load = ("not recorded (the page was rebuilt from a run's log)".into(), "not recorded".into());
-        if let Ok(modified) = std::fs::metadata(log).and_then(|m| m.modified()) {
-            let secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            machine.date = output(Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%d %H:%M UTC"]));
-        }
         println!("{}", render::table(&cells));
         if let Some(dir) = &opts.write_docs {
             write_docs(dir, &machine, &opts, &cells)?;
@@ -488,6 +530,8 @@ fn run(opts: Options) -> Result<bool, String> {
         "cleanroom-bench: {} cores, {:.1} GiB, Docker {}; images {} and {}",
         machine.cores, machine.memory_gib, machine.docker, machine.images.0, machine.images.1
     );
+    // For a log of this run: `--from-log` reads the machine back from it.
+    eprintln!("{}", machine_record(&machine));
     eprintln!("cleanroom-bench: building the suites");
     build(&opts)?;
 
@@ -607,6 +651,27 @@ mod tests {
             assert!(!cells[4].samples[0].ok, "a failed run reads back as failed");
             assert_eq!(cells[0].samples[0].suite, None, "only #[sqlx::test] times its suite alone");
             assert_eq!(parse_progress("cleanroom-bench: wrote docs"), None);
+        }
+
+        #[test]
+        fn read_the_machine_back_from_the_log_its_run_printed_or_say_it_was_not_recorded() {
+            let m = Machine {
+                cores: 2,
+                memory_gib: 23.6,
+                docker: "20.10.24".into(),
+                kernel: "Linux 6.18".into(),
+                rustc: "rustc 1.95.0 (59807616e 2026-04-14)".into(),
+                images: ("postgres:17-alpine".into(), "redis:7-alpine".into()),
+                date: "2026-11-27 16:59 UTC".into(),
+                load: ("0.5".into(), String::new()),
+            };
+            let log =
+                format!("cleanroom-bench: 2 cores\n{}\ncleanroom-bench: building the suites\n", machine_record(&m));
+            let back = machine_from_log(&log);
+            assert_eq!(render::machine_line(&back), render::machine_line(&Machine { load: back.load.clone(), ..m }));
+            assert_eq!(back.date, "2026-11-27 16:59 UTC");
+            let unknown = machine_from_log("[  1/48] cleanroom ...");
+            assert_eq!((unknown.kernel.as_str(), unknown.date.as_str()), ("not recorded", "not recorded"));
         }
 
         #[test]
