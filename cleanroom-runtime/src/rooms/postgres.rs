@@ -205,6 +205,11 @@ pub(crate) struct PgRooms {
     conns: [tokio::sync::Mutex<Option<tokio_postgres::Client>>; 2],
     /// Clones being made for the run's pool right now.
     run_pool_making: AtomicUsize,
+    /// Drops of databases that passed tests of other processes left
+    /// ([`run_pool::retire`]) under way right now.
+    retired_dropping: AtomicUsize,
+    /// Databases of this process's passed tests whose drop is on its way.
+    dropping: Mutex<Vec<String>>,
 }
 
 const CLONES: usize = 0;
@@ -247,6 +252,8 @@ pub(crate) fn pg_rooms(service: &Arc<RunningService>) -> Result<&'static PgRooms
         strategy: OnceCell::new(),
         conns: [tokio::sync::Mutex::new(None), tokio::sync::Mutex::new(None)],
         run_pool_making: AtomicUsize::new(0),
+        retired_dropping: AtomicUsize::new(0),
+        dropping: Mutex::new(Vec::new()),
     }));
     all.push(rooms);
     Ok(rooms)
@@ -577,7 +584,32 @@ impl PgRooms {
             crate::metrics::cache_miss("postgres_run_pool");
         }
         self.top_up(source.clone());
+        self.drop_retired();
         name
+    }
+
+    /// Drops, in the background, the databases that passed tests of
+    /// processes that ended before their drop was sent left for this one
+    /// ([`run_pool::retire`]), on the connection that clones: a nextest
+    /// process does it while its test runs, and waits for it at exit as it
+    /// waits for its clone. On an existing server the run's end drops them.
+    fn drop_retired(&'static self) {
+        if !self.shares_pool() || self.claim().is_some() {
+            return;
+        }
+        self.retired_dropping.fetch_add(1, Ordering::SeqCst);
+        crate::util::background::spawn_background(async move {
+            let names = run_pool::take_retired(&self.service.id);
+            if !names.is_empty() {
+                if let Ok(admin) = self.kept(CLONES).await {
+                    for name in names {
+                        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+                        let _ = admin.batch_execute(&drop).await;
+                    }
+                }
+            }
+            self.retired_dropping.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 
     /// Whether this server's clones are shared with other processes.
@@ -717,19 +749,34 @@ pub(super) async fn release_pooled() {
     let all: Vec<&'static PgRooms> = PG_ROOMS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for rooms in all {
         let deadline = std::time::Instant::now() + RUN_POOL_WAIT;
-        while rooms.run_pool_making.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        let busy = || rooms.run_pool_making.load(Ordering::SeqCst) + rooms.retired_dropping.load(Ordering::SeqCst);
+        while busy() > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The drops of this process's passed tests still on their way are
+        // left for the next process that clones (or the run's end).
+        let dropping: Vec<String> = std::mem::take(&mut *rooms.dropping.lock().unwrap_or_else(|e| e.into_inner()));
+        if rooms.shares_pool() && rooms.claim().is_none() {
+            for name in dropping {
+                let _ = run_pool::retire(&rooms.service.id, &name);
+            }
         }
         let templates: Vec<Arc<Template>> = {
             let cells: Vec<_> = rooms.templates.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
             cells.iter().filter_map(|c| c.get().and_then(|t| t.as_ref().ok().cloned())).collect()
         };
-        // On an existing server a clone still on its way when the process
-        // ends would be made after the run's cleanup looked: wait for it,
-        // so that it is dropped with the rest.
-        if rooms.claim().is_some() {
-            let making = || templates.iter().map(|t| t.making.load(Ordering::SeqCst)).sum::<usize>();
-            let deadline = std::time::Instant::now() + EXISTING_CLONE_WAIT;
+        // A clone still on its way when the process ends would be made
+        // after it, and nobody would know of it: on an existing server the
+        // run's cleanup would not see it; on a server the run shares it
+        // would sit there until the run's end. Wait for it, so that it goes
+        // to the run's pool or is dropped with the rest.
+        let making = || templates.iter().map(|t| t.making.load(Ordering::SeqCst)).sum::<usize>();
+        let deadline = match (rooms.claim().is_some(), rooms.shares_pool()) {
+            (true, _) => Some(std::time::Instant::now() + EXISTING_CLONE_WAIT),
+            (false, true) => Some(deadline),
+            (false, false) => None,
+        };
+        if let Some(deadline) = deadline {
             while making() > 0 && std::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -746,6 +793,14 @@ pub(super) async fn release_pooled() {
             }
         }
         if unused.is_empty() {
+            continue;
+        }
+        // On a server the run shares, the next process that clones drops
+        // them: no login at this process's exit.
+        if rooms.shares_pool() && rooms.claim().is_none() {
+            for name in unused {
+                let _ = run_pool::retire(&rooms.service.id, &name);
+            }
             continue;
         }
         if let Ok(admin) = rooms.kept(ADMIN).await {
@@ -853,8 +908,11 @@ impl Room for PgRoom {
                 super::rerun_commands(test),
             );
         } else {
+            rooms.dropping.lock().unwrap_or_else(|e| e.into_inner()).push(database.clone());
             crate::util::background::spawn_background(async move {
-                let _ = rooms.drop_database(&database).await;
+                if rooms.drop_database(&database).await.is_ok() {
+                    rooms.dropping.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| *d != database);
+                }
             });
         }
     }

@@ -49,3 +49,30 @@ pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io:
     std::fs::write(&hidden, b"")?;
     std::fs::rename(&hidden, dir.join(database))
 }
+
+/// Where the databases of passed tests wait to be dropped, per server.
+fn retired_dir(container: &str) -> PathBuf {
+    root().join(container).join(".retired")
+}
+
+/// Leaves `database` (a passed test's, whose drop this process could not
+/// finish before it ended) for the next process that clones for the run's
+/// pool to drop: under nextest a process ends right after its test, before
+/// the drop it started is sent, and the server would keep every test's
+/// database until the run's end.
+pub(crate) fn retire(container: &str, database: &str) -> std::io::Result<()> {
+    let dir = retired_dir(container);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(database), b"")
+}
+
+/// Takes the databases left to drop on this server: each by removing its
+/// file, which exactly one remover does.
+pub(crate) fn take_retired(container: &str) -> Vec<String> {
+    let dir = retired_dir(container);
+    let Ok(list) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names.retain(|name| std::fs::remove_file(dir.join(name)).is_ok());
+    names
+}
