@@ -134,4 +134,5 @@ fn prestart() {
             }
         });
     }
+    registry.attach_reaper_if_serving();
 }

@@ -122,6 +122,18 @@ impl Registry {
         })
     }
 
+    /// In a process that attaches (its run's reaper already serves: every
+    /// nextest process but the first), connects to the reaper now, on the
+    /// calling thread, while the runtime's workers resolve the services,
+    /// which wait for it before they read the creator's record. Starts no
+    /// reaper: without one serving, the first start does as before.
+    pub(crate) fn attach_reaper_if_serving(&self) {
+        let Ok(session) = &self.session else { return };
+        if super::liveness::socket_path(&session.id).exists() {
+            let _ = self.reaper_attached();
+        }
+    }
+
     /// Whether teardown has begun.
     pub(crate) fn is_shutting_down(&self) -> bool {
         crate::util::flags::shutting_down()
