@@ -11,7 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
-    assert_nothing_left, child_command, docker, fresh_session, kill, reaper_pid, run_child, session_containers,
+    assert_nothing_left, child_command, docker, fresh_session, kill, reaper_pid, run_child, service_containers,
+    session_containers,
 };
 
 mod child {
@@ -983,17 +984,13 @@ fn a_reaper_that_starts_while_the_engine_is_away_beats_once_it_is_back() {
 
 /// The running Postgres containers of `session`: (id, definition label).
 fn postgres_of(session: &str) -> Vec<(String, String)> {
-    docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=cleanroom.session={session}"),
-        "--filter",
-        "label=cleanroom.service=postgres",
-    ])
-    .lines()
-    .map(|id| (id.to_string(), label_of(id, "cleanroom.definition")))
-    .collect()
+    service_containers(session, "postgres")
+        .into_iter()
+        .map(|id| {
+            let definition = label_of(&id, "cleanroom.definition");
+            (id, definition)
+        })
+        .collect()
 }
 
 /// Postgres killed under its run, with two processes of the run attached

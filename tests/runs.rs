@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
     assert_nothing_left, docker, fresh_session, kill, kill_run_with_its_reaper, reaper_pid, run_child,
-    session_containers, start_waiting, AllSessionsWatch, EventWatch,
+    service_containers, session_containers, start_waiting, AllSessionsWatch, EventWatch,
 };
 
 mod child {
@@ -173,17 +173,11 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     // process ended before its drop was sent, by the next one that clones.
     // What the server holds besides the run's pool is at most the last
     // pair's two, not one per test.
-    let postgres = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=cleanroom.session={session}"),
-        "--filter",
-        "label=cleanroom.service=postgres",
-    ]);
+    let postgres = service_containers(&session, "postgres");
+    assert_eq!(postgres.len(), 1, "the run has one Postgres: {postgres:?}");
     let databases = docker(&[
         "exec",
-        postgres.trim(),
+        &postgres[0],
         "sh",
         "-c",
         "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"SELECT datname FROM pg_database\"",

@@ -49,6 +49,21 @@ pub fn session_containers(session: &str) -> Vec<String> {
         .collect()
 }
 
+/// Ids of the running containers of `session`'s service `service`.
+pub fn service_containers(session: &str, service: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=cleanroom.session={session}"),
+        "--filter",
+        &format!("label=cleanroom.service={service}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
 /// Ids of every network and volume of `session`.
 pub fn session_networks_and_volumes(session: &str) -> Vec<String> {
     let filter = format!("label=cleanroom.session={session}");
