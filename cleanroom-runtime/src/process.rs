@@ -64,8 +64,8 @@ fn hand_over(session: &str, part: &crate::report::parts::Part) {
     }
     match crate::run::reaper::hand_over_report(session) {
         Ok(unwritten) => {
-            for line in unwritten {
-                crate::util::say!("cleanroom: {line}");
+            for (path, e) in unwritten {
+                crate::report::say_unwritten(&path, &e);
             }
         }
         Err(_) => crate::report::fold_and_say(session),

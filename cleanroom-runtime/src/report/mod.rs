@@ -864,7 +864,9 @@ pub(crate) fn merge_at_exit(session: &str, part: &parts::Part) {
     }
 }
 
-fn say_unwritten(path: &Path, e: &std::io::Error) {
+/// Says that the document at `path` could not be written, unless it is
+/// the runtime directory's (which `cargo cleanroom report` folds later).
+pub(crate) fn say_unwritten(path: &Path, e: &dyn std::fmt::Display) {
     if path.starts_with(reports_dir()) {
         return;
     }

@@ -81,7 +81,7 @@ const FOLD_TIMEOUT: Duration = Duration::from_secs(30);
 /// this was the last process it serves still to report, once it has folded
 /// the parts into the run's documents; the answer lists what it could not
 /// write, as lines to say.
-pub(crate) fn hand_over_report(session: &str) -> Result<Vec<String>, String> {
+pub(crate) fn hand_over_report(session: &str) -> Result<Vec<(std::path::PathBuf, String)>, String> {
     let path = socket_path(session);
     let mut stream = UnixStream::connect(&path).map_err(|e| e.to_string())?;
     check_peer(&stream, &path)?;
@@ -93,9 +93,23 @@ pub(crate) fn hand_over_report(session: &str) -> Result<Vec<String>, String> {
         if line == "ok" {
             return Ok(said);
         }
-        said.push(line);
+        said.extend(parse_unwritten(&line));
     }
     Err("the reaper hung up before it answered".to_string())
+}
+
+/// A document the fold could not write, as the reaper tells the process
+/// that reported last: `unwritten <path>\t<error>`, one line (a path or
+/// an error with a line break in it has it replaced by a space).
+fn unwritten_line(path: &std::path::Path, e: &std::io::Error) -> String {
+    let flat = |s: String| s.replace(['\n', '\r', '\t'], " ");
+    format!("unwritten {}\t{}\n", flat(path.display().to_string()), flat(e.to_string()))
+}
+
+/// The document and error of an [`unwritten_line`] (without its line end).
+fn parse_unwritten(line: &str) -> Option<(std::path::PathBuf, String)> {
+    let (path, error) = line.strip_prefix("unwritten ")?.split_once('\t')?;
+    Some((path.into(), error.to_string()))
 }
 
 /// Connects to the session's reaper, starting one if none answers.
@@ -453,10 +467,7 @@ impl Folds {
         let mut answer = String::new();
         if self.done(pid) {
             for (path, e) in self.fold() {
-                answer.push_str(&format!(
-                    "could not write the report to {} (run.report_json / CLEANROOM_REPORT_JSON): {e}\n",
-                    path.display()
-                ));
+                answer.push_str(&unwritten_line(&path, &e));
             }
         }
         answer.push_str("ok\n");
@@ -527,7 +538,7 @@ fn serve_connections(
 #[cfg(test)]
 mod tests {
     mod should {
-        use super::super::Folds;
+        use super::super::{parse_unwritten, Folds};
         use std::sync::atomic::{AtomicUsize, Ordering};
 
         // One counter per test: tests run at once.
@@ -588,8 +599,13 @@ mod tests {
             let folds = Folds::with("s", unwritable);
             folds.attached(7);
             let answer = folds.reported(7);
-            assert!(answer.starts_with("could not write the report to /nowhere/r.json"), "{answer}");
-            assert!(answer.ends_with("no such directory\nok\n"), "{answer}");
+            let (first, rest) = answer.split_once('\n').unwrap();
+            assert_eq!(
+                parse_unwritten(first),
+                Some(("/nowhere/r.json".into(), "no such directory".to_string())),
+                "{answer}"
+            );
+            assert_eq!(rest, "ok\n", "{answer}");
         }
     }
 }
