@@ -387,10 +387,7 @@ impl PgRooms {
             // Built under a temporary name and renamed, so that a build that
             // dies half-way never looks like a finished template.
             let building = format!("{name}_build");
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&building)))
-                .await
-                .map_err(|e| self.error("template cleanup", e))?;
+            admin.batch_execute(&drop_statement(&building)).await.map_err(|e| self.error("template cleanup", e))?;
             admin
                 .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&building)))
                 .await
@@ -603,7 +600,7 @@ impl PgRooms {
             if !names.is_empty() {
                 if let Ok(admin) = self.kept(CLONES).await {
                     for name in names {
-                        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+                        let drop = drop_statement(&name);
                         let _ = admin.batch_execute(&drop).await;
                     }
                 }
@@ -615,6 +612,19 @@ impl PgRooms {
     /// Whether this server's clones are shared with other processes.
     fn shares_pool(&self) -> bool {
         crate::util::flags::shares_services()
+    }
+
+    /// On a server the run shares, hands `names` to the run's pool to be
+    /// dropped by the next process that clones (or the run's end), and
+    /// returns `None`; elsewhere returns them, for this process to drop.
+    fn leave_to_the_run(&self, names: Vec<String>) -> Option<Vec<String>> {
+        if !self.shares_pool() || self.claim().is_some() {
+            return Some(names);
+        }
+        for name in names {
+            let _ = run_pool::retire(&self.service.id, &name);
+        }
+        None
     }
 
     /// Clones one database for the run's pool in the background, unless it
@@ -734,10 +744,7 @@ impl PgRooms {
             let service = &self.service.name;
             crate::metrics::service(service, |m| m.performance.retire(operations as u64, rows as u64));
         }
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
-            .await
-            .map_err(|e| self.error("drop database", e))
+        admin.batch_execute(&drop_statement(name)).await.map_err(|e| self.error("drop database", e))
     }
 }
 
@@ -754,13 +761,10 @@ pub(super) async fn release_pooled() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The drops of this process's passed tests still on their way are
-        // left for the next process that clones (or the run's end).
+        // left for the next process that clones (or the run's end) on a
+        // server the run shares; elsewhere they go on as they are.
         let dropping: Vec<String> = std::mem::take(&mut *rooms.dropping.lock().unwrap_or_else(|e| e.into_inner()));
-        if rooms.shares_pool() && rooms.claim().is_none() {
-            for name in dropping {
-                let _ = run_pool::retire(&rooms.service.id, &name);
-            }
-        }
+        let _ = rooms.leave_to_the_run(dropping);
         let templates: Vec<Arc<Template>> = {
             let cells: Vec<_> = rooms.templates.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
             cells.iter().filter_map(|c| c.get().and_then(|t| t.as_ref().ok().cloned())).collect()
@@ -797,19 +801,18 @@ pub(super) async fn release_pooled() {
         }
         // On a server the run shares, the next process that clones drops
         // them: no login at this process's exit.
-        if rooms.shares_pool() && rooms.claim().is_none() {
-            for name in unused {
-                let _ = run_pool::retire(&rooms.service.id, &name);
-            }
-            continue;
-        }
+        let Some(unused) = rooms.leave_to_the_run(unused) else { continue };
         if let Ok(admin) = rooms.kept(ADMIN).await {
             for name in unused {
-                let _ =
-                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
+                let _ = admin.batch_execute(&drop_statement(&name)).await;
             }
         }
     }
+}
+
+/// The statement that drops database `name`, ending its sessions.
+fn drop_statement(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
 }
 
 /// How long a process at exit waits for a clone on its way on an existing
