@@ -92,9 +92,9 @@ fn exec(c: &Container, cmd: &[&str]) -> (i64, String) {
 fn check_customized(c: &Container) {
     let id = c.id();
     let host_port: u16 = var("CUSTOMIZE_HOST_PORT").parse().unwrap();
-    // Entrypoint: Docker gets its program, and the words after it in front of the command.
-    assert_eq!(json(id, ".Config.Entrypoint"), serde_json::json!(["sh"]));
-    assert_eq!(json(id, ".Config.Cmd"), serde_json::json!(["-c", SERVE]));
+    // Entrypoint: Docker gets it whole, and the command after it.
+    assert_eq!(json(id, ".Config.Entrypoint"), serde_json::json!(["sh", "-c"]));
+    assert_eq!(json(id, ".Config.Cmd"), serde_json::json!([SERVE]));
     // Ports: the fixed mapping, on 127.0.0.1 only.
     let bindings = json(id, ".HostConfig.PortBindings");
     assert_eq!(

@@ -4,12 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use testcontainers::bollard::models::PortBinding;
-use testcontainers::core::ContainerPort;
-use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use testcontainers::bollard::query_parameters::{CreateContainerOptionsBuilder, UploadToContainerOptionsBuilder};
 
-use super::{split_image, Docker, DockerError};
+use super::{Docker, DockerError};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Limits {
@@ -77,6 +75,9 @@ pub(crate) struct ContainerRequest {
     pub(crate) labels: BTreeMap<String, String>,
     /// The container's name; the engine refuses a second one with a 409.
     pub(crate) name: Option<String>,
+    /// The network it is created on and its alias there (the service's
+    /// name): the run's network, made before.
+    pub(crate) network: Option<(String, String)>,
     pub(crate) startup_timeout: Duration,
 }
 
@@ -148,127 +149,59 @@ fn block_device_of(major: u32, minor: u32) -> Option<String> {
     Some(format!("/dev/{name}"))
 }
 
-/// The entrypoint testcontainers can pass (one word) and the command with
-/// the entrypoint's other words in front of it.
-fn exec_form(entrypoint: &[String], cmd: &[String]) -> (Option<String>, Vec<String>) {
-    match entrypoint.split_first() {
-        None => (None, cmd.to_vec()),
-        Some((program, rest)) => (Some(program.clone()), rest.iter().chain(cmd).cloned().collect()),
-    }
-}
-
 /// `path` made absolute against the current directory.
 pub(crate) fn absolute(path: &str) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.into())
 }
 
-fn testcontainers_mount(mount: &MountRequest) -> Option<testcontainers::core::Mount> {
-    use testcontainers::core::{AccessMode, Mount};
-    let access = |read_only: bool| if read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite };
-    match mount {
-        MountRequest::Bind { source, target, read_only } => {
-            Some(Mount::bind_mount(absolute(source).display().to_string(), target).with_access_mode(access(*read_only)))
-        }
-        MountRequest::Volume { source, target, read_only } => {
-            Some(Mount::volume_mount(source, target).with_access_mode(access(*read_only)))
-        }
-        MountRequest::LabelledVolume { .. } => None,
-    }
-}
-
-impl Docker {
-    /// Creates and starts the container, publishing its ports on 127.0.0.1
-    /// only, or on every address when the clients are elsewhere (see
-    /// [`endpoint`](super::endpoint)). Health checks are cleanroom's, not testcontainers', so none are
-    /// given to it. A name another container has is a [`DockerError`] whose
-    /// [`is_conflict`](DockerError::is_conflict) is true.
-    pub(crate) async fn start(&self, request: &ContainerRequest) -> Result<ContainerAsync<GenericImage>, DockerError> {
-        let (name, tag) = split_image(&request.image);
-        let mut image = GenericImage::new(name, tag);
-        for port in &request.ports {
-            image = image.with_exposed_port(ContainerPort::Tcp(*port));
-        }
-        // testcontainers gives Docker a one-word entrypoint: the words after
-        // the program go in front of the command, which runs the same process.
-        let (entrypoint, cmd) = exec_form(&request.entrypoint, &request.cmd);
-        if let Some(entrypoint) = &entrypoint {
-            image = image.with_entrypoint(entrypoint);
-        }
-        let mut tc = image.with_labels(request.labels.clone());
-        if !cmd.is_empty() {
-            tc = tc.with_cmd(cmd);
-        }
-        for (k, v) in &request.env {
-            tc = tc.with_env_var(k, v);
-        }
-        // A bind mount's source is this process's: an engine that cannot see
-        // it gets a copy, through the archive API, before the container starts.
-        let copy_binds = super::endpoint::files_apart();
-        for mount in &request.mounts {
-            match mount {
-                MountRequest::Bind { source, target, .. } if copy_binds => {
-                    let source = absolute(source);
-                    if !source.exists() {
-                        return Err(DockerError::new(
-                            "bind mount",
-                            None,
-                            format!(
-                                "{} (mounted at {target}) does not exist; the engine is on another machine or this \
-                                 process runs in a container, so it is copied in from here",
-                                source.display()
-                            ),
-                        ));
-                    }
-                    tc = tc.with_copy_to(target.as_str(), source);
-                }
-                _ => {
-                    if let Some(mount) = testcontainers_mount(mount) {
-                        tc = tc.with_mount(mount);
-                    }
-                }
-            }
-        }
-        let publish_ip = super::endpoint::publish_ip();
-        let bindings: HashMap<String, Option<Vec<PortBinding>>> = request
+impl ContainerRequest {
+    /// What Docker's create takes: the whole request in one body, the run's
+    /// network and its alias included, so that no connect follows.
+    fn create_body(
+        &self,
+        publish_ip: &str,
+        copy_binds: bool,
+        device: Option<&str>,
+    ) -> Result<ContainerCreateBody, DockerError> {
+        use testcontainers::bollard::models::{
+            EndpointSettings, Mount, MountType, MountVolumeOptions, NetworkingConfig, ThrottleDevice,
+        };
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = self
             .ports
             .iter()
             .map(|p| {
-                let host_port = request.fixed_ports.get(p).map_or_else(String::new, u16::to_string);
+                let host_port = self.fixed_ports.get(p).map_or_else(String::new, u16::to_string);
                 (
                     format!("{p}/tcp"),
                     Some(vec![PortBinding { host_ip: Some(publish_ip.into()), host_port: Some(host_port) }]),
                 )
             })
             .collect();
-        let tmpfs: HashMap<String, String> = request.tmpfs_mounts()?.into_iter().collect();
-        let labelled: Vec<(String, String, BTreeMap<String, String>)> = request
+        let tmpfs: HashMap<String, String> = self.tmpfs_mounts()?.into_iter().collect();
+        let mounts: Vec<Mount> = self
             .mounts
             .iter()
-            .filter_map(|m| match m {
-                MountRequest::LabelledVolume { source, target, labels } => {
-                    Some((source.clone(), target.clone(), labels.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        let limits = request.limits;
-        let device = match (limits.disk.any(), &request.disk_device) {
-            (false, _) => None,
-            (true, Some(device)) => Some(device.clone()),
-            (true, None) => Some(self.storage_device().await?),
-        };
-        tc = tc.with_startup_timeout(request.startup_timeout).with_host_config_modifier(move |hc| {
-            hc.publish_all_ports = Some(false);
-            hc.port_bindings = Some(bindings.clone());
-            if !tmpfs.is_empty() {
-                hc.tmpfs = Some(tmpfs.clone());
-            }
-            for (source, target, labels) in &labelled {
+            .filter_map(|mount| match mount {
+                // Copied in through the archive API instead (`copy_binds`).
+                MountRequest::Bind { .. } if copy_binds => None,
+                MountRequest::Bind { source, target, read_only } => Some(Mount {
+                    target: Some(target.clone()),
+                    source: Some(absolute(source).display().to_string()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                }),
+                MountRequest::Volume { source, target, read_only } => Some(Mount {
+                    target: Some(target.clone()),
+                    source: Some(source.clone()),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                }),
                 // A mount rather than a bind: should the volume have gone
-                // since it was made (evicted by another run), Docker makes
-                // it again with these labels, not bare.
-                use testcontainers::bollard::models::{Mount, MountType, MountVolumeOptions};
-                hc.mounts.get_or_insert_with(Vec::new).push(Mount {
+                // since it was made (evicted by another run), Docker makes it
+                // again with these labels, not bare.
+                MountRequest::LabelledVolume { source, target, labels } => Some(Mount {
                     target: Some(target.clone()),
                     source: Some(source.clone()),
                     typ: Some(MountType::VOLUME),
@@ -277,36 +210,129 @@ impl Docker {
                         ..Default::default()
                     }),
                     ..Default::default()
-                });
-            }
-            if let Some(bytes) = limits.memory {
-                hc.memory = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
-            }
-            if let Some(cpus) = limits.cpus {
-                hc.nano_cpus = Some((cpus * 1e9).round() as i64);
-            }
-            if let Some(pids) = limits.pids {
-                hc.pids_limit = Some(pids);
-            }
-            if let Some(bytes) = limits.shm_size {
-                hc.shm_size = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
-            }
-            if let Some(device) = &device {
-                use testcontainers::bollard::models::ThrottleDevice;
-                let throttle = |rate: Option<u64>| {
-                    rate.map(|r| {
-                        vec![ThrottleDevice { path: Some(device.clone()), rate: Some(r.min(i64::MAX as u64) as i64) }]
-                    })
-                };
-                hc.blkio_device_read_bps = throttle(limits.disk.read_bps);
-                hc.blkio_device_write_bps = throttle(limits.disk.write_bps);
-                hc.blkio_device_read_iops = throttle(limits.disk.read_iops);
-                hc.blkio_device_write_iops = throttle(limits.disk.write_iops);
-            }
+                }),
+            })
+            .collect();
+        let limits = self.limits;
+        let throttle = |rate: Option<u64>| {
+            let (device, rate) = (device?, rate?);
+            Some(vec![ThrottleDevice { path: Some(device.to_string()), rate: Some(rate.min(i64::MAX as u64) as i64) }])
+        };
+        let host_config = HostConfig {
+            publish_all_ports: Some(false),
+            port_bindings: Some(port_bindings),
+            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            memory: limits.memory.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+            nano_cpus: limits.cpus.map(|cpus| (cpus * 1e9).round() as i64),
+            pids_limit: limits.pids,
+            shm_size: limits.shm_size.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+            blkio_device_read_bps: throttle(limits.disk.read_bps),
+            blkio_device_write_bps: throttle(limits.disk.write_bps),
+            blkio_device_read_iops: throttle(limits.disk.read_iops),
+            blkio_device_write_iops: throttle(limits.disk.write_iops),
+            ..Default::default()
+        };
+        let networking_config = self.network.as_ref().map(|(network, alias)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.clone(),
+                EndpointSettings { aliases: Some(vec![alias.clone()]), ..Default::default() },
+            )])),
         });
-        if let Some(name) = &request.name {
-            tc = tc.with_container_name(name);
+        Ok(ContainerCreateBody {
+            image: Some(self.image.clone()),
+            entrypoint: (!self.entrypoint.is_empty()).then(|| self.entrypoint.clone()),
+            cmd: (!self.cmd.is_empty()).then(|| self.cmd.clone()),
+            env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            exposed_ports: Some(self.ports.iter().map(|p| format!("{p}/tcp")).collect()),
+            labels: Some(self.labels.clone().into_iter().collect()),
+            host_config: Some(host_config),
+            networking_config,
+            ..Default::default()
+        })
+    }
+}
+
+impl Docker {
+    /// Creates and starts the container, publishing its ports on 127.0.0.1
+    /// only, or on every address when the clients are elsewhere (see
+    /// [`endpoint`](super::endpoint)), on the request's network if it names
+    /// one; returns its id. Health checks are cleanroom's: none is given to
+    /// the engine. A name another container has is a [`DockerError`] whose
+    /// [`is_conflict`](DockerError::is_conflict) is true. A container created
+    /// and not started is left for the caller to remove (by its labels).
+    pub(crate) async fn start(&self, request: &ContainerRequest) -> Result<String, DockerError> {
+        // A bind mount's source is this process's: an engine that cannot see
+        // it gets a copy, through the archive API, before the container starts.
+        let copy_binds = super::endpoint::files_apart();
+        let copies: Vec<(std::path::PathBuf, &str)> = if copy_binds {
+            let mut copies = Vec::new();
+            for mount in &request.mounts {
+                let MountRequest::Bind { source, target, .. } = mount else { continue };
+                let source = absolute(source);
+                if !source.exists() {
+                    return Err(DockerError::new(
+                        "bind mount",
+                        None,
+                        format!(
+                            "{} (mounted at {target}) does not exist; the engine is on another machine or this \
+                             process runs in a container, so it is copied in from here",
+                            source.display()
+                        ),
+                    ));
+                }
+                copies.push((source, target.as_str()));
+            }
+            copies
+        } else {
+            Vec::new()
+        };
+        let device = match (request.limits.disk.any(), &request.disk_device) {
+            (false, _) => None,
+            (true, Some(device)) => Some(device.clone()),
+            (true, None) => Some(self.storage_device().await?),
+        };
+        let body = request.create_body(super::endpoint::publish_ip(), copy_binds, device.as_deref())?;
+        let options = request.name.as_deref().map(|name| CreateContainerOptionsBuilder::new().name(name).build());
+        let id = self
+            .client
+            .create_container(options, body)
+            .await
+            .map_err(|e| DockerError::from_bollard("create container", e))?
+            .id;
+        for (source, target) in copies {
+            self.copy_in(&id, &source, target).await?;
         }
-        tc.start().await.map_err(DockerError::from_testcontainers)
+        let started = tokio::time::timeout(request.startup_timeout, self.client.start_container(&id, None)).await;
+        match started {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(e)) => Err(DockerError::from_bollard("start container", e)),
+            Err(_) => Err(DockerError::new(
+                "start container",
+                None,
+                format!("the engine did not start it within {:?} (startup_timeout)", request.startup_timeout),
+            )),
+        }
+    }
+
+    /// Copies the file or directory `source` on this machine to `target` in
+    /// the container, through the engine's archive API.
+    async fn copy_in(&self, id: &str, source: &std::path::Path, target: &str) -> Result<(), DockerError> {
+        let failed = |e: std::io::Error| {
+            DockerError::new("copy into container", None, format!("could not pack {}: {e}", source.display()))
+        };
+        let mut tar = tokio_tar::Builder::new(Vec::new());
+        let in_tar = target.trim_start_matches('/');
+        if source.is_dir() {
+            tar.append_dir_all(in_tar, source).await.map_err(failed)?;
+        } else {
+            tar.append_path_with_name(source, in_tar).await.map_err(failed)?;
+        }
+        let tar = tar.into_inner().await.map_err(failed)?;
+        let options = UploadToContainerOptionsBuilder::new().path("/").no_overwrite_dir_non_dir("false").build();
+        self.client
+            .upload_to_container(id, Some(options), testcontainers::bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| DockerError::from_bollard("copy into container", e))
     }
 }

@@ -1,6 +1,6 @@
 //! Docker's answers as an [`EngineError`]: the operation, the HTTP status
-//! (when the engine answered) and its message, taken from bollard's and
-//! testcontainers' errors without reading their text.
+//! (when the engine answered) and its message, taken from bollard's errors
+//! without reading their text.
 
 use testcontainers::bollard::errors::Error as Bollard;
 
@@ -18,20 +18,6 @@ impl EngineError {
                 DockerError::new(op, Some(status_code), message)
             }
             other => DockerError::new(op, None, other.to_string()),
-        }
-    }
-
-    /// From testcontainers' error for a container it created and started:
-    /// the bollard error inside keeps its status.
-    pub(crate) fn from_testcontainers(error: testcontainers::TestcontainersError) -> Self {
-        use testcontainers::core::error::ClientError as C;
-        use testcontainers::TestcontainersError as T;
-        match error {
-            T::Client(C::CreateContainer(e)) => DockerError::from_bollard("create container", e),
-            T::Client(C::StartContainer(e)) => DockerError::from_bollard("start container", e),
-            T::Client(C::InspectContainer(e)) => DockerError::from_bollard("inspect container", e),
-            T::Client(C::PullImage { err, .. }) => DockerError::from_bollard("pull image", err),
-            other => DockerError::new("start container", None, other.to_string()),
         }
     }
 }

@@ -104,3 +104,22 @@ impl Docker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::split_image;
+
+        #[test]
+        fn split_images_like_docker() {
+            assert_eq!(split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
+            assert_eq!(split_image("redis"), ("redis".into(), "latest".into()));
+            assert_eq!(
+                split_image("cleanroom-offline/busybox:1.35"),
+                ("cleanroom-offline/busybox".into(), "1.35".into())
+            );
+            assert_eq!(split_image("127.0.0.1:5000/team/pg"), ("127.0.0.1:5000/team/pg".into(), "latest".into()));
+            assert_eq!(split_image("127.0.0.1:5000/team/pg:15"), ("127.0.0.1:5000/team/pg".into(), "15".into()));
+        }
+    }
+}

@@ -32,8 +32,8 @@ use crate::engine::{EngineFuture, EngineStream};
 
 pub(crate) use create::{absolute, ContainerRequest, Limits, MountRequest};
 pub(crate) use error::DockerError;
+pub(crate) use images::ImageError;
 pub use images::PullPolicy;
-pub(crate) use images::{split_image, ImageError};
 pub(crate) use labels::{is_mine, owner_key, owner_labels, owner_labels_for};
 pub use labels::{
     DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, RUNTIME_LABEL, SERVICE_LABEL,

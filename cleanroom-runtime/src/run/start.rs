@@ -60,6 +60,8 @@ struct Created {
     /// random password is the one that works).
     env: Option<BTreeMap<String, String>>,
     created_here: bool,
+    /// Created on the run's network already (else it joins it after).
+    on_run_network: bool,
 }
 
 /// What a start asks of its engine: the service, its slot and its resolved
@@ -321,38 +323,51 @@ impl Registry {
         if let Some(cname) = plan.container_name.as_deref() {
             if let Ok(Some(c)) = docker.inspect_named(cname).await {
                 if c.running {
-                    return Ok(Created { id: c.id, env: Some(c.env), created_here: false });
+                    return Ok(Created { id: c.id, env: Some(c.env), created_here: false, on_run_network: false });
                 }
             }
         }
         let mut attempts = 0;
         let mut retries = 0u32;
+        let mut network_made_again = false;
         loop {
             if attempts == 0 && retries == 0 {
                 self.provision(docker, name, def, plan, phases).await?;
             }
+            // Created on the run's network (made by `provision`) with its
+            // alias, in one request: no connect after it. Without the
+            // network (its making failed), it joins after, and says why not.
+            let mut request = plan.request.clone();
+            request.network = self.network.lock().await.clone().map(|network| (network, name.to_string()));
             self.creating.fetch_add(1, Ordering::SeqCst);
             let create_started = Instant::now();
-            let created = docker.start(&plan.request).await;
+            let created = docker.start(&request).await;
             phases.create_ms = Some(crate::metrics::ms(create_started.elapsed()));
-            let created = created.map(|container| {
-                let id = container.id().to_string();
-                // cleanroom removes its containers itself, by id and by label;
-                // testcontainers' remove-on-drop must not race with that.
-                std::mem::forget(container);
+            if let Ok(id) = &created {
                 *slot.container_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
-                id
-            });
+            }
             self.creating.fetch_sub(1, Ordering::SeqCst);
             let err = match created {
-                Ok(id) => return Ok(Created { id, env: None, created_here: true }),
+                Ok(id) => {
+                    let on_run_network = request.network.is_some();
+                    return Ok(Created { id, env: None, created_here: true, on_run_network });
+                }
                 Err(err) => err,
             };
+            // The run's network went away since it was made (the keeper of
+            // reused services removes theirs with the last one): made again,
+            // once.
+            if err.is_not_found() && err.op == "create container" && request.network.is_some() && !network_made_again {
+                network_made_again = true;
+                *self.network.lock().await = None;
+                let _ = self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared).await;
+                continue;
+            }
             if err.is_conflict() && attempts < 100 {
                 attempts += 1;
                 let cname = plan.container_name.as_deref().unwrap_or_default();
                 if let Some((id, env)) = wait_for_named(docker, name, def, cname, started).await? {
-                    return Ok(Created { id, env: Some(env), created_here: false });
+                    return Ok(Created { id, env: Some(env), created_here: false, on_run_network: false });
                 }
                 // It went away before it ran (its creator failed, or the
                 // previous reaper of the run is still removing it): try to
@@ -400,14 +415,17 @@ impl Registry {
         name: &str,
         def: &GenericContainer,
         plan: &Plan,
-        id: &str,
-        created_here: bool,
+        created: &Created,
         started: Instant,
         phases: &mut Phases,
     ) -> Result<RunningService, Error> {
+        let (id, created_here) = (created.id.as_str(), created.created_here);
         let ports_started = Instant::now();
         if created_here {
-            self.join_run_network(docker, id, name, &def.image, &plan.owner_session, plan.reuse, plan.shared).await?;
+            if !created.on_run_network {
+                self.join_run_network(docker, id, name, &def.image, &plan.owner_session, plan.reuse, plan.shared)
+                    .await?;
+            }
             join_extra_networks(docker, id, name, def).await?;
         }
         let ports = docker.published_ports(id).await.map_err(|reason| Error::Start {
@@ -642,16 +660,15 @@ impl Registry {
             return Err((Error::ShuttingDown { service: name.to_string() }, Some(created.id)));
         }
         let mut def = request.def.clone();
-        if let Some(env) = created.env {
-            adopt_creator_values(&mut def, &env);
+        if let Some(env) = &created.env {
+            adopt_creator_values(&mut def, env);
         }
-        let id = created.id;
-        match self.make_ready(docker, name, &def, plan, &id, created.created_here, started, &mut phases).await {
+        match self.make_ready(docker, name, &def, plan, &created, started, &mut phases).await {
             Ok(service) => {
                 phases.created_here = created.created_here;
                 Ok(Started { service, phases })
             }
-            Err(err) => Err((err, created.created_here.then_some(id))),
+            Err(err) => Err((err, created.created_here.then_some(created.id))),
         }
     }
 }

@@ -265,9 +265,8 @@ impl GenericContainer {
     /// arguments (Docker's exec form); in `cleanroom.toml`:
     /// `entrypoint = ["sh", "-c"]`. The command follows them.
     ///
-    /// Docker receives the program as the entrypoint and the words after it
-    /// in front of the command (`docker inspect` shows `Entrypoint ["sh"]`,
-    /// `Cmd ["-c", ...]`), which runs the same process.
+    /// Docker receives it whole (`docker inspect` shows
+    /// `Entrypoint ["sh", "-c"]` and the command after it).
     ///
     /// ```
     /// # use cleanroom_runtime::GenericContainer;
@@ -746,6 +745,7 @@ impl GenericContainer {
             disk_device: self.disk_device.clone(),
             labels: self.labels.clone(),
             name: None,
+            network: None,
             startup_timeout: self.startup_timeout,
         }
     }
@@ -781,24 +781,6 @@ mod tests {
 
     mod should {
         use super::*;
-
-        #[test]
-        fn split_images_like_docker() {
-            assert_eq!(crate::docker::split_image("postgres:17-alpine"), ("postgres".into(), "17-alpine".into()));
-            assert_eq!(crate::docker::split_image("redis"), ("redis".into(), "latest".into()));
-            assert_eq!(
-                crate::docker::split_image("cleanroom-offline/busybox:1.35"),
-                ("cleanroom-offline/busybox".into(), "1.35".into())
-            );
-            assert_eq!(
-                crate::docker::split_image("127.0.0.1:5000/team/pg"),
-                ("127.0.0.1:5000/team/pg".into(), "latest".into())
-            );
-            assert_eq!(
-                crate::docker::split_image("127.0.0.1:5000/team/pg:15"),
-                ("127.0.0.1:5000/team/pg".into(), "15".into())
-            );
-        }
 
         #[test]
         fn leave_the_redis_password_out_of_the_identity() {
