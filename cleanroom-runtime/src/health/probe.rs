@@ -20,12 +20,10 @@ pub(crate) async fn wait_ready(service: &RunningService, deadline: Instant) -> R
     let started = Instant::now();
     for check in &service.definition.health_checks {
         let mut last: String;
+        let mut failed = 0u32;
         loop {
             if crate::util::flags::shutting_down() {
                 return Err(Error::ShuttingDown { service: service.name.clone() });
-            }
-            if let Some(err) = exited_error(service).await {
-                return Err(err);
             }
             let budget = check.timeout.min(deadline.saturating_duration_since(Instant::now()));
             match tokio::time::timeout(budget, attempt(service, check)).await {
@@ -33,7 +31,14 @@ pub(crate) async fn wait_ready(service: &RunningService, deadline: Instant) -> R
                 Ok(Err(reason)) => last = reason,
                 Err(_) => last = format!("no answer within {budget:?}"),
             }
-            if Instant::now() + check.interval >= deadline {
+            // Asked only once an attempt failed: a container that just
+            // started has seldom exited, and the question costs a request.
+            if let Some(err) = exited_error(service).await {
+                return Err(err);
+            }
+            let wait = retry_wait(check.interval, failed);
+            failed += 1;
+            if Instant::now() + wait >= deadline {
                 return Err(Error::Timeout {
                     service: service.name.clone(),
                     image: service.image.clone(),
@@ -43,10 +48,19 @@ pub(crate) async fn wait_ready(service: &RunningService, deadline: Instant) -> R
                     logs: tail(service).await,
                 });
             }
-            tokio::time::sleep(check.interval).await;
+            tokio::time::sleep(wait).await;
         }
     }
     Ok(())
+}
+
+/// The wait after the `failed`-th failed attempt (from 0) while a service
+/// starts: 10 ms, doubling, up to the check's interval. A server that needs
+/// a few milliseconds more than the first attempt gave it is not kept
+/// waiting a whole interval; one that takes long is asked at the interval.
+fn retry_wait(interval: Duration, failed: u32) -> Duration {
+    let ramp = Duration::from_millis(10).saturating_mul(1u32 << failed.min(16));
+    ramp.min(interval)
 }
 
 /// For a process that attaches to a container another process of the
@@ -257,7 +271,17 @@ pub(crate) fn parse_http_status(head: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     mod should {
-        use super::super::parse_http_status;
+        use super::super::{parse_http_status, retry_wait};
+        use std::time::Duration;
+
+        #[test]
+        fn retry_soon_while_a_service_starts_then_at_the_interval() {
+            let ms = |n| Duration::from_millis(n);
+            let waits: Vec<Duration> = (0..6).map(|n| retry_wait(ms(100), n)).collect();
+            assert_eq!(waits, [ms(10), ms(20), ms(40), ms(80), ms(100), ms(100)]);
+            assert_eq!(retry_wait(ms(5), 0), ms(5), "an interval shorter than the ramp is kept");
+            assert_eq!(retry_wait(Duration::from_secs(2), 40), Duration::from_secs(2), "no overflow");
+        }
 
         #[test]
         fn read_the_status_of_an_http_status_line() {

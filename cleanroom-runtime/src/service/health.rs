@@ -106,7 +106,9 @@ impl HealthCheck {
         Self::new(Probe::RedisPing { port })
     }
 
-    /// How long to wait between failed attempts.
+    /// How long to wait between failed attempts (100 ms unless set). While
+    /// the service starts, the first retries come sooner: 10 ms after the
+    /// first failure, doubling up to this interval.
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
