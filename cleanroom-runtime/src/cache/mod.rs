@@ -175,6 +175,23 @@ pub(crate) async fn found(engine: &dyn Engine, id: &str) -> Result<(RestoreOutco
     Ok((state, lines.next().unwrap_or_default().trim().to_string()))
 }
 
+/// The generation a just-started container's cluster was copied from, read
+/// while its health checks run: the restore script writes its outcome
+/// before the server starts, so this waits for that (up to 3 s), not for
+/// the server. `None` when nothing was restored (or the outcome did not
+/// come in time): then [`found`] asks after the checks, once a fill is done.
+pub(crate) async fn restored_early(engine: &dyn Engine, id: &str) -> Option<String> {
+    let script = format!(
+        "i=0; while [ ! -f {STATE_FILE} ] && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done; \
+         cat {STATE_FILE} 2>/dev/null || echo empty"
+    );
+    let out = engine.exec(id, &["sh".to_string(), "-c".to_string(), script]).await.ok()?;
+    match RestoreOutcome::parse(out.stdout.lines().next().unwrap_or_default()) {
+        RestoreOutcome::Restored(generation) => Some(generation),
+        _ => None,
+    }
+}
+
 /// The built-in Postgres's first health check (see [`POSTGRES_FIRST_CHECK`]).
 pub(crate) fn postgres_first_check() -> crate::service::health::HealthCheck {
     crate::service::health::HealthCheck::command(["sh", "-c", POSTGRES_FIRST_CHECK, "cleanroom-check", FILL])

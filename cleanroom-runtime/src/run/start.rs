@@ -450,12 +450,21 @@ impl Registry {
         // no second round of them (under nextest every test is a process of
         // its own that attaches).
         if created_here {
-            health::wait_ready(&service, deadline).await?;
+            // Whether the cluster came from the cache is known before the
+            // server is up: read while the checks run, off the way to Ready.
+            let restored = async {
+                match plan.cache_volume {
+                    Some(_) => crate::cache::restored_early(service.engine.as_ref(), &service.id).await,
+                    None => None,
+                }
+            };
+            let (ready, restored) = tokio::join!(health::wait_ready(&service, deadline), restored);
+            ready?;
             if let Some(volume) = &plan.cache_volume {
                 // Before the init commands and before any test sees the
                 // server, so that a fill copies a cluster nobody touched.
                 let cache_started = Instant::now();
-                use_volume_cache(&service, &volume.name).await?;
+                use_volume_cache(&service, &volume.name, restored).await?;
                 phases.cache_ms = Some(crate::metrics::ms(cache_started.elapsed()));
             }
             run_init_commands(&service).await?;
@@ -783,11 +792,17 @@ async fn wait_for_named(
 /// Counts what a service's start found in its volume cache; the first
 /// health check has cleaned a restored cluster or filled an empty cache by
 /// then (`cache/`). A failed fill costs the next run its head start, not
-/// this run its service: it is an alert, not an error.
-async fn use_volume_cache(service: &RunningService, volume: &str) -> Result<(), Error> {
-    let (found, outcome) = crate::cache::found(service.engine.as_ref(), &service.id)
-        .await
-        .map_err(|reason| Error::Start { service: service.name.clone(), image: service.image.clone(), reason })?;
+/// this run its service: it is an alert, not an error. `restored`: the
+/// generation [`crate::cache::restored_early`] saw copied, if it did.
+async fn use_volume_cache(service: &RunningService, volume: &str, restored: Option<String>) -> Result<(), Error> {
+    let (found, outcome) = match restored {
+        Some(generation) => (crate::cache::RestoreOutcome::Restored(generation), String::new()),
+        None => crate::cache::found(service.engine.as_ref(), &service.id).await.map_err(|reason| Error::Start {
+            service: service.name.clone(),
+            image: service.image.clone(),
+            reason,
+        })?,
+    };
     match found {
         crate::cache::RestoreOutcome::Restored(generation) => {
             crate::metrics::cache_hit("volume");
