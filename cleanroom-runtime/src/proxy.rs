@@ -88,7 +88,10 @@ impl Proxy {
                     if now.reset_rate > 0.0 && random.next_f64() < now.reset_rate {
                         // SO_LINGER 0: the close is a reset, as a lost
                         // connection looks to the client.
-                        let _ = rustix::net::sockopt::set_socket_linger(&client, Some(Duration::ZERO));
+                        // Tokio deprecates SO_LINGER for the blocking close a
+                        // non-zero one makes; zero closes at once.
+                        #[allow(deprecated)]
+                        let _ = client.set_linger(Some(Duration::ZERO));
                         drop(client);
                         continue;
                     }

@@ -129,17 +129,25 @@ impl Docker {
                 ),
             )
         };
-        let dev = rustix::fs::stat(root.as_str())
-            .map_err(|e| unknown(format!("it cannot be looked at from here ({e}: a remote engine?)")))?
-            .st_dev;
-        block_device_of(rustix::fs::major(dev), rustix::fs::minor(dev)).ok_or_else(|| {
-            unknown(format!("device {}:{} is not a block device", rustix::fs::major(dev), rustix::fs::minor(dev)))
-        })
+        #[cfg(unix)]
+        {
+            let dev = rustix::fs::stat(root.as_str())
+                .map_err(|e| unknown(format!("it cannot be looked at from here ({e}: a remote engine?)")))?
+                .st_dev;
+            block_device_of(rustix::fs::major(dev), rustix::fs::minor(dev)).ok_or_else(|| {
+                unknown(format!("device {}:{} is not a block device", rustix::fs::major(dev), rustix::fs::minor(dev)))
+            })
+        }
+        // Docker Desktop's engine runs in a VM: its disks are not this
+        // machine's.
+        #[cfg(windows)]
+        Err(unknown("it cannot be looked at from here (the engine runs in a virtual machine)".to_string()))
     }
 }
 
 /// `/dev/<disk>` of the block device `major:minor`, or of the disk it is a
 /// partition of, from `/sys/dev/block`.
+#[cfg(unix)]
 fn block_device_of(major: u32, minor: u32) -> Option<String> {
     let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
     let sys = std::fs::canonicalize(sys).ok()?;

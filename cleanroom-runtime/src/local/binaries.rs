@@ -46,8 +46,8 @@ pub(crate) fn path_dirs() -> Vec<PathBuf> {
 }
 
 fn executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.is_file() && crate::util::os::mode_and_owner(&m).is_none_or(|(mode, _)| mode & 0o111 != 0))
 }
 
 /// The first of `dirs` that holds every one of `programs`, so that programs

@@ -30,22 +30,22 @@ pub(crate) fn session_dir(session: &str) -> PathBuf {
 /// of this user's, not a link: its parent is shared by everyone (`/dev/shm`,
 /// `/tmp`) and another user could have made it first.
 pub(crate) fn create_shared_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+    match crate::util::os::create_dir_with_mode(dir, 0o755) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
     let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() || meta.uid() != crate::util::os::uid() {
+    let mode_and_owner = crate::util::os::mode_and_owner(&meta);
+    if !meta.is_dir() || mode_and_owner.is_some_and(|(_, owner)| owner != crate::util::os::uid()) {
         return Err(std::io::Error::other(format!(
             "{} is not a directory of yours (uid {}); remove it",
             dir.display(),
             crate::util::os::uid()
         )));
     }
-    if meta.permissions().mode() & 0o7777 != 0o755 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    if mode_and_owner.is_some_and(|(mode, _)| mode & 0o7777 != 0o755) {
+        crate::util::os::set_mode(dir, 0o755)?;
     }
     Ok(())
 }

@@ -41,8 +41,13 @@ impl LocalEngine {
         let mut child = child;
         std::thread::spawn(move || {
             if let Ok(status) = child.wait() {
-                use std::os::unix::process::ExitStatusExt;
-                let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(-1);
+                #[cfg(unix)]
+                let code = status
+                    .code()
+                    .or(std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s))
+                    .unwrap_or(-1);
+                #[cfg(windows)]
+                let code = status.code().unwrap_or(-1);
                 let _ = seen.set(i64::from(code));
             }
         });

@@ -7,7 +7,7 @@
 //! directory).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A server the local engine started, as recorded for the run's other
@@ -92,24 +92,37 @@ pub(crate) fn spawn(
     env: &std::collections::BTreeMap<String, String>,
     user: Option<(u32, u32)>,
 ) -> std::io::Result<Child> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::process::CommandExt;
-    // This user's alone: the server writes through the descriptor, whatever
-    // user it runs as, and the directory above is readable by all.
-    let out = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(log)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0);
-    if let Some((uid, gid)) = user {
-        // std drops the supplementary groups too when root changes uid.
-        cmd.uid(uid).gid(gid);
+    #[cfg(windows)]
+    {
+        let _ = (program, args, cwd, log, env, user);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the local engine (CLEANROOM_ENGINE=local) runs its servers on Linux and macOS only; on Windows use \
+             Docker or Podman, or run the tests in WSL 2",
+        ))
     }
-    cmd.spawn()
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        // This user's alone: the server writes through the descriptor,
+        // whatever user it runs as, and the directory above is readable by all.
+        let out = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(log)?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(cwd)
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        if let Some((uid, gid)) = user {
+            // std drops the supplementary groups too when root changes uid.
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.spawn()
+    }
 }
 
 /// Runs `program` to its end (`initdb`), its output appended to `log`;
@@ -183,25 +196,30 @@ pub(crate) fn processes_in(dir: &Path) -> Vec<u32> {
     }
 }
 
-fn signal(name: &str) -> rustix::process::Signal {
-    match name {
-        "QUIT" => rustix::process::Signal::QUIT,
-        "KILL" => rustix::process::Signal::KILL,
-        _ => rustix::process::Signal::TERM,
+/// Sends the signal `name` (`TERM`, `QUIT`, `KILL`) to `pid`, or to its
+/// process group. Windows has no signals, and the local engine starts no
+/// server there ([`spawn`]).
+fn send(pid: u32, name: &str, group: bool) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return };
+        let signal = match name {
+            "QUIT" => Signal::QUIT,
+            "KILL" => Signal::KILL,
+            _ => Signal::TERM,
+        };
+        let _ = if group { kill_process_group(pid, signal) } else { kill_process(pid, signal) };
     }
-}
-
-fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
-    i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw)
+    #[cfg(windows)]
+    let _ = (pid, name, group);
 }
 
 /// Kills the server's whole process group at once, if it is still the one
 /// started.
 pub(crate) fn kill(server: &Server) {
     if server.is_running() {
-        if let Some(pid) = pid_of(server.pid) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
+        send(server.pid, "KILL", true);
     }
 }
 
@@ -211,9 +229,7 @@ pub(crate) fn kill(server: &Server) {
 /// signalled.
 pub(crate) fn stop(server: &Server, grace: Duration) {
     if server.is_running() {
-        if let Some(pid) = pid_of(server.pid) {
-            let _ = rustix::process::kill_process(pid, signal(&server.stop_signal));
-        }
+        send(server.pid, &server.stop_signal, false);
         let deadline = Instant::now() + grace;
         while server.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -232,9 +248,7 @@ pub(crate) fn remove_dir(dir: &Path) {
             break;
         }
         for pid in left {
-            if let Some(pid) = pid_of(pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+            send(pid, "KILL", false);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

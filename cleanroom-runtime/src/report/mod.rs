@@ -22,8 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -886,20 +884,8 @@ pub(crate) fn merge_into_file(path: &Path, report: &Report) -> std::io::Result<(
 /// rename it over the old one, so that a reader never sees half a document.
 pub(crate) fn merge_many_into_file(path: &Path, reports: &[&Report]) -> std::io::Result<()> {
     let Some((first, rest)) = reports.split_first() else { return Ok(()) };
-    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
-    // A process that waited for the lock may find the file replaced by the
-    // one that held it: then it locks the new file.
-    for _ in 0..1000 {
-        let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
-        // The reaper already needs Rust 1.89 for `File::try_lock`.
-        #[allow(clippy::incompatible_msrv)]
-        file.lock()?;
-        if std::fs::metadata(path).ok().map(identity) != Some(identity(file.metadata()?)) {
-            continue;
-        }
-        let mut text = String::new();
-        (&file).read_to_string(&mut text)?;
-        let mut merged = first.merged_into(&text);
+    let merge = |text: &str| -> std::io::Result<()> {
+        let mut merged = first.merged_into(text);
         for later in rest {
             merged.merge((*later).clone());
         }
@@ -910,9 +896,50 @@ pub(crate) fn merge_many_into_file(path: &Path, reports: &[&Report]) -> std::io:
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        return written;
+        written
+    };
+    #[cfg(unix)]
+    {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
+        // A process that waited for the lock may find the file replaced by
+        // the one that held it: then it locks the new file.
+        for _ in 0..1000 {
+            let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
+            // The reaper already needs Rust 1.89 for `File::try_lock`.
+            #[allow(clippy::incompatible_msrv)]
+            file.lock()?;
+            if std::fs::metadata(path).ok().map(identity) != Some(identity(file.metadata()?)) {
+                continue;
+            }
+            let mut text = String::new();
+            (&file).read_to_string(&mut text)?;
+            return merge(&text);
+        }
+        Err(std::io::Error::other("the file kept being replaced while waiting for its lock"))
     }
-    Err(std::io::Error::other("the file kept being replaced while waiting for its lock"))
+    // Windows: std cannot tell a replaced file from its successor, and its
+    // locks keep other handles from reading; a lock file beside the
+    // document, never replaced, is held instead.
+    #[cfg(windows)]
+    {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.with_file_name(format!(".{name}.lock")))?;
+        #[allow(clippy::incompatible_msrv)]
+        lock.lock()?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        merge(&text)
+    }
 }
 
 /// The reports in the runtime directory, newest first (`.jsonl`: schema 1).

@@ -296,9 +296,9 @@ fn record(session: &str, name: &str, url: &ServerUrl, databases: Option<Database
     let partial = dir.join(format!(".{name}.{}", std::process::id()));
     {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let mut file =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
+            crate::util::os::open_with_mode(std::fs::OpenOptions::new().write(true).create(true).truncate(true), 0o600)
+                .open(&partial)?;
         file.write_all(text.as_bytes())?;
     }
     std::fs::rename(&partial, &path)

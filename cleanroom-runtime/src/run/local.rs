@@ -527,17 +527,19 @@ fn cluster_key(bin: &Path, superuser: &str, user: Option<(u32, u32)>) -> Result<
 /// Makes `path` with `mode`, owned by `user` when the server runs as
 /// another user than this process.
 fn make_owned_dir(path: &Path, mode: u32, user: Option<(u32, u32)>) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if let Err(e) = std::fs::DirBuilder::new().mode(mode).create(path) {
+    if let Err(e) = crate::util::os::create_dir_with_mode(path, mode) {
         if !path.is_dir() {
             return Err(format!("could not make {}: {e}", path.display()));
         }
     }
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    let _ = crate::util::os::set_mode(path, mode);
+    #[cfg(unix)]
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
             .map_err(|e| format!("could not hand {} to uid {uid}: {e}", path.display()))?;
     }
+    #[cfg(windows)]
+    let _ = user;
     Ok(())
 }
 
@@ -595,7 +597,12 @@ async fn postgres_setup(service: &RunningService, dir: &Path, deadline: Instant)
     let db = env("POSTGRES_DB").unwrap_or_else(|| user.clone());
     let port = service.ports.get(&5432).copied().unwrap_or(5432);
     let mut config = tokio_postgres::Config::new();
-    config.host_path(dir.join("run")).port(port).user(&user).dbname("postgres").connect_timeout(Duration::from_secs(2));
+    #[cfg(unix)]
+    config.host_path(dir.join("run"));
+    // Windows: no Unix socket; the local engine does not start there.
+    #[cfg(windows)]
+    config.host("127.0.0.1");
+    config.port(port).user(&user).dbname("postgres").connect_timeout(Duration::from_secs(2));
     let client = loop {
         if let Some(code) = service.engine.exit_status(&service.id).await.ok().flatten() {
             return Err(Error::Exited {

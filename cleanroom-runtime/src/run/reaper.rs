@@ -25,11 +25,10 @@ use super::keeper::{keep_reused, touch_claims};
 use super::liveness::{live_clients, lock_path, register_client, socket_path};
 use super::marks::run_dir;
 use super::sweep::{remove_session, sweep_orphans};
-use crate::util::paths::{create_private_dir, create_runtime_dir, uid};
+use crate::util::os::socket::{self, Listener, Stream};
+use crate::util::paths::{create_private_dir, create_runtime_dir};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,7 +46,7 @@ const RUNNER_ENV: &str = "CLEANROOM_REAPER_RUNNER";
 const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection this process holds to its session's reaper.
-static CONNECTION: Mutex<Option<UnixStream>> = Mutex::new(None);
+static CONNECTION: Mutex<Option<Stream>> = Mutex::new(None);
 
 /// Connects this process to its session's reaper, starting the reaper if
 /// there is none. Holds the connection until the process ends; if the
@@ -83,7 +82,7 @@ const FOLD_TIMEOUT: Duration = Duration::from_secs(30);
 /// write, as lines to say.
 pub(crate) fn hand_over_report(session: &str) -> Result<Vec<(std::path::PathBuf, String)>, String> {
     let path = socket_path(session);
-    let mut stream = UnixStream::connect(&path).map_err(|e| e.to_string())?;
+    let mut stream = socket::connect(&path).map_err(|e| e.to_string())?;
     check_peer(&stream, &path)?;
     stream.set_read_timeout(Some(FOLD_TIMEOUT)).map_err(|e| e.to_string())?;
     stream.write_all(format!("report {}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
@@ -113,7 +112,7 @@ fn parse_unwritten(line: &str) -> Option<(std::path::PathBuf, String)> {
 }
 
 /// Connects to the session's reaper, starting one if none answers.
-fn connect_or_start(session: &Session) -> Result<UnixStream, String> {
+fn connect_or_start(session: &Session) -> Result<Stream, String> {
     // Checked before anything in it is trusted: a directory another user
     // made could hold a socket of theirs posing as this run's reaper.
     create_runtime_dir().map_err(|e| e.to_string())?;
@@ -123,12 +122,12 @@ fn connect_or_start(session: &Session) -> Result<UnixStream, String> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir).map_err(|e| e.to_string())?;
     }
-    let greet = |mut stream: UnixStream| -> Result<UnixStream, String> {
+    let greet = |mut stream: Stream| -> Result<Stream, String> {
         check_peer(&stream, &path)?;
         stream.write_all(format!("attach {}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
         Ok(stream)
     };
-    if let Ok(stream) = UnixStream::connect(&path) {
+    if let Ok(stream) = socket::connect(&path) {
         return greet(stream);
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this test binary to start the reaper: {e}"))?;
@@ -137,8 +136,13 @@ fn connect_or_start(session: &Session) -> Result<UnixStream, String> {
         .env_remove("CLEANROOM_SESSION")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
+        .stderr(Stdio::null());
+    // Out of the runner's process group: a Ctrl-C that stops the run does
+    // not stop the reaper that cleans up after it.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    #[cfg(windows)]
+    std::os::windows::process::CommandExt::creation_flags(&mut cmd, CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
     if let Some(runner) = session.runner {
         cmd.env(RUNNER_ENV, runner.encode());
     }
@@ -148,7 +152,7 @@ fn connect_or_start(session: &Session) -> Result<UnixStream, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut starts = 1;
     loop {
-        if let Ok(stream) = UnixStream::connect(&path) {
+        if let Ok(stream) = socket::connect(&path) {
             // Reaped by whoever outlives it; a reaper that lost the race for
             // the lock exits at once and is collected here.
             std::thread::spawn(move || {
@@ -179,7 +183,7 @@ const MAX_STARTS: u32 = 5;
 /// or its machine's OOM killer) would leave the run with nobody to remove
 /// it: this process starts a replacement and connects to it. The
 /// replacement also finds the run's other processes in their registrations.
-fn watch(mut stream: UnixStream, session: Session) {
+fn watch(mut stream: Stream, session: Session) {
     std::thread::spawn(move || {
         let mut sink = [0u8; 16];
         while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
@@ -204,18 +208,16 @@ fn watch(mut stream: UnixStream, session: Session) {
 
 /// The process at the other end of the reaper's socket must be this user's:
 /// a reaper is trusted with the run's containers.
-fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), String> {
-    let theirs =
-        crate::util::os::peer_uid(stream).map_err(|e| format!("cannot tell who serves {}: {e}", path.display()))?;
-    let mine = uid();
-    if theirs != mine {
-        return Err(format!(
-            "{} is served by a process of uid {theirs}, not of yours (uid {mine}); it is not your reaper",
-            path.display()
-        ));
-    }
-    Ok(())
+fn check_peer(stream: &Stream, path: &std::path::Path) -> Result<(), String> {
+    socket::check_server(stream).map_err(|e| format!("{}: {e}; it is not your reaper", path.display()))
 }
+
+/// Windows's `CREATE_NEW_PROCESS_GROUP` and `CREATE_NO_WINDOW` process
+/// creation flags.
+#[cfg(windows)]
+const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+#[cfg(windows)]
+const CREATE_NO_WINDOW: u32 = 0x0800_0000;
 
 /// `run.reaper_grace`; a configuration the test processes reject cannot
 /// stop the reaper from cleaning up, so it falls back to the default.
@@ -251,7 +253,7 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
         // Another reaper serves this session, or is finishing with it (its
         // grace period ran out while the runner still runs): wait for it, so
         // that processes arriving now find a reaper once it is done.
-        if UnixStream::connect(socket_path(session)).is_ok() {
+        if socket::connect(&socket_path(session)).is_ok() {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -260,7 +262,7 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
             if lock.try_lock().is_ok() {
                 break;
             }
-            if Instant::now() > deadline || UnixStream::connect(socket_path(session)).is_ok() {
+            if Instant::now() > deadline || socket::connect(&socket_path(session)).is_ok() {
                 return Ok(());
             }
         }
@@ -270,7 +272,7 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
         create_private_dir(dir).map_err(|e| e.to_string())?;
     }
     let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(|e| e.to_string())?;
+    let listener = Listener::bind(&socket).map_err(|e| e.to_string())?;
     let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| ProcessId::decode(&r));
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -341,7 +343,7 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
         if connected.load(Ordering::SeqCst) == 0 {
             break;
         }
-        if let Ok(again) = UnixListener::bind(&socket) {
+        if let Ok(again) = Listener::bind(&socket) {
             serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
         }
     }
@@ -494,19 +496,26 @@ impl Folds {
 /// its exit it opens another to say `report <pid>` (its part of the report
 /// is written) and waits for the answer.
 fn serve_connections(
-    listener: UnixListener,
+    listener: Listener,
     connected: Arc<AtomicUsize>,
     ever: Arc<AtomicBool>,
     last_change: Arc<Mutex<Instant>>,
     folds: Arc<Folds>,
 ) {
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
+        loop {
+            let Ok(incoming) = listener.accept() else { continue };
+            // Counted at once, before the handshake: the reaper must not
+            // judge the run over while a process is connecting.
             connected.fetch_add(1, Ordering::SeqCst);
-            ever.store(true, Ordering::SeqCst);
-            let (connected, last_change, folds) = (connected.clone(), last_change.clone(), folds.clone());
+            let (connected, ever, last_change, folds) =
+                (connected.clone(), ever.clone(), last_change.clone(), folds.clone());
             std::thread::spawn(move || {
+                let Ok(stream) = incoming.trusted() else {
+                    connected.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                };
+                ever.store(true, Ordering::SeqCst);
                 let mut reader = BufReader::new(&stream);
                 let mut first = String::new();
                 let _ = reader.read_line(&mut first);

@@ -23,8 +23,7 @@ pub(crate) fn create_runtime_dir() -> std::io::Result<()> {
 /// Creates `dir` (and its parents) if missing, then checks it as the
 /// runtime directory is checked.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    match super::os::create_dir_with_mode(dir, 0o700) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
@@ -52,9 +51,11 @@ pub(crate) fn fit_socket_path(dir: &Path, fallback: &Path, stem: &str, max: usiz
 }
 
 /// Where the socket named `stem` lives for this user (see [`fit_socket_path`]):
-/// the runtime directory, else `/tmp/cleanroom-<uid>`.
+/// the runtime directory, else `/tmp/cleanroom-<uid>` (Windows: the
+/// user's temporary directory, which a path of 259 bytes always fits).
 pub(crate) fn socket_path(stem: &str) -> PathBuf {
-    let fallback = Path::new("/tmp").join(format!("cleanroom-{}", uid()));
+    let tmp = if cfg!(windows) { std::env::temp_dir() } else { PathBuf::from("/tmp") };
+    let fallback = tmp.join(format!("cleanroom-{}", uid()));
     fit_socket_path(&runtime_dir(), &fallback, stem, super::os::MAX_SOCKET_PATH)
 }
 
@@ -63,7 +64,6 @@ pub(crate) fn socket_path(stem: &str) -> PathBuf {
 /// could have planted a socket there that this process would trust as its
 /// reaper. A directory of this user's with a wider mode is narrowed.
 pub(crate) fn check_runtime_dir(dir: &Path, me: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::symlink_metadata(dir)?;
     let refuse = |why: String| {
         std::io::Error::new(
@@ -82,11 +82,14 @@ pub(crate) fn check_runtime_dir(dir: &Path, me: u32) -> std::io::Result<()> {
     if !meta.is_dir() {
         return Err(refuse("is not a directory".into()));
     }
-    if meta.uid() != me {
-        return Err(refuse(format!("belongs to uid {}, not to you (uid {me})", meta.uid())));
+    // Windows has no owner uid or mode bits: the directory is in the
+    // user's profile, whose access rules keep other accounts out.
+    let Some((mode, owner)) = super::os::mode_and_owner(&meta) else { return Ok(()) };
+    if owner != me {
+        return Err(refuse(format!("belongs to uid {owner}, not to you (uid {me})")));
     }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if mode & 0o077 != 0 {
+        super::os::set_mode(dir, 0o700)?;
     }
     Ok(())
 }

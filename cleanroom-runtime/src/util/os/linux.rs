@@ -2,6 +2,10 @@
 
 use std::os::unix::net::UnixStream;
 
+pub(super) use super::{
+    unix_host_name as host_name, unix_parent_pid as parent_pid, unix_process_exists as process_exists, unix_uid as uid,
+};
+
 pub(super) const SUN_PATH_LEN: usize = 108;
 
 /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot); `None` for a

@@ -7,6 +7,10 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
+pub(super) use super::{
+    unix_host_name as host_name, unix_parent_pid as parent_pid, unix_process_exists as process_exists, unix_uid as uid,
+};
+
 pub(super) const SUN_PATH_LEN: usize = 104;
 
 /// `pbi_start_tvsec` and `pbi_start_tvusec` of `PROC_PIDTBSDINFO`, as

@@ -1,20 +1,13 @@
 //! What the operating system answers differently: the user's id, whether a
-//! process runs and when it started, who is at the other end of a Unix
-//! socket, and how long a socket's path may be. Everything above this module
-//! is shared; each answer has a Linux and a macOS implementation
-//! (docs/environments.md says what was verified where).
-//!
-//! Windows is not supported yet: the reaper serves its run over a Unix socket
-//! and trusts its clients by their uid, and Windows has neither in the form
-//! used here (a loopback TCP listener with a token would be the way). Rather
-//! than a runtime that compiles and then judges every live run dead, the
-//! crate refuses to build there.
+//! process runs and when it started, how a run's processes reach its reaper
+//! ([`socket`]), and how long a socket's path may be. Everything above this
+//! module is shared; each answer has a Linux, a macOS and a Windows
+//! implementation (docs/environments.md says what was verified where).
 
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 compile_error!(
-    "cleanroom supports Linux and macOS only: on other systems it cannot tell whether a process still runs, \
-     and its reaper serves over a Unix socket checked by the peer's uid (Windows: run the tests in WSL 2 or \
-     a Linux container; see docs/environments.md)"
+    "cleanroom supports Linux, macOS and Windows: on other systems it cannot tell whether a process still runs \
+     (see docs/environments.md)"
 );
 
 #[cfg(target_os = "linux")]
@@ -25,22 +18,46 @@ use linux as imp;
 mod macos;
 #[cfg(target_os = "macos")]
 use macos as imp;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
 
-use std::os::unix::net::UnixStream;
+pub(crate) mod socket;
+#[cfg(any(windows, test))]
+mod tcp_socket;
 
-/// This user's id.
+/// This user's id (on Windows, a number made from the user's domain and
+/// name, which no other account shares).
 pub(crate) fn uid() -> u32 {
-    rustix::process::getuid().as_raw()
+    imp::uid()
 }
 
 /// The id of this process's parent.
 pub(crate) fn parent_pid() -> Option<u32> {
+    imp::parent_pid()
+}
+
+/// Whether a process of this pid exists: `kill(pid, 0)` on Unix, where one
+/// of another user's exists too (the signal is refused, not
+/// undeliverable); on Windows, a process that can be opened and has not
+/// exited.
+pub(crate) fn process_exists(pid: u32) -> bool {
+    imp::process_exists(pid)
+}
+
+#[cfg(unix)]
+pub(super) fn unix_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+#[cfg(unix)]
+pub(super) fn unix_parent_pid() -> Option<u32> {
     rustix::process::getppid().map(|p| rustix::process::Pid::as_raw(Some(p)) as u32)
 }
 
-/// Whether a process of this pid exists, as `kill(pid, 0)` tells: one of
-/// another user's exists too (the signal is refused, not undeliverable).
-pub(crate) fn process_exists(pid: u32) -> bool {
+#[cfg(unix)]
+pub(super) fn unix_process_exists(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return false };
     match rustix::process::test_kill_process(pid) {
         Ok(()) => true,
@@ -50,8 +67,9 @@ pub(crate) fn process_exists(pid: u32) -> bool {
 
 /// When the process `pid` started, in a unit of the system's own that only
 /// compares with other values of this function on this machine (clock ticks
-/// since boot on Linux, microseconds since the epoch on macOS); `None` when
-/// it does not run or has exited and waits to be collected (a zombie).
+/// since boot on Linux, microseconds since the epoch on macOS, 100 ns since
+/// 1601 on Windows); `None` when it does not run or has exited and waits to
+/// be collected (a zombie).
 pub(crate) fn process_start(pid: u32) -> Option<u64> {
     if !process_exists(pid) {
         return None;
@@ -61,18 +79,21 @@ pub(crate) fn process_start(pid: u32) -> Option<u64> {
 
 /// The uid of the process at the other end of a Unix socket
 /// (`SO_PEERCRED` on Linux, `getpeereid` on macOS).
-pub(crate) fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+#[cfg(unix)]
+pub(crate) fn peer_uid(stream: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
     imp::peer_uid(stream)
 }
 
 /// The longest path, in bytes, a Unix socket can be bound at: `sun_path`
-/// holds 108 bytes on Linux and 104 on macOS, with the terminating NUL.
+/// holds 108 bytes on Linux and 104 on macOS, with the terminating NUL. On
+/// Windows the "socket" is a file naming a loopback port ([`socket`]): the
+/// file system's limit.
 pub(crate) const MAX_SOCKET_PATH: usize = imp::SUN_PATH_LEN - 1;
 
-/// Whether this process runs in a container (`/.dockerenv`, Podman's
-/// `/run/.containerenv`).
+/// Whether this process runs in a (Linux) container (`/.dockerenv`,
+/// Podman's `/run/.containerenv`).
 pub(crate) fn in_container() -> bool {
-    std::path::Path::new("/.dockerenv").exists() || std::path::Path::new("/run/.containerenv").exists()
+    cfg!(unix) && (std::path::Path::new("/.dockerenv").exists() || std::path::Path::new("/run/.containerenv").exists())
 }
 
 /// The id of the container this process runs in, as its engine knows it:
@@ -88,15 +109,69 @@ pub(crate) fn own_container_id() -> Option<String> {
 /// A name for this machine from the system itself when no machine id file
 /// says it: the host name.
 pub(crate) fn host_name() -> Option<String> {
-    let uts = rustix::system::uname();
-    let name = uts.nodename().to_string_lossy().trim().to_string();
+    let name = imp::host_name()?.trim().to_string();
     (!name.is_empty()).then_some(name)
+}
+
+#[cfg(unix)]
+pub(super) fn unix_host_name() -> Option<String> {
+    Some(rustix::system::uname().nodename().to_string_lossy().into_owned())
+}
+
+/// Makes directory `dir` with the Unix permission bits `mode` (on Windows
+/// it takes its parent's access rules: a user's profile directories are
+/// that user's).
+pub(crate) fn create_dir_with_mode(dir: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode).create(dir);
+    #[cfg(windows)]
+    {
+        let _ = mode;
+        std::fs::DirBuilder::new().create(dir)
+    }
+}
+
+/// Sets the Unix permission bits of `path` (nothing on Windows).
+pub(crate) fn set_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode));
+    #[cfg(windows)]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
+/// The Unix permission bits and owner's uid of `meta`; `None` on Windows,
+/// which has neither (access there is by the directory's rules).
+pub(crate) fn mode_and_owner(meta: &std::fs::Metadata) -> Option<(u32, u32)> {
+    #[cfg(unix)]
+    return Some((std::os::unix::fs::MetadataExt::mode(meta), std::os::unix::fs::MetadataExt::uid(meta)));
+    #[cfg(windows)]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// `options` creating a file with the Unix permission bits `mode` (on
+/// Windows, with its directory's access rules).
+pub(crate) fn open_with_mode(options: &mut std::fs::OpenOptions, mode: u32) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    return std::os::unix::fs::OpenOptionsExt::mode(options, mode);
+    #[cfg(windows)]
+    {
+        let _ = mode;
+        options
+    }
 }
 
 #[cfg(test)]
 mod tests {
     mod should {
         use super::super::*;
+        #[cfg(unix)]
+        use std::os::unix::net::UnixStream;
 
         #[test]
         fn see_this_process_and_its_parent_run() {
@@ -139,6 +214,7 @@ mod tests {
             assert!(process_exists(1));
         }
 
+        #[cfg(unix)]
         #[test]
         fn know_who_is_at_the_other_end_of_a_socket() {
             let (a, _b) = UnixStream::pair().unwrap();
