@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cleanroom_tests::{assert_nothing_left, fresh_session};
+use cleanroom_tests::{assert_nothing_left, engine_socket, fresh_session};
 
 /// The child tests' variable naming the host they must be given.
 const EXPECTED_HOST: &str = "ENVIRONMENTS_TEST_ENGINE_HOST";
@@ -202,7 +202,7 @@ impl Namespace {
             .process_group(0)
             .env("OPENSSL_CONF", conf)
             .arg(format!("{listen},bind={},fork,reuseaddr", self.host_addr))
-            .arg("UNIX-CONNECT:/var/run/docker.sock")
+            .arg(format!("UNIX-CONNECT:{}", engine_socket().display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -387,7 +387,7 @@ fn the_host_override_names_where_tests_reach_services_cleanroom_host_first() {
         return skip("the_host_override_names_where_tests_reach_services_cleanroom_host_first", &why);
     }
     let ns = Namespace::new("override");
-    let local = ("DOCKER_HOST", "unix:///var/run/docker.sock".to_string());
+    let local = ("DOCKER_HOST", format!("unix://{}", engine_socket().display()));
 
     let session = fresh_session("override-tc");
     let output = ns.run_children(&session, &[local.clone(), ("TESTCONTAINERS_HOST_OVERRIDE", ns.host_addr.clone())]);
@@ -440,7 +440,7 @@ fn run_tests_in_a_container(tag: &str, host_override: bool) {
     let image = std::env::var("CLEANROOM_POSTGRES_IMAGE").unwrap_or_else(|_| "postgres:17-alpine".into());
     let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "--network", &network.name, "--label", &format!("cleanroom.session={session}")])
-        .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+        .args(["-v", &format!("{}:/var/run/docker.sock", engine_socket().display())])
         .args(["-v", &format!("{0}:{0}:ro", exe.parent().unwrap().display())])
         .args(["-e", &format!("CLEANROOM_SESSION={session}"), "-e", &format!("{EXPECTED_HOST}={gateway}")])
         .args(["-e", "RUST_BACKTRACE=0"]);

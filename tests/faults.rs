@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
-    assert_nothing_left, child_command, docker, fresh_session, kill, reaper_pid, run_child, service_containers,
-    session_containers,
+    assert_nothing_left, child_command, docker, engine_socket, fresh_session, kill, reaper_pid, run_child,
+    service_containers, session_containers,
 };
 
 mod child {
@@ -111,7 +111,7 @@ impl Holder {
             None => inner,
             Some(uid) => {
                 use std::os::unix::fs::MetadataExt;
-                let group = std::fs::metadata("/var/run/docker.sock").expect("the engine's socket").gid();
+                let group = std::fs::metadata(engine_socket()).expect("the engine's socket").gid();
                 let mut cmd = std::process::Command::new("setpriv");
                 cmd.arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={uid}"))
@@ -742,7 +742,7 @@ impl FlakyEngine {
                     drop(client);
                     continue;
                 }
-                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                let Ok(engine) = UnixStream::connect(engine_socket()) else { continue };
                 let pipe = |mut from: UnixStream, mut to: UnixStream, slow: bool| {
                     let delay = delay.clone();
                     std::thread::spawn(move || {

@@ -41,6 +41,16 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The engine's socket as the tests reach it: `DOCKER_HOST`'s path when it
+/// is a Unix socket (Podman's, in the Podman runs of docs/environments.md),
+/// else Docker's default.
+pub fn engine_socket() -> std::path::PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(std::path::PathBuf::from))
+        .unwrap_or_else(|| "/var/run/docker.sock".into())
+}
+
 /// Ids of every container (running or not) of `session`.
 pub fn session_containers(session: &str) -> Vec<String> {
     docker(&["ps", "-aq", "--filter", &format!("label=cleanroom.session={session}")])

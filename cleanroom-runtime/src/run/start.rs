@@ -363,7 +363,19 @@ impl Registry {
                 let _ = self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared).await;
                 continue;
             }
-            if err.is_conflict() && attempts < 100 {
+            // Another process of the run created it first. Docker says so
+            // with a 409; Podman, when the two creates meet in its storage,
+            // with a 500 ("the container name … is already in use"): a
+            // create of a named container that failed while a container of
+            // that name exists is taken as the same answer.
+            let taken = err.is_conflict()
+                || match plan.container_name.as_deref() {
+                    Some(cname) if err.op == "create container" && !err.is_not_found() => {
+                        matches!(docker.inspect_named(cname).await, Ok(Some(_)))
+                    }
+                    _ => false,
+                };
+            if taken && attempts < 100 {
                 attempts += 1;
                 let cname = plan.container_name.as_deref().unwrap_or_default();
                 if let Some((id, env)) = wait_for_named(docker, name, def, cname, started).await? {
