@@ -241,6 +241,10 @@ impl ContainerRequest {
             blkio_device_write_iops: throttle(limits.disk.write_iops),
             ..Default::default()
         };
+        // The network as the mode too, as the docker CLI sends it: Podman
+        // with another default network mode refuses aliases without it.
+        let host_config =
+            HostConfig { network_mode: self.network.as_ref().map(|(network, _)| network.clone()), ..host_config };
         let networking_config = self.network.as_ref().map(|(network, alias)| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 network.clone(),
@@ -334,7 +338,15 @@ impl Docker {
         if source.is_dir() {
             tar.append_dir_all(in_tar, source).await.map_err(failed)?;
         } else {
-            tar.append_path_with_name(source, in_tar).await.map_err(failed)?;
+            // root's, as a file `docker cp` copies in (a server may refuse a
+            // key file of another owner); its mode and time kept.
+            let meta = tokio::fs::metadata(source).await.map_err(failed)?;
+            let mut header = tokio_tar::Header::new_gnu();
+            header.set_metadata(&meta);
+            header.set_uid(0);
+            header.set_gid(0);
+            let file = tokio::fs::File::open(source).await.map_err(failed)?;
+            tar.append_data(&mut header, in_tar, file).await.map_err(failed)?;
         }
         let tar = tar.into_inner().await.map_err(failed)?;
         let options = UploadToContainerOptionsBuilder::new().path("/").no_overwrite_dir_non_dir("false").build();

@@ -330,9 +330,11 @@ impl Registry {
         let mut attempts = 0;
         let mut retries = 0u32;
         let mut network_made_again = false;
+        let mut provisioned = false;
         loop {
-            if attempts == 0 && retries == 0 {
+            if !provisioned {
                 self.provision(docker, name, def, plan, phases).await?;
+                provisioned = true;
             }
             // Created on the run's network (made by `provision`) with its
             // alias, in one request: no connect after it. Without the
@@ -356,8 +358,15 @@ impl Registry {
             };
             // The run's network went away since it was made (the keeper of
             // reused services removes theirs with the last one): made again,
-            // once.
-            if err.is_not_found() && err.op == "create container" && request.network.is_some() && !network_made_again {
+            // once. Docker says so with a 404; Podman with a 500 like any
+            // failed create, so the network is looked up.
+            let network_gone = match &request.network {
+                Some((network, _)) if err.op == "create container" && err.status.is_some() && !network_made_again => {
+                    err.is_not_found() || matches!(docker.network_use(network).await, Ok(None))
+                }
+                _ => false,
+            };
+            if network_gone {
                 network_made_again = true;
                 *self.network.lock().await = None;
                 let _ = self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared).await;
@@ -370,7 +379,7 @@ impl Registry {
             // that name exists is taken as the same answer.
             let taken = err.is_conflict()
                 || match plan.container_name.as_deref() {
-                    Some(cname) if err.op == "create container" && !err.is_not_found() => {
+                    Some(cname) if err.op == "create container" && err.status == Some(500) => {
                         matches!(docker.inspect_named(cname).await, Ok(Some(_)))
                     }
                     _ => false,
