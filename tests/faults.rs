@@ -429,9 +429,50 @@ fn a_shared_tests_flushdb_cannot_hand_a_held_redis_database_out_twice() {
 /// up.
 #[test]
 fn a_killed_reaper_is_replaced_by_the_process_it_served() {
-    let session = fresh_session("reaper-killed");
+    killed_reaper_replaced("reaper-killed", &[]);
+}
+
+/// The same over Windows's transport for the reaper (a loopback TCP port
+/// named by a file, with tokens; docs/environments.md), which Linux uses
+/// when told to: the run attaches, its killed reaper is replaced, its test
+/// passes and nothing is left, as over the Unix socket.
+#[test]
+fn a_killed_reaper_is_replaced_over_the_windows_transport_too() {
+    killed_reaper_replaced("reaper-killed-tcp", &[("CLEANROOM_REAPER_TRANSPORT", "tcp")]);
+}
+
+/// Starts a holding run with `env`, kills its reaper, checks that the run's
+/// process started another (over TCP: that its socket is a file naming a
+/// port and two tokens), lets the test end and checks that nothing is left.
+fn killed_reaper_replaced(tag: &str, env: &[(&str, &str)]) {
+    let session = fresh_session(tag);
     let runtime = scratch(&session);
-    let holder = Holder::start(&session, &runtime, &[]);
+    let holder = Holder::start(&session, &runtime, env);
+    let tcp = env.iter().any(|(k, v)| *k == "CLEANROOM_REAPER_TRANSPORT" && *v == "tcp");
+    let socket = runtime.join("cleanroom").join(format!("{session}.sock"));
+    // Inode and change time: a new file may reuse the old one's inode.
+    let inode = || {
+        std::fs::symlink_metadata(&socket).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), m.ctime(), m.ctime_nsec())
+        })
+    };
+    let assert_transport = |when: &str| {
+        let meta = std::fs::symlink_metadata(&socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+        if tcp {
+            let text = std::fs::read_to_string(&socket).unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            assert!(
+                meta.is_file() && words.len() == 3 && words[0].parse::<u16>().is_ok(),
+                "{when}: the reaper's socket is a file naming its port and two tokens: {text:?}"
+            );
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            assert!(meta.file_type().is_socket(), "{when}: the reaper listens on a Unix socket");
+        }
+    };
+    assert_transport("first reaper");
+    let first_socket = inode();
     let first = reaper_pid(&session).expect("the run has a reaper");
     kill("-KILL", first);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -443,6 +484,14 @@ fn a_killed_reaper_is_replaced_by_the_process_it_served() {
         }
     };
     assert!(second.is_some(), "the holding process started a replacement reaper");
+    // The replacement listens on a socket of its own (the killed one's is
+    // removed first).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (inode().is_none() || inode() == first_socket) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ne!(inode(), first_socket, "the replacement made its own socket");
+    assert_transport("replacement reaper");
     assert_eq!(session_containers(&session).len(), 2, "the run's services are still there");
     let (passed, stderr) = holder.release();
     assert!(passed, "the long test passes: {stderr}");

@@ -693,8 +693,10 @@ pub(crate) fn current() -> Result<&'static Config, Error> {
     CONFIG.get_or_init(|| layers()?.config()).as_ref().map_err(Clone::clone)
 }
 
-/// Variables cleanroom sets for itself (the reaper's).
-const INTERNAL_VARIABLES: &[&str] = &["CLEANROOM_REAPER", "CLEANROOM_REAPER_RUNNER"];
+/// Variables cleanroom sets for itself (the reaper's), and
+/// `CLEANROOM_REAPER_TRANSPORT`, which picks Windows's reaper transport on
+/// Unix for the tests of it (`util::os::socket`).
+const INTERNAL_VARIABLES: &[&str] = &["CLEANROOM_REAPER", "CLEANROOM_REAPER_RUNNER", "CLEANROOM_REAPER_TRANSPORT"];
 
 /// `Ok` when `name` is a variable some setting reads; else the closest one
 /// that is.

@@ -141,12 +141,18 @@ fn connect_or_start(session: &Session) -> Result<Stream, String> {
     // not stop the reaper that cleans up after it.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Windows: out of the runner's job object too, which nextest ends when a
+    // test times out and cargo's ends with cargo; a job that forbids it
+    // refuses the spawn, which is then made without.
     #[cfg(windows)]
-    std::os::windows::process::CommandExt::creation_flags(&mut cmd, CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    std::os::windows::process::CommandExt::creation_flags(
+        &mut cmd,
+        CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW | CREATE_BREAKAWAY_FROM_JOB,
+    );
     if let Some(runner) = session.runner {
         cmd.env(RUNNER_ENV, runner.encode());
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the reaper: {e}"))?;
+    let mut child = spawn_reaper(&mut cmd).map_err(|e| format!("cannot start the reaper: {e}"))?;
     // A new reaper may first wait for the run's previous one to finish
     // removing (its grace period ran out while the runner still ran).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -164,7 +170,7 @@ fn connect_or_start(session: &Session) -> Result<Stream, String> {
         // was dying (a killed reaper lets go of its lock a moment after the
         // signal): start another while the run has none.
         if matches!(child.try_wait(), Ok(Some(_))) && starts < MAX_STARTS {
-            child = cmd.spawn().map_err(|e| format!("cannot start the reaper: {e}"))?;
+            child = spawn_reaper(&mut cmd).map_err(|e| format!("cannot start the reaper: {e}"))?;
             starts += 1;
         }
         if Instant::now() > deadline {
@@ -212,12 +218,27 @@ fn check_peer(stream: &Stream, path: &std::path::Path) -> Result<(), String> {
     socket::check_server(stream).map_err(|e| format!("{}: {e}; it is not your reaper", path.display()))
 }
 
-/// Windows's `CREATE_NEW_PROCESS_GROUP` and `CREATE_NO_WINDOW` process
-/// creation flags.
+/// Windows's `CREATE_NEW_PROCESS_GROUP`, `CREATE_NO_WINDOW` and
+/// `CREATE_BREAKAWAY_FROM_JOB` process creation flags.
 #[cfg(windows)]
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 #[cfg(windows)]
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+#[cfg(windows)]
+const CREATE_BREAKAWAY_FROM_JOB: u32 = 0x0100_0000;
+
+/// Spawns the reaper; on Windows, where a job that forbids breaking away
+/// refuses the spawn (access denied), once more without leaving the job.
+fn spawn_reaper(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    match cmd.spawn() {
+        #[cfg(windows)]
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            std::os::windows::process::CommandExt::creation_flags(cmd, CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+            cmd.spawn()
+        }
+        spawned => spawned,
+    }
+}
 
 /// `run.reaper_grace`; a configuration the test processes reject cannot
 /// stop the reaper from cleaning up, so it falls back to the default.
@@ -291,7 +312,7 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
     let ever = Arc::new(AtomicBool::new(false));
     let last_change = Arc::new(Mutex::new(Instant::now()));
     let folds = Arc::new(Folds::with(session, fold));
-    serve_connections(listener, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
+    let mut closing = serve_connections(listener, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
     let started = Instant::now();
     let grace = grace();
     // Other machines sharing this engine judge the run by its heartbeat.
@@ -338,13 +359,16 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
         // Stop taking connections before removing: a process that arrives
         // from now on starts a reaper of its own, which waits for this one's
         // lock. One that connected just before must not lose its containers.
+        // Over TCP the listener would still take a client that read the
+        // socket's file before it went: it turns new connections away.
+        closing.store(true, Ordering::SeqCst);
         let _ = std::fs::remove_file(&socket);
         std::thread::sleep(Duration::from_millis(20));
         if connected.load(Ordering::SeqCst) == 0 {
             break;
         }
         if let Ok(again) = Listener::bind(&socket) {
-            serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
+            closing = serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
         }
     }
     // Parts nobody waited for: of processes killed before they reported
@@ -494,17 +518,26 @@ impl Folds {
 /// Accepts test processes and counts them until each connection ends. A
 /// process says `attach <pid>` and holds its connection for its life; at
 /// its exit it opens another to say `report <pid>` (its part of the report
-/// is written) and waits for the answer.
+/// is written) and waits for the answer. Returns the flag that, set, turns
+/// new connections away (the reaper is finishing).
 fn serve_connections(
     listener: Listener,
     connected: Arc<AtomicUsize>,
     ever: Arc<AtomicBool>,
     last_change: Arc<Mutex<Instant>>,
     folds: Arc<Folds>,
-) {
+) -> Arc<AtomicBool> {
+    let closing = Arc::new(AtomicBool::new(false));
+    let closed = closing.clone();
     std::thread::spawn(move || {
         loop {
             let Ok(incoming) = listener.accept() else { continue };
+            // The reaper is finishing: the client starts a reaper of its
+            // own, which waits for this one's lock.
+            if closed.load(Ordering::SeqCst) {
+                drop(incoming);
+                continue;
+            }
             // Counted at once, before the handshake: the reaper must not
             // judge the run over while a process is connecting.
             connected.fetch_add(1, Ordering::SeqCst);
@@ -542,6 +575,7 @@ fn serve_connections(
             });
         }
     });
+    closing
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ mod windows;
 use windows as imp;
 
 pub(crate) mod socket;
-#[cfg(any(windows, test))]
 mod tcp_socket;
 
 /// This user's id (on Windows, a number made from the user's domain and

@@ -3,8 +3,8 @@
 //! runtime directory, naming its port and two random tokens. A client
 //! proves itself with the first token and the listener answers with the
 //! second: another account can neither keep this user's reaper alive nor
-//! pose as it (it cannot read the file). Used on Windows; built and tested
-//! on every system.
+//! pose as it (it cannot read the file). Used on Windows, and on Linux and
+//! macOS with `CLEANROOM_REAPER_TRANSPORT=tcp` (its tests).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -38,14 +38,20 @@ impl Listener {
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let (client, server) = (token(), token());
         let port = tcp.local_addr()?.port();
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
+        // Written whole beside it, then linked into place: a client never
+        // reads half a file, and a file already there is not replaced.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&partial, format!("{port} {client} {server}\n"))?;
+        let linked = std::fs::hard_link(&partial, path);
+        let _ = std::fs::remove_file(&partial);
+        linked.map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 io::Error::new(io::ErrorKind::AddrInUse, format!("{} exists", path.display()))
             } else {
                 e
             }
         })?;
-        file.write_all(format!("{port} {client} {server}\n").as_bytes())?;
         Ok(Listener { tcp, client, server })
     }
 
@@ -60,7 +66,6 @@ impl Incoming {
     /// listener's token is sent back.
     pub(crate) fn trusted(self) -> io::Result<TcpStream> {
         let mut stream = self.stream;
-        stream.set_read_timeout(Some(HANDSHAKE))?;
         if read_line(&mut stream)? != self.client {
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "a client without this user's token"));
         }
@@ -79,7 +84,6 @@ pub(crate) fn connect(path: &Path) -> io::Result<TcpStream> {
     let port: u16 = words.next().and_then(|p| p.parse().ok()).ok_or_else(unreadable)?;
     let (client, server) = (words.next().ok_or_else(unreadable)?, words.next().ok_or_else(unreadable)?);
     let mut stream = TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), CONNECT)?;
-    stream.set_read_timeout(Some(HANDSHAKE))?;
     stream.write_all(format!("{client}\n").as_bytes())?;
     if read_line(&mut stream)? != server {
         return Err(io::Error::new(
@@ -92,16 +96,24 @@ pub(crate) fn connect(path: &Path) -> io::Result<TcpStream> {
 }
 
 /// One line, read a byte at a time so that nothing after it is taken from
-/// the stream; at most 128 bytes.
+/// the stream; at most 128 bytes, all within [`HANDSHAKE`] (a peer that
+/// trickles bytes does not hold the other end longer).
 fn read_line(stream: &mut TcpStream) -> io::Result<String> {
+    let deadline = std::time::Instant::now() + HANDSHAKE;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while line.len() < 128 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no whole token within the handshake's time"));
+        }
+        stream.set_read_timeout(Some(left))?;
         if stream.read(&mut byte)? == 0 || byte[0] == b'\n' {
             break;
         }
         line.push(byte[0]);
     }
+    stream.set_read_timeout(None)?;
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 

@@ -5,9 +5,9 @@
 //! the Win32 documentation.
 #![allow(unsafe_code)]
 
-use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, ERROR_ACCESS_DENIED, FILETIME, HANDLE, STILL_ACTIVE};
+use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, ERROR_ACCESS_DENIED, FILETIME, HANDLE, WAIT_TIMEOUT};
 use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    GetProcessTimes, OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 
 /// Sockets are files naming a loopback port there: a path's limit.
@@ -32,7 +32,7 @@ impl Process {
     /// `Err(false)`: there is no such process.
     fn open(pid: u32) -> Result<Process, bool> {
         // SAFETY: plain arguments; a null handle is the failure, checked.
-        let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE, 0, pid) };
         if handle.is_null() {
             // SAFETY: no arguments; reads this thread's last error.
             return Err(unsafe { GetLastError() } == ERROR_ACCESS_DENIED);
@@ -41,12 +41,12 @@ impl Process {
     }
 
     /// Whether it has not exited (an exited process stays openable while a
-    /// handle to it is held).
+    /// handle to it is held): its handle is not signalled yet. Not its exit
+    /// code, which a process may have set to `STILL_ACTIVE` (259) itself.
     fn running(&self) -> bool {
-        let mut code = 0u32;
-        // SAFETY: a valid handle and an out-parameter of the type it takes.
-        let ok = unsafe { GetExitCodeProcess(self.0, &mut code) } != 0;
-        ok && code == STILL_ACTIVE as u32
+        // SAFETY: a valid handle opened with `PROCESS_SYNCHRONIZE`; a zero
+        // timeout only asks.
+        unsafe { WaitForSingleObject(self.0, 0) == WAIT_TIMEOUT }
     }
 }
 
