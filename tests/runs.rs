@@ -133,34 +133,8 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
         std::process::id(),
         Instant::now().elapsed().as_nanos() as u64 ^ 0x9001
     );
-    let session =
-        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
     let report = std::env::temp_dir().join(format!("{}.json", fresh_session("runpool")));
-    // Two at a time, as nextest runs them on two cores.
-    for pair in 0..6 {
-        let children: Vec<_> = (1..=2)
-            .map(|k| {
-                Command::new(std::env::current_exe().unwrap())
-                    .args(["--ignored", "--exact", &format!("child::suite::s{:02}", pair * 2 + k)])
-                    .env_remove("CLEANROOM_SESSION")
-                    .env("NEXTEST_RUN_ID", &run_id)
-                    .env("CLEANROOM_REPORT_JSON", &report)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    let session = nextest_processes(&run_id, &report, 6, &[]);
     // Each process left its part for the reaper, which folded them once no
     // process was still to report: the document is whole as the last exits.
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -203,18 +177,36 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
 #[test]
 fn processes_of_a_run_over_the_windows_transport_share_a_reaper_and_fold_their_report() {
     let run_id = format!("0000{:x}-7cb0-4bad-beef-{:012x}", std::process::id(), 0x7cb0u64);
-    let session =
-        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
     let report = std::env::temp_dir().join(format!("{}.json", fresh_session("tcp-reaper")));
-    for pair in 0..2 {
+    let session = nextest_processes(&run_id, &report, 2, &[("CLEANROOM_REAPER_TRANSPORT", "tcp")]);
+    let socket = cleanroom_runtime::admin::runtime_dir().join(format!("{session}.sock"));
+    if let Ok(text) = std::fs::read_to_string(&socket) {
+        assert_eq!(text.split_whitespace().count(), 3, "the reaper's socket names a port and two tokens: {text:?}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&report);
+    assert_eq!(doc["processes"].as_array().map(Vec::len), Some(4), "every process is in the document");
+    let parts = cleanroom_runtime::admin::runtime_dir().join("reports").join(format!("{session}.parts"));
+    assert!(!parts.exists(), "the reaper folded every part: {} is left", parts.display());
+    assert_eq!(service_containers(&session, "postgres").len(), 1, "the four processes share one Postgres");
+    assert_nothing_left(&session);
+}
+
+/// Runs `pairs` pairs of this binary's `child::suite` tests as processes of
+/// the nextest run `run_id`, two at a time as nextest runs them on two
+/// cores, each with `CLEANROOM_REPORT_JSON` at `report` and `env`; asserts
+/// that each passed, attached to the run's reaper. Returns the run's
+/// session.
+fn nextest_processes(run_id: &str, report: &std::path::Path, pairs: usize, env: &[(&str, &str)]) -> String {
+    for pair in 0..pairs {
         let children: Vec<_> = (1..=2)
             .map(|k| {
                 Command::new(std::env::current_exe().unwrap())
                     .args(["--ignored", "--exact", &format!("child::suite::s{:02}", pair * 2 + k)])
                     .env_remove("CLEANROOM_SESSION")
-                    .env("NEXTEST_RUN_ID", &run_id)
-                    .env("CLEANROOM_REPORT_JSON", &report)
-                    .env("CLEANROOM_REAPER_TRANSPORT", "tcp")
+                    .env("NEXTEST_RUN_ID", run_id)
+                    .env("CLEANROOM_REPORT_JSON", report)
+                    .envs(env.iter().copied())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -228,17 +220,7 @@ fn processes_of_a_run_over_the_windows_transport_share_a_reaper_and_fold_their_r
             assert!(!said.contains("no reaper for session"), "the process attached to the run's reaper: {said}");
         }
     }
-    let socket = cleanroom_runtime::admin::runtime_dir().join(format!("{session}.sock"));
-    if let Ok(text) = std::fs::read_to_string(&socket) {
-        assert_eq!(text.split_whitespace().count(), 3, "the reaper's socket names a port and two tokens: {text:?}");
-    }
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&report);
-    assert_eq!(doc["processes"].as_array().map(Vec::len), Some(4), "every process is in the document");
-    let parts = cleanroom_runtime::admin::runtime_dir().join("reports").join(format!("{session}.parts"));
-    assert!(!parts.exists(), "the reaper folded every part: {} is left", parts.display());
-    assert_eq!(service_containers(&session, "postgres").len(), 1, "the four processes share one Postgres");
-    assert_nothing_left(&session);
+    format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>())
 }
 
 /// The names of the files under `dir`, at any depth, hidden ones (and
