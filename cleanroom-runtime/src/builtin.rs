@@ -2,8 +2,6 @@
 //! overridable per service with `CLEANROOM_POSTGRES_IMAGE` and
 //! `CLEANROOM_REDIS_IMAGE`.
 
-use std::hash::{BuildHasher, Hasher};
-
 use crate::service::definition::{GenericContainer, ServiceKind, ServiceSpec, REDIS_PASSWORD_ENV};
 use crate::service::health::HealthCheck;
 
@@ -24,17 +22,7 @@ pub(crate) static REDIS: ServiceSpec =
 
 /// A password nobody can guess, new for every run.
 fn random_password() -> String {
-    let state = std::collections::hash_map::RandomState::new();
-    let mut out = String::new();
-    for i in 0..2u64 {
-        let mut h = state.build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+    crate::util::hash::random_hex()
 }
 
 /// The definition of the Postgres service: a throwaway server tuned for tests

@@ -34,6 +34,24 @@ impl Fields {
     }
 }
 
+/// 32 hex digits nobody can guess, new on every call: from the standard
+/// library's per-process random hash keys and the time (passwords of the
+/// built-in services, the reaper's tokens).
+pub(crate) fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    (0..2u64)
+        .map(|i| {
+            let mut h = state.build_hasher();
+            h.write_u64(i);
+            h.write_u128(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+            );
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     mod should {

@@ -36,7 +36,7 @@ impl Listener {
     /// file must not exist (as a Unix socket's path must not).
     pub(crate) fn bind(path: &Path) -> io::Result<Listener> {
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let (client, server) = (token(), token());
+        let (client, server) = (crate::util::hash::random_hex(), crate::util::hash::random_hex());
         let port = tcp.local_addr()?.port();
         // Written whole beside it, then linked into place: a client never
         // reads half a file, and a file already there is not replaced.
@@ -70,7 +70,6 @@ impl Incoming {
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "a client without this user's token"));
         }
         stream.write_all(format!("{}\n", self.server).as_bytes())?;
-        stream.set_read_timeout(None)?;
         Ok(stream)
     }
 }
@@ -91,7 +90,6 @@ pub(crate) fn connect(path: &Path) -> io::Result<TcpStream> {
             format!("port {port} (from {}) does not answer as this user's reaper", path.display()),
         ));
     }
-    stream.set_read_timeout(None)?;
     Ok(stream)
 }
 
@@ -115,22 +113,6 @@ fn read_line(stream: &mut TcpStream) -> io::Result<String> {
     }
     stream.set_read_timeout(None)?;
     Ok(String::from_utf8_lossy(&line).into_owned())
-}
-
-/// 32 hex digits from the standard library's per-process random keys.
-fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let state = std::collections::hash_map::RandomState::new();
-    (0..2u64)
-        .map(|i| {
-            let mut h = state.build_hasher();
-            h.write_u64(i);
-            h.write_u128(
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
-            );
-            format!("{:016x}", h.finish())
-        })
-        .collect()
 }
 
 #[cfg(test)]
