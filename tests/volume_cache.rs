@@ -50,7 +50,37 @@ mod child {
             .find(|v| v.starts_with("cleanroom-cache-postgres-"))
             .expect("a cache volume is mounted");
         println!("CACHE_VOLUME={volume}");
+        // What the first check did with what the start found in the cache.
+        let done = cleanroom_tests::docker(&["exec", &id, "cat", "/tmp/cleanroom-volume-cache.done"]);
+        println!("CACHE_DONE={}", done.trim());
     }
+}
+
+/// The generations in `volume`, oldest first: each one's name, whether it
+/// is settled (`.clean`), whether it still needs recovery (`backup_label`),
+/// and how many WAL segments it holds.
+fn generations(volume: &str) -> Vec<(String, bool, bool, usize)> {
+    let listing = docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "cleanroom.test=volume-cache",
+        "-v",
+        &format!("{volume}:/c"),
+        "cleanroom-offline/busybox:1.35",
+        "sh",
+        "-c",
+        "for d in /c/gen-*; do [ -f \"$d/.complete\" ] || continue; \
+         echo \"${d##*/} $([ -f \"$d/.clean\" ] && echo 1 || echo 0) $([ -f \"$d/backup_label\" ] && echo 1 || echo 0) \
+         $(ls \"$d/pg_wal\" | grep -c '^[0-9A-F]\\{24\\}$')\"; done",
+    ]);
+    listing
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1] == "1", f[2] == "1", f[3].parse().unwrap())
+        })
+        .collect()
 }
 
 /// One run: its output, and its report.
@@ -149,6 +179,13 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
     assert_eq!(labels["cleanroom.managed"], "true", "{labels}");
     assert_eq!(labels["cleanroom.cache"], "volume", "{labels}");
     assert!(labels.get("cleanroom.session").is_none(), "a cache volume belongs to no run: {labels}");
+    assert!(first.line("CACHE_DONE").starts_with("filled "), "the first check filled the empty cache");
+    // The fill after the migrations ran while tests could run: it settled
+    // its copy (cleaned by a server of its own, shut down cleanly, one WAL
+    // segment), so that a restore needs neither recovery nor clean-up.
+    let generations = generations(&volume);
+    let newest = generations.last().expect("the first run left a complete generation");
+    assert!(newest.1 && !newest.2 && newest.3 == 1, "the newest generation is settled: {generations:?}");
 
     let second_session = fresh_session("vcache-2");
     let second = run(&second_session, &dir, &config, &[]);
@@ -165,6 +202,7 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
         first.line("TEMPLATE_BUILD"),
         "the template the first run built (same backend, same time): the migrations did not run again"
     );
+    assert_eq!(second.line("CACHE_DONE"), "settled", "a settled generation needs no clean-up at restore");
     // The measurement, for the record (timing goals live in the benchmarks).
     eprintln!(
         "volume cache: postgres health phase {:.0} ms cold and empty (initdb, the checks, the fill), \
@@ -174,6 +212,32 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
     );
     assert_nothing_left(&second_session);
     assert!(volume_exists(&volume), "the cache volume {volume} outlives the second run too");
+
+    // A generation the fill could not settle (an image without setpriv, gosu
+    // or su-exec; an older cleanroom's) is cleaned by the first check of the
+    // run that restores it.
+    docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "cleanroom.test=volume-cache",
+        "-v",
+        &format!("{volume}:/c"),
+        "cleanroom-offline/busybox:1.35",
+        "sh",
+        "-c",
+        "rm -f /c/gen-*/.clean",
+    ]);
+    let unsettled_session = fresh_session("vcache-u");
+    let unsettled = run(&unsettled_session, &dir, &config, &[]);
+    assert_eq!(
+        unsettled.cache("volume"),
+        (1, 0),
+        "an unsettled generation is restored: {}",
+        unsettled.report["caches"]
+    );
+    assert_eq!(unsettled.line("CACHE_DONE"), "cleaned", "and cleaned by the first check");
+    assert_nothing_left(&unsettled_session);
 
     // A cache made by another major version of Postgres (a moving tag) is
     // left alone: the server would refuse it. Pretend the cached clusters

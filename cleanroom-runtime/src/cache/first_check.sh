@@ -1,6 +1,5 @@
 set -e
 state=/tmp/cleanroom-volume-cache; fill=$1
-db="${POSTGRES_DB:-$POSTGRES_USER}"; admin=postgres; [ "$db" = postgres ] && admin=template1
 # The real server, not the image entrypoint's temporary one: that one listens
 # on no TCP port, and it shuts down under whatever runs against it. Waited
 # for here, 20 ms at a time for up to 3 s, rather than by the check's next
@@ -11,37 +10,19 @@ until pg_isready -q -h 127.0.0.1 -p "${PGPORT:-5432}"; do
   n=$((n + 1)); [ "$n" -lt 150 ] || exit 1
   sleep 0.02 2>/dev/null || sleep 1
 done
-q() { psql -qAt -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" "$@"; }
-# A restored cluster is made exactly a fresh one: no database but the main
-# one (made anew), `postgres` and the templates; no role but the bootstrap
-# superuser and the predefined ones. Templates are kept (they spare a run its
-# migrations) unless a role was made, which they may depend on: then they go
-# too, and the migrations run again.
-clean() {
-  force=""; [ "$(q -d "$admin" -c 'SHOW server_version_num')" -ge 130000 ] && force=" WITH (FORCE)"
-  roles=$(q -d "$admin" -c "SELECT string_agg(quote_ident(rolname), ', ') FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user") || return 1
-  if [ -n "$roles" ]; then
-    q -d "$admin" -c "SELECT format('ALTER DATABASE %I IS_TEMPLATE false; DROP DATABASE %I$force;', datname, datname) FROM pg_database WHERE datname LIKE 'cleanroom\_tpl\_%'" \
-      | q -d "$admin" >/dev/null || return 1
-  fi
-  q -d "$admin" -c "SELECT format('DROP DATABASE IF EXISTS %I$force;', datname) FROM pg_database WHERE NOT datistemplate AND datname <> '$admin'" \
-    | q -d "$admin" >/dev/null || return 1
-  if [ -n "$roles" ]; then
-    for d in "$admin" template1; do q -d "$d" -c "DROP OWNED BY $roles" >/dev/null || return 1; done
-    q -d "$admin" -c "DROP ROLE $roles" >/dev/null || return 1
-  fi
-  q -d "$admin" -c "CREATE DATABASE \"$db\"" >/dev/null || return 1
-}
 if [ -e "$state" ] && [ ! -e "$state.done" ]; then
   q -d "$admin" -c 'SELECT 1' >/dev/null
   mkdir "$state.lock"
   if [ -e "$state.done" ]; then :
   elif grep -q '^restored' "$state"; then
-    if clean; then echo cleaned > "$state.done"
+    # A generation the fill settled is clean already (`fill.sh`).
+    if [ -e "$state.clean" ]; then echo settled > "$state.done"
+    elif clean; then echo cleaned > "$state.done"
     else rmdir "$state.lock"; exit 1
     fi
   else
-    rc=0; out=$(sh -c "$fill" 2>&1) || rc=$?
+    # Nothing but the entrypoint touched this cluster: it is clean as it is.
+    rc=0; out=$(sh -c "$fill" cleanroom-fill fresh 2>&1) || rc=$?
     if [ "$rc" = 0 ]; then echo "filled $(echo "$out" | tail -n 1)" > "$state.done"
     else echo "fill-failed ($rc) $(echo "$out" | tail -n 3 | tr '\n' ' ')" > "$state.done"
     fi

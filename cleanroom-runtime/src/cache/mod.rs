@@ -16,6 +16,9 @@
 //!   any test, and again after a template was built from new migrations,
 //!   [`FILL`] copies the running cluster in backup mode into a new generation
 //!   directory and marks it complete last: a copy cut short is never used.
+//!   A copy made while tests may run is settled first: a server of its own
+//!   on the copy cleans it and shuts down cleanly, so that a restore copies
+//!   one WAL segment, starts without recovery and skips the clean-up.
 //! - **Eviction.** Every use touches `<runtime dir>/caches/<volume>`, which
 //!   also holds the volume's size; when a run ends its reaper removes cache
 //!   volumes unused for longer than `run.cache_ttl`, then the least recently
@@ -52,17 +55,19 @@ const STATE_FILE: &str = "/tmp/cleanroom-volume-cache";
 /// Runs before the image's entrypoint (`sh -c RESTORE cleanroom-cache <cmd…>`,
 /// as the image's user: root for the Postgres images). Only POSIX `sh` and
 /// busybox-compatible tools. A generation made by another major version of
-/// Postgres (a moving tag such as `latest`) is left alone: the server would
-/// refuse it.
+/// Postgres (a moving tag such as `latest`) is not used: the server would
+/// refuse it (the version is read beside the copy, which is then thrown
+/// away).
 const RESTORE: &str = include_str!("restore.sh");
 
 /// Copies the running cluster into a new generation of the cache, in backup
 /// mode (a consistent copy of a running server, without `pg_basebackup`,
 /// which not every image has), checks that the WAL the copy starts from is
-/// in it, marks it complete, keeps the previous complete generation and
+/// in it, settles it (unless the cluster is fresh: `sh -c FILL fill fresh`),
+/// marks it complete, keeps the previous complete generation and
 /// removes the others that nobody wrote or restored from for ten minutes,
 /// and prints the volume's size in KiB. A copy cut short removes itself.
-const FILL: &str = include_str!("fill.sh");
+const FILL: &str = concat!(include_str!("clean.sh"), include_str!("fill.sh"));
 
 /// A cache volume of this definition: its name and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,17 +158,19 @@ impl RestoreOutcome {
 /// first (the one that created the container, or one that attached to it
 /// and probes because the creator is slow or gone), under a `mkdir` lock:
 ///
-/// - after a restore from the cache it makes the copied cluster as clean as
-///   a fresh one, dropping the test databases it still held and making the
-///   main database anew (a fill made while tests ran, after new migrations,
-///   copied their clones and whatever `shared` tests wrote); templates stay;
+/// - after a restore from the cache of a generation the fill could not settle
+///   (`fill.sh`), it makes the copied cluster as clean as a fresh one,
+///   dropping the test databases it still held and making the main database
+///   anew (a fill made while tests ran, after new migrations, copied their
+///   clones and whatever `shared` tests wrote); templates stay. A settled
+///   generation is clean already;
 /// - after a start without the cache it fills the cache (a failed fill is
 ///   recorded, not fatal: it costs the next run its head start);
 /// - then it sets the run's password again, as MD5, over the local socket.
 ///
 /// It fails until that work is done, so a process that sees the server pass
 /// its checks never sees it half clean or being copied.
-pub(crate) const POSTGRES_FIRST_CHECK: &str = include_str!("first_check.sh");
+pub(crate) const POSTGRES_FIRST_CHECK: &str = concat!(include_str!("clean.sh"), include_str!("first_check.sh"));
 
 /// What the container found in the cache and what its first health check
 /// did about it: the start's state line and the check's outcome line.
