@@ -304,7 +304,8 @@ impl Docker {
             (true, Some(device)) => Some(device.clone()),
             (true, None) => Some(self.storage_device().await?),
         };
-        let body = request.create_body(super::endpoint::publish_ip(), copy_binds, device.as_deref())?;
+        let publish_ip = publish_address(super::endpoint::publish_ip(), self.podman);
+        let body = request.create_body(publish_ip, copy_binds, device.as_deref())?;
         let options = request.name.as_deref().map(|name| CreateContainerOptionsBuilder::new().name(name).build());
         let id = self
             .client
@@ -354,5 +355,33 @@ impl Docker {
             .upload_to_container(id, Some(options), testcontainers::bollard::body_full(tar.into()))
             .await
             .map_err(|e| DockerError::from_bollard("copy into container", e))
+    }
+}
+
+/// The host address ports are published on, as the engine must be told it.
+/// Podman (4.3) takes Docker's "every IPv4 address", 0.0.0.0, literally: its
+/// DNAT rule then matches only packets sent to 0.0.0.0, and nothing beyond
+/// the engine host's loopback reaches the port (tests in a container with
+/// the socket mounted). An empty address means every address to Podman;
+/// Docker keeps 0.0.0.0 (empty would publish on IPv6 too).
+fn publish_address(ip: &'static str, podman: bool) -> &'static str {
+    match ip {
+        "0.0.0.0" if podman => "",
+        ip => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::publish_address;
+
+        #[test]
+        fn publish_on_every_address_as_each_engine_understands_it() {
+            assert_eq!(publish_address("0.0.0.0", false), "0.0.0.0", "Docker: every IPv4 address");
+            assert_eq!(publish_address("0.0.0.0", true), "", "Podman: empty is every address, 0.0.0.0 is literal");
+            assert_eq!(publish_address("127.0.0.1", true), "127.0.0.1", "loopback stays loopback");
+            assert_eq!(publish_address("127.0.0.1", false), "127.0.0.1");
+        }
     }
 }

@@ -287,11 +287,8 @@ impl Registry {
                 None => Ok(false),
             }
         };
-        let ((pulled, pull_time), _, cache_volume) = tokio::join!(
-            pull,
-            self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared),
-            cache_volume
-        );
+        let ((pulled, pull_time), _, cache_volume) =
+            tokio::join!(pull, self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared), cache_volume);
         phases.pull_ms = Some(crate::metrics::ms(pull_time));
         let pulled = match (pulled, &cache_volume, &plan.cache_volume) {
             (Err(e), Ok(true), Some(volume)) => {
