@@ -56,11 +56,10 @@ mod child {
     }
 }
 
-/// The generations in `volume`, oldest first: each one's name, whether it
-/// is settled (`.clean`), whether it still needs recovery (`backup_label`),
-/// and how many WAL segments it holds.
-fn generations(volume: &str) -> Vec<(String, bool, bool, usize)> {
-    let listing = docker(&[
+/// Runs `script` in a throwaway container with `volume` mounted at `/c`;
+/// its output.
+fn in_volume(volume: &str, script: &str) -> String {
+    docker(&[
         "run",
         "--rm",
         "--label",
@@ -70,10 +69,20 @@ fn generations(volume: &str) -> Vec<(String, bool, bool, usize)> {
         "cleanroom-offline/busybox:1.35",
         "sh",
         "-c",
+        script,
+    ])
+}
+
+/// The generations in `volume`, oldest first: each one's name, whether it
+/// is settled (`.clean`), whether it still needs recovery (`backup_label`),
+/// and how many WAL segments it holds.
+fn generations(volume: &str) -> Vec<(String, bool, bool, usize)> {
+    let listing = in_volume(
+        volume,
         "for d in /c/gen-*; do [ -f \"$d/.complete\" ] || continue; \
          echo \"${d##*/} $([ -f \"$d/.clean\" ] && echo 1 || echo 0) $([ -f \"$d/backup_label\" ] && echo 1 || echo 0) \
          $(ls \"$d/pg_wal\" | grep -c '^[0-9A-F]\\{24\\}$')\"; done",
-    ]);
+    );
     listing
         .lines()
         .map(|l| {
@@ -216,18 +225,7 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
     // A generation the fill could not settle (an image without setpriv, gosu
     // or su-exec; an older cleanroom's) is cleaned by the first check of the
     // run that restores it.
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        "cleanroom.test=volume-cache",
-        "-v",
-        &format!("{volume}:/c"),
-        "cleanroom-offline/busybox:1.35",
-        "sh",
-        "-c",
-        "rm -f /c/gen-*/.clean",
-    ]);
+    in_volume(&volume, "rm -f /c/gen-*/.clean");
     let unsettled_session = fresh_session("vcache-u");
     let unsettled = run(&unsettled_session, &dir, &config, &[]);
     assert_eq!(
@@ -242,18 +240,7 @@ fn a_second_cold_run_copies_the_cluster_and_skips_initdb_and_migrations() {
     // A cache made by another major version of Postgres (a moving tag) is
     // left alone: the server would refuse it. Pretend the cached clusters
     // are version 14's.
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        "cleanroom.test=volume-cache",
-        "-v",
-        &format!("{volume}:/c"),
-        "cleanroom-offline/busybox:1.35",
-        "sh",
-        "-c",
-        "for d in /c/gen-*; do echo 14 > \"$d/PG_VERSION\"; done",
-    ]);
+    in_volume(&volume, "for d in /c/gen-*; do echo 14 > \"$d/PG_VERSION\"; done");
     // A TTL of 0: the run's reaper removes the cache once the run's
     // containers are gone.
     let third_session = fresh_session("vcache-3");
