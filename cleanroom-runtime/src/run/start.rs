@@ -268,37 +268,35 @@ impl Registry {
             };
             (pulled, pull_started.elapsed())
         };
-        // The run's network and the cache volume are made while the image
-        // is looked at; a failure of the network's is met again, and
-        // reported, when the container joins it.
-        let cache_volume = async {
-            match &plan.cache_volume {
-                Some(volume) => docker.ensure_volume(&volume.name, &volume.labels).await.map_err(|reason| {
-                    Error::Creation {
-                        service: name.to_string(),
-                        image: def.image.clone(),
-                        reason: format!(
-                            "could not make its cache volume {}: {reason} (run.volume_cache = false turns the cache off)",
-                            volume.name
-                        ),
-                        transient: reason.is_transient(),
-                    }
-                }),
-                None => Ok(false),
-            }
+        // The cache volume once the image is there (none is made for a
+        // missing image), beside the run's network: the network takes
+        // longest. A failure of the network's is met again, and reported,
+        // when the container joins it.
+        let image_then_volume = async {
+            let (pulled, pull_time) = pull.await;
+            let pulled = match (pulled, &plan.cache_volume) {
+                (Ok(pulled), Some(volume)) => {
+                    docker.ensure_volume(&volume.name, &volume.labels).await.map(|_| pulled).map_err(|reason| {
+                        Error::Creation {
+                            service: name.to_string(),
+                            image: def.image.clone(),
+                            reason: format!(
+                                "could not make its cache volume {}: {reason} (run.volume_cache = false turns the \
+                                 cache off)",
+                                volume.name
+                            ),
+                            transient: reason.is_transient(),
+                        }
+                    })
+                }
+                (pulled, _) => pulled,
+            };
+            (pulled, pull_time)
         };
-        let ((pulled, pull_time), _, cache_volume) =
-            tokio::join!(pull, self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared), cache_volume);
+        let ((pulled, pull_time), _) =
+            tokio::join!(image_then_volume, self.run_network(docker, &plan.owner_session, plan.reuse, plan.shared));
         phases.pull_ms = Some(crate::metrics::ms(pull_time));
-        let pulled = match (pulled, &cache_volume, &plan.cache_volume) {
-            (Err(e), Ok(true), Some(volume)) => {
-                // Made for an image that is not there: not kept as a cache.
-                let _ = crate::cache::remove(docker, &volume.name).await;
-                return Err(e);
-            }
-            (pulled, _, _) => pulled?,
-        };
-        cache_volume?;
+        let pulled = pulled?;
         if pulled {
             crate::metrics::cache_miss("image");
         } else {
