@@ -9,7 +9,8 @@ c=/cleanroom-cache; gen="gen-$(date +%s)-$(printf %010d $$)-${HOSTNAME:-host}"; 
 mkdir "$dest"; mkdir "$dest/pg_wal"
 trap 'rm -rf "$dest"' EXIT
 psql_() { psql -v ON_ERROR_STOP=1 -qAt -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" "$@"; }
-if [ "$(psql_ -c 'SHOW server_version_num')" -ge 150000 ]; then
+version=$(psql_ -c 'SHOW server_version_num')
+if [ "$version" -ge 150000 ]; then
   start="pg_backup_start('cleanroom', true)"; stop="pg_backup_stop(false)"
 else
   start="pg_start_backup('cleanroom', true, false)"; stop="pg_stop_backup(false, false)"
@@ -41,7 +42,8 @@ test -f "$dest/pg_wal/$wal"; test -f "$dest/pg_wal/$stopwal"
 # Settling: a server of its own, on the copy and on no port, recovers it,
 # makes it exactly a fresh cluster (`clean.sh`: the test databases and what
 # shared tests wrote go) and shuts down cleanly, its last checkpoint removing
-# the WAL it no longer needs (`wal_recycle=off`: none kept for later). A
+# the WAL it no longer needs (`wal_recycle=off`, Postgres 12 on: none kept
+# for later). A
 # restore of a settled generation copies less, starts without recovery and
 # needs no clean-up before its first test.
 # Where the image has no way to start that server as the data's owner (no
@@ -65,8 +67,9 @@ settle() {
   sock=$(mktemp -d) && chown "$uid:$gid" "$sock" "$dest" "$dest/pg_wal" "$dest/pg_wal/archive_status" "$dest/backup_label" && chmod 700 "$dest" || return 1
   # From here on the copy is the server's: a failure that leaves it unknown
   # throws the generation away (2).
+  recycle=""; [ "$version" -lt 120000 ] || recycle="-c wal_recycle=off"
   if ! as pg_ctl -D "$dest" -s -w -t 60 -l "$sock/log" -o "-c listen_addresses='' -c unix_socket_directories=$sock \
-      -p 5433 -c fsync=off -c full_page_writes=off -c shared_buffers=16MB -c wal_recycle=off -c archive_mode=off \
+      -p 5433 -c fsync=off -c full_page_writes=off -c shared_buffers=16MB $recycle -c archive_mode=off \
       -c autovacuum=off" start; then
     as pg_ctl -D "$dest" -s -m immediate stop 2>/dev/null
     cat "$sock/log" >&2; return 2
