@@ -369,6 +369,12 @@ impl PgRooms {
     /// holds, had made it already).
     async fn build_template(&self, source: &TemplateSource) -> Result<(String, bool), Error> {
         let name = self.template_name(source);
+        // Another process of the run built or found it: a template stays for
+        // the server's life, so no login to look it up.
+        let shared = self.shares_pool() && self.claim().is_none();
+        if shared && run_pool::template_seen(&self.service.id, &name) {
+            return Ok((name, false));
+        }
         let admin = self.kept(ADMIN).await?;
         let lock = source.hash as i64;
         admin.execute("SELECT pg_advisory_lock($1)", &[&lock]).await.map_err(|e| self.error("template lock", e))?;
@@ -417,6 +423,9 @@ impl PgRooms {
         }
         .await;
         let _ = admin.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await;
+        if shared && result.is_ok() {
+            run_pool::template_known(&self.service.id, &name);
+        }
         result.map(|built| (name, built))
     }
 
@@ -598,10 +607,9 @@ impl PgRooms {
         crate::util::background::spawn_background(async move {
             let names = run_pool::take_retired(&self.service.id);
             if !names.is_empty() {
-                if let Ok(admin) = self.kept(CLONES).await {
+                if let Ok(clones) = self.kept(CLONES).await {
                     for name in names {
-                        let drop = drop_statement(&name);
-                        let _ = admin.batch_execute(&drop).await;
+                        let _ = self.count_and_drop(&clones, &name).await;
                     }
                 }
             }
@@ -733,18 +741,27 @@ impl PgRooms {
         }
     }
 
-    /// Drops a test's database.
+    /// Drops a test's database: on a server the run shares, on the
+    /// connection that clones (under nextest a process runs one test, and a
+    /// second login for its drop would cost more than the wait behind a
+    /// clone); elsewhere on the one that builds templates and drops, so that
+    /// drops do not queue behind the clones ahead of a long process's tests.
     pub(crate) async fn drop_database(&self, name: &str) -> Result<(), Error> {
-        let admin = self.kept(ADMIN).await?;
-        // Its row leaves pg_stat_database with it: keep what it counted
-        // for the report's throughput.
+        let which = if self.shares_pool() && self.claim().is_none() { CLONES } else { ADMIN };
+        let client = self.kept(which).await?;
+        self.count_and_drop(&client, name).await
+    }
+
+    /// Drops database `name` over `client`. Its row leaves pg_stat_database
+    /// with it: what it counted goes to the report's throughput first.
+    async fn count_and_drop(&self, client: &tokio_postgres::Client, name: &str) -> Result<(), Error> {
         let counted = format!("{} WHERE datname = $1", crate::health::perf::COUNTERS_SQL);
-        if let Ok(row) = admin.query_one(&counted, &[&name]).await {
+        if let Ok(row) = client.query_one(&counted, &[&name]).await {
             let (operations, rows): (i64, i64) = (row.get(0), row.get(1));
             let service = &self.service.name;
             crate::metrics::service(service, |m| m.performance.retire(operations as u64, rows as u64));
         }
-        admin.batch_execute(&drop_statement(name)).await.map_err(|e| self.error("drop database", e))
+        client.batch_execute(&drop_statement(name)).await.map_err(|e| self.error("drop database", e))
     }
 }
 

@@ -50,6 +50,27 @@ pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io:
     std::fs::rename(&hidden, dir.join(database))
 }
 
+/// The mark that `template` exists on the server of `container`: written by
+/// the process of the run that built or found it, so that the others clone
+/// from it without logging in to look it up (a login per test process under
+/// nextest). Hidden, so it is no database of the pool.
+fn template_mark(container: &str, template: &str) -> PathBuf {
+    dir(container, template).join(".template")
+}
+
+/// Records that `template` exists on the server of `container`.
+pub(crate) fn template_known(container: &str, template: &str) {
+    let _ = crate::util::paths::create_runtime_dir();
+    if std::fs::create_dir_all(dir(container, template)).is_ok() {
+        let _ = std::fs::write(template_mark(container, template), b"");
+    }
+}
+
+/// Whether a process of the run saw `template` on the server of `container`.
+pub(crate) fn template_seen(container: &str, template: &str) -> bool {
+    template_mark(container, template).exists()
+}
+
 /// Where the databases of passed tests wait to be dropped, per server.
 fn retired_dir(container: &str) -> PathBuf {
     root().join(container).join(".retired")
