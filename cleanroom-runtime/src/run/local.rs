@@ -336,6 +336,22 @@ fn service_id(server: &Server) -> String {
 /// How a local server's id begins.
 pub(crate) const LOCAL_ID_PREFIX: &str = "local-";
 
+/// Whether the local server of `id` ([`service_id`]) is known to be gone:
+/// no process of its pid, or one that started at another time (the pid was
+/// reused). An id of another shape is never judged gone.
+pub(crate) fn server_gone(id: &str) -> bool {
+    let Some((pid, start)) = id.strip_prefix(LOCAL_ID_PREFIX).and_then(|rest| rest.split_once('-')) else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else { return false };
+    match crate::util::os::process_start(pid) {
+        None => true,
+        // Its start time was not known when it was recorded.
+        Some(_) if start == 0 => false,
+        Some(now) => now != start,
+    }
+}
+
 /// Stops `server` and removes its files and what the run kept about it
 /// (its databases cloned ahead).
 fn stop_server(server: &Server) {
@@ -781,6 +797,18 @@ mod tests {
             let def = local_definition(crate::builtin::postgres_definition(), &Kind::Postgres);
             assert_eq!(def.health_checks, vec![HealthCheck::postgres_query()]);
             assert!(def.volume_cache.is_none());
+        }
+
+        #[test]
+        fn judge_a_server_gone_by_its_pid_and_start_time() {
+            let pid = std::process::id();
+            let start = crate::util::os::process_start(pid).expect("this process runs");
+            assert!(!server_gone(&format!("local-{pid}-{start}")), "this process is alive");
+            assert!(server_gone(&format!("local-{pid}-{}", start + 1)), "the pid was reused");
+            assert!(server_gone(&format!("local-{}-5", u32::MAX - 1)), "no such process");
+            assert!(!server_gone(&format!("local-{pid}-0")), "start unknown: not judged");
+            assert!(!server_gone("local-x"), "another shape is left alone");
+            assert!(!server_gone("existing-15768cc1"));
         }
 
         #[test]

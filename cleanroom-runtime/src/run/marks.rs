@@ -82,8 +82,13 @@ pub(super) async fn remove_stale_ready_marks(docker: &Docker) {
     }
     for entry in std::fs::read_dir(crate::rooms::run_pool::root()).into_iter().flatten().flatten() {
         let id = entry.file_name().to_string_lossy().into_owned();
-        // A local server's pool goes with the server (`run::local`).
-        if gone(&id) && !id.starts_with(super::local::LOCAL_ID_PREFIX) {
+        // A local server's pool goes with the server (`run::local`), or
+        // here once its process is gone (killed before it could stop).
+        let stale = match id.starts_with(super::local::LOCAL_ID_PREFIX) {
+            true => super::local::server_gone(&id),
+            false => gone(&id),
+        };
+        if stale {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
