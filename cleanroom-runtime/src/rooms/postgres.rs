@@ -371,7 +371,7 @@ impl PgRooms {
         let name = self.template_name(source);
         // Another process of the run built or found it: a template stays for
         // the server's life, so no login to look it up.
-        let shared = self.shares_pool() && self.claim().is_none();
+        let shared = self.run_owns_pool();
         if shared && run_pool::template_seen(&self.service.id, &name) {
             return Ok((name, false));
         }
@@ -600,7 +600,7 @@ impl PgRooms {
     /// process does it while its test runs, and waits for it at exit as it
     /// waits for its clone. On an existing server the run's end drops them.
     fn drop_retired(&'static self) {
-        if !self.shares_pool() || self.claim().is_some() {
+        if !self.run_owns_pool() {
             return;
         }
         self.retired_dropping.fetch_add(1, Ordering::SeqCst);
@@ -622,11 +622,18 @@ impl PgRooms {
         crate::util::flags::shares_services()
     }
 
+    /// Whether the server is shared and the run's own (not an existing
+    /// server, where each process drops what it made and the run's end the
+    /// rest): its processes leave drops to each other and know its templates.
+    fn run_owns_pool(&self) -> bool {
+        self.shares_pool() && self.claim().is_none()
+    }
+
     /// On a server the run shares, hands `names` to the run's pool to be
     /// dropped by the next process that clones (or the run's end), and
     /// returns `None`; elsewhere returns them, for this process to drop.
     fn leave_to_the_run(&self, names: Vec<String>) -> Option<Vec<String>> {
-        if !self.shares_pool() || self.claim().is_some() {
+        if !self.run_owns_pool() {
             return Some(names);
         }
         for name in names {
@@ -747,7 +754,7 @@ impl PgRooms {
     /// clone); elsewhere on the one that builds templates and drops, so that
     /// drops do not queue behind the clones ahead of a long process's tests.
     pub(crate) async fn drop_database(&self, name: &str) -> Result<(), Error> {
-        let which = if self.shares_pool() && self.claim().is_none() { CLONES } else { ADMIN };
+        let which = if self.run_owns_pool() { CLONES } else { ADMIN };
         let client = self.kept(which).await?;
         self.count_and_drop(&client, name).await
     }
