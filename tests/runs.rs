@@ -160,12 +160,143 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     let pooled: Vec<String> = walk_names(&pool_dir);
     let left: Vec<&str> =
         databases.lines().filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d)).collect();
+    // Whatever is left, the run knows of: the next process, or the run's
+    // end, drops it.
+    let retired: Vec<String> = std::fs::read_dir(&pool_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&postgres[0]))
+        .flat_map(|e| std::fs::read_dir(e.path().join(".retired")).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let unknown: Vec<&&str> = left.iter().filter(|d| !retired.iter().any(|r| r == *d)).collect();
+    assert!(unknown.is_empty(), "every database left is left to the run: {unknown:?} is known to nobody");
     assert!(left.len() <= 2, "the databases of passed tests are dropped: {left:?} left besides the pool {pooled:?}");
     let pool = &doc["caches"]["postgres_run_pool"];
     let (hits, misses) = (pool["hits"].as_u64().unwrap_or(0), pool["misses"].as_u64().unwrap_or(0));
     assert_eq!(hits + misses, 12, "every process looked in the run's pool once: {}", doc["caches"]);
     assert!(hits >= 8, "after the first pair, processes find databases cloned ahead: {hits} hits, {misses} misses");
     eprintln!("run pool: {hits} hits, {misses} misses; per-test overhead {}", doc["overhead"]);
+    assert_nothing_left(&session);
+}
+
+/// A process whose clone for the run's pool has had no answer when it ends
+/// (the server is slow; here a session holds a lock on the template that
+/// the clone waits for) leaves the clone's name to the run as perhaps still
+/// in the making. The next process does not drop it while the server still
+/// makes it (the drop would find nothing, and the database would appear
+/// after it, known to nobody), and a process after the server made it
+/// drops it.
+#[test]
+fn a_clone_the_server_makes_after_its_process_ended_is_dropped_by_a_later_process() {
+    let run_id = format!("0000{:x}-c10e-4bad-beef-{:012x}", std::process::id(), 0xc10eu64);
+    let report = std::env::temp_dir().join(format!("{}.json", fresh_session("late-clone")));
+    // The checks between processes must not outlast the reaper's wait for
+    // the next one (and the wait must end before `assert_nothing_left`'s).
+    let env = [("CLEANROOM_REAPER_GRACE", "8")];
+    let session = nextest_processes(&run_id, &report, 1, &env);
+    let postgres = service_containers(&session, "postgres");
+    assert_eq!(postgres.len(), 1, "the run has one Postgres: {postgres:?}");
+    let container = postgres[0].clone();
+    let psql = |sql: &str| {
+        docker(&[
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            "PGAPPNAME=cleanroom-test psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"$1\"",
+            "sh",
+            sql,
+        ])
+    };
+    let databases = || psql("SELECT datname FROM pg_database").lines().map(str::to_string).collect::<Vec<_>>();
+    let pool_root = std::fs::read_dir(cleanroom_runtime::admin::runtime_dir().join("pgpool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&container))
+        .expect("the run's pool has a directory for its server");
+    let template_dir = std::fs::read_dir(&pool_root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .expect("the run's pool has a directory for the suite's template");
+    let template = template_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let pooled = walk_names(&template_dir);
+    assert_eq!(pooled.len(), 2, "the first pair filled the run's pool: {pooled:?}");
+    let retired = || -> Vec<(String, bool)> {
+        let mut list: Vec<(String, bool)> = std::fs::read_dir(pool_root.join(".retired"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap() == b"creating"))
+            .collect();
+        list.sort();
+        list
+    };
+
+    // A session holds a lock that `CREATE DATABASE … TEMPLATE` waits for.
+    let mut hold = Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            "PGAPPNAME=cleanroom-test-hold psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"$1\"",
+            "sh",
+            &format!("BEGIN; COMMENT ON DATABASE \"{template}\" IS NULL; SELECT pg_sleep(300);"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                WHERE a.application_name = 'cleanroom-test-hold' AND l.locktype = 'object' AND l.granted";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while psql(held).trim() == "0" {
+        assert!(Instant::now() < deadline, "the lock on the template is held");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Process A takes a database of the pool, and its clone for the pool
+    // waits for the lock past the process's wait at exit.
+    passed_attached(nextest_process(&run_id, &report, 3, &env));
+    let after_a = retired();
+    let unfinished: Vec<&String> = after_a.iter().filter(|(_, u)| *u).map(|(n, _)| n).collect();
+    assert_eq!(unfinished.len(), 1, "A left its clone as perhaps still in the making: {after_a:?}");
+    let late = unfinished[0].clone();
+    let creating = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle' AND query LIKE 'CREATE DATABASE \"{late}\"%'"
+    );
+    assert_eq!(psql(&creating).trim(), "1", "the server still makes {late}");
+    assert!(!databases().contains(&late));
+    let dropped_by_c: Vec<String> = after_a.iter().filter(|(_, u)| !*u).map(|(n, _)| n.clone()).collect();
+    assert!(!dropped_by_c.is_empty(), "A's own drop waited behind its clone and was left to the run: {after_a:?}");
+
+    // Process C (cloning nothing itself: the pool has one left, and its own
+    // pool is off) drops what was left to it, but hands on the clone the
+    // server still makes.
+    passed_attached(nextest_process(&run_id, &report, 4, &[env[0], ("CLEANROOM_POOL", "0")]));
+    let after_c = retired();
+    assert!(after_c.contains(&(late.clone(), true)), "C handed {late} on, still in the making: {after_c:?}");
+    let now = databases();
+    let kept: Vec<&String> = dropped_by_c.iter().filter(|d| now.contains(d)).collect();
+    assert!(kept.is_empty(), "C dropped the databases left to it: {kept:?} are still there");
+
+    // The lock goes; the server makes the clone; process D drops it.
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cleanroom-test-hold'");
+    let _ = hold.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !databases().contains(&late) {
+        assert!(Instant::now() < deadline, "the server made {late} once the lock went");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    passed_attached(nextest_process(&run_id, &report, 5, &env));
+    assert!(!databases().contains(&late), "D dropped {late}");
+    assert!(!retired().iter().any(|(n, _)| *n == late), "and took it off the list");
+    let _ = std::fs::remove_file(&report);
     assert_nothing_left(&session);
 }
 
@@ -199,28 +330,35 @@ fn processes_of_a_run_over_the_windows_transport_share_a_reaper_and_fold_their_r
 /// session.
 fn nextest_processes(run_id: &str, report: &std::path::Path, pairs: usize, env: &[(&str, &str)]) -> String {
     for pair in 0..pairs {
-        let children: Vec<_> = (1..=2)
-            .map(|k| {
-                Command::new(std::env::current_exe().unwrap())
-                    .args(["--ignored", "--exact", &format!("child::suite::s{:02}", pair * 2 + k)])
-                    .env_remove("CLEANROOM_SESSION")
-                    .env("NEXTEST_RUN_ID", run_id)
-                    .env("CLEANROOM_REPORT_JSON", report)
-                    .envs(env.iter().copied())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let children: Vec<_> = (1..=2).map(|k| nextest_process(run_id, report, pair * 2 + k, env)).collect();
         for child in children {
-            let out = child.wait_with_output().unwrap();
-            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success(), "{said}");
-            assert!(!said.contains("no reaper for session"), "the process attached to the run's reaper: {said}");
+            passed_attached(child);
         }
     }
     format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>())
+}
+
+/// Starts this binary's `child::suite::s<test>` as a process of the
+/// nextest run `run_id`.
+fn nextest_process(run_id: &str, report: &std::path::Path, test: usize, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", &format!("child::suite::s{test:02}")])
+        .env_remove("CLEANROOM_SESSION")
+        .env("NEXTEST_RUN_ID", run_id)
+        .env("CLEANROOM_REPORT_JSON", report)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` and asserts that it passed, attached to its run's reaper.
+fn passed_attached(child: std::process::Child) {
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("no reaper for session"), "the process attached to the run's reaper: {said}");
 }
 
 /// The names of the files under `dir`, at any depth, hidden ones (and

@@ -208,8 +208,15 @@ pub(crate) struct PgRooms {
     /// Drops of databases that passed tests of other processes left
     /// ([`run_pool::retire`]) under way right now.
     retired_dropping: AtomicUsize,
-    /// Databases of this process's passed tests whose drop is on its way.
+    /// Databases whose drop this process has on its way: its passed
+    /// tests', and those it took from the run's ([`run_pool::take_retired`]).
     dropping: Mutex<Vec<String>>,
+    /// Databases the server may hold, or may yet make, though nobody else
+    /// knows of them: those whose `CREATE DATABASE` this process sent and
+    /// whose answer has not come (or whose comment failed after it was
+    /// made), and those it took from the run's as perhaps still in the
+    /// making ([`run_pool::Retired::unfinished`]) and has not dropped.
+    cloning: Mutex<Vec<String>>,
 }
 
 const CLONES: usize = 0;
@@ -254,6 +261,7 @@ pub(crate) fn pg_rooms(service: &Arc<RunningService>) -> Result<&'static PgRooms
         run_pool_making: AtomicUsize::new(0),
         retired_dropping: AtomicUsize::new(0),
         dropping: Mutex::new(Vec::new()),
+        cloning: Mutex::new(Vec::new()),
     }));
     all.push(rooms);
     Ok(rooms)
@@ -535,8 +543,18 @@ impl PgRooms {
         } else {
             format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(template))
         };
-        admin.batch_execute(&sql).await.map_err(|e| self.error("create database", e))?;
+        self.cloning.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
+        let forget = || self.cloning.lock().unwrap_or_else(|e| e.into_inner()).retain(|n| *n != name);
+        if let Err(e) = admin.batch_execute(&sql).await {
+            // Refused by the server: it made nothing. A lost connection
+            // leaves it unknown, and the name stays for the exit to hand on.
+            if e.as_db_error().is_some() {
+                forget();
+            }
+            return Err(self.error("create database", e));
+        }
         self.mark(admin, &name).await?;
+        forget();
         Ok(name)
     }
 
@@ -598,23 +616,64 @@ impl PgRooms {
     /// processes that ended before their drop was sent left for this one
     /// ([`run_pool::retire`]), on the connection that clones: a nextest
     /// process does it while its test runs, and waits for it at exit as it
-    /// waits for its clone. On an existing server the run's end drops them.
+    /// waits for its clone. What it took joins this process's own drops
+    /// until each is done, so that a drop it could not finish (the wait at
+    /// exit ran out, the login failed) is handed on again at exit, not
+    /// lost. On an existing server the run's end drops them.
     fn drop_retired(&'static self) {
         if !self.run_owns_pool() {
             return;
         }
         self.retired_dropping.fetch_add(1, Ordering::SeqCst);
         crate::util::background::spawn_background(async move {
-            let names = run_pool::take_retired(&self.service.id);
-            if !names.is_empty() {
+            let retired = run_pool::take_retired(&self.service.id);
+            // Until each is done, this process's exit hands it on again as
+            // it came: a dropped database, or one perhaps still in the making.
+            let list = |r: &run_pool::Retired| if r.unfinished { &self.cloning } else { &self.dropping };
+            for r in &retired {
+                list(r).lock().unwrap_or_else(|e| e.into_inner()).push(r.name.clone());
+            }
+            if !retired.is_empty() {
                 if let Ok(clones) = self.kept(CLONES).await {
-                    for name in names {
-                        let _ = self.count_and_drop(&clones, &name).await;
+                    let making = self.still_made(&clones, &retired).await;
+                    for r in &retired {
+                        let done = if making.contains(&r.name) {
+                            // A drop now would find nothing: hand it on.
+                            run_pool::retire_unfinished(&self.service.id, &r.name).is_ok()
+                        } else {
+                            self.count_and_drop(&clones, &r.name).await.is_ok()
+                        };
+                        if done {
+                            list(r).lock().unwrap_or_else(|e| e.into_inner()).retain(|d| *d != r.name);
+                        }
                     }
                 }
             }
             self.retired_dropping.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+
+    /// Which of the `unfinished` retired databases a session of the server
+    /// is still creating (a process ended while its `CREATE DATABASE` ran;
+    /// the server finishes it). All of them when the server cannot say.
+    async fn still_made(&self, client: &tokio_postgres::Client, retired: &[run_pool::Retired]) -> Vec<String> {
+        let unfinished: Vec<&str> = retired.iter().filter(|r| r.unfinished).map(|r| r.name.as_str()).collect();
+        if unfinished.is_empty() {
+            return Vec::new();
+        }
+        let sql = "SELECT query FROM pg_stat_activity \
+                   WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query ILIKE 'CREATE DATABASE%'";
+        match client.query(sql, &[]).await {
+            Ok(rows) => {
+                let running: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                unfinished
+                    .into_iter()
+                    .filter(|name| running.iter().any(|q| q.contains(&quote_ident(name))))
+                    .map(str::to_string)
+                    .collect()
+            }
+            Err(_) => unfinished.into_iter().map(str::to_string).collect(),
+        }
     }
 
     /// Whether this server's clones are shared with other processes.
@@ -809,6 +868,15 @@ pub(super) async fn release_pooled() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+        // A clone whose answer did not come in time: the server may make
+        // it after this process is gone. On a server the run shares, the
+        // next process drops it once it is made; on an existing server its
+        // name carries the run's tag, and the run's end drops it.
+        if rooms.run_owns_pool() {
+            for name in std::mem::take(&mut *rooms.cloning.lock().unwrap_or_else(|e| e.into_inner())) {
+                let _ = run_pool::retire_unfinished(&rooms.service.id, &name);
+            }
+        }
         let mut unused = Vec::new();
         for template in templates {
             for name in template.ready.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect::<Vec<_>>() {
@@ -843,8 +911,10 @@ fn drop_statement(name: &str) -> String {
 /// server (on a busy server a clone takes seconds).
 const EXISTING_CLONE_WAIT: Duration = Duration::from_secs(10);
 
-/// How long a process at exit waits for a clone it is making for the run's pool.
-const RUN_POOL_WAIT: Duration = Duration::from_secs(2);
+/// How long a process at exit waits for a clone it is making for the run's
+/// pool (on a busy server a clone takes seconds; the next process would
+/// have to make it again).
+const RUN_POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// What the server said about a failed migration: its message, where in the
 /// file (line and column, from the statement's position; else the line of

@@ -82,18 +82,73 @@ fn retired_dir(container: &str) -> PathBuf {
 /// the drop it started is sent, and the server would keep every test's
 /// database until the run's end.
 pub(crate) fn retire(container: &str, database: &str) -> std::io::Result<()> {
+    write_retired(container, database, b"")
+}
+
+/// Leaves `database` for the next process to drop like [`retire`], when
+/// this process sent its `CREATE DATABASE` and ended before the answer
+/// came: the server may still be making it, and a drop sent before it
+/// is made would find nothing and leave it behind. Its dropper first looks
+/// whether the server still makes it ([`Retired::unfinished`]).
+pub(crate) fn retire_unfinished(container: &str, database: &str) -> std::io::Result<()> {
+    write_retired(container, database, UNFINISHED)
+}
+
+const UNFINISHED: &[u8] = b"creating";
+
+fn write_retired(container: &str, database: &str, content: &[u8]) -> std::io::Result<()> {
+    let _ = crate::util::paths::create_runtime_dir();
     let dir = retired_dir(container);
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(database), b"")
+    std::fs::write(dir.join(database), content)
+}
+
+/// A database left to drop ([`retire`], [`retire_unfinished`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Retired {
+    pub(crate) name: String,
+    /// Its `CREATE DATABASE` may still be running on the server.
+    pub(crate) unfinished: bool,
 }
 
 /// Takes the databases left to drop on this server: each by removing its
 /// file, which exactly one remover does.
-pub(crate) fn take_retired(container: &str) -> Vec<String> {
+pub(crate) fn take_retired(container: &str) -> Vec<Retired> {
     let dir = retired_dir(container);
     let Ok(list) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    names.retain(|name| std::fs::remove_file(dir.join(name)).is_ok());
     names
+        .into_iter()
+        .filter_map(|name| {
+            let path = dir.join(&name);
+            let unfinished = std::fs::read(&path).is_ok_and(|c| c == UNFINISHED);
+            std::fs::remove_file(&path).is_ok().then_some(Retired { name, unfinished })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::{retire, retire_unfinished, retired_dir, root, take_retired, Retired};
+
+        #[test]
+        fn hand_each_retired_database_out_once_and_say_which_may_still_be_in_the_making() {
+            let container = format!("unit-retired-{}", std::process::id());
+            retire(&container, "cleanroom_t_1").unwrap();
+            retire_unfinished(&container, "cleanroom_t_2").unwrap();
+            assert!(retired_dir(&container).join("cleanroom_t_2").exists());
+            let taken = take_retired(&container);
+            let _ = std::fs::remove_dir_all(root().join(&container));
+            assert_eq!(
+                taken,
+                vec![
+                    Retired { name: "cleanroom_t_1".into(), unfinished: false },
+                    Retired { name: "cleanroom_t_2".into(), unfinished: true },
+                ]
+            );
+            assert!(take_retired(&container).is_empty(), "a second taker finds nothing");
+        }
+    }
 }
