@@ -145,8 +145,6 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     assert!(!parts.exists(), "no part is left unfolded in {}", parts.display());
     // A passed test's database goes: dropped by its process, or, when the
     // process ended before its drop was sent, by the next one that clones.
-    // What the server holds besides the run's pool is at most the last
-    // pair's two, not one per test.
     let postgres = service_containers(&session, "postgres");
     assert_eq!(postgres.len(), 1, "the run has one Postgres: {postgres:?}");
     let databases = docker(&[
@@ -172,7 +170,11 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
         .collect();
     let unknown: Vec<&&str> = left.iter().filter(|d| !retired.iter().any(|r| r == *d)).collect();
     assert!(unknown.is_empty(), "every database left is left to the run: {unknown:?} is known to nobody");
-    assert!(left.len() <= 2, "the databases of passed tests are dropped: {left:?} left besides the pool {pooled:?}");
+    // Not one per test: what the last pair left at its exit, each its
+    // test's database and at most one clone of its own pool that the full
+    // run's pool did not take (a process clones for itself when the run's
+    // pool looked short as it started).
+    assert!(left.len() <= 4, "the databases of passed tests are dropped: {left:?} left besides the pool {pooled:?}");
     let pool = &doc["caches"]["postgres_run_pool"];
     let (hits, misses) = (pool["hits"].as_u64().unwrap_or(0), pool["misses"].as_u64().unwrap_or(0));
     assert_eq!(hits + misses, 12, "every process looked in the run's pool once: {}", doc["caches"]);
