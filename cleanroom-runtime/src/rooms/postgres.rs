@@ -514,7 +514,17 @@ impl PgRooms {
         }
     }
 
-    async fn clone_database(&self, admin: &tokio_postgres::Client, template: &str) -> Result<String, Error> {
+    /// Clones `template`, and puts the clone where it goes with `place`
+    /// (this process's pool, the run's), which runs unless the process's
+    /// exit has meanwhile handed the clone to the run as still in the
+    /// making ([`release_pooled`]): a clone is in one place only, or a
+    /// process could drop a database another's test has.
+    async fn clone_database<T>(
+        &self,
+        admin: &tokio_postgres::Client,
+        template: &str,
+        place: impl FnOnce(&str) -> T,
+    ) -> Result<(String, T), Error> {
         let strategy = *self
             .strategy
             .get_or_init(|| async {
@@ -544,18 +554,23 @@ impl PgRooms {
             format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(template))
         };
         self.cloning.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
-        let forget = || self.cloning.lock().unwrap_or_else(|e| e.into_inner()).retain(|n| *n != name);
         if let Err(e) = admin.batch_execute(&sql).await {
             // Refused by the server: it made nothing. A lost connection
             // leaves it unknown, and the name stays for the exit to hand on.
             if e.as_db_error().is_some() {
-                forget();
+                self.cloning.lock().unwrap_or_else(|e| e.into_inner()).retain(|n| *n != name);
             }
             return Err(self.error("create database", e));
         }
         self.mark(admin, &name).await?;
-        forget();
-        Ok(name)
+        // Placed under the lock the exit takes the list with.
+        let mut cloning = self.cloning.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = cloning.iter().position(|n| *n == name) else {
+            return Err(self.error("create database", "the process is ending: the clone went to the run"));
+        };
+        cloning.remove(at);
+        let placed = place(&name);
+        Ok((name, placed))
     }
 
     /// Keeps the pool of `template` filled, one clone at a time.
@@ -578,13 +593,15 @@ impl PgRooms {
         tokio::spawn(async move {
             let made = async {
                 let admin = self.kept(CLONES).await?;
-                self.clone_database(&admin, &template.name).await
+                self.clone_database(&admin, &template.name, |name| {
+                    template.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(name.to_string())
+                })
+                .await
             }
             .await;
             template.making.fetch_sub(1, Ordering::SeqCst);
             match made {
-                Ok(name) => {
-                    template.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(name);
+                Ok(_) => {
                     template.available.notify_one();
                     self.refill(template);
                 }
@@ -720,11 +737,13 @@ impl PgRooms {
             let made = async {
                 let template = self.template(&source).await?;
                 let admin = self.kept(CLONES).await?;
-                self.clone_database(&admin, &template.name).await.map(|name| (template.name.clone(), name))
+                let offer = |name: &str| run_pool::offer(&self.service.id, &template.name, name).is_ok();
+                let (name, offered) = self.clone_database(&admin, &template.name, offer).await?;
+                Ok::<_, Error>((template.name.clone(), name, offered))
             }
             .await;
-            if let Ok((template, name)) = made {
-                if run_pool::offer(&self.service.id, &template, &name).is_err() {
+            if let Ok((template, name, offered)) = made {
+                if !offered {
                     let _ = self.drop_database(&name).await;
                 }
                 // Processes topping up at the same moment can overshoot the
@@ -758,7 +777,7 @@ impl PgRooms {
         let template = self.template(&source).await?;
         if self.pool_target == 0 {
             let admin = self.kept(CLONES).await?;
-            return self.clone_database(&admin, &template.name).await;
+            return self.clone_database(&admin, &template.name, |_| ()).await.map(|(name, ())| name);
         }
         template.waiting.fetch_add(1, Ordering::SeqCst);
         let mut waited = false;
