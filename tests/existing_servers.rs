@@ -283,10 +283,22 @@ fn what_a_killed_run_left_on_an_existing_server_goes_with_the_next_run() {
     let live_databases = claimed_by(&url, &live);
     assert!(!live_databases.is_empty());
 
+    // The live run's process cloned one ahead into its run's pool.
+    let pooled = || -> Vec<String> {
+        let claimed = claimed_by(&url, &live);
+        pool_files(&cleanroom_runtime::admin::runtime_dir()).into_iter().filter(|f| claimed.contains(f)).collect()
+    };
+    eventually("the live run's pool holds a clone", || !pooled().is_empty());
+    let live_pool = pooled();
+
     let next = fresh_session("existing-next");
     let run = run_child(&next, &["--ignored", "child::suite::s01"], &vars);
     assert!(run.passed(), "{}", run.text());
     assert!(claimed_by(&url, &orphaned).is_empty(), "the next run removed the killed run's databases: {left:?}");
+    // The next run's reaper swept what dead runs left, not the live run's
+    // pool (which it used to take for a container that is gone).
+    let files = pool_files(&cleanroom_runtime::admin::runtime_dir());
+    assert!(live_pool.iter().all(|f| files.contains(f)), "a live run's pool is untouched: {live_pool:?} -> {files:?}");
     let still = claimed_by(&url, &live);
     assert!(
         live_databases.iter().all(|d| still.contains(d)),
@@ -307,7 +319,33 @@ fn what_a_killed_run_left_on_an_existing_server_goes_with_the_next_run() {
 
     let _ = alive.kill();
     let _ = alive.wait();
+    // Its pool goes with its run.
+    eventually("the live run's pool went with it", || {
+        let files = pool_files(&cleanroom_runtime::admin::runtime_dir());
+        !live_pool.iter().any(|f| files.contains(f))
+    });
     drop((pg, cache));
+}
+
+/// The names of the files in every `pgpool` directory under `dir` (the
+/// databases the run pools hold), hidden ones left out.
+fn pool_files(dir: &std::path::Path) -> Vec<String> {
+    fn walk(dir: &std::path::Path, in_pool: bool, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                if !name.starts_with('.') {
+                    walk(&entry.path(), in_pool || name == "pgpool", out);
+                }
+            } else if in_pool && !name.starts_with('.') {
+                out.push(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, false, &mut out);
+    out
 }
 
 /// `prune --url` removes what a killed run left, and nothing else.

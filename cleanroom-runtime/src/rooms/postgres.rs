@@ -208,6 +208,8 @@ pub(crate) struct PgRooms {
     /// Drops of databases that passed tests of other processes left
     /// ([`run_pool::retire`]) under way right now.
     retired_dropping: AtomicUsize,
+    /// The server's directory of the run's pool ([`run_pool::server_dir`]).
+    pool_dir: std::path::PathBuf,
     /// Databases whose drop this process has on its way: its passed
     /// tests', and those it took from the run's ([`run_pool::take_retired`]).
     dropping: Mutex<Vec<String>>,
@@ -262,6 +264,7 @@ pub(crate) fn pg_rooms(service: &Arc<RunningService>) -> Result<&'static PgRooms
         retired_dropping: AtomicUsize::new(0),
         dropping: Mutex::new(Vec::new()),
         cloning: Mutex::new(Vec::new()),
+        pool_dir: run_pool::server_dir(&service.id, service.existing.as_ref().map(|e| e.claim.session.as_str())),
     }));
     all.push(rooms);
     Ok(rooms)
@@ -380,7 +383,7 @@ impl PgRooms {
         // Another process of the run built or found it: a template stays for
         // the server's life, so no login to look it up.
         let shared = self.run_owns_pool();
-        if shared && run_pool::template_seen(&self.service.id, &name) {
+        if shared && run_pool::template_seen(&self.pool_dir, &name) {
             return Ok((name, false));
         }
         let admin = self.kept(ADMIN).await?;
@@ -432,7 +435,7 @@ impl PgRooms {
         .await;
         let _ = admin.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await;
         if shared && result.is_ok() {
-            run_pool::template_known(&self.service.id, &name);
+            run_pool::template_known(&self.pool_dir, &name);
         }
         result.map(|built| (name, built))
     }
@@ -615,17 +618,20 @@ impl PgRooms {
     /// calling thread when the template is built and the pool has one.
     pub(crate) fn take_ready(&'static self, source: &TemplateSource) -> Option<String> {
         let own = self.take_own(source);
+        // Whichever pool serves the test, what ended processes left to drop
+        // goes now: a process served by its own pool would otherwise leave
+        // it to the next, and the last to the run's end.
+        self.drop_retired();
         if own.is_some() || !self.shares_pool() {
             return own;
         }
-        let name = run_pool::take(&self.service.id, &source.database_name());
+        let name = run_pool::take(&self.pool_dir, &source.database_name());
         if name.is_some() {
             crate::metrics::cache_hit("postgres_run_pool");
         } else {
             crate::metrics::cache_miss("postgres_run_pool");
         }
         self.top_up(source.clone());
-        self.drop_retired();
         name
     }
 
@@ -643,7 +649,7 @@ impl PgRooms {
         }
         self.retired_dropping.fetch_add(1, Ordering::SeqCst);
         crate::util::background::spawn_background(async move {
-            let retired = run_pool::take_retired(&self.service.id);
+            let retired = run_pool::take_retired(&self.pool_dir);
             // Until each is done, this process's exit hands it on again as
             // it came: a dropped database, or one perhaps still in the making.
             let list = |r: &run_pool::Retired| if r.unfinished { &self.cloning } else { &self.dropping };
@@ -656,7 +662,7 @@ impl PgRooms {
                     for r in &retired {
                         let done = if making.contains(&r.name) {
                             // A drop now would find nothing: hand it on.
-                            run_pool::retire_unfinished(&self.service.id, &r.name).is_ok()
+                            run_pool::retire_unfinished(&self.pool_dir, &r.name).is_ok()
                         } else {
                             self.count_and_drop(&clones, &r.name).await.is_ok()
                         };
@@ -713,7 +719,7 @@ impl PgRooms {
             return Some(names);
         }
         for name in names {
-            let _ = run_pool::retire(&self.service.id, &name);
+            let _ = run_pool::retire(&self.pool_dir, &name);
         }
         None
     }
@@ -724,7 +730,7 @@ impl PgRooms {
         if !self.shares_pool() || self.pool_target == 0 {
             return;
         }
-        if run_pool::len(&self.service.id, &source.database_name()) + self.run_pool_making.load(Ordering::SeqCst)
+        if run_pool::len(&self.pool_dir, &source.database_name()) + self.run_pool_making.load(Ordering::SeqCst)
             >= run_pool::TARGET
         {
             return;
@@ -737,7 +743,7 @@ impl PgRooms {
             let made = async {
                 let template = self.template(&source).await?;
                 let admin = self.kept(CLONES).await?;
-                let offer = |name: &str| run_pool::offer(&self.service.id, &template.name, name).is_ok();
+                let offer = |name: &str| run_pool::offer(&self.pool_dir, &template.name, name).is_ok();
                 let (name, offered) = self.clone_database(&admin, &template.name, offer).await?;
                 Ok::<_, Error>((template.name.clone(), name, offered))
             }
@@ -748,8 +754,8 @@ impl PgRooms {
                 }
                 // Processes topping up at the same moment can overshoot the
                 // target by one each: give back what is over.
-                while run_pool::len(&self.service.id, &template) > run_pool::TARGET {
-                    match run_pool::take(&self.service.id, &template) {
+                while run_pool::len(&self.pool_dir, &template) > run_pool::TARGET {
+                    match run_pool::take(&self.pool_dir, &template) {
                         Some(extra) => {
                             let _ = self.drop_database(&extra).await;
                         }
@@ -819,7 +825,7 @@ impl PgRooms {
             template.expected.store(expected, Ordering::SeqCst);
             // What the run's pool holds serves this process's tests
             // first; cloning for them too would only compete with them.
-            let run_pool_has = self.shares_pool() && run_pool::len(&self.service.id, &template.name) >= expected;
+            let run_pool_has = self.shares_pool() && run_pool::len(&self.pool_dir, &template.name) >= expected;
             if self.pool_target > 0 && !run_pool_has {
                 self.refill(template);
             }
@@ -893,15 +899,15 @@ pub(super) async fn release_pooled() {
         // name carries the run's tag, and the run's end drops it.
         if rooms.run_owns_pool() {
             for name in std::mem::take(&mut *rooms.cloning.lock().unwrap_or_else(|e| e.into_inner())) {
-                let _ = run_pool::retire_unfinished(&rooms.service.id, &name);
+                let _ = run_pool::retire_unfinished(&rooms.pool_dir, &name);
             }
         }
         let mut unused = Vec::new();
         for template in templates {
             for name in template.ready.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect::<Vec<_>>() {
                 let offered = rooms.shares_pool()
-                    && run_pool::len(&rooms.service.id, &template.name) < run_pool::TARGET
-                    && run_pool::offer(&rooms.service.id, &template.name, &name).is_ok();
+                    && run_pool::len(&rooms.pool_dir, &template.name) < run_pool::TARGET
+                    && run_pool::offer(&rooms.pool_dir, &template.name, &name).is_ok();
                 if !offered {
                     unused.push(name);
                 }

@@ -5,8 +5,13 @@
 //! does. Under nextest, where every test is a process of its own with an
 //! empty pool, a test takes a database without a round trip to the server,
 //! and its process clones the next one while the test runs.
+//!
+//! On an existing server the pool is the run's alone (its templates carry
+//! the run's tag) and lives in the run's directory,
+//! `<runtime dir>/runs/<session>/pgpool/<server>/`: it goes with the run,
+//! and no other run's sweep takes it for a container that is gone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How many databases the run's pool holds ahead of demand.
 pub(crate) const TARGET: usize = 2;
@@ -15,12 +20,24 @@ pub(crate) fn root() -> PathBuf {
     crate::util::paths::runtime_dir().join("pgpool")
 }
 
-fn dir(container: &str, template: &str) -> PathBuf {
-    root().join(container).join(template)
+/// The pool directory of the server of `container`: under the runtime
+/// directory for a server cleanroom runs (its processes and runs that share
+/// it use it; it goes with the container), and under the run's directory
+/// for an existing server (`session`), whose templates and clones are the
+/// run's own, and which other runs on that server must not touch.
+pub(crate) fn server_dir(container: &str, session: Option<&str>) -> PathBuf {
+    match session {
+        Some(session) => crate::util::paths::run_dir(session).join("pgpool").join(container),
+        None => root().join(container),
+    }
 }
 
-fn entries(container: &str, template: &str) -> Vec<String> {
-    let Ok(list) = std::fs::read_dir(dir(container, template)) else { return Vec::new() };
+fn dir(server: &Path, template: &str) -> PathBuf {
+    server.join(template)
+}
+
+fn entries(server: &Path, template: &str) -> Vec<String> {
+    let Ok(list) = std::fs::read_dir(dir(server, template)) else { return Vec::new() };
     let mut names: Vec<String> =
         list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
     names.sort();
@@ -28,20 +45,20 @@ fn entries(container: &str, template: &str) -> Vec<String> {
 }
 
 /// Takes a database of the pool, if it has one.
-pub(crate) fn take(container: &str, template: &str) -> Option<String> {
-    let dir = dir(container, template);
-    entries(container, template).into_iter().find(|name| std::fs::remove_file(dir.join(name)).is_ok())
+pub(crate) fn take(server: &Path, template: &str) -> Option<String> {
+    let dir = dir(server, template);
+    entries(server, template).into_iter().find(|name| std::fs::remove_file(dir.join(name)).is_ok())
 }
 
 /// How many databases the pool holds.
-pub(crate) fn len(container: &str, template: &str) -> usize {
-    entries(container, template).len()
+pub(crate) fn len(server: &Path, template: &str) -> usize {
+    entries(server, template).len()
 }
 
 /// Puts a database cloned from `template` into the pool.
-pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io::Result<()> {
+pub(crate) fn offer(server: &Path, template: &str, database: &str) -> std::io::Result<()> {
     let _ = crate::util::paths::create_runtime_dir();
-    let dir = dir(container, template);
+    let dir = dir(server, template);
     std::fs::create_dir_all(&dir)?;
     // Written under a hidden name and renamed: a database is in the pool
     // only once it exists.
@@ -50,30 +67,30 @@ pub(crate) fn offer(container: &str, template: &str, database: &str) -> std::io:
     std::fs::rename(&hidden, dir.join(database))
 }
 
-/// The mark that `template` exists on the server of `container`: written by
+/// The mark that `template` exists on the server of `server`: written by
 /// the process of the run that built or found it, so that the others clone
 /// from it without logging in to look it up (a login per test process under
 /// nextest). Hidden, so it is no database of the pool.
-fn template_mark(container: &str, template: &str) -> PathBuf {
-    dir(container, template).join(".template")
+fn template_mark(server: &Path, template: &str) -> PathBuf {
+    dir(server, template).join(".template")
 }
 
-/// Records that `template` exists on the server of `container`.
-pub(crate) fn template_known(container: &str, template: &str) {
+/// Records that `template` exists on the server of `server`.
+pub(crate) fn template_known(server: &Path, template: &str) {
     let _ = crate::util::paths::create_runtime_dir();
-    if std::fs::create_dir_all(dir(container, template)).is_ok() {
-        let _ = std::fs::write(template_mark(container, template), b"");
+    if std::fs::create_dir_all(dir(server, template)).is_ok() {
+        let _ = std::fs::write(template_mark(server, template), b"");
     }
 }
 
-/// Whether a process of the run saw `template` on the server of `container`.
-pub(crate) fn template_seen(container: &str, template: &str) -> bool {
-    template_mark(container, template).exists()
+/// Whether a process of the run saw `template` on the server of `server`.
+pub(crate) fn template_seen(server: &Path, template: &str) -> bool {
+    template_mark(server, template).exists()
 }
 
 /// Where the databases of passed tests wait to be dropped, per server.
-fn retired_dir(container: &str) -> PathBuf {
-    root().join(container).join(".retired")
+fn retired_dir(server: &Path) -> PathBuf {
+    server.join(".retired")
 }
 
 /// Leaves `database` (a passed test's, whose drop this process could not
@@ -81,8 +98,8 @@ fn retired_dir(container: &str) -> PathBuf {
 /// pool to drop: under nextest a process ends right after its test, before
 /// the drop it started is sent, and the server would keep every test's
 /// database until the run's end.
-pub(crate) fn retire(container: &str, database: &str) -> std::io::Result<()> {
-    write_retired(container, database, b"")
+pub(crate) fn retire(server: &Path, database: &str) -> std::io::Result<()> {
+    write_retired(server, database, b"")
 }
 
 /// Leaves `database` for the next process to drop like [`retire`], when
@@ -90,15 +107,15 @@ pub(crate) fn retire(container: &str, database: &str) -> std::io::Result<()> {
 /// came: the server may still be making it, and a drop sent before it
 /// is made would find nothing and leave it behind. Its dropper first looks
 /// whether the server still makes it ([`Retired::unfinished`]).
-pub(crate) fn retire_unfinished(container: &str, database: &str) -> std::io::Result<()> {
-    write_retired(container, database, UNFINISHED)
+pub(crate) fn retire_unfinished(server: &Path, database: &str) -> std::io::Result<()> {
+    write_retired(server, database, UNFINISHED)
 }
 
 const UNFINISHED: &[u8] = b"creating";
 
-fn write_retired(container: &str, database: &str, content: &[u8]) -> std::io::Result<()> {
+fn write_retired(server: &Path, database: &str, content: &[u8]) -> std::io::Result<()> {
     let _ = crate::util::paths::create_runtime_dir();
-    let dir = retired_dir(container);
+    let dir = retired_dir(server);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(database), content)
 }
@@ -113,8 +130,8 @@ pub(crate) struct Retired {
 
 /// Takes the databases left to drop on this server: each by removing its
 /// file, which exactly one remover does.
-pub(crate) fn take_retired(container: &str) -> Vec<Retired> {
-    let dir = retired_dir(container);
+pub(crate) fn take_retired(server: &Path) -> Vec<Retired> {
+    let dir = retired_dir(server);
     let Ok(list) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
@@ -135,12 +152,12 @@ mod tests {
 
         #[test]
         fn hand_each_retired_database_out_once_and_say_which_may_still_be_in_the_making() {
-            let container = format!("unit-retired-{}", std::process::id());
-            retire(&container, "cleanroom_t_1").unwrap();
-            retire_unfinished(&container, "cleanroom_t_2").unwrap();
-            assert!(retired_dir(&container).join("cleanroom_t_2").exists());
-            let taken = take_retired(&container);
-            let _ = std::fs::remove_dir_all(root().join(&container));
+            let server = root().join(format!("unit-retired-{}", std::process::id()));
+            retire(&server, "cleanroom_t_1").unwrap();
+            retire_unfinished(&server, "cleanroom_t_2").unwrap();
+            assert!(retired_dir(&server).join("cleanroom_t_2").exists());
+            let taken = take_retired(&server);
+            let _ = std::fs::remove_dir_all(&server);
             assert_eq!(
                 taken,
                 vec![
@@ -148,7 +165,7 @@ mod tests {
                     Retired { name: "cleanroom_t_2".into(), unfinished: true },
                 ]
             );
-            assert!(take_retired(&container).is_empty(), "a second taker finds nothing");
+            assert!(take_retired(&server).is_empty(), "a second taker finds nothing");
         }
     }
 }

@@ -94,15 +94,7 @@ pub(super) async fn remove_stale_ready_marks(docker: &Docker) {
     }
 }
 
-pub(crate) fn runs_dir() -> PathBuf {
-    runtime_dir().join("runs")
-}
-
-/// Files the processes of one run share (its [`RunMarks`]); removed with
-/// the run.
-pub(crate) fn run_dir(session: &str) -> PathBuf {
-    runs_dir().join(session)
-}
+pub(crate) use crate::util::paths::{run_dir, runs_dir};
 
 /// Work one process of a run does for all of them: pulling an image under
 /// `run.pull = always`, creating the run's network. Each piece of work has a

@@ -13,6 +13,17 @@ pub(crate) fn runtime_dir() -> PathBuf {
     }
 }
 
+/// Where the runs' own directories are ([`run_dir`]).
+pub(crate) fn runs_dir() -> PathBuf {
+    runtime_dir().join("runs")
+}
+
+/// Files the processes of one run share (its `RunMarks`, the pools of the
+/// existing servers it uses); removed with the run.
+pub(crate) fn run_dir(session: &str) -> PathBuf {
+    runs_dir().join(session)
+}
+
 /// Creates the runtime directory, readable by this user only, and checks
 /// it: other users must not connect to (and so keep alive) this user's
 /// reapers, nor plant a socket or a lock for this user's runs to find.
