@@ -27,6 +27,7 @@ fn on_process_start() {
     PROCESS_START.get_or_init(std::time::Instant::now);
     // While this is the only thread: testcontainers reads DOCKER_HOST only.
     crate::docker::discovery::export_docker_host();
+    crate::util::clock::mark("engine address chosen");
     // The test binary re-executed as its session's reaper: serve, then exit
     // before libtest's main ever runs.
     if let Ok(session) = std::env::var(crate::run::reaper::REAPER_ENV) {

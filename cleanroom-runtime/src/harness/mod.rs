@@ -261,6 +261,11 @@ pub(super) fn fail(message: String) -> ! {
 /// cleanroom's own is reported at the caller, the user's test.
 #[track_caller]
 pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestContext) -> R) -> R {
+    // Once per process, not a lock and a search per test.
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    if STARTED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        crate::util::clock::mark("first test thread");
+    }
     let span = tracing::info_span!("cleanroom_test", test = %desc.test_name());
     let _entered = span.enter();
     let mut ctx = TestContext::new(desc);
