@@ -205,10 +205,20 @@ struct Ran {
     took: Duration,
 }
 
+/// Whose containers a nested run's tests make.
+#[derive(Clone, Copy)]
+enum Sessions {
+    /// The session the nested run is given.
+    Given,
+    /// Sessions the tests make themselves (runs in a container).
+    TheirOwn,
+}
+
 /// Runs `suites` (test targets of the workspace) on `podman` as a nested
 /// `cargo test` in a fresh session, and asserts they passed in Podman;
-/// `filter`: the tests of theirs to run (all when empty).
-fn run_suites(podman: &Podman, suites: &[&str], filter: &[&str], found: Found) -> Ran {
+/// `filter`: the tests of theirs to run (all when empty); `sessions`: whose
+/// containers prove that Podman ran them.
+fn run_suites(podman: &Podman, suites: &[&str], filter: &[&str], found: Found, sessions: Sessions) -> Ran {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cargo = match found {
@@ -267,15 +277,15 @@ fn run_suites(podman: &Podman, suites: &[&str], filter: &[&str], found: Found) -
     // It was Podman that ran them: in this session, or (tests that make
     // sessions of their own) since the run began; the storage is this
     // test's own.
-    let filter = match filter.is_empty() {
-        true => format!("label=cleanroom.session={session}"),
-        false => "label=cleanroom.managed=true".to_string(),
+    let label = match sessions {
+        Sessions::Given => format!("label=cleanroom.session={session}"),
+        Sessions::TheirOwn => "label=cleanroom.managed=true".to_string(),
     };
     let starts = podman
-        .cli(&["events", "--stream=false", "--since", &since, "--filter", "event=start", "--filter", &filter])
+        .cli(&["events", "--stream=false", "--since", &since, "--filter", "event=start", "--filter", &label])
         .lines()
         .count();
-    assert!(starts > 0, "no container of cleanroom's ({filter}) started in Podman:\n{text}");
+    assert!(starts > 0, "no container of cleanroom's ({label}) started in Podman:\n{text}");
     Ran { passed, starts, took }
 }
 
@@ -298,19 +308,24 @@ fn the_example_suites_and_the_room_tests_pass_on_podman_and_leave_nothing_in_it(
     let loaded = started.elapsed();
     assert_eq!(podman.managed(), Vec::<String>::new(), "a fresh Podman holds nothing of cleanroom's");
 
-    let all = run_suites(&podman, &SUITES, &[], Found::DockerHost);
+    let all = run_suites(&podman, &SUITES, &[], Found::DockerHost, Sessions::Given);
     assert!(all.passed >= 16, "the example suites and the room tests ran ({} passed)", all.passed);
     // A run's reaper removes it once cargo has exited.
     podman.assert_nothing_left();
     // Found without DOCKER_HOST: the example suites (they ask no docker CLI).
-    let found = run_suites(&podman, &SUITES[..2], &[], Found::ContainerHost);
+    let found = run_suites(&podman, &SUITES[..2], &[], Found::ContainerHost, Sessions::Given);
     assert!(found.passed >= 9, "the example suites ran ({} passed)", found.passed);
     podman.assert_nothing_left();
     // Tests in a container with Podman's socket mounted reach the services
     // at their network's gateway (or where CLEANROOM_HOST says): published
     // on every address, which Podman 4.3 does not take 0.0.0.0 to mean.
-    let in_container =
-        run_suites(&podman, &["environments"], &["tests_in_a_container_with_the_socket_mounted"], Found::DockerHost);
+    let in_container = run_suites(
+        &podman,
+        &["environments"],
+        &["tests_in_a_container_with_the_socket_mounted"],
+        Found::DockerHost,
+        Sessions::TheirOwn,
+    );
     assert!(in_container.passed >= 2, "the tests in a container ran ({} passed)", in_container.passed);
     podman.assert_nothing_left();
     eprintln!(

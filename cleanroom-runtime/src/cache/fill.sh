@@ -39,13 +39,13 @@ for f in "$PGDATA"/pg_wal/*; do
 done
 mkdir -p "$dest/pg_wal/archive_status"
 test -f "$dest/pg_wal/$wal"; test -f "$dest/pg_wal/$stopwal"
-# Settling: a server of its own, on the copy and on no port, recovers it,
-# makes it exactly a fresh cluster (`clean.sh`: the test databases and what
-# shared tests wrote go) and shuts down cleanly, its last checkpoint removing
-# the WAL it no longer needs (`wal_recycle=off`, Postgres 12 on: none kept
-# for later). A
-# restore of a settled generation copies less, starts without recovery and
-# needs no clean-up before its first test.
+# Settling: a server of its own, on the copy and on no TCP address (a
+# socket in a directory of its own), recovers it, makes it exactly a fresh
+# cluster (`clean.sh`: the test databases and what shared tests wrote go)
+# and shuts down cleanly, its last checkpoint removing the WAL it no longer
+# needs (`wal_recycle=off`, Postgres 12 on: none kept for later). A restore
+# of a settled generation copies less, starts without recovery and needs no
+# clean-up before its first test.
 # Where the image has no way to start that server as the data's owner (no
 # setpriv, gosu or su-exec) the generation is kept unsettled: the first check
 # of a run that restores it cleans it.
