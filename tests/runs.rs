@@ -135,6 +135,7 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     );
     let report = std::env::temp_dir().join(format!("{}.json", fresh_session("runpool")));
     let session = nextest_processes(&run_id, &report, 6, &[]);
+    let reaper = reaper_pid(&session).expect("the run's reaper waits for the next process (its grace)");
     // Each process left its part for the reaper, which folded them once no
     // process was still to report: the document is whole as the last exits.
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -147,29 +148,52 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     // process ended before its drop was sent, by the next one that clones.
     let postgres = service_containers(&session, "postgres");
     assert_eq!(postgres.len(), 1, "the run has one Postgres: {postgres:?}");
-    let databases = docker(&[
-        "exec",
-        &postgres[0],
-        "sh",
-        "-c",
-        "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"SELECT datname FROM pg_database\"",
-    ]);
     let pool_dir = cleanroom_runtime::admin::runtime_dir().join("pgpool");
-    let pooled: Vec<String> = walk_names(&pool_dir);
-    let left: Vec<&str> =
-        databases.lines().filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d)).collect();
-    // Whatever is left, the run knows of: the next process, or the run's
-    // end, drops it.
-    let retired: Vec<String> = std::fs::read_dir(&pool_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&postgres[0]))
-        .flat_map(|e| std::fs::read_dir(e.path().join(".retired")).into_iter().flatten().flatten())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let unknown: Vec<&&str> = left.iter().filter(|d| !retired.iter().any(|r| r == *d)).collect();
+    // What the server holds besides the run's pool, and which of that no
+    // list of the run's names (the pool, what is left to drop).
+    let survey = || -> (Vec<String>, Vec<String>, Vec<String>) {
+        let databases = docker(&[
+            "exec",
+            &postgres[0],
+            "sh",
+            "-c",
+            "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"SELECT datname FROM pg_database\"",
+        ]);
+        let pooled: Vec<String> = walk_names(&pool_dir);
+        let left: Vec<String> = databases
+            .lines()
+            .filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d))
+            .map(str::to_string)
+            .collect();
+        let retired: Vec<String> = std::fs::read_dir(&pool_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&postgres[0]))
+            .flat_map(|e| std::fs::read_dir(e.path().join(".retired")).into_iter().flatten().flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let unknown = left.iter().filter(|d| !retired.contains(d)).cloned().collect();
+        (left, unknown, pooled)
+    };
+    // Whatever is left, the run knows of: the reaper (or the next process,
+    // or the run's end) drops it. A clone the reaper is making is known to
+    // it alone until it is in the pool, a moment later: asked again then.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (left, unknown, pooled) = loop {
+        let (left, unknown, pooled) = survey();
+        if unknown.is_empty() || Instant::now() > deadline {
+            break (left, unknown, pooled);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(unknown.is_empty(), "every database left is left to the run: {unknown:?} is known to nobody");
+    // The run's reaper cloned the pool's databases, not the test processes.
+    let by_reaper = format!("cleanroom_t_{reaper}_");
+    assert!(
+        pooled.iter().any(|name| name.starts_with(&by_reaper)),
+        "the reaper ({reaper}) keeps the run's pool: {pooled:?}"
+    );
     // Not one per test: what the last pair left at its exit, each its
     // test's database and at most one clone of its own pool that the full
     // run's pool did not take (a process clones for itself when the run's
@@ -183,10 +207,11 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     assert_nothing_left(&session);
 }
 
-/// A process whose clone for the run's pool has had no answer when it ends
-/// (the server is slow; here a session holds a lock on the template that
-/// the clone waits for) leaves the clone's name to the run as perhaps still
-/// in the making. The next process does not drop it while the server still
+/// Without a reaper that keeps the run's pools (one of another version:
+/// its mark removed), a process whose clone for the run's pool has had no
+/// answer when it ends (the server is slow; here a session holds a lock on
+/// the template that the clone waits for) leaves the clone's name to the
+/// run as perhaps still in the making. The next process does not drop it while the server still
 /// makes it (the drop would find nothing, and the database would appear
 /// after it, known to nobody), and a process after the server made it
 /// drops it.
@@ -226,8 +251,19 @@ fn a_clone_the_server_makes_after_its_process_ended_is_dropped_by_a_later_proces
         .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .expect("the run's pool has a directory for the suite's template");
     let template = template_dir.file_name().unwrap().to_string_lossy().into_owned();
+    // The run's reaper keeps its pools; this test is about what processes
+    // do without one that does (another version's reaper): its mark goes.
+    // Once it has filled the pool (four), and no clone of its is on its way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while walk_names(&template_dir).len() < 4 {
+        assert!(Instant::now() < deadline, "the run's pool was filled: {:?}", walk_names(&template_dir));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mark = cleanroom_runtime::admin::runtime_dir().join("runs").join(&session).join("pool-keeper");
+    assert!(mark.exists(), "the run's reaper keeps its pools: {}", mark.display());
+    std::fs::remove_file(&mark).unwrap();
     let pooled = walk_names(&template_dir);
-    assert_eq!(pooled.len(), 2, "the first pair filled the run's pool: {pooled:?}");
+    assert_eq!(pooled.len(), 4, "the run's pool holds four: {pooled:?}");
     let retired = || -> Vec<(String, bool)> {
         let mut list: Vec<(String, bool)> = std::fs::read_dir(pool_root.join(".retired"))
             .into_iter()
@@ -277,8 +313,8 @@ fn a_clone_the_server_makes_after_its_process_ended_is_dropped_by_a_later_proces
     let dropped_by_c: Vec<String> = after_a.iter().filter(|(_, u)| !*u).map(|(n, _)| n.clone()).collect();
     assert!(!dropped_by_c.is_empty(), "A's own drop waited behind its clone and was left to the run: {after_a:?}");
 
-    // Process C (cloning nothing itself: the pool has one left, and its own
-    // pool is off) drops what was left to it, but hands on the clone the
+    // Process C (cloning nothing itself: the pool has some left, and its
+    // own pool is off) drops what was left to it, but hands on the clone the
     // server still makes.
     passed_attached(nextest_process(&run_id, &report, 4, &[env[0], ("CLEANROOM_POOL", "0")]));
     let after_c = retired();

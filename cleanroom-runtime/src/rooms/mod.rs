@@ -8,6 +8,7 @@
 //! `TestSupport` serves each database; the harness never switches on it.
 
 mod hooks;
+pub(crate) mod keeper;
 pub(crate) mod migrations;
 pub(crate) mod postgres;
 pub(crate) mod redis;

@@ -528,16 +528,7 @@ impl PgRooms {
         template: &str,
         place: impl FnOnce(&str) -> T,
     ) -> Result<(String, T), Error> {
-        let strategy = *self
-            .strategy
-            .get_or_init(|| async {
-                admin
-                    .query_one("SELECT current_setting('server_version_num')::int", &[])
-                    .await
-                    .map(|r| r.get::<_, i32>(0) >= 150000)
-                    .unwrap_or(false)
-            })
-            .await;
+        let strategy = *self.strategy.get_or_init(|| takes_strategy(admin)).await;
         // On an existing server the name carries the run's tag: a clone
         // whose comment never got written is still known as the run's.
         let name = match self.claim() {
@@ -547,15 +538,7 @@ impl PgRooms {
             }
             None => room_name(),
         };
-        let sql = if strategy {
-            format!(
-                "CREATE DATABASE {} TEMPLATE {} STRATEGY {CLONE_STRATEGY}",
-                quote_ident(&name),
-                quote_ident(template)
-            )
-        } else {
-            format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(template))
-        };
+        let sql = clone_statement(&name, template, strategy);
         self.cloning.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
         if let Err(e) = admin.batch_execute(&sql).await {
             // Refused by the server: it made nothing. A lost connection
@@ -618,10 +601,15 @@ impl PgRooms {
     /// calling thread when the template is built and the pool has one.
     pub(crate) fn take_ready(&'static self, source: &TemplateSource) -> Option<String> {
         let own = self.take_own(source);
+        // The run's reaper keeps the run's pool: it tops it up and drops
+        // what was left to drop, with no login of this process's.
+        let kept = self.keeper() && self.poke_keeper(&source.database_name());
         // Whichever pool serves the test, what ended processes left to drop
         // goes now: a process served by its own pool would otherwise leave
         // it to the next, and the last to the run's end.
-        self.drop_retired();
+        if !kept {
+            self.drop_retired();
+        }
         if own.is_some() || !self.shares_pool() {
             return own;
         }
@@ -631,7 +619,9 @@ impl PgRooms {
         } else {
             crate::metrics::cache_miss("postgres_run_pool");
         }
-        self.top_up(source.clone());
+        if !kept {
+            self.top_up(source.clone());
+        }
         name
     }
 
@@ -676,29 +666,67 @@ impl PgRooms {
         });
     }
 
-    /// Which of the `unfinished` retired databases a session of the server
-    /// is still creating (a process ended while its `CREATE DATABASE` ran;
-    /// the server finishes it). All of them when the server cannot say.
     async fn still_made(&self, client: &tokio_postgres::Client, retired: &[run_pool::Retired]) -> Vec<String> {
-        let unfinished: Vec<&str> = retired.iter().filter(|r| r.unfinished).map(|r| r.name.as_str()).collect();
-        if unfinished.is_empty() {
-            return Vec::new();
-        }
-        let sql = "SELECT query FROM pg_stat_activity \
-                   WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query ILIKE 'CREATE DATABASE%'";
-        match client.query(sql, &[]).await {
-            Ok(rows) => {
-                let running: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-                unfinished
-                    .into_iter()
-                    .filter(|name| running.iter().any(|q| q.contains(&quote_ident(name))))
-                    .map(str::to_string)
-                    .collect()
-            }
-            Err(_) => unfinished.into_iter().map(str::to_string).collect(),
-        }
+        still_made(client, retired).await
     }
 
+    /// Whether this process reads the server's counters for the report's
+    /// throughput (the process that made the server, or one that lived long
+    /// enough for its monitor): it drops its tests' databases itself, and
+    /// adds what they counted to its readings.
+    fn counts_throughput(&self) -> bool {
+        crate::metrics::service(&self.service.name, |m| m.performance.first.is_some())
+    }
+
+    /// Whether this process hands the run's pool to its reaper, which keeps
+    /// it ([`super::keeper`]): on a server the run owns, when the reaper
+    /// says it does.
+    fn keeper(&self) -> bool {
+        self.run_owns_pool() && crate::util::flags::has_pool_keeper()
+    }
+
+    /// Asks the keeper to top the run's pool of `template` up and drop what
+    /// was left to drop; `false` when it could not be told.
+    fn poke_keeper(&self, template: &str) -> bool {
+        let s = &self.service;
+        let Some(port) = s.ports.get(&5432) else { return false };
+        let poke = super::keeper::Poke {
+            pool: self.pool_dir.clone(),
+            template: template.to_string(),
+            host: s.host().to_string(),
+            port: *port,
+            user: s.env("POSTGRES_USER").unwrap_or("postgres").to_string(),
+            password: s.env("POSTGRES_PASSWORD").unwrap_or("").to_string(),
+            database: self.main_database().to_string(),
+        };
+        serde_json::to_string(&poke).is_ok_and(|line| crate::util::flags::tell_pool_keeper(&line))
+    }
+}
+
+/// Which of the `unfinished` retired databases a session of the server is
+/// still creating (a process ended while its `CREATE DATABASE` ran; the
+/// server finishes it). All of them when the server cannot say.
+pub(super) async fn still_made(client: &tokio_postgres::Client, retired: &[run_pool::Retired]) -> Vec<String> {
+    let unfinished: Vec<&str> = retired.iter().filter(|r| r.unfinished).map(|r| r.name.as_str()).collect();
+    if unfinished.is_empty() {
+        return Vec::new();
+    }
+    let sql = "SELECT query FROM pg_stat_activity \
+               WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query ILIKE 'CREATE DATABASE%'";
+    match client.query(sql, &[]).await {
+        Ok(rows) => {
+            let running: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+            unfinished
+                .into_iter()
+                .filter(|name| running.iter().any(|q| q.contains(&quote_ident(name))))
+                .map(str::to_string)
+                .collect()
+        }
+        Err(_) => unfinished.into_iter().map(str::to_string).collect(),
+    }
+}
+
+impl PgRooms {
     /// Whether this server's clones are shared with other processes.
     fn shares_pool(&self) -> bool {
         crate::util::flags::shares_services()
@@ -807,7 +835,9 @@ impl PgRooms {
         template.leased.fetch_add(1, Ordering::SeqCst);
         self.refill(template);
         // The run's pool was empty: the next process should not wait too.
-        self.top_up(source);
+        if !(self.keeper() && self.poke_keeper(&source.database_name())) {
+            self.top_up(source);
+        }
         Ok(name)
     }
 
@@ -817,7 +847,8 @@ impl PgRooms {
         // Log the clone connection in while the template is looked up:
         // each login is a password exchange.
         let (template, _) = tokio::join!(self.template(&source), async {
-            if self.pool_target > 0 {
+            // (With a keeper the process may never clone: it logs in when it does.)
+            if self.pool_target > 0 && !self.keeper() {
                 let _ = self.kept(CLONES).await;
             }
         });
@@ -927,8 +958,27 @@ pub(super) async fn release_pooled() {
     }
 }
 
+/// The statement that clones `template` as `name`; `strategy`: the server
+/// takes `STRATEGY` (Postgres 15 on).
+pub(super) fn clone_statement(name: &str, template: &str, strategy: bool) -> String {
+    if strategy {
+        format!("CREATE DATABASE {} TEMPLATE {} STRATEGY {CLONE_STRATEGY}", quote_ident(name), quote_ident(template))
+    } else {
+        format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(template))
+    }
+}
+
+/// Whether the server behind `client` takes `STRATEGY` in `CREATE DATABASE`.
+pub(super) async fn takes_strategy(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map(|r| r.get::<_, i32>(0) >= 150000)
+        .unwrap_or(false)
+}
+
 /// The statement that drops database `name`, ending its sessions.
-fn drop_statement(name: &str) -> String {
+pub(super) fn drop_statement(name: &str) -> String {
     format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
 }
 
@@ -981,6 +1031,8 @@ struct PgRoom {
     /// With the password masked: no message prints it.
     url: String,
     container: String,
+    /// The template it was cloned from.
+    template: String,
 }
 
 /// A database for one test: one cloned ahead if there is one (no hop to
@@ -988,12 +1040,13 @@ struct PgRoom {
 pub(super) fn open(container: &Container, schema: Option<&Schema>) -> Result<Box<dyn Room>, Error> {
     let rooms = pg_rooms(&container.inner)?;
     let source = TemplateSource::for_schema(schema)?;
+    let template = source.database_name();
     let database = match rooms.take_ready(&source) {
         Some(database) => database,
         None => crate::util::background::block_on_runtime(rooms.lease(source))?,
     };
     let url = crate::service::handle::Postgres::new(container.clone(), Some(database.clone())).masked_url();
-    Ok(Box::new(PgRoom { rooms, database, url, container: container.id().to_string() }))
+    Ok(Box::new(PgRoom { rooms, database, url, container: container.id().to_string(), template }))
 }
 
 impl Room for PgRoom {
@@ -1002,7 +1055,7 @@ impl Room for PgRoom {
     }
 
     fn end(self: Box<Self>, test: &str, failed: bool, keep: Keep) {
-        let PgRoom { rooms, database, url, container } = *self;
+        let PgRoom { rooms, database, url, container, template } = *self;
         if keep.keeps(failed) && rooms.claim().is_some() {
             eprintln!(
                 "cleanroom: test `{test}` {}; its database {database} on the existing server lives until the run \
@@ -1029,6 +1082,14 @@ impl Room for PgRoom {
                 if failed { "failed" } else { "ended" },
                 super::rerun_commands(test),
             );
+        } else if rooms.keeper()
+            && !rooms.counts_throughput()
+            && run_pool::retire(&rooms.pool_dir, &database).is_ok()
+            && rooms.poke_keeper(&template)
+        {
+            // The keeper drops it: no login of this process's for it. (A
+            // process that reads the server's counters drops its own, and
+            // counts what they did first.)
         } else {
             rooms.dropping.lock().unwrap_or_else(|e| e.into_inner()).push(database.clone());
             crate::util::background::spawn_background(async move {

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 /// How many databases the run's pool holds ahead of demand.
-pub(crate) const TARGET: usize = 2;
+pub(crate) const TARGET: usize = 4;
 
 pub(crate) fn root() -> PathBuf {
     crate::util::paths::runtime_dir().join("pgpool")
@@ -126,6 +126,28 @@ pub(crate) struct Retired {
     pub(crate) name: String,
     /// Its `CREATE DATABASE` may still be running on the server.
     pub(crate) unfinished: bool,
+}
+
+/// The databases left to drop on this server, left on the list: the
+/// run's keeper ([`super::keeper`]) takes each off once it is dropped, so
+/// that until then the run still knows of it.
+pub(crate) fn retired(server: &Path) -> Vec<Retired> {
+    let dir = retired_dir(server);
+    let Ok(list) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut out: Vec<Retired> = list
+        .flatten()
+        .map(|e| {
+            let unfinished = std::fs::read(e.path()).is_ok_and(|c| c == UNFINISHED);
+            Retired { name: e.file_name().to_string_lossy().into_owned(), unfinished }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Takes `database` off the list of those left to drop.
+pub(crate) fn forget_retired(server: &Path, database: &str) {
+    let _ = std::fs::remove_file(retired_dir(server).join(database));
 }
 
 /// Takes the databases left to drop on this server: each by removing its

@@ -71,6 +71,29 @@ pub(crate) fn attached() -> bool {
     CONNECTION.lock().unwrap_or_else(|e| e.into_inner()).is_some()
 }
 
+/// The mark a reaper that keeps the run's Postgres pools leaves in the
+/// run's directory ([`KeepFn`]): a process that finds it hands the reaper
+/// that work; one served by a reaper without it does the work itself.
+fn keeper_mark(session: &str) -> std::path::PathBuf {
+    run_dir(session).join("pool-keeper")
+}
+
+/// Whether the session's reaper keeps the run's Postgres pools.
+pub(crate) fn keeps_pools(session: &str) -> bool {
+    keeper_mark(session).exists()
+}
+
+/// Sends `pool <what>` to the reaper on this process's held connection: work
+/// for the keeper of the run's pools. `false` when there is no connection or
+/// the write failed (the caller does the work itself).
+pub(crate) fn tell_keeper(what: &str) -> bool {
+    // Not while the connection is being replaced (the reaper died): the
+    // caller does the work itself rather than wait.
+    let Ok(mut held) = CONNECTION.try_lock() else { return false };
+    let Some(stream) = held.as_mut() else { return false };
+    stream.write_all(format!("pool {}\n", what.replace('\n', " ")).as_bytes()).is_ok()
+}
+
 /// How long a process waits at exit for the reaper to fold the run's
 /// report before it folds it itself.
 const FOLD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -248,20 +271,20 @@ fn grace() -> Duration {
 
 /// The reaper process: serves one session, then exits. Called before `main`,
 /// with what folds the run's report (the report's `parts::fold`).
-pub(crate) fn run(session: String, fold: FoldFn) -> ! {
+pub(crate) fn run(session: String, fold: FoldFn, keep: KeepFn) -> ! {
     // The id names files to remove: one that could leave the runtime
     // directory is never served.
     if !crate::run::session::valid(&session) {
         std::process::exit(2);
     }
-    let code = match serve(&session, fold) {
+    let code = match serve(&session, fold, keep) {
         Ok(()) => 0,
         Err(_) => 1,
     };
     std::process::exit(code)
 }
 
-fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
+fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
     create_runtime_dir().map_err(|e| e.to_string())?;
     let lock = File::options()
         .read(true)
@@ -293,6 +316,10 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
         create_private_dir(dir).map_err(|e| e.to_string())?;
     }
     let _ = std::fs::remove_file(&socket);
+    // Before the socket: a process that connects finds the mark.
+    if std::fs::create_dir_all(run_dir(session)).is_ok() {
+        let _ = std::fs::write(keeper_mark(session), b"");
+    }
     let listener = Listener::bind(&socket).map_err(|e| e.to_string())?;
     let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| ProcessId::decode(&r));
 
@@ -312,7 +339,8 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
     let ever = Arc::new(AtomicBool::new(false));
     let last_change = Arc::new(Mutex::new(Instant::now()));
     let folds = Arc::new(Folds::with(session, fold));
-    let mut closing = serve_connections(listener, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
+    let mut closing =
+        serve_connections(listener, connected.clone(), ever.clone(), last_change.clone(), folds.clone(), keep);
     let started = Instant::now();
     let grace = grace();
     // Other machines sharing this engine judge the run by its heartbeat.
@@ -368,7 +396,8 @@ fn serve(session: &str, fold: FoldFn) -> Result<(), String> {
             break;
         }
         if let Ok(again) = Listener::bind(&socket) {
-            closing = serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone());
+            closing =
+                serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone(), keep);
         }
     }
     // Parts nobody waited for: of processes killed before they reported
@@ -461,6 +490,11 @@ struct Folds {
 
 pub(crate) type FoldFn = fn(&str) -> Vec<(std::path::PathBuf, std::io::Error)>;
 
+/// What the reaper does with a `pool <what>` line a process sends on its
+/// held connection: the keeper of the run's Postgres pools (in the rooms
+/// layer, handed in by the process-start hook).
+pub(crate) type KeepFn = fn(&str);
+
 impl Folds {
     fn with(session: &str, fold: FoldFn) -> Folds {
         Folds {
@@ -526,6 +560,7 @@ fn serve_connections(
     ever: Arc<AtomicBool>,
     last_change: Arc<Mutex<Instant>>,
     folds: Arc<Folds>,
+    keep: KeepFn,
 ) -> Arc<AtomicBool> {
     let closing = Arc::new(AtomicBool::new(false));
     let closed = closing.clone();
@@ -560,9 +595,15 @@ fn serve_connections(
                     }
                     Some(("attach", Some(pid))) => {
                         folds.attached(pid);
-                        // Held until the test process ends, however it ends.
-                        let mut sink = [0u8; 64];
-                        while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+                        // Held until the test process ends, however it ends;
+                        // what it says meanwhile is work for the pools' keeper.
+                        let mut line = String::new();
+                        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                            if let Some(what) = line.trim_end().strip_prefix("pool ") {
+                                keep(what);
+                            }
+                            line.clear();
+                        }
                         folds.hung_up(pid);
                     }
                     _ => {

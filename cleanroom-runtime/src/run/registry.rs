@@ -110,6 +110,9 @@ impl Registry {
             match crate::run::reaper::attach(session) {
                 Ok(()) => {
                     crate::util::flags::set_shares_services(true);
+                    if crate::run::reaper::keeps_pools(&session.id) {
+                        crate::util::flags::set_pool_keeper(crate::run::reaper::tell_keeper);
+                    }
                     crate::util::clock::mark("reaper attached");
                     true
                 }

@@ -25,3 +25,23 @@ pub(crate) fn shares_services() -> bool {
 pub(crate) fn set_shares_services(shared: bool) {
     SHARES_SERVICES.store(shared, Ordering::SeqCst);
 }
+
+/// How this process hands work to the keeper of its run's Postgres pools
+/// (its reaper), when the reaper keeps them: set by the run layer once
+/// attached.
+static POOL_KEEPER: std::sync::OnceLock<fn(&str) -> bool> = std::sync::OnceLock::new();
+
+pub(crate) fn set_pool_keeper(tell: fn(&str) -> bool) {
+    let _ = POOL_KEEPER.set(tell);
+}
+
+/// Hands `what` to the keeper of the run's pools; `false` when there is
+/// none (the caller does the work itself).
+pub(crate) fn tell_pool_keeper(what: &str) -> bool {
+    POOL_KEEPER.get().is_some_and(|tell| tell(what))
+}
+
+/// Whether the run's pools have a keeper this process can hand work to.
+pub(crate) fn has_pool_keeper() -> bool {
+    POOL_KEEPER.get().is_some()
+}
