@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 
-use super::postgres::{clone_statement, drop_statement, still_made, takes_strategy};
+use super::postgres::{clone_statement, drop_statement, still_made, takes_strategy, Login};
 use super::{room_name, run_pool};
 
 /// What a process tells the keeper: where the server's pool is, the
@@ -29,11 +29,7 @@ use super::{room_name, run_pool};
 pub(crate) struct Poke {
     pub(crate) pool: PathBuf,
     pub(crate) template: String,
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) user: String,
-    pub(crate) password: String,
-    pub(crate) database: String,
+    pub(crate) login: Login,
 }
 
 static KEEPER: OnceLock<Mutex<Sender<Poke>>> = OnceLock::new();
@@ -81,16 +77,8 @@ fn keep(rx: Receiver<Poke>) {
 impl Server {
     async fn connect(&mut self) -> Option<&tokio_postgres::Client> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            let p = &self.poke;
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host(&p.host)
-                .port(p.port)
-                .user(&p.user)
-                .password(&p.password)
-                .dbname(&p.database)
-                .application_name("cleanroom")
-                .connect_timeout(std::time::Duration::from_secs(10));
+            let mut config = self.poke.login.config("cleanroom");
+            config.connect_timeout(std::time::Duration::from_secs(10));
             let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
             tokio::spawn(connection);
             self.client = Some(client);

@@ -179,6 +179,31 @@ impl RunStart {
     }
 }
 
+/// How cleanroom logs in to a server as its superuser: a process's own
+/// connections, and the run's keeper's (the process hands it over).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Login {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: String,
+    pub(crate) database: String,
+}
+
+impl Login {
+    pub(super) fn config(&self, application_name: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(&self.database)
+            .application_name(application_name);
+        config
+    }
+}
+
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -277,22 +302,27 @@ impl PgRooms {
 
     /// A new connection to `database` as the superuser.
     async fn connect(&self, database: &str) -> Result<tokio_postgres::Client, Error> {
-        let s = &self.service;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(s.host())
-            .port(*s.ports.get(&5432).ok_or_else(|| self.error("connect", "port 5432 is not published"))?)
-            .user(s.env("POSTGRES_USER").unwrap_or("postgres"))
-            .password(s.env("POSTGRES_PASSWORD").unwrap_or(""))
-            .dbname(database)
-            .application_name(&match self.claim() {
-                // The run's end waits for what its connections still run.
-                Some(claim) => crate::external::postgres::application_name(claim),
-                None => "cleanroom".to_string(),
-            });
+        let application_name = match self.claim() {
+            // The run's end waits for what its connections still run.
+            Some(claim) => crate::external::postgres::application_name(claim),
+            None => "cleanroom".to_string(),
+        };
+        let config = self.login(database)?.config(&application_name);
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error("connect", e))?;
         tokio::spawn(connection);
         Ok(client)
+    }
+
+    /// How to log in to `database` on the server as its superuser.
+    fn login(&self, database: &str) -> Result<Login, Error> {
+        let s = &self.service;
+        Ok(Login {
+            host: s.host().to_string(),
+            port: *s.ports.get(&5432).ok_or_else(|| self.error("connect", "port 5432 is not published"))?,
+            user: s.env("POSTGRES_USER").unwrap_or("postgres").to_string(),
+            password: s.env("POSTGRES_PASSWORD").unwrap_or("").to_string(),
+            database: database.to_string(),
+        })
     }
 
     /// One of the kept connections, (re)connected if needed; held until the
@@ -648,7 +678,7 @@ impl PgRooms {
             }
             if !retired.is_empty() {
                 if let Ok(clones) = self.kept(CLONES).await {
-                    let making = self.still_made(&clones, &retired).await;
+                    let making = still_made(&clones, &retired).await;
                     for r in &retired {
                         let done = if making.contains(&r.name) {
                             // A drop now would find nothing: hand it on.
@@ -664,10 +694,6 @@ impl PgRooms {
             }
             self.retired_dropping.fetch_sub(1, Ordering::SeqCst);
         });
-    }
-
-    async fn still_made(&self, client: &tokio_postgres::Client, retired: &[run_pool::Retired]) -> Vec<String> {
-        still_made(client, retired).await
     }
 
     /// Whether this process reads the server's counters for the report's
@@ -688,45 +714,11 @@ impl PgRooms {
     /// Asks the keeper to top the run's pool of `template` up and drop what
     /// was left to drop; `false` when it could not be told.
     fn poke_keeper(&self, template: &str) -> bool {
-        let s = &self.service;
-        let Some(port) = s.ports.get(&5432) else { return false };
-        let poke = super::keeper::Poke {
-            pool: self.pool_dir.clone(),
-            template: template.to_string(),
-            host: s.host().to_string(),
-            port: *port,
-            user: s.env("POSTGRES_USER").unwrap_or("postgres").to_string(),
-            password: s.env("POSTGRES_PASSWORD").unwrap_or("").to_string(),
-            database: self.main_database().to_string(),
-        };
+        let Ok(login) = self.login(self.main_database()) else { return false };
+        let poke = super::keeper::Poke { pool: self.pool_dir.clone(), template: template.to_string(), login };
         serde_json::to_string(&poke).is_ok_and(|line| crate::util::flags::tell_pool_keeper(&line))
     }
-}
 
-/// Which of the `unfinished` retired databases a session of the server is
-/// still creating (a process ended while its `CREATE DATABASE` ran; the
-/// server finishes it). All of them when the server cannot say.
-pub(super) async fn still_made(client: &tokio_postgres::Client, retired: &[run_pool::Retired]) -> Vec<String> {
-    let unfinished: Vec<&str> = retired.iter().filter(|r| r.unfinished).map(|r| r.name.as_str()).collect();
-    if unfinished.is_empty() {
-        return Vec::new();
-    }
-    let sql = "SELECT query FROM pg_stat_activity \
-               WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query ILIKE 'CREATE DATABASE%'";
-    match client.query(sql, &[]).await {
-        Ok(rows) => {
-            let running: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-            unfinished
-                .into_iter()
-                .filter(|name| running.iter().any(|q| q.contains(&quote_ident(name))))
-                .map(str::to_string)
-                .collect()
-        }
-        Err(_) => unfinished.into_iter().map(str::to_string).collect(),
-    }
-}
-
-impl PgRooms {
     /// Whether this server's clones are shared with other processes.
     fn shares_pool(&self) -> bool {
         crate::util::flags::shares_services()
@@ -955,6 +947,29 @@ pub(super) async fn release_pooled() {
                 let _ = admin.batch_execute(&drop_statement(&name)).await;
             }
         }
+    }
+}
+
+/// Which of the `unfinished` retired databases a session of the server is
+/// still creating (a process ended while its `CREATE DATABASE` ran; the
+/// server finishes it). All of them when the server cannot say.
+pub(super) async fn still_made(client: &tokio_postgres::Client, retired: &[run_pool::Retired]) -> Vec<String> {
+    let unfinished: Vec<&str> = retired.iter().filter(|r| r.unfinished).map(|r| r.name.as_str()).collect();
+    if unfinished.is_empty() {
+        return Vec::new();
+    }
+    let sql = "SELECT query FROM pg_stat_activity \
+               WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query ILIKE 'CREATE DATABASE%'";
+    match client.query(sql, &[]).await {
+        Ok(rows) => {
+            let running: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+            unfinished
+                .into_iter()
+                .filter(|name| running.iter().any(|q| q.contains(&quote_ident(name))))
+                .map(str::to_string)
+                .collect()
+        }
+        Err(_) => unfinished.into_iter().map(str::to_string).collect(),
     }
 }
 

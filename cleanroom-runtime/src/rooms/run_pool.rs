@@ -154,17 +154,7 @@ pub(crate) fn forget_retired(server: &Path, database: &str) {
 /// file, which exactly one remover does.
 pub(crate) fn take_retired(server: &Path) -> Vec<Retired> {
     let dir = retired_dir(server);
-    let Ok(list) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-        .into_iter()
-        .filter_map(|name| {
-            let path = dir.join(&name);
-            let unfinished = std::fs::read(&path).is_ok_and(|c| c == UNFINISHED);
-            std::fs::remove_file(&path).is_ok().then_some(Retired { name, unfinished })
-        })
-        .collect()
+    retired(server).into_iter().filter(|r| std::fs::remove_file(dir.join(&r.name)).is_ok()).collect()
 }
 
 #[cfg(test)]
