@@ -33,6 +33,16 @@ mod child {
             println!("cleanroom-test: READY");
             std::thread::sleep(Duration::from_secs(120));
         }
+
+        #[cleanroom::test(redis)]
+        #[ignore = "run by the Redis pool's kill test"]
+        fn writes_to_redis_until_killed(redis: cleanroom::Redis) {
+            let mut c = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+            let () = redis::cmd("SET").arg("left").arg("by a killed test").query(&mut c).unwrap();
+            let db = redis.url().rsplit('/').next().unwrap().to_string();
+            println!("cleanroom-test: READY {db}");
+            std::thread::sleep(Duration::from_secs(120));
+        }
     }
 }
 
@@ -204,6 +214,102 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     assert_eq!(hits + misses, 12, "every process looked in the run's pool once: {}", doc["caches"]);
     assert!(hits >= 8, "after the first pair, processes find databases cloned ahead: {hits} hits, {misses} misses");
     eprintln!("run pool: {hits} hits, {misses} misses; per-test overhead {}", doc["overhead"]);
+
+    // Redis likewise: the reaper leased the rooms ahead, in the run's name,
+    // and flushed each that came back (every test found its room empty).
+    let redis = redis_pool_of(&session);
+    let pool = &doc["caches"]["redis_run_pool"];
+    let (hits, misses) = (pool["hits"].as_u64().unwrap_or(0), pool["misses"].as_u64().unwrap_or(0));
+    // The first process found the pool empty as it attached, and leased
+    // its own room ahead; the others looked in the run's pool.
+    let own = &doc["caches"]["redis_leased_ahead"];
+    let own = own["hits"].as_u64().unwrap_or(0) + own["misses"].as_u64().unwrap_or(0);
+    assert_eq!(hits + own, 12, "every process took one room: {}", doc["caches"]);
+    assert!(misses <= own, "a process that missed the pool leased its own: {}", doc["caches"]);
+    assert!(hits >= 8, "after the first pair, processes find Redis rooms leased ahead: {hits} hits, {misses} misses");
+    let (ready, taken, returned) = settled_redis_pool(&redis);
+    assert!(taken.is_empty() && returned.is_empty(), "every room came back and was flushed: {taken:?} {returned:?}");
+    assert!(!ready.is_empty(), "the keeper holds rooms ready for the next process");
+    let redis_container = service_containers(&session, "redis");
+    for db in &ready {
+        let holder =
+            docker(&["exec", &redis_container[0], "redis-cli", "-n", "63", "GET", &format!("cleanroom:lease:{db}")]);
+        assert_eq!(holder.trim(), format!("keeper:{session}"), "room {db} is leased in the run's name");
+        let keys = docker(&["exec", &redis_container[0], "redis-cli", "-n", db, "DBSIZE"]);
+        assert_eq!(keys.trim(), "0", "room {db} is flushed");
+    }
+    assert_nothing_left(&session);
+}
+
+/// The directory of the run's pool of its Redis's databases.
+fn redis_pool_of(session: &str) -> std::path::PathBuf {
+    let redis = service_containers(session, "redis");
+    assert_eq!(redis.len(), 1, "the run has one Redis: {redis:?}");
+    let root = cleanroom_runtime::admin::runtime_dir().join("runs").join(session).join("redispool");
+    std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&redis[0])))
+        .unwrap_or_else(|| panic!("the run's Redis pool is under {}", root.display()))
+}
+
+/// The pool's ready, taken and given-back rooms once the keeper has had
+/// up to 2 s to flush what came back.
+fn settled_redis_pool(pool: &std::path::Path) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let list = |kind: &str| walk_names(&pool.join(kind));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (taken, returned) = (list("taken"), list("returned"));
+        if (taken.is_empty() && returned.is_empty()) || Instant::now() > deadline {
+            return (list("ready"), taken, returned);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A test process killed (`kill -9`) while its test holds a Redis room of
+/// the run's pool never gives it back: the keeper sees the process gone,
+/// flushes what it wrote, and hands the room out again.
+#[test]
+fn a_redis_room_a_killed_process_held_is_flushed_and_handed_out_again() {
+    // Told apart from the other runs of this binary within the session's
+    // first 24 characters.
+    let run_id = format!("0000{:x}-4ed1-4bad-beef-{:012x}", std::process::id(), 0x4ed1u64);
+    let report = std::env::temp_dir().join(format!("{}.json", fresh_session("redispool")));
+    // One pair fills the pool.
+    let session = nextest_processes(&run_id, &report, 1, &[]);
+    let pool = redis_pool_of(&session);
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child::waits::writes_to_redis_until_killed", "--nocapture"])
+        .env_remove("CLEANROOM_SESSION")
+        .env("NEXTEST_RUN_ID", &run_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let db = loop {
+        let line = lines.next().expect("the holder says its room").unwrap();
+        if let Some(db) = line.strip_prefix("cleanroom-test: READY ") {
+            break db.to_string();
+        }
+    };
+    let taken = walk_names(&pool.join("taken"));
+    assert_eq!(taken, vec![format!("{db}@{}", taken[0].split_once('@').unwrap().1)], "room {db} is taken");
+    assert!(taken[0].starts_with(&format!("{db}@{}:", holder.id())), "by the holder: {taken:?}");
+    kill("-9", holder.id());
+    let _ = holder.wait();
+    // The next process tells the keeper, which finds the holder gone.
+    passed_attached(nextest_process(&run_id, &report, 3, &[]));
+    let (ready, taken, returned) = settled_redis_pool(&pool);
+    let _ = std::fs::remove_file(&report);
+    assert!(taken.is_empty() && returned.is_empty(), "the killed process's room is back: {taken:?} {returned:?}");
+    assert!(ready.contains(&db), "room {db} is ready again: {ready:?}");
+    let redis = service_containers(&session, "redis");
+    let keys = docker(&["exec", &redis[0], "redis-cli", "-n", &db, "DBSIZE"]);
+    assert_eq!(keys.trim(), "0", "what the killed test wrote is flushed");
     assert_nothing_left(&session);
 }
 

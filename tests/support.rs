@@ -405,6 +405,9 @@ macro_rules! postgres_and_redis_tests {
             tokio::spawn(connection);
             client.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)").await.unwrap();
             let mut cache = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+            // A room handed out twice, or unflushed, would hold the last test's key.
+            let keys: i64 = redis::cmd("DBSIZE").query_async(&mut cache).await.unwrap();
+            assert_eq!(keys, 0, "the test's Redis room is empty as it starts");
             let () = redis::AsyncCommands::set(&mut cache, "k", 1).await.unwrap();
         }
     )*};

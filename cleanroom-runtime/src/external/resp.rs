@@ -48,6 +48,34 @@ pub(crate) async fn connect(
     Ok(stream)
 }
 
+/// Connects, and sends `args` right behind the `AUTH` in one write: one
+/// round trip less than [`connect`] then [`call`] (a nextest process leases
+/// its first Redis room this way, on its way to its test).
+pub(crate) async fn connect_and_call(
+    host: &str,
+    port: u16,
+    user: Option<&str>,
+    password: Option<&str>,
+    args: &[&str],
+) -> std::io::Result<(TcpStream, Resp)> {
+    let mut stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let mut out = match (user, password) {
+        (Some(user), Some(password)) => encode(&["AUTH", user, password]),
+        (None, Some(password)) => encode(&["AUTH", password]),
+        (_, None) => Vec::new(),
+    };
+    out.extend(encode(args));
+    stream.write_all(&out).await?;
+    if password.is_some() {
+        if let Resp::Error(e) = read_resp(&mut stream).await? {
+            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH: {e}")));
+        }
+    }
+    let reply = read_resp(&mut stream).await?;
+    Ok((stream, reply))
+}
+
 /// A command as the protocol sends it.
 pub(crate) fn encode(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();

@@ -21,7 +21,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 
 use super::postgres::{clone_statement, drop_statement, still_made, takes_strategy, Login};
-use super::{room_name, run_pool};
+use super::{redis_pool, room_name, run_pool};
 
 /// What a process tells the keeper: where the server's pool is, the
 /// template it took from, and how to reach the server.
@@ -32,18 +32,41 @@ pub(crate) struct Poke {
     pub(crate) login: Login,
 }
 
-static KEEPER: OnceLock<Mutex<Sender<Poke>>> = OnceLock::new();
+/// What a process tells the keeper of a Redis server the run owns: where
+/// the run's pool of its databases is ([`redis_pool`]), how to reach the
+/// server, and whose name the keeper leases them in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RedisPoke {
+    pub(crate) redis_pool: PathBuf,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) password: Option<String>,
+    /// The lease holder: the run's, so that a replacement keeper (the
+    /// reaper was killed) renews what the last one leased.
+    pub(crate) holder: String,
+}
+
+/// A `pool` line: the shapes differ, so a keeper of an earlier version
+/// (Postgres only) ignores a Redis line it cannot read.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Work {
+    Postgres(Poke),
+    Redis(RedisPoke),
+}
+
+static KEEPER: OnceLock<Mutex<Sender<Work>>> = OnceLock::new();
 
 /// Takes a process's `pool` line (in the reaper): the keeper's thread does
 /// the work, in order, coalescing what arrives meanwhile.
 pub(crate) fn poke(what: &str) {
-    let Ok(poke) = serde_json::from_str::<Poke>(what) else { return };
+    let Ok(work) = serde_json::from_str::<Work>(what) else { return };
     let sender = KEEPER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         let _ = std::thread::Builder::new().name("cleanroom-keeper".into()).spawn(move || keep(rx));
         Mutex::new(tx)
     });
-    let _ = sender.lock().unwrap_or_else(|e| e.into_inner()).send(poke);
+    let _ = sender.lock().unwrap_or_else(|e| e.into_inner()).send(work);
 }
 
 /// One server's pool, as the keeper knows it.
@@ -54,22 +77,118 @@ struct Server {
     strategy: Option<bool>,
 }
 
-fn keep(rx: Receiver<Poke>) {
+fn keep(rx: Receiver<Work>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
     let mut servers: HashMap<PathBuf, Server> = HashMap::new();
-    while let Ok(first) = rx.recv() {
-        for poke in std::iter::once(first).chain(rx.try_iter()) {
-            let server = servers.entry(poke.pool.clone()).or_insert_with(|| Server {
-                poke: poke.clone(),
-                templates: BTreeSet::new(),
-                client: None,
-                strategy: None,
-            });
-            server.templates.insert(poke.template.clone());
-            server.poke = poke;
+    let mut redis: HashMap<PathBuf, RedisServer> = HashMap::new();
+    loop {
+        // Woken by a process, or, while it holds Redis leases, in time to
+        // renew them.
+        let first = match rx.recv_timeout(RENEW_EVERY) {
+            Ok(work) => Some(work),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        for work in first.into_iter().chain(rx.try_iter()) {
+            match work {
+                Work::Postgres(poke) => {
+                    let server = servers.entry(poke.pool.clone()).or_insert_with(|| Server {
+                        poke: poke.clone(),
+                        templates: BTreeSet::new(),
+                        client: None,
+                        strategy: None,
+                    });
+                    server.templates.insert(poke.template.clone());
+                    server.poke = poke;
+                }
+                Work::Redis(poke) => {
+                    let server = redis.entry(poke.redis_pool.clone()).or_insert_with(|| RedisServer {
+                        poke: poke.clone(),
+                        conn: None,
+                        renewed: std::time::Instant::now(),
+                    });
+                    server.poke = poke;
+                }
+            }
+        }
+        // Redis first: its work is a few commands, and a test process may
+        // be waiting for the next room while a clone runs.
+        for server in redis.values_mut() {
+            runtime.block_on(server.tend());
         }
         for server in servers.values_mut() {
             runtime.block_on(server.tend());
+        }
+    }
+}
+
+/// How often the keeper renews its Redis leases: well within their TTL.
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_millis(super::redis::LEASE_TTL_MS / 3);
+
+/// One Redis server's pool, as the keeper knows it.
+struct RedisServer {
+    poke: RedisPoke,
+    conn: Option<tokio::net::TcpStream>,
+    renewed: std::time::Instant,
+}
+
+impl RedisServer {
+    async fn call(&mut self, args: &[String]) -> Option<crate::external::resp::Resp> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        use crate::external::resp;
+        if self.conn.is_none() {
+            let connecting = resp::connect(&self.poke.host, self.poke.port, None, self.poke.password.as_deref());
+            let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await.ok()?.ok()?;
+            self.conn = Some(stream);
+        }
+        let reply = resp::call(self.conn.as_mut()?, &args).await;
+        if reply.is_err() {
+            self.conn = None;
+        }
+        reply.ok()
+    }
+
+    /// Flushes what came back (and what dead processes held) and makes it
+    /// ready again, leases more up to the target, and renews the leases
+    /// when they are due.
+    async fn tend(&mut self) {
+        use super::redis::{flush_script_args, lease_script_args, renew_script_args};
+        use crate::external::resp::Resp;
+        let pool = self.poke.redis_pool.clone();
+        for item in redis_pool::to_flush(&pool, redis_pool::alive) {
+            let db = item.db.to_string();
+            match self.call(&flush_script_args(&db, &self.poke.holder)).await {
+                Some(Resp::Integer(1)) => {
+                    let _ = redis_pool::flushed(&pool, &item);
+                }
+                // No longer the run's (it cannot have expired while the
+                // keeper renews, but say it did): let it go.
+                Some(Resp::Integer(_)) => {
+                    let _ = std::fs::remove_file(&item.file);
+                }
+                _ => return,
+            }
+        }
+        // Bounded: processes that take meanwhile poke again.
+        for _ in 0..redis_pool::TARGET {
+            if redis_pool::ready_len(&pool) >= redis_pool::TARGET {
+                break;
+            }
+            match self.call(&lease_script_args(&self.poke.holder)).await {
+                Some(Resp::Integer(n)) if n >= 0 => {
+                    if redis_pool::offer(&pool, n as u32).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if self.renewed.elapsed() >= RENEW_EVERY {
+            for db in redis_pool::held(&pool) {
+                let db = db.to_string();
+                let _ = self.call(&renew_script_args(&db, &self.poke.holder)).await;
+            }
+            self.renewed = std::time::Instant::now();
         }
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod keeper;
 pub(crate) mod migrations;
 pub(crate) mod postgres;
 pub(crate) mod redis;
+pub(crate) mod redis_pool;
 pub(crate) mod run_pool;
 pub(crate) mod schema;
 

@@ -51,9 +51,36 @@ const RENEW_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[3])) \
     local held = redis.call('GET', 'cleanroom:lease:' .. ARGV[1]) == ARGV[2] \
     if held then redis.call('PEXPIRE', 'cleanroom:lease:' .. ARGV[1], ARGV[4]) end \
     redis.call('SELECT', 0) if held then return 1 end return 0";
+/// `ARGV`: database, holder, the leases' database. Flushes the database if
+/// its lease is this holder's (1), keeping the lease; else leaves it (0).
+const FLUSH_HELD_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[3])) \
+    if redis.call('GET', 'cleanroom:lease:' .. ARGV[1]) ~= ARGV[2] then redis.call('SELECT', 0) return 0 end \
+    redis.call('SELECT', tonumber(ARGV[1])) redis.call('FLUSHDB') redis.call('SELECT', 0) return 1";
 /// A lease outlives a test process that died without releasing it by at
 /// most this; a live holder renews it every third of it.
-const LEASE_TTL_MS: u64 = 10 * 60 * 1000;
+pub(super) const LEASE_TTL_MS: u64 = 10 * 60 * 1000;
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// The keeper's lease of a free database of a server the run owns
+/// ([`super::keeper`]), for `holder`: replies with the database, or -1.
+pub(super) fn lease_script_args(holder: &str) -> Vec<String> {
+    let (leases, first) = (OWN_DATABASES.leases().to_string(), OWN_DATABASES.first.to_string());
+    owned(&["EVAL", LEASE_SCRIPT, "0", holder, &leases, &LEASE_TTL_MS.to_string(), &first])
+}
+
+/// The keeper's flush of database `db`, which `holder` keeps leased.
+pub(super) fn flush_script_args(db: &str, holder: &str) -> Vec<String> {
+    owned(&["EVAL", FLUSH_HELD_SCRIPT, "0", db, holder, &OWN_DATABASES.leases().to_string()])
+}
+
+/// The keeper's renewal of its lease of database `db`.
+pub(super) fn renew_script_args(db: &str, holder: &str) -> Vec<String> {
+    let leases = OWN_DATABASES.leases().to_string();
+    owned(&["EVAL", RENEW_SCRIPT, "0", db, holder, &leases, &LEASE_TTL_MS.to_string()])
+}
 
 /// Redis rooms of one running server: a connection for leases, and a few
 /// databases leased ahead of the tests that will ask for them.
@@ -72,6 +99,9 @@ pub(crate) struct RedisRooms {
     /// The leases this process holds: database → holder token.
     held: Mutex<std::collections::HashMap<u32, String>>,
     renewing: std::sync::atomic::AtomicBool,
+    /// The run's pool of this server's databases, when the run's reaper
+    /// keeps it ([`super::redis_pool`]): a server the run owns.
+    run_pool: Option<std::path::PathBuf>,
 }
 
 /// How many Redis databases a process leases ahead of demand, at most.
@@ -85,6 +115,10 @@ pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
         return r.clone();
     }
     let range = service.existing.as_ref().and_then(|e| e.databases).unwrap_or(OWN_DATABASES);
+    // Not a reused server: it outlives the run, and the keeper's leases
+    // with it. Not an existing one: its databases are the user's range.
+    let owned = service.existing.is_none() && !crate::config::current().is_ok_and(|c| c.reuse);
+    let run_pool = crate::util::flags::redis_keeper().filter(|_| owned).map(|(root, _)| root.join(&service.id));
     let rooms = Arc::new(RedisRooms {
         service: service.clone(),
         range,
@@ -96,6 +130,7 @@ pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
         leased: tokio::sync::Notify::new(),
         held: Mutex::new(std::collections::HashMap::new()),
         renewing: std::sync::atomic::AtomicBool::new(false),
+        run_pool,
     });
     all.push(rooms.clone());
     rooms
@@ -118,9 +153,15 @@ impl RedisRooms {
                 Some(e) => e.url.password.as_deref(),
                 None => self.service.env(crate::service::definition::REDIS_PASSWORD_ENV),
             };
-            let stream: TcpStream =
-                resp::connect(self.service.host(), port, user, password).await.map_err(|e| self.error("connect", e))?;
+            // The command goes with the login: one round trip less.
+            let (stream, reply) = resp::connect_and_call(self.service.host(), port, user, password, args)
+                .await
+                .map_err(|e| self.error("connect", e))?;
             *guard = Some(stream);
+            return match reply {
+                Resp::Error(e) => Err(self.error(args[0], e)),
+                r => Ok(r),
+            };
         }
         let stream = guard.as_mut().expect("connected above");
         match resp::call(stream, args).await {
@@ -181,10 +222,62 @@ impl RedisRooms {
         Some(db)
     }
 
-    /// Leases databases ahead for the `expected` tests of this process.
+    /// Leases databases ahead for the `expected` tests of this process; a
+    /// process of one test (every one under nextest) whose run's keeper has
+    /// one ready takes that instead, and only asks the keeper for more.
     pub(crate) fn warm(self: Arc<Self>, expected: usize) {
         self.expected.store(expected, Ordering::SeqCst);
+        if let Some(pool) = self.keeper_pool() {
+            self.poke_keeper();
+            if super::redis_pool::ready_len(pool) > 0 {
+                return;
+            }
+        }
         self.refill();
+    }
+
+    /// The run's pool, in a process that takes its room from it: one that
+    /// expects at most one test with a room here. A process of many tests
+    /// leases its own ahead, on its one connection.
+    fn keeper_pool(&self) -> Option<&std::path::Path> {
+        self.run_pool.as_deref().filter(|_| self.expected.load(Ordering::SeqCst) <= 1)
+    }
+
+    /// Asks the run's keeper to flush what came back and lease up to its
+    /// target; `false` when it could not be told.
+    fn poke_keeper(&self) -> bool {
+        let (Some(pool), Some((_, holder))) = (&self.run_pool, crate::util::flags::redis_keeper()) else {
+            return false;
+        };
+        let Some(port) = self.service.ports.get(&6379) else { return false };
+        let poke = super::keeper::RedisPoke {
+            redis_pool: pool.clone(),
+            host: self.service.host().to_string(),
+            port: *port,
+            password: self.service.env(crate::service::definition::REDIS_PASSWORD_ENV).map(str::to_string),
+            holder: holder.clone(),
+        };
+        serde_json::to_string(&poke).is_ok_and(|line| crate::util::flags::tell_pool_keeper(&line))
+    }
+
+    /// A database of the run's pool, taken as this process (`me`); the
+    /// keeper is asked for the next either way.
+    fn take_from_run_pool(&self) -> Option<(u32, String)> {
+        let pool = self.keeper_pool()?;
+        let me = super::redis_pool::me()?;
+        let taken = super::redis_pool::take(pool, &me);
+        self.poke_keeper();
+        match taken {
+            Some(db) => {
+                crate::metrics::cache_hit("redis_run_pool");
+                self.handed_out.fetch_add(1, Ordering::SeqCst);
+                Some((db, me))
+            }
+            None => {
+                crate::metrics::cache_miss("redis_run_pool");
+                None
+            }
+        }
     }
 
     fn refill(self: Arc<Self>) {
@@ -292,17 +385,23 @@ pub(super) async fn release_ahead() {
 struct RedisRoom {
     rooms: Arc<RedisRooms>,
     db: u32,
+    /// Taken from the run's pool, as this (`pid:start`): given back to the
+    /// keeper, not released.
+    from_run_pool: Option<String>,
 }
 
 /// A logical database for one test: one leased ahead if there is one, else
-/// leased now.
+/// one of the run's pool, else leased now.
 pub(super) fn open(container: &Container) -> Result<Box<dyn Room>, Error> {
     let rooms = redis_rooms(&container.inner);
-    let db = match rooms.take_ready() {
-        Some(db) => db,
-        None => crate::util::background::block_on_runtime(rooms.clone().take())?,
-    };
-    Ok(Box::new(RedisRoom { rooms, db }))
+    if let Some(db) = rooms.take_ready() {
+        return Ok(Box::new(RedisRoom { rooms, db, from_run_pool: None }));
+    }
+    if let Some((db, me)) = rooms.take_from_run_pool() {
+        return Ok(Box::new(RedisRoom { rooms, db, from_run_pool: Some(me) }));
+    }
+    let db = crate::util::background::block_on_runtime(rooms.clone().take())?;
+    Ok(Box::new(RedisRoom { rooms, db, from_run_pool: None }))
 }
 
 impl Room for RedisRoom {
@@ -313,7 +412,15 @@ impl Room for RedisRoom {
     /// A logical database is flushed and freed whatever the outcome: there
     /// are only so many.
     fn end(self: Box<Self>, _test: &str, _failed: bool, _keep: Keep) {
-        let RedisRoom { rooms, db } = *self;
+        let RedisRoom { rooms, db, from_run_pool } = *self;
+        if let (Some(me), Some(pool)) = (from_run_pool, &rooms.run_pool) {
+            // The keeper flushes it; a process that dies before this line
+            // leaves it to the keeper too, once it sees the process gone.
+            if super::redis_pool::give_back(pool, &me, db).is_ok() {
+                rooms.poke_keeper();
+            }
+            return;
+        }
         crate::util::background::spawn_background(async move {
             let _ = rooms.release(db).await;
         });
@@ -425,6 +532,37 @@ mod tests {
                 let (holder, _) = lease_of_1(&mut c).await;
                 assert_eq!(holder, Resp::Bulk(None), "and free");
             });
+        }
+
+        #[test]
+        fn flush_a_database_for_the_keeper_that_holds_it_and_keep_its_lease() {
+            let server = Server::start();
+            block_on(async {
+                let mut c = server.connect().await;
+                let db = match run(&mut c, lease_script_args("keeper:a")).await {
+                    Resp::Integer(n) if n >= 1 => n.to_string(),
+                    other => panic!("a free room is leased: {other:?}"),
+                };
+                call(&mut c, &["SELECT", &db]).await;
+                call(&mut c, &["SET", "written", "by a test"]).await;
+                call(&mut c, &["SELECT", "0"]).await;
+
+                assert_eq!(run(&mut c, flush_script_args(&db, "keeper:b")).await, Resp::Integer(0), "b holds none");
+                call(&mut c, &["SELECT", &db]).await;
+                assert_eq!(call(&mut c, &["DBSIZE"]).await, Resp::Integer(1), "left as it was");
+
+                assert_eq!(run(&mut c, flush_script_args(&db, "keeper:a")).await, Resp::Integer(1), "a holds it");
+                assert_eq!(call(&mut c, &["DBSIZE"]).await, Resp::Integer(0), "flushed");
+                call(&mut c, &["SELECT", &OWN_DATABASES.leases().to_string()]).await;
+                let holder = call(&mut c, &["GET", &format!("cleanroom:lease:{db}")]).await;
+                assert_eq!(holder, Resp::Bulk(Some(b"keeper:a".to_vec())), "still the keeper's, for the next test");
+                assert_eq!(run(&mut c, renew_script_args(&db, "keeper:a")).await, Resp::Integer(1));
+            });
+        }
+
+        async fn run(c: &mut TcpStream, args: Vec<String>) -> Resp {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            resp::call(c, &args).await.unwrap()
         }
 
         /// Rooms on the test's own server, as a process whose Redis runs

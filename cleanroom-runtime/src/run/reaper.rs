@@ -83,6 +83,22 @@ pub(crate) fn keeps_pools(session: &str) -> bool {
     keeper_mark(session).exists()
 }
 
+/// The mark a reaper that also keeps the run's Redis pools leaves beside
+/// [`keeper_mark`] (an earlier reaper keeps Postgres's only).
+fn redis_keeper_mark(session: &str) -> std::path::PathBuf {
+    run_dir(session).join("redis-keeper")
+}
+
+/// Whether the session's reaper keeps the run's Redis pools.
+pub(crate) fn keeps_redis(session: &str) -> bool {
+    redis_keeper_mark(session).exists()
+}
+
+/// Where the run's Redis pools are, one directory per server.
+pub(crate) fn redis_pools(session: &str) -> std::path::PathBuf {
+    run_dir(session).join("redispool")
+}
+
 /// Sends `pool <what>` to the reaper on this process's held connection: work
 /// for the keeper of the run's pools. `false` when there is no connection or
 /// the write failed (the caller does the work itself).
@@ -319,6 +335,7 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
     // Before the socket: a process that connects finds the mark.
     if std::fs::create_dir_all(run_dir(session)).is_ok() {
         let _ = std::fs::write(keeper_mark(session), b"");
+        let _ = std::fs::write(redis_keeper_mark(session), b"");
     }
     let listener = Listener::bind(&socket).map_err(|e| e.to_string())?;
     let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| ProcessId::decode(&r));

@@ -112,6 +112,10 @@ impl Registry {
                     crate::util::flags::set_shares_services(true);
                     if crate::run::reaper::keeps_pools(&session.id) {
                         crate::util::flags::set_pool_keeper(crate::run::reaper::tell_keeper);
+                        if crate::run::reaper::keeps_redis(&session.id) {
+                            let root = crate::run::reaper::redis_pools(&session.id);
+                            crate::util::flags::set_redis_keeper(root, format!("keeper:{}", session.id));
+                        }
                     }
                     crate::util::clock::mark("reaper attached");
                     true
@@ -154,6 +158,18 @@ impl Registry {
     pub(crate) fn acquire(&'static self, spec: &'static ServiceSpec) -> Result<Arc<RunningService>, Error> {
         if let Some(service) = self.ready_now(spec.name) {
             return Ok(service);
+        }
+        // Being started already (the run's start asked for it): wait here,
+        // woken by the start's own send, then take it as above. A failure
+        // is read below, where it is made an error.
+        if let Some(slot) = self.slot(spec.name) {
+            let mut outcome = slot.outcome.subscribe();
+            let ended = crate::util::background::block_here(async { outcome.wait_for(Option::is_some).await.is_ok() });
+            if ended {
+                if let Some(service) = self.ready_now(spec.name) {
+                    return Ok(service);
+                }
+            }
         }
         crate::util::background::block_on_runtime(async move { self.get_or_start(spec.name, Source::Spec(spec)).await })
     }

@@ -38,6 +38,31 @@ pub(crate) fn block_on_runtime<T: Send + 'static>(fut: impl Future<Output = T> +
     rx.recv().expect("cleanroom: its runtime stopped while a test was waiting on it")
 }
 
+/// Polls `fut` on the calling thread until it ends, parked in between: for
+/// a future that only waits for another thread (a service's outcome), so
+/// that thread's send wakes this one directly, without a task of the
+/// runtime's in between.
+pub(crate) fn block_here<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
 /// Runs `fut` on cleanroom's runtime without waiting for it: work off a
 /// test's critical path (dropping its database).
 pub(crate) fn spawn_background(fut: impl Future<Output = ()> + Send + 'static) {

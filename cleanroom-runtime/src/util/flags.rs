@@ -45,3 +45,19 @@ pub(crate) fn tell_pool_keeper(what: &str) -> bool {
 pub(crate) fn has_pool_keeper() -> bool {
     POOL_KEEPER.get().is_some()
 }
+
+/// Where this process takes the Redis rooms its run's keeper leased ahead
+/// (the root of the run's pools, one directory per server), and the name
+/// the keeper leases them in: set by the run layer once attached to a
+/// reaper that keeps them.
+static REDIS_KEEPER: std::sync::OnceLock<(std::path::PathBuf, String)> = std::sync::OnceLock::new();
+
+pub(crate) fn set_redis_keeper(root: std::path::PathBuf, holder: String) {
+    let _ = REDIS_KEEPER.set((root, holder));
+}
+
+/// The run's Redis pools' root and the keeper's holder name, when the
+/// run's reaper keeps them.
+pub(crate) fn redis_keeper() -> Option<&'static (std::path::PathBuf, String)> {
+    REDIS_KEEPER.get()
+}
