@@ -460,6 +460,19 @@ pub fn machine_line(m: &Machine) -> String {
     )
 }
 
+/// How many times each cell ran: `3 time(s)`, or, for a page rebuilt from
+/// logs whose cells ran different numbers of times, `1–4 time(s) (the
+/// table says which)`.
+fn repetitions(cells: &[Cell], reps: usize) -> String {
+    let counts = cells.iter().map(|c| c.samples.len());
+    match (counts.clone().min(), counts.max()) {
+        (Some(min), Some(max)) if min != max => {
+            format!("{min}–{max} time(s) (the table's min–max says which ran more than once)")
+        }
+        _ => format!("{reps} time(s)"),
+    }
+}
+
 /// The whole page.
 pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
     let mut out = String::new();
@@ -468,7 +481,7 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
         "# Benchmarks\n\n\
          <!-- Written by `cargo run -p cleanroom-bench --release`: edit bench/src/render.rs, not this file. -->\n\n\
          The same 20-insert, 20-SET workload per test, written five ways (see [`bench/`](../bench)), run under \
-         `cargo test` and `cargo nextest run` on one machine {}, each cell {} time(s), interleaved.\n\n\
+         `cargo test` and `cargo nextest run` on one machine {}, each cell {}, interleaved.\n\n\
          **Machine:** {} ({}).\n",
         match &opts.from_log {
             Some(log) => format!(
@@ -477,7 +490,7 @@ pub fn markdown(m: &Machine, opts: &Options, cells: &[Cell]) -> String {
             ),
             None => "in one run".to_string(),
         },
-        opts.reps,
+        repetitions(cells, opts.reps),
         machine_line(m),
         m.date
     );
