@@ -106,6 +106,7 @@ fn keep(rx: Receiver<Work>) {
                         poke: poke.clone(),
                         conn: None,
                         renewed: std::time::Instant::now(),
+                        failed: false,
                     });
                     server.poke = poke;
                 }
@@ -113,9 +114,9 @@ fn keep(rx: Receiver<Work>) {
         }
         // Redis first: its work is a few commands, and a test process may
         // be waiting for the next room while a clone runs.
-        for server in redis.values_mut() {
-            runtime.block_on(server.tend());
-        }
+        // A server that does not answer is forgotten (its container was
+        // replaced, or the run is ending) until a process tells of it again.
+        redis.retain(|_, server| runtime.block_on(server.tend()));
         for server in servers.values_mut() {
             runtime.block_on(server.tend());
         }
@@ -130,30 +131,39 @@ struct RedisServer {
     poke: RedisPoke,
     conn: Option<tokio::net::TcpStream>,
     renewed: std::time::Instant,
+    /// A call of this round found the server not answering.
+    failed: bool,
 }
 
 impl RedisServer {
     async fn call(&mut self, args: &[String]) -> Option<crate::external::resp::Resp> {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         use crate::external::resp;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.conn.is_none() {
             let connecting = resp::connect(&self.poke.host, self.poke.port, None, self.poke.password.as_deref());
-            let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await.ok()?.ok()?;
-            self.conn = Some(stream);
+            match tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await {
+                Ok(Ok(stream)) => self.conn = Some(stream),
+                _ => {
+                    self.failed = true;
+                    return None;
+                }
+            }
         }
         let reply = resp::call(self.conn.as_mut()?, &args).await;
         if reply.is_err() {
             self.conn = None;
+            self.failed = true;
         }
         reply.ok()
     }
 
     /// Flushes what came back (and what dead processes held) and makes it
     /// ready again, leases more up to the target, and renews the leases
-    /// when they are due.
-    async fn tend(&mut self) {
+    /// when they are due; `false` when the server did not answer.
+    async fn tend(&mut self) -> bool {
         use super::redis::{flush_script_args, lease_script_args, renew_script_args};
         use crate::external::resp::Resp;
+        self.failed = false;
         let pool = self.poke.redis_pool.clone();
         for item in redis_pool::to_flush(&pool, redis_pool::alive) {
             let db = item.db.to_string();
@@ -166,7 +176,9 @@ impl RedisServer {
                 Some(Resp::Integer(_)) => {
                     let _ = std::fs::remove_file(&item.file);
                 }
-                _ => return,
+                // An error reply: asked again at the next poke.
+                Some(_) => break,
+                None => return false,
             }
         }
         // Bounded: processes that take meanwhile poke again.
@@ -190,6 +202,7 @@ impl RedisServer {
             }
             self.renewed = std::time::Instant::now();
         }
+        !self.failed
     }
 }
 

@@ -441,15 +441,42 @@ mod tests {
         }
 
         impl Server {
+            /// A free port can be taken by another test's server before
+            /// this one binds it: a server is this test's only once it
+            /// answers with its own pid, else another port is tried.
             fn start() -> Server {
-                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-                let child = std::process::Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                    .args(["--databases", &REDIS_DATABASES.to_string()])
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
-                Server { child, port }
+                for _ in 0..10 {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                    let mut child = std::process::Command::new("redis-server")
+                        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                        .args(["--databases", &REDIS_DATABASES.to_string()])
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
+                    if Self::answers_as(port, child.id()) {
+                        return Server { child, port };
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                panic!("no redis-server of this test's own answered on a free port, 10 tries");
+            }
+
+            fn answers_as(port: u16, pid: u32) -> bool {
+                use std::io::{Read, Write};
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut reply = vec![0u8; 8192];
+                        if stream.write_all(&resp::encode(&["INFO", "server"])).is_ok() {
+                            let n = stream.read(&mut reply).unwrap_or(0);
+                            return String::from_utf8_lossy(&reply[..n]).contains(&format!("process_id:{pid}\r\n"));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                false
             }
 
             async fn connect(&self) -> TcpStream {
@@ -589,6 +616,10 @@ mod tests {
             runtime.block_on(async {
                 let mut c = server.connect().await;
                 let rooms = rooms_on(&server);
+                // The server holds every command back for a moment: the
+                // lease ahead is still under way when the test asks, however
+                // fast it would otherwise be.
+                call(&mut c, &["CLIENT", "PAUSE", "300", "ALL"]).await;
                 // The process's one test, asking as soon as the lease ahead began.
                 rooms.clone().warm(1);
                 assert_eq!(rooms.leasing.load(Ordering::SeqCst), 1, "a lease ahead is under way");
