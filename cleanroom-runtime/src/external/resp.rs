@@ -34,23 +34,17 @@ pub(crate) async fn connect(
     user: Option<&str>,
     password: Option<&str>,
 ) -> std::io::Result<TcpStream> {
-    let mut stream = TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
-    if let Some(password) = password {
-        let reply = match user {
-            Some(user) => call(&mut stream, &["AUTH", user, password]).await?,
-            None => call(&mut stream, &["AUTH", password]).await?,
-        };
-        if let Resp::Error(e) = reply {
-            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH: {e}")));
-        }
+    let mut stream = open(host, port).await?;
+    if password.is_some() {
+        stream.write_all(&auth(user, password)).await?;
+        read_auth(&mut stream).await?;
     }
     Ok(stream)
 }
 
-/// Connects, and sends `args` right behind the `AUTH` in one write: one
-/// round trip less than [`connect`] then [`call`] (a nextest process leases
-/// its first Redis room this way, on its way to its test).
+/// Connects like [`connect`], and sends `args` right behind the `AUTH` in
+/// one write: one round trip less than [`connect`] then [`call`] (a nextest
+/// process leases its first Redis room this way, on its way to its test).
 pub(crate) async fn connect_and_call(
     host: &str,
     port: u16,
@@ -58,22 +52,39 @@ pub(crate) async fn connect_and_call(
     password: Option<&str>,
     args: &[&str],
 ) -> std::io::Result<(TcpStream, Resp)> {
-    let mut stream = TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
-    let mut out = match (user, password) {
-        (Some(user), Some(password)) => encode(&["AUTH", user, password]),
-        (None, Some(password)) => encode(&["AUTH", password]),
-        (_, None) => Vec::new(),
-    };
+    let mut stream = open(host, port).await?;
+    let mut out = auth(user, password);
     out.extend(encode(args));
     stream.write_all(&out).await?;
     if password.is_some() {
-        if let Resp::Error(e) = read_resp(&mut stream).await? {
-            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH: {e}")));
-        }
+        read_auth(&mut stream).await?;
     }
     let reply = read_resp(&mut stream).await?;
     Ok((stream, reply))
+}
+
+async fn open(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The `AUTH` command for `password` (as `user` when given); nothing
+/// without a password.
+fn auth(user: Option<&str>, password: Option<&str>) -> Vec<u8> {
+    match (user, password) {
+        (Some(user), Some(password)) => encode(&["AUTH", user, password]),
+        (None, Some(password)) => encode(&["AUTH", password]),
+        (_, None) => Vec::new(),
+    }
+}
+
+/// Reads the reply to `AUTH`: a refusal is an error naming it.
+async fn read_auth(stream: &mut TcpStream) -> std::io::Result<()> {
+    match read_resp(stream).await? {
+        Resp::Error(e) => Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH: {e}"))),
+        _ => Ok(()),
+    }
 }
 
 /// A command as the protocol sends it.

@@ -89,9 +89,14 @@ fn keep(rx: Receiver<Work>) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
+        // What was poked is tended: a Redis poke does not make the keeper
+        // look at the Postgres pools, nor the reverse; Redis's leases are
+        // renewed when they are due, poked or not.
+        let (mut postgres_poked, mut redis_poked) = (false, first.is_none());
         for work in first.into_iter().chain(rx.try_iter()) {
             match work {
                 Work::Postgres(poke) => {
+                    postgres_poked = true;
                     let server = servers.entry(poke.pool.clone()).or_insert_with(|| Server {
                         poke: poke.clone(),
                         templates: BTreeSet::new(),
@@ -102,6 +107,7 @@ fn keep(rx: Receiver<Work>) {
                     server.poke = poke;
                 }
                 Work::Redis(poke) => {
+                    redis_poked = true;
                     let server = redis.entry(poke.redis_pool.clone()).or_insert_with(|| RedisServer {
                         poke: poke.clone(),
                         conn: None,
@@ -116,9 +122,13 @@ fn keep(rx: Receiver<Work>) {
         // be waiting for the next room while a clone runs.
         // A server that does not answer is forgotten (its container was
         // replaced, or the run is ending) until a process tells of it again.
-        redis.retain(|_, server| runtime.block_on(server.tend()));
-        for server in servers.values_mut() {
-            runtime.block_on(server.tend());
+        if redis_poked {
+            redis.retain(|_, server| runtime.block_on(server.tend()));
+        }
+        if postgres_poked {
+            for server in servers.values_mut() {
+                runtime.block_on(server.tend());
+            }
         }
     }
 }

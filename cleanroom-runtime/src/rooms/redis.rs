@@ -141,18 +141,22 @@ impl RedisRooms {
         Error::Operation { service: self.service.name.clone(), operation: what.to_string(), reason: reason.to_string() }
     }
 
+    /// Who cleanroom logs in to the server as: the existing server's URL's
+    /// user and password, or the password cleanroom gave its own server.
+    fn credentials(&self) -> (Option<&str>, Option<&str>) {
+        match self.service.existing.as_ref() {
+            Some(e) => (e.url.user.as_deref(), e.url.password.as_deref()),
+            None => (None, self.service.env(crate::service::definition::REDIS_PASSWORD_ENV)),
+        }
+    }
+
     /// Sends one command and reads its reply, on the shared connection.
     async fn command(&self, args: &[&str]) -> Result<Resp, Error> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             let port =
                 *self.service.ports.get(&6379).ok_or_else(|| self.error("connect", "port 6379 is not published"))?;
-            let existing = self.service.existing.as_ref();
-            let user = existing.and_then(|e| e.url.user.as_deref());
-            let password = match existing {
-                Some(e) => e.url.password.as_deref(),
-                None => self.service.env(crate::service::definition::REDIS_PASSWORD_ENV),
-            };
+            let (user, password) = self.credentials();
             // The command goes with the login: one round trip less.
             let (stream, reply) = resp::connect_and_call(self.service.host(), port, user, password, args)
                 .await
@@ -228,10 +232,12 @@ impl RedisRooms {
     pub(crate) fn warm(self: Arc<Self>, expected: usize) {
         self.expected.store(expected, Ordering::SeqCst);
         if let Some(pool) = self.keeper_pool() {
-            self.poke_keeper();
+            // The take pokes the keeper for the next; an empty pool (the
+            // run's first process) is worth a poke now, to start filling.
             if super::redis_pool::ready_len(pool) > 0 {
                 return;
             }
+            self.poke_keeper();
         }
         self.refill();
     }
@@ -254,7 +260,8 @@ impl RedisRooms {
             redis_pool: pool.clone(),
             host: self.service.host().to_string(),
             port: *port,
-            password: self.service.env(crate::service::definition::REDIS_PASSWORD_ENV).map(str::to_string),
+            // A server the run owns: no user of its own.
+            password: self.credentials().1.map(str::to_string),
             holder: holder.clone(),
         };
         serde_json::to_string(&poke).is_ok_and(|line| crate::util::flags::tell_pool_keeper(&line))
