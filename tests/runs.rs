@@ -39,8 +39,7 @@ mod child {
         fn writes_to_redis_until_killed(redis: cleanroom::Redis) {
             let mut c = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
             let () = redis::cmd("SET").arg("left").arg("by a killed test").query(&mut c).unwrap();
-            let db = redis.url().rsplit('/').next().unwrap().to_string();
-            println!("cleanroom-test: READY {db}");
+            println!("cleanroom-test: READY {}", redis.db());
             std::thread::sleep(Duration::from_secs(120));
         }
     }
@@ -109,12 +108,8 @@ fn twenty_processes_of_one_nextest_run_start_each_service_once() {
     // together, all with the run's NEXTEST_RUN_ID and no other hint.
     let mut children = Vec::new();
     for i in 1..=20 {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--ignored", "--exact", &format!("child::suite::s{i:02}"), "--nocapture"])
-            .env_remove("CLEANROOM_SESSION")
-            .env("NEXTEST_RUN_ID", &run_id)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = nextest_command(&run_id, &format!("child::suite::s{i:02}"));
+        cmd.arg("--nocapture").stdout(Stdio::piped()).stderr(Stdio::piped());
         children.push(cmd.spawn().unwrap());
     }
     for child in children {
@@ -281,10 +276,8 @@ fn a_redis_room_a_killed_process_held_is_flushed_and_handed_out_again() {
     // One pair fills the pool.
     let session = nextest_processes(&run_id, &report, 1, &[]);
     let pool = redis_pool_of(&session);
-    let mut holder = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child::waits::writes_to_redis_until_killed", "--nocapture"])
-        .env_remove("CLEANROOM_SESSION")
-        .env("NEXTEST_RUN_ID", &run_id)
+    let mut holder = nextest_command(&run_id, "child::waits::writes_to_redis_until_killed")
+        .arg("--nocapture")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -485,16 +478,20 @@ fn nextest_processes(run_id: &str, report: &std::path::Path, pairs: usize, env: 
 /// Starts this binary's `child::suite::s<test>` as a process of the
 /// nextest run `run_id`.
 fn nextest_process(run_id: &str, report: &std::path::Path, test: usize, env: &[(&str, &str)]) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", &format!("child::suite::s{test:02}")])
-        .env_remove("CLEANROOM_SESSION")
-        .env("NEXTEST_RUN_ID", run_id)
+    nextest_command(run_id, &format!("child::suite::s{test:02}"))
         .env("CLEANROOM_REPORT_JSON", report)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// This binary's ignored test `test` as a process of the nextest run `run_id`.
+fn nextest_command(run_id: &str, test: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", test]).env_remove("CLEANROOM_SESSION").env("NEXTEST_RUN_ID", run_id);
+    cmd
 }
 
 /// Waits for `child` and asserts that it passed, attached to its run's reaper.
