@@ -119,6 +119,17 @@ impl TestDesc {
         }
     }
 
+    /// Whether `name` is [`TestDesc::test_name`], without making that name:
+    /// a start compares every registered test with the one nextest names.
+    pub(crate) fn is_named(&self, name: &str) -> bool {
+        match self.module_path.split_once("::") {
+            Some((_, rest)) => {
+                name.strip_prefix(rest).and_then(|n| n.strip_prefix("::")).is_some_and(|n| n == self.name)
+            }
+            None => name == self.name,
+        }
+    }
+
     /// What the attribute asked of `service`'s room, if anything.
     pub(crate) fn room_options(&self, service: &str) -> Option<&'static RoomOptions> {
         self.rooms.iter().find(|o| o.service == service)

@@ -1,6 +1,8 @@
 //! Which tests will this process run? Reads libtest's command line the way
 //! libtest does, so that only the services of selected tests are started.
 
+use crate::catalog::{registered_tests, TestDesc};
+
 /// Which ignored tests run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ignored {
@@ -94,7 +96,36 @@ impl Mode {
     }
 }
 
+/// The registered tests this process's command line selects (none when it
+/// runs no test, or is not understood), worked out once for the start thread
+/// and the tests alike.
+pub(crate) fn selected_tests() -> &'static [&'static TestDesc] {
+    static SELECTED: std::sync::OnceLock<Vec<&'static TestDesc>> = std::sync::OnceLock::new();
+    SELECTED.get_or_init(|| match Mode::current() {
+        Mode::Run(selection) => registered_tests().filter(|t| selection.selects_test(t)).collect(),
+        Mode::NoTests | Mode::Unknown => Vec::new(),
+    })
+}
+
 impl Selection {
+    /// Whether libtest runs `test` under this selection. Under `--exact`
+    /// (nextest's way: one name) no name is made for the comparison.
+    pub(crate) fn selects_test(&self, test: &TestDesc) -> bool {
+        let by_ignore = match self.ignored {
+            Ignored::Skip => !test.ignored,
+            Ignored::Only => test.ignored,
+            Ignored::Include => true,
+        };
+        if !by_ignore {
+            return false;
+        }
+        if self.exact {
+            return (self.filters.is_empty() || self.filters.iter().any(|f| test.is_named(f)))
+                && !self.skips.iter().any(|s| test.is_named(s));
+        }
+        self.selects(&test.test_name(), test.ignored)
+    }
+
     /// Whether libtest runs the test `name` (ignored or not) under this selection.
     pub(crate) fn selects(&self, name: &str, ignored: bool) -> bool {
         let matches = |pattern: &String| if self.exact { name == pattern } else { name.contains(pattern.as_str()) };
@@ -183,6 +214,47 @@ mod tests {
         fn give_up_on_unknown_flags() {
             assert_eq!(parse(&["--frobnicate"]), Mode::Unknown);
             assert_eq!(parse(&["--skip"]), Mode::Unknown);
+        }
+
+        #[test]
+        fn select_a_test_as_its_name_would_without_making_the_name() {
+            use crate::catalog::{Flavor, TestDesc};
+            let test = |module_path, name, ignored| TestDesc {
+                module_path,
+                name,
+                ignored,
+                flavor: Flavor::Sync,
+                needs: &[],
+                rooms: &[],
+            };
+            let tests = [
+                test("krate::db::users", "insert", false),
+                test("krate::db::users", "insert_many", false),
+                test("krate::db", "users", false),
+                test("krate", "insert", false),
+                test("krate::db::users", "slow", true),
+                test("krate::dbx::users", "insert", false),
+            ];
+            let lines: [&[&str]; 8] = [
+                &["--exact", "db::users::insert"],
+                &["--exact", "insert"],
+                &["--exact", "db::users::slow", "--ignored"],
+                &["--exact", "db::users::insert", "--skip", "db::users::insert"],
+                &["--exact", "--skip", "insert"],
+                &["users"],
+                &["users::insert", "--include-ignored"],
+                &[],
+            ];
+            for args in lines {
+                let s = sel(args);
+                for t in &tests {
+                    assert_eq!(s.selects_test(t), s.selects(&t.test_name(), t.ignored), "{args:?} {}", t.test_name());
+                }
+            }
+            assert!(tests[0].is_named("db::users::insert"));
+            assert!(!tests[0].is_named("db::users::insertx") && !tests[0].is_named("db::usersinsert"));
+            assert!(!tests[0].is_named("db::users:insert") && !tests[0].is_named("users::insert"));
+            assert!(tests[3].is_named("insert") && !tests[3].is_named("::insert"));
         }
 
         #[test]

@@ -15,10 +15,9 @@ use tokio::sync::{Notify, OnceCell};
 use super::migrations::{self, Migration};
 use super::schema::{Demand, Schema};
 use super::{room_name, run_pool, Room, RoomName};
-use crate::catalog::registered_tests;
+use crate::catalog::TestDesc;
 use crate::config::Keep;
 use crate::error::Error;
-use crate::selection::Mode;
 use crate::service::handle::Container;
 use crate::service::running::RunningService;
 use crate::util::hash::{fnv1a, FNV_OFFSET};
@@ -116,7 +115,7 @@ impl RunStart {
     pub(crate) fn get() -> &'static RunStart {
         static RUN_START: OnceLock<RunStart> = OnceLock::new();
         RUN_START.get_or_init(|| {
-            let run_start = RunStart::of(Mode::current());
+            let run_start = RunStart::of(crate::selection::selected_tests());
             // Said on the process's stderr, past libtest's capture: a test
             // thread may ask first, before cleanroom's start thread does.
             for refusal in run_start.report() {
@@ -126,13 +125,10 @@ impl RunStart {
         })
     }
 
-    fn of(mode: &Mode) -> RunStart {
-        let Mode::Run(selection) = mode else { return RunStart::default() };
+    fn of(selected: &[&'static TestDesc]) -> RunStart {
         let mut out = RunStart::default();
-        for test in registered_tests() {
-            if !selection.selects(&test.test_name(), test.ignored)
-                || !test.services().iter().any(|s| s.name == "postgres")
-            {
+        for test in selected {
+            if !test.services().iter().any(|s| s.name == "postgres") {
                 continue;
             }
             let source = super::demand(test, "postgres").and_then(|demand| match demand {
