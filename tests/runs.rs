@@ -209,6 +209,12 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     assert_eq!(hits + misses, 12, "every process looked in the run's pool once: {}", doc["caches"]);
     assert!(hits >= 8, "after the first pair, processes find databases cloned ahead: {hits} hits, {misses} misses");
     eprintln!("run pool: {hits} hits, {misses} misses; per-test overhead {}", doc["overhead"]);
+    // Every process after the first pair took both services from their
+    // creator's records on its start thread (`run::attach`); only a process
+    // that started while the first made them could not.
+    let records = &doc["caches"]["attach_record"];
+    let (hits, misses) = (records["hits"].as_u64().unwrap_or(0), records["misses"].as_u64().unwrap_or(0));
+    assert!(hits >= 20 && hits + misses <= 24, "10 processes or more attached from the records: {}", doc["caches"]);
 
     // Redis likewise: the reaper leased the rooms ahead, in the run's name,
     // and flushed each that came back (every test found its room empty).

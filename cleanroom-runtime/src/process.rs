@@ -6,11 +6,10 @@
 //! exit it removes every container it started.
 #![allow(unsafe_code)] // `ctor`/`dtor` expand to link-section statics.
 
-use crate::catalog::registered_tests;
 use crate::rooms::postgres::RunStart;
 use crate::rooms::Demand;
 use crate::run::registry::{self, Source};
-use crate::selection::Mode;
+use crate::selection::selected_tests;
 use crate::util::clock::PROCESS_START;
 
 /// At process start, after every test, fixture and service has registered
@@ -33,10 +32,17 @@ fn on_process_start() {
     if let Ok(session) = std::env::var(crate::run::reaper::REAPER_ENV) {
         crate::run::reaper::run(session, crate::report::parts::fold, crate::rooms::keeper::poke);
     }
-    // Nothing heavy before main: the work happens on a thread of its own.
-    let _ = std::thread::Builder::new().name("cleanroom-init".into()).spawn(|| {
+    // Nothing heavy before main: the work happens on a thread of its own,
+    // which test threads wait for until it has planted their services'
+    // slots (`run::attach`).
+    crate::run::attach::arm();
+    let spawned = std::thread::Builder::new().name("cleanroom-init".into()).spawn(|| {
+        let _planting = crate::run::attach::Planting;
         let _ = std::panic::catch_unwind(prestart);
     });
+    if spawned.is_err() {
+        crate::run::attach::disarm();
+    }
 }
 
 #[dtor::dtor(unsafe)]
@@ -75,12 +81,11 @@ fn hand_over(session: &str, part: &crate::report::parts::Part) {
 
 /// The services the selected tests need, in the order tests declare them.
 /// A test whose Postgres schema cannot be had starts none: it fails before.
-pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::service::definition::ServiceSpec> {
-    let Mode::Run(selection) = mode else { return Vec::new() };
+pub(crate) fn needed_services() -> Vec<&'static crate::service::definition::ServiceSpec> {
     let run_start = RunStart::get();
     let mut out: Vec<&'static crate::service::definition::ServiceSpec> = Vec::new();
-    for test in registered_tests() {
-        if selection.selects(&test.test_name(), test.ignored) && run_start.refusal(&test.test_name()).is_none() {
+    for test in selected_tests() {
+        if run_start.refusal(&test.test_name()).is_none() {
             for spec in test.services() {
                 if !out.iter().any(|s| s.name == spec.name) {
                     out.push(spec);
@@ -92,10 +97,9 @@ pub(crate) fn needed_services(mode: &Mode) -> Vec<&'static crate::service::defin
 }
 
 /// How many selected tests will ask for a room of `service`.
-fn count_rooms(mode: &Mode, service: &str) -> usize {
-    let Mode::Run(selection) = mode else { return 0 };
-    registered_tests()
-        .filter(|t| selection.selects(&t.test_name(), t.ignored))
+fn count_rooms(service: &str) -> usize {
+    selected_tests()
+        .iter()
         .filter(|t| t.services().iter().any(|s| s.name == service))
         .filter(|t| !matches!(crate::rooms::demand(t, service), Ok(Demand::Shared)))
         .count()
@@ -103,19 +107,19 @@ fn count_rooms(mode: &Mode, service: &str) -> usize {
 
 fn prestart() {
     crate::util::clock::mark("init thread");
-    let mode = Mode::current();
     // Works out (and says) what cannot work before any server starts.
-    let needed = needed_services(mode);
+    let needed = needed_services();
     crate::util::clock::mark("tests selected");
     if needed.is_empty() {
         return;
     }
     let registry = registry::global();
     crate::util::clock::mark("configuration read");
-    for spec in needed {
-        registry.prestart(spec);
-    }
-    let redis_rooms = count_rooms(mode, "redis");
+    // A process that attaches does the whole of its start here, on this
+    // thread: the reaper first, then each service from its creator's record
+    // (`run::attach`); what it cannot have that way starts on the runtime.
+    registry.start_selected(&needed);
+    let redis_rooms = count_rooms("redis");
     if redis_rooms > 0 {
         crate::util::background::spawn_background(async move {
             if let Ok(service) = registry.get_or_start("redis", Source::Spec(&crate::builtin::REDIS)).await {
@@ -135,5 +139,4 @@ fn prestart() {
             }
         });
     }
-    registry.attach_reaper_if_serving();
 }

@@ -687,6 +687,20 @@ pub(crate) fn layers() -> Result<&'static Layers, Error> {
     LAYERS.get_or_init(|| Layers::load(Overrides::new())).as_ref().map_err(Clone::clone)
 }
 
+/// What this process's layers change in `service`'s definition
+/// ([`Layers::service`]), worked out once per service: a start asks more than
+/// once (is it an existing server, what is its definition).
+pub(crate) fn service_overrides(service: &str) -> Result<ServiceOverride, Error> {
+    static MEMO: std::sync::Mutex<Vec<(String, Result<ServiceOverride, Error>)>> = std::sync::Mutex::new(Vec::new());
+    let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, found)) = memo.iter().find(|(name, _)| name == service) {
+        return found.clone();
+    }
+    let found = layers()?.service(service);
+    memo.push((service.to_string(), found.clone()));
+    found
+}
+
 /// The settings of this process, read once.
 pub(crate) fn current() -> Result<&'static Config, Error> {
     static CONFIG: OnceLock<Result<Config, Error>> = OnceLock::new();
@@ -701,25 +715,25 @@ const INTERNAL_VARIABLES: &[&str] = &["CLEANROOM_REAPER", "CLEANROOM_REAPER_RUNN
 /// `Ok` when `name` is a variable some setting reads; else the closest one
 /// that is.
 pub(super) fn known_variable(name: &str) -> Result<(), String> {
-    let run: Vec<&str> =
-        SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied()).collect();
-    if run.contains(&name) {
+    // Every process reads its variables at start: the known ones are told
+    // without making a list.
+    let mut run = SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied());
+    if run.any(|v| v == name) {
         return Ok(());
     }
     // CLEANROOM_<SERVICE>_<KEY>: the service is any non-empty name.
-    let suffixes: Vec<String> = SERVICE_SETTINGS
-        .iter()
-        .filter_map(|s| s.env)
-        .filter_map(|e| e.strip_prefix("CLEANROOM_<SERVICE>_"))
-        .map(String::from)
-        .collect();
+    let mut suffixes = SERVICE_SETTINGS.iter().filter_map(|s| s.env?.strip_prefix("CLEANROOM_<SERVICE>_"));
     let rest = name.strip_prefix("CLEANROOM_").unwrap_or(name);
     let is_service_variable = |suffix: &str| {
         rest.strip_suffix(suffix).and_then(|s| s.strip_suffix('_')).is_some_and(|service| !service.is_empty())
     };
-    if suffixes.iter().any(|s| is_service_variable(s)) {
+    if suffixes.any(is_service_variable) {
         return Ok(());
     }
+    let run: Vec<&str> =
+        SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied()).collect();
+    let suffixes: Vec<&str> =
+        SERVICE_SETTINGS.iter().filter_map(|s| s.env?.strip_prefix("CLEANROOM_<SERVICE>_")).collect();
     // The closest: a run variable, or this service's variable with the
     // closest key (the service taken as all but as many words as the key has).
     let words: Vec<&str> = rest.split('_').collect();

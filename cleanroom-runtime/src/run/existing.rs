@@ -32,7 +32,7 @@ use crate::service::running::RunningService;
 
 /// The existing server `name` is configured to use, if any.
 pub(super) fn configured(name: &str) -> Result<Option<(ServerUrl, Option<DatabaseRange>)>, Error> {
-    let overrides = crate::config::layers()?.service(name)?;
+    let overrides = crate::config::service_overrides(name)?;
     Ok(overrides.url.map(|url| (url, overrides.databases)))
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn forget_ready(id: &str) {
 /// Ready needs, written by the creator: with it, attaching asks the engine
 /// nothing (no ping, no inspect), which under nextest is most of a test
 /// process's start.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AttachRecord {
     pub(crate) id: String,
     /// Container port → host port.
@@ -47,25 +47,67 @@ pub(crate) struct AttachRecord {
     pub(crate) env: std::collections::BTreeMap<String, String>,
 }
 
+impl AttachRecord {
+    /// One item a line: `id <id>`, `port <container> <host>`, `env <name>
+    /// <value>` with the name and value percent-encoded. Read by every
+    /// process of a nextest run at its start, so read without a parser's
+    /// machinery.
+    fn to_text(&self) -> String {
+        let mut text = format!("id {}\n", self.id);
+        for (container, host) in &self.ports {
+            text.push_str(&format!("port {container} {host}\n"));
+        }
+        for (name, value) in &self.env {
+            text.push_str(&format!(
+                "env {} {}\n",
+                crate::util::percent::encode(name),
+                crate::util::percent::encode(value)
+            ));
+        }
+        text
+    }
+
+    /// What [`AttachRecord::to_text`] wrote; `None` for anything else.
+    fn from_text(text: &str) -> Option<AttachRecord> {
+        let mut record = AttachRecord { id: String::new(), ports: Default::default(), env: Default::default() };
+        for line in text.lines() {
+            let mut words = line.split(' ');
+            match (words.next()?, words.next()?, words.next()) {
+                ("id", id, None) => record.id = id.to_string(),
+                ("port", container, Some(host)) => {
+                    record.ports.insert(container.parse().ok()?, host.parse().ok()?);
+                }
+                ("env", name, Some(value)) => {
+                    record.env.insert(crate::util::percent::decode(name)?, crate::util::percent::decode(value)?);
+                }
+                _ => return None,
+            }
+        }
+        (!record.id.is_empty()).then_some(record)
+    }
+}
+
 fn record_path(container_name: &str) -> PathBuf {
-    ready_dir().join(format!("{container_name}.json"))
+    ready_dir().join(format!("{container_name}.record"))
 }
 
 /// Writes the record of a container this process made Ready (under a hidden
 /// name, then renamed: a reader never sees half of it).
 pub(crate) fn write_record(container_name: &str, record: &AttachRecord) {
-    let (Ok(text), Ok(())) = (serde_json::to_string(record), std::fs::create_dir_all(ready_dir())) else { return };
+    if std::fs::create_dir_all(ready_dir()).is_err() {
+        return;
+    }
     let hidden = ready_dir().join(format!(".{container_name}.{}", std::process::id()));
-    if std::fs::write(&hidden, text).is_ok() {
+    if std::fs::write(&hidden, record.to_text()).is_ok() {
         let _ = std::fs::rename(&hidden, record_path(container_name));
     }
 }
 
 /// The record of the container named `container_name`, if one was written
-/// and the container it names is still marked ready.
+/// and the container is still marked ready.
 pub(crate) fn read_record(container_name: &str) -> Option<AttachRecord> {
     let text = std::fs::read_to_string(record_path(container_name)).ok()?;
-    let record: AttachRecord = serde_json::from_str(&text).ok()?;
+    let record = AttachRecord::from_text(&text)?;
     seen_ready(&record.id).then_some(record)
 }
 
@@ -226,6 +268,24 @@ mod tests {
 
     mod should {
         use super::*;
+
+        #[test]
+        fn read_back_an_attach_record_whatever_its_values_hold() {
+            let record = AttachRecord {
+                id: "0123abcd".into(),
+                ports: [(5432, 49153), (6379, 1)].into(),
+                env: [
+                    ("POSTGRES_PASSWORD".to_string(), "p a%s s\nw:o@r/d \"é\"".to_string()),
+                    ("EMPTY".to_string(), String::new()),
+                    ("ODD NAME=1".to_string(), "x".to_string()),
+                ]
+                .into(),
+            };
+            assert_eq!(AttachRecord::from_text(&record.to_text()), Some(record));
+            for bad in ["", "port 5432 49153\n", "id a\nport x 1\n", "id a\nenv A %G\n", "id a\nsomething else\n"] {
+                assert_eq!(AttachRecord::from_text(bad), None, "{bad:?}");
+            }
+        }
 
         #[test]
         fn give_each_piece_of_work_to_exactly_one_claimant() {

@@ -52,7 +52,12 @@ static CONNECTION: Mutex<Option<Stream>> = Mutex::new(None);
 /// there is none. Holds the connection until the process ends; if the
 /// reaper dies first (killed), this process starts a replacement at once
 /// (see [`watch`]).
-pub(crate) fn attach(session: &Session) -> Result<(), String> {
+///
+/// `register`: whether this process is registered among the run's clients
+/// now ([`register_client`]); else the caller does it soon after (an
+/// attaching process, once its services are in its tests' hands: the
+/// connection already tells the reaper it runs).
+pub(crate) fn attach(session: &Session, register: bool) -> Result<(), String> {
     let mut held = CONNECTION.lock().unwrap_or_else(|e| e.into_inner());
     if held.is_some() {
         return Ok(());
@@ -62,7 +67,9 @@ pub(crate) fn attach(session: &Session) -> Result<(), String> {
         watch(watched, session.clone());
     }
     *held = Some(stream);
-    register_client(&session.id);
+    if register {
+        register_client(&session.id);
+    }
     Ok(())
 }
 

@@ -35,6 +35,18 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// The slot of a service about to start.
+    pub(super) fn new(name: &str) -> Slot {
+        Slot {
+            lifecycle: Mutex::new(Lifecycle::new(name)),
+            outcome: watch::Sender::new(None),
+            container_id: Mutex::new(None),
+            serving: Mutex::new(None),
+            failures: Mutex::new(Vec::new()),
+            restarts: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
     pub(super) fn transition(&self, to: State) -> Result<(), Error> {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).transition(to).map_err(Error::from)
     }
@@ -100,6 +112,12 @@ impl Registry {
     /// first container is made, so that nothing exists without someone to
     /// remove it. Without a reaper this process removes what it made itself.
     pub(super) fn reaper_attached(&self) -> bool {
+        self.attach_to_reaper(true)
+    }
+
+    /// [`Registry::reaper_attached`], with this process registered among
+    /// the run's clients now or (`register_now` false) by the caller soon.
+    fn attach_to_reaper(&self, register_now: bool) -> bool {
         *self.reaper.get_or_init(|| {
             let Ok(session) = &self.session else { return false };
             if crate::config::current().is_ok_and(|c| c.no_reaper) {
@@ -107,7 +125,7 @@ impl Registry {
                 return false;
             }
             crate::util::clock::mark("reaper asked");
-            match crate::run::reaper::attach(session) {
+            match crate::run::reaper::attach(session, register_now) {
                 Ok(()) => {
                     crate::util::flags::set_shares_services(true);
                     if crate::run::reaper::keeps_pools(&session.id) {
@@ -131,14 +149,14 @@ impl Registry {
 
     /// In a process that attaches (its run's reaper already serves: every
     /// nextest process but the first), connects to the reaper now, on the
-    /// calling thread, while the runtime's workers resolve the services,
-    /// which wait for it before they read the creator's record. Starts no
-    /// reaper: without one serving, the first start does as before.
-    pub(crate) fn attach_reaper_if_serving(&self) {
-        let Ok(session) = &self.session else { return };
-        if super::liveness::socket_path(&session.id).exists() {
-            let _ = self.reaper_attached();
-        }
+    /// calling thread, before the services are read from their creators'
+    /// records (`run::attach`), and registers among the run's clients once
+    /// they are in its tests' hands ([`super::liveness::register_client`]).
+    /// Starts no reaper: without one serving, the first start does as
+    /// before. `true` when it attached.
+    pub(super) fn attach_reaper_if_serving(&self) -> bool {
+        let Ok(session) = &self.session else { return false };
+        super::liveness::socket_path(&session.id).exists() && self.attach_to_reaper(false)
     }
 
     /// Whether teardown has begun.
@@ -146,18 +164,16 @@ impl Registry {
         crate::util::flags::shutting_down()
     }
 
-    /// Starts `spec` in the background if nobody has yet.
-    pub(crate) fn prestart(&'static self, spec: &'static ServiceSpec) {
-        crate::util::background::runtime().spawn(async move {
-            let _ = self.get_or_start(spec.name, Source::Spec(spec)).await;
-        });
-    }
-
     /// The running service, starting it if needed; blocks until it is Ready
     /// or failed. Call it outside async code.
     pub(crate) fn acquire(&'static self, spec: &'static ServiceSpec) -> Result<Arc<RunningService>, Error> {
         if let Some(service) = self.ready_now(spec.name) {
             return Ok(service);
+        }
+        // The run's start may be about to plant its slot: waited for, so
+        // that the service is not started a second way.
+        if self.slot(spec.name).is_none() {
+            super::attach::wait_for_planting();
         }
         // Being started already (the run's start asked for it): wait here,
         // woken by the start's own send, then take it as above. A failure
@@ -202,30 +218,10 @@ impl Registry {
                     if crate::util::flags::shutting_down() {
                         return Err(Error::ShuttingDown { service: name.to_string() });
                     }
-                    let slot = Arc::new(Slot {
-                        lifecycle: Mutex::new(Lifecycle::new(name)),
-                        outcome: watch::Sender::new(None),
-                        container_id: Mutex::new(None),
-                        serving: Mutex::new(None),
-                        failures: Mutex::new(Vec::new()),
-                        restarts: std::sync::atomic::AtomicU32::new(0),
-                    });
+                    let slot = Arc::new(Slot::new(name));
                     slots.insert(name.to_string(), slot.clone());
                     let rx = slot.outcome.subscribe();
-                    self.install_signal_handlers();
-                    let name = name.to_string();
-                    let span = tracing::info_span!("cleanroom_service", service = %name);
-                    crate::util::background::runtime().spawn(tracing::Instrument::instrument(
-                        async move {
-                            let result = self.start(&name, &slot, source).await;
-                            if let Err(e) = &result {
-                                tracing::warn!("failed to start: {e}");
-                                let _ = slot.transition(State::Failed);
-                            }
-                            slot.outcome.send_replace(Some(result));
-                        },
-                        span,
-                    ));
+                    self.launch(name.to_string(), slot, source);
                     rx
                 }
             }
@@ -245,6 +241,24 @@ impl Registry {
             }
         }
         outcome
+    }
+
+    /// Starts the service of `slot` on the runtime: its outcome is sent to
+    /// the slot's waiters.
+    pub(super) fn launch(&'static self, name: String, slot: Arc<Slot>, source: Source) {
+        self.install_signal_handlers();
+        let span = tracing::info_span!("cleanroom_service", service = %name);
+        crate::util::background::runtime().spawn(tracing::Instrument::instrument(
+            async move {
+                let result = self.start(&name, &slot, source).await;
+                if let Err(e) = &result {
+                    tracing::warn!("failed to start: {e}");
+                    let _ = slot.transition(State::Failed);
+                }
+                slot.outcome.send_replace(Some(result));
+            },
+            span,
+        ));
     }
 
     pub(super) async fn docker(&self) -> Result<Docker, Error> {
@@ -293,7 +307,7 @@ impl Registry {
             Source::Resolved(def) => return Ok(*def),
         };
         let config = self.config.as_ref().map_err(Clone::clone)?;
-        let overrides = crate::config::layers()?.service(name)?;
+        let overrides = crate::config::service_overrides(name)?;
         // A service's own `startup_timeout` beats the run's.
         let own_timeout = overrides.startup_timeout.is_some();
         let mut def = overrides.apply(def, config.image_prefix.as_deref());

@@ -146,26 +146,12 @@ impl Registry {
         if !crate::docker::endpoint::needs_detection() {
             return Ok(());
         }
-        let own_id = crate::util::os::own_container_id();
-        let kept = own_id.as_deref().map(|id| crate::util::paths::runtime_dir().join("containers").join(id));
-        if let Some(text) = kept.as_ref().and_then(|path| std::fs::read_to_string(path).ok()) {
-            let mut lines = text.lines();
-            match (lines.next(), lines.next(), lines.next()) {
-                (Some("unknown"), _, _) => crate::docker::endpoint::settle(None),
-                (Some(id), Some(mode), gateway) => {
-                    let own = crate::docker::endpoint::OwnContainer {
-                        id,
-                        network_mode: mode,
-                        gateway: gateway.filter(|g| !g.is_empty()),
-                    };
-                    crate::docker::endpoint::settle(Some(own));
-                }
-                _ => {}
-            }
-            if !crate::docker::endpoint::needs_detection() {
-                return Ok(());
-            }
+        if self.settle_from_kept() {
+            return Ok(());
         }
+        let own_id = crate::util::os::own_container_id();
+        let kept = crate::util::os::own_container_key()
+            .map(|key| crate::util::paths::runtime_dir().join("containers").join(key));
         let docker = self.docker().await?;
         let found = match &own_id {
             Some(id) => docker.container_networks(id).await,
@@ -195,6 +181,43 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Settles where this process's container is from what an earlier
+    /// process of it found and kept ([`Registry::locate_own_container`]), on
+    /// the calling thread; `false` when nothing was kept.
+    pub(super) fn settle_from_kept(&self) -> bool {
+        let Some(key) = crate::util::os::own_container_key() else { return false };
+        let kept = crate::util::paths::runtime_dir().join("containers").join(key);
+        let Ok(text) = std::fs::read_to_string(kept) else { return false };
+        let mut lines = text.lines();
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some("unknown"), _, _) => crate::docker::endpoint::settle(None),
+            (Some(id), Some(mode), gateway) => {
+                let own = crate::docker::endpoint::OwnContainer {
+                    id,
+                    network_mode: mode,
+                    gateway: gateway.filter(|g| !g.is_empty()),
+                };
+                crate::docker::endpoint::settle(Some(own));
+            }
+            _ => {}
+        }
+        !crate::docker::endpoint::needs_detection()
+    }
+
+    /// The name of the container of `name` that a process attaching to its
+    /// run looks for ([`Registry::plan`]'s, without the rest of the plan);
+    /// `None` when the plan would fail (the start says why).
+    pub(super) fn attach_name(&self, name: &str, def: &GenericContainer) -> Option<String> {
+        let config = self.config.as_ref().ok()?;
+        crate::docker::endpoint::current().ok()?;
+        if config.reuse {
+            // Reusing claims the service for this run: the plan does that.
+            return self.plan(name, def).ok()?.container_name;
+        }
+        let hash = format!("{:016x}", def.identity_hash());
+        Some(shared_name(self.session().ok()?, name, &hash))
     }
 
     /// Names, labels and the engine request of a service about to start.
@@ -233,8 +256,7 @@ impl Registry {
         }
         // The owner's key in the name: a run of another user, machine or
         // runtime directory with the same session id never attaches to it.
-        let container_name =
-            shared.then(|| format!("cleanroom-{owner_session}-{name}-{}-{}", &definition_hash[..12], owner_key()));
+        let container_name = shared.then(|| shared_name(&owner_session, name, &definition_hash));
         if reuse {
             crate::run::keeper::claim_reused(container_name.as_deref().unwrap_or_default(), &session, config.reuse_ttl);
         }
@@ -621,7 +643,8 @@ impl<'s> Provisioner<StartRequest<'s>, Started, Error> for DockerDriver {
         Box::pin(async move {
             check_bind_sources(request.name, &request.def)?;
             let plan = self.plan(request)?;
-            Ok(attach_from_record(request.name, &request.def, &plan).map(|service| Started {
+            let record = plan.container_name.as_deref().and_then(|c| attach_from_record(request.name, &request.def, c));
+            Ok(record.map(|service| Started {
                 service,
                 phases: Phases { start_ms: Some(crate::metrics::ms(request.started.elapsed())), ..Phases::default() },
             }))
@@ -715,11 +738,20 @@ impl Registry {
     }
 }
 
+/// The name of the container the processes of the run that owns it
+/// (`owner_session`) share for service `name` with the definition whose
+/// identity hash is `definition_hash`. The owner's key is in it: a run of
+/// another user, machine or runtime directory with the same session id never
+/// attaches to it.
+pub(super) fn shared_name(owner_session: &str, name: &str, definition_hash: &str) -> String {
+    format!("cleanroom-{owner_session}-{name}-{}-{}", &definition_hash[..12], owner_key())
+}
+
 /// A service of the run another process made Ready, from the record it
-/// wrote; `None` when there is none (or it is not ready), and the engine is
-/// asked as usual.
-fn attach_from_record(name: &str, def: &GenericContainer, plan: &Plan) -> Option<RunningService> {
-    let record = crate::run::marks::read_record(plan.container_name.as_deref()?)?;
+/// wrote for its container `container_name`; `None` when there is none (or
+/// it is not ready), and the engine is asked as usual.
+pub(super) fn attach_from_record(name: &str, def: &GenericContainer, container_name: &str) -> Option<RunningService> {
+    let record = crate::run::marks::read_record(container_name)?;
     let mut def = def.clone();
     adopt_creator_values(&mut def, &record.env);
     Some(RunningService {
@@ -907,7 +939,7 @@ async fn pull_once(docker: &Docker, service: &str, image: &str, session: &str) -
 
 /// Refuses a bind mount whose host path does not exist before Docker is
 /// asked, naming the service and the path.
-fn check_bind_sources(service: &str, def: &GenericContainer) -> Result<(), Error> {
+pub(super) fn check_bind_sources(service: &str, def: &GenericContainer) -> Result<(), Error> {
     for mount in def.mounts.iter().filter(|m| m.kind == crate::service::definition::MountKind::Bind) {
         let path = crate::docker::absolute(&mount.source);
         if !path.exists() {

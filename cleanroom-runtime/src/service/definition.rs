@@ -695,7 +695,7 @@ impl GenericContainer {
         h = ports.iter().fold(h.field("ports"), |h, p| h.field(p.to_string()));
         h = fixed_ports.iter().fold(h.field("fixed"), |h, (c, p)| h.field(c.to_string()).field(p.to_string()));
         h = labels.iter().fold(h.field("labels"), |h, (k, v)| h.field(k).field(v));
-        h = health_checks.iter().fold(h.field("checks"), |h, c| h.field(format!("{c:?}")));
+        h = health_checks.iter().fold(h.field("checks"), |h, c| c.identity(h));
         h = h.field(startup_timeout.as_millis().to_string());
         h = tmpfs.iter().fold(h.field("tmpfs"), |h, (k, v)| h.field(k).field(v));
         h = h.field(format!("disk size {disk_size:?}"));
@@ -781,6 +781,36 @@ mod tests {
 
     mod should {
         use super::*;
+
+        #[test]
+        fn tell_definitions_apart_by_every_part_of_their_checks() {
+            use crate::service::health::HealthCheck;
+            use std::time::Duration;
+            let with = |c: HealthCheck| GenericContainer::new("i").with_health_check(c).identity_hash();
+            let checks = [
+                HealthCheck::log("ready"),
+                HealthCheck::log_times("ready", 2),
+                HealthCheck::log("ready!"),
+                HealthCheck::tcp(80),
+                HealthCheck::tcp(81),
+                HealthCheck::http(80, "/"),
+                HealthCheck::http(80, "/health"),
+                HealthCheck::http(80, "/").with_status(204),
+                HealthCheck::command(["a", "b"]),
+                HealthCheck::command(["a b"]),
+                HealthCheck::command(["a", "b"]).once(),
+                HealthCheck::file("/ready"),
+                HealthCheck::tcp(80).with_interval(Duration::from_millis(7)),
+                HealthCheck::tcp(80).with_timeout(Duration::from_millis(7)),
+            ];
+            let hashes: Vec<u64> = checks.iter().map(|c| with(c.clone())).collect();
+            for (i, a) in hashes.iter().enumerate() {
+                assert_eq!(*a, with(checks[i].clone()), "the same check, the same identity");
+                for (j, b) in hashes.iter().enumerate().skip(i + 1) {
+                    assert_ne!(a, b, "{:?} and {:?}", checks[i], checks[j]);
+                }
+            }
+        }
 
         #[test]
         fn leave_the_redis_password_out_of_the_identity() {

@@ -54,6 +54,30 @@ pub(crate) enum Probe {
 }
 
 impl HealthCheck {
+    /// Folds what this check is into `h`, for a definition's identity
+    /// ([`GenericContainer::identity_hash`](crate::service::definition::GenericContainer)):
+    /// field by field, not through `Debug`, which every process of a nextest
+    /// run would pay for at its start (a check's command can be a long script).
+    pub(crate) fn identity(&self, h: crate::util::hash::Fields) -> crate::util::hash::Fields {
+        let h = match &self.probe {
+            Probe::Log { message, times } => h.field("log").field(message).field(times.to_le_bytes()),
+            Probe::Tcp { port } => h.field("tcp").field(port.to_le_bytes()),
+            Probe::Http { port, path, status } => {
+                let status = status.map_or([0xff; 3], |s| [1, s.to_le_bytes()[0], s.to_le_bytes()[1]]);
+                h.field("http").field(port.to_le_bytes()).field(path).field(status)
+            }
+            Probe::Command { cmd } => {
+                cmd.iter().fold(h.field("command").field(cmd.len().to_le_bytes()), |h, a| h.field(a))
+            }
+            Probe::File { path } => h.field("file").field(path),
+            Probe::PostgresQuery => h.field("postgres query"),
+            Probe::RedisPing { port } => h.field("redis ping").field(port.to_le_bytes()),
+        };
+        h.field(self.interval.as_nanos().to_le_bytes())
+            .field(self.timeout.as_nanos().to_le_bytes())
+            .field([u8::from(self.once)])
+    }
+
     fn new(probe: Probe) -> Self {
         HealthCheck { probe, interval: DEFAULT_INTERVAL, timeout: DEFAULT_ATTEMPT_TIMEOUT, once: false }
     }

@@ -108,15 +108,21 @@ pub(crate) fn check_runtime_dir(dir: &Path, me: u32) -> std::io::Result<()> {
 /// This machine, as well as it can be told apart from others that share an
 /// engine: `/etc/machine-id`, else the host name (a container's is its id).
 pub(crate) fn host_id() -> String {
-    for file in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            let text = text.trim();
-            if !text.is_empty() {
-                return text.to_string();
+    // Read once: every shared container's name and labels carry it.
+    static HOST_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST_ID
+        .get_or_init(|| {
+            for file in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
+                if let Ok(text) = std::fs::read_to_string(file) {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        return text.to_string();
+                    }
+                }
             }
-        }
-    }
-    super::os::host_name().unwrap_or_else(|| "unknown-host".to_string())
+            super::os::host_name().unwrap_or_else(|| "unknown-host".to_string())
+        })
+        .clone()
 }
 
 /// A short, stable name for `text` (8 hex digits), for labels.
