@@ -126,9 +126,7 @@ fn keep(rx: Receiver<Work>) {
             redis.retain(|_, server| runtime.block_on(server.tend()));
         }
         if postgres_poked {
-            for server in servers.values_mut() {
-                runtime.block_on(server.tend());
-            }
+            servers.retain(|_, server| runtime.block_on(server.tend()));
         }
     }
 }
@@ -229,12 +227,15 @@ impl Server {
     }
 
     /// Tops each template's pool up to its target (what the next tests
-    /// take), then drops what ended processes left to drop.
-    async fn tend(&mut self) {
+    /// take), then drops what ended processes left to drop; `false` when
+    /// the server does not answer (its container was replaced, or the run
+    /// is ending), and the keeper forgets it until a process tells of it
+    /// again.
+    async fn tend(&mut self) -> bool {
         let pool = self.poke.pool.clone();
         let templates: Vec<String> = self.templates.iter().cloned().collect();
         let known = self.strategy;
-        let Some(client) = self.connect().await else { return };
+        let Some(client) = self.connect().await else { return false };
         let strategy = match known {
             Some(strategy) => strategy,
             None => takes_strategy(client).await,
@@ -266,5 +267,38 @@ impl Server {
             }
         }
         self.strategy = Some(strategy);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::*;
+        use crate::rooms::postgres::Login;
+
+        #[test]
+        fn forget_a_postgres_server_that_does_not_answer() {
+            // A loopback port nothing listens on any more (or, if another
+            // test took it meanwhile, nothing this login gets into).
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let login = Login {
+                host: "127.0.0.1".into(),
+                port,
+                user: "nobody".into(),
+                password: "wrong".into(),
+                database: "none".into(),
+            };
+            let pool = std::env::temp_dir().join(format!("cleanroom-keeper-gone-{}", std::process::id()));
+            let mut server = Server {
+                poke: Poke { pool: pool.clone(), template: "t".into(), login },
+                templates: BTreeSet::from(["t".to_string()]),
+                client: None,
+                strategy: None,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            assert!(!runtime.block_on(server.tend()), "a server that does not answer is given up");
+            assert!(!pool.exists(), "and nothing was made for it");
+        }
     }
 }
