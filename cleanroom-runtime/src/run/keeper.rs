@@ -124,10 +124,19 @@ pub(super) fn keep_reused(runtime: &tokio::runtime::Runtime, docker: &Docker) {
     }
 }
 
+/// Takes back the ready mark and the attach record of a reused container
+/// that was removed: the next run with its definition names its container
+/// the same, and would attach to the one that is gone.
+fn forget(id: &str, name: &str) {
+    super::marks::forget_ready(id);
+    super::marks::forget_record(name);
+}
+
 /// Removes the container named `name`, if there is one.
 async fn remove_named(docker: &Docker, name: &str) {
     if let Ok(Some(c)) = docker.inspect_named(name).await {
         let _ = docker.remove(&c.id).await;
+        forget(&c.id, name);
     }
 }
 
@@ -154,6 +163,7 @@ pub(crate) async fn idle_reused(docker: &Docker) -> Vec<(String, String)> {
 pub(crate) async fn remove_reused(docker: &Docker, containers: &[(String, String)]) {
     for (id, name) in containers {
         let _ = docker.remove(id).await;
+        forget(id, name);
         let _ = std::fs::remove_dir_all(reuse_dir().join(name));
     }
     let still = docker.list(&format!("{REUSE_LABEL}=true")).await.map(|l| l.len()).unwrap_or(1);

@@ -34,6 +34,13 @@ pub(crate) fn forget_ready(id: &str) {
     let _ = std::fs::remove_file(ready_dir().join(id));
 }
 
+/// Takes back the attach record of the container named `container_name`
+/// (removed): the next run that names a container so (a reused service's
+/// next run) must not read it.
+pub(crate) fn forget_record(container_name: &str) {
+    let _ = std::fs::remove_file(record_path(container_name));
+}
+
 /// What a process attaching to a service another process of its run made
 /// Ready needs, written by the creator: with it, attaching asks the engine
 /// nothing (no ping, no inspect), which under nextest is most of a test
@@ -111,14 +118,45 @@ pub(crate) fn read_record(container_name: &str) -> Option<AttachRecord> {
     seen_ready(&record.id).then_some(record)
 }
 
-/// Removes the ready marks of containers that no longer exist.
+/// Entries of the ready directory younger than this are never stale: their
+/// container may have been made after the engine was asked which live.
+const READY_ENTRY_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the entry `name` of the ready directory, `age` old, is left over:
+/// a ready mark (named by its container's id) or an attach record (named by
+/// its container's name, holding the id: [`AttachRecord`]) whose container
+/// is `gone`, or a record a process that died left half-written (hidden).
+/// Another run's live records stay: every process of it reads them.
+fn stale_ready_entry(
+    name: &str,
+    age: Option<std::time::Duration>,
+    record_id: impl FnOnce() -> Option<String>,
+    gone: impl Fn(&str) -> bool,
+) -> bool {
+    if age.is_none_or(|age| age < READY_ENTRY_FRESH) {
+        return false;
+    }
+    if name.starts_with('.') {
+        return true;
+    }
+    match name.strip_suffix(".record") {
+        Some(_) => record_id().is_none_or(|id| gone(&id)),
+        None => gone(name),
+    }
+}
+
 /// Removes the ready marks and run pools (`rooms::run_pool`) of containers
 /// that no longer exist.
 pub(super) async fn remove_stale_ready_marks(docker: &Docker) {
     let Ok(live) = docker.containers_with_labels(&format!("{MANAGED_LABEL}=true")).await else { return };
     let gone = |id: &str| !live.iter().any(|(live_id, _, _)| live_id == id);
     for entry in std::fs::read_dir(ready_dir()).into_iter().flatten().flatten() {
-        if gone(&entry.file_name().to_string_lossy()) {
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        let record_id = || {
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            AttachRecord::from_text(&text).map(|r| r.id)
+        };
+        if stale_ready_entry(&entry.file_name().to_string_lossy(), age, record_id, gone) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -268,6 +306,30 @@ mod tests {
 
     mod should {
         use super::*;
+
+        #[test]
+        fn sweep_only_the_ready_marks_and_records_of_containers_that_are_gone() {
+            use std::time::Duration;
+            let old = Some(Duration::from_secs(3600));
+            let gone = |id: &str| id != "live";
+            let record = |id: &'static str| move || Some(id.to_string());
+            // Another run's live service: its mark and its record stay.
+            assert!(!stale_ready_entry("live", old, || None, gone));
+            assert!(!stale_ready_entry("cleanroom-run-postgres-x.record", old, record("live"), gone));
+            // A container that is gone: both go.
+            assert!(stale_ready_entry("dead", old, || None, gone));
+            assert!(stale_ready_entry("cleanroom-run-postgres-x.record", old, record("dead"), gone));
+            // A record nobody can read, one a killed writer left, a record
+            // of an earlier version (`.json`, named like no container).
+            assert!(stale_ready_entry("cleanroom-run-postgres-x.record", old, || None, gone));
+            assert!(stale_ready_entry(".cleanroom-run-postgres-x.123", old, || None, gone));
+            assert!(stale_ready_entry("cleanroom-run-postgres-x.json", old, || None, gone));
+            // Anything new stays: its container may be younger than the list.
+            let new = Some(Duration::from_secs(5));
+            assert!(!stale_ready_entry("dead", new, || None, gone));
+            assert!(!stale_ready_entry(".cleanroom-run-postgres-x.123", new, || None, gone));
+            assert!(!stale_ready_entry("dead", None, || None, gone));
+        }
 
         #[test]
         fn read_back_an_attach_record_whatever_its_values_hold() {
