@@ -675,12 +675,28 @@ fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
     }
 
     // Idle for the TTL after the last run that used them: gone.
+    let reused = [ours("postgres"), ours("redis")].concat();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(ours("postgres").is_empty() && ours("redis").is_empty()) {
         assert!(Instant::now() < deadline, "reused containers outlived their TTL");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_nothing_left(&second);
+    // With them their ready marks and attach records: the next run with
+    // this definition names its containers the same, and must not attach to
+    // the ones that are gone.
+    let ready = cleanroom_runtime::admin::runtime_dir().join("ready");
+    for entry in std::fs::read_dir(&ready).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        for id in &reused {
+            // (`docker ps -q` ids are short: a mark's name starts with one.)
+            assert!(
+                !name.starts_with(id.as_str()) && !text.contains(id.as_str()),
+                "{name} still names the removed container {id}"
+            );
+        }
+    }
 }
 
 /// The container cache layer's cap: with `caches.container.max_count = 1`
