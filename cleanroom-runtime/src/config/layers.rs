@@ -717,23 +717,21 @@ const INTERNAL_VARIABLES: &[&str] = &["CLEANROOM_REAPER", "CLEANROOM_REAPER_RUNN
 pub(super) fn known_variable(name: &str) -> Result<(), String> {
     // Every process reads its variables at start: the known ones are told
     // without making a list.
-    let mut run = SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied());
-    if run.any(|v| v == name) {
+    let run = || SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied());
+    if run().any(|v| v == name) {
         return Ok(());
     }
     // CLEANROOM_<SERVICE>_<KEY>: the service is any non-empty name.
-    let mut suffixes = SERVICE_SETTINGS.iter().filter_map(|s| s.env?.strip_prefix("CLEANROOM_<SERVICE>_"));
+    let suffixes = || SERVICE_SETTINGS.iter().filter_map(|s| s.env?.strip_prefix("CLEANROOM_<SERVICE>_"));
     let rest = name.strip_prefix("CLEANROOM_").unwrap_or(name);
     let is_service_variable = |suffix: &str| {
         rest.strip_suffix(suffix).and_then(|s| s.strip_suffix('_')).is_some_and(|service| !service.is_empty())
     };
-    if suffixes.any(is_service_variable) {
+    if suffixes().any(is_service_variable) {
         return Ok(());
     }
-    let run: Vec<&str> =
-        SETTINGS.iter().filter_map(|s| s.env).chain([CONFIG_ENV]).chain(INTERNAL_VARIABLES.iter().copied()).collect();
-    let suffixes: Vec<&str> =
-        SERVICE_SETTINGS.iter().filter_map(|s| s.env?.strip_prefix("CLEANROOM_<SERVICE>_")).collect();
+    let run: Vec<&str> = run().collect();
+    let suffixes: Vec<&str> = suffixes().collect();
     // The closest: a run variable, or this service's variable with the
     // closest key (the service taken as all but as many words as the key has).
     let words: Vec<&str> = rest.split('_').collect();

@@ -113,9 +113,13 @@ pub(crate) fn write_record(container_name: &str, record: &AttachRecord) {
 /// The record of the container named `container_name`, if one was written
 /// and the container is still marked ready.
 pub(crate) fn read_record(container_name: &str) -> Option<AttachRecord> {
-    let text = std::fs::read_to_string(record_path(container_name)).ok()?;
-    let record = AttachRecord::from_text(&text)?;
+    let record = record_at(&record_path(container_name))?;
     seen_ready(&record.id).then_some(record)
+}
+
+/// The record in the file at `path`, if it holds one.
+fn record_at(path: &std::path::Path) -> Option<AttachRecord> {
+    AttachRecord::from_text(&std::fs::read_to_string(path).ok()?)
 }
 
 /// Entries of the ready directory younger than this are never stale: their
@@ -152,10 +156,7 @@ pub(super) async fn remove_stale_ready_marks(docker: &Docker) {
     let gone = |id: &str| !live.iter().any(|(live_id, _, _)| live_id == id);
     for entry in std::fs::read_dir(ready_dir()).into_iter().flatten().flatten() {
         let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        let record_id = || {
-            let text = std::fs::read_to_string(entry.path()).ok()?;
-            AttachRecord::from_text(&text).map(|r| r.id)
-        };
+        let record_id = || record_at(&entry.path()).map(|r| r.id);
         if stale_ready_entry(&entry.file_name().to_string_lossy(), age, record_id, gone) {
             let _ = std::fs::remove_file(entry.path());
         }

@@ -150,8 +150,7 @@ impl Registry {
             return Ok(());
         }
         let own_id = crate::util::os::own_container_id();
-        let kept = crate::util::os::own_container_key()
-            .map(|key| crate::util::paths::runtime_dir().join("containers").join(key));
+        let kept = kept_container_path();
         let docker = self.docker().await?;
         let found = match &own_id {
             Some(id) => docker.container_networks(id).await,
@@ -187,9 +186,7 @@ impl Registry {
     /// process of it found and kept ([`Registry::locate_own_container`]), on
     /// the calling thread; `false` when nothing was kept.
     pub(super) fn settle_from_kept(&self) -> bool {
-        let Some(key) = crate::util::os::own_container_key() else { return false };
-        let kept = crate::util::paths::runtime_dir().join("containers").join(key);
-        let Ok(text) = std::fs::read_to_string(kept) else { return false };
+        let Some(Ok(text)) = kept_container_path().map(std::fs::read_to_string) else { return false };
         let mut lines = text.lines();
         match (lines.next(), lines.next(), lines.next()) {
             (Some("unknown"), _, _) => crate::docker::endpoint::settle(None),
@@ -736,6 +733,13 @@ impl Registry {
             Err(err) => Err((err, created.created_here.then_some(created.id))),
         }
     }
+}
+
+/// Where the answer to "where is this process's container" is kept for the
+/// other processes of that container ([`Registry::locate_own_container`]);
+/// `None` outside a container.
+fn kept_container_path() -> Option<std::path::PathBuf> {
+    crate::util::os::own_container_key().map(|key| crate::util::paths::runtime_dir().join("containers").join(key))
 }
 
 /// The name of the container the processes of the run that owns it
