@@ -88,9 +88,10 @@ async fn read_auth(stream: &mut TcpStream) -> std::io::Result<()> {
 }
 
 /// A command as the protocol sends it.
-pub(crate) fn encode(args: &[&str]) -> Vec<u8> {
+pub(crate) fn encode<A: AsRef<str>>(args: &[A]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
+        let a = a.as_ref();
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
         out.extend_from_slice(a.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -99,7 +100,7 @@ pub(crate) fn encode(args: &[&str]) -> Vec<u8> {
 }
 
 /// Sends one command and reads its reply (an error reply is a `Resp::Error`).
-pub(crate) async fn call(stream: &mut TcpStream, args: &[&str]) -> std::io::Result<Resp> {
+pub(crate) async fn call<A: AsRef<str>>(stream: &mut TcpStream, args: &[A]) -> std::io::Result<Resp> {
     stream.write_all(&encode(args)).await?;
     read_resp(stream).await
 }

@@ -146,7 +146,6 @@ struct RedisServer {
 impl RedisServer {
     async fn call(&mut self, args: &[String]) -> Option<crate::external::resp::Resp> {
         use crate::external::resp;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.conn.is_none() {
             let connecting = resp::connect(&self.poke.host, self.poke.port, None, self.poke.password.as_deref());
             match tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await {
@@ -157,7 +156,7 @@ impl RedisServer {
                 }
             }
         }
-        let reply = resp::call(self.conn.as_mut()?, &args).await;
+        let reply = resp::call(self.conn.as_mut()?, args).await;
         if reply.is_err() {
             self.conn = None;
             self.failed = true;
