@@ -14,7 +14,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::registry::{Registry, Slot, Source};
+use super::registry::{FailUnfilled, Registry, Slot, Source};
 use crate::config::EngineChoice;
 use crate::lifecycle::State;
 use crate::metrics::Phases;
@@ -80,6 +80,17 @@ impl Drop for Planting {
     }
 }
 
+/// Registers this process among its run's clients and watches its
+/// connection to the reaper when dropped ([`super::reaper::finish_attach`]):
+/// after its services are handed out, or when the start thread panicked.
+struct FinishAttach;
+
+impl Drop for FinishAttach {
+    fn drop(&mut self) {
+        super::reaper::finish_attach();
+    }
+}
+
 /// Waits, on a test thread, until the start thread has planted the slots
 /// (at once when it is not planting).
 pub(super) fn wait_for_planting() {
@@ -93,14 +104,11 @@ impl Registry {
     /// on the runtime.
     pub(crate) fn start_selected(&'static self, specs: &[&'static ServiceSpec]) {
         let attached = self.attach_reaper_if_serving();
+        // Once the services are handed out, or the start thread gave up.
+        let _finish = attached.then_some(FinishAttach);
         let planted = self.plant(specs);
         disarm();
         self.attach_or_start(planted);
-        if attached {
-            if let Ok(session) = self.session() {
-                super::liveness::register_client(session);
-            }
-        }
     }
 
     /// Slots for `specs` that nobody made yet, in the state a start begins
@@ -113,10 +121,7 @@ impl Registry {
             if slots.contains_key(spec.name) {
                 continue;
             }
-            crate::metrics::cache_miss("service");
-            let slot = Arc::new(Slot::new(spec.name));
-            slots.insert(spec.name.to_string(), slot.clone());
-            planted.push((spec, slot));
+            planted.push((spec, super::registry::new_slot(&mut slots, spec.name)));
         }
         planted
     }
@@ -126,7 +131,10 @@ impl Registry {
     /// [`Registry::get_or_start`] starts them.
     fn attach_or_start(&'static self, planted: Vec<(&'static ServiceSpec, Arc<Slot>)>) {
         let mut attached = Vec::new();
-        for (spec, slot) in planted {
+        // A panic here fails the waiters of the slots not yet filled or
+        // handed to a start, rather than leave them waiting.
+        let guards: Vec<FailUnfilled> = planted.iter().map(|(spec, slot)| FailUnfilled::new(spec.name, slot)).collect();
+        for ((spec, slot), unfilled) in planted.into_iter().zip(guards) {
             let started = Instant::now();
             match self.attach_now(spec) {
                 Some(service) => {
@@ -135,7 +143,7 @@ impl Registry {
                     // Tests go on from here; what follows is off their way.
                     let _ = slot.transition(State::Starting);
                     let _ = slot.transition(State::Ready);
-                    *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
+                    slot.serve(&service);
                     slot.outcome.send_replace(Some(Ok(service.clone())));
                     attached.push((spec, slot, service, started));
                 }
@@ -148,6 +156,7 @@ impl Registry {
                         crate::metrics::cache_miss("attach_record");
                     }
                     self.launch(spec.name.to_string(), slot, Source::Spec(spec));
+                    unfilled.hand_over();
                 }
             }
         }

@@ -54,23 +54,40 @@ static CONNECTION: Mutex<Option<Stream>> = Mutex::new(None);
 /// (see [`watch`]).
 ///
 /// `register`: whether this process is registered among the run's clients
-/// now ([`register_client`]); else the caller does it soon after (an
-/// attaching process, once its services are in its tests' hands: the
-/// connection already tells the reaper it runs).
+/// and its connection watched now ([`register_client`], [`watch`]); else
+/// [`finish_attach`] does both soon after (an attaching process, once its
+/// services are in its tests' hands: the connection already tells the
+/// reaper it runs, and a reaper that dies meanwhile is noticed then, its
+/// connection's end being still there to read).
 pub(crate) fn attach(session: &Session, register: bool) -> Result<(), String> {
     let mut held = CONNECTION.lock().unwrap_or_else(|e| e.into_inner());
     if held.is_some() {
         return Ok(());
     }
     let stream = connect_or_start(session)?;
-    if let Ok(watched) = stream.try_clone() {
-        watch(watched, session.clone());
-    }
+    let watched = stream.try_clone().ok();
     *held = Some(stream);
     if register {
+        if let Some(watched) = watched {
+            watch(watched, session.clone());
+        }
         register_client(&session.id);
+    } else {
+        *UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()) = watched.map(|w| (w, session.clone()));
     }
     Ok(())
+}
+
+/// The connection [`attach`] left for [`finish_attach`] to watch.
+static UNFINISHED: Mutex<Option<(Stream, Session)>> = Mutex::new(None);
+
+/// What `attach(session, false)` left for later: this process registered
+/// among the run's clients, and its connection watched (a thread, which
+/// would otherwise start while the process's tests wait).
+pub(crate) fn finish_attach() {
+    let Some((watched, session)) = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    register_client(&session.id);
+    watch(watched, session);
 }
 
 /// Whether this process holds a connection to its session's reaper.

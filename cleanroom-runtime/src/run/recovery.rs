@@ -44,6 +44,7 @@ impl Registry {
         };
         // New callers wait from here on for the recovery's outcome.
         slot.outcome.send_replace(None);
+        let _unfilled = super::registry::FailUnfilled::new(name, &slot);
         crate::metrics::service(name, |m| {
             m.health = crate::metrics::Health::Unhealthy;
             if let Some(since) = m.ready_since.take() {

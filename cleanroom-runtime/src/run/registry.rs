@@ -50,6 +50,65 @@ impl Slot {
     pub(super) fn transition(&self, to: State) -> Result<(), Error> {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()).transition(to).map_err(Error::from)
     }
+
+    /// Hands `service` to tests from now on (before its waiters are woken:
+    /// they take it from here).
+    pub(super) fn serve(&self, service: &Arc<RunningService>) {
+        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
+    }
+}
+
+/// Fails the waiters of a slot that still has no outcome when this is
+/// dropped: a start that panicked (cleanroom's bug), or was cut short by the
+/// process's end, would otherwise leave every test that waits on the slot
+/// waiting for good. Whoever starts a
+/// service holds one until the outcome is sent, or hands it over to the
+/// task that sends it.
+pub(super) struct FailUnfilled {
+    name: String,
+    slot: Option<Arc<Slot>>,
+}
+
+impl FailUnfilled {
+    pub(super) fn new(name: &str, slot: &Arc<Slot>) -> FailUnfilled {
+        FailUnfilled { name: name.to_string(), slot: Some(slot.clone()) }
+    }
+
+    /// Someone else sends the outcome from now on.
+    pub(super) fn hand_over(mut self) {
+        self.slot = None;
+    }
+}
+
+impl Drop for FailUnfilled {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else { return };
+        if slot.outcome.borrow().is_some() {
+            return;
+        }
+        let _ = slot.transition(State::Failed);
+        let service = self.name.clone();
+        slot.outcome.send_replace(Some(Err(if crate::util::flags::shutting_down() {
+            Error::ShuttingDown { service }
+        } else {
+            Error::Operation {
+                service,
+                operation: "start".into(),
+                reason: "cleanroom's start of it stopped short: it panicked (its message is above); this is a bug \
+                         of cleanroom's, please report it with that message"
+                    .into(),
+            }
+        })));
+    }
+}
+
+/// A new slot for `name` in `slots`, counted as the service cache's miss:
+/// the start of a service this process had not asked for yet.
+pub(super) fn new_slot(slots: &mut HashMap<String, Arc<Slot>>, name: &str) -> Arc<Slot> {
+    crate::metrics::cache_miss("service");
+    let slot = Arc::new(Slot::new(name));
+    slots.insert(name.to_string(), slot.clone());
+    slot
 }
 
 /// Where the definition of a service comes from.
@@ -214,12 +273,11 @@ impl Registry {
                     slot.outcome.subscribe()
                 }
                 None => {
-                    crate::metrics::cache_miss("service");
                     if crate::util::flags::shutting_down() {
+                        crate::metrics::cache_miss("service");
                         return Err(Error::ShuttingDown { service: name.to_string() });
                     }
-                    let slot = Arc::new(Slot::new(name));
-                    slots.insert(name.to_string(), slot.clone());
+                    let slot = new_slot(&mut slots, name);
                     let rx = slot.outcome.subscribe();
                     self.launch(name.to_string(), slot, source);
                     rx
@@ -250,6 +308,7 @@ impl Registry {
         let span = tracing::info_span!("cleanroom_service", service = %name);
         crate::util::background::runtime().spawn(tracing::Instrument::instrument(
             async move {
+                let _unfilled = FailUnfilled::new(&name, &slot);
                 let result = self.start(&name, &slot, source).await;
                 if let Err(e) = &result {
                     tracing::warn!("failed to start: {e}");
@@ -354,5 +413,50 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "(no message)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    mod should {
+        use super::super::{FailUnfilled, Slot};
+        use crate::error::Error;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        #[test]
+        fn fail_the_waiters_of_a_start_that_panicked() {
+            let slot = Arc::new(Slot::new("web"));
+            let mut waiting = slot.outcome.subscribe();
+            let starting = slot.clone();
+            let start = std::thread::spawn(move || {
+                let _unfilled = FailUnfilled::new("web", &starting);
+                panic!("a start that goes wrong");
+            });
+            assert!(start.join().is_err());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let outcome = runtime
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(5), waiting.wait_for(Option::is_some)).await
+                })
+                .expect("the waiter is not left waiting")
+                .expect("the slot lives")
+                .clone()
+                .expect("an outcome");
+            let err = outcome.expect_err("a failure").to_string();
+            assert!(err.starts_with("web: start failed") && err.contains("panicked"), "{err}");
+        }
+
+        #[test]
+        fn leave_a_sent_outcome_and_a_start_handed_over_alone() {
+            let handed = Arc::new(Slot::new("web"));
+            FailUnfilled::new("web", &handed).hand_over();
+            assert!(handed.outcome.borrow().is_none(), "the start it was handed to sends it");
+            let sent = Arc::new(Slot::new("db"));
+            sent.outcome.send_replace(Some(Err(Error::NameTaken { service: "db".into(), reason: "taken".into() })));
+            drop(FailUnfilled::new("db", &sent));
+            let outcome = sent.outcome.borrow().clone();
+            assert!(matches!(outcome, Some(Err(Error::NameTaken { .. }))), "{outcome:?}");
+        }
     }
 }

@@ -112,6 +112,7 @@ impl Registry {
         let Started { service, phases } = crate::engine::provision(engine.as_ref(), &request).await?;
         slot.transition(State::Ready)?;
         let service = Arc::new(service);
+        slot.serve(&service);
         self.record_ready(name, slot, &service, phases, request.started);
         Ok(service)
     }
@@ -546,8 +547,8 @@ impl Registry {
         Ok(service)
     }
 
-    /// Counts and records a service that became ready, hands it to tests
-    /// and starts watching it.
+    /// Counts and records a service that became ready (and already
+    /// [served](Slot::serve)), and starts watching it.
     pub(super) fn record_ready(
         &'static self,
         name: &str,
@@ -580,7 +581,6 @@ impl Registry {
                 m.time_to_ready_ms = Some(crate::metrics::ms(started.elapsed()));
             }
         });
-        *slot.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
         if created_here {
             // The first reading of the server's counters, off the test's path:
             // throughput counts from here (docs/report.md).
