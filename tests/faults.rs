@@ -72,6 +72,20 @@ mod child {
             let () = redis::AsyncCommands::set(&mut cache, "still", 1).await.unwrap();
             println!("cleanroom-test: SERVICES STILL ANSWER");
         }
+
+        /// Holds its run (the reaper serves while it runs) with a Redis
+        /// only: no Postgres of the run is watched by this process.
+        #[cleanroom::test(redis)]
+        #[ignore = "run by the fault tests"]
+        fn redis_until_released(redis: cleanroom::Redis) {
+            println!("cleanroom-test: REDIS_DB={}", redis.db());
+            println!("cleanroom-test: READY");
+            let release = std::env::var("FAULTS_RELEASE").expect("FAULTS_RELEASE names the release file");
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !std::path::Path::new(&release).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
 
@@ -104,9 +118,14 @@ impl Holder {
     }
 
     fn spawn(uid: Option<u32>, session: &str, runtime: &Path, env: &[(&str, &str)]) -> Holder {
+        Holder::spawn_test("child::holds::until_released", uid, session, runtime, env)
+    }
+
+    /// [`Holder::start`] of another holding `test`.
+    fn spawn_test(test: &str, uid: Option<u32>, session: &str, runtime: &Path, env: &[(&str, &str)]) -> Holder {
         // One per run: several runs may share a runtime directory.
         let release = runtime.join(format!("release-{session}-{}", uid.unwrap_or(0)));
-        let inner = child_command(session, &["--ignored", "--exact", "child::holds::until_released", "--nocapture"]);
+        let inner = child_command(session, &["--ignored", "--exact", test, "--nocapture"]);
         let mut cmd = match uid {
             None => inner,
             Some(uid) => {
@@ -613,14 +632,16 @@ fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
     let run =
         run_child(&session, &["--ignored", "--exact", "child::suite::s01"], &[("CLEANROOM_REMOTE_IDLE_TTL", "100")]);
     assert!(run.passed(), "{}", run.text());
+    let idle_network = || docker(&["network", "ls", "-q", "--filter", &format!("label=cleanroom.session={idle}")]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !session_containers(&idle).is_empty() && Instant::now() < deadline {
+    while !(session_containers(&idle).is_empty() && idle_network().trim().is_empty()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let remaining = docker(&["ps", "-q", "--no-trunc", "--filter", "label=cleanroom.host"]);
     let survived = |id: &str| remaining.lines().any(|l| l == id);
     let outcome =
         [survived(&idle_id), survived(&beating_id), survived(&silent_id), survived(&here_id), survived(&patient_id)];
+    let idle_network_left = !idle_network().trim().is_empty();
     for s in [&idle, &beating, &silent, &here, &patient] {
         for id in session_containers(s) {
             cleanroom_tests::remove_container(&id);
@@ -632,6 +653,7 @@ fn a_run_of_another_machine_is_removed_only_once_idle_past_its_ttl() {
         [false, true, true, true, true],
         "[idle 300 s, beat 5 s ago, never beat, this machine's, idle 300 s of its own TTL 3600 s]"
     );
+    assert!(!idle_network_left, "the idle run's network goes with its containers");
     for s in [&idle, &beating, &silent, &here, &patient, &session] {
         assert_nothing_left(s);
     }
@@ -1072,6 +1094,36 @@ fn a_killed_postgres_under_two_processes_is_replaced_once_with_its_definition() 
     // Their tests may fail (their Postgres died under them): what matters is what is left.
     let _ = first.release();
     let _ = second.release();
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// Postgres killed while no process of its run watches it (every process
+/// short, as under nextest, and the one that holds the run uses Redis
+/// only): the next process still finds it Ready in the run's records, and
+/// its test fails, saying why; that process replaces it, and the process
+/// after takes the replacement, not the dead container's record.
+#[test]
+fn a_postgres_that_died_unwatched_is_replaced_for_the_processes_after() {
+    let session = fresh_session("died-unwatched");
+    let runtime = scratch(&session);
+    let holder = Holder::spawn_test("child::holds::redis_until_released", None, &session, &runtime, &[]);
+    let xdg = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    let test = |name: &str| run_child(&session, &["--ignored", "--exact", name], &xdg);
+    let first = test("child::suite::s01");
+    assert!(first.passed(), "{}", first.text());
+    let killed = postgres_of(&session);
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    docker(&["kill", &killed[0].0]);
+    let second = test("child::suite::s02");
+    assert!(!second.passed(), "its Postgres was dead: {}", second.text());
+    assert!(second.text().contains("postgres died under test `child::suite::s02`"), "it says why: {}", second.text());
+    let third = test("child::suite::s01");
+    assert!(third.passed(), "the process after takes a replacement: {}", third.text());
+    let now = postgres_of(&session);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0].0, killed[0].0, "the dead one was replaced");
+    let _ = holder.release();
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&runtime);
 }

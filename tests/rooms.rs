@@ -251,7 +251,12 @@ fn generic_rooms_are_released_after_a_passing_test() {
 #[test]
 fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
     let session = fresh_session("keep");
-    let run = run_child(&session, &["--ignored", "child::keep::", "--test-threads", "1", "--nocapture"], &[]);
+    let report = std::env::temp_dir().join(format!("{session}.json"));
+    let run = run_child(
+        &session,
+        &["--ignored", "child::keep::", "--test-threads", "1", "--nocapture"],
+        &[("CLEANROOM_REPORT_JSON", report.to_str().unwrap()), ("CLEANROOM_REPORT", "full")],
+    );
     let text = run.text();
     assert!(text.contains("2 passed; 1 failed"), "{text}");
     let inspected = text
@@ -266,6 +271,14 @@ fn a_failing_test_keeps_its_database_and_a_passing_one_does_not() {
     let masked = format!("postgres://{user}:***@{rest}");
     assert!(line.contains(&format!("psql '{masked}'")), "the printed URL is the one that worked, masked: {line}");
     assert!(!line.contains(password), "no message prints the password: {line}");
+    // Nor does any other line cleanroom wrote (the test's own line with the
+    // URL it saw aside), nor the run's report.
+    let leaks: Vec<&str> = text.lines().filter(|l| l.contains(password) && !l.contains("INSPECTED ")).collect();
+    assert!(leaks.is_empty(), "no message prints the password: {leaks:?}");
+    let report_text = std::fs::read_to_string(&report).expect("the run wrote its report");
+    let _ = std::fs::remove_file(&report);
+    assert!(report_text.contains("\"postgres\""), "the report names the service: {report_text}");
+    assert!(!report_text.contains(password), "the report holds no password");
     let where_the_password_is = if cleanroom_tests::existing_postgres().is_some() {
         "the password is the one in its URL"
     } else {

@@ -363,17 +363,19 @@ mod should {
         cache_volume(&idle);
         cache_volume(&mounted);
         cache_volume(&recent);
-        // The developer's own cache, idle for an hour too, made from their
-        // runtime directory: `prune` from another directory leaves it alone.
+        // The developer's own cache, made from their runtime directory:
+        // `prune` from another directory leaves it alone.
         let developers = format!("cleanroom-cache-{tag}-developers");
         let developer_owner: Vec<String> =
             cleanroom_runtime::admin::owner_labels().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         cache_volume_of(&developers, &developer_owner);
         // Last used an hour ago, as a run records it (mtime of the record).
+        // The developer's volume too, as far as this directory's records
+        // tell: only its owner labels keep `prune` from it.
         let records = xdg.join("cleanroom").join("caches");
         std::fs::create_dir_all(&records).unwrap();
         let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for name in [&idle, &mounted] {
+        for name in [&idle, &mounted, &developers] {
             let record = File::create(records.join(name)).unwrap();
             record.set_modified(hour_ago).unwrap();
         }
