@@ -289,6 +289,40 @@ fn sigint_removes_everything() {
     signal_removes_everything("-INT", 130);
 }
 
+/// The process group of `pid`, from `/proc/<pid>/stat`.
+fn process_group(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // pid (comm) state ppid pgrp …: comm may hold spaces, so after its ')'.
+    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// Ctrl-C in a terminal signals the whole foreground process group: the
+/// test process stops as SIGINT says, and the run's reaper, which left that
+/// group when it started, is not hit; it removes the run.
+#[test]
+fn ctrl_c_stops_the_run_but_not_its_reaper_which_removes_everything() {
+    let session = fresh_session("ctrl-c");
+    let mut cmd = child_command(&session, &["--ignored", "--exact", "child::waits::until_signalled", "--nocapture"]);
+    // A terminal's foreground job: a process group of its own.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY"))), "the child test never started");
+    let reaper = cleanroom_tests::reaper_pid(&session).expect("the run has a reaper");
+    let group = process_group(child.id());
+    assert_ne!(process_group(reaper), group, "the reaper left the test process's group");
+    let status = std::process::Command::new("kill").args(["-INT", "--", &format!("-{group}")]).status().unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exits as SIGINT would have: {status:?}");
+    // Its grace period has seconds to run: a reaper killed by the signal
+    // would be gone already.
+    let state = std::fs::read_to_string(format!("/proc/{reaper}/stat")).unwrap_or_default();
+    let state = state.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().next().unwrap_or("")).unwrap_or("");
+    assert!(!state.is_empty() && state != "Z", "the reaper outlived Ctrl-C (state {state:?})");
+    assert_nothing_left(&session);
+}
+
 #[test]
 fn docker_unreachable_fails_fast_with_the_address_tried() {
     let (run, watch) = watched_run(
