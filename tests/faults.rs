@@ -418,6 +418,45 @@ fn a_process_without_a_reaper_removes_only_its_own_containers() {
     let _ = std::fs::remove_dir_all(&runtime);
 }
 
+/// Without a reaper, a process removes at exit what carries its process
+/// label (`pid:start`) *and* its owner labels: another machine's process
+/// with the same pid and start time (they are unique on one machine only),
+/// posed here by a container with the holder's process label and another
+/// machine's owner labels, keeps its container.
+#[test]
+fn a_process_without_a_reaper_leaves_another_machines_container_with_its_process_label() {
+    let session = fresh_session("no-reaper-owner");
+    let runtime = scratch(&session);
+    let holder = Holder::start(&session, &runtime, &[("CLEANROOM_NO_REAPER", "1")]);
+    let own = session_containers(&session);
+    assert_eq!(own.len(), 2, "{own:?}");
+    let process = label_of(&own[0], "cleanroom.process");
+    assert!(process.contains(':'), "pid:start, not {process:?}");
+    let mut args = vec!["run", "-d", "--rm"];
+    let labels = [
+        "cleanroom.managed=true".to_string(),
+        format!("cleanroom.session={session}"),
+        format!("cleanroom.process={process}"),
+        "cleanroom.owner=1000".to_string(),
+        "cleanroom.host=0badc0de".to_string(),
+        "cleanroom.runtime=0badc0de".to_string(),
+    ];
+    for l in &labels {
+        args.extend(["--label", l.as_str()]);
+    }
+    args.extend(["cleanroom-offline/busybox:1.35", "sleep", "300"]);
+    let other = docker(&args).trim().to_string();
+    let (passed, stderr) = holder.release();
+    assert!(passed, "{stderr}");
+    let left = session_containers(&session);
+    let other_stayed = left.iter().any(|id| other.starts_with(id.as_str()));
+    cleanroom_tests::remove_container(&other);
+    assert!(other_stayed, "another machine's container with the same process label was removed: {left:?}");
+    assert_eq!(left.len(), 1, "the process's own two are gone: {left:?}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
 /// A `redis(shared)` test's `FLUSHDB` empties database 0 and nothing else:
 /// the leases live in a database never handed out, so a later process of the
 /// run cannot be handed a database another test still holds.
