@@ -34,6 +34,14 @@ mod child {
         fn prints_its_room(redis: cleanroom::Redis) {
             println!("cleanroom-test: REDIS_DB={}", redis.db());
         }
+
+        /// With [`prints_its_room`], two rooms in one process: it leases
+        /// its own from the server rather than take the run's pool's.
+        #[cleanroom::test(redis)]
+        #[ignore = "run by the fault tests"]
+        fn prints_its_room_too(redis: cleanroom::Redis) {
+            println!("cleanroom-test: REDIS_DB={}", redis.db());
+        }
     }
 
     pub(super) mod bad_migrations {
@@ -468,14 +476,33 @@ fn a_shared_tests_flushdb_cannot_hand_a_held_redis_database_out_twice() {
     let holder = Holder::start(&session, &runtime, &[]);
     let flush = run_child(&session, &["--ignored", "--exact", "child::redis_rooms::flushes_the_shared_database"], &env);
     assert!(flush.passed(), "{}", flush.text());
-    let later =
-        run_child(&session, &["--ignored", "--exact", "child::redis_rooms::prints_its_room", "--nocapture"], &env);
+    // The holder's lease outlived the flush: it lives in the leases'
+    // database, the server's last, which is never a room.
+    let redis = service_containers(&session, "redis");
+    assert_eq!(redis.len(), 1, "{redis:?}");
+    let databases = docker(&["exec", &redis[0], "redis-cli", "CONFIG", "GET", "databases"]);
+    let leases = databases.lines().nth(1).and_then(|n| n.trim().parse::<u32>().ok()).expect("a count") - 1;
+    let lease = format!("cleanroom:lease:{}", holder.redis_db);
+    let held = docker(&["exec", &redis[0], "redis-cli", "-n", &leases.to_string(), "EXISTS", &lease]);
+    assert_eq!(held.trim(), "1", "the holder's lease {lease} is gone after the flush");
+    // Two tests with a room: the process leases its own from the server
+    // after the flush (a process of one test would take one the run's
+    // keeper leased before it, which proves nothing here).
+    let later = run_child(
+        &session,
+        &["--ignored", "child::redis_rooms::prints_its_room", "--test-threads", "1", "--nocapture"],
+        &env,
+    );
     let text = later.text();
     assert!(later.passed(), "{text}");
-    let db: u32 =
-        text.split_once("REDIS_DB=").map(|(_, rest)| rest.lines().next().unwrap().trim().parse().unwrap()).unwrap();
-    assert_ne!(db, holder.redis_db, "database {db} is still held by the first process");
-    assert_ne!(db, 0, "a room is never the shared database");
+    assert!(text.contains("2 passed"), "{text}");
+    let dbs: Vec<u32> =
+        text.lines().filter_map(|l| l.split_once("REDIS_DB=")).map(|(_, db)| db.trim().parse().unwrap()).collect();
+    assert_eq!(dbs.len(), 2, "{text}");
+    for db in dbs {
+        assert_ne!(db, holder.redis_db, "database {db} is still held by the first process");
+        assert_ne!(db, 0, "a room is never the shared database");
+    }
     let (passed, stderr) = holder.release();
     assert!(passed, "{stderr}");
     assert_nothing_left(&session);
