@@ -159,7 +159,11 @@ impl Holder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
-            cmd.env(k, v);
+            // An empty XDG_RUNTIME_DIR: none at all (the fallback directory).
+            match (*k, *v) {
+                ("XDG_RUNTIME_DIR", "") => cmd.env_remove(k),
+                _ => cmd.env(k, v),
+            };
         }
         let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -219,7 +223,12 @@ fn two_runs_with_one_session_id_from_two_runtime_directories_keep_their_own_serv
     let (a, b) = (scratch(&format!("{session}-a")), scratch(&format!("{session}-b")));
     let first = Holder::start(&session, &a, &[]);
     let first_runtime = label_of(&session_containers(&session)[0], "cleanroom.runtime");
-    let second = Holder::start(&session, &b, &[]);
+    // Without XDG_RUNTIME_DIR: the fallback runtime directory (its release
+    // file goes in `b` all the same).
+    let second = Holder::start(&session, &b, &[("XDG_RUNTIME_DIR", "")]);
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    let fallback = std::env::temp_dir().join(format!("cleanroom-{uid}")).join("runs").join(&session);
+    assert!(fallback.is_dir(), "the second run's files are in the fallback directory {}", fallback.display());
     let all = session_containers(&session);
     assert_eq!(all.len(), 4, "each run started its own Postgres and Redis: {all:?}");
     let runtimes: std::collections::BTreeSet<String> = all.iter().map(|id| label_of(id, "cleanroom.runtime")).collect();
