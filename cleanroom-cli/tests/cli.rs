@@ -501,6 +501,54 @@ mod should {
         let _ = std::fs::remove_dir_all(&xdg);
     }
 
+    /// A running container of a run of another machine (its host and
+    /// runtime labels not this one's) whose last heartbeat was `beat_age`
+    /// seconds ago, as its reaper writes it.
+    fn another_machines_run(xdg: &std::path::Path, session: &str, beat_age: i64) -> String {
+        let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--rm".into()];
+        let mut labels = vec![
+            "cleanroom.managed=true".to_string(),
+            format!("cleanroom.session={session}"),
+            "cleanroom.service=db".to_string(),
+        ];
+        for (key, value) in cleanroom_runtime::admin::owner_labels_in(xdg) {
+            let value = if key == "cleanroom.host" || key == "cleanroom.runtime" { "0badc0de".into() } else { value };
+            labels.push(format!("{key}={value}"));
+        }
+        for label in labels {
+            args.extend(["--label".into(), label]);
+        }
+        args.extend([BUSYBOX.to_string(), "sleep".into(), "300".into()]);
+        let id = docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let script = format!("echo $(( $(date +%s) - {beat_age} )) > /.cleanroom-heartbeat");
+        docker(&["exec", &id, "sh", "-c", &script]);
+        id
+    }
+
+    /// `prune` judges another machine's runs by their heartbeat, as a
+    /// starting run's sweep does: one silent for longer than
+    /// `run.remote_idle_ttl` goes, one that beat a moment ago stays.
+    #[test]
+    fn prune_removes_another_machines_run_only_once_idle_past_its_ttl() {
+        let _prune = prune_lock();
+        let xdg = temp_dir("remote-runtime");
+        let (idle, beating) = (unique("remote-idle"), unique("remote-beating"));
+        let idle_id = another_machines_run(&xdg, &idle, 300);
+        let beating_id = another_machines_run(&xdg, &beating, 5);
+        let mut cmd = cargo_cleanroom(&["prune"]);
+        cmd.env("XDG_RUNTIME_DIR", &xdg).env("CLEANROOM_REMOTE_IDLE_TTL", "100");
+        let (code, out, err) = run(cmd);
+        assert_eq!(code, 0, "{err}");
+        let (idle_left, beating_left) = (exists(&idle_id), exists(&beating_id));
+        let _ = Command::new("docker").args(["rm", "-f", &idle_id, &beating_id]).output();
+        let _ = std::fs::remove_dir_all(&xdg);
+        // (Not asserted: that `prune` says so. A run starting meanwhile with
+        // the same TTL, as the fault tests' do, may sweep it first.)
+        assert!(!idle_left, "a run of another machine silent for 300 s (TTL 100 s) stays: {out}");
+        assert!(beating_left, "prune removed a run of another machine that beat 5 s ago: {out}");
+        assert!(!out.contains(&beating), "{out}");
+    }
+
     #[test]
     fn print_the_newest_report_and_exit_5_without_one() {
         let runtime = temp_dir("report");
