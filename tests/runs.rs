@@ -607,6 +607,17 @@ fn uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
 
+/// Held by the tests that make reused services: they count the reused
+/// services' starts (all of one owner session, `reuse-<uid>`), which the
+/// other's would change. A file lock: nextest runs each test in a process
+/// of its own.
+fn reuse_lock() -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("cleanroom-runs-tests-reuse-{}.lock", uid()));
+    let file = std::fs::File::create(path).unwrap();
+    file.lock().unwrap();
+    file
+}
+
 fn reused_containers(service: &str) -> Vec<String> {
     cleanroom_tests::docker(&[
         "ps",
@@ -621,8 +632,70 @@ fn reused_containers(service: &str) -> Vec<String> {
     .collect()
 }
 
+/// A reused Postgres stopped between two runs (an engine that restarted,
+/// a `docker stop`), then one removed (`docker rm`, its record left behind):
+/// the run after each asks the engine once whether what its records name
+/// still runs, and makes it again; no test fails.
+#[test]
+fn a_reused_service_stopped_or_removed_between_runs_is_made_again_by_the_next() {
+    let _reuse = reuse_lock();
+    let report = std::env::temp_dir().join(format!("{}.jsonl", fresh_session("reuse-ended-report")));
+    let env = [
+        ("CLEANROOM_REUSE", "1"),
+        ("CLEANROOM_REUSE_TTL", "60"),
+        // A definition of its own: no other reuse on this machine is touched.
+        ("CLEANROOM_STARTUP_TIMEOUT", "61.7"),
+        ("CLEANROOM_REPORT_JSON", report.to_str().unwrap()),
+    ];
+    let run_in_new_session = |tag: &str, test: &str| {
+        let session = fresh_session(tag);
+        let run = run_child(&session, &["--ignored", "--exact", test], &env);
+        assert_nothing_left(&session);
+        run
+    };
+    let first = run_in_new_session("reuse-ended-first", "child::suite::s01");
+    assert!(first.passed(), "{}", first.text());
+    // The reused containers of this definition, by name (tests that reuse
+    // others run meanwhile): the first run's, from its report.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let doc: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let container_of = |service: &str| {
+        let s = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == service).unwrap();
+        let id = s["containers"][0].as_str().unwrap().to_string();
+        cleanroom_tests::docker(&["inspect", "-f", "{{.Name}}", &id]).trim().trim_start_matches('/').to_string()
+    };
+    let (postgres, redis) = (container_of("postgres"), container_of("redis"));
+    let named = |name: &str| -> Vec<String> {
+        cleanroom_tests::docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("name=^/{name}$")])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let stopped = named(&postgres);
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    cleanroom_tests::docker(&["stop", "-t", "1", &stopped[0]]);
+    let second = run_in_new_session("reuse-ended-second", "child::suite::s02");
+    let after_stop = named(&postgres);
+    for id in &after_stop {
+        cleanroom_tests::remove_container(id);
+    }
+    let third = run_in_new_session("reuse-ended-third", "child::suite::s01");
+    let after_rm = named(&postgres);
+    for id in [named(&postgres), named(&redis)].concat() {
+        cleanroom_tests::remove_container(&id);
+    }
+    assert!(second.passed(), "the run after the stop: {}", second.text());
+    assert_eq!(after_stop.len(), 1, "{after_stop:?}");
+    assert_ne!(after_stop[0], stopped[0], "the stopped one was made again");
+    assert!(third.passed(), "the run after the removal: {}", third.text());
+    assert_eq!(after_rm.len(), 1, "{after_rm:?}");
+    assert_ne!(after_rm[0], after_stop[0], "the removed one was made again");
+}
+
 #[test]
 fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
+    let _reuse = reuse_lock();
     let watch = AllSessionsWatch::start();
     let owner = format!("reuse-{}", uid());
     let report = std::env::temp_dir().join(format!("{}.jsonl", fresh_session("reuse-report")));

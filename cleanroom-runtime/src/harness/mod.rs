@@ -364,6 +364,16 @@ impl TestContext {
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 failure = registry.failure_of(name, &id);
             }
+            // Not recorded: the monitor has not looked yet (a process under
+            // load). Recovered here, so that neither this process's next
+            // tests nor the run's later processes, which find it Ready in
+            // the run's records, take the dead container.
+            if let (None, Some(e)) = (&failure, &ended) {
+                let (name, id, code) = (name.to_string(), id.clone(), e.code.to_string());
+                crate::util::background::block_on_runtime(async move {
+                    registry.recover(&name, &id, crate::monitor::Cause::Died { exit_code: Some(code) }).await
+                });
+            }
             let (reason, logs) = match (failure, ended) {
                 (Some(f), _) => (f.reason, f.logs),
                 (None, Some(e)) => (

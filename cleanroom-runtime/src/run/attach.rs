@@ -189,6 +189,11 @@ impl Registry {
         let def = self.definition(spec.name, Source::Spec(spec)).ok()?;
         super::start::check_bind_sources(spec.name, &def).ok()?;
         let container_name = self.attach_name(spec.name, &def)?;
+        // A reused service is asked of the engine once per run: by the start
+        // on the runtime.
+        if config.reuse && !super::start::reused_checked(self, &container_name) {
+            return None;
+        }
         super::start::attach_from_record(spec.name, &def, &container_name)
     }
 }

@@ -542,6 +542,10 @@ impl Registry {
                     env: def.env.clone(),
                 };
                 crate::run::marks::write_record(container_name, &record);
+                if plan.reuse {
+                    // This run has seen it run: its other processes need not ask.
+                    check_reused(self, container_name);
+                }
             }
         }
         Ok(service)
@@ -635,11 +639,22 @@ impl<'s> Provisioner<StartRequest<'s>, Started, Error> for DockerDriver {
     }
 
     /// From the record of the process that made it Ready: nothing to ask
-    /// the engine.
+    /// the engine (but whether a reused service still runs, once per run).
     fn attach<'a>(&'a self, request: &'a StartRequest<'s>) -> EngineFuture<'a, Result<Option<Started>, Error>> {
         Box::pin(async move {
             check_bind_sources(request.name, &request.def)?;
             let plan = self.plan(request)?;
+            if let (true, Some(cname)) = (plan.reuse, plan.container_name.as_deref()) {
+                if !reused_checked(request.registry, cname) {
+                    let docker = self.docker.get_or_try_init(|| request.registry.docker()).await?.clone();
+                    match docker.inspect_named(cname).await {
+                        Ok(Some(c)) if c.running => check_reused(request.registry, cname),
+                        // Ended or gone since an earlier run: the create
+                        // makes it again (`wait_for_named`).
+                        _ => return Ok(None),
+                    }
+                }
+            }
             let record = plan.container_name.as_deref().and_then(|c| attach_from_record(request.name, &request.def, c));
             Ok(record.map(|service| Started {
                 service,
@@ -770,6 +785,29 @@ pub(super) fn attach_from_record(name: &str, def: &GenericContainer, container_n
     })
 }
 
+/// Whether a process of this run found the reused container `container_name`
+/// running: a reused service outlives runs, and may have been stopped or
+/// removed between them (an engine that restarted), so its record is
+/// trusted once a process of the run has asked the engine, once.
+pub(super) fn reused_checked(registry: &Registry, container_name: &str) -> bool {
+    registry.session().is_ok_and(|s| reused_check_path(s, container_name).exists())
+}
+
+/// Notes that the reused container `container_name` was found running.
+fn check_reused(registry: &Registry, container_name: &str) {
+    if let Ok(session) = registry.session() {
+        let path = reused_check_path(session, container_name);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(path, b"");
+    }
+}
+
+fn reused_check_path(session: &str, container_name: &str) -> std::path::PathBuf {
+    crate::run::marks::run_dir(session).join("reused-checked").join(container_name)
+}
+
 /// Takes from the environment of a container another process created the
 /// values of the variables the definition sets (its random password is the
 /// one that works), and nothing else: the image's own variables are not part
@@ -835,6 +873,15 @@ async fn wait_for_named(
             None => return Ok(None),
             Some(c) if c.running => return Ok(Some((c.id, c.env))),
             Some(c) if c.status == "created" => {}
+            // Ready once, ended since (stopped between two runs that reuse
+            // it, or dead with nobody left to recover it): not a start that
+            // failed, but a service to make again. Its name is freed.
+            Some(c) if crate::run::marks::seen_ready(&c.id) => {
+                crate::run::marks::forget_ready(&c.id);
+                crate::run::marks::forget_record(container_name);
+                let _ = docker.remove(&c.id).await;
+                return Ok(None);
+            }
             Some(c) => {
                 return Err(Error::Exited {
                     service: name.to_string(),
