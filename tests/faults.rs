@@ -183,6 +183,8 @@ impl Holder {
     }
 
     /// Lets the test go on and returns whether it passed, with its stderr.
+    /// (A holder dropped without this, by a test that failed first, is
+    /// killed: its run's reaper removes what it held.)
     fn release(mut self) -> (bool, String) {
         std::fs::write(&self.release, b"").unwrap();
         let mut stderr = String::new();
@@ -191,6 +193,14 @@ impl Holder {
         }
         let status = self.child.wait().unwrap();
         (status.success(), stderr)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // Ended already after `release`: then this does nothing.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -464,10 +474,10 @@ fn a_process_without_a_reaper_leaves_another_machines_container_with_its_process
     args.extend(["cleanroom-offline/busybox:1.35", "sleep", "300"]);
     let other = docker(&args).trim().to_string();
     let (passed, stderr) = holder.release();
-    assert!(passed, "{stderr}");
     let left = session_containers(&session);
     let other_stayed = left.iter().any(|id| other.starts_with(id.as_str()));
     cleanroom_tests::remove_container(&other);
+    assert!(passed, "{stderr}");
     assert!(other_stayed, "another machine's container with the same process label was removed: {left:?}");
     assert_eq!(left.len(), 1, "the process's own two are gone: {left:?}");
     assert_nothing_left(&session);

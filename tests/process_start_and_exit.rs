@@ -305,15 +305,23 @@ fn ctrl_c_stops_the_run_but_not_its_reaper_which_removes_everything() {
     let mut cmd = child_command(&session, &["--ignored", "--exact", "child::waits::until_signalled", "--nocapture"]);
     // A terminal's foreground job: a process group of its own.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    /// Killed if the test fails before it ends.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaped(cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     assert!(lines.any(|l| l.is_ok_and(|l| l.contains("cleanroom-test: READY"))), "the child test never started");
     let reaper = cleanroom_tests::reaper_pid(&session).expect("the run has a reaper");
-    let group = process_group(child.id());
+    let group = process_group(child.0.id());
     assert_ne!(process_group(reaper), group, "the reaper left the test process's group");
     let status = std::process::Command::new("kill").args(["-INT", "--", &format!("-{group}")]).status().unwrap();
     assert!(status.success());
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(130), "exits as SIGINT would have: {status:?}");
     // Its grace period has seconds to run: a reaper killed by the signal
     // would be gone already.

@@ -323,6 +323,7 @@ fn the_printed_rerun_leaves_a_database_that_opens_after_the_run() {
         println!("skipped: the kept server and its password are Docker's here");
         return;
     }
+    let _reuse = cleanroom_tests::reuse_lock();
     let first = fresh_session("rerun-first");
     let run = run_child(&first, &["--ignored", "--exact", "child::keep::b_fails"], &[]);
     assert!(!run.passed(), "{}", run.text());

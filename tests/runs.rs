@@ -607,17 +607,6 @@ fn uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
 
-/// Held by the tests that make reused services: they count the reused
-/// services' starts (all of one owner session, `reuse-<uid>`), which the
-/// other's would change. A file lock: nextest runs each test in a process
-/// of its own.
-fn reuse_lock() -> std::fs::File {
-    let path = std::env::temp_dir().join(format!("cleanroom-runs-tests-reuse-{}.lock", uid()));
-    let file = std::fs::File::create(path).unwrap();
-    file.lock().unwrap();
-    file
-}
-
 fn reused_containers(service: &str) -> Vec<String> {
     cleanroom_tests::docker(&[
         "ps",
@@ -638,7 +627,7 @@ fn reused_containers(service: &str) -> Vec<String> {
 /// still runs, and makes it again; no test fails.
 #[test]
 fn a_reused_service_stopped_or_removed_between_runs_is_made_again_by_the_next() {
-    let _reuse = reuse_lock();
+    let _reuse = cleanroom_tests::reuse_lock();
     let report = std::env::temp_dir().join(format!("{}.jsonl", fresh_session("reuse-ended-report")));
     let env = [
         ("CLEANROOM_REUSE", "1"),
@@ -695,7 +684,7 @@ fn a_reused_service_stopped_or_removed_between_runs_is_made_again_by_the_next() 
 
 #[test]
 fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
-    let _reuse = reuse_lock();
+    let _reuse = cleanroom_tests::reuse_lock();
     let watch = AllSessionsWatch::start();
     let owner = format!("reuse-{}", uid());
     let report = std::env::temp_dir().join(format!("{}.jsonl", fresh_session("reuse-report")));
@@ -777,6 +766,7 @@ fn reuse_keeps_services_for_the_next_run_and_removes_them_after_the_ttl() {
 /// well within their TTL; the report says what each layer holds.
 #[test]
 fn a_container_cap_keeps_only_that_many_idle_reused_services() {
+    let _reuse = cleanroom_tests::reuse_lock();
     let runtime = std::env::temp_dir().join(fresh_session("reuse-cap"));
     std::fs::create_dir_all(&runtime).unwrap();
     let report = runtime.join("report.json");

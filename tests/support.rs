@@ -34,6 +34,18 @@ pub fn existing_postgres() -> Option<String> {
     std::env::var("CLEANROOM_POSTGRES_URL").ok().filter(|u| !u.is_empty())
 }
 
+/// Held by the tests that make reused services (`CLEANROOM_REUSE`): those
+/// of every definition share one owner session, `reuse-<uid>`, whose
+/// starts some of them count. A file lock, as nextest runs each test in a
+/// process of its own (and the binaries at once).
+pub fn reuse_lock() -> std::fs::File {
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    let path = std::env::temp_dir().join(format!("cleanroom-tests-reuse-{uid}.lock"));
+    let file = std::fs::File::create(path).unwrap();
+    file.lock().unwrap();
+    file
+}
+
 /// Runs `docker` with `args` and returns its stdout; panics if it fails.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("the docker CLI runs");

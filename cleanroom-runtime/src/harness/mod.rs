@@ -334,6 +334,9 @@ pub fn run<R: Outcome>(desc: &'static TestDesc, body: impl FnOnce(&mut TestConte
     }
 }
 
+/// The longest a failing test whose service died waits for its recovery.
+const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl TestContext {
     /// When a service this test used died while it ran: what happened, in
     /// words, with the container's last log lines.
@@ -368,12 +371,19 @@ impl TestContext {
             // load). Recovered here, so that neither this process's next
             // tests nor the run's later processes, which find it Ready in
             // the run's records, take the dead container.
-            if let (None, Some(e)) = (&failure, &ended) {
-                let (name, id, code) = (name.to_string(), id.clone(), e.code.to_string());
-                crate::util::background::block_on_runtime(async move {
-                    registry.recover(&name, &id, crate::monitor::Cause::Died { exit_code: Some(code) }).await
-                });
-            }
+            // Either way the test returns once the recovery is over (or after
+            // RECOVERY_WAIT): see `recovery_done`.
+            let cause = match (&failure, &ended) {
+                (None, Some(e)) => Some(crate::monitor::Cause::Died { exit_code: Some(e.code.to_string()) }),
+                _ => None,
+            };
+            let (service, dead) = (name.to_string(), id.clone());
+            crate::util::background::block_on_runtime(async move {
+                if let Some(cause) = cause {
+                    registry.recover(&service, &dead, cause).await;
+                }
+                registry.recovery_done(&service, RECOVERY_WAIT).await;
+            });
             let (reason, logs) = match (failure, ended) {
                 (Some(f), _) => (f.reason, f.logs),
                 (None, Some(e)) => (

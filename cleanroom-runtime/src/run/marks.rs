@@ -117,6 +117,12 @@ pub(crate) fn read_record(container_name: &str) -> Option<AttachRecord> {
     seen_ready(&record.id).then_some(record)
 }
 
+/// The container id the record of `container_name` names, whether or not
+/// it is still marked ready: a container of that name and id was Ready once.
+pub(crate) fn recorded_id(container_name: &str) -> Option<String> {
+    record_at(&record_path(container_name)).map(|r| r.id)
+}
+
 /// The record in the file at `path`, if it holds one.
 fn record_at(path: &std::path::Path) -> Option<AttachRecord> {
     AttachRecord::from_text(&std::fs::read_to_string(path).ok()?)

@@ -44,7 +44,7 @@ impl Registry {
         };
         // New callers wait from here on for the recovery's outcome.
         slot.outcome.send_replace(None);
-        let _unfilled = super::registry::FailUnfilled::new(name, &slot);
+        let unfilled = super::registry::FailUnfilled::new(name, &slot);
         crate::metrics::service(name, |m| {
             m.health = crate::metrics::Health::Unhealthy;
             if let Some(since) = m.ready_since.take() {
@@ -95,10 +95,14 @@ impl Registry {
 
         let refused = refusal(previous.definition.watch.recovery, &failure);
         if self.is_shutting_down() {
+            // Its mark is gone: so must it be, or the run's next process
+            // finds a dead container under the service's name.
+            let _ = engine.remove(failed_id).await;
             return;
         }
         if let Some(policy) = refused {
             let _ = engine.remove(failed_id).await;
+            unfilled.hand_over();
             slot.outcome.send_replace(Some(Err(Error::ServiceDied {
                 service: name.to_string(),
                 reason,
@@ -144,7 +148,21 @@ impl Registry {
             policy: format!("its replacement failed: {e}"),
             logs: failure.logs.clone(),
         });
+        unfilled.hand_over();
         slot.outcome.send_replace(Some(result));
+    }
+}
+
+impl Registry {
+    /// Waits, up to `limit`, until `name` is served again or its recovery
+    /// gave up: a test that found its service dead returns only then, so
+    /// that a short process (one test under nextest) does not end in the
+    /// middle of the recovery, leaving the run's next process a half-made
+    /// replacement.
+    pub(crate) async fn recovery_done(&'static self, name: &str, limit: std::time::Duration) {
+        let Some(slot) = self.slot(name) else { return };
+        let mut outcome = slot.outcome.subscribe();
+        let _ = tokio::time::timeout(limit, outcome.wait_for(Option::is_some)).await;
     }
 }
 

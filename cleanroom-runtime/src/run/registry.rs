@@ -83,22 +83,28 @@ impl FailUnfilled {
 impl Drop for FailUnfilled {
     fn drop(&mut self) {
         let Some(slot) = self.slot.take() else { return };
-        if slot.outcome.borrow().is_some() {
-            return;
-        }
-        let _ = slot.transition(State::Failed);
-        let service = self.name.clone();
-        slot.outcome.send_replace(Some(Err(if crate::util::flags::shutting_down() {
-            Error::ShuttingDown { service }
-        } else {
-            Error::Operation {
-                service,
-                operation: "start".into(),
-                reason: "cleanroom's start of it stopped short: it panicked (its message is above); this is a bug \
-                         of cleanroom's, please report it with that message"
-                    .into(),
+        let service = &self.name;
+        // Checked and sent at once: a start's own outcome is never replaced.
+        let failed = slot.outcome.send_if_modified(|outcome| {
+            if outcome.is_some() {
+                return false;
             }
-        })));
+            *outcome = Some(Err(if crate::util::flags::shutting_down() {
+                Error::ShuttingDown { service: service.clone() }
+            } else {
+                Error::Operation {
+                    service: service.clone(),
+                    operation: "start".into(),
+                    reason: "cleanroom's start of it stopped short: it panicked (its message is above); this is a \
+                             bug of cleanroom's, please report it with that message"
+                        .into(),
+                }
+            }));
+            true
+        });
+        if failed {
+            let _ = slot.transition(State::Failed);
+        }
     }
 }
 
@@ -308,12 +314,13 @@ impl Registry {
         let span = tracing::info_span!("cleanroom_service", service = %name);
         crate::util::background::runtime().spawn(tracing::Instrument::instrument(
             async move {
-                let _unfilled = FailUnfilled::new(&name, &slot);
+                let unfilled = FailUnfilled::new(&name, &slot);
                 let result = self.start(&name, &slot, source).await;
                 if let Err(e) = &result {
                     tracing::warn!("failed to start: {e}");
                     let _ = slot.transition(State::Failed);
                 }
+                unfilled.hand_over();
                 slot.outcome.send_replace(Some(result));
             },
             span,

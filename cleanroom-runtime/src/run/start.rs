@@ -648,7 +648,13 @@ impl<'s> Provisioner<StartRequest<'s>, Started, Error> for DockerDriver {
                 if !reused_checked(request.registry, cname) {
                     let docker = self.docker.get_or_try_init(|| request.registry.docker()).await?.clone();
                     match docker.inspect_named(cname).await {
-                        Ok(Some(c)) if c.running => check_reused(request.registry, cname),
+                        // The very container the record names: another of
+                        // that name may have been made since by another run.
+                        Ok(Some(c))
+                            if c.running && crate::run::marks::read_record(cname).is_some_and(|r| r.id == c.id) =>
+                        {
+                            check_reused(request.registry, cname)
+                        }
                         // Ended or gone since an earlier run: the create
                         // makes it again (`wait_for_named`).
                         _ => return Ok(None),
@@ -872,14 +878,22 @@ async fn wait_for_named(
         match found {
             None => return Ok(None),
             Some(c) if c.running => return Ok(Some((c.id, c.env))),
-            Some(c) if c.status == "created" => {}
+            // Starting, or on its way out (another process frees the name
+            // below, or recovers it): asked again.
+            Some(c) if matches!(c.status.as_str(), "created" | "removing" | "dead") => {}
             // Ready once, ended since (stopped between two runs that reuse
             // it, or dead with nobody left to recover it): not a start that
-            // failed, but a service to make again. Its name is freed.
-            Some(c) if crate::run::marks::seen_ready(&c.id) => {
-                crate::run::marks::forget_ready(&c.id);
-                crate::run::marks::forget_record(container_name);
+            // failed, but a service to make again (its ready mark, or its
+            // record, says it was Ready: a recovery forgets the mark first).
+            // Its name is freed; the mark and record go last, so that a
+            // process that asks meanwhile sees them too.
+            Some(c)
+                if crate::run::marks::seen_ready(&c.id)
+                    || crate::run::marks::recorded_id(container_name).as_deref() == Some(c.id.as_str()) =>
+            {
                 let _ = docker.remove(&c.id).await;
+                crate::run::marks::forget_record(container_name);
+                crate::run::marks::forget_ready(&c.id);
                 return Ok(None);
             }
             Some(c) => {
