@@ -168,6 +168,10 @@ fn throttling_lowers_the_cpu_limit_of_a_busy_service(spinner: Container) {
     assert_eq!(nano_cpus(), 1_000_000_000);
     wait_until("throttling", Duration::from_secs(60), || nano_cpus() < 1_000_000_000);
     assert!(nano_cpus() <= 500_000_000, "halved at least once: {}", nano_cpus());
+    // The alert is recorded once the engine took the update, a moment after
+    // the container shows it.
+    let throttled = || cleanroom::metrics_of("spinner").unwrap().alerts.iter().any(|a| a.kind == "throttled");
+    wait_until("the throttled alert", Duration::from_secs(10), throttled);
     let metrics = cleanroom::metrics_of("spinner").unwrap();
     assert!(metrics.alerts.iter().any(|a| a.kind == "cpu"), "{:?}", metrics.alerts);
     assert!(
