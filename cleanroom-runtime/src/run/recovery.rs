@@ -151,9 +151,7 @@ impl Registry {
         unfilled.hand_over();
         slot.outcome.send_replace(Some(result));
     }
-}
 
-impl Registry {
     /// Waits, up to `limit`, until `name` is served again or its recovery
     /// gave up: a test that found its service dead returns only then, so
     /// that a short process (one test under nextest) does not end in the

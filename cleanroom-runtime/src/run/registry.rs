@@ -61,9 +61,8 @@ impl Slot {
 /// Fails the waiters of a slot that still has no outcome when this is
 /// dropped: a start that panicked (cleanroom's bug), or was cut short by the
 /// process's end, would otherwise leave every test that waits on the slot
-/// waiting for good. Whoever starts a
-/// service holds one until the outcome is sent, or hands it over to the
-/// task that sends it.
+/// waiting for good. Whoever starts a service holds one until the outcome
+/// is sent, or hands it over to the task that sends it.
 pub(super) struct FailUnfilled {
     name: String,
     slot: Option<Arc<Slot>>,

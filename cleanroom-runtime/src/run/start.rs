@@ -644,25 +644,20 @@ impl<'s> Provisioner<StartRequest<'s>, Started, Error> for DockerDriver {
         Box::pin(async move {
             check_bind_sources(request.name, &request.def)?;
             let plan = self.plan(request)?;
-            if let (true, Some(cname)) = (plan.reuse, plan.container_name.as_deref()) {
-                if !reused_checked(request.registry, cname) {
-                    let docker = self.docker.get_or_try_init(|| request.registry.docker()).await?.clone();
-                    match docker.inspect_named(cname).await {
-                        // The very container the record names: another of
-                        // that name may have been made since by another run.
-                        Ok(Some(c))
-                            if c.running && crate::run::marks::read_record(cname).is_some_and(|r| r.id == c.id) =>
-                        {
-                            check_reused(request.registry, cname)
-                        }
-                        // Ended or gone since an earlier run: the create
-                        // makes it again (`wait_for_named`).
-                        _ => return Ok(None),
-                    }
+            let Some(cname) = plan.container_name.as_deref() else { return Ok(None) };
+            let Some(service) = attach_from_record(request.name, &request.def, cname) else { return Ok(None) };
+            if plan.reuse && !reused_checked(request.registry, cname) {
+                let docker = self.docker.get_or_try_init(|| request.registry.docker()).await?.clone();
+                match docker.inspect_named(cname).await {
+                    // The very container the record names: another of that
+                    // name may have been made since by another run.
+                    Ok(Some(c)) if c.running && c.id == service.id => check_reused(request.registry, cname),
+                    // Ended or gone since an earlier run: the create makes
+                    // it again (`wait_for_named`).
+                    _ => return Ok(None),
                 }
             }
-            let record = plan.container_name.as_deref().and_then(|c| attach_from_record(request.name, &request.def, c));
-            Ok(record.map(|service| Started {
+            Ok(Some(Started {
                 service,
                 phases: Phases { start_ms: Some(crate::metrics::ms(request.started.elapsed())), ..Phases::default() },
             }))
