@@ -80,6 +80,10 @@ pub struct Machine {
     /// The 1-minute load average when the harness started and when it ended:
     /// other work on the machine shows here.
     pub load: (String, String),
+    /// The `opt-level` the suites' builds give cleanroom's runtime (the
+    /// workspace's `[profile.dev.package.cleanroom-test-runtime]`): the
+    /// per-process times depend on it (docs/startup.md).
+    pub runtime_opt_level: String,
 }
 
 fn workspace_root() -> PathBuf {
@@ -114,7 +118,34 @@ fn machine() -> Machine {
         images: (image("postgres"), image("redis")),
         date: output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
         load: (load_average(), String::new()),
+        runtime_opt_level: runtime_opt_level(
+            &std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap_or_default(),
+        ),
     }
+}
+
+/// The `opt-level` a workspace manifest gives cleanroom's runtime in test
+/// builds: its `[profile.dev.package.cleanroom-test-runtime]` table's, else
+/// the dev profile's, else 0 (Cargo's default).
+fn runtime_opt_level(manifest: &str) -> String {
+    let mut table = "";
+    let (mut dev, mut runtime) = (None, None);
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            table = line;
+            continue;
+        }
+        let Some(value) = line.strip_prefix("opt-level").and_then(|v| v.trim_start().strip_prefix('=')) else {
+            continue;
+        };
+        let value = value.split('#').next().unwrap_or("").trim().trim_matches('"').to_string();
+        match table {
+            "[profile.dev.package.cleanroom-test-runtime]" => runtime = Some(value),
+            "[profile.dev]" => dev = Some(value),
+            _ => {}
+        }
+    }
+    runtime.or(dev).unwrap_or_else(|| "0".to_string())
 }
 
 fn load_average() -> String {
@@ -382,8 +413,8 @@ const MACHINE_RECORD: &str = "cleanroom-bench: machine:";
 
 fn machine_record(m: &Machine) -> String {
     format!(
-        "{MACHINE_RECORD} cores={}\tmemory_gib={:.1}\tdocker={}\tkernel={}\trustc={}\timages={} {}\tdate={}",
-        m.cores, m.memory_gib, m.docker, m.kernel, m.rustc, m.images.0, m.images.1, m.date
+        "{MACHINE_RECORD} cores={}\tmemory_gib={:.1}\tdocker={}\tkernel={}\trustc={}\timages={} {}\tdate={}\truntime_opt_level={}",
+        m.cores, m.memory_gib, m.docker, m.kernel, m.rustc, m.images.0, m.images.1, m.date, m.runtime_opt_level
     )
 }
 
@@ -397,6 +428,7 @@ fn machine_from_log(text: &str) -> Machine {
         rustc: unknown(),
         images: (unknown(), unknown()),
         date: unknown(),
+        runtime_opt_level: unknown(),
         ..Machine::default()
     };
     let Some(record) = text.lines().find_map(|l| l.strip_prefix(MACHINE_RECORD)) else { return m };
@@ -415,6 +447,7 @@ fn machine_from_log(text: &str) -> Machine {
                 }
             }
             "date" => m.date = value,
+            "runtime_opt_level" => m.runtime_opt_level = value,
             _ => {}
         }
     }
@@ -664,14 +697,31 @@ mod tests {
                 images: ("postgres:17-alpine".into(), "redis:7-alpine".into()),
                 date: "2026-11-27 16:59 UTC".into(),
                 load: ("0.5".into(), String::new()),
+                runtime_opt_level: "2".into(),
             };
             let log =
                 format!("cleanroom-bench: 2 cores\n{}\ncleanroom-bench: building the suites\n", machine_record(&m));
             let back = machine_from_log(&log);
             assert_eq!(render::machine_line(&back), render::machine_line(&Machine { load: back.load.clone(), ..m }));
-            assert_eq!(back.date, "2026-11-27 16:59 UTC");
+            assert_eq!((back.date.as_str(), back.runtime_opt_level.as_str()), ("2026-11-27 16:59 UTC", "2"));
             let unknown = machine_from_log("[  1/48] cleanroom ...");
             assert_eq!((unknown.kernel.as_str(), unknown.date.as_str()), ("not recorded", "not recorded"));
+            assert_eq!(unknown.runtime_opt_level, "not recorded");
+        }
+
+        #[test]
+        fn read_the_runtimes_opt_level_from_the_workspace_manifest() {
+            let manifest =
+                "[profile.dev]\ndebug = 1\n\n[profile.dev.package.cleanroom-test-runtime]\nopt-level = 2 # fast\n";
+            assert_eq!(runtime_opt_level(manifest), "2");
+            assert_eq!(runtime_opt_level("[profile.dev]\nopt-level = \"s\"\n"), "s", "the dev profile's own");
+            assert_eq!(
+                runtime_opt_level("[profile.release]\nopt-level = 3\n[profile.dev.package.other]\nopt-level = 1\n"),
+                "0",
+                "neither the release profile's nor another crate's"
+            );
+            let ours = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+            assert_eq!(runtime_opt_level(&ours), "2", "this workspace's, as docs/startup.md says");
         }
 
         #[test]

@@ -455,8 +455,18 @@ fn headline(cells: &[Cell]) -> String {
 
 pub fn machine_line(m: &Machine) -> String {
     format!(
-        "{} cores, {:.1} GiB memory, Docker {}, {}, {}; images `{}` and `{}`; load average {} at the start, {} at the end",
-        m.cores, m.memory_gib, m.docker, m.kernel, m.rustc, m.images.0, m.images.1, m.load.0, m.load.1
+        "{} cores, {:.1} GiB memory, Docker {}, {}, {}; images `{}` and `{}`; cleanroom's runtime built at opt-level {} \
+         in the suites; load average {} at the start, {} at the end",
+        m.cores,
+        m.memory_gib,
+        m.docker,
+        m.kernel,
+        m.rustc,
+        m.images.0,
+        m.images.1,
+        if m.runtime_opt_level.is_empty() { "not recorded" } else { &m.runtime_opt_level },
+        m.load.0,
+        m.load.1
     )
 }
 
