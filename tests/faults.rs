@@ -484,6 +484,57 @@ fn a_process_without_a_reaper_leaves_another_machines_container_with_its_process
     let _ = std::fs::remove_dir_all(&runtime);
 }
 
+/// Every Redis lease of a session's server, as `key holder` lines, sorted:
+/// they live in the server's last database.
+fn redis_leases(session: &str) -> Vec<String> {
+    let redis = service_containers(session, "redis");
+    assert_eq!(redis.len(), 1, "{redis:?}");
+    let databases = docker(&["exec", &redis[0], "redis-cli", "CONFIG", "GET", "databases"]);
+    let leases = databases.lines().nth(1).and_then(|n| n.trim().parse::<u32>().ok()).expect("a count") - 1;
+    let script = format!(
+        "for k in $(redis-cli -n {leases} --scan --pattern 'cleanroom:lease:*'); do echo \"$k $(redis-cli -n {leases} GET $k)\"; done"
+    );
+    let mut lines: Vec<String> =
+        docker(&["exec", &redis[0], "sh", "-c", &script]).lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// A Redis room's lease lasts `run.redis_lease_ttl` unless its holder
+/// renews it. With a TTL of two seconds, a test that holds its room for
+/// three and a half TTLs keeps it: every lease there was when it began, the
+/// process's own (leased ahead, renewed by its timer) and the reaper's pool's
+/// (renewed by the keeper), is still there with the same holder.
+#[test]
+fn redis_leases_are_renewed_while_their_test_runs_past_their_ttl() {
+    let session = fresh_session("lease-renewal");
+    let runtime = scratch(&session);
+    let holder = Holder::spawn_test(
+        "child::holds::redis_until_released",
+        None,
+        &session,
+        &runtime,
+        &[("CLEANROOM_REDIS_LEASE_TTL", "2")],
+    );
+    // The keeper fills the run's pool beside the process's own lease.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = redis_leases(&session);
+    let own = format!("cleanroom:lease:{} ", holder.redis_db);
+    assert!(before.iter().any(|l| l.starts_with(&own)), "the test's own lease is there: {before:?}");
+    let holders: std::collections::BTreeSet<&str> =
+        before.iter().filter_map(|l| l.split_once(' ')).map(|(_, h)| h).collect();
+    assert!(holders.len() >= 2, "leases of the process and of the reaper's keeper: {before:?}");
+    std::thread::sleep(Duration::from_secs(7));
+    let after = redis_leases(&session);
+    for lease in &before {
+        assert!(after.contains(lease), "{lease} was not renewed past its two-second TTL: now {after:?}");
+    }
+    let (passed, stderr) = holder.release();
+    assert!(passed, "{stderr}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
 /// A `redis(shared)` test's `FLUSHDB` empties database 0 and nothing else:
 /// the leases live in a database never handed out, so a later process of the
 /// run cannot be handed a database another test still holds.

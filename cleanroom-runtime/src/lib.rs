@@ -46,7 +46,8 @@ pub use config::Keep;
 pub use config::{
     image_env_var, reference_tables, service_env_var, Config, EngineChoice, Layers, Origin, Overrides, RecoveryKind,
     ReportMode, ServiceOverride, Setting, CONFIG_ENV, CONFIG_FILE, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_POOL,
-    DEFAULT_REAPER_GRACE, DEFAULT_REMOTE_IDLE_TTL, DEFAULT_REUSE_TTL, SERVICE_SETTINGS, SETTINGS,
+    DEFAULT_REAPER_GRACE, DEFAULT_REDIS_LEASE_TTL, DEFAULT_REMOTE_IDLE_TTL, DEFAULT_REUSE_TTL, SERVICE_SETTINGS,
+    SETTINGS,
 };
 pub use config::{CachePolicies, LayerPolicy};
 pub use docker::discovery::export_docker_host;

@@ -259,6 +259,7 @@
 //! | `CLEANROOM_VOLUME_CACHE` | `run.volume_cache` | keep Postgres's initialised cluster and templates in a volume: a cold start skips initdb and unchanged migrations | on |
 //! | `CLEANROOM_CACHE_TTL`, `CLEANROOM_CACHE_VOLUME_TTL` | `run.cache_ttl`, `caches.volume.ttl` (one setting, two names) | seconds an unused cache volume is kept | 604800 (7 days) |
 //! | `CLEANROOM_REMOTE_IDLE_TTL` | `run.remote_idle_ttl` | on an engine several machines share: seconds a run of another machine may go without a heartbeat before it is removed | 1800 (30 minutes) |
+//! | `CLEANROOM_REDIS_LEASE_TTL` | `run.redis_lease_ttl` | seconds a Redis room's lease lasts unless its holder renews it (every third of it, while its test runs) | 600 (10 minutes) |
 //! | `CLEANROOM_CACHE_SIZE`, `CLEANROOM_CACHE_VOLUME_MAX_SIZE` | `run.cache_size`, `caches.volume.max_size` (one setting, two names) | total size of cache volumes above which the least recently used go | `1GiB` |
 //! | `CLEANROOM_CACHE_VOLUME_EVICTION` | `caches.volume.eviction` | which cache volumes go first over `run.cache_size`: `lru`, `lfu`, `mru`, `ttl` | `lru` |
 //! | `CLEANROOM_CACHE_CONTAINER_EVICTION`, `CLEANROOM_CACHE_CONTAINER_MAX_COUNT` | `caches.container.eviction`, `caches.container.max_count` | idle reused services: which go first, and how many may wait | `lru`, no cap |

@@ -381,6 +381,11 @@ impl Layers {
                 .map(|f| seconds(&f, REMOTE_IDLE_TTL))
                 .transpose()?
                 .unwrap_or(DEFAULT_REMOTE_IDLE_TTL),
+            redis_lease_ttl: self
+                .run_setting("run.redis_lease_ttl")
+                .map(|f| seconds(&f, REDIS_LEASE_TTL))
+                .transpose()?
+                .unwrap_or(DEFAULT_REDIS_LEASE_TTL),
             file: self.file().map(Path::to_path_buf),
         })
     }

@@ -282,6 +282,8 @@ pub(super) const GRACE: Range = Range { min: 0.0, max: 3_600.0 };
 pub(super) const CACHE_TTL: Range = Range { min: 0.0, max: 31_536_000.0 };
 /// `run.remote_idle_ttl`: five seconds (a test's) to a week.
 pub(super) const REMOTE_IDLE_TTL: Range = Range { min: 5.0, max: 604_800.0 };
+/// `run.redis_lease_ttl`: a second (a test's) to a day.
+pub(super) const REDIS_LEASE_TTL: Range = Range { min: 1.0, max: 86_400.0 };
 /// `health_interval`: 10 ms to an hour.
 pub(super) const HEALTH_INTERVAL: Range = Range { min: 0.01, max: 3_600.0 };
 /// `health_timeout`: 10 ms to ten minutes.

@@ -257,6 +257,15 @@ pub const SETTINGS: &[Setting] = &[
         a run that beats by a longer TTL of its own is given that one (docs/reliability.md)",
     ),
     setting(
+        Some("run.redis_lease_ttl"),
+        Some("CLEANROOM_REDIS_LEASE_TTL"),
+        "seconds, 1 to 86400 (a day)",
+        "600 (10 minutes)",
+        "how long a Redis room's lease lasts unless renewed: its holder renews it every third of \
+        this while its test runs, and a database whose holder died without giving it back is free \
+        again after at most this; longer for tests paused in a debugger (docs/isolation.md)",
+    ),
+    setting(
         None,
         Some("CLEANROOM_HOST"),
         "a host name or IP address, no scheme or port",
@@ -703,6 +712,9 @@ pub struct Config {
     /// `run.remote_idle_ttl`: how long a run of another machine may go
     /// without a heartbeat before this machine removes what it left.
     pub remote_idle_ttl: Duration,
+    /// `run.redis_lease_ttl`: how long a Redis room's lease lasts unless
+    /// its holder renews it.
+    pub redis_lease_ttl: Duration,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -748,6 +760,8 @@ impl LayerPolicy {
 
 /// How long a run of another machine may go without a heartbeat, by default.
 pub const DEFAULT_REMOTE_IDLE_TTL: Duration = Duration::from_secs(30 * 60);
+/// How long a Redis room's lease lasts unless renewed, by default.
+pub const DEFAULT_REDIS_LEASE_TTL: Duration = Duration::from_secs(10 * 60);
 /// The cache volumes' total size cap, by default.
 pub const DEFAULT_CACHE_SIZE: u64 = 1 << 30;
 

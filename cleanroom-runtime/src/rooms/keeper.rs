@@ -84,7 +84,7 @@ fn keep(rx: Receiver<Work>) {
     loop {
         // Woken by a process, or, while it holds Redis leases, in time to
         // renew them.
-        let first = match rx.recv_timeout(RENEW_EVERY) {
+        let first = match rx.recv_timeout(renew_every()) {
             Ok(work) => Some(work),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
@@ -132,7 +132,9 @@ fn keep(rx: Receiver<Work>) {
 }
 
 /// How often the keeper renews its Redis leases: well within their TTL.
-const RENEW_EVERY: std::time::Duration = std::time::Duration::from_millis(super::redis::LEASE_TTL_MS / 3);
+fn renew_every() -> std::time::Duration {
+    super::redis::lease_ttl() / 3
+}
 
 /// One Redis server's pool, as the keeper knows it.
 struct RedisServer {
@@ -202,7 +204,7 @@ impl RedisServer {
                 _ => break,
             }
         }
-        if self.renewed.elapsed() >= RENEW_EVERY {
+        if self.renewed.elapsed() >= renew_every() {
             for db in redis_pool::held(&pool) {
                 let db = db.to_string();
                 let _ = self.call(&renew_script_args(&db, &self.poke.holder)).await;

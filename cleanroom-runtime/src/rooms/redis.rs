@@ -57,8 +57,16 @@ const FLUSH_HELD_SCRIPT: &str = "redis.call('SELECT', tonumber(ARGV[3])) \
     if redis.call('GET', 'cleanroom:lease:' .. ARGV[1]) ~= ARGV[2] then redis.call('SELECT', 0) return 0 end \
     redis.call('SELECT', tonumber(ARGV[1])) redis.call('FLUSHDB') redis.call('SELECT', 0) return 1";
 /// A lease outlives a test process that died without releasing it by at
-/// most this; a live holder renews it every third of it.
-pub(super) const LEASE_TTL_MS: u64 = 10 * 60 * 1000;
+/// most this (`run.redis_lease_ttl`); a live holder renews it every third
+/// of it.
+pub(super) fn lease_ttl() -> Duration {
+    crate::config::current().map_or(crate::config::DEFAULT_REDIS_LEASE_TTL, |c| c.redis_lease_ttl)
+}
+
+/// [`lease_ttl`] in milliseconds, as the scripts take it.
+fn lease_ttl_ms() -> String {
+    lease_ttl().as_millis().to_string()
+}
 
 fn owned(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
@@ -68,7 +76,7 @@ fn owned(args: &[&str]) -> Vec<String> {
 /// ([`super::keeper`]), for `holder`: replies with the database, or -1.
 pub(super) fn lease_script_args(holder: &str) -> Vec<String> {
     let (leases, first) = (OWN_DATABASES.leases().to_string(), OWN_DATABASES.first.to_string());
-    owned(&["EVAL", LEASE_SCRIPT, "0", holder, &leases, &LEASE_TTL_MS.to_string(), &first])
+    owned(&["EVAL", LEASE_SCRIPT, "0", holder, &leases, &lease_ttl_ms(), &first])
 }
 
 /// The keeper's flush of database `db`, which `holder` keeps leased.
@@ -79,7 +87,7 @@ pub(super) fn flush_script_args(db: &str, holder: &str) -> Vec<String> {
 /// The keeper's renewal of its lease of database `db`.
 pub(super) fn renew_script_args(db: &str, holder: &str) -> Vec<String> {
     let leases = OWN_DATABASES.leases().to_string();
-    owned(&["EVAL", RENEW_SCRIPT, "0", db, holder, &leases, &LEASE_TTL_MS.to_string()])
+    owned(&["EVAL", RENEW_SCRIPT, "0", db, holder, &leases, &lease_ttl_ms()])
 }
 
 /// Redis rooms of one running server: a connection for leases, and a few
@@ -320,7 +328,7 @@ impl RedisRooms {
         let claim = self.service.existing.as_ref().map(|e| &e.claim);
         let holder = crate::external::redis::holder(claim, &room_name());
         let leases = self.range.leases().to_string();
-        let ttl = LEASE_TTL_MS.to_string();
+        let ttl = lease_ttl_ms();
         let first = self.range.first.to_string();
         let started = Instant::now();
         loop {
@@ -359,7 +367,7 @@ impl RedisRooms {
         let rooms = self.clone();
         crate::util::background::spawn_background(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(LEASE_TTL_MS / 3)).await;
+                tokio::time::sleep(lease_ttl() / 3).await;
                 let held: Vec<(u32, String)> =
                     rooms.held.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(d, h)| (*d, h.clone())).collect();
                 for (db, holder) in held {
@@ -370,7 +378,7 @@ impl RedisRooms {
                         &db.to_string(),
                         &holder,
                         &rooms.range.leases().to_string(),
-                        &LEASE_TTL_MS.to_string(),
+                        &lease_ttl_ms(),
                     ];
                     let _ = rooms.command(&args).await;
                 }
