@@ -380,8 +380,16 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
     let ever = Arc::new(AtomicBool::new(false));
     let last_change = Arc::new(Mutex::new(Instant::now()));
     let folds = Arc::new(Folds::with(session, fold));
-    let mut closing =
-        serve_connections(listener, connected.clone(), ever.clone(), last_change.clone(), folds.clone(), keep);
+    let gate = Gate::default();
+    serve_connections(
+        listener,
+        gate.clone(),
+        connected.clone(),
+        ever.clone(),
+        last_change.clone(),
+        folds.clone(),
+        keep,
+    );
     let started = Instant::now();
     let grace = grace();
     // Other machines sharing this engine judge the run by its heartbeat.
@@ -425,20 +433,26 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
         if !(runner_done || idle >= grace) {
             continue;
         }
-        // Stop taking connections before removing: a process that arrives
-        // from now on starts a reaper of its own, which waits for this one's
-        // lock. One that connected just before must not lose its containers.
-        // Over TCP the listener would still take a client that read the
-        // socket's file before it went: it turns new connections away.
-        closing.store(true, Ordering::SeqCst);
+        // Stop taking connections before removing: the socket's file goes,
+        // so a process that arrives from now on starts a reaper of its own,
+        // which waits for this one's lock. One that connected just before
+        // must not lose its containers: accepted meanwhile, it is counted and
+        // the run goes on ([`Gate::finish_if_idle`]).
         let _ = std::fs::remove_file(&socket);
         std::thread::sleep(Duration::from_millis(20));
-        if connected.load(Ordering::SeqCst) == 0 {
+        if gate.finish_if_idle(&connected) {
             break;
         }
         if let Ok(again) = Listener::bind(&socket) {
-            closing =
-                serve_connections(again, connected.clone(), ever.clone(), last_change.clone(), folds.clone(), keep);
+            serve_connections(
+                again,
+                gate.clone(),
+                connected.clone(),
+                ever.clone(),
+                last_change.clone(),
+                folds.clone(),
+                keep,
+            );
         }
     }
     // Parts nobody waited for: of processes killed before they reported
@@ -590,33 +604,62 @@ impl Folds {
     }
 }
 
-/// Accepts test processes and counts them until each connection ends. A
-/// process says `attach <pid>` and holds its connection for its life; at
-/// its exit it opens another to say `report <pid>` (its part of the report
-/// is written) and waits for the answer. Returns the flag that, set, turns
-/// new connections away (the reaper is finishing).
+/// Whether the reaper has decided to finish. A connection its listeners
+/// accept is counted before that decision, and keeps the run going, or
+/// turned away after it (its process then starts a reaper of its own, which
+/// waits for this one's lock): never taken in and then left to lose its
+/// containers. Over TCP a client that read the socket's file before it went
+/// can still connect to the old listener: it is turned away too.
+#[derive(Clone, Default)]
+struct Gate(Arc<Mutex<bool>>);
+
+impl Gate {
+    /// Counts a connection just accepted, unless the reaper is finishing:
+    /// whether it was counted.
+    fn admit(&self, connected: &AtomicUsize) -> bool {
+        let finished = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *finished {
+            return false;
+        }
+        connected.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Finishes if no connection is counted, in one step with [`Gate::admit`]:
+    /// whether it did.
+    fn finish_if_idle(&self, connected: &AtomicUsize) -> bool {
+        let mut finished = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if connected.load(Ordering::SeqCst) == 0 {
+            *finished = true;
+        }
+        *finished
+    }
+}
+
+/// Accepts test processes and counts them until each connection ends (those
+/// `gate` admits). A process says `attach <pid>` and holds its connection
+/// for its life; at its exit it opens another to say `report <pid>` (its
+/// part of the report is written) and waits for the answer.
 fn serve_connections(
     listener: Listener,
+    gate: Gate,
     connected: Arc<AtomicUsize>,
     ever: Arc<AtomicBool>,
     last_change: Arc<Mutex<Instant>>,
     folds: Arc<Folds>,
     keep: KeepFn,
-) -> Arc<AtomicBool> {
-    let closing = Arc::new(AtomicBool::new(false));
-    let closed = closing.clone();
+) {
     std::thread::spawn(move || {
         loop {
             let Ok(incoming) = listener.accept() else { continue };
-            // The reaper is finishing: the client starts a reaper of its
-            // own, which waits for this one's lock.
-            if closed.load(Ordering::SeqCst) {
+            // Counted at once, before the handshake: the reaper must not
+            // judge the run over while a process is connecting. Turned away
+            // when it is finishing: the client starts a reaper of its own,
+            // which waits for this one's lock.
+            if !gate.admit(&connected) {
                 drop(incoming);
                 continue;
             }
-            // Counted at once, before the handshake: the reaper must not
-            // judge the run over while a process is connecting.
-            connected.fetch_add(1, Ordering::SeqCst);
             let (connected, ever, last_change, folds) =
                 (connected.clone(), ever.clone(), last_change.clone(), folds.clone());
             std::thread::spawn(move || {
@@ -657,7 +700,6 @@ fn serve_connections(
             });
         }
     });
-    closing
 }
 
 #[cfg(test)]
@@ -673,6 +715,74 @@ mod tests {
         fn count(_: &str) -> Vec<(std::path::PathBuf, std::io::Error)> {
             FOLDED.fetch_add(1, Ordering::SeqCst);
             Vec::new()
+        }
+
+        fn no_fold(_: &str) -> Vec<(std::path::PathBuf, std::io::Error)> {
+            Vec::new()
+        }
+
+        /// Waits up to 5 s for `connected` to read `n`.
+        fn until_connected(connected: &AtomicUsize, n: usize) -> usize {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while connected.load(Ordering::SeqCst) != n && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            connected.load(Ordering::SeqCst)
+        }
+
+        /// A process that connected just before the reaper's socket file
+        /// went, and is accepted after, keeps the run going; once the reaper
+        /// has finished, a connection (a TCP client that read the file
+        /// before it went) is turned away, not taken in uncounted.
+        #[cfg(unix)]
+        #[test]
+        fn count_a_connection_taken_before_it_finishes_and_turn_away_one_after() {
+            use super::super::{serve_connections, Gate};
+            use crate::util::os::socket::Listener;
+            use std::io::{Read, Write};
+            use std::sync::atomic::AtomicBool;
+            use std::sync::{Arc, Mutex};
+            let dir = std::env::temp_dir().join(format!("cleanroom-gate-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let (gate, connected) = (Gate::default(), Arc::new(AtomicUsize::new(0)));
+            let serve = |path: &std::path::Path| {
+                serve_connections(
+                    Listener::bind(path).unwrap(),
+                    gate.clone(),
+                    connected.clone(),
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(Mutex::new(std::time::Instant::now())),
+                    Arc::new(Folds::with("gate", no_fold)),
+                    |_| {},
+                )
+            };
+            let socket = dir.join("reaper.sock");
+            serve(&socket);
+            let mut early = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            early.write_all(b"attach 1\n").unwrap();
+            std::fs::remove_file(&socket).unwrap();
+            assert_eq!(until_connected(&connected, 1), 1, "a connection accepted after the file went is counted");
+            assert!(!gate.finish_if_idle(&connected), "it keeps the run going");
+            drop(early);
+            assert_eq!(until_connected(&connected, 0), 0);
+            assert!(gate.finish_if_idle(&connected), "with no connection left the reaper finishes");
+            // Another listener of the same reaper (a rebound socket, or the
+            // TCP listener a late client still reaches).
+            let again = dir.join("again.sock");
+            serve(&again);
+            let mut late = std::os::unix::net::UnixStream::connect(&again).unwrap();
+            let _ = late.write_all(b"attach 2\n");
+            late.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut byte = [0u8; 1];
+            // Closed at once: an end of file, or a reset (what it wrote was unread).
+            let read = late.read(&mut byte);
+            assert!(
+                matches!(&read, Ok(0)) || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+                "turned away: the connection is closed at once, not held: {read:?}"
+            );
+            assert_eq!(connected.load(Ordering::SeqCst), 0, "and never counted");
+            let _ = std::fs::remove_dir_all(&dir);
         }
 
         fn count_after_a_death(_: &str) -> Vec<(std::path::PathBuf, std::io::Error)> {
