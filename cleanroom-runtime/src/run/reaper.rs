@@ -381,15 +381,18 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
     let last_change = Arc::new(Mutex::new(Instant::now()));
     let folds = Arc::new(Folds::with(session, fold));
     let gate = Gate::default();
-    serve_connections(
-        listener,
-        gate.clone(),
-        connected.clone(),
-        ever.clone(),
-        last_change.clone(),
-        folds.clone(),
-        keep,
-    );
+    let serve = |listener: Listener| {
+        serve_connections(
+            listener,
+            gate.clone(),
+            connected.clone(),
+            ever.clone(),
+            last_change.clone(),
+            folds.clone(),
+            keep,
+        )
+    };
+    serve(listener);
     let started = Instant::now();
     let grace = grace();
     // Other machines sharing this engine judge the run by its heartbeat.
@@ -444,15 +447,7 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
             break;
         }
         if let Ok(again) = Listener::bind(&socket) {
-            serve_connections(
-                again,
-                gate.clone(),
-                connected.clone(),
-                ever.clone(),
-                last_change.clone(),
-                folds.clone(),
-                keep,
-            );
+            serve(again);
         }
     }
     // Parts nobody waited for: of processes killed before they reported
