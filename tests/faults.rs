@@ -484,13 +484,18 @@ fn a_process_without_a_reaper_leaves_another_machines_container_with_its_process
     let _ = std::fs::remove_dir_all(&runtime);
 }
 
+/// The database the Redis container `redis` keeps its leases in: its last.
+fn leases_database(redis: &str) -> u32 {
+    let databases = docker(&["exec", redis, "redis-cli", "CONFIG", "GET", "databases"]);
+    databases.lines().nth(1).and_then(|n| n.trim().parse::<u32>().ok()).expect("a count") - 1
+}
+
 /// Every Redis lease of a session's server, as `key holder` lines, sorted:
 /// they live in the server's last database.
 fn redis_leases(session: &str) -> Vec<String> {
     let redis = service_containers(session, "redis");
     assert_eq!(redis.len(), 1, "{redis:?}");
-    let databases = docker(&["exec", &redis[0], "redis-cli", "CONFIG", "GET", "databases"]);
-    let leases = databases.lines().nth(1).and_then(|n| n.trim().parse::<u32>().ok()).expect("a count") - 1;
+    let leases = leases_database(&redis[0]);
     let script = format!(
         "for k in $(redis-cli -n {leases} --scan --pattern 'cleanroom:lease:*'); do echo \"$k $(redis-cli -n {leases} GET $k)\"; done"
     );
@@ -550,8 +555,7 @@ fn a_shared_tests_flushdb_cannot_hand_a_held_redis_database_out_twice() {
     // database, the server's last, which is never a room.
     let redis = service_containers(&session, "redis");
     assert_eq!(redis.len(), 1, "{redis:?}");
-    let databases = docker(&["exec", &redis[0], "redis-cli", "CONFIG", "GET", "databases"]);
-    let leases = databases.lines().nth(1).and_then(|n| n.trim().parse::<u32>().ok()).expect("a count") - 1;
+    let leases = leases_database(&redis[0]);
     let lease = format!("cleanroom:lease:{}", holder.redis_db);
     let held = docker(&["exec", &redis[0], "redis-cli", "-n", &leases.to_string(), "EXISTS", &lease]);
     assert_eq!(held.trim(), "1", "the holder's lease {lease} is gone after the flush");

@@ -176,12 +176,9 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
             .filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d))
             .map(str::to_string)
             .collect();
-        let retired: Vec<String> = std::fs::read_dir(&pool_dir)
+        let retired: Vec<String> = pg_pool_dirs(&postgres[0])
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&postgres[0]))
-            .flat_map(|e| std::fs::read_dir(e.path().join(".retired")).into_iter().flatten().flatten())
+            .flat_map(|dir| std::fs::read_dir(dir.join(".retired")).into_iter().flatten().flatten())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         let unknown = left.iter().filter(|d| !retired.contains(d)).cloned().collect();
@@ -501,20 +498,24 @@ fn nextest_processes_then(
     session
 }
 
+/// The directories of the Postgres pools of the container `id` (one per
+/// server, under the runtime directory's `pgpool`).
+fn pg_pool_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(cleanroom_runtime::admin::runtime_dir().join("pgpool"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(id))
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Waits up to 10 s until the reaper's keeper holds at least two cloned
 /// Postgres databases and two leased Redis rooms ready for `session`'s next
 /// processes (a pair takes two of each): whether it did.
 fn pools_refilled(session: &str) -> bool {
     let postgres = service_containers(session, "postgres");
-    let pg_pool = |id: &str| -> usize {
-        std::fs::read_dir(cleanroom_runtime::admin::runtime_dir().join("pgpool"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(id))
-            .map(|e| walk_names(&e.path()).len())
-            .sum()
-    };
+    let pg_pool = |id: &str| -> usize { pg_pool_dirs(id).iter().map(|dir| walk_names(dir).len()).sum() };
     let redis = redis_pool_of(session).join("ready");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
