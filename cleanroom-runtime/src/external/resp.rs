@@ -45,12 +45,12 @@ pub(crate) async fn connect(
 /// Connects like [`connect`], and sends `args` right behind the `AUTH` in
 /// one write: one round trip less than [`connect`] then [`call`] (a nextest
 /// process leases its first Redis room this way, on its way to its test).
-pub(crate) async fn connect_and_call(
+pub(crate) async fn connect_and_call<A: AsRef<str>>(
     host: &str,
     port: u16,
     user: Option<&str>,
     password: Option<&str>,
-    args: &[&str],
+    args: &[A],
 ) -> std::io::Result<(TcpStream, Resp)> {
     let mut stream = open(host, port).await?;
     let mut out = auth(user, password);

@@ -84,10 +84,17 @@ pub(super) fn flush_script_args(db: &str, holder: &str) -> Vec<String> {
     owned(&["EVAL", FLUSH_HELD_SCRIPT, "0", db, holder, &OWN_DATABASES.leases().to_string()])
 }
 
-/// The keeper's renewal of its lease of database `db`.
+/// The keeper's renewal of its lease of database `db` of a server the run
+/// owns.
 pub(super) fn renew_script_args(db: &str, holder: &str) -> Vec<String> {
-    let leases = OWN_DATABASES.leases().to_string();
-    owned(&["EVAL", RENEW_SCRIPT, "0", db, holder, &leases, &lease_ttl_ms()])
+    renew_in(OWN_DATABASES, db, holder)
+}
+
+/// `holder`'s renewal of its lease of database `db`, in `range`'s leases:
+/// the keeper's ([`renew_script_args`]) and a process's own
+/// ([`RedisRooms::renew_while_held`]) are this one command.
+fn renew_in(range: DatabaseRange, db: &str, holder: &str) -> Vec<String> {
+    owned(&["EVAL", RENEW_SCRIPT, "0", db, holder, &range.leases().to_string(), &lease_ttl_ms()])
 }
 
 /// Redis rooms of one running server: a connection for leases, and a few
@@ -159,7 +166,8 @@ impl RedisRooms {
     }
 
     /// Sends one command and reads its reply, on the shared connection.
-    async fn command(&self, args: &[&str]) -> Result<Resp, Error> {
+    async fn command<A: AsRef<str>>(&self, args: &[A]) -> Result<Resp, Error> {
+        let what = args.first().map_or("", |a| a.as_ref());
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             let port =
@@ -171,17 +179,17 @@ impl RedisRooms {
                 .map_err(|e| self.error("connect", e))?;
             *guard = Some(stream);
             return match reply {
-                Resp::Error(e) => Err(self.error(args[0], e)),
+                Resp::Error(e) => Err(self.error(what, e)),
                 r => Ok(r),
             };
         }
         let stream = guard.as_mut().expect("connected above");
         match resp::call(stream, args).await {
-            Ok(Resp::Error(e)) => Err(self.error(args[0], e)),
+            Ok(Resp::Error(e)) => Err(self.error(what, e)),
             Ok(r) => Ok(r),
             Err(e) => {
                 *guard = None;
-                Err(self.error(args[0], e))
+                Err(self.error(what, e))
             }
         }
     }
@@ -371,15 +379,7 @@ impl RedisRooms {
                 let held: Vec<(u32, String)> =
                     rooms.held.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(d, h)| (*d, h.clone())).collect();
                 for (db, holder) in held {
-                    let args = [
-                        "EVAL",
-                        RENEW_SCRIPT,
-                        "0",
-                        &db.to_string(),
-                        &holder,
-                        &rooms.range.leases().to_string(),
-                        &lease_ttl_ms(),
-                    ];
+                    let args = renew_in(rooms.range, &db.to_string(), &holder);
                     let _ = rooms.command(&args).await;
                 }
             }
@@ -603,7 +603,6 @@ mod tests {
         }
 
         async fn run(c: &mut TcpStream, args: Vec<String>) -> Resp {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             resp::call(c, &args).await.unwrap()
         }
 
