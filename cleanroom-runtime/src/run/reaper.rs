@@ -466,10 +466,7 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
     if let Some(docker) = &docker {
         // An engine that drops out now is asked again, for ENGINE_RETRY: what
         // the run made must not outlive it because the engine was away a moment.
-        let deadline = Instant::now() + ENGINE_RETRY;
-        while runtime.block_on(remove_session(docker, session)).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        let _ = ask_again(ENGINE_RETRY, Duration::from_secs(1), || runtime.block_on(remove_session(docker, session)));
         // The run's containers are gone, so its cache volumes are free to go too.
         if let Ok(config) = crate::config::current() {
             runtime.block_on(crate::cache::evict_at_run_end(docker, &config.caches));
@@ -512,12 +509,18 @@ const ENGINE_RETRY: Duration = Duration::from_secs(120);
 
 /// Connects to the engine, asking again every second for [`ENGINE_RETRY`].
 fn reach_engine(runtime: &tokio::runtime::Runtime) -> Result<Docker, String> {
-    let deadline = Instant::now() + ENGINE_RETRY;
+    ask_again(ENGINE_RETRY, Duration::from_secs(1), || runtime.block_on(Docker::connect())).map_err(|e| e.to_string())
+}
+
+/// Calls `ask` until it succeeds, once every `every`, for at most `within`:
+/// then gives up with its last error.
+fn ask_again<T, E>(within: Duration, every: Duration, mut ask: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + within;
     loop {
-        match runtime.block_on(Docker::connect()) {
-            Ok(docker) => return Ok(docker),
-            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
-            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        match ask() {
+            Ok(done) => return Ok(done),
+            Err(e) if Instant::now() + every > deadline => return Err(e),
+            Err(_) => std::thread::sleep(every),
         }
     }
 }
@@ -723,6 +726,41 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             connected.load(Ordering::SeqCst)
+        }
+
+        /// The engine away when the run ends: the reaper asks again once
+        /// every interval, and gives up once the next try would fall past
+        /// its time (two minutes, [`super::super::ENGINE_RETRY`], as
+        /// docs/reliability.md says); an engine that answers in time is
+        /// taken at once.
+        #[test]
+        fn ask_an_engine_that_is_away_again_until_its_time_is_up_then_give_up() {
+            use super::super::{ask_again, ENGINE_RETRY};
+            use std::time::{Duration, Instant};
+            assert_eq!(ENGINE_RETRY, Duration::from_secs(120));
+            let (within, every) = (Duration::from_millis(300), Duration::from_millis(20));
+
+            let mut asked = 0;
+            let began = Instant::now();
+            let away: Result<(), &str> = ask_again(within, every, || {
+                asked += 1;
+                Err("engine away")
+            });
+            let took = began.elapsed();
+            assert_eq!(away, Err("engine away"));
+            assert!(took >= within - every && took < within + Duration::from_secs(2), "gave up after {took:?}");
+            assert!((2..=16).contains(&asked), "asked {asked} times in {took:?}, every {every:?}");
+
+            let mut asked = 0;
+            let back = ask_again(within, every, || {
+                asked += 1;
+                if asked < 3 {
+                    Err("engine away")
+                } else {
+                    Ok(asked)
+                }
+            });
+            assert_eq!(back, Ok(3));
         }
 
         /// A process that connected just before the reaper's socket file
