@@ -249,14 +249,7 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
 fn redis_pool_of(session: &str) -> std::path::PathBuf {
     let redis = service_containers(session, "redis");
     assert_eq!(redis.len(), 1, "the run has one Redis: {redis:?}");
-    let root = cleanroom_runtime::admin::runtime_dir().join("runs").join(session).join("redispool");
-    std::fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&redis[0])))
-        .unwrap_or_else(|| panic!("the run's Redis pool is under {}", root.display()))
+    run_redis_pool(session, &redis[0]).unwrap_or_else(|| panic!("the run's Redis pool of {} is there", redis[0]))
 }
 
 /// The pool's ready, taken and given-back rooms once the keeper has had
@@ -726,6 +719,201 @@ fn a_reused_service_stopped_or_removed_between_runs_is_made_again_by_the_next() 
     assert!(third.passed(), "the run after the removal: {}", third.text());
     assert_eq!(after_rm.len(), 1, "{after_rm:?}");
     assert_ne!(after_rm[0], after_stop[0], "the removed one was made again");
+}
+
+/// A reused Redis under nextest: the run's keeper leases rooms ahead on it
+/// as on one the run owns, so processes take them without a round trip;
+/// once the run is over it gives every one back, flushed. The server
+/// outlives the run; the run's leases do not.
+#[test]
+fn the_run_pool_of_a_reused_redis_is_given_back_flushed_when_the_run_ends() {
+    let _reuse = cleanroom_tests::reuse_lock();
+    let (others, other_postgres) = (reused_containers("redis"), reused_containers("postgres"));
+    let ours = || -> Vec<String> { reused_containers("redis").into_iter().filter(|id| !others.contains(id)).collect() };
+    let run_id = format!(
+        "0000{:x}-feed-4bad-beef-{:012x}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() as u64 ^ 0x7e05
+    );
+    let report = std::env::temp_dir().join(format!("{}.json", fresh_session("reuse-redis-pool")));
+    let env = [
+        ("CLEANROOM_REUSE", "1"),
+        ("CLEANROOM_REUSE_TTL", "60"),
+        // A definition of its own: no other reuse on this machine is touched.
+        ("CLEANROOM_STARTUP_TIMEOUT", "61.9"),
+        ("CLEANROOM_REAPER_GRACE", "1"),
+    ];
+    // The keeper's ready rooms, seen between the pairs of processes.
+    let leased_ahead = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let session = nextest_processes_then(&run_id, &report, 3, &env, |session| {
+        let Some(redis) = ours().first().cloned() else { return };
+        let ready = || run_redis_pool(session, &redis).map(|pool| walk_names(&pool.join("ready"))).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ready().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        leased_ahead.lock().unwrap().extend(ready());
+    });
+    let redis = ours();
+    let cleanup = || {
+        let postgres = reused_containers("postgres").into_iter().filter(|id| !other_postgres.contains(id)).collect();
+        for id in [ours(), postgres].concat() {
+            cleanroom_tests::remove_container(&id);
+        }
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    let pool = &doc["caches"]["redis_run_pool"];
+    let hits = pool["hits"].as_u64().unwrap_or(0);
+    let leases = |id: &str| -> Vec<String> {
+        let script = "local out = {} for _, k in ipairs(redis.call('KEYS', 'cleanroom:lease:*')) do \
+                      table.insert(out, k .. '=' .. redis.call('GET', k)) end return out";
+        docker(&["exec", id, "redis-cli", "-n", "63", "EVAL", script, "0"]).lines().map(str::to_string).collect()
+    };
+    let during = redis.first().map(|id| leases(id)).unwrap_or_default();
+    // The run ends once its reaper's grace is over: the reaper gives the
+    // pool back, then removes the run's directory (and stays on as the
+    // keeper of the reused services, for their TTL).
+    let run_dir = cleanroom_runtime::admin::runtime_dir().join("runs").join(&session);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run_dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run_ended = !run_dir.exists();
+    let after = redis.first().map(|id| leases(id)).unwrap_or_default();
+    let sizes: Vec<(String, String)> = leased_ahead
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|db| (db.clone(), docker(&["exec", &redis[0], "redis-cli", "-n", db, "DBSIZE"]).trim().to_string()))
+        .collect();
+    cleanup();
+
+    assert_eq!(redis.len(), 1, "the run reused one Redis of its own definition: {redis:?}");
+    assert!(hits >= 4, "after the first pair, processes take rooms the keeper leased ahead: {}", doc["caches"]);
+    let keeper = format!("keeper:{session}");
+    assert!(during.iter().any(|l| l.ends_with(&keeper)), "the keeper leases in the run's name: {during:?}");
+    assert!(run_ended, "the run ends once its reaper's grace is over: {} is gone", run_dir.display());
+    assert!(!after.iter().any(|l| l.ends_with(&keeper)), "the run's leases are given back at its end: {after:?}");
+    assert!(!sizes.is_empty());
+    for (db, size) in sizes {
+        assert_eq!(size, "0", "room {db}, leased ahead by the run, is flushed as it is given back");
+    }
+    assert_nothing_left(&session);
+}
+
+/// Two cold runs with reuse, one after the other, each two processes at
+/// once (like `nextest -j 2`), the reused services and their network gone
+/// in between: each run makes one network, and every process passes. The
+/// first run's mark of who made the network (kept under the reused
+/// services' owner, `reuse-<uid>`, whose directory no run's end removes)
+/// must not tell the second run's processes that it is made: each then made
+/// one, and every later use of the name failed as ambiguous.
+#[test]
+fn each_cold_run_with_reuse_makes_one_network_for_its_processes() {
+    let _reuse = cleanroom_tests::reuse_lock();
+    let before: Vec<String> = [reused_containers("postgres"), reused_containers("redis")].concat();
+    let ours = || -> Vec<String> {
+        [reused_containers("postgres"), reused_containers("redis")]
+            .concat()
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect()
+    };
+    let env = [
+        ("CLEANROOM_REUSE", "1"),
+        ("CLEANROOM_REUSE_TTL", "60"),
+        // A definition of its own: no other reuse on this machine is touched.
+        ("CLEANROOM_STARTUP_TIMEOUT", "61.8"),
+        ("CLEANROOM_REAPER_GRACE", "1"),
+    ];
+    // The reused services' networks of this user (`cleanroom-reuse-*`):
+    // what other reuse tests left (their containers removed) goes first,
+    // so that each round starts without one; one still in use stays, and
+    // the round then makes none.
+    let reuse_networks = || -> Vec<String> {
+        docker(&["network", "ls", "-q", "--filter", "label=cleanroom.reuse=true", "--filter", "name=cleanroom-reuse-"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    for network in reuse_networks() {
+        let _ = Command::new("docker").args(["network", "rm", &network]).output();
+    }
+    let mut made = Vec::new();
+    let mut expected = Vec::new();
+    for round in 0..2u64 {
+        expected.push((1, u64::from(reuse_networks().is_empty())));
+        let run_id = format!("0000{:x}-feed-4bad-beef-{:012x}", std::process::id(), 0xc01d0 + round);
+        let report = std::env::temp_dir().join(format!("{}.json", fresh_session("reuse-network")));
+        let children: Vec<_> = (1..=2).map(|k| nextest_process(&run_id, &report, k, &env)).collect();
+        let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).unwrap_or_default();
+        let _ = std::fs::remove_file(&report);
+        // The run ends; its reaper stays on as the keeper of the reused
+        // services (for their TTL), and is stopped here, so that it does
+        // not tend what the next run makes under the same names.
+        let session =
+            format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+        let run_dir = cleanroom_runtime::admin::runtime_dir().join("runs").join(&session);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while run_dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(reaper) = reaper_pid(&session) {
+            kill("-KILL", reaper);
+        }
+        // The reused services go, and their network with them (as when
+        // their TTL runs out): the next run makes both again.
+        let networks = reused_networks_of(&ours());
+        for id in ours() {
+            cleanroom_tests::remove_container(&id);
+        }
+        // (Every unused one: a duplicate made by mistake is on no container.)
+        for network in reuse_networks() {
+            let _ = Command::new("docker").args(["network", "rm", &network]).output();
+        }
+        for out in &outputs {
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "round {round}: {said}");
+        }
+        made.push((networks.len(), doc["caches"]["network"]["misses"].as_u64().unwrap_or(0)));
+    }
+    assert_eq!(
+        made, expected,
+        "(networks, processes that made one) per run: one network, made by one process if none was there"
+    );
+    assert!(expected.iter().any(|&(_, makers)| makers == 1), "a round started without the network");
+}
+
+/// The reused services' networks the containers `ids` are on.
+fn reused_networks_of(ids: &[String]) -> Vec<String> {
+    let mut networks: Vec<String> = ids
+        .iter()
+        .flat_map(|id| {
+            docker(&["inspect", "-f", "{{range $_, $n := .NetworkSettings.Networks}}{{$n.NetworkID}} {{end}}", id])
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|net| docker(&["network", "inspect", "-f", "{{.Name}}", net]).trim().starts_with("cleanroom-reuse-"))
+        .collect();
+    networks.sort();
+    networks.dedup();
+    networks
+}
+
+/// The run's pool of the Redis container `id`, under the run's directory.
+fn run_redis_pool(session: &str, id: &str) -> Option<std::path::PathBuf> {
+    let root = cleanroom_runtime::admin::runtime_dir().join("runs").join(session).join("redispool");
+    std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(id)))
 }
 
 #[test]

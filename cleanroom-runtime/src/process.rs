@@ -30,7 +30,12 @@ fn on_process_start() {
     // The test binary re-executed as its session's reaper: serve, then exit
     // before libtest's main ever runs.
     if let Ok(session) = std::env::var(crate::run::reaper::REAPER_ENV) {
-        crate::run::reaper::run(session, crate::report::parts::fold, crate::rooms::keeper::poke);
+        crate::run::reaper::run(
+            session,
+            crate::report::parts::fold,
+            crate::rooms::keeper::poke,
+            crate::rooms::keeper::finish,
+        );
     }
     // Nothing heavy before main: the work happens on a thread of its own,
     // which test threads wait for until it has planted their services'

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Mutex, OnceLock};
 
 use super::postgres::{clone_statement, drop_statement, still_made, takes_strategy, Login};
@@ -44,6 +44,11 @@ pub(crate) struct RedisPoke {
     /// The lease holder: the run's, so that a replacement keeper (the
     /// reaper was killed) renews what the last one leased.
     pub(crate) holder: String,
+    /// The server outlives the run (a reused one): the keeper gives its
+    /// leases back at the run's end ([`finish`]) rather than leave them to
+    /// expire. Absent in a line of an earlier version: a server the run owns.
+    #[serde(default)]
+    pub(crate) outlives_run: bool,
 }
 
 /// A `pool` line: the shapes differ, so a keeper of an earlier version
@@ -55,7 +60,14 @@ enum Work {
     Redis(RedisPoke),
 }
 
-static KEEPER: OnceLock<Mutex<Sender<Work>>> = OnceLock::new();
+/// What the keeper's thread is given: a process's line, or the reaper's
+/// word that the run is over (which no process can send: it is not a line).
+enum Job {
+    Work(Work),
+    Finish(SyncSender<()>),
+}
+
+static KEEPER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
 
 /// Takes a process's `pool` line (in the reaper): the keeper's thread does
 /// the work, in order, coalescing what arrives meanwhile.
@@ -66,8 +78,24 @@ pub(crate) fn poke(what: &str) {
         let _ = std::thread::Builder::new().name("cleanroom-keeper".into()).spawn(move || keep(rx));
         Mutex::new(tx)
     });
-    let _ = sender.lock().unwrap_or_else(|e| e.into_inner()).send(work);
+    let _ = sender.lock().unwrap_or_else(|e| e.into_inner()).send(Job::Work(work));
 }
+
+/// The run is over (in the reaper, once no process it serves is left):
+/// the keeper gives back the Redis leases it holds on servers that outlive
+/// the run, flushing each database, and this returns once it has (or after
+/// [`FINISH_WAIT`]). A keeper that was never poked holds nothing.
+pub(crate) fn finish() {
+    let Some(sender) = KEEPER.get() else { return };
+    let (done, finished) = std::sync::mpsc::sync_channel(1);
+    if sender.lock().unwrap_or_else(|e| e.into_inner()).send(Job::Finish(done)).is_ok() {
+        let _ = finished.recv_timeout(FINISH_WAIT);
+    }
+}
+
+/// The longest the run's end waits for the keeper to give its leases back:
+/// a server that does not answer keeps them until they expire.
+const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One server's pool, as the keeper knows it.
 struct Server {
@@ -77,7 +105,7 @@ struct Server {
     strategy: Option<bool>,
 }
 
-fn keep(rx: Receiver<Work>) {
+fn keep(rx: Receiver<Job>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
     let mut servers: HashMap<PathBuf, Server> = HashMap::new();
     let mut redis: HashMap<PathBuf, RedisServer> = HashMap::new();
@@ -93,7 +121,15 @@ fn keep(rx: Receiver<Work>) {
         // look at the Postgres pools, nor the reverse; Redis's leases are
         // renewed when they are due, poked or not.
         let (mut postgres_poked, mut redis_poked) = (false, first.is_none());
-        for work in first.into_iter().chain(rx.try_iter()) {
+        let mut finished = Vec::new();
+        for job in first.into_iter().chain(rx.try_iter()) {
+            let work = match job {
+                Job::Work(work) => work,
+                Job::Finish(done) => {
+                    finished.push(done);
+                    continue;
+                }
+            };
             match work {
                 Work::Postgres(poke) => {
                     postgres_poked = true;
@@ -127,6 +163,15 @@ fn keep(rx: Receiver<Work>) {
         }
         if postgres_poked {
             servers.retain(|_, server| runtime.block_on(server.tend()));
+        }
+        if !finished.is_empty() {
+            for server in redis.values_mut().filter(|s| s.poke.outlives_run) {
+                runtime.block_on(server.give_back());
+            }
+            redis.retain(|_, server| !server.poke.outlives_run);
+            for done in finished {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -212,6 +257,19 @@ impl RedisServer {
             self.renewed = std::time::Instant::now();
         }
         !self.failed
+    }
+
+    /// Gives back every database the run's pool of this server lists,
+    /// flushed (at the run's end, for a server that outlives it): taken,
+    /// returned or ready, no process of the run is left to use it.
+    async fn give_back(&mut self) {
+        let pool = self.poke.redis_pool.clone();
+        for db in redis_pool::held(&pool) {
+            if self.call(&super::redis::release_script_args(&db.to_string(), &self.poke.holder)).await.is_none() {
+                return;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&pool);
     }
 }
 

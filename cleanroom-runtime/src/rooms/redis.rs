@@ -90,6 +90,19 @@ pub(super) fn renew_script_args(db: &str, holder: &str) -> Vec<String> {
     renew_in(OWN_DATABASES, db, holder)
 }
 
+/// The keeper's giving back of database `db` (flushed) of a server the
+/// run owns or reuses, at the run's end.
+pub(super) fn release_script_args(db: &str, holder: &str) -> Vec<String> {
+    release_in(OWN_DATABASES, db, holder)
+}
+
+/// `holder`'s release of database `db`, flushed, if its lease is still
+/// `holder`'s: the keeper's ([`release_script_args`]) and a process's own
+/// ([`RedisRooms::release`]).
+fn release_in(range: DatabaseRange, db: &str, holder: &str) -> Vec<String> {
+    owned(&["EVAL", RELEASE_SCRIPT, "0", db, holder, &range.leases().to_string()])
+}
+
 /// `holder`'s renewal of its lease of database `db`, in `range`'s leases:
 /// the keeper's ([`renew_script_args`]) and a process's own
 /// ([`RedisRooms::renew_while_held`]) are this one command.
@@ -130,10 +143,12 @@ pub(crate) fn redis_rooms(service: &Arc<RunningService>) -> Arc<RedisRooms> {
         return r.clone();
     }
     let range = service.existing.as_ref().and_then(|e| e.databases).unwrap_or(OWN_DATABASES);
-    // Not a reused server: it outlives the run, and the keeper's leases
-    // with it. Not an existing one: its databases are the user's range.
-    let owned = service.existing.is_none() && !crate::config::current().is_ok_and(|c| c.reuse);
-    let run_pool = crate::util::flags::redis_keeper().filter(|_| owned).map(|(root, _)| root.join(&service.id));
+    // Not an existing server: its databases are the user's range. A reused
+    // one outlives the run: the keeper gives its leases back at the run's
+    // end (`keeper::finish`).
+    let run_pool = crate::util::flags::redis_keeper()
+        .filter(|_| service.existing.is_none())
+        .map(|(root, _)| root.join(&service.id));
     let rooms = Arc::new(RedisRooms {
         service: service.clone(),
         range,
@@ -276,9 +291,10 @@ impl RedisRooms {
             redis_pool: pool.clone(),
             host: self.service.host().to_string(),
             port: *port,
-            // A server the run owns: no user of its own.
+            // A server cleanroom runs: no user of its own.
             password: self.credentials().1.map(str::to_string),
             holder: holder.clone(),
+            outlives_run: crate::config::current().is_ok_and(|c| c.reuse),
         };
         serde_json::to_string(&poke).is_ok_and(|line| crate::util::flags::tell_pool_keeper(&line))
     }
@@ -362,8 +378,7 @@ impl RedisRooms {
     /// no longer this process's (it expired and another took it) is left alone.
     pub(crate) async fn release(&self, db: u32) -> Result<(), Error> {
         let Some(holder) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&db) else { return Ok(()) };
-        let args = ["EVAL", RELEASE_SCRIPT, "0", &db.to_string(), &holder, &self.range.leases().to_string()];
-        self.command(&args).await.map(|_| ())
+        self.command(&release_in(self.range, &db.to_string(), &holder)).await.map(|_| ())
     }
 
     /// Renews this process's leases every third of their TTL for as long as

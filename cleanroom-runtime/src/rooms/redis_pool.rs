@@ -12,9 +12,11 @@
 //! process that takes a database needs no connection to Redis of its own
 //! before its test: under nextest, a round trip through the engine's port
 //! per test process. A database whose taker died (`kill -9`) is flushed and
-//! made ready again by the keeper. The directory goes with the run, and the
-//! server with it: the pool is used only for servers the run owns (not a
-//! reused one, nor an existing server).
+//! made ready again by the keeper. The directory goes with the run. The
+//! pool is used for servers cleanroom runs, not for an existing server
+//! (whose databases are the user's range); a reused server outlives the
+//! run, and the keeper gives its leases back at the run's end
+//! ([`super::keeper::finish`]).
 
 use std::path::{Path, PathBuf};
 

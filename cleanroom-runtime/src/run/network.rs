@@ -29,7 +29,13 @@ impl Registry {
         // Whatever the outcome, each process then makes sure of the network
         // itself: a failure is not handed on, and a reused network outlives
         // the marks' run.
-        let marks = crate::run::marks::RunMarks::of(owner_session);
+        // The marks of this run, not of the network's owner: a reused
+        // network's owner (`reuse-<uid>`) has a directory no run's end
+        // removes, so its mark of an earlier run's creation would tell
+        // this run's processes that the network was made, and each would
+        // make one (two of one name, which every later inspect refuses as
+        // ambiguous).
+        let marks = crate::run::marks::RunMarks::of(self.session().unwrap_or(owner_session));
         let key = format!("network {name}");
         let mine = match shared.then(|| marks.claim(&key).ok()).flatten() {
             Some(crate::run::marks::Turn::Theirs) => marks.outcome(&key).await.is_none(),

@@ -311,20 +311,20 @@ fn grace() -> Duration {
 
 /// The reaper process: serves one session, then exits. Called before `main`,
 /// with what folds the run's report (the report's `parts::fold`).
-pub(crate) fn run(session: String, fold: FoldFn, keep: KeepFn) -> ! {
+pub(crate) fn run(session: String, fold: FoldFn, keep: KeepFn, finish_keeping: FinishFn) -> ! {
     // The id names files to remove: one that could leave the runtime
     // directory is never served.
     if !crate::run::session::valid(&session) {
         std::process::exit(2);
     }
-    let code = match serve(&session, fold, keep) {
+    let code = match serve(&session, fold, keep, finish_keeping) {
         Ok(()) => 0,
         Err(_) => 1,
     };
     std::process::exit(code)
 }
 
-fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
+fn serve(session: &str, fold: FoldFn, keep: KeepFn, finish_keeping: FinishFn) -> Result<(), String> {
     create_runtime_dir().map_err(|e| e.to_string())?;
     let lock = File::options()
         .read(true)
@@ -450,6 +450,9 @@ fn serve(session: &str, fold: FoldFn, keep: KeepFn) -> Result<(), String> {
             serve(again);
         }
     }
+    // What the keeper holds on servers that outlive the run (reused ones)
+    // goes back before the run's end: no process of the run is left.
+    finish_keeping();
     // Parts nobody waited for: of processes killed before they reported
     // theirs, or left by a reaper killed before it folded them.
     let _ = folds.fold();
@@ -547,6 +550,11 @@ pub(crate) type FoldFn = fn(&str) -> Vec<(std::path::PathBuf, std::io::Error)>;
 /// held connection: the keeper of the run's Postgres pools (in the rooms
 /// layer, handed in by the process-start hook).
 pub(crate) type KeepFn = fn(&str);
+
+/// What the reaper does once no process it serves is left, before the
+/// run's containers go: the keeper gives back what it holds on servers that
+/// outlive the run (in the rooms layer, handed in like [`KeepFn`]).
+pub(crate) type FinishFn = fn();
 
 impl Folds {
     fn with(session: &str, fold: FoldFn) -> Folds {
