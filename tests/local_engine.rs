@@ -202,8 +202,7 @@ fn processes_of_one_run_share_one_postgres_and_redis() {
 fn eight_processes_of_one_nextest_run_start_each_server_once() {
     let run_id =
         format!("0000{:x}-10ca-4bad-beef-{:012x}", std::process::id(), fresh_session("id").len() as u64 ^ 0x10ca1);
-    let session =
-        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    let session = cleanroom_tests::nextest_session(&run_id);
     // Like nextest: one process per test, all started together, all with
     // the run's NEXTEST_RUN_ID and no other hint.
     let started = Instant::now();

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
-    assert_nothing_left, docker, fresh_session, kill, kill_run_with_its_reaper, reaper_pid, run_child,
+    assert_nothing_left, docker, fresh_session, kill, kill_run_with_its_reaper, nextest_session, reaper_pid, run_child,
     service_containers, session_containers, start_waiting, AllSessionsWatch, EventWatch,
 };
 
@@ -102,8 +102,7 @@ fn twenty_processes_of_one_nextest_run_start_each_service_once() {
         std::process::id(),
         Instant::now().elapsed().as_nanos() as u64 ^ 0x5eed
     );
-    let session =
-        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    let session = nextest_session(&run_id);
     // Like nextest: one process per test, several at once, all started
     // together, all with the run's NEXTEST_RUN_ID and no other hint.
     let mut children = Vec::new();
@@ -360,7 +359,7 @@ fn a_clone_the_server_makes_after_its_process_ended_is_dropped_by_a_later_proces
         assert!(Instant::now() < deadline, "the run's pool was filled: {:?}", walk_names(&template_dir));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mark = cleanroom_runtime::admin::runtime_dir().join("runs").join(&session).join("pool-keeper");
+    let mark = run_dir(&session).join("pool-keeper");
     assert!(mark.exists(), "the run's reaper keeps its pools: {}", mark.display());
     std::fs::remove_file(&mark).unwrap();
     let pooled = walk_names(&template_dir);
@@ -479,8 +478,7 @@ fn nextest_processes_then(
     env: &[(&str, &str)],
     between: impl Fn(&str),
 ) -> String {
-    let session =
-        format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
+    let session = nextest_session(run_id);
     for pair in 0..pairs {
         let children: Vec<_> = (1..=2).map(|k| nextest_process(run_id, report, pair * 2 + k, env)).collect();
         for child in children {
@@ -775,12 +773,7 @@ fn the_run_pool_of_a_reused_redis_is_given_back_flushed_when_the_run_ends() {
     // The run ends once its reaper's grace is over: the reaper gives the
     // pool back, then removes the run's directory (and stays on as the
     // keeper of the reused services, for their TTL).
-    let run_dir = cleanroom_runtime::admin::runtime_dir().join("runs").join(&session);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while run_dir.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let run_ended = !run_dir.exists();
+    let run_ended = until_run_ended(&session);
     let after = redis.first().map(|id| leases(id)).unwrap_or_default();
     let sizes: Vec<(String, String)> = leased_ahead
         .lock()
@@ -794,7 +787,7 @@ fn the_run_pool_of_a_reused_redis_is_given_back_flushed_when_the_run_ends() {
     assert!(hits >= 4, "after the first pair, processes take rooms the keeper leased ahead: {}", doc["caches"]);
     let keeper = format!("keeper:{session}");
     assert!(during.iter().any(|l| l.ends_with(&keeper)), "the keeper leases in the run's name: {during:?}");
-    assert!(run_ended, "the run ends once its reaper's grace is over: {} is gone", run_dir.display());
+    assert!(run_ended, "the run ends once its reaper's grace is over: {} is gone", run_dir(&session).display());
     assert!(!after.iter().any(|l| l.ends_with(&keeper)), "the run's leases are given back at its end: {after:?}");
     assert!(!sizes.is_empty());
     for (db, size) in sizes {
@@ -855,13 +848,8 @@ fn each_cold_run_with_reuse_makes_one_network_for_its_processes() {
         // The run ends; its reaper stays on as the keeper of the reused
         // services (for their TTL), and is stopped here, so that it does
         // not tend what the next run makes under the same names.
-        let session =
-            format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>());
-        let run_dir = cleanroom_runtime::admin::runtime_dir().join("runs").join(&session);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while run_dir.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let session = nextest_session(&run_id);
+        until_run_ended(&session);
         if let Some(reaper) = reaper_pid(&session) {
             kill("-KILL", reaper);
         }
@@ -905,9 +893,25 @@ fn reused_networks_of(ids: &[String]) -> Vec<String> {
     networks
 }
 
+/// The directory the processes of `session` share, which goes with the run.
+pub fn run_dir(session: &str) -> std::path::PathBuf {
+    cleanroom_runtime::admin::runtime_dir().join("runs").join(session)
+}
+
+/// Waits up to 30 s for the run `session` to end (its reaper removes its
+/// directory); whether it did.
+pub fn until_run_ended(session: &str) -> bool {
+    let dir = run_dir(session);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !dir.exists()
+}
+
 /// The run's pool of the Redis container `id`, under the run's directory.
 fn run_redis_pool(session: &str, id: &str) -> Option<std::path::PathBuf> {
-    let root = cleanroom_runtime::admin::runtime_dir().join("runs").join(session).join("redispool");
+    let root = run_dir(session).join("redispool");
     std::fs::read_dir(&root)
         .into_iter()
         .flatten()

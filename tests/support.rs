@@ -356,6 +356,12 @@ impl AllSessionsWatch {
     }
 }
 
+/// The session cleanroom derives for the processes of the nextest run
+/// `run_id` (`NEXTEST_RUN_ID`).
+pub fn nextest_session(run_id: &str) -> String {
+    format!("nextest-{}", run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>())
+}
+
 /// The pid of the reaper serving `session`, if one runs.
 pub fn reaper_pid(session: &str) -> Option<u32> {
     let needle = format!("CLEANROOM_REAPER={session}");

@@ -123,15 +123,9 @@ fn keep(rx: Receiver<Job>) {
         let (mut postgres_poked, mut redis_poked) = (false, first.is_none());
         let mut finished = Vec::new();
         for job in first.into_iter().chain(rx.try_iter()) {
-            let work = match job {
-                Job::Work(work) => work,
-                Job::Finish(done) => {
-                    finished.push(done);
-                    continue;
-                }
-            };
-            match work {
-                Work::Postgres(poke) => {
+            match job {
+                Job::Finish(done) => finished.push(done),
+                Job::Work(Work::Postgres(poke)) => {
                     postgres_poked = true;
                     let server = servers.entry(poke.pool.clone()).or_insert_with(|| Server {
                         poke: poke.clone(),
@@ -142,7 +136,7 @@ fn keep(rx: Receiver<Job>) {
                     server.templates.insert(poke.template.clone());
                     server.poke = poke;
                 }
-                Work::Redis(poke) => {
+                Job::Work(Work::Redis(poke)) => {
                     redis_poked = true;
                     let server = redis.entry(poke.redis_pool.clone()).or_insert_with(|| RedisServer {
                         poke: poke.clone(),
@@ -261,7 +255,8 @@ impl RedisServer {
 
     /// Gives back every database the run's pool of this server lists,
     /// flushed (at the run's end, for a server that outlives it): taken,
-    /// returned or ready, no process of the run is left to use it.
+    /// returned or ready, no process of the run is left to use it. The
+    /// pool's directory goes with the run's.
     async fn give_back(&mut self) {
         let pool = self.poke.redis_pool.clone();
         for db in redis_pool::held(&pool) {
@@ -269,7 +264,6 @@ impl RedisServer {
                 return;
             }
         }
-        let _ = std::fs::remove_dir_all(&pool);
     }
 }
 
