@@ -253,7 +253,20 @@ pub(crate) async fn postgres_query(
 }
 
 async fn connect(service: &RunningService, port: u16) -> Result<TcpStream, String> {
-    TcpStream::connect((service.host(), port)).await.map_err(|e| e.to_string())
+    not_to_itself(TcpStream::connect((service.host(), port)).await.map_err(|e| e.to_string())?)
+}
+
+/// Refuses a connection to itself. A port of the ephemeral range that
+/// nothing listens on yet (the local engine's servers take such ports) can
+/// be given to the connection as its own, which then connects to itself
+/// (TCP's simultaneous open): a TCP check would see a quiet open connection,
+/// as a server makes, and holding the port would keep the server from
+/// binding it.
+fn not_to_itself(stream: TcpStream) -> Result<TcpStream, String> {
+    match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(local), Ok(peer)) if local == peer => Err("nothing listens yet (the connection reached itself)".into()),
+        _ => Ok(stream),
+    }
 }
 
 /// Parses the status code out of an HTTP/1.x status line.
@@ -271,7 +284,7 @@ pub(crate) fn parse_http_status(head: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     mod should {
-        use super::super::{parse_http_status, retry_wait};
+        use super::super::{not_to_itself, parse_http_status, retry_wait};
         use std::time::Duration;
 
         #[test]
@@ -281,6 +294,23 @@ mod tests {
             assert_eq!(waits, [ms(10), ms(20), ms(40), ms(80), ms(100), ms(100)]);
             assert_eq!(retry_wait(ms(5), 0), ms(5), "an interval shorter than the ramp is kept");
             assert_eq!(retry_wait(Duration::from_secs(2), 40), Duration::from_secs(2), "no overflow");
+        }
+
+        #[tokio::test]
+        async fn refuse_a_connection_that_reached_itself() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let to_a_server = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            assert!(not_to_itself(to_a_server).is_ok());
+
+            // What a connection to a port nothing listens on does now and
+            // then, made on purpose: bound to the port it connects to.
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(free).unwrap();
+            let itself = socket.connect(free).await.unwrap();
+            assert_eq!(itself.local_addr().unwrap(), itself.peer_addr().unwrap());
+            let err = not_to_itself(itself).unwrap_err();
+            assert!(err.contains("nothing listens"), "{err}");
         }
 
         #[test]
