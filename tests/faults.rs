@@ -55,6 +55,34 @@ mod child {
         }
     }
 
+    pub(super) mod gated {
+        /// A service whose init command waits for the file `open` in the
+        /// directory `FAULTS_GATE` names (bind-mounted), then exits with the
+        /// code written in it: a start the fault tests hold, fail or let
+        /// through.
+        #[cleanroom::service]
+        fn gated() -> cleanroom::GenericContainer {
+            let gate = std::env::var("FAULTS_GATE").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+            // A start that outlasts the fault tests: a process that waits
+            // for its creator's word until this timeout is a process that hangs.
+            cleanroom::GenericContainer::new("cleanroom-offline/busybox:1.35")
+                .with_startup_timeout(std::time::Duration::from_secs(600))
+                .with_cmd(["sleep", "3600"])
+                .with_bind_mount(gate, "/gate")
+                .with_init_command([
+                    "sh",
+                    "-c",
+                    "while [ ! -f /gate/open ]; do sleep 0.1; done; exit $(cat /gate/open)",
+                ])
+        }
+
+        #[cleanroom::test(gated)]
+        #[ignore = "run by the fault tests"]
+        fn passes_its_gate(gated: cleanroom::Container) {
+            println!("cleanroom-test: GATED={}", gated.id());
+        }
+    }
+
     pub(super) mod holds {
         use std::time::{Duration, Instant};
 
@@ -1323,4 +1351,134 @@ fn a_reaper_socket_served_by_another_user_is_never_trusted() {
     assert!(text.contains("removes its own containers at exit"), "and what it does instead: {text}");
     assert_nothing_left(&session);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The `gated` service's gate for `session`: a directory made anew.
+fn gate(session: &str) -> PathBuf {
+    scratch(&format!("{session}-gate"))
+}
+
+/// Opens `gate`: the init command waiting behind it exits with `code`.
+fn open_gate(gate: &Path, code: u8) {
+    // Whole or not at all: a half-written file would read as exit 0.
+    std::fs::write(gate.join(".open"), code.to_string()).unwrap();
+    std::fs::rename(gate.join(".open"), gate.join("open")).unwrap();
+}
+
+/// Starts `child::gated::passes_its_gate` in `session`, from `runtime`.
+fn spawn_gated(session: &str, runtime: &Path, gate: &Path) -> Child {
+    child_command(session, &["--ignored", "--exact", "child::gated::passes_its_gate", "--nocapture"])
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env("FAULTS_GATE", gate)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `session`'s gated container runs and the process that
+/// created it has said so in `runtime` (the mark the run's other processes
+/// read): that process is at the init command, behind the gate. Its id.
+fn gated_creator_at_work(session: &str, runtime: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let [short] = service_containers(session, "gated").as_slice() {
+            let marks = std::fs::read_dir(runtime.join("cleanroom/ready")).into_iter().flatten().flatten();
+            if marks
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .any(|m| m.starts_with(short.as_str()) && m.ends_with(".creator"))
+            {
+                return short.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{session}'s gated service was never created");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a child started by [`spawn_gated`] printed, once it ended, and
+/// whether it passed. One still waiting after two minutes waits for its
+/// startup timeout (ten): it is killed, and the test fails.
+fn gated_outcome(mut child: Child) -> (bool, String) {
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let (stdout, stderr) = (read(Box::new(child.stdout.take().unwrap())), read(Box::new(child.stderr.take().unwrap())));
+    let out = move || format!("{}{}", stdout.join().unwrap(), stderr.join().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still waiting after two minutes for a start that can no longer succeed: {}", out());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status.success(), out())
+}
+
+/// A shared service whose start fails in the process that created it (its
+/// init command exits with 3) while another process of the run waits for
+/// it: that one fails at once with the creator's reason, not at its startup
+/// timeout with a guess.
+#[test]
+fn a_start_that_fails_in_its_creator_fails_the_processes_waiting_for_it_with_its_reason() {
+    let session = fresh_session("creator-failed");
+    let runtime = scratch(&session);
+    let gate = gate(&session);
+    let creator = spawn_gated(&session, &runtime, &gate);
+    gated_creator_at_work(&session, &runtime);
+    let waiting = spawn_gated(&session, &runtime, &gate);
+    // Time to attach and wait for the creator's word. (Later, it would make
+    // the service again itself and fail at the init command too.)
+    std::thread::sleep(Duration::from_secs(2));
+    open_gate(&gate, 3);
+    let (creator_passed, creator_said) = gated_outcome(creator);
+    let (waiting_passed, waiting_said) = gated_outcome(waiting);
+    assert!(
+        !creator_passed && creator_said.contains("exited with code 3"),
+        "the creator's init failed: {creator_said}"
+    );
+    assert!(!waiting_passed, "{waiting_said}");
+    assert!(
+        waiting_said.contains("exited with code 3") && !waiting_said.contains("was not ready after"),
+        "the waiting process gives the creator's reason, not a timeout: {waiting_said}"
+    );
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+    let _ = std::fs::remove_dir_all(&gate);
+}
+
+/// The process that created a shared service is killed (`kill -9`) in the
+/// middle of its start, behind its init command, while another process of
+/// the run waits for it: the waiting one removes the half-started container,
+/// makes the service again and its test passes.
+#[test]
+fn a_creator_killed_mid_start_is_replaced_by_the_process_waiting_for_it() {
+    let session = fresh_session("creator-killed");
+    let runtime = scratch(&session);
+    let gate = gate(&session);
+    let mut creator = spawn_gated(&session, &runtime, &gate);
+    let orphan = gated_creator_at_work(&session, &runtime);
+    let waiting = spawn_gated(&session, &runtime, &gate);
+    // Attached and registered with the run's reaper, which then keeps the
+    // run when the creator goes.
+    std::thread::sleep(Duration::from_secs(2));
+    kill("-KILL", creator.id());
+    let _ = creator.wait();
+    open_gate(&gate, 0);
+    let (passed, said) = gated_outcome(waiting);
+    assert!(passed, "the waiting process made the service again: {said}");
+    let used = said.split_once("GATED=").map(|(_, id)| id.lines().next().unwrap_or_default().to_string());
+    assert!(used.is_some_and(|id| !id.starts_with(&orphan)), "its test got a new container, not {orphan}: {said}");
+    assert_nothing_left(&session);
+    let _ = std::fs::remove_dir_all(&runtime);
+    let _ = std::fs::remove_dir_all(&gate);
 }

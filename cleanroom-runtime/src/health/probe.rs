@@ -64,26 +64,27 @@ fn retry_wait(interval: Duration, failed: u32) -> Duration {
 }
 
 /// For a process that attaches to a container another process of the
-/// run is bringing up: waits for that process's ready mark (`marked`),
-/// running the checks itself only every 2 s (in case the creator died),
-/// so that twenty attaching processes do not hammer the container and
-/// the engine with probes while it starts.
+/// run is bringing up: waits for that process's word (`creator`: `Ok` its
+/// ready mark, `Err` its failure or its death, `None` while it works),
+/// running the checks itself only every 2 s (in case the creator died
+/// without a word), so that twenty attaching processes do not hammer the
+/// container and the engine with probes while it starts.
 ///
 /// Without `may_probe` (the service has init commands, which passing
-/// checks say nothing about) only the mark counts.
+/// checks say nothing about) only the creator's word counts.
 pub(crate) async fn wait_attached(
     service: &RunningService,
     deadline: Instant,
     may_probe: bool,
-    marked: impl Fn() -> bool,
+    creator: impl Fn() -> Option<Result<(), Error>>,
 ) -> Result<(), Error> {
     const PROBE_EVERY: Duration = Duration::from_secs(2);
     let started = Instant::now();
     let mut next_probe = started + PROBE_EVERY;
     let mut last = "not probed yet".to_string();
     loop {
-        if marked() {
-            return Ok(());
+        if let Some(said) = creator() {
+            return said;
         }
         if crate::util::flags::shutting_down() {
             return Err(Error::ShuttingDown { service: service.name.clone() });

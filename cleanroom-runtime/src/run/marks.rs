@@ -29,9 +29,76 @@ pub(crate) fn seen_ready(id: &str) -> bool {
 }
 
 /// Takes back the ready mark of a container that died or was removed: an
-/// attaching process must not take it for a live one.
+/// attaching process must not take it for a live one. Its creator's marks
+/// go with it.
 pub(crate) fn forget_ready(id: &str) {
     let _ = std::fs::remove_file(ready_dir().join(id));
+    let _ = std::fs::remove_file(ready_dir().join(format!("{id}{CREATOR}")));
+    let _ = std::fs::remove_file(ready_dir().join(format!("{id}{FAILED}")));
+}
+
+/// Suffixes of the marks a shared container's creator leaves next to its
+/// ready mark: who it is, and why the start failed.
+const CREATOR: &str = ".creator";
+const FAILED: &str = ".failed";
+
+/// Records that this process created the shared container `id` and is
+/// making it Ready: the run's other processes, waiting for its ready mark,
+/// can then tell a creator at work from one that died.
+pub(crate) fn mark_creator(id: &str) {
+    let me = std::process::id();
+    // Without its start time a creator could not be told from a later
+    // process with its pid: no mark, and the others wait as they did.
+    let Some(start) = crate::util::os::process_start(me) else { return };
+    if std::fs::create_dir_all(ready_dir()).is_ok() {
+        let _ = std::fs::write(ready_dir().join(format!("{id}{CREATOR}")), format!("{me} {start}\n"));
+    }
+}
+
+/// Records why this process could not make the shared container `id` Ready,
+/// for the run's processes that wait for it.
+pub(crate) fn mark_failed(id: &str, reason: &str) {
+    if std::fs::create_dir_all(ready_dir()).is_ok() {
+        let _ = std::fs::write(ready_dir().join(format!("{id}{FAILED}")), reason);
+    }
+}
+
+/// How the start of a shared container stands, for a process of the run
+/// that attached to it while another process made it Ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartState {
+    /// Its creator saw it pass its checks (and ran its init commands).
+    Ready,
+    /// Its creator could not make it Ready, and said why.
+    Failed(String),
+    /// Its creator ended without a word: killed mid-start.
+    CreatorGone,
+    /// Its creator is at work (or is of a version that leaves no mark).
+    Starting,
+}
+
+/// How the start of the shared container `id` stands.
+pub(crate) fn start_state(id: &str) -> StartState {
+    if seen_ready(id) {
+        return StartState::Ready;
+    }
+    if let Ok(reason) = std::fs::read_to_string(ready_dir().join(format!("{id}{FAILED}"))) {
+        return StartState::Failed(reason);
+    }
+    let creator = std::fs::read_to_string(ready_dir().join(format!("{id}{CREATOR}"))).unwrap_or_default();
+    let mut fields = creator.split_whitespace().map(|f| f.parse::<u64>().ok());
+    match (fields.next().flatten(), fields.next().flatten()) {
+        // Its pid and start time: another process with the same pid later
+        // is not the creator.
+        (Some(pid), Some(start)) if crate::util::os::process_start(pid as u32) != Some(start) => {
+            // Ready just before it ended: the ready mark is written first.
+            match seen_ready(id) {
+                true => StartState::Ready,
+                false => StartState::CreatorGone,
+            }
+        }
+        _ => StartState::Starting,
+    }
 }
 
 /// Takes back the attach record of the container named `container_name`
@@ -151,7 +218,8 @@ fn stale_ready_entry(
     }
     match name.strip_suffix(".record") {
         Some(_) => record_id().is_none_or(|id| gone(&id)),
-        None => gone(name),
+        // A ready mark, or one of its creator's (`<id>.creator`, `<id>.failed`).
+        None => gone(name.split('.').next().unwrap_or(name)),
     }
 }
 
@@ -323,8 +391,13 @@ mod tests {
             // Another run's live service: its mark and its record stay.
             assert!(!stale_ready_entry("live", old, || None, gone));
             assert!(!stale_ready_entry("cleanroom-run-postgres-x.record", old, record("live"), gone));
-            // A container that is gone: both go.
+            // Its creator's marks stay with it.
+            assert!(!stale_ready_entry("live.creator", old, || None, gone));
+            assert!(!stale_ready_entry("live.failed", old, || None, gone));
+            // A container that is gone: both go, and its creator's marks.
             assert!(stale_ready_entry("dead", old, || None, gone));
+            assert!(stale_ready_entry("dead.creator", old, || None, gone));
+            assert!(stale_ready_entry("dead.failed", old, || None, gone));
             assert!(stale_ready_entry("cleanroom-run-postgres-x.record", old, record("dead"), gone));
             // A record nobody can read, one a killed writer left, a record
             // of an earlier version (`.json`, named like no container).
@@ -336,6 +409,27 @@ mod tests {
             assert!(!stale_ready_entry("dead", new, || None, gone));
             assert!(!stale_ready_entry(".cleanroom-run-postgres-x.123", new, || None, gone));
             assert!(!stale_ready_entry("dead", None, || None, gone));
+        }
+
+        #[test]
+        fn tell_a_creator_at_work_from_one_that_failed_or_ended() {
+            let id = format!("start-state-test-{}", std::process::id());
+            let creator = ready_dir().join(format!("{id}{CREATOR}"));
+            forget_ready(&id);
+            assert_eq!(start_state(&id), StartState::Starting, "no word from a creator: it is waited for");
+            mark_creator(&id);
+            assert_eq!(start_state(&id), StartState::Starting, "this process is at work");
+            // This pid with another start time: a creator that ended, its pid
+            // taken since.
+            std::fs::write(&creator, format!("{} 1\n", std::process::id())).unwrap();
+            assert_eq!(start_state(&id), StartState::CreatorGone);
+            mark_failed(&id, "its init command exited with 3");
+            assert_eq!(start_state(&id), StartState::Failed("its init command exited with 3".into()));
+            mark_ready(&id);
+            assert_eq!(start_state(&id), StartState::Ready);
+            forget_ready(&id);
+            assert_eq!(start_state(&id), StartState::Starting);
+            assert!(!creator.exists(), "the creator's marks go with the ready mark");
         }
 
         #[test]

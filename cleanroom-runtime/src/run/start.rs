@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::marks::StartState;
 use super::registry::{Registry, RunningService, Slot, Source};
 use crate::cache::VolumeKey;
 use crate::config::Config;
@@ -522,12 +523,21 @@ impl Registry {
             }
             run_init_commands(&service).await?;
         } else if !crate::run::marks::seen_ready(id) {
-            let probe_id = id.to_string();
             // Passing checks do not say that the creator's init commands are
             // done: only its ready mark does.
             let may_probe = def.init.is_empty();
-            health::probe::wait_attached(&service, deadline, may_probe, move || {
-                crate::run::marks::seen_ready(&probe_id)
+            let failed = |reason: String| Error::Start { service: name.to_string(), image: def.image.clone(), reason };
+            health::probe::wait_attached(&service, deadline, may_probe, || match crate::run::marks::start_state(id) {
+                StartState::Ready => Some(Ok(())),
+                StartState::Failed(reason) => {
+                    Some(Err(failed(format!("the process of the run that created it failed: {reason}"))))
+                }
+                // Without init commands its own checks tell (every 2 s).
+                StartState::CreatorGone if may_probe => None,
+                StartState::CreatorGone => {
+                    Some(Err(failed("the process of the run that created it ended before it was Ready".into())))
+                }
+                StartState::Starting => None,
             })
             .await?;
         }
@@ -730,23 +740,53 @@ impl Registry {
     ) -> Result<Started, (Error, Option<String>)> {
         let (name, slot, started) = (request.name, request.slot, request.started);
         let mut phases = Phases::default();
-        let created = self
-            .create_or_attach(docker, name, &request.def, plan, slot, started, &mut phases)
-            .await
-            .map_err(|e| (e, None))?;
-        if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
-            return Err((Error::ShuttingDown { service: name.to_string() }, Some(created.id)));
-        }
-        let mut def = request.def.clone();
-        if let Some(env) = &created.env {
-            adopt_creator_values(&mut def, env);
-        }
-        match self.make_ready(docker, name, &def, plan, &created, started, &mut phases).await {
-            Ok(service) => {
-                phases.created_here = created.created_here;
-                Ok(Started { service, phases })
+        let mut replaced = 0;
+        loop {
+            let created = self
+                .create_or_attach(docker, name, &request.def, plan, slot, started, &mut phases)
+                .await
+                .map_err(|e| (e, None))?;
+            if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
+                return Err((Error::ShuttingDown { service: name.to_string() }, Some(created.id)));
             }
-            Err(err) => Err((err, created.created_here.then_some(created.id))),
+            let shared_here = created.created_here && plan.shared;
+            if shared_here {
+                crate::run::marks::mark_creator(&created.id);
+            }
+            let mut def = request.def.clone();
+            if let Some(env) = &created.env {
+                adopt_creator_values(&mut def, env);
+            }
+            let err = match self.make_ready(docker, name, &def, plan, &created, started, &mut phases).await {
+                Ok(service) => {
+                    phases.created_here = created.created_here;
+                    return Ok(Started { service, phases });
+                }
+                Err(err) => err,
+            };
+            if shared_here {
+                // Said before the caller removes it: the processes waiting
+                // for it learn why at once, not at their startup timeout.
+                crate::run::marks::mark_failed(&created.id, &err.to_string());
+            }
+            // Its creator was killed mid-start (its init commands may be half
+            // done): removed and made again, by whichever waiting process
+            // gets there first; the others attach to that one.
+            let orphaned = plan.shared
+                && !created.created_here
+                && crate::run::marks::start_state(&created.id) == StartState::CreatorGone;
+            if orphaned && replaced < 2 && !crate::util::flags::shutting_down() {
+                replaced += 1;
+                crate::metrics::alert(
+                    name,
+                    "creator_gone",
+                    format!("the process that was starting {} ended before it was Ready: made again", created.id),
+                );
+                let _ = docker.remove(&created.id).await;
+                crate::run::marks::forget_ready(&created.id);
+                continue;
+            }
+            return Err((err, created.created_here.then_some(created.id)));
         }
     }
 }
