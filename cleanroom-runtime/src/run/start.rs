@@ -764,9 +764,11 @@ impl Registry {
                 }
                 Err(err) => err,
             };
-            if shared_here {
-                // Said before the caller removes it: the processes waiting
-                // for it learn why at once, not at their startup timeout.
+            // Said before the caller removes it: the processes waiting for
+            // it learn why at once, not at their startup timeout. A process
+            // cut short says nothing: its end is its word, and a waiting
+            // process makes the service again.
+            if shared_here && !matches!(err, Error::ShuttingDown { .. }) {
                 crate::run::marks::mark_failed(&created.id, &err.to_string());
             }
             // Its creator was killed mid-start (its init commands may be half
