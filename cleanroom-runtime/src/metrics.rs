@@ -53,7 +53,8 @@ pub struct Alert {
     /// `died`, `oom`, `unhealthy`, `restarted`, `restart_failed`,
     /// `memory`, `cpu`, `disk` (a disk throttle reached, or one nothing can
     /// watch), `disk_size` (a tmpfs nearly at its size cap), `throttled`,
-    /// `killed`, `startup_retry`.
+    /// `killed`, `startup_retry`, `creator_gone` (the process making a
+    /// shared service Ready ended mid-start; it was made again).
     pub kind: String,
     /// What happened, in words.
     pub message: String,

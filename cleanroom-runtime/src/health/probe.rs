@@ -305,10 +305,10 @@ mod tests {
 
             // What a connection to a port nothing listens on does now and
             // then, made on purpose: bound to the port it connects to.
-            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind(free).unwrap();
-            let itself = socket.connect(free).await.unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let own = socket.local_addr().unwrap();
+            let itself = socket.connect(own).await.unwrap();
             assert_eq!(itself.local_addr().unwrap(), itself.peer_addr().unwrap());
             let err = not_to_itself(itself).unwrap_err();
             assert!(err.contains("nothing listens"), "{err}");

@@ -56,10 +56,27 @@ pub(crate) fn mark_creator(id: &str) {
 }
 
 /// Records why this process could not make the shared container `id` Ready,
-/// for the run's processes that wait for it.
+/// for the run's processes that wait for it. Whole or not at all (written
+/// aside, then renamed): a reader never takes half a reason.
 pub(crate) fn mark_failed(id: &str, reason: &str) {
     if std::fs::create_dir_all(ready_dir()).is_ok() {
-        let _ = std::fs::write(ready_dir().join(format!("{id}{FAILED}")), reason);
+        let aside = ready_dir().join(format!(".{id}{FAILED}.{}", std::process::id()));
+        if std::fs::write(&aside, reason).is_ok() {
+            let _ = std::fs::rename(&aside, ready_dir().join(format!("{id}{FAILED}")));
+        }
+    }
+}
+
+/// Whether the process that created the shared container `id` ended (its
+/// pid no longer runs with the start time it recorded). `false` without
+/// its mark.
+pub(crate) fn creator_ended(id: &str) -> bool {
+    let creator = std::fs::read_to_string(ready_dir().join(format!("{id}{CREATOR}"))).unwrap_or_default();
+    let mut fields = creator.split_whitespace().map(|f| f.parse::<u64>().ok());
+    match (fields.next().flatten(), fields.next().flatten()) {
+        // Another process with the same pid later is not the creator.
+        (Some(pid), Some(start)) => crate::util::os::process_start(pid as u32) != Some(start),
+        _ => false,
     }
 }
 
@@ -71,34 +88,31 @@ pub(crate) enum StartState {
     Ready,
     /// Its creator could not make it Ready, and said why.
     Failed(String),
-    /// Its creator ended without a word: killed mid-start.
+    /// Its creator ended without a word: killed, or cut short by a signal,
+    /// mid-start.
     CreatorGone,
-    /// Its creator is at work (or is of a version that leaves no mark).
+    /// Its creator is at work; or there is no word to go by (a creator of a
+    /// version that leaves no mark, or one between its create and its mark).
     Starting,
 }
 
 /// How the start of the shared container `id` stands.
 pub(crate) fn start_state(id: &str) -> StartState {
-    if seen_ready(id) {
-        return StartState::Ready;
-    }
-    if let Ok(reason) = std::fs::read_to_string(ready_dir().join(format!("{id}{FAILED}"))) {
-        return StartState::Failed(reason);
-    }
-    let creator = std::fs::read_to_string(ready_dir().join(format!("{id}{CREATOR}"))).unwrap_or_default();
-    let mut fields = creator.split_whitespace().map(|f| f.parse::<u64>().ok());
-    match (fields.next().flatten(), fields.next().flatten()) {
-        // Its pid and start time: another process with the same pid later
-        // is not the creator.
-        (Some(pid), Some(start)) if crate::util::os::process_start(pid as u32) != Some(start) => {
-            // Ready just before it ended: the ready mark is written first.
-            match seen_ready(id) {
-                true => StartState::Ready,
-                false => StartState::CreatorGone,
-            }
+    let said = || {
+        if seen_ready(id) {
+            return Some(StartState::Ready);
         }
-        _ => StartState::Starting,
+        let reason = std::fs::read_to_string(ready_dir().join(format!("{id}{FAILED}"))).ok()?;
+        Some(StartState::Failed(reason))
+    };
+    if let Some(state) = said() {
+        return state;
     }
+    if !creator_ended(id) {
+        return StartState::Starting;
+    }
+    // Its word may have come just before it ended: asked again.
+    said().unwrap_or(StartState::CreatorGone)
 }
 
 /// Takes back the attach record of the container named `container_name`
@@ -200,9 +214,10 @@ fn record_at(path: &std::path::Path) -> Option<AttachRecord> {
 const READY_ENTRY_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether the entry `name` of the ready directory, `age` old, is left over:
-/// a ready mark (named by its container's id) or an attach record (named by
-/// its container's name, holding the id: [`AttachRecord`]) whose container
-/// is `gone`, or a record a process that died left half-written (hidden).
+/// a ready mark (named by its container's id) or its creator's marks
+/// (`<id>.creator`, `<id>.failed`) or an attach record (named by its
+/// container's name, holding the id: [`AttachRecord`]) whose container is
+/// `gone`, or a file a process that died left half-written (hidden).
 /// Another run's live records stay: every process of it reads them.
 fn stale_ready_entry(
     name: &str,
@@ -219,7 +234,7 @@ fn stale_ready_entry(
     match name.strip_suffix(".record") {
         Some(_) => record_id().is_none_or(|id| gone(&id)),
         // A ready mark, or one of its creator's (`<id>.creator`, `<id>.failed`).
-        None => gone(name.split('.').next().unwrap_or(name)),
+        None => gone(name.split_once('.').map_or(name, |(id, _)| id)),
     }
 }
 

@@ -741,9 +741,10 @@ impl Registry {
         let (name, slot, started) = (request.name, request.slot, request.started);
         let mut phases = Phases::default();
         let mut replaced = 0;
+        let mut round_started = started;
         loop {
             let created = self
-                .create_or_attach(docker, name, &request.def, plan, slot, started, &mut phases)
+                .create_or_attach(docker, name, &request.def, plan, slot, round_started, &mut phases)
                 .await
                 .map_err(|e| (e, None))?;
             if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
@@ -757,7 +758,7 @@ impl Registry {
             if let Some(env) = &created.env {
                 adopt_creator_values(&mut def, env);
             }
-            let err = match self.make_ready(docker, name, &def, plan, &created, started, &mut phases).await {
+            let err = match self.make_ready(docker, name, &def, plan, &created, round_started, &mut phases).await {
                 Ok(service) => {
                     phases.created_here = created.created_here;
                     return Ok(Started { service, phases });
@@ -771,12 +772,22 @@ impl Registry {
             if shared_here && !matches!(err, Error::ShuttingDown { .. }) {
                 crate::run::marks::mark_failed(&created.id, &err.to_string());
             }
-            // Its creator was killed mid-start (its init commands may be half
-            // done): removed and made again, by whichever waiting process
-            // gets there first; the others attach to that one.
+            // Its creator ended mid-start (its init commands may be half
+            // done), or failed and could not remove it: removed and made
+            // again, by whichever waiting process gets there first; the
+            // others attach to that one. Not after this process's own
+            // timeout: no time is left for it. The marks stay (processes
+            // still waiting on this id read them); the sweep takes them with
+            // the container.
             let orphaned = plan.shared
                 && !created.created_here
-                && crate::run::marks::start_state(&created.id) == StartState::CreatorGone;
+                && !matches!(err, Error::Timeout { .. })
+                && crate::run::marks::creator_ended(&created.id)
+                && match crate::run::marks::start_state(&created.id) {
+                    StartState::CreatorGone => true,
+                    StartState::Failed(_) => docker.exit_status(&created.id).await.is_ok(),
+                    StartState::Ready | StartState::Starting => false,
+                };
             if orphaned && replaced < 2 && !crate::util::flags::shutting_down() {
                 replaced += 1;
                 crate::metrics::alert(
@@ -785,7 +796,8 @@ impl Registry {
                     format!("the process that was starting {} ended before it was Ready: made again", created.id),
                 );
                 let _ = docker.remove(&created.id).await;
-                crate::run::marks::forget_ready(&created.id);
+                // The replacement gets its own startup timeout.
+                round_started = Instant::now();
                 continue;
             }
             return Err((err, created.created_here.then_some(created.id)));
@@ -912,6 +924,16 @@ async fn wait_for_named(
             image: def.image.clone(),
             reason: format!("could not inspect {container_name}: {reason}"),
         })?;
+        // Stopped or being removed by its creator, which failed: it said why.
+        if let Some(c) = found.as_ref().filter(|c| !c.running) {
+            if let StartState::Failed(reason) = crate::run::marks::start_state(&c.id) {
+                return Err(Error::Start {
+                    service: name.to_string(),
+                    image: def.image.clone(),
+                    reason: format!("the process of the run that created it failed: {reason}"),
+                });
+            }
+        }
         match found {
             None => return Ok(None),
             Some(c) if c.running => return Ok(Some((c.id, c.env))),
@@ -931,6 +953,11 @@ async fn wait_for_named(
                 let _ = docker.remove(&c.id).await;
                 crate::run::marks::forget_record(container_name);
                 crate::run::marks::forget_ready(&c.id);
+                return Ok(None);
+            }
+            // Left by a creator that ended mid-start: made again.
+            Some(c) if crate::run::marks::start_state(&c.id) == StartState::CreatorGone => {
+                let _ = docker.remove(&c.id).await;
                 return Ok(None);
             }
             Some(c) => {
