@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::liveness::{live_clients, session_alive};
+use super::session::ProcessId;
 use super::sweep::STALE_LOCK_AGE;
 use crate::docker::{Docker, MANAGED_LABEL};
 use crate::util::paths::runtime_dir;
@@ -33,8 +34,8 @@ pub(crate) fn seen_ready(id: &str) -> bool {
 /// go with it.
 pub(crate) fn forget_ready(id: &str) {
     let _ = std::fs::remove_file(ready_dir().join(id));
-    let _ = std::fs::remove_file(ready_dir().join(format!("{id}{CREATOR}")));
-    let _ = std::fs::remove_file(ready_dir().join(format!("{id}{FAILED}")));
+    let _ = std::fs::remove_file(creator_mark(id, CREATOR));
+    let _ = std::fs::remove_file(creator_mark(id, FAILED));
 }
 
 /// Suffixes of the marks a shared container's creator leaves next to its
@@ -42,16 +43,20 @@ pub(crate) fn forget_ready(id: &str) {
 const CREATOR: &str = ".creator";
 const FAILED: &str = ".failed";
 
+/// The creator's mark `suffix` of the container `id`.
+fn creator_mark(id: &str, suffix: &str) -> PathBuf {
+    ready_dir().join(format!("{id}{suffix}"))
+}
+
 /// Records that this process created the shared container `id` and is
 /// making it Ready: the run's other processes, waiting for its ready mark,
 /// can then tell a creator at work from one that died.
 pub(crate) fn mark_creator(id: &str) {
-    let me = std::process::id();
     // Without its start time a creator could not be told from a later
     // process with its pid: no mark, and the others wait as they did.
-    let Some(start) = crate::util::os::process_start(me) else { return };
+    let Some(me) = ProcessId::current() else { return };
     if std::fs::create_dir_all(ready_dir()).is_ok() {
-        let _ = std::fs::write(ready_dir().join(format!("{id}{CREATOR}")), format!("{me} {start}\n"));
+        let _ = std::fs::write(creator_mark(id, CREATOR), me.encode());
     }
 }
 
@@ -62,7 +67,7 @@ pub(crate) fn mark_failed(id: &str, reason: &str) {
     if std::fs::create_dir_all(ready_dir()).is_ok() {
         let aside = ready_dir().join(format!(".{id}{FAILED}.{}", std::process::id()));
         if std::fs::write(&aside, reason).is_ok() {
-            let _ = std::fs::rename(&aside, ready_dir().join(format!("{id}{FAILED}")));
+            let _ = std::fs::rename(&aside, creator_mark(id, FAILED));
         }
     }
 }
@@ -71,13 +76,8 @@ pub(crate) fn mark_failed(id: &str, reason: &str) {
 /// pid no longer runs with the start time it recorded). `false` without
 /// its mark.
 pub(crate) fn creator_ended(id: &str) -> bool {
-    let creator = std::fs::read_to_string(ready_dir().join(format!("{id}{CREATOR}"))).unwrap_or_default();
-    let mut fields = creator.split_whitespace().map(|f| f.parse::<u64>().ok());
-    match (fields.next().flatten(), fields.next().flatten()) {
-        // Another process with the same pid later is not the creator.
-        (Some(pid), Some(start)) => crate::util::os::process_start(pid as u32) != Some(start),
-        _ => false,
-    }
+    let creator = std::fs::read_to_string(creator_mark(id, CREATOR)).unwrap_or_default();
+    ProcessId::decode(creator.trim()).is_some_and(|creator| !creator.is_alive())
 }
 
 /// How the start of a shared container stands, for a process of the run
@@ -102,7 +102,7 @@ pub(crate) fn start_state(id: &str) -> StartState {
         if seen_ready(id) {
             return Some(StartState::Ready);
         }
-        let reason = std::fs::read_to_string(ready_dir().join(format!("{id}{FAILED}"))).ok()?;
+        let reason = std::fs::read_to_string(creator_mark(id, FAILED)).ok()?;
         Some(StartState::Failed(reason))
     };
     if let Some(state) = said() {
@@ -429,14 +429,14 @@ mod tests {
         #[test]
         fn tell_a_creator_at_work_from_one_that_failed_or_ended() {
             let id = format!("start-state-test-{}", std::process::id());
-            let creator = ready_dir().join(format!("{id}{CREATOR}"));
+            let creator = creator_mark(&id, CREATOR);
             forget_ready(&id);
             assert_eq!(start_state(&id), StartState::Starting, "no word from a creator: it is waited for");
             mark_creator(&id);
             assert_eq!(start_state(&id), StartState::Starting, "this process is at work");
             // This pid with another start time: a creator that ended, its pid
             // taken since.
-            std::fs::write(&creator, format!("{} 1\n", std::process::id())).unwrap();
+            std::fs::write(&creator, ProcessId { pid: std::process::id(), start: 1 }.encode()).unwrap();
             assert_eq!(start_state(&id), StartState::CreatorGone);
             mark_failed(&id, "its init command exited with 3");
             assert_eq!(start_state(&id), StartState::Failed("its init command exited with 3".into()));

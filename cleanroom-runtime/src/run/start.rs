@@ -526,17 +526,16 @@ impl Registry {
             // Passing checks do not say that the creator's init commands are
             // done: only its ready mark does.
             let may_probe = def.init.is_empty();
-            let failed = |reason: String| Error::Start { service: name.to_string(), image: def.image.clone(), reason };
             health::probe::wait_attached(&service, deadline, may_probe, || match crate::run::marks::start_state(id) {
                 StartState::Ready => Some(Ok(())),
-                StartState::Failed(reason) => {
-                    Some(Err(failed(format!("the process of the run that created it failed: {reason}"))))
-                }
+                StartState::Failed(reason) => Some(Err(creator_failed(name, def, &reason))),
                 // Without init commands its own checks tell (every 2 s).
                 StartState::CreatorGone if may_probe => None,
-                StartState::CreatorGone => {
-                    Some(Err(failed("the process of the run that created it ended before it was Ready".into())))
-                }
+                StartState::CreatorGone => Some(Err(Error::Start {
+                    service: name.to_string(),
+                    image: def.image.clone(),
+                    reason: "the process of the run that created it ended before it was Ready".into(),
+                })),
                 StartState::Starting => None,
             })
             .await?;
@@ -782,10 +781,11 @@ impl Registry {
             let orphaned = plan.shared
                 && !created.created_here
                 && !matches!(err, Error::Timeout { .. })
-                && crate::run::marks::creator_ended(&created.id)
                 && match crate::run::marks::start_state(&created.id) {
                     StartState::CreatorGone => true,
-                    StartState::Failed(_) => docker.exit_status(&created.id).await.is_ok(),
+                    StartState::Failed(_) => {
+                        crate::run::marks::creator_ended(&created.id) && docker.exit_status(&created.id).await.is_ok()
+                    }
                     StartState::Ready | StartState::Starting => false,
                 };
             if orphaned && replaced < 2 && !crate::util::flags::shutting_down() {
@@ -908,6 +908,16 @@ fn image_not_found(service: &str, image: &str, err: ImageError) -> Error {
     }
 }
 
+/// What a process of the run that waited for `name`'s creator gives when the
+/// creator failed: its reason.
+fn creator_failed(name: &str, def: &GenericContainer, reason: &str) -> Error {
+    Error::Start {
+        service: name.to_string(),
+        image: def.image.clone(),
+        reason: format!("the process of the run that created it failed: {reason}"),
+    }
+}
+
 /// Waits for the container another process of the run created under
 /// `container_name` to run. `None` if it disappeared (its creator failed),
 /// so that the caller can create it again.
@@ -927,11 +937,7 @@ async fn wait_for_named(
         // Stopped or being removed by its creator, which failed: it said why.
         if let Some(c) = found.as_ref().filter(|c| !c.running) {
             if let StartState::Failed(reason) = crate::run::marks::start_state(&c.id) {
-                return Err(Error::Start {
-                    service: name.to_string(),
-                    image: def.image.clone(),
-                    reason: format!("the process of the run that created it failed: {reason}"),
-                });
+                return Err(creator_failed(name, def, &reason));
             }
         }
         match found {
