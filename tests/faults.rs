@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
-    assert_nothing_left, child_command, docker, engine_socket, fresh_session, kill, reaper_pid, run_child,
-    service_containers, session_containers,
+    assert_nothing_left, child_command, docker, engine_socket, fresh_session, kill, reaper_pid, remove_container,
+    run_child, service_containers, session_containers,
 };
 
 mod child {
@@ -234,17 +234,18 @@ impl Drop for Holder {
 
 /// The containers of `session` whose runtime-directory label is `runtime`'s.
 fn containers_with_label(session: &str, label: &str, value: &str) -> Vec<String> {
-    docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=cleanroom.session={session}"),
-        "--filter",
-        &format!("label={label}={value}"),
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect()
+    containers_of(session, &[&format!("label={label}={value}")])
+}
+
+/// The containers of `session` (running or not) that pass every one of
+/// `filters` (`docker ps --filter`).
+fn containers_of(session: &str, filters: &[&str]) -> Vec<String> {
+    let session = format!("label=cleanroom.session={session}");
+    let mut args = vec!["ps", "-aq", "--filter", &session];
+    for filter in filters {
+        args.extend(["--filter", filter]);
+    }
+    docker(&args).lines().map(str::to_string).collect()
 }
 
 /// The value of `label` on container `id`.
@@ -962,6 +963,9 @@ struct FlakyEngine {
     /// How long each chunk a client sends is held before it is passed on, in
     /// milliseconds (0: none).
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Set: the next request to start a container is never passed on (its
+    /// client waits for an answer until it ends); cleared by that request.
+    hold_next_start: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FlakyEngine {
@@ -973,7 +977,8 @@ impl FlakyEngine {
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (d, o, delay) = (down.clone(), open.clone(), delay_ms.clone());
+        let hold_next_start = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, o, delay, hold) = (down.clone(), open.clone(), delay_ms.clone(), hold_next_start.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -983,13 +988,20 @@ impl FlakyEngine {
                 }
                 let Ok(engine) = UnixStream::connect(engine_socket()) else { continue };
                 let pipe = |mut from: UnixStream, mut to: UnixStream, slow: bool| {
-                    let delay = delay.clone();
+                    let (delay, hold) = (delay.clone(), hold.clone());
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
                         let mut buf = [0u8; 16 * 1024];
+                        let mut holding = false;
                         while let Ok(n) = from.read(&mut buf) {
                             if n == 0 {
                                 break;
+                            }
+                            if slow && is_container_start(&buf[..n]) && hold.swap(false, Ordering::SeqCst) {
+                                holding = true;
+                            }
+                            if holding {
+                                continue;
                             }
                             let held = delay.load(Ordering::SeqCst);
                             if slow && held > 0 {
@@ -1011,7 +1023,7 @@ impl FlakyEngine {
                 pipe(engine, client, false);
             }
         });
-        FlakyEngine { path, down, open, delay_ms }
+        FlakyEngine { path, down, open, delay_ms, hold_next_start }
     }
 
     fn host(&self) -> String {
@@ -1029,6 +1041,14 @@ impl FlakyEngine {
     fn come_back(&self) {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Whether `chunk` begins a request to start a container
+/// (`POST /v1.xx/containers/<id>/start`).
+fn is_container_start(chunk: &[u8]) -> bool {
+    let line = String::from_utf8_lossy(&chunk[..chunk.len().min(200)]);
+    let line = line.lines().next().unwrap_or_default();
+    line.starts_with("POST ") && line.contains("/containers/") && line.contains("/start")
 }
 
 /// The engine drops out while a test runs and while the run ends, then comes
@@ -1367,7 +1387,13 @@ fn open_gate(gate: &Path, code: u8) {
 
 /// Starts `child::gated::passes_its_gate` in `session`, from `runtime`.
 fn spawn_gated(session: &str, runtime: &Path, gate: &Path) -> Child {
+    spawn_gated_with(session, runtime, gate, &[])
+}
+
+/// [`spawn_gated`] with `env` too.
+fn spawn_gated_with(session: &str, runtime: &Path, gate: &Path, env: &[(&str, &str)]) -> Child {
     child_command(session, &["--ignored", "--exact", "child::gated::passes_its_gate", "--nocapture"])
+        .envs(env.iter().copied())
         .env("XDG_RUNTIME_DIR", runtime)
         .env("FAULTS_GATE", gate)
         .stdout(Stdio::piped())
@@ -1424,6 +1450,20 @@ fn gated_outcome(mut child: Child) -> (bool, String) {
     (status.success(), out())
 }
 
+/// The gated child `waiting` passed with a container other than `orphan`,
+/// the one its creator left: it made the service again. Nothing of
+/// `session` is left, and `dirs` are removed.
+fn assert_made_again(waiting: Child, orphan: &str, session: &str, dirs: [&Path; 2]) {
+    let (passed, said) = gated_outcome(waiting);
+    assert!(passed, "the waiting process made the service again: {said}");
+    let used = said.split_once("GATED=").map(|(_, id)| id.lines().next().unwrap_or_default().to_string());
+    assert!(used.is_some_and(|id| !id.starts_with(orphan)), "its test got a new container, not {orphan}: {said}");
+    assert_nothing_left(session);
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A shared service whose start fails in the process that created it (its
 /// init command exits with 3) while another process of the run waits for
 /// it: that one fails at once with the creator's reason, not at its startup
@@ -1474,11 +1514,74 @@ fn a_creator_killed_mid_start_is_replaced_by_the_process_waiting_for_it() {
     kill("-KILL", creator.id());
     let _ = creator.wait();
     open_gate(&gate, 0);
-    let (passed, said) = gated_outcome(waiting);
-    assert!(passed, "the waiting process made the service again: {said}");
-    let used = said.split_once("GATED=").map(|(_, id)| id.lines().next().unwrap_or_default().to_string());
-    assert!(used.is_some_and(|id| !id.starts_with(&orphan)), "its test got a new container, not {orphan}: {said}");
-    assert_nothing_left(&session);
-    let _ = std::fs::remove_dir_all(&runtime);
-    let _ = std::fs::remove_dir_all(&gate);
+    assert_made_again(waiting, &orphan, &session, [&runtime, &gate]);
+}
+
+/// What a fault test whose run goes through a [`FlakyEngine`] leaves if it
+/// fails: that run's reaper cannot remove anything once the stand-in is gone
+/// with the test. On a failure its children and reaper are killed and its
+/// session's containers and networks removed, through the real engine.
+struct ThroughAStandIn<'a> {
+    session: &'a str,
+    children: Vec<u32>,
+}
+
+impl Drop for ThroughAStandIn<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let reaper = reaper_pid(self.session);
+        for pid in self.children.iter().copied().chain(reaper) {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        for id in session_containers(self.session) {
+            remove_container(&id);
+        }
+        // Not `docker()`: a second panic here would abort the test binary.
+        let filter = format!("label=cleanroom.session={}", self.session);
+        let _ = std::process::Command::new("sh")
+            .args(["-c", "docker network ls -q --filter \"$1\" | xargs -r docker network rm", "sh", &filter])
+            .status();
+    }
+}
+
+/// The process that created a shared service is killed (`kill -9`) between
+/// its create and its start, the container left `created`, while another
+/// process of the run waits for it to run: the waiting one sees that its
+/// creator (the container's `cleanroom.creator` label) ended, removes it,
+/// makes the service again and its test passes — not at its startup timeout
+/// (the gated service's is ten minutes). The creator's engine is a stand-in
+/// that never passes its start request on.
+#[test]
+fn a_creator_killed_between_create_and_start_is_replaced_by_the_process_waiting_for_it() {
+    let session = fresh_session("creator-killed-created");
+    let runtime = scratch(&session);
+    let gate = gate(&session);
+    open_gate(&gate, 0);
+    let engine = FlakyEngine::start(runtime.join("engine.sock"));
+    engine.hold_next_start.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut creator = spawn_gated_with(&session, &runtime, &gate, &[("DOCKER_HOST", &engine.host())]);
+    let mut cleanup = ThroughAStandIn { session: &session, children: vec![creator.id()] };
+    let created = || containers_of(&session, &["label=cleanroom.service=gated", "status=created"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Created, and its start asked for and held.
+    let orphan = loop {
+        if let [id] = created().as_slice() {
+            if !engine.hold_next_start.load(std::sync::atomic::Ordering::SeqCst) {
+                break id.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{session}'s gated container was never created and held");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let waiting = spawn_gated(&session, &runtime, &gate);
+    cleanup.children.push(waiting.id());
+    // Registered with the run's reaper, which then keeps the run when the
+    // creator goes, and waiting for the container to run.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(created(), std::slice::from_ref(&orphan), "nobody started it meanwhile");
+    kill("-KILL", creator.id());
+    let _ = creator.wait();
+    assert_made_again(waiting, &orphan, &session, [&runtime, &gate]);
 }

@@ -64,6 +64,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another process of the run was starting the service this process
+    /// waited for, and failed: its error, which this process takes over.
+    #[error("failed to start {service} (image {image}): the process of the run that created it failed: {reason}")]
+    CreatorFailed {
+        /// The service.
+        service: String,
+        /// The image reference.
+        image: String,
+        /// The creator's error, as it gave it.
+        reason: String,
+        /// The creator's error's [`Error::is_transient`].
+        transient: bool,
+    },
+
     /// The container stopped before it was Ready.
     #[error("{service} (image {image}) exited with code {code} during startup; its last log lines:\n{logs}")]
     Exited {
@@ -227,6 +241,7 @@ impl Error {
     /// | `Start`, `Timeout`, `Operation`, `Resource` | transient |
     /// | `Creation` | transient when the engine failed on its side (HTTP 5xx, e.g. a port already taken) or did not answer; otherwise permanent (a bad definition) |
     /// | `Exited` | transient (a container that crashed while starting may start next time) |
+    /// | `CreatorFailed` | as the creator's own error was |
     /// | `DockerUnavailable`, `ImageNotFound`, `Health`, `Init`, `Configuration`, `DuplicateService`, `IllegalTransition`, `ShuttingDown`, `NameTaken`, `ServiceDied` | permanent |
     pub fn is_transient(&self) -> bool {
         match self {
@@ -235,7 +250,7 @@ impl Error {
             | Error::Operation { .. }
             | Error::Resource { .. }
             | Error::Exited { .. } => true,
-            Error::Creation { transient, .. } => *transient,
+            Error::Creation { transient, .. } | Error::CreatorFailed { transient, .. } => *transient,
             _ => false,
         }
     }
@@ -278,6 +293,14 @@ mod tests {
                 stderr: String::new(),
             };
             assert!(!init.is_transient(), "a failing init command fails the same way again");
+            let waited = |transient: bool| Error::CreatorFailed {
+                service: "db".into(),
+                image: "i".into(),
+                reason: init.to_string(),
+                transient,
+            };
+            assert!(!waited(false).is_transient(), "the creator's permanent error stays permanent for its waiters");
+            assert!(waited(true).is_transient());
             let died = Error::ServiceDied {
                 service: "db".into(),
                 reason: "r".into(),

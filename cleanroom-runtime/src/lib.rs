@@ -52,8 +52,8 @@ pub use config::{
 pub use config::{CachePolicies, LayerPolicy};
 pub use docker::discovery::export_docker_host;
 pub use docker::{
-    PullPolicy, DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, RUNTIME_LABEL,
-    SERVICE_LABEL, SESSION_LABEL, TTL_LABEL,
+    PullPolicy, CREATOR_LABEL, DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL,
+    RUNTIME_LABEL, SERVICE_LABEL, SESSION_LABEL, TTL_LABEL,
 };
 pub use engine::ExecOutput;
 pub use environment::{environment, Environment};

@@ -17,6 +17,9 @@ pub(crate) struct NamedContainer {
     pub(crate) status: String,
     pub(crate) exit_code: Option<i64>,
     pub(crate) env: BTreeMap<String, String>,
+    /// The process that created it, for a container the processes of a run
+    /// share ([`super::CREATOR_LABEL`]).
+    pub(crate) creator: Option<String>,
 }
 
 /// A container as the engine lists it.
@@ -161,9 +164,10 @@ impl Docker {
         {
             Ok(info) => {
                 let state = info.state.unwrap_or_default();
-                let env = info
-                    .config
-                    .and_then(|c| c.env)
+                let config = info.config.unwrap_or_default();
+                let creator = config.labels.and_then(|mut labels| labels.remove(super::CREATOR_LABEL));
+                let env = config
+                    .env
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
@@ -174,6 +178,7 @@ impl Docker {
                     status: state.status.map(|s| s.to_string()).unwrap_or_default(),
                     exit_code: state.exit_code,
                     env,
+                    creator,
                 }))
             }
             Err(e) if e.is_not_found() => Ok(None),

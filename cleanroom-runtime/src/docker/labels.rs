@@ -23,6 +23,11 @@ pub const RUNTIME_LABEL: &str = "cleanroom.runtime";
 /// The label of what a process without a reaper created (`pid:start`): it
 /// belongs to that process alone, not to the other processes of its run.
 pub const PROCESS_LABEL: &str = "cleanroom.process";
+/// The label of a container the processes of a run share, with the process
+/// that created it (`pid:start`). It says nothing about who removes it: the
+/// processes waiting for it to run read it, to tell a creator still
+/// starting it from one that ended between its create and its start.
+pub const CREATOR_LABEL: &str = "cleanroom.creator";
 /// The label with the `run.remote_idle_ttl` (seconds) of the run that
 /// created a container: the run beats by it, so a judge on another machine,
 /// whose own TTL may be shorter, waits at least that long (see

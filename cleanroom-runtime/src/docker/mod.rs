@@ -36,8 +36,8 @@ pub(crate) use images::ImageError;
 pub use images::PullPolicy;
 pub(crate) use labels::{is_mine, owner_key, owner_labels, owner_labels_for};
 pub use labels::{
-    DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, RUNTIME_LABEL, SERVICE_LABEL,
-    SESSION_LABEL, TTL_LABEL,
+    CREATOR_LABEL, DEFINITION_LABEL, HOST_LABEL, MANAGED_LABEL, OWNER_LABEL, PROCESS_LABEL, REUSE_LABEL, RUNTIME_LABEL,
+    SERVICE_LABEL, SESSION_LABEL, TTL_LABEL,
 };
 
 /// How long cleanroom waits for the engine to answer its first ping.

@@ -60,13 +60,41 @@ pub(crate) fn mark_creator(id: &str) {
     }
 }
 
+/// Why a creator could not make its shared container Ready, as the run's
+/// processes waiting for it take it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// The creator's error, as it gave it.
+    pub(crate) reason: String,
+    /// The creator's error's verdict: whether the same start may succeed
+    /// again ([`crate::Error::is_transient`]). The waiting processes fail
+    /// with that verdict, not a guess of their own.
+    pub(crate) transient: bool,
+}
+
+impl Failure {
+    /// The mark's text: the verdict on its first line, then the reason.
+    fn encode(&self) -> String {
+        format!("{}\n{}", if self.transient { "transient" } else { "permanent" }, self.reason)
+    }
+
+    fn decode(text: &str) -> Failure {
+        match text.split_once('\n') {
+            Some(("transient", reason)) => Failure { reason: reason.to_string(), transient: true },
+            Some(("permanent", reason)) => Failure { reason: reason.to_string(), transient: false },
+            // Not this format: all reason, and worth another try.
+            _ => Failure { reason: text.to_string(), transient: true },
+        }
+    }
+}
+
 /// Records why this process could not make the shared container `id` Ready,
 /// for the run's processes that wait for it. Whole or not at all (written
 /// aside, then renamed): a reader never takes half a reason.
-pub(crate) fn mark_failed(id: &str, reason: &str) {
+pub(crate) fn mark_failed(id: &str, failure: &Failure) {
     if std::fs::create_dir_all(ready_dir()).is_ok() {
         let aside = ready_dir().join(format!(".{id}{FAILED}.{}", std::process::id()));
-        if std::fs::write(&aside, reason).is_ok() {
+        if std::fs::write(&aside, failure.encode()).is_ok() {
             let _ = std::fs::rename(&aside, creator_mark(id, FAILED));
         }
     }
@@ -87,7 +115,7 @@ pub(crate) enum StartState {
     /// Its creator saw it pass its checks (and ran its init commands).
     Ready,
     /// Its creator could not make it Ready, and said why.
-    Failed(String),
+    Failed(Failure),
     /// Its creator ended without a word: killed, or cut short by a signal,
     /// mid-start.
     CreatorGone,
@@ -102,8 +130,8 @@ pub(crate) fn start_state(id: &str) -> StartState {
         if seen_ready(id) {
             return Some(StartState::Ready);
         }
-        let reason = std::fs::read_to_string(creator_mark(id, FAILED)).ok()?;
-        Some(StartState::Failed(reason))
+        let text = std::fs::read_to_string(creator_mark(id, FAILED)).ok()?;
+        Some(StartState::Failed(Failure::decode(&text)))
     };
     if let Some(state) = said() {
         return state;
@@ -438,8 +466,9 @@ mod tests {
             // taken since.
             std::fs::write(&creator, ProcessId { pid: std::process::id(), start: 1 }.encode()).unwrap();
             assert_eq!(start_state(&id), StartState::CreatorGone);
-            mark_failed(&id, "its init command exited with 3");
-            assert_eq!(start_state(&id), StartState::Failed("its init command exited with 3".into()));
+            let failure = Failure { reason: "its init command exited with 3\nline two".into(), transient: false };
+            mark_failed(&id, &failure);
+            assert_eq!(start_state(&id), StartState::Failed(failure), "the reason whole, and its verdict");
             mark_ready(&id);
             assert_eq!(start_state(&id), StartState::Ready);
             forget_ready(&id);

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::marks::StartState;
+use super::marks::{Failure, StartState};
 use super::registry::{Registry, RunningService, Slot, Source};
 use crate::cache::VolumeKey;
 use crate::config::Config;
 use crate::docker::{
-    owner_key, owner_labels, ContainerRequest, Docker, ImageError, PullPolicy, DEFINITION_LABEL, MANAGED_LABEL,
-    PROCESS_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL, TTL_LABEL,
+    owner_key, owner_labels, ContainerRequest, Docker, ImageError, PullPolicy, CREATOR_LABEL, DEFINITION_LABEL,
+    MANAGED_LABEL, PROCESS_LABEL, REUSE_LABEL, SERVICE_LABEL, SESSION_LABEL, TTL_LABEL,
 };
 use crate::engine::{EngineError, EngineFuture, EngineKind, Owned, Provisioner};
 use crate::error::Error;
@@ -248,7 +248,11 @@ impl Registry {
         if reuse {
             labels.insert(REUSE_LABEL.to_string(), "true".to_string());
         }
-        if !shared {
+        if shared {
+            // Who is starting it, for the run's processes that wait for it
+            // before its creator could write any mark (`wait_for_named`).
+            labels.insert(CREATOR_LABEL.to_string(), process_label());
+        } else {
             // Without a reaper this container is this process's alone: its
             // exit removes it, and only it.
             labels.insert(PROCESS_LABEL.to_string(), process_label());
@@ -528,7 +532,7 @@ impl Registry {
             let may_probe = def.init.is_empty();
             health::probe::wait_attached(&service, deadline, may_probe, || match crate::run::marks::start_state(id) {
                 StartState::Ready => Some(Ok(())),
-                StartState::Failed(reason) => Some(Err(creator_failed(name, def, &reason))),
+                StartState::Failed(failure) => Some(Err(creator_failed(name, def, failure))),
                 // Without init commands its own checks tell (every 2 s).
                 StartState::CreatorGone if may_probe => None,
                 StartState::CreatorGone => Some(Err(Error::Start {
@@ -769,7 +773,8 @@ impl Registry {
             // cut short says nothing: its end is its word, and a waiting
             // process makes the service again.
             if shared_here && !matches!(err, Error::ShuttingDown { .. }) {
-                crate::run::marks::mark_failed(&created.id, &err.to_string());
+                let failure = Failure { reason: err.to_string(), transient: err.is_transient() };
+                crate::run::marks::mark_failed(&created.id, &failure);
             }
             // Its creator ended mid-start (its init commands may be half
             // done), or failed and could not remove it: removed and made
@@ -910,11 +915,12 @@ fn image_not_found(service: &str, image: &str, err: ImageError) -> Error {
 
 /// What a process of the run that waited for `name`'s creator gives when the
 /// creator failed: its reason.
-fn creator_failed(name: &str, def: &GenericContainer, reason: &str) -> Error {
-    Error::Start {
+fn creator_failed(name: &str, def: &GenericContainer, failure: Failure) -> Error {
+    Error::CreatorFailed {
         service: name.to_string(),
         image: def.image.clone(),
-        reason: format!("the process of the run that created it failed: {reason}"),
+        reason: failure.reason,
+        transient: failure.transient,
     }
 }
 
@@ -936,13 +942,19 @@ async fn wait_for_named(
         })?;
         // Stopped or being removed by its creator, which failed: it said why.
         if let Some(c) = found.as_ref().filter(|c| !c.running) {
-            if let StartState::Failed(reason) = crate::run::marks::start_state(&c.id) {
-                return Err(creator_failed(name, def, &reason));
+            if let StartState::Failed(failure) = crate::run::marks::start_state(&c.id) {
+                return Err(creator_failed(name, def, failure));
             }
         }
         match found {
             None => return Ok(None),
             Some(c) if c.running => return Ok(Some((c.id, c.env))),
+            // Created by a process that ended before it could start it (a
+            // kill between the two requests): nobody will. Made again.
+            Some(c) if c.status == "created" && creator_ended_before_start(&c) => {
+                let _ = docker.remove(&c.id).await;
+                return Ok(None);
+            }
             // Starting, or on its way out (another process frees the name
             // below, or recovers it): asked again.
             Some(c) if matches!(c.status.as_str(), "created" | "removing" | "dead") => {}
@@ -987,6 +999,14 @@ async fn wait_for_named(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether the process that created the container `c` (its
+/// [`CREATOR_LABEL`]) no longer runs. A container of a creator that leaves
+/// no label (an earlier version) is never judged: its waiters wait, as
+/// before, for their startup timeout.
+fn creator_ended_before_start(c: &crate::docker::containers::NamedContainer) -> bool {
+    c.creator.as_deref().and_then(crate::run::session::ProcessId::decode).is_some_and(|p| !p.is_alive())
 }
 
 /// Counts what a service's start found in its volume cache; the first
