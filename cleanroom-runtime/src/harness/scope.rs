@@ -151,6 +151,10 @@ impl TestScope {
         }
         state.rooms.extend(room);
         state.handles.push((spec.name, container.clone(), name.clone()));
+        if state.handles.len() == self.desc.services().len() {
+            // Every handle the test can take is made: its body begins.
+            crate::run::attach::first_body_started();
+        }
         (container, name)
     }
 

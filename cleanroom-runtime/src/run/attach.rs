@@ -3,8 +3,9 @@
 //! connection, then each service from its creator's record, then the slot
 //! tests wait on is filled. No task of cleanroom's runtime is on that path
 //! (the runtime is built after, for what only a long process needs: the
-//! monitor, the signal handlers), and no hand-off between threads but the
-//! one to the test thread that waits.
+//! monitor, the signal handlers; and only once the first test's rooms are
+//! made, so that the build takes no core the test needs on its way), and no
+//! hand-off between threads but the one to the test thread that waits.
 //!
 //! What cannot be had that way (no record, no reaper, an engine other than
 //! Docker, a container whose place is still to be asked of the engine) goes
@@ -31,6 +32,16 @@ static PLANTING: Latch = Latch::new();
 /// only a start thread that is stuck takes this long, and the test then
 /// starts its services itself.
 const PLANTING_WAIT: Duration = Duration::from_secs(10);
+
+/// Raised from the start hook until this process's first test reaches its
+/// body: a start thread that attached builds cleanroom's runtime (for the
+/// monitor and the signal handlers) only then, so that the build does not
+/// take the cores the test thread needs on its way there.
+static FIRST_BODY: Latch = Latch::new();
+
+/// The longest the start thread waits for the first test's body before it
+/// builds the runtime anyway.
+const FIRST_BODY_WAIT: Duration = Duration::from_millis(100);
 
 /// A flag threads wait on until it is lowered.
 struct Latch {
@@ -63,6 +74,15 @@ impl Latch {
 /// thread.
 pub(crate) fn arm() {
     PLANTING.raise();
+    FIRST_BODY.raise();
+}
+
+/// Says that this process's first test reached its body.
+pub(crate) fn first_body_started() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        FIRST_BODY.lower();
+    }
 }
 
 /// Disarms the wait (every waiting test thread goes on).
@@ -130,6 +150,9 @@ impl Registry {
     /// when this process attaches; the others started on the runtime, as
     /// [`Registry::get_or_start`] starts them.
     fn attach_or_start(&'static self, planted: Vec<(&'static ServiceSpec, Arc<Slot>)>) {
+        // Work a test thread hands to the runtime on its way to its body
+        // (topping up a pool of rooms) waits for the build below.
+        let deferred = crate::util::background::defer_build();
         let mut attached = Vec::new();
         // A panic here fails the waiters of the slots not yet filled or
         // handed to a start, rather than leave them waiting.
@@ -163,6 +186,8 @@ impl Registry {
         if attached.is_empty() {
             return;
         }
+        FIRST_BODY.wait(FIRST_BODY_WAIT);
+        drop(deferred);
         self.install_signal_handlers();
         for (spec, slot, service, started) in attached {
             let phases = Phases { start_ms: Some(crate::metrics::ms(started.elapsed())), ..Phases::default() };
