@@ -1452,8 +1452,8 @@ fn gated_outcome(mut child: Child) -> (bool, String) {
 
 /// The gated child `waiting` passed with a container other than `orphan`,
 /// the one its creator left: it made the service again. Nothing of
-/// `session` is left, and `dirs` are removed.
-fn assert_made_again(waiting: Child, orphan: &str, session: &str, dirs: [&Path; 2]) {
+/// `session` is left, and `dirs` are removed. What the child printed.
+fn assert_made_again(waiting: Child, orphan: &str, session: &str, dirs: [&Path; 2]) -> String {
     let (passed, said) = gated_outcome(waiting);
     assert!(passed, "the waiting process made the service again: {said}");
     let used = said.split_once("GATED=").map(|(_, id)| id.lines().next().unwrap_or_default().to_string());
@@ -1462,6 +1462,7 @@ fn assert_made_again(waiting: Child, orphan: &str, session: &str, dirs: [&Path; 
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+    said
 }
 
 /// A shared service whose start fails in the process that created it (its
@@ -1583,5 +1584,11 @@ fn a_creator_killed_between_create_and_start_is_replaced_by_the_process_waiting_
     assert_eq!(created(), std::slice::from_ref(&orphan), "nobody started it meanwhile");
     kill("-KILL", creator.id());
     let _ = creator.wait();
-    assert_made_again(waiting, &orphan, &session, [&runtime, &gate]);
+    let said = assert_made_again(waiting, &orphan, &session, [&runtime, &gate]);
+    // Made again because its creator's label said so, not because the run's
+    // reaper removed the orphan meanwhile (it would, with no process left).
+    assert!(
+        said.contains(&format!("the process that created {orphan}")) && said.contains("ended before it started it"),
+        "the waiting process judged the creator by the container's label: {said}"
+    );
 }

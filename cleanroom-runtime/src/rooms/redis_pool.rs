@@ -18,6 +18,7 @@
 //! run, and the keeper gives its leases back at the run's end
 //! ([`super::keeper::finish`]).
 
+use crate::util::os::ProcessId;
 use std::path::{Path, PathBuf};
 
 /// How many databases the keeper holds ready ahead of demand.
@@ -42,19 +43,12 @@ fn dbs(dir: &Path) -> Vec<u32> {
 /// This process as a taker names itself: `pid:start`, which no later
 /// process with its pid shares.
 pub(crate) fn me() -> Option<String> {
-    static ME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    ME.get_or_init(|| {
-        let pid = std::process::id();
-        Some(format!("{pid}:{}", crate::util::os::process_start(pid)?))
-    })
-    .clone()
+    ProcessId::current().map(|me| me.encode())
 }
 
 /// Whether the taker `holder` (`pid:start`) still runs.
 pub(crate) fn alive(holder: &str) -> bool {
-    let Some((pid, start)) = holder.split_once(':') else { return false };
-    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else { return false };
-    crate::util::os::process_start(pid) == Some(start)
+    ProcessId::decode(holder).is_some_and(|p| p.is_alive())
 }
 
 /// Takes a ready database, as this process (`me`, `pid:start`).

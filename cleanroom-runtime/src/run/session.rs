@@ -9,47 +9,7 @@
 
 use crate::error::Error;
 
-/// A process identity that survives pid reuse: its pid and its start time
-/// (in the system's own unit, see [`process_start`](crate::util::os::process_start)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProcessId {
-    pub(crate) pid: u32,
-    pub(crate) start: u64,
-}
-
-impl ProcessId {
-    /// `pid` as it is now, if it runs.
-    pub(crate) fn of(pid: u32) -> Option<ProcessId> {
-        Some(ProcessId { pid, start: crate::util::os::process_start(pid)? })
-    }
-
-    /// This process, asked of the system once: it labels what a reaperless
-    /// process creates and registers the process with its run's reaper.
-    pub(crate) fn current() -> Option<ProcessId> {
-        static CURRENT: std::sync::OnceLock<Option<ProcessId>> = std::sync::OnceLock::new();
-        *CURRENT.get_or_init(|| Self::of(std::process::id()))
-    }
-
-    /// The parent of this process.
-    pub(crate) fn parent() -> Option<ProcessId> {
-        Self::of(crate::util::os::parent_pid()?)
-    }
-
-    /// Whether this very process (not another that got its pid) still runs.
-    pub(crate) fn is_alive(&self) -> bool {
-        crate::util::os::process_start(self.pid) == Some(self.start)
-    }
-
-    /// `pid:start`, as passed to the reaper.
-    pub(crate) fn encode(&self) -> String {
-        format!("{}:{}", self.pid, self.start)
-    }
-
-    pub(crate) fn decode(s: &str) -> Option<ProcessId> {
-        let (pid, start) = s.split_once(':')?;
-        Some(ProcessId { pid: pid.parse().ok()?, start: start.parse().ok()? })
-    }
-}
+pub(crate) use crate::util::os::ProcessId;
 
 /// Where the session id came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,14 +116,6 @@ mod tests {
             let s = from_parts(None, None, Some(parent), None).unwrap();
             assert_eq!(s.id, "run-4242-99");
             assert_eq!(s.runner, Some(parent));
-        }
-
-        #[test]
-        fn know_that_this_process_is_alive() {
-            let me = ProcessId::of(std::process::id()).unwrap();
-            assert!(me.is_alive());
-            assert!(!ProcessId { start: me.start + 1, ..me }.is_alive(), "a reused pid is another process");
-            assert_eq!(ProcessId::decode(&me.encode()), Some(me));
         }
     }
 }

@@ -251,7 +251,9 @@ impl Registry {
         if shared {
             // Who is starting it, for the run's processes that wait for it
             // before its creator could write any mark (`wait_for_named`).
-            labels.insert(CREATOR_LABEL.to_string(), process_label());
+            if let Some(creator) = creator_label() {
+                labels.insert(CREATOR_LABEL.to_string(), creator);
+            }
         } else {
             // Without a reaper this container is this process's alone: its
             // exit removes it, and only it.
@@ -952,6 +954,11 @@ async fn wait_for_named(
             // Created by a process that ended before it could start it (a
             // kill between the two requests): nobody will. Made again.
             Some(c) if c.status == "created" && creator_ended_before_start(&c) => {
+                crate::metrics::alert(
+                    name,
+                    "creator_gone",
+                    format!("the process that created {} ended before it started it: made again", c.id),
+                );
                 let _ = docker.remove(&c.id).await;
                 return Ok(None);
             }
@@ -1001,12 +1008,24 @@ async fn wait_for_named(
     }
 }
 
+/// This process as [`CREATOR_LABEL`] names it: `pid:start@<pid space>`
+/// ([`crate::util::os::pid_space`]); `None` where the space is not told.
+fn creator_label() -> Option<String> {
+    Some(format!("{}@{}", process_label(), crate::util::os::pid_space()?))
+}
+
 /// Whether the process that created the container `c` (its
-/// [`CREATOR_LABEL`]) no longer runs. A container of a creator that leaves
-/// no label (an earlier version) is never judged: its waiters wait, as
-/// before, for their startup timeout.
+/// [`CREATOR_LABEL`]) no longer runs. Judged only by a process that sees
+/// the creator's pids ([`crate::util::os::pid_space`]: the same boot and
+/// pid namespace); a container of another space, or of a creator that
+/// leaves no label (an earlier version), is waited for as before, until the
+/// startup timeout.
 fn creator_ended_before_start(c: &crate::docker::containers::NamedContainer) -> bool {
-    c.creator.as_deref().and_then(crate::run::session::ProcessId::decode).is_some_and(|p| !p.is_alive())
+    let Some((creator, space)) = c.creator.as_deref().and_then(|label| label.rsplit_once('@')) else {
+        return false;
+    };
+    crate::util::os::pid_space() == Some(space)
+        && crate::run::session::ProcessId::decode(creator).is_some_and(|p| !p.is_alive())
 }
 
 /// Counts what a service's start found in its volume cache; the first
@@ -1149,7 +1168,7 @@ pub(super) async fn run_init_commands(service: &RunningService) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     mod should {
-        use super::super::adopt_creator_values;
+        use super::super::{adopt_creator_values, creator_ended_before_start, creator_label};
         use std::collections::BTreeMap;
 
         fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -1175,6 +1194,30 @@ mod tests {
             assert_eq!(choose(Ok(true)), Ok(EngineKind::Local));
             assert_eq!(choose(Ok(false)), Ok(EngineKind::Docker));
             assert_eq!(choose(Err("no settings".into())), Err("no settings".to_string()), "its error is the start's");
+        }
+
+        #[test]
+        fn judge_a_creator_by_its_label_only_in_its_own_pid_space() {
+            let with = |creator: Option<String>| crate::docker::containers::NamedContainer {
+                id: "c1".into(),
+                running: false,
+                status: "created".into(),
+                exit_code: None,
+                env: BTreeMap::new(),
+                creator,
+            };
+            let Some(space) = crate::util::os::pid_space() else { return };
+            let me = crate::run::session::ProcessId::current().unwrap();
+            let ended = crate::run::session::ProcessId { start: me.start + 1, ..me };
+            assert_eq!(creator_label(), Some(format!("{}@{space}", me.encode())));
+            assert!(!creator_ended_before_start(&with(creator_label())), "this process still runs");
+            assert!(creator_ended_before_start(&with(Some(format!("{}@{space}", ended.encode())))));
+            assert!(
+                !creator_ended_before_start(&with(Some(format!("{}@another-boot/4026531836", ended.encode())))),
+                "a creator in another pid space is not judged from here"
+            );
+            assert!(!creator_ended_before_start(&with(Some(ended.encode()))), "no space: not judged");
+            assert!(!creator_ended_before_start(&with(None)), "no label (an earlier version): not judged");
         }
 
         #[test]

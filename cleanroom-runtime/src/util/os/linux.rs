@@ -18,6 +18,15 @@ pub(super) fn process_start(pid: u32) -> Option<u64> {
     stat_field(&stat, 22)?.parse().ok()
 }
 
+/// This boot and this pid namespace: `<boot_id>/<namespace inode>`.
+pub(super) fn pid_space() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let namespace = namespace.to_string_lossy();
+    let inode = namespace.strip_prefix("pid:[")?.strip_suffix(']')?;
+    Some(format!("{}/{inode}", boot.trim()))
+}
+
 /// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line; the
 /// command name (field 2) may contain spaces and parentheses.
 pub(super) fn stat_field(stat: &str, n: usize) -> Option<&str> {

@@ -76,6 +76,60 @@ pub(crate) fn process_start(pid: u32) -> Option<u64> {
     imp::process_start(pid)
 }
 
+/// Which processes this process's pids and start times can be compared
+/// with: those that print the same. On Linux the boot and the pid
+/// namespace (processes in two containers, or on two machines, that share
+/// an engine and a runtime path do not); `None` elsewhere, and then no
+/// process is judged by a pid another process wrote where both can read it.
+pub(crate) fn pid_space() -> Option<&'static str> {
+    static SPACE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SPACE.get_or_init(imp::pid_space).as_deref()
+}
+
+/// A process identity that survives pid reuse: its pid and its start time
+/// (in the system's own unit, see [`process_start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessId {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+}
+
+impl ProcessId {
+    /// `pid` as it is now, if it runs.
+    pub(crate) fn of(pid: u32) -> Option<ProcessId> {
+        Some(ProcessId { pid, start: process_start(pid)? })
+    }
+
+    /// This process, asked of the system once: it labels what a reaperless
+    /// process creates and registers the process with its run's reaper.
+    pub(crate) fn current() -> Option<ProcessId> {
+        static CURRENT: std::sync::OnceLock<Option<ProcessId>> = std::sync::OnceLock::new();
+        *CURRENT.get_or_init(|| Self::of(std::process::id()))
+    }
+
+    /// The parent of this process.
+    pub(crate) fn parent() -> Option<ProcessId> {
+        Self::of(parent_pid()?)
+    }
+
+    /// Whether this very process (not another that got its pid) still runs.
+    pub(crate) fn is_alive(&self) -> bool {
+        process_start(self.pid) == Some(self.start)
+    }
+
+    /// `pid:start`: as passed to the reaper, in labels and in the marks
+    /// and pools of the run's directory.
+    pub(crate) fn encode(&self) -> String {
+        format!("{}:{}", self.pid, self.start)
+    }
+
+    /// [`ProcessId::encode`]'s text back; `None` if it is not that.
+    pub(crate) fn decode(s: &str) -> Option<ProcessId> {
+        let (pid, start) = s.split_once(':')?;
+        Some(ProcessId { pid: pid.parse().ok()?, start: start.parse().ok()? })
+    }
+}
+
 /// The uid of the process at the other end of a Unix socket
 /// (`SO_PEERCRED` on Linux, `getpeereid` on macOS).
 #[cfg(unix)]
@@ -189,6 +243,14 @@ pub(crate) fn open_with_mode(options: &mut std::fs::OpenOptions, mode: u32) -> &
 mod tests {
     mod should {
         use super::super::*;
+
+        #[test]
+        fn know_that_this_process_is_alive() {
+            let me = ProcessId::of(std::process::id()).unwrap();
+            assert!(me.is_alive());
+            assert!(!ProcessId { start: me.start + 1, ..me }.is_alive(), "a reused pid is another process");
+            assert_eq!(ProcessId::decode(&me.encode()), Some(me));
+        }
         #[cfg(unix)]
         use std::os::unix::net::UnixStream;
 
