@@ -186,13 +186,15 @@ impl Registry {
         if attached.is_empty() {
             return;
         }
-        FIRST_BODY.wait(FIRST_BODY_WAIT);
-        drop(deferred);
-        self.install_signal_handlers();
+        // Counted now (a one-test process may end soon); their monitors
+        // wait in the queue for the runtime.
         for (spec, slot, service, started) in attached {
             let phases = Phases { start_ms: Some(crate::metrics::ms(started.elapsed())), ..Phases::default() };
             self.record_ready(spec.name, &slot, &service, phases, started);
         }
+        FIRST_BODY.wait(FIRST_BODY_WAIT);
+        drop(deferred);
+        self.install_signal_handlers();
     }
 
     /// `spec` from the record of the process of the run that made it Ready,
