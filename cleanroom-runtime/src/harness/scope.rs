@@ -151,10 +151,8 @@ impl TestScope {
         }
         state.rooms.extend(room);
         state.handles.push((spec.name, container.clone(), name.clone()));
-        if state.handles.len() == self.desc.services().len() {
-            // Every handle the test can take is made: its body begins.
-            crate::run::attach::first_body_started();
-        }
+        // Once every handle the test can take is made, its body begins.
+        crate::run::attach::first_body_started(|| state.handles.len() == self.desc.services().len());
         (container, name)
     }
 

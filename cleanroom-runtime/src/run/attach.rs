@@ -77,10 +77,16 @@ pub(crate) fn arm() {
     FIRST_BODY.raise();
 }
 
-/// Says that this process's first test reached its body.
-pub(crate) fn first_body_started() {
-    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+/// Says that this process's first test reached its body, if `reached`
+/// says so: asked only until it has, so that the tests after the first pay
+/// one load of a flag.
+pub(crate) fn first_body_started(reached: impl FnOnce() -> bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.load(Ordering::Relaxed) || !reached() {
+        return;
+    }
+    if !SAID.swap(true, Ordering::Relaxed) {
         FIRST_BODY.lower();
     }
 }
