@@ -273,7 +273,13 @@ impl Docker {
     /// the engine. A name another container has is a [`DockerError`] whose
     /// [`is_conflict`](DockerError::is_conflict) is true. A container created
     /// and not started is left for the caller to remove (by its labels).
-    pub(crate) async fn start(&self, request: &ContainerRequest) -> Result<String, DockerError> {
+    /// `created` is told the container's id once it exists, before its
+    /// start is asked for.
+    pub(crate) async fn start(
+        &self,
+        request: &ContainerRequest,
+        created: impl FnOnce(&str) + Send,
+    ) -> Result<String, DockerError> {
         // A bind mount's source is this process's: an engine that cannot see
         // it gets a copy, through the archive API, before the container starts.
         let copy_binds = super::endpoint::files_apart();
@@ -313,6 +319,7 @@ impl Docker {
             .await
             .map_err(|e| DockerError::from_bollard("create container", e))?
             .id;
+        created(&id);
         for (source, target) in copies {
             self.copy_in(&id, &source, target).await?;
         }

@@ -382,7 +382,17 @@ impl Registry {
             request.network = self.network.lock().await.clone().map(|network| (network, name.to_string()));
             self.creating.fetch_add(1, Ordering::SeqCst);
             let create_started = Instant::now();
-            let created = docker.start(&request).await;
+            // A shared container's creator says so before it starts it: a
+            // kill after the start then leaves a mark that names a process
+            // gone, for its waiters to judge (a kill before it leaves the
+            // container `created`, with its creator's label).
+            let created = docker
+                .start(&request, |id| {
+                    if plan.shared {
+                        crate::run::marks::mark_creator(id);
+                    }
+                })
+                .await;
             phases.create_ms = Some(crate::metrics::ms(create_started.elapsed()));
             if let Ok(id) = &created {
                 *slot.container_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
@@ -755,10 +765,8 @@ impl Registry {
             if crate::util::flags::shutting_down() && created.created_here && !plan.shared {
                 return Err((Error::ShuttingDown { service: name.to_string() }, Some(created.id)));
             }
+            // Its creator mark is written (`create_or_attach`).
             let shared_here = created.created_here && plan.shared;
-            if shared_here {
-                crate::run::marks::mark_creator(&created.id);
-            }
             let mut def = request.def.clone();
             if let Some(env) = &created.env {
                 adopt_creator_values(&mut def, env);
