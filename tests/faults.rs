@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_tests::{
-    assert_nothing_left, child_command, docker, engine_socket, fresh_session, kill, reaper_pid, remove_container,
-    run_child, service_containers, session_containers,
+    assert_nothing_left, child_command, containers_of, docker, engine_socket, fresh_session, kill, reaper_pid,
+    remove_container, run_child, service_containers, session_containers,
 };
 
 mod child {
@@ -235,17 +235,6 @@ impl Drop for Holder {
 /// The containers of `session` whose runtime-directory label is `runtime`'s.
 fn containers_with_label(session: &str, label: &str, value: &str) -> Vec<String> {
     containers_of(session, &[&format!("label={label}={value}")])
-}
-
-/// The containers of `session` (running or not) that pass every one of
-/// `filters` (`docker ps --filter`).
-fn containers_of(session: &str, filters: &[&str]) -> Vec<String> {
-    let session = format!("label=cleanroom.session={session}");
-    let mut args = vec!["ps", "-aq", "--filter", &session];
-    for filter in filters {
-        args.extend(["--filter", filter]);
-    }
-    docker(&args).lines().map(str::to_string).collect()
 }
 
 /// The value of `label` on container `id`.
@@ -1488,7 +1477,7 @@ fn a_start_that_fails_in_its_creator_fails_the_processes_waiting_for_it_with_its
     );
     assert!(!waiting_passed, "{waiting_said}");
     assert!(
-        waiting_said.contains("the process of the run that created it failed")
+        waiting_said.contains("the process of the run that created gated failed: gated (image")
             && waiting_said.contains("exited with code 3"),
         "the waiting process gives the creator's reason: {waiting_said}"
     );

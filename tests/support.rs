@@ -65,10 +65,18 @@ pub fn engine_socket() -> std::path::PathBuf {
 
 /// Ids of every container (running or not) of `session`.
 pub fn session_containers(session: &str) -> Vec<String> {
-    docker(&["ps", "-aq", "--filter", &format!("label=cleanroom.session={session}")])
-        .lines()
-        .map(str::to_string)
-        .collect()
+    containers_of(session, &[])
+}
+
+/// Ids of the containers of `session` (running or not) that pass every one
+/// of `filters` (`docker ps --filter`, e.g. `status=created`).
+pub fn containers_of(session: &str, filters: &[&str]) -> Vec<String> {
+    let session = format!("label=cleanroom.session={session}");
+    let mut args = vec!["ps", "-aq", "--filter", &session];
+    for filter in filters {
+        args.extend(["--filter", filter]);
+    }
+    docker(&args).lines().map(str::to_string).collect()
 }
 
 /// Ids of the running containers of `session`'s service `service`.

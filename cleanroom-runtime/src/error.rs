@@ -66,7 +66,8 @@ pub enum Error {
 
     /// Another process of the run was starting the service this process
     /// waited for, and failed: its error, which this process takes over.
-    #[error("failed to start {service} (image {image}): the process of the run that created it failed: {reason}")]
+    // The creator's reason names the service and its image already.
+    #[error("the process of the run that created {service} failed: {reason}")]
     CreatorFailed {
         /// The service.
         service: String,
