@@ -628,12 +628,23 @@ impl PgRooms {
     pub(crate) fn take_ready(&'static self, source: &TemplateSource) -> Option<String> {
         let own = self.take_own(source);
         // The run's reaper keeps the run's pool: it tops it up and drops
-        // what was left to drop, with no login of this process's.
-        let kept = self.keeper() && self.poke_keeper(&source.database_name());
-        // Whichever pool serves the test, what ended processes left to drop
-        // goes now: a process served by its own pool would otherwise leave
-        // it to the next, and the last to the run's end.
-        if !kept {
+        // what was left to drop, with no login of this process's. Told in
+        // the background, off the test's way (the first test's body begins
+        // before: `util::background::defer_build`); a keeper that cannot be
+        // told leaves it to this process, as without one.
+        let kept = self.keeper();
+        if kept {
+            let source = source.clone();
+            crate::util::background::spawn_background(async move {
+                if !self.poke_keeper(&source.database_name()) {
+                    self.drop_retired();
+                    self.top_up(source);
+                }
+            });
+        } else {
+            // Whichever pool serves the test, what ended processes left to
+            // drop goes now: a process served by its own pool would
+            // otherwise leave it to the next, and the last to the run's end.
             self.drop_retired();
         }
         if own.is_some() || !self.shares_pool() {
