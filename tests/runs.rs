@@ -24,6 +24,40 @@ mod child {
         cleanroom_tests::postgres_and_redis_tests!("run by the run tests": s01 s02 s03 s04 s05 s06 s07 s08 s09 s10 s11 s12 s13 s14 s15 s16 s17 s18 s19 s20);
     }
 
+    pub(super) mod ahead {
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        pub struct Late;
+
+        /// Resolved before the test's handles (its parameters come in
+        /// order): the rooms are opened ahead by then.
+        #[cleanroom::fixture]
+        fn late() -> Late {
+            std::thread::sleep(Duration::from_millis(300));
+            Late
+        }
+
+        #[cleanroom::test(postgres, redis)]
+        #[ignore = "run by the rooms-ahead test"]
+        async fn takes_rooms_opened_ahead(late: Late, postgres: cleanroom::Postgres, redis: cleanroom::Redis) {
+            let Late = late;
+            // Its own, empty rooms, like any test's.
+            let (db, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            db.batch_execute("CREATE TABLE mine (id int)").await.unwrap();
+            let mut c = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+            assert!(keys.is_empty(), "a flushed database: {keys:?}");
+            println!("cleanroom-test: ROOMS {} {}", postgres.database(), redis.db());
+        }
+
+        /// Takes no handle: the rooms opened ahead for it go back at its end.
+        #[cleanroom::test(postgres, redis)]
+        #[ignore = "run by the rooms-ahead test"]
+        fn takes_no_room() {}
+    }
+
     pub(super) mod waits {
         use super::*;
 
@@ -122,6 +156,76 @@ fn twenty_processes_of_one_nextest_run_start_each_service_once() {
     }
     assert_eq!(watch.starts_of(&session, "postgres"), 1, "sessions seen: {:?}", watch.sessions_of("postgres"));
     assert_eq!(watch.starts_of(&session, "redis"), 1);
+    assert_nothing_left(&session);
+}
+
+/// A process of one test (nextest's) opens the test's rooms on its start
+/// thread once its services are attached, while libtest starts the test's
+/// thread; the test takes them. A test that takes no room gives back the
+/// rooms opened for it: nothing is left on the servers.
+#[test]
+fn a_process_of_one_test_opens_its_rooms_ahead_and_gives_back_what_its_test_does_not_take() {
+    let run_id = format!(
+        "0000{:x}-a4ed-4bad-beef-{:012x}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() as u64 ^ 0xa4ed
+    );
+    let report = std::env::temp_dir().join(format!("{}.json", fresh_session("ahead")));
+    let session = nextest_processes_then(&run_id, &report, 1, &[], |session| {
+        assert!(pools_refilled(session), "the keeper refills the run's pools for the next processes");
+    });
+    for test in ["takes_rooms_opened_ahead", "takes_no_room"] {
+        let child = nextest_command(&run_id, &format!("child::ahead::{test}"))
+            .arg("--nocapture")
+            .env("CLEANROOM_REPORT_JSON", &report)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        passed_attached(child);
+        assert!(pools_refilled(&session), "the keeper refills the run's pools after {test}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let marks_of = |test: &str| -> Vec<String> {
+        let pid =
+            doc["tests"].as_array().unwrap().iter().find(|t| t["name"].as_str().unwrap().ends_with(test)).unwrap()
+                ["pid"]
+                .clone();
+        let process = doc["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).unwrap();
+        process["marks"].as_array().unwrap().iter().map(|m| m["at"].as_str().unwrap().to_string()).collect()
+    };
+    let took = marks_of("takes_rooms_opened_ahead");
+    for mark in ["first test's rooms opened ahead", "postgres room taken ahead", "redis room taken ahead"] {
+        assert!(took.iter().any(|m| m == mark), "`{mark}` in the marks of the test that took them: {took:?}");
+    }
+    let left = marks_of("takes_no_room");
+    for mark in ["first test's rooms opened ahead", "rooms opened ahead given back"] {
+        assert!(left.iter().any(|m| m == mark), "`{mark}` in the marks of the test that took none: {left:?}");
+    }
+    assert!(!left.iter().any(|m| m.ends_with("room taken ahead")), "{left:?}");
+    let ahead = doc["caches"]["room_ahead"]["hits"].as_u64().unwrap_or(0);
+    assert!(ahead >= 2, "counted: {}", doc["caches"]);
+    // What `takes_no_room` did not take went back: the Postgres database to
+    // the keeper to drop, the Redis database to be flushed.
+    let (ready, taken, returned) = settled_redis_pool(&redis_pool_of(&session));
+    assert!(
+        taken.is_empty() && returned.is_empty(),
+        "every Redis room came back and was flushed: {taken:?} {returned:?}"
+    );
+    assert!(!ready.is_empty());
+    // Every test database on the server is in the run's pool or left to
+    // the run to drop: the one `takes_no_room` did not take is not lost.
+    let postgres = service_containers(&session, "postgres");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let unknown = loop {
+        let unknown = databases_known_to_nobody(&postgres[0]);
+        if unknown.is_empty() || Instant::now() > deadline {
+            break unknown;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(unknown.is_empty(), "{unknown:?} is in no pool and left to nobody");
     assert_nothing_left(&session);
 }
 
@@ -487,6 +591,30 @@ fn nextest_processes_then(
         between(&session);
     }
     session
+}
+
+/// The test databases (`cleanroom_t_…`) on the Postgres of container `id`
+/// that are neither in one of its pools nor left to be dropped.
+fn databases_known_to_nobody(id: &str) -> Vec<String> {
+    let databases = docker(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"SELECT datname FROM pg_database\"",
+    ]);
+    let dirs = pg_pool_dirs(id);
+    let pooled: Vec<String> = dirs.iter().flat_map(|dir| walk_names(dir)).collect();
+    let retired: Vec<String> = dirs
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir.join(".retired")).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    databases
+        .lines()
+        .filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d) && !retired.iter().any(|r| r == d))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The directories of the Postgres pools of the container `id` (one per

@@ -52,6 +52,8 @@ fn on_process_start() {
 
 #[dtor::dtor(unsafe)]
 fn on_process_exit() {
+    // Rooms opened ahead for a test that never ran go back first.
+    crate::harness::ahead::end_unclaimed();
     // What a test handed to the runtime before it was built (the drop of its
     // database) runs before this process's report and its goodbye.
     crate::util::background::flush();
@@ -126,7 +128,7 @@ fn prestart() {
     // A process that attaches does the whole of its start here, on this
     // thread: the reaper first, then each service from its creator's record
     // (`run::attach`); what it cannot have that way starts on the runtime.
-    registry.start_selected(&needed);
+    registry.start_selected(&needed, crate::harness::ahead::open);
     let redis_rooms = count_rooms("redis");
     if redis_rooms > 0 {
         crate::util::background::spawn_background(async move {

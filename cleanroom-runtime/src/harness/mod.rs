@@ -7,6 +7,7 @@
 //! [`Resolve`] trait, which `#[cleanroom::fixture]`, `#[cleanroom::service]`
 //! and the built-in services implement.
 
+pub(crate) mod ahead;
 pub(crate) mod builtin;
 pub(crate) mod current;
 pub(crate) mod process_fixture;
@@ -201,6 +202,8 @@ impl TestContext {
         let keep = crate::config::current().map(|c| c.keep).unwrap_or_default();
         let test = self.desc.test_name();
         let acquisitions = self.scope.end(|room| room.end(&test, failed, keep));
+        // What was opened ahead for the test and not taken goes back now.
+        ahead::end_unclaimed();
         for a in &acquisitions {
             tracing::debug!(
                 service = a.service,

@@ -133,9 +133,15 @@ impl TestScope {
         );
         let room_started = Instant::now();
         let test = self.desc.test_name();
-        let demand = crate::rooms::demand(self.desc, spec.name).unwrap_or_else(|e| self.fail(e.to_string()));
-        let room = crate::rooms::open(&spec.kind, &container, &demand, &test)
-            .unwrap_or_else(|reason| self.fail(reason.to_string()));
+        // Opened ahead by the start thread (a process's one test), or now.
+        let room = match super::ahead::claim(self.desc, spec.name) {
+            Some(room) => Some(room),
+            None => {
+                let demand = crate::rooms::demand(self.desc, spec.name).unwrap_or_else(|e| self.fail(e.to_string()));
+                crate::rooms::open(&spec.kind, &container, &demand, &test)
+                    .unwrap_or_else(|reason| self.fail(reason.to_string()))
+            }
+        };
         let name = room.as_ref().map(|r| r.name());
         if let Some(RoomName::Named(room)) = &name {
             container = container.with_room(room.clone());

@@ -46,6 +46,13 @@ pub(crate) trait Room: Send {
     /// The test ended: gives the room back, or keeps it (and says where)
     /// when `keep` says so for this outcome.
     fn end(self: Box<Self>, test: &str, failed: bool, keep: Keep);
+
+    /// No test used the room (it was opened ahead, `harness::ahead`, for a
+    /// test that took no handle): given back as it came where it can be,
+    /// ended like a passed test's room otherwise.
+    fn unused(self: Box<Self>, test: &str) {
+        self.end(test, false, Keep::Never);
+    }
 }
 
 /// Opens a room for `test` in the service `container` runs, as the
@@ -67,6 +74,29 @@ pub(crate) fn open(
         ServiceKind::Redis => redis::open(container).map(Some).map_err(|e| e.to_string()),
         ServiceKind::Generic(_) => hooks::open(container, test),
     }
+}
+
+/// A room for a test that `demand` asks of the service `container` runs,
+/// when one is at hand: made ahead (a Postgres database cloned, a Redis
+/// database leased), so that opening it waits for no server and no runtime.
+/// `None` otherwise, and for the rooms of a service's own hooks (they run
+/// the user's code). What cleanroom's start thread opens for a process's
+/// one test while libtest starts the test's thread (`harness::ahead`).
+pub(crate) fn open_at_hand(kind: &ServiceKind, container: &Container, demand: &Demand) -> Option<Box<dyn Room>> {
+    if !may_open_at_hand(kind, demand) {
+        return None;
+    }
+    let Demand::Room(schema) = demand else { return None };
+    match kind {
+        ServiceKind::Postgres => postgres::open_at_hand(container, schema.as_ref()),
+        ServiceKind::Redis => redis::open_at_hand(container),
+        ServiceKind::Generic(_) => None,
+    }
+}
+
+/// Whether [`open_at_hand`] tries at all: a room of a built-in service.
+pub(crate) fn may_open_at_hand(kind: &ServiceKind, demand: &Demand) -> bool {
+    matches!(demand, Demand::Room(_)) && matches!(kind, ServiceKind::Postgres | ServiceKind::Redis)
 }
 
 /// Returns what this process holds on the servers and never handed out

@@ -625,8 +625,27 @@ impl PgRooms {
 
     /// A database cloned ahead from the template of `source`, taken on the
     /// calling thread when the template is built and the pool has one.
-    pub(crate) fn take_ready(&'static self, source: &TemplateSource) -> Option<String> {
+    /// `ahead`: a try ahead of the test (`harness::ahead`), which tries
+    /// again itself if this finds nothing: then it neither counts a miss of
+    /// the run's pool nor asks for more.
+    pub(crate) fn take_ready(&'static self, source: &TemplateSource, ahead: bool) -> Option<String> {
         let own = self.take_own(source);
+        let from_run_pool = own.is_none() && self.shares_pool();
+        let name = match own {
+            Some(name) => Some(name),
+            None if from_run_pool => run_pool::take(&self.pool_dir, &source.database_name()),
+            None => None,
+        };
+        if from_run_pool {
+            if name.is_some() {
+                crate::metrics::cache_hit("postgres_run_pool");
+            } else if !ahead {
+                crate::metrics::cache_miss("postgres_run_pool");
+            }
+        }
+        if name.is_none() && ahead {
+            return None;
+        }
         // The run's reaper keeps the run's pool: it tops it up and drops
         // what was left to drop, with no login of this process's. Told in
         // the background, off the test's way (the first test's body begins
@@ -646,18 +665,9 @@ impl PgRooms {
             // drop goes now: a process served by its own pool would
             // otherwise leave it to the next, and the last to the run's end.
             self.drop_retired();
-        }
-        if own.is_some() || !self.shares_pool() {
-            return own;
-        }
-        let name = run_pool::take(&self.pool_dir, &source.database_name());
-        if name.is_some() {
-            crate::metrics::cache_hit("postgres_run_pool");
-        } else {
-            crate::metrics::cache_miss("postgres_run_pool");
-        }
-        if !kept {
-            self.top_up(source.clone());
+            if from_run_pool {
+                self.top_up(source.clone());
+            }
         }
         name
     }
@@ -1063,17 +1073,39 @@ pub(super) fn open(container: &Container, schema: Option<&Schema>) -> Result<Box
     let rooms = pg_rooms(&container.inner)?;
     let source = TemplateSource::for_schema(schema)?;
     let template = source.database_name();
-    let database = match rooms.take_ready(&source) {
+    let database = match rooms.take_ready(&source, false) {
         Some(database) => database,
         None => crate::util::background::block_on_runtime(rooms.lease(source))?,
     };
+    Ok(room(rooms, container, database, template))
+}
+
+/// A database cloned ahead, if one is at hand now: no wait for a clone, a
+/// login or cleanroom's runtime (`None` then, and [`open`] does the rest).
+pub(super) fn open_at_hand(container: &Container, schema: Option<&Schema>) -> Option<Box<dyn Room>> {
+    let rooms = pg_rooms(&container.inner).ok()?;
+    let source = TemplateSource::for_schema(schema).ok()?;
+    let database = rooms.take_ready(&source, true)?;
+    Some(room(rooms, container, database, source.database_name()))
+}
+
+fn room(rooms: &'static PgRooms, container: &Container, database: String, template: String) -> Box<dyn Room> {
     let url = crate::service::handle::Postgres::new(container.clone(), Some(database.clone())).masked_url();
-    Ok(Box::new(PgRoom { rooms, database, url, container: container.id().to_string(), template }))
+    Box::new(PgRoom { rooms, database, url, container: container.id().to_string(), template })
 }
 
 impl Room for PgRoom {
     fn name(&self) -> RoomName {
         RoomName::Database(self.database.clone())
+    }
+
+    /// Back to the run's pool, untouched (nobody logged in to it): the next
+    /// process takes it, and nothing is dropped or cloned for it.
+    fn unused(self: Box<Self>, test: &str) {
+        if self.rooms.shares_pool() && run_pool::offer(&self.rooms.pool_dir, &self.template, &self.database).is_ok() {
+            return;
+        }
+        self.end(test, false, Keep::Never);
     }
 
     fn end(self: Box<Self>, test: &str, failed: bool, keep: Keep) {

@@ -301,10 +301,15 @@ impl RedisRooms {
 
     /// A database of the run's pool, taken as this process (`me`); the
     /// keeper is asked for the next either way.
-    fn take_from_run_pool(self: &Arc<Self>) -> Option<(u32, String)> {
+    /// `ahead` as for `PgRooms::take_ready`: a try that finds none neither
+    /// counts a miss nor asks the keeper.
+    fn take_from_run_pool(self: &Arc<Self>, ahead: bool) -> Option<(u32, String)> {
         let pool = self.keeper_pool()?;
         let me = super::redis_pool::me()?;
         let taken = super::redis_pool::take(pool, &me);
+        if taken.is_none() && ahead {
+            return None;
+        }
         // Off the test's way (before the first test's body begins, the
         // runtime's queue holds it: `util::background::defer_build`).
         let rooms = self.clone();
@@ -428,15 +433,27 @@ struct RedisRoom {
 /// A logical database for one test: one leased ahead if there is one, else
 /// one of the run's pool, else leased now.
 pub(super) fn open(container: &Container) -> Result<Box<dyn Room>, Error> {
+    if let Some(room) = at_hand(container, false) {
+        return Ok(room);
+    }
     let rooms = redis_rooms(&container.inner);
-    if let Some(db) = rooms.take_ready() {
-        return Ok(Box::new(RedisRoom { rooms, db, from_run_pool: None }));
-    }
-    if let Some((db, me)) = rooms.take_from_run_pool() {
-        return Ok(Box::new(RedisRoom { rooms, db, from_run_pool: Some(me) }));
-    }
     let db = crate::util::background::block_on_runtime(rooms.clone().take())?;
     Ok(Box::new(RedisRoom { rooms, db, from_run_pool: None }))
+}
+
+/// A logical database leased ahead, by this process or by the run's
+/// keeper, if one is at hand now (`None` then, and [`open`] leases one).
+pub(super) fn open_at_hand(container: &Container) -> Option<Box<dyn Room>> {
+    at_hand(container, true)
+}
+
+fn at_hand(container: &Container, ahead: bool) -> Option<Box<dyn Room>> {
+    let rooms = redis_rooms(&container.inner);
+    if let Some(db) = rooms.take_ready() {
+        return Some(Box::new(RedisRoom { rooms, db, from_run_pool: None }));
+    }
+    let (db, me) = rooms.take_from_run_pool(ahead)?;
+    Some(Box::new(RedisRoom { rooms, db, from_run_pool: Some(me) }))
 }
 
 impl Room for RedisRoom {

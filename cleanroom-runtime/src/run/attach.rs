@@ -128,13 +128,17 @@ impl Registry {
     /// on its start thread: the slots first (test threads wait on them from
     /// then on), then each filled here from its creator's record or started
     /// on the runtime.
-    pub(crate) fn start_selected(&'static self, specs: &[&'static ServiceSpec]) {
+    /// `ahead` runs once the services this thread attached from their
+    /// records are handed out (when it attached any), before it waits for
+    /// the first test's body: work for that test, done while libtest starts
+    /// its thread.
+    pub(crate) fn start_selected(&'static self, specs: &[&'static ServiceSpec], ahead: fn()) {
         let attached = self.attach_reaper_if_serving();
         // Once the services are handed out, or the start thread gave up.
         let _finish = attached.then_some(FinishAttach);
         let planted = self.plant(specs);
         disarm();
-        self.attach_or_start(planted);
+        self.attach_or_start(planted, ahead);
     }
 
     /// Slots for `specs` that nobody made yet, in the state a start begins
@@ -155,7 +159,7 @@ impl Registry {
     /// Fills planted slots: each service from its creator's record, here,
     /// when this process attaches; the others started on the runtime, as
     /// [`Registry::get_or_start`] starts them.
-    fn attach_or_start(&'static self, planted: Vec<(&'static ServiceSpec, Arc<Slot>)>) {
+    fn attach_or_start(&'static self, planted: Vec<(&'static ServiceSpec, Arc<Slot>)>, ahead: fn()) {
         // Work a test thread hands to the runtime on its way to its body
         // (topping up a pool of rooms) waits for the build below.
         let deferred = crate::util::background::defer_build();
@@ -198,6 +202,9 @@ impl Registry {
             let phases = Phases { start_ms: Some(crate::metrics::ms(started.elapsed())), ..Phases::default() };
             self.record_ready(spec.name, &slot, &service, phases, started);
         }
+        // Its panic (a bug) costs the test its head start, not the process
+        // its signal handlers.
+        let _ = std::panic::catch_unwind(ahead);
         FIRST_BODY.wait(FIRST_BODY_WAIT);
         drop(deferred);
         self.install_signal_handlers();

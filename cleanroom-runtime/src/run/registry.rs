@@ -269,6 +269,12 @@ impl Registry {
         Some(service)
     }
 
+    /// The service `name` if it is Ready, without counting it as a test's
+    /// or moving it to Running: for work done ahead of the tests.
+    pub(crate) fn peek_ready(&self, name: &str) -> Option<Arc<RunningService>> {
+        self.slot(name)?.outcome.borrow().clone()?.ok()
+    }
+
     pub(crate) async fn get_or_start(&'static self, name: &str, source: Source) -> Result<Arc<RunningService>, Error> {
         let mut rx = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
