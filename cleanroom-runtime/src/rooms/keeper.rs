@@ -6,10 +6,11 @@
 //! ([`super::run_pool`]), and to drop what ended processes left. The
 //! reaper lives for the whole run: a process that takes a database tells
 //! it (`pool <json>` on the connection it holds to the reaper anyway), and
-//! the reaper, on one connection per server for the whole run, tops the
-//! pool up and drops what was left to drop. The process then needs no
-//! connection of its own for the pool, and nothing of its is on its way
-//! when it exits.
+//! the reaper, on two connections per server for the whole run, tops the
+//! pool up on one and drops what was left to drop on the other, each on a
+//! thread of its own (and the Redis pools on a third). The process then
+//! needs no connection of its own for the pool, and nothing of its is on
+//! its way when it exits.
 //!
 //! A reaper that does not keep pools (another version of cleanroom) leaves
 //! no mark in the run's directory (`pool-keeper`), and its processes do the
@@ -60,36 +61,77 @@ enum Work {
     Redis(RedisPoke),
 }
 
-/// What the keeper's thread is given: a process's line, or the reaper's
-/// word that the run is over (which no process can send: it is not a line).
-enum Job {
-    Work(Work),
+/// What a keeper's thread is given: a process's line, or the reaper's word
+/// that the run is over (which no process can send: it is not a line).
+enum Job<W> {
+    Work(W),
     Finish(SyncSender<()>),
 }
 
-static KEEPER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+/// The keepers' threads: one tops the Postgres pools up, one drops what
+/// ended processes left, one tends the Redis pools. None holds up another:
+/// on a busy server a clone takes about 17 ms and a drop about 10 ms (the
+/// benchmark's machine, 160 processes two at a time), and one thread doing
+/// all in turn fell behind two test processes at a time, whose tests then
+/// cloned their own databases (20-50 ms) and leased their own Redis
+/// databases (1-2 ms).
+struct Keepers {
+    clones: Sender<Job<Poke>>,
+    drops: Sender<Job<Poke>>,
+    redis: Sender<Job<RedisPoke>>,
+}
 
-/// Takes a process's `pool` line (in the reaper): the keeper's thread does
-/// the work, in order, coalescing what arrives meanwhile.
+static KEEPERS: OnceLock<Mutex<Keepers>> = OnceLock::new();
+
+/// Takes a process's `pool` line (in the reaper): the keepers' threads do
+/// the work, each in order, coalescing what arrives meanwhile.
 pub(crate) fn poke(what: &str) {
     let Ok(work) = serde_json::from_str::<Work>(what) else { return };
-    let sender = KEEPER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _ = std::thread::Builder::new().name("cleanroom-keeper".into()).spawn(move || keep(rx));
-        Mutex::new(tx)
+    let keepers = KEEPERS.get_or_init(|| {
+        let (clones, clone_jobs) = std::sync::mpsc::channel();
+        let (drops, drop_jobs) = std::sync::mpsc::channel();
+        let (redis, redis_jobs) = std::sync::mpsc::channel();
+        let spawn = |name: &str, keep: Box<dyn FnOnce() + Send>| {
+            let _ = std::thread::Builder::new().name(name.into()).spawn(keep);
+        };
+        spawn("cleanroom-keeper", Box::new(move || keep_postgres(clone_jobs, Role::Clones)));
+        spawn("cleanroom-keeper-drops", Box::new(move || keep_postgres(drop_jobs, Role::Drops)));
+        spawn("cleanroom-keeper-redis", Box::new(move || keep_redis(redis_jobs)));
+        Mutex::new(Keepers { clones, drops, redis })
     });
-    let _ = sender.lock().unwrap_or_else(|e| e.into_inner()).send(Job::Work(work));
+    let keepers = keepers.lock().unwrap_or_else(|e| e.into_inner());
+    match work {
+        Work::Postgres(poke) => {
+            let _ = keepers.clones.send(Job::Work(poke.clone()));
+            let _ = keepers.drops.send(Job::Work(poke));
+        }
+        Work::Redis(poke) => {
+            let _ = keepers.redis.send(Job::Work(poke));
+        }
+    }
 }
 
 /// The run is over (in the reaper, once no process it serves is left):
 /// the keeper gives back the Redis leases it holds on servers that outlive
-/// the run, flushing each database, and this returns once it has (or after
+/// the run, flushing each database, and this returns once it has, and once
+/// the Postgres keepers have ended the rounds they were in (or after
 /// [`FINISH_WAIT`]). A keeper that was never poked holds nothing.
 pub(crate) fn finish() {
-    let Some(sender) = KEEPER.get() else { return };
-    let (done, finished) = std::sync::mpsc::sync_channel(1);
-    if sender.lock().unwrap_or_else(|e| e.into_inner()).send(Job::Finish(done)).is_ok() {
-        let _ = finished.recv_timeout(FINISH_WAIT);
+    let Some(keepers) = KEEPERS.get() else { return };
+    let (done, finished) = std::sync::mpsc::sync_channel(3);
+    let sent = {
+        let keepers = keepers.lock().unwrap_or_else(|e| e.into_inner());
+        [
+            keepers.clones.send(Job::Finish(done.clone())).is_ok(),
+            keepers.drops.send(Job::Finish(done.clone())).is_ok(),
+            keepers.redis.send(Job::Finish(done)).is_ok(),
+        ]
+    };
+    let deadline = std::time::Instant::now() + FINISH_WAIT;
+    for _ in sent.into_iter().filter(|sent| *sent) {
+        if finished.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).is_err() {
+            return;
+        }
     }
 }
 
@@ -97,7 +139,16 @@ pub(crate) fn finish() {
 /// a server that does not answer keeps them until they expire.
 const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// One server's pool, as the keeper knows it.
+/// What a Postgres keeper's thread does for each server it is told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Tops each template's pool up to its target.
+    Clones,
+    /// Drops what ended processes left to drop.
+    Drops,
+}
+
+/// One server's pool, as a Postgres keeper knows it.
 struct Server {
     poke: Poke,
     templates: BTreeSet<String>,
@@ -105,28 +156,16 @@ struct Server {
     strategy: Option<bool>,
 }
 
-fn keep(rx: Receiver<Job>) {
+fn keep_postgres(rx: Receiver<Job<Poke>>, role: Role) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
     let mut servers: HashMap<PathBuf, Server> = HashMap::new();
-    let mut redis: HashMap<PathBuf, RedisServer> = HashMap::new();
-    loop {
-        // Woken by a process, or, while it holds Redis leases, in time to
-        // renew them.
-        let first = match rx.recv_timeout(renew_every()) {
-            Ok(work) => Some(work),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        // What was poked is tended: a Redis poke does not make the keeper
-        // look at the Postgres pools, nor the reverse; Redis's leases are
-        // renewed when they are due, poked or not.
-        let (mut postgres_poked, mut redis_poked) = (false, first.is_none());
-        let mut finished = Vec::new();
-        for job in first.into_iter().chain(rx.try_iter()) {
+    while let Ok(first) = rx.recv() {
+        let (mut poked, mut finished) = (false, Vec::new());
+        for job in std::iter::once(first).chain(rx.try_iter()) {
             match job {
                 Job::Finish(done) => finished.push(done),
-                Job::Work(Work::Postgres(poke)) => {
-                    postgres_poked = true;
+                Job::Work(poke) => {
+                    poked = true;
                     let server = servers.entry(poke.pool.clone()).or_insert_with(|| Server {
                         poke: poke.clone(),
                         templates: BTreeSet::new(),
@@ -136,8 +175,38 @@ fn keep(rx: Receiver<Job>) {
                     server.templates.insert(poke.template.clone());
                     server.poke = poke;
                 }
-                Job::Work(Work::Redis(poke)) => {
-                    redis_poked = true;
+            }
+        }
+        // A server that does not answer is forgotten (its container was
+        // replaced, or the run is ending) until a process tells of it again.
+        if poked {
+            servers.retain(|_, server| runtime.block_on(server.tend(role)));
+        }
+        for done in finished {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn keep_redis(rx: Receiver<Job<RedisPoke>>) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let mut redis: HashMap<PathBuf, RedisServer> = HashMap::new();
+    loop {
+        // Woken by a process, or, while it holds leases, in time to renew
+        // them.
+        let first = match rx.recv_timeout(renew_every()) {
+            Ok(work) => Some(work),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        // Renewed when due, tended when told; not when only told the run
+        // is over (what it holds goes back below).
+        let (mut tend, mut finished) = (first.is_none(), Vec::new());
+        for job in first.into_iter().chain(rx.try_iter()) {
+            match job {
+                Job::Finish(done) => finished.push(done),
+                Job::Work(poke) => {
+                    tend = true;
                     let server = redis.entry(poke.redis_pool.clone()).or_insert_with(|| RedisServer {
                         poke: poke.clone(),
                         conn: None,
@@ -148,15 +217,10 @@ fn keep(rx: Receiver<Job>) {
                 }
             }
         }
-        // Redis first: its work is a few commands, and a test process may
-        // be waiting for the next room while a clone runs.
-        // A server that does not answer is forgotten (its container was
-        // replaced, or the run is ending) until a process tells of it again.
-        if redis_poked {
+        // A server that does not answer is forgotten until a process tells
+        // of it again.
+        if tend {
             redis.retain(|_, server| runtime.block_on(server.tend()));
-        }
-        if postgres_poked {
-            servers.retain(|_, server| runtime.block_on(server.tend()));
         }
         if !finished.is_empty() {
             for server in redis.values_mut().filter(|s| s.poke.outlives_run) {
@@ -279,48 +343,66 @@ impl Server {
         self.client.as_ref()
     }
 
-    /// Tops each template's pool up to its target (what the next tests
-    /// take), then drops what ended processes left to drop; `false` when
-    /// the server does not answer (its container was replaced, or the run
-    /// is ending), and the keeper forgets it until a process tells of it
-    /// again.
-    async fn tend(&mut self) -> bool {
+    /// Does `role`'s work on the server: tops each template's pool up to
+    /// its target (what the next tests take), or drops what ended processes
+    /// left to drop. `false` when the server does not answer (its container
+    /// was replaced, or the run is ending), and the keeper forgets it until
+    /// a process tells of it again.
+    async fn tend(&mut self, role: Role) -> bool {
         let pool = self.poke.pool.clone();
-        let templates: Vec<String> = self.templates.iter().cloned().collect();
-        let known = self.strategy;
-        let Some(client) = self.connect().await else { return false };
-        let strategy = match known {
-            Some(strategy) => strategy,
-            None => takes_strategy(client).await,
-        };
-        for template in &templates {
-            // Bounded: processes that take meanwhile poke again.
-            for _ in 0..run_pool::TARGET {
-                if run_pool::len(&pool, template) >= run_pool::TARGET {
-                    break;
+        match role {
+            Role::Clones => {
+                let templates: Vec<String> = self.templates.iter().cloned().collect();
+                let known = self.strategy;
+                let Some(client) = self.connect().await else { return false };
+                let strategy = match known {
+                    Some(strategy) => strategy,
+                    None => takes_strategy(client).await,
+                };
+                for template in &templates {
+                    // Bounded: processes that take meanwhile poke again.
+                    for _ in 0..run_pool::TARGET {
+                        if run_pool::len(&pool, template) >= run_pool::TARGET {
+                            break;
+                        }
+                        let name = room_name();
+                        if client.batch_execute(&clone_statement(&name, template, strategy)).await.is_err() {
+                            break;
+                        }
+                        if run_pool::offer(&pool, template, &name).is_err() {
+                            let _ = client.batch_execute(&drop_statement(&name)).await;
+                        }
+                    }
                 }
-                let name = room_name();
-                if client.batch_execute(&clone_statement(&name, template, strategy)).await.is_err() {
-                    break;
+                self.strategy = Some(strategy);
+            }
+            Role::Drops => {
+                // Each stays on the list until it is dropped: a keeper killed
+                // meanwhile loses none (its replacement, or the run's end,
+                // has it).
+                let retired = run_pool::retired(&pool);
+                if retired.is_empty() {
+                    return true;
                 }
-                if run_pool::offer(&pool, template, &name).is_err() {
-                    let _ = client.batch_execute(&drop_statement(&name)).await;
-                }
+                let Some(client) = self.connect().await else { return false };
+                drop_retired(client, &pool, &retired).await;
             }
         }
-        // Each stays on the list until it is dropped: a keeper killed
-        // meanwhile loses none (its replacement, or the run's end, has it).
-        let retired = run_pool::retired(&pool);
-        if !retired.is_empty() {
-            let making = still_made(client, &retired).await;
-            for r in retired.iter().filter(|r| !making.contains(&r.name)) {
-                if client.batch_execute(&drop_statement(&r.name)).await.is_ok() {
-                    run_pool::forget_retired(&pool, &r.name);
-                }
-            }
-        }
-        self.strategy = Some(strategy);
         true
+    }
+}
+
+/// Drops what ended processes left to drop on `pool`'s server, each once
+/// no `CREATE DATABASE` of it is still running.
+async fn drop_retired(on: &tokio_postgres::Client, pool: &std::path::Path, retired: &[run_pool::Retired]) {
+    if retired.is_empty() {
+        return;
+    }
+    let making = still_made(on, retired).await;
+    for r in retired.iter().filter(|r| !making.contains(&r.name)) {
+        if on.batch_execute(&drop_statement(&r.name)).await.is_ok() {
+            run_pool::forget_retired(pool, &r.name);
+        }
     }
 }
 
@@ -350,8 +432,98 @@ mod tests {
                 strategy: None,
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            assert!(!runtime.block_on(server.tend()), "a server that does not answer is given up");
+            assert!(!runtime.block_on(server.tend(Role::Clones)), "a server that does not answer is given up");
             assert!(!pool.exists(), "and nothing was made for it");
+        }
+
+        /// A server that reads RESP commands and answers each with the next
+        /// integer (a lease script's reply: the database leased).
+        fn fake_redis() -> u16 {
+            use std::io::{BufRead, BufReader, Read, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                let mut next = 0u32;
+                for stream in listener.incoming().flatten() {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        let args: usize = line.trim().trim_start_matches('*').parse().unwrap_or(0);
+                        for _ in 0..args {
+                            line.clear();
+                            reader.read_line(&mut line).unwrap();
+                            let len: usize = line.trim().trim_start_matches('$').parse().unwrap();
+                            let mut arg = vec![0; len + 2];
+                            reader.read_exact(&mut arg).unwrap();
+                        }
+                        line.clear();
+                        next += 1;
+                        if out.write_all(format!(":{next}\r\n").as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            port
+        }
+
+        #[test]
+        fn lease_redis_rooms_while_a_postgres_server_hangs() {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            use std::sync::Arc;
+            // A Postgres that takes the keeper's connection and never
+            // answers it: the keeper's Postgres work waits on it.
+            let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let hung_port = hung.local_addr().unwrap().port();
+            let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (a, c) = (accepted.clone(), closed.clone());
+            std::thread::spawn(move || {
+                for stream in hung.incoming().flatten() {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        use std::io::Read;
+                        let mut stream = stream;
+                        let mut buf = [0; 512];
+                        while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+                        c.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            });
+            let dir = std::env::temp_dir().join(format!("cleanroom-keeper-hung-{}", std::process::id()));
+            let login = Login {
+                host: "127.0.0.1".into(),
+                port: hung_port,
+                user: "u".into(),
+                password: "p".into(),
+                database: "d".into(),
+            };
+            let postgres = Work::Postgres(Poke { pool: dir.join("pg"), template: "t".into(), login });
+            poke(&serde_json::to_string(&postgres).unwrap());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while accepted.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert!(accepted.load(Ordering::SeqCst) > 0, "the keeper logs in to the Postgres it was told of");
+            let redis_pool = dir.join("redis");
+            let redis = Work::Redis(RedisPoke {
+                redis_pool: redis_pool.clone(),
+                host: "127.0.0.1".into(),
+                port: fake_redis(),
+                password: None,
+                holder: "keeper:test".into(),
+                outlives_run: false,
+            });
+            poke(&serde_json::to_string(&redis).unwrap());
+            while redis_pool::ready_len(&redis_pool) < redis_pool::TARGET && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let ready = redis_pool::ready_len(&redis_pool);
+            let still_waiting = closed.load(Ordering::SeqCst) == 0;
+            let _ = std::fs::remove_dir_all(&dir);
+            assert_eq!(ready, redis_pool::TARGET, "the Redis rooms are leased ahead");
+            assert!(still_waiting, "while the Postgres keeper still waits for its server");
         }
     }
 }
