@@ -45,10 +45,28 @@ impl TemplateSource {
     }
 
     /// The source for `schema`: none means the server's empty template.
+    /// Read once per process: the run's start reads each schema its tests
+    /// ask for, and every room after takes that reading (the same scripts,
+    /// not a second reading that a file changed since could make another
+    /// template). A schema that cannot be read is read again by each asker,
+    /// whose error names it.
     pub(crate) fn for_schema(schema: Option<&Schema>) -> Result<TemplateSource, Error> {
-        match schema {
-            Some(s) => TemplateSource::read(s),
-            None => Ok(TemplateSource::empty()),
+        type Read = (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<crate::MigrationTool>);
+        static READ: Mutex<Vec<(Read, TemplateSource)>> = Mutex::new(Vec::new());
+        let Some(schema) = schema else { return Ok(TemplateSource::empty()) };
+        let key: Read = (schema.migrations.clone(), schema.init.clone(), schema.tool);
+        let read = || READ.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, source)) = read().iter().find(|(k, _)| *k == key) {
+            return Ok(source.clone());
+        }
+        let source = TemplateSource::read(schema)?;
+        let mut read = read();
+        match read.iter().find(|(k, _)| *k == key) {
+            Some((_, first)) => Ok(first.clone()),
+            None => {
+                read.push((key, source.clone()));
+                Ok(source)
+            }
         }
     }
 
