@@ -173,10 +173,11 @@ pub(crate) fn end_unclaimed() {
     }
     let mut ahead = ahead();
     let rooms = ahead.unclaimed();
-    let test = crate::catalog::registered_tests()
-        .find(|t| ahead.test == Some(key(t)))
-        .map(|t| t.test_name())
-        .unwrap_or_default();
+    // Only a process's one selected test has rooms opened ahead.
+    let test = match crate::selection::selected_tests() {
+        &[desc] if ahead.test == Some(key(desc)) => desc.test_name(),
+        _ => String::new(),
+    };
     DONE.store(true, Ordering::Release);
     drop(ahead);
     if !rooms.is_empty() {
