@@ -139,6 +139,9 @@ pub(crate) fn finish() {
 /// a server that does not answer keeps them until they expire.
 const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The longest a keeper waits to log in to a server.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a Postgres keeper's thread does for each server it is told of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -335,8 +338,12 @@ impl Server {
     async fn connect(&mut self) -> Option<&tokio_postgres::Client> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let mut config = self.poke.login.config("cleanroom");
-            config.connect_timeout(std::time::Duration::from_secs(10));
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+            config.connect_timeout(CONNECT_WAIT);
+            // The whole login, not only the socket's connect (all that
+            // `connect_timeout` bounds): a server that takes the connection
+            // and never answers is given up, not waited for.
+            let login = tokio::time::timeout(CONNECT_WAIT, config.connect(tokio_postgres::NoTls));
+            let (client, connection) = login.await.ok()?.ok()?;
             tokio::spawn(connection);
             self.client = Some(client);
         }
@@ -395,9 +402,6 @@ impl Server {
 /// Drops what ended processes left to drop on `pool`'s server, each once
 /// no `CREATE DATABASE` of it is still running.
 async fn drop_retired(on: &tokio_postgres::Client, pool: &std::path::Path, retired: &[run_pool::Retired]) {
-    if retired.is_empty() {
-        return;
-    }
     let making = still_made(on, retired).await;
     for r in retired.iter().filter(|r| !making.contains(&r.name)) {
         if on.batch_execute(&drop_statement(&r.name)).await.is_ok() {

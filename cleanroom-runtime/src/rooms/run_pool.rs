@@ -117,7 +117,14 @@ fn write_retired(server: &Path, database: &str, content: &[u8]) -> std::io::Resu
     let _ = crate::util::paths::create_runtime_dir();
     let dir = retired_dir(server);
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(database), content)
+    // Whole when it appears: written under a hidden name, then renamed. A
+    // dropper reading it half-written would take an unfinished database for
+    // a finished one, drop nothing, and let the server make it after.
+    let hidden = dir.join(format!(".{database}.{}", std::process::id()));
+    std::fs::write(&hidden, content)?;
+    std::fs::rename(&hidden, dir.join(database)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&hidden);
+    })
 }
 
 /// A database left to drop ([`retire`], [`retire_unfinished`]).
@@ -136,6 +143,7 @@ pub(crate) fn retired(server: &Path) -> Vec<Retired> {
     let Ok(list) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut out: Vec<Retired> = list
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| {
             let unfinished = std::fs::read(e.path()).is_ok_and(|c| c == UNFINISHED);
             Retired { name: e.file_name().to_string_lossy().into_owned(), unfinished }
@@ -168,6 +176,8 @@ mod tests {
             retire(&server, "cleanroom_t_1").unwrap();
             retire_unfinished(&server, "cleanroom_t_2").unwrap();
             assert!(retired_dir(&server).join("cleanroom_t_2").exists());
+            // One being written by another process: not listed until whole.
+            std::fs::write(retired_dir(&server).join(".cleanroom_t_3.1"), b"").unwrap();
             let taken = take_retired(&server);
             let _ = std::fs::remove_dir_all(&server);
             assert_eq!(
