@@ -267,31 +267,9 @@ fn processes_of_a_nextest_run_take_databases_that_earlier_ones_cloned_ahead() {
     // process ended before its drop was sent, by the next one that clones.
     let postgres = service_containers(&session, "postgres");
     assert_eq!(postgres.len(), 1, "the run has one Postgres: {postgres:?}");
-    let pool_dir = cleanroom_runtime::admin::runtime_dir().join("pgpool");
     // What the server holds besides the run's pool, and which of that no
     // list of the run's names (the pool, what is left to drop).
-    let survey = || -> (Vec<String>, Vec<String>, Vec<String>) {
-        let databases = docker(&[
-            "exec",
-            &postgres[0],
-            "sh",
-            "-c",
-            "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"SELECT datname FROM pg_database\"",
-        ]);
-        let pooled: Vec<String> = walk_names(&pool_dir);
-        let left: Vec<String> = databases
-            .lines()
-            .filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d))
-            .map(str::to_string)
-            .collect();
-        let retired: Vec<String> = pg_pool_dirs(&postgres[0])
-            .into_iter()
-            .flat_map(|dir| std::fs::read_dir(dir.join(".retired")).into_iter().flatten().flatten())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        let unknown = left.iter().filter(|d| !retired.contains(d)).cloned().collect();
-        (left, unknown, pooled)
-    };
+    let survey = || survey_databases(&postgres[0]);
     // Whatever is left, the run knows of: the reaper (or the next process,
     // or the run's end) drops it. A clone the reaper is making is known to
     // it alone until it is in the pool, a moment later: asked again then.
@@ -601,6 +579,13 @@ fn nextest_processes_then(
 /// The test databases (`cleanroom_t_…`) on the Postgres of container `id`
 /// that are neither in one of its pools nor left to be dropped.
 fn databases_known_to_nobody(id: &str) -> Vec<String> {
+    survey_databases(id).1
+}
+
+/// What the Postgres container `id` holds besides its pools: the test
+/// databases in no pool, those of them not left to drop either (known to
+/// nobody), and the pools' names.
+fn survey_databases(id: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let databases = docker(&[
         "exec",
         id,
@@ -615,11 +600,13 @@ fn databases_known_to_nobody(id: &str) -> Vec<String> {
         .flat_map(|dir| std::fs::read_dir(dir.join(".retired")).into_iter().flatten().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    databases
+    let left: Vec<String> = databases
         .lines()
-        .filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d) && !retired.iter().any(|r| r == d))
+        .filter(|d| d.starts_with("cleanroom_t_") && !pooled.iter().any(|p| p == d))
         .map(str::to_string)
-        .collect()
+        .collect();
+    let unknown = left.iter().filter(|d| !retired.contains(d)).cloned().collect();
+    (left, unknown, pooled)
 }
 
 /// The directories of the Postgres pools of the container `id` (one per
