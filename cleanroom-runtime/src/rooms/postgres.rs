@@ -51,20 +51,18 @@ impl TemplateSource {
     /// template). A schema that cannot be read is read again by each asker,
     /// whose error names it.
     pub(crate) fn for_schema(schema: Option<&Schema>) -> Result<TemplateSource, Error> {
-        type Read = (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<crate::MigrationTool>);
-        static READ: Mutex<Vec<(Read, TemplateSource)>> = Mutex::new(Vec::new());
+        static READ: Mutex<Vec<(Schema, TemplateSource)>> = Mutex::new(Vec::new());
         let Some(schema) = schema else { return Ok(TemplateSource::empty()) };
-        let key: Read = (schema.migrations.clone(), schema.init.clone(), schema.tool);
         let read = || READ.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, source)) = read().iter().find(|(k, _)| *k == key) {
+        if let Some((_, source)) = read().iter().find(|(s, _)| s.same_as(schema)) {
             return Ok(source.clone());
         }
         let source = TemplateSource::read(schema)?;
         let mut read = read();
-        match read.iter().find(|(k, _)| *k == key) {
+        match read.iter().find(|(s, _)| s.same_as(schema)) {
             Some((_, first)) => Ok(first.clone()),
             None => {
-                read.push((key, source.clone()));
+                read.push((schema.clone(), source.clone()));
                 Ok(source)
             }
         }
